@@ -1,0 +1,133 @@
+"""Settings for the Orchestrator: one module, everything read from the environment.
+
+See README.md ("Configuration") for every variable. A bad value raises ImproperlyConfigured
+naming the variable, so the service refuses to start rather than failing mid-run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator_site.embedded_db import embedded_database_url
+from orchestrator_site.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_json_object,
+    env_paths,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("ORCHESTRATOR_VAR_DIR") or BASE_DIR / "var")
+
+DEBUG = env_bool("DEBUG", default=False)
+# A random-per-checkout key would log everyone out on restart; a fixed dev key is only
+# acceptable because the service binds to localhost by default. Set SECRET_KEY elsewhere.
+SECRET_KEY = env_str("SECRET_KEY") or "dev-only-insecure-key-set-SECRET_KEY-in-production"
+ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
+
+INSTALLED_APPS = [
+    "daphne",
+    "runs",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    "django_htmx",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "orchestrator_site.urls"
+ASGI_APPLICATION = "orchestrator_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = env_str("DATABASE_URL") or embedded_database_url(VAR_DIR / "pgdata")
+DATABASES = {"default": database_from_url("DATABASE_URL", _database_url)}
+# Workers talk to the database many times a second; reconnecting each time would dominate.
+DATABASES["default"]["CONN_MAX_AGE"] = 300
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
+        }
+    }
+else:
+    # In-process layer: web and worker must share one process (`make run` does that).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+LOGIN_URL = "/admin/login/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "runs": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    },
+}
+
+# --- The Orchestrator itself -------------------------------------------------------------
+# The model every agent of a run uses, as provider/model.
+ORCHESTRATOR_MODEL = env_str("ORCHESTRATOR_MODEL", "llama-swap/qwen3.6-35b-a3b-mxfp4")
+# Overrides the selected provider's base URL (e.g. a llama-swap on another port).
+ORCHESTRATOR_BASE_URL = env_str("ORCHESTRATOR_BASE_URL")
+# Extra or overridden providers: {"name": {"base_url": "...", "slots": 2, ...}}.
+ORCHESTRATOR_PROVIDERS = env_json_object("ORCHESTRATOR_PROVIDERS")
+# Concurrent requests the model server takes (llama.cpp --parallel); 0 = the provider's own.
+ORCHESTRATOR_SLOTS = env_int("ORCHESTRATOR_SLOTS", 0)
+# Targets must lie under one of these directories.
+ORCHESTRATOR_ALLOWED_ROOTS = env_paths("ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()])
+ORCHESTRATOR_CHAT_WEBHOOK = env_str("ORCHESTRATOR_CHAT_WEBHOOK")
+# A worker that stops heart-beating loses its steps after this long.
+ORCHESTRATOR_LEASE_SECONDS = env_float("ORCHESTRATOR_LEASE_SECONDS", 15.0, minimum=1.0)
+# The worker re-reads the database this often even when no wake-up message arrives.
+ORCHESTRATOR_SWEEP_SECONDS = env_float("ORCHESTRATOR_SWEEP_SECONDS", 2.0, minimum=0.1)
+# How many steps one worker process runs at once (each mostly waits on the model).
+ORCHESTRATOR_WORKER_CONCURRENCY = env_int("ORCHESTRATOR_WORKER_CONCURRENCY", 16, minimum=1)
+# Scripted demo model knobs (only used when the model is demo/scripted).
+ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)

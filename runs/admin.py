@@ -1,0 +1,86 @@
+"""Run inspection in the Django admin: runs with their steps, sessions and events read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from runs import services
+from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class FlowStepInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
+    model = FlowStep
+    fields = (
+        "key",
+        "role",
+        "status",
+        "attempt",
+        "tokens_in",
+        "tokens_out",
+        "tool_calls",
+        "last_tool",
+        "error",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(FlowRun)
+class FlowRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("id", "flow", "band", "fast", "status", "confidence", "owner", "created_at")
+    list_filter = ("status", "flow", "band", "origin")
+    search_fields = ("focus", "target", "id")
+    readonly_fields = [f.name for f in FlowRun._meta.fields]
+    inlines = [FlowStepInline]
+    actions = ["cancel_runs", "retry_failed_steps"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[FlowRun]) -> None:
+        done = sum(services.cancel_run(run.id) for run in queryset)
+        self.message_user(request, f"Cancelled {done} run(s).", messages.SUCCESS)
+
+    @admin.action(description="Retry failed steps of selected runs")
+    def retry_failed_steps(self, request: HttpRequest, queryset: QuerySet[FlowRun]) -> None:
+        retried = 0
+        for run in queryset:
+            failed = run.steps.filter(status=StepStatus.FAILED).order_by("position").first()
+            if failed is not None and services.retry_step(run.id, failed.key):
+                retried += 1
+        self.message_user(request, f"Retrying {retried} run(s).", messages.SUCCESS)
+
+
+@admin.register(FlowStep)
+class FlowStepAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("key", "run", "status", "attempt", "tokens_out", "tool_calls")
+    list_filter = ("status", "kind")
+    readonly_fields = [f.name for f in FlowStep._meta.fields]
+
+
+@admin.register(AgentSession)
+class AgentSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("step", "attempt", "worker", "turns_completed", "resumed_from_turn")
+    readonly_fields = [f.name for f in AgentSession._meta.fields]
+
+
+@admin.register(AgentEvent)
+class AgentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("session", "seq", "kind", "created_at")
+    list_filter = ("kind",)
+    readonly_fields = [f.name for f in AgentEvent._meta.fields]

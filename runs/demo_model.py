@@ -1,0 +1,23 @@
+"""The scripted demo model, started inside whichever process runs agents, on first use."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings
+
+_lock = threading.Lock()
+_server: Any = None
+
+
+def demo_server_url() -> str:
+    global _server
+    with _lock:
+        if _server is None:
+            from runs.fakemodel.server import ScriptedModelServer
+
+            rate = settings.ORCHESTRATOR_DEMO_TOKEN_RATE or None
+            _server = ScriptedModelServer(token_rate=rate)
+            _server.start()
+        return str(_server.url)

@@ -1,0 +1,121 @@
+"""`manage.py launch_flow FLOW --target PATH`: start a run; --wait watches it to the report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from flows.models import BANDS
+from runs.models import RunStatus
+from runs.progress import run_lines
+from runs.services import LaunchError, launch_run
+from runs.worker import Engine
+
+REFRESH_SECONDS = 0.5
+
+
+class Command(BaseCommand):
+    help = "Launch a flow on a target directory; --wait watches every agent and prints the report."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("flow", help="flow slug, e.g. code-review")
+        parser.add_argument("--target", required=True, help="directory to analyse (read-only)")
+        parser.add_argument("--band", default="small", help=f"one of {', '.join(BANDS)}")
+        parser.add_argument("--fast", action="store_true", help="cap each agent's depth")
+        parser.add_argument("--focus", default="", help="the question or focus for the agents")
+        parser.add_argument("--wait", action="store_true", help="watch the run until it ends")
+        parser.add_argument("--output", help="also write the report (Markdown) to this file")
+        parser.add_argument("--user", help="owner of the run (username); default: none")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        owner = self._owner(options.get("user"))
+        try:
+            run = launch_run(
+                flow=options["flow"],
+                target=options["target"],
+                band=options["band"],
+                fast=options["fast"],
+                focus=options["focus"],
+                owner=owner,
+            )
+        except (LaunchError, ImproperlyConfigured) as exc:
+            raise CommandError(str(exc)) from None
+        if not options["wait"]:
+            self.stdout.write(str(run.id))
+            return
+        self.stdout.write(f"run {run.id}")
+        asyncio.run(self._watch(run.id))
+        run.refresh_from_db()
+        self.stdout.write("")
+        self.stdout.write(run.report)
+        if options.get("output"):
+            self._write_report(Path(options["output"]), run.report)
+        if run.status != RunStatus.SUCCEEDED:
+            self.stderr.write(f"run {run.status}: {run.error or run.summary}")
+            sys.exit(1)
+
+    def _owner(self, username: str | None) -> Any:
+        if not username:
+            return None
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"no user named {username!r}")
+        return user
+
+    async def _watch(self, run_id: Any) -> None:
+        """Run an engine for this run in-process (harmless beside other workers) and draw it."""
+        engine = Engine(run_id=run_id)
+        task = asyncio.create_task(engine.run())
+        drawn = 0
+        last: list[str] = []
+        try:
+            while not task.done():
+                drawn, last = await self._draw(run_id, drawn, last)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), REFRESH_SECONDS)
+            await self._draw(run_id, drawn, last)
+            task.result()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            engine.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+
+    async def _draw(self, run_id: Any, drawn: int, last: list[str]) -> tuple[int, list[str]]:
+        _, lines = await sync_to_async(run_lines)(run_id)
+        if self.stdout.isatty():
+            if drawn:
+                self.stdout.write(f"\x1b[{drawn}F\x1b[J", ending="")
+            self.stdout.write("\n".join(lines))
+            self.stdout.flush()
+            return len(lines), lines
+        # Not a terminal (a log, CI): print a line only when that agent's state changed.
+        shown = {line.split()[0]: _state(line) for line in last[1:]}
+        stamp = time.strftime("%H:%M:%S")
+        if not last or lines[0] != last[0]:
+            self.stdout.write(f"[{stamp}] {lines[0]}")
+        for line in lines[1:]:
+            if shown.get(line.split()[0]) != _state(line):
+                self.stdout.write(f"[{stamp}] {line}")
+        return 0, lines
+
+    def _write_report(self, path: Path, report: str) -> None:
+        try:
+            path.write_text(report, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"could not write the report to {path}: {exc.strerror}") from None
+        self.stdout.write(f"report written to {path}")
+
+
+def _state(line: str) -> str:
+    """The part of a progress line that is worth a new log line: status and current tool."""
+    parts = line.split("  ")
+    return " ".join(p.strip() for p in parts[1:2])

@@ -1,0 +1,99 @@
+"""`manage.py serve`: daphne (HTTP + WebSockets) and the run engine in one process.
+
+One process is what makes the in-process channel layer work when REDIS_URL is unset; with
+Redis, more workers can run beside it (`manage.py runworker orchestrator.dispatch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from runs.modelconfig import resolve_model
+
+log = logging.getLogger("runs")
+
+
+class Command(BaseCommand):
+    help = "Serve the Orchestrator (web + worker) on 127.0.0.1:PORT."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--no-worker", action="store_true", help="serve the web only")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Daphne installs its Twisted reactor on import, so it is imported only here.
+        from daphne.server import Server
+        from twisted.internet import reactor
+
+        from orchestrator_site.asgi import application
+        from runs.worker import EngineWorker
+
+        self._check_model()
+        app = ASGIStaticFilesHandler(application)
+        worker: EngineWorker | None = None
+        if not options["no_worker"]:
+            from channels.layers import get_channel_layer
+
+            worker = EngineWorker(
+                application=application,
+                channels=["orchestrator.dispatch"],
+                channel_layer=get_channel_layer(),
+            )
+
+        def start_worker() -> None:
+            if worker is not None:
+                asyncio.get_event_loop().create_task(worker.handle())
+
+        def stop_worker() -> None:
+            from runs.worker import current_engine
+
+            engine = current_engine()
+            if engine is not None:
+                engine.stop()
+
+        reactor.addSystemEventTrigger("before", "shutdown", stop_worker)  # type: ignore[attr-defined]
+        url = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write(f"Orchestrator serving {url}  (Ctrl-C stops)")
+        self.stdout.write("First time? Create your login with: python manage.py createsuperuser")
+        server = Server(
+            application=app,
+            endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],
+            ready_callable=start_worker,
+            verbosity=0,
+        )
+        server.run()
+
+    def _check_model(self) -> None:
+        from runs.backends.base import BackendError
+        from runs.backends.openai import probe_models
+
+        try:
+            model = resolve_model()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        if model.is_demo:
+            self.stdout.write(
+                f"Model: {model.model_id} (scripted demo model at {model.endpoint.base_url})"
+            )
+            return
+        try:
+            served = asyncio.run(probe_models(model.endpoint.base_url))
+        except BackendError as exc:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"No model server answers at {model.endpoint.base_url} ({exc}).\n"
+                    "Start llama-swap (or any OpenAI-compatible server), point "
+                    "ORCHESTRATOR_BASE_URL at it, or try the scripted demo model: "
+                    "make run MODEL=demo"
+                )
+            )
+            return
+        note = "" if model.name in served else f" (the server lists: {', '.join(served[:5])})"
+        self.stdout.write(f"Model: {model.model_id} at {model.endpoint.base_url}{note}")

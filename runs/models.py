@@ -1,0 +1,206 @@
+"""Runs, their steps, one agent session per step attempt, and the events each session streamed.
+
+PostgreSQL rows are the truth; everything else (channel messages, the pane) follows them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.urls import reverse
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"  # created; no step has been claimed yet
+    RUNNING = "running"  # at least one step has been claimed and the run is not over
+    SUCCEEDED = "succeeded"  # the validator gate finished; the report is final
+    FAILED = "failed"  # the report could not be produced or validated (reasons in error)
+    CANCELLED = "cancelled"  # a person stopped it; nothing more will start
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending"  # waiting for its dependencies to finish
+    READY = "ready"  # dependencies done; waiting for a worker to claim it
+    QUEUED = "queued"  # claimed; waiting for a model slot or for the model's first byte
+    RUNNING = "running"  # the model is streaming this agent's output
+    SUCCEEDED = "succeeded"  # finished with an output
+    FAILED = "failed"  # gave up after bounded retries; error says why
+    CANCELLED = "cancelled"  # stopped because the run was cancelled
+    SKIPPED = "skipped"  # never ran because a dependency did not succeed
+
+
+TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_STEP = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED}
+)
+ACTIVE_STEP = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
+
+
+class Origin(models.TextChoices):
+    SLASH = "slash"
+    BUTTON = "button"
+    CLI = "cli"
+    API = "api"
+
+
+class HostPane(models.TextChoices):
+    CHAT = "chat"
+    CODER = "coder"
+    NONE = "none"
+
+
+class FlowRun(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    flow = models.CharField(max_length=50)
+    band = models.CharField(max_length=10, default="small")
+    fast = models.BooleanField(default=False)
+    target = models.CharField(max_length=1000)
+    focus = models.TextField(blank=True)
+    model = models.CharField(max_length=200)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.CLI)
+    host_pane = models.CharField(max_length=10, choices=HostPane.choices, default=HostPane.NONE)
+    status = models.CharField(
+        max_length=12, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    report = models.TextField(blank=True)
+    report_data = models.JSONField(default=dict, blank=True)
+    summary = models.TextField(blank=True)
+    confidence = models.CharField(max_length=10, blank=True)
+    error = models.TextField(blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "flow_runs"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.flow} ({self.band}) {self.status}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("runs:pane", args=[self.id])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_RUN
+
+
+class FlowStep(models.Model):
+    run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=50)
+    role = models.CharField(max_length=50)
+    title = models.CharField(max_length=80)
+    kind = models.CharField(max_length=12)
+    position = models.PositiveSmallIntegerField()
+    depends_on = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+    tolerates_failed_deps = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=10, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True
+    )
+    attempt = models.PositiveSmallIntegerField(default=0)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # True while this step occupies one of its model's slots (the cap holds across workers).
+    holds_slot = models.BooleanField(default=False)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    tool_calls = models.PositiveIntegerField(default=0)
+    last_tool = models.CharField(max_length=200, blank=True)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "flow_steps"
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="flow_step_key_unique_per_run")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def first_token_seconds(self) -> float | None:
+        if self.started_at is None or self.first_token_at is None:
+            return None
+        return max(0.0, (self.first_token_at - self.started_at).total_seconds())
+
+
+class AgentSession(models.Model):
+    """One attempt at one step: the transcript is checkpointed after every completed turn."""
+
+    step = models.ForeignKey(FlowStep, on_delete=models.CASCADE, related_name="sessions")
+    attempt = models.PositiveSmallIntegerField()
+    worker = models.CharField(max_length=100)
+    backend = models.CharField(max_length=50)
+    model = models.CharField(max_length=200)
+    transcript = models.JSONField(default=list)
+    turns_completed = models.PositiveSmallIntegerField(default=0)
+    resumed_from_turn = models.PositiveSmallIntegerField(default=0)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    tool_calls = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "agent_sessions"
+        ordering = ["step", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["step", "attempt"], name="agent_session_per_attempt")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step.key} attempt {self.attempt}"
+
+
+class EventKind(models.TextChoices):
+    TEXT = "text"
+    REASONING = "reasoning"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    STATUS = "status"
+    ERROR = "error"
+
+
+class AgentEvent(models.Model):
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
+    # Denormalised so a pane loads one agent's history with one indexed query.
+    step = models.ForeignKey(FlowStep, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=EventKind.choices)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "agent_events"
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="agent_event_seq_unique")
+        ]
+        indexes = [models.Index(fields=["step", "id"], name="agent_event_step_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.seq} {self.kind}"

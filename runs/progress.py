@@ -1,0 +1,58 @@
+"""One line per agent, for the terminal: status, elapsed, tokens, current tool."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.db.models import Q
+
+from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepStatus
+
+
+def queue_positions(run: FlowRun) -> dict[int, int]:
+    """For this run's steps waiting on a model slot: how many live steps are ahead of each."""
+    waiting = list(run.steps.filter(status=StepStatus.QUEUED, holds_slot=False))
+    positions = {}
+    for step in waiting:
+        positions[step.id] = (
+            FlowStep.objects.filter(run__model=run.model, status__in=ACTIVE_STEP, holds_slot=False)
+            .filter(Q(queued_at__lt=step.queued_at) | Q(queued_at=step.queued_at, id__lt=step.id))
+            .count()
+            + 1
+        )
+    return positions
+
+
+def status_label(step: FlowStep, position: int | None) -> str:
+    if step.status == StepStatus.QUEUED:
+        if step.holds_slot:
+            return "queued (waiting for the model's first byte)"
+        return f"queued (#{position} for a model slot)" if position else "queued"
+    if step.attempt > 1 and step.status in ACTIVE_STEP:
+        return f"{step.status} (attempt {step.attempt})"
+    return str(step.status)
+
+
+def step_line(step: FlowStep, position: int | None = None, width: int = 18) -> str:
+    elapsed = step.elapsed_seconds
+    parts = [
+        f"{step.key:<{width}}",
+        f"{status_label(step, position):<44}",
+        f"{elapsed:6.1f}s" if elapsed is not None else "     -",
+        f"tokens {step.tokens_in}/{step.tokens_out}",
+        f"tools {step.tool_calls}",
+    ]
+    if step.status in ACTIVE_STEP and step.last_tool:
+        parts.append(step.last_tool)
+    if step.status == StepStatus.FAILED and step.error:
+        parts.append(f"error: {step.error}")
+    return "  ".join(parts)
+
+
+def run_lines(run_id: UUID) -> tuple[FlowRun, list[str]]:
+    run = FlowRun.objects.get(id=run_id)
+    steps = list(run.steps.all())
+    positions = queue_positions(run)
+    width = max((len(s.key) for s in steps), default=10) + 2
+    header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · {run.status}"
+    return run, [header] + [step_line(s, positions.get(s.id), width) for s in steps]

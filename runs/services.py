@@ -1,0 +1,127 @@
+"""What the CLI, the pane and the admin call: launch, cancel, retry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+from flows.registry import check_band, get_flow
+from runs import scheduler
+from runs.modelconfig import configured_model_id
+from runs.models import FlowRun, FlowStep, HostPane, Origin, StepStatus
+
+log = logging.getLogger(__name__)
+DISPATCH_CHANNEL = "orchestrator.dispatch"
+MAX_FOCUS_CHARS = 4000
+
+
+class LaunchError(ValueError):
+    """Bad input to a launch; the message is shown to the person as is."""
+
+
+def resolve_target(raw: str) -> Path:
+    """The target as an absolute real directory under one of the allowed roots."""
+    if not raw or not raw.strip():
+        raise LaunchError("a target directory is required")
+    if "\x00" in raw:
+        raise LaunchError("the target path contains a NUL byte")
+    path = Path(raw.strip()).expanduser()
+    if not path.exists():
+        raise LaunchError(f"target {raw!r} does not exist")
+    if not path.is_dir():
+        raise LaunchError(f"target {raw!r} is not a directory")
+    real = path.resolve()
+    roots = settings.ORCHESTRATOR_ALLOWED_ROOTS
+    if not any(real == root or real.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise LaunchError(
+            f"target {str(real)!r} is outside the allowed roots ({allowed}); "
+            "set ORCHESTRATOR_ALLOWED_ROOTS to allow it"
+        )
+    return real
+
+
+def launch_run(
+    *,
+    flow: str,
+    target: str,
+    band: str = "small",
+    fast: bool = False,
+    focus: str = "",
+    owner: Any = None,
+    origin: str = Origin.CLI,
+    host_pane: str = HostPane.NONE,
+) -> FlowRun:
+    """Validate, create the run and its steps in one transaction, then wake a worker."""
+    try:
+        definition = get_flow(flow)
+        check_band(band)
+    except (LookupError, ValueError) as exc:
+        raise LaunchError(str(exc)) from None
+    if len(focus) > MAX_FOCUS_CHARS:
+        raise LaunchError(f"the focus text is too long ({len(focus)} > {MAX_FOCUS_CHARS} chars)")
+    if origin not in Origin.values or host_pane not in HostPane.values:
+        raise LaunchError("unknown origin or host pane")
+    real_target = resolve_target(target)
+    model_id = configured_model_id()
+    with transaction.atomic():
+        run = FlowRun.objects.create(
+            owner=owner if getattr(owner, "pk", None) else None,
+            flow=definition.slug,
+            band=band,
+            fast=fast,
+            target=str(real_target),
+            focus=focus.strip(),
+            model=model_id,
+            origin=origin,
+            host_pane=host_pane,
+        )
+        FlowStep.objects.bulk_create(
+            FlowStep(
+                run=run,
+                key=step.key,
+                role=step.role,
+                title=step.title,
+                kind=step.kind.value,
+                position=position,
+                depends_on=list(step.depends_on),
+                tolerates_failed_deps=step.tolerates_failed_deps,
+                status=StepStatus.PENDING if step.depends_on else StepStatus.READY,
+            )
+            for position, step in enumerate(definition.roster(band))  # type: ignore[arg-type]
+        )
+        transaction.on_commit(wake_workers)
+    log.info("launched %s run %s on %s", definition.slug, run.id, real_target)
+    return run
+
+
+def cancel_run(run_id: UUID) -> bool:
+    cancelled = scheduler.cancel_run(run_id)
+    if cancelled:
+        wake_workers()
+    return cancelled
+
+
+def retry_step(run_id: UUID, key: str) -> bool:
+    retried = scheduler.retry_step(run_id, key)
+    if retried:
+        wake_workers()
+    return retried
+
+
+def wake_workers() -> None:
+    """A hint only: workers also sweep the database every few seconds."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.send)(DISPATCH_CHANNEL, {"type": "engine.wake"})
+    except Exception:  # a full or unreachable layer must not fail the launch itself
+        log.warning("could not wake the workers; they will find the work on their next sweep")

@@ -1,0 +1,171 @@
+"""The worker: a Channels background consumer that owns the scheduler and agent dispatch.
+
+The database is the truth and a channel message only wakes the engine, which also sweeps on
+start and every few seconds, so a lost message delays nothing for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from typing import Any
+from uuid import UUID
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.worker import Worker
+from django.conf import settings
+
+from runs import scheduler
+from runs.agent import BackendFactory, execute_step
+from runs.models import TERMINAL_RUN, FlowRun
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 0.5  # also how fast a cancelled agent notices: well under a second
+
+_engine: Engine | None = None
+
+
+def current_engine() -> Engine | None:
+    return _engine
+
+
+class Engine:
+    """Claims ready steps, runs their agents as tasks, heartbeats their leases."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int | None = None,
+        run_id: UUID | None = None,
+        backend_factory: BackendFactory | None = None,
+    ) -> None:
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.concurrency = concurrency or settings.ORCHESTRATOR_WORKER_CONCURRENCY
+        self.run_id = run_id  # when set, only this run's steps (launch_flow --wait)
+        self.backend_factory = backend_factory
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run until stop(); with run_id, until that run has finished."""
+        global _engine
+        _engine = self
+        log.info("engine %s started (concurrency %d)", self.worker_id, self.concurrency)
+        beat = asyncio.create_task(self._heartbeat_forever())
+        try:
+            while not self._stopping:
+                await self.sweep()
+                if self.run_id is not None and not self.tasks and await self._run_finished():
+                    break
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), settings.ORCHESTRATOR_SWEEP_SECONDS)
+        finally:
+            beat.cancel()
+            await self._drain()
+            if _engine is self:
+                _engine = None
+            log.info("engine %s stopped", self.worker_id)
+
+    async def sweep(self) -> int:
+        """Claim what this engine has room for and start the agents; returns how many."""
+        free = self.concurrency - len(self.tasks)
+        if free <= 0 or self._stopping:
+            return 0
+        claimed = await database_sync_to_async(scheduler.claim_steps)(
+            self.worker_id, free, run_id=self.run_id
+        )
+        for step_id in claimed:
+            task = asyncio.create_task(
+                execute_step(
+                    step_id,
+                    self.worker_id,
+                    backend_factory=self.backend_factory,
+                    slot_freed=self._slot_freed,
+                )
+            )
+            self.tasks[step_id] = task
+            task.add_done_callback(lambda t, sid=step_id: self._step_done(sid, t))
+        return len(claimed)
+
+    def _step_done(self, step_id: int, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(step_id, None)
+        self._slot_freed.set()
+        self._wake.set()  # its dependants may be ready now
+        if not task.cancelled() and task.exception() is not None:
+            log.error("step %s task failed", step_id, exc_info=task.exception())
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            held = list(self.tasks)
+            if not held:
+                continue
+            try:
+                alive = await database_sync_to_async(scheduler.heartbeat)(self.worker_id, held)
+            except Exception:  # the database is away: keep going, leases may lapse
+                log.warning("heartbeat failed", exc_info=True)
+                continue
+            for step_id in set(held) - alive:
+                task = self.tasks.get(step_id)
+                if task is not None:
+                    log.info("step %s cancelled or taken over; stopping its agent", step_id)
+                    task.cancel()
+
+    async def _run_finished(self) -> bool:
+        status = await database_sync_to_async(
+            lambda: FlowRun.objects.values_list("status", flat=True).get(id=self.run_id)
+        )()
+        return status in TERMINAL_RUN
+
+    async def _drain(self) -> None:
+        """Stop the agents and hand their steps back so another worker resumes them."""
+        tasks = dict(self.tasks)
+        for task in tasks.values():
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for step_id in tasks:
+            with contextlib.suppress(Exception):
+                await database_sync_to_async(scheduler.release_step)(step_id, self.worker_id)
+
+
+class DispatchConsumer(AsyncConsumer):
+    """Listens on `orchestrator.dispatch`: each message only nudges this process's engine."""
+
+    async def engine_wake(self, message: dict[str, Any]) -> None:
+        engine = current_engine()
+        if engine is not None:
+            engine.wake()
+
+
+class EngineWorker(Worker):
+    """Channels' runworker server, with the engine running beside the channel listeners."""
+
+    async def handle(self) -> None:
+        engine = Engine()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, engine.stop)
+        listeners = asyncio.gather(super().handle())
+        try:
+            await engine.run()
+        finally:
+            listeners.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listeners

@@ -1,0 +1,100 @@
+"""Fixtures that build on each other: users -> a target project -> the scripted model -> runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SOURCE_FILES = {
+    "app/__init__.py": "",
+    "app/settings.py": 'DEBUG = True\nSECRET = "not-a-real-secret"\npassword = "hunter2"\n',
+    "app/views.py": (
+        "import subprocess\n\n\n"
+        "def run(cmd):\n"
+        "    # TODO: validate the command before running it\n"
+        "    return subprocess.run(cmd, shell=True)\n\n\n"
+        "def total(items):\n"
+        "    result = 0\n"
+        "    for item in items:\n"
+        "        result += item.price\n"
+        "    return result\n"
+    ),
+    "tests/test_views.py": "from app.views import total\n\n\ndef test_total():\n    assert total([]) == 0\n",
+    "README.md": "# Shop\n\nA tiny shop used as a review target.\n",
+}
+
+
+@pytest.fixture
+def target_dir(tmp_path: Path) -> Path:
+    """A small project to analyse, with code worth flagging."""
+    root = tmp_path / "shop"
+    for name, text in SOURCE_FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _allow_tmp_targets(settings: Any, tmp_path: Path) -> None:
+    settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp_path.resolve()]
+
+
+@pytest.fixture
+def scripted_model(settings: Any) -> Iterator[Any]:
+    """The project's scripted model server on a free port; runs use it over real HTTP."""
+    from runs.fakemodel.server import ScriptedModelServer
+
+    with ScriptedModelServer() as server:
+        settings.ORCHESTRATOR_MODEL = "demo/scripted"
+        settings.ORCHESTRATOR_BASE_URL = server.url
+        yield server
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice", password="alice-pass-123")
+
+
+def database_url() -> str:
+    """The test database as a URL, for processes the tests start themselves."""
+    from django.db import connection
+
+    conf = connection.settings_dict
+    auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
+    host = conf["HOST"] or ""
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{conf['NAME']}?host={host}"
+    port = f":{conf['PORT']}" if conf["PORT"] else ""
+    return f"postgresql://{auth}@{host}{port}/{conf['NAME']}"
+
+
+def manage_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(),
+        PYTHONUNBUFFERED="1",
+        ORCHESTRATOR_SWEEP_SECONDS="0.5",
+        **extra,
+    )
+    return env
+
+
+def start_manage(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A real `manage.py` process, output to a log file the test can show on failure."""
+    handle = log.open("wb")
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )

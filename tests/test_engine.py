@@ -1,0 +1,118 @@
+"""The engine in-process against the scripted model over real HTTP: whole runs, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from runs.faults_for_tests import fault_plan
+
+from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
+from runs.services import cancel_run, launch_run
+from runs.worker import Engine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_to_end(run: FlowRun, timeout: float = 60) -> FlowRun:
+    async def go() -> None:
+        await asyncio.wait_for(Engine(run_id=run.id).run(), timeout)
+
+    asyncio.run(go())
+    run.refresh_from_db()
+    return run
+
+
+def test_a_code_review_runs_end_to_end_and_cites_real_lines(scripted_model, target_dir: Path):
+    """Every agent succeeds once; the report leads with Summary and Confidence and cites code."""
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir), focus="security"))
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.report.startswith("## Summary\n")
+    assert "## Confidence: " in run.report.split("\n\n")[1]
+    assert "app/settings.py:" in run.report or "app/views.py:" in run.report
+    steps = list(run.steps.all())
+    assert {s.status for s in steps} == {StepStatus.SUCCEEDED}
+    assert all(s.attempt == 1 and s.sessions.count() == 1 for s in steps)
+    assert all(s.tokens_out > 0 and s.first_token_at is not None for s in steps)
+    specialists = [s for s in steps if s.kind == "specialist"]
+    assert all(s.tool_calls >= 2 for s in specialists)
+    assert run.tokens_out == sum(s.tokens_out for s in steps)
+
+
+def test_events_are_persisted_in_batches_with_gap_free_sequences(scripted_model, target_dir):
+    """Tokens are merged before they are written, and seq runs 1..N per session."""
+    run = run_to_end(launch_run(flow="research", target=str(target_dir)))
+    for session in AgentSession.objects.filter(step__run=run):
+        seqs = list(session.events.values_list("seq", flat=True))
+        assert seqs == list(range(1, len(seqs) + 1))
+    kinds = set(AgentEvent.objects.filter(step__run=run).values_list("kind", flat=True))
+    assert {"text", "reasoning", "tool_call", "tool_result", "status"} <= kinds
+    text_events = AgentEvent.objects.filter(step__run=run, kind="text").count()
+    assert text_events < run.tokens_out / 2, "text must be coalesced, not one row per token"
+
+
+def test_a_model_fault_on_one_agent_fails_that_agent_and_the_report_says_so(
+    scripted_model, target_dir
+):
+    """Bounded retries, then a clear step error; the run still reports, with capped confidence."""
+    scripted_model.faults = fault_plan("http_500:role=security")
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
+    security = run.steps.get(key="security")
+    assert security.status == StepStatus.FAILED
+    assert "500" in security.error
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.confidence in {"medium", "low"}
+    assert "security" in run.report_data["failed_agents"]
+    retries = AgentEvent.objects.filter(step=security, kind="status", payload__state="retrying")
+    assert retries.count() >= 1
+
+
+def test_a_transient_fault_is_retried_and_the_agent_succeeds(scripted_model, target_dir):
+    """One dropped stream costs a retry, not the step."""
+    scripted_model.faults = fault_plan("drop_mid_stream:role=correctness:times=1")
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.steps.get(key="correctness").status == StepStatus.SUCCEEDED
+
+
+def test_fast_mode_caps_a_looping_agent(scripted_model, target_dir):
+    """A model that only ever calls tools is stopped by fast mode's turn and tool caps."""
+    scripted_model.faults = fault_plan("loop_tool:role=security")
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir), fast=True))
+    security = run.steps.get(key="security")
+    session = security.sessions.get()
+    assert session.turns_completed <= 4
+    assert security.tool_calls <= 6
+    last_request = [r for r in scripted_model.requests if "Agent role: security" in str(r)][-1]
+    assert not last_request.get("tools"), "the final turn offers no tools"
+    assert run.status in {RunStatus.SUCCEEDED, RunStatus.FAILED}
+
+
+def test_cancel_stops_running_agents_within_a_second(settings, scripted_model, target_dir):
+    """Cancelling a live run stops its streaming agents quickly and starts nothing new."""
+    scripted_model.token_rate = 5.0  # slow enough that the agents are mid-stream
+    run = launch_run(flow="code-review", target=str(target_dir))
+    stopped: dict[str, float] = {}
+
+    def cancel_when_streaming() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if FlowStep.objects.filter(run=run, status=StepStatus.RUNNING).exists():
+                break
+            time.sleep(0.05)
+        stopped["at"] = time.monotonic()
+        cancel_run(run.id)
+
+    canceller = threading.Thread(target=cancel_when_streaming)
+    canceller.start()
+    run = run_to_end(run)
+    took = time.monotonic() - stopped["at"]
+    canceller.join()
+    print(f"engine stopped {took:.2f}s after the cancel")
+    assert run.status == RunStatus.CANCELLED
+    assert took < 1.5
+    assert not run.steps.filter(status__in=["queued", "running", "ready"]).exists()
+    assert run.steps.get(key="synthesis").status == StepStatus.CANCELLED

@@ -1,0 +1,194 @@
+"""The scheduler's transactions, driven one call at a time (no model, no worker)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from runs import scheduler
+from runs.models import FlowRun, FlowStep, RunStatus, StepStatus
+from runs.services import launch_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run(target_dir: Path) -> FlowRun:
+    return launch_run(flow="code-review", target=str(target_dir))
+
+
+def statuses(run: FlowRun) -> dict[str, str]:
+    return {s.key: s.status for s in run.steps.all()}
+
+
+def claim_all(worker: str, run: FlowRun) -> dict[str, int]:
+    ids = scheduler.claim_steps(worker, 10, run_id=run.id)
+    return {FlowStep.objects.get(id=i).key: i for i in ids}
+
+
+def test_only_ready_steps_are_claimed_and_the_run_starts(run: FlowRun):
+    """Specialists go first; the synthesizer waits for them."""
+    claimed = claim_all("w1", run)
+    assert set(claimed) == {"correctness", "security"}
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    assert statuses(run)["correctness"] == StepStatus.QUEUED
+    assert FlowStep.objects.get(id=claimed["security"]).attempt == 1
+
+
+def test_a_claimed_step_is_not_claimed_by_another_worker(run: FlowRun):
+    """Claims are exclusive while the lease lives."""
+    assert claim_all("w1", run)
+    assert claim_all("w2", run) == {}
+
+
+def test_finishing_the_specialists_readies_the_synthesizer_then_the_validator(run: FlowRun):
+    """Dependants become ready in the same transaction that finishes their last dependency."""
+    claimed = claim_all("w1", run)
+    assert scheduler.finish_step(claimed["correctness"], "w1", succeeded=True, output="a")
+    assert statuses(run)["synthesis"] == StepStatus.PENDING
+    assert scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="b")
+    assert statuses(run)["synthesis"] == StepStatus.READY
+    synth = claim_all("w1", run)["synthesis"]
+    scheduler.finish_step(synth, "w1", succeeded=True, output="## Findings\n- x `a.py:1`")
+    validation = claim_all("w1", run)["validation"]
+    scheduler.finish_step(
+        validation,
+        "w1",
+        succeeded=True,
+        output="Summary: One finding.\nConfidence: high\nReasons: cited",
+    )
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.report.startswith("## Summary\nOne finding.")
+    assert "## Confidence: high" in run.report
+    assert "## Method" in run.report
+
+
+def test_a_failed_specialist_lets_the_synthesizer_run_and_caps_confidence(run: FlowRun):
+    """The report still comes, says which agent failed, and cannot claim high confidence."""
+    claimed = claim_all("w1", run)
+    scheduler.finish_step(claimed["correctness"], "w1", succeeded=False, error="model down")
+    scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="x")
+    assert statuses(run)["synthesis"] == StepStatus.READY
+    synth = claim_all("w1", run)["synthesis"]
+    scheduler.finish_step(synth, "w1", succeeded=True, output="- a `app/x.py:3`")
+    validation = claim_all("w1", run)["validation"]
+    scheduler.finish_step(
+        validation, "w1", succeeded=True, output="Summary: ok.\nConfidence: high\nReasons: r"
+    )
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.confidence == "medium"
+    assert "correctness" in run.report_data["failed_agents"]
+    assert "model down" in run.report
+
+
+def test_a_failed_synthesizer_skips_the_validator_and_fails_the_run(run: FlowRun):
+    """Without a report there is nothing to validate; the run says why it failed."""
+    claimed = claim_all("w1", run)
+    for step_id in claimed.values():
+        scheduler.finish_step(step_id, "w1", succeeded=True, output="x")
+    synth = claim_all("w1", run)["synthesis"]
+    scheduler.finish_step(synth, "w1", succeeded=False, error="the model returned an empty answer")
+    run.refresh_from_db()
+    assert statuses(run)["validation"] == StepStatus.SKIPPED
+    assert run.status == RunStatus.FAILED
+    assert "synthesis (the model returned an empty answer)" in run.error
+    assert run.report.startswith("## Summary\nThe run failed")
+
+
+def test_an_expired_lease_is_reclaimed_as_the_next_attempt(run: FlowRun):
+    """A worker that died loses its steps to any other worker, attempt N+1."""
+    claimed = claim_all("dead", run)
+    FlowStep.objects.filter(id__in=claimed.values()).update(
+        status=StepStatus.RUNNING, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    again = claim_all("alive", run)
+    assert set(again) == set(claimed)
+    step = FlowStep.objects.get(id=again["security"])
+    assert (step.attempt, step.lease_owner, step.status) == (2, "alive", StepStatus.QUEUED)
+
+
+def test_a_worker_that_lost_its_lease_cannot_complete_the_step(run: FlowRun):
+    """No step is completed twice: the late finisher writes nothing."""
+    claimed = claim_all("slow", run)
+    FlowStep.objects.filter(id__in=claimed.values()).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    claim_all("fast", run)
+    assert not scheduler.finish_step(claimed["security"], "slow", succeeded=True, output="late")
+    assert scheduler.finish_step(claimed["security"], "fast", succeeded=True, output="mine")
+    assert FlowStep.objects.get(id=claimed["security"]).output == "mine"
+
+
+def test_heartbeat_keeps_live_leases_and_reports_lost_ones(run: FlowRun):
+    """A cancelled step drops out of the heartbeat, which is how its agent learns to stop."""
+    claimed = claim_all("w1", run)
+    before = FlowStep.objects.get(id=claimed["security"]).lease_expires_at
+    assert scheduler.heartbeat("w1", list(claimed.values())) == set(claimed.values())
+    assert FlowStep.objects.get(id=claimed["security"]).lease_expires_at >= before
+    scheduler.cancel_run(run.id)
+    assert scheduler.heartbeat("w1", list(claimed.values())) == set()
+
+
+def test_the_model_slot_cap_holds_across_workers_first_come_first_served(run: FlowRun):
+    """With one slot, the second step waits in line and gets the slot when the first ends."""
+    a = scheduler.claim_steps("w1", 1, run_id=run.id)[0]
+    b = scheduler.claim_steps("w2", 1, run_id=run.id)[0]
+    first = scheduler.try_acquire_slot(a, "w1", run.model, 1)
+    second = scheduler.try_acquire_slot(b, "w2", run.model, 1)
+    assert first.granted and not second.granted
+    assert second.position == 1
+    scheduler.finish_step(a, "w1", succeeded=True, output="x")
+    assert scheduler.try_acquire_slot(b, "w2", run.model, 1).granted
+
+
+def test_a_dead_workers_slot_is_freed_with_its_lease(run: FlowRun):
+    """An expired lease stops counting against the cap."""
+    a, b = scheduler.claim_steps("w1", 2, run_id=run.id)
+    assert scheduler.try_acquire_slot(a, "w1", run.model, 1).granted
+    assert not scheduler.try_acquire_slot(b, "w1", run.model, 1).granted
+    FlowStep.objects.filter(id=a).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert scheduler.try_acquire_slot(b, "w1", run.model, 1).granted
+
+
+def test_cancel_stops_everything_that_has_not_finished(run: FlowRun):
+    """Nothing new starts after a cancel and the run says so."""
+    claimed = claim_all("w1", run)
+    scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="x")
+    assert scheduler.cancel_run(run.id)
+    assert statuses(run) == {
+        "correctness": StepStatus.CANCELLED,
+        "security": StepStatus.SUCCEEDED,
+        "synthesis": StepStatus.CANCELLED,
+        "validation": StepStatus.CANCELLED,
+    }
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert "cancelled" in run.report
+    assert claim_all("w1", run) == {}
+    assert not scheduler.cancel_run(run.id)
+
+
+def test_retry_reruns_a_failed_step_and_what_depends_on_it_only(run: FlowRun):
+    """The successful sibling keeps its output; the failed one and the spine run again."""
+    claimed = claim_all("w1", run)
+    scheduler.finish_step(claimed["correctness"], "w1", succeeded=False, error="boom")
+    scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="kept")
+    scheduler.finish_step(claim_all("w1", run)["synthesis"], "w1", succeeded=True, output="r")
+    scheduler.finish_step(claim_all("w1", run)["validation"], "w1", succeeded=True, output="v")
+    assert scheduler.retry_step(run.id, "correctness")
+    assert statuses(run) == {
+        "correctness": StepStatus.READY,
+        "security": StepStatus.SUCCEEDED,
+        "synthesis": StepStatus.PENDING,
+        "validation": StepStatus.PENDING,
+    }
+    assert FlowStep.objects.get(run=run, key="security").output == "kept"
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.report == ""
+    assert not scheduler.retry_step(run.id, "security")
