@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Self
 
 CONFIDENCE_LEVELS = ("low", "medium", "high")
+# "Summary: ...", also "**Summary:** ..." and "**Summary**: ..." as models like to write it.
+_VERDICT_LINE = re.compile(r"^\s*\**(summary|confidence|reasons)\**\s*:\**\s*(.*)$", re.I)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +45,7 @@ def parse_verdict(text: str) -> Verdict | None:
     fields: dict[str, list[str]] = {}
     current: str | None = None
     for line in text.splitlines():
-        match = re.match(r"^\s*\**(summary|confidence|reasons)\**\s*:\s*(.*)$", line, re.I)
+        match = _VERDICT_LINE.match(line)
         if match:
             current = match.group(1).lower()
             fields[current] = [match.group(2).strip()]

@@ -53,7 +53,7 @@ def test_finishing_the_specialists_readies_the_synthesizer_then_the_validator(ru
     assert scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="b")
     assert statuses(run)["synthesis"] == StepStatus.READY
     synth = claim_all("w1", run)["synthesis"]
-    scheduler.finish_step(synth, "w1", succeeded=True, output="## Findings\n- x `a.py:1`")
+    scheduler.finish_step(synth, "w1", succeeded=True, output="## Findings\n- x `app/views.py:6`")
     validation = claim_all("w1", run)["validation"]
     scheduler.finish_step(
         validation,
@@ -75,7 +75,7 @@ def test_a_failed_specialist_lets_the_synthesizer_run_and_caps_confidence(run: F
     scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="x")
     assert statuses(run)["synthesis"] == StepStatus.READY
     synth = claim_all("w1", run)["synthesis"]
-    scheduler.finish_step(synth, "w1", succeeded=True, output="- a `app/x.py:3`")
+    scheduler.finish_step(synth, "w1", succeeded=True, output="- a `app/views.py:4`")
     validation = claim_all("w1", run)["validation"]
     scheduler.finish_step(
         validation, "w1", succeeded=True, output="Summary: ok.\nConfidence: high\nReasons: r"
