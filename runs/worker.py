@@ -20,6 +20,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.worker import Worker
 from django.conf import settings
+from django.db import connections
 
 from runs import scheduler
 from runs.agent import BackendFactory, execute_step
@@ -80,6 +81,8 @@ class Engine:
             await self._drain()
             if _engine is self:
                 _engine = None
+            # The sync thread's persistent connection would outlive the engine otherwise.
+            await database_sync_to_async(connections.close_all)()
             log.info("engine %s stopped", self.worker_id)
 
     async def sweep(self) -> int:

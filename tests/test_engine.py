@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from runs.faults_for_tests import fault_plan
+from django.db import connection
+from runs.fakemodel.faults import fault_plan
 
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import cancel_run, launch_run
@@ -105,6 +106,7 @@ def test_cancel_stops_running_agents_within_a_second(settings, scripted_model, t
             time.sleep(0.05)
         stopped["at"] = time.monotonic()
         cancel_run(run.id)
+        connection.close()
 
     canceller = threading.Thread(target=cancel_when_streaming)
     canceller.start()

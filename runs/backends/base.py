@@ -66,7 +66,10 @@ class BackendError(Exception):
 
 class AgentBackend(Protocol):
     def stream_turn(
-        self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+        self,
+        *,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
     ) -> AsyncIterator[BackendEvent]: ...
 

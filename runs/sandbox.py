@@ -1,0 +1,109 @@
+"""Path confinement for the read-only tools: nothing outside the target, no secrets.
+
+Every path an agent names is relative to the target root. It is resolved with symlinks
+followed and must still lie inside the root's real path; only regular files are opened, with
+O_NOFOLLOW | O_NONBLOCK, so a swapped-in FIFO or link can neither block nor escape.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+SECRET_NAMES = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".pgpass",
+    ".npmrc",
+    ".pypirc",
+    "credentials*.json",
+    "*.kdbx",
+    ".git-credentials",
+    "secrets.*",
+    "*.keystore",
+    "*.jks",
+)
+SAFE_NAMES = (".env.example", ".env.sample", ".env.template", "*.pub")
+SECRET_DIRS = frozenset({".ssh", ".gnupg", ".aws", ".docker"})
+PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
+BINARY_SNIFF = 8192
+
+
+class Refused(Exception):
+    """A path or file the agent may not see; the message is safe to show the model."""
+
+
+def is_secret_name(relative: str) -> bool:
+    parts = PurePosixPath(relative).parts
+    if any(part in SECRET_DIRS for part in parts[:-1]):
+        return True
+    name = parts[-1] if parts else ""
+    if any(fnmatch.fnmatch(name, pattern) for pattern in SAFE_NAMES):
+        return False
+    return any(fnmatch.fnmatch(name, pattern) for pattern in SECRET_NAMES)
+
+
+class Confinement:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve(strict=True)
+
+    def resolve(self, raw: object) -> Path:
+        """The real path for an agent's relative path, or Refused."""
+        if not isinstance(raw, str):
+            raise Refused("path must be a string")
+        if "\x00" in raw:
+            raise Refused("path contains a NUL byte")
+        text = raw.strip() or "."
+        if text.startswith(("/", "~", "\\")) or (len(text) > 1 and text[1] == ":"):
+            raise Refused(f"{raw!r}: absolute paths are refused; use a path relative to the target")
+        real = (self.root / text).resolve()
+        if real != self.root and not real.is_relative_to(self.root):
+            raise Refused(f"{raw!r} is outside the target")
+        return real
+
+    def relative(self, real: Path) -> str:
+        rel = real.relative_to(self.root).as_posix()
+        return rel or "."
+
+    def check_readable(self, real: Path) -> None:
+        """Refuse secrets, special files and anything not a regular file."""
+        rel = self.relative(real)
+        if is_secret_name(rel):
+            raise Refused(f"{rel}: secret file, not shown")
+        try:
+            info = os.stat(real)
+        except OSError:
+            raise Refused(f"{rel}: no such file") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise Refused(f"{rel} is a directory; use list_dir")
+        if not stat.S_ISREG(info.st_mode):
+            raise Refused(f"{rel}: not a regular file (device, FIFO or socket), refused")
+
+    def read_bytes(self, real: Path, limit: int) -> bytes:
+        """At most `limit` bytes of a checked regular file, or Refused."""
+        self.check_readable(real)
+        rel = self.relative(real)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            raise Refused(f"{rel}: cannot open ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise Refused(f"{rel}: not a regular file, refused")
+            data = handle.read(limit)
+        if PRIVATE_KEY_MARK in data:
+            raise Refused(f"{rel}: contains a private key, not shown")
+        if b"\x00" in data[:BINARY_SNIFF]:
+            raise Refused(f"{rel}: binary file, refused")
+        return data
