@@ -20,7 +20,7 @@ class ReadOnlyMixin:
         return False
 
 
-class FlowStepInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
+class FlowStepInline(ReadOnlyMixin, admin.TabularInline):
     model = FlowStep
     fields = (
         "key",
@@ -40,7 +40,7 @@ class FlowStepInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-a
 
 
 @admin.register(FlowRun)
-class FlowRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class FlowRunAdmin(admin.ModelAdmin):
     list_display = ("id", "flow", "band", "fast", "status", "confidence", "owner", "created_at")
     list_filter = ("status", "flow", "band", "origin")
     search_fields = ("focus", "target", "id")
@@ -67,20 +67,20 @@ class FlowRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(FlowStep)
-class FlowStepAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class FlowStepAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("key", "run", "status", "attempt", "tokens_out", "tool_calls")
     list_filter = ("status", "kind")
     readonly_fields = [f.name for f in FlowStep._meta.fields]
 
 
 @admin.register(AgentSession)
-class AgentSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AgentSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("step", "attempt", "worker", "turns_completed", "resumed_from_turn")
     readonly_fields = [f.name for f in AgentSession._meta.fields]
 
 
 @admin.register(AgentEvent)
-class AgentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AgentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("session", "seq", "kind", "created_at")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in AgentEvent._meta.fields]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -103,7 +104,7 @@ class Engine:
                 )
             )
             self.tasks[step_id] = task
-            task.add_done_callback(lambda t, sid=step_id: self._step_done(sid, t))
+            task.add_done_callback(functools.partial(self._step_done, step_id))
         return len(claimed)
 
     def _step_done(self, step_id: int, task: asyncio.Task[None]) -> None:
@@ -131,10 +132,8 @@ class Engine:
                     task.cancel()
 
     async def _run_finished(self) -> bool:
-        status = await database_sync_to_async(
-            lambda: FlowRun.objects.values_list("status", flat=True).get(id=self.run_id)
-        )()
-        return status in TERMINAL_RUN
+        assert self.run_id is not None
+        return await database_sync_to_async(_run_is_finished)(self.run_id)
 
     async def _drain(self) -> None:
         """Stop the agents and hand their steps back so another worker resumes them."""
@@ -146,6 +145,11 @@ class Engine:
         for step_id in tasks:
             with contextlib.suppress(Exception):
                 await database_sync_to_async(scheduler.release_step)(step_id, self.worker_id)
+
+
+def _run_is_finished(run_id: UUID) -> bool:
+    status = FlowRun.objects.filter(id=run_id).values_list("status", flat=True).first()
+    return status is None or status in TERMINAL_RUN
 
 
 class DispatchConsumer(AsyncConsumer):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from runs.fakemodel.faults import fault_plan
 
+from runs.fakemodel.faults import fault_plan
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import cancel_run, launch_run
 from runs.worker import Engine

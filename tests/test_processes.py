@@ -121,7 +121,9 @@ def test_two_workers_share_the_runs_and_never_run_a_step_twice(
 ):
     """Two worker processes on one channel layer: every step runs exactly once."""
     extra = {"REDIS_URL": url} if (url := redis_url()) else {}
-    env = worker_env(scripted_model.url, ORCHESTRATOR_SLOTS="4", **extra)
+    env = worker_env(
+        scripted_model.url, ORCHESTRATOR_SLOTS="4", ORCHESTRATOR_WORKER_CONCURRENCY="3", **extra
+    )
     runs = [launch_run(flow="code-review", target=str(target_dir), band="medium") for _ in range(3)]
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     workers = [start_manage("runworker", "orchestrator.dispatch", env=env, log=log) for log in logs]

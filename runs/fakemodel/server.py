@@ -200,7 +200,7 @@ class _Stream:
 
     def _tool_calls(self) -> str:
         for index, (name, args) in enumerate(self.reply.tool_calls):
-            raw = args.get("__raw__") if "__raw__" in args else json.dumps(args)
+            raw = str(args["__raw__"]) if "__raw__" in args else json.dumps(args)
             call_id = f"call_{uuid.uuid4().hex[:8]}"
             self._delta(
                 {

@@ -58,7 +58,7 @@ class Command(BaseCommand):
             if engine is not None:
                 engine.stop()
 
-        reactor.addSystemEventTrigger("before", "shutdown", stop_worker)  # type: ignore[attr-defined]
+        reactor.addSystemEventTrigger("before", "shutdown", stop_worker)  # type: ignore[arg-type]
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(f"Orchestrator serving {url}  (Ctrl-C stops)")
         self.stdout.write("First time? Create your login with: python manage.py createsuperuser")
