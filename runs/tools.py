@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runs.sandbox import Confinement, Refused, is_secret_name
+from runs.sandbox import SECRET_DIRS, SECRET_NAMES, Confinement, Refused, is_secret_name
 
 SKIP_DIRS = frozenset(
     {
@@ -33,6 +33,14 @@ SKIP_DIRS = frozenset(
         ".ruff_cache",
         ".tox",
     }
+)
+# Patches of whole commits leave secret files out, whatever history holds.
+SECRET_PATHSPECS = tuple(
+    [f":(exclude,glob)**/{pattern}" for pattern in SECRET_NAMES]
+    + [f":(exclude,glob)**/{name}/**" for name in sorted(SECRET_DIRS)]
+)
+PEM_BLOCK = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S
 )
 SAFE_REV = re.compile(r"^[A-Za-z0-9_./~^@{}-]{1,100}$")
 
@@ -290,10 +298,8 @@ class Sandbox:
     def _git_show(self, args: GitShowArgs) -> tuple[str, str]:
         rev = _rev(args.rev)
         if args.path is None:
-            out = self._git(
-                ["show", "--stat", "--patch", "--no-ext-diff", "--no-textconv", rev], None
-            )
-            return out, f"git_show {rev}"
+            argv = ["show", "--stat", "--patch", "--no-ext-diff", "--no-textconv", rev]
+            return self._git([*argv, "--", ".", *SECRET_PATHSPECS], None), f"git_show {rev}"
         rel = self._checked_rel(args.path)
         return self._git(["show", "--no-textconv", f"{rev}:{rel}"], None), f"git_show {rev}:{rel}"
 
@@ -305,7 +311,11 @@ class Sandbox:
 
     def _git_diff(self, args: GitDiffArgs) -> tuple[str, str]:
         revs = [_rev(args.rev_from)] + ([_rev(args.rev_to)] if args.rev_to else [])
-        out = self._git(["diff", "--no-ext-diff", "--no-textconv", *revs], args.path)
+        argv = ["diff", "--no-ext-diff", "--no-textconv", *revs]
+        if args.path is None:
+            out = self._git([*argv, "--", ".", *SECRET_PATHSPECS], None)
+        else:
+            out = self._git(argv, args.path)
         return out or "(no differences)", f"git_diff {' '.join(revs)}"
 
     # --- helpers -------------------------------------------------------------------------
@@ -377,7 +387,7 @@ class Sandbox:
             raise Refused("git took too long") from None
         if done.returncode != 0:
             raise Refused(f"git: {_decode(done.stderr).strip()[:300]}")
-        return _decode(done.stdout)
+        return _redact_keys(_decode(done.stdout))
 
     def _cap(self, text: str) -> str:
         limit = self.limits.max_output_chars
@@ -406,6 +416,11 @@ def _is_git_top_level(root: Path) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0 and Path(_decode(done.stdout).strip()).resolve() == root
+
+
+def _redact_keys(text: str) -> str:
+    """History can hold a key that the tree no longer has: never pass one on."""
+    return PEM_BLOCK.sub("[private key redacted]", text)
 
 
 def _rev(raw: str) -> str:
