@@ -170,6 +170,8 @@ class _Stream:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Cache-Control", "no-cache")
+        # Chunked, as llama.cpp streams: a cut connection is then visibly incomplete.
+        h.send_header("Transfer-Encoding", "chunked")
         h.send_header("Connection", "close")
         h.end_headers()
         h.close_connection = True
@@ -189,6 +191,8 @@ class _Stream:
             }
             self._chunk({"choices": [], "usage": usage})
         self._write(b"data: [DONE]\n\n")
+        self.handler.wfile.write(b"0\r\n\r\n")
+        self.handler.wfile.flush()
 
     def _content(self) -> str:
         limit = self.body.get("max_tokens")
@@ -252,7 +256,7 @@ class _Stream:
         self._write(f"data: {json.dumps(payload)}\n\n".encode())
 
     def _write(self, data: bytes) -> None:
-        self.handler.wfile.write(data)
+        self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.handler.wfile.flush()
 
 
