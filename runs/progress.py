@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from django.db.models import Q
@@ -49,10 +50,22 @@ def step_line(step: FlowStep, position: int | None = None, width: int = 18) -> s
     return "  ".join(parts)
 
 
-def run_lines(run_id: UUID) -> tuple[FlowRun, list[str]]:
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    header: str
+    lines: list[str]
+    # What is worth a new log line when it changes: per agent, its state and current tool.
+    states: dict[str, tuple[str, str]]
+
+
+def snapshot(run_id: UUID) -> Snapshot:
     run = FlowRun.objects.get(id=run_id)
     steps = list(run.steps.all())
     positions = queue_positions(run)
     width = max((len(s.key) for s in steps), default=10) + 2
     header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · {run.status}"
-    return run, [header] + [step_line(s, positions.get(s.id), width) for s in steps]
+    return Snapshot(
+        header=header,
+        lines=[step_line(s, positions.get(s.id), width) for s in steps],
+        states={s.key: (status_label(s, positions.get(s.id)), s.last_tool) for s in steps},
+    )

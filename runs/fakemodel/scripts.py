@@ -90,8 +90,8 @@ def _findings(role: str, hits: list[tuple[str, int, str]]) -> str:
     lines = [f"### {role.capitalize()} findings", ""]
     seen: set[str] = set()
     for path, line, text in hits:
-        quote = text.strip().replace("`", "'")[:80].strip()
-        if path in seen or len(quote) < 3:
+        quote = text.strip()[:80].strip()
+        if path in seen or len(quote) < 3 or "`" in quote:
             continue
         seen.add(path)
         lines.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flows.models import BANDS
 from runs.models import RunStatus
-from runs.progress import run_lines
+from runs.progress import Snapshot, snapshot
 from runs.services import LaunchError, launch_run
 from runs.worker import Engine
 
@@ -37,6 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="owner of the run (username); default: none")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbosity"] < 2:  # the progress lines say it all; keep the log quiet
+            logging.getLogger("runs").setLevel(logging.WARNING)
         owner = self._owner(options.get("user"))
         try:
             run = launch_run(
@@ -75,37 +78,36 @@ class Command(BaseCommand):
         """Run an engine for this run in-process (harmless beside other workers) and draw it."""
         engine = Engine(run_id=run_id)
         task = asyncio.create_task(engine.run())
-        drawn = 0
-        last: list[str] = []
+        previous: Snapshot | None = None
         try:
             while not task.done():
-                drawn, last = await self._draw(run_id, drawn, last)
+                previous = await self._draw(run_id, previous)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(task), REFRESH_SECONDS)
-            await self._draw(run_id, drawn, last)
+            await self._draw(run_id, previous)
             task.result()
         except (KeyboardInterrupt, asyncio.CancelledError):
             engine.stop()
             await asyncio.gather(task, return_exceptions=True)
             raise
 
-    async def _draw(self, run_id: Any, drawn: int, last: list[str]) -> tuple[int, list[str]]:
-        _, lines = await sync_to_async(run_lines)(run_id)
+    async def _draw(self, run_id: Any, previous: Snapshot | None) -> Snapshot:
+        now = await sync_to_async(snapshot)(run_id)
         if self.stdout.isatty():
-            if drawn:
-                self.stdout.write(f"\x1b[{drawn}F\x1b[J", ending="")
-            self.stdout.write("\n".join(lines))
+            # A live block of one line per agent, redrawn in place.
+            if previous is not None:
+                self.stdout.write(f"\x1b[{len(previous.lines) + 1}F\x1b[J", ending="")
+            self.stdout.write("\n".join([now.header, *now.lines]))
             self.stdout.flush()
-            return len(lines), lines
-        # Not a terminal (a log, CI): print a line only when that agent's state changed.
-        shown = {line.split()[0]: _state(line) for line in last[1:]}
+            return now
+        # Not a terminal (a log, CI): a line only when the run or an agent changed state.
         stamp = time.strftime("%H:%M:%S")
-        if not last or lines[0] != last[0]:
-            self.stdout.write(f"[{stamp}] {lines[0]}")
-        for line in lines[1:]:
-            if shown.get(line.split()[0]) != _state(line):
+        if previous is None or now.header != previous.header:
+            self.stdout.write(f"[{stamp}] {now.header}")
+        for (key, state), line in zip(now.states.items(), now.lines, strict=True):
+            if previous is None or previous.states.get(key) != state:
                 self.stdout.write(f"[{stamp}] {line}")
-        return 0, lines
+        return now
 
     def _write_report(self, path: Path, report: str) -> None:
         try:
@@ -113,9 +115,3 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"could not write the report to {path}: {exc.strerror}") from None
         self.stdout.write(f"report written to {path}")
-
-
-def _state(line: str) -> str:
-    """The part of a progress line that is worth a new log line: status and current tool."""
-    parts = line.split("  ")
-    return " ".join(p.strip() for p in parts[1:2])
