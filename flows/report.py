@@ -40,6 +40,47 @@ class MethodFacts:
     agents: list[AgentLine] = field(default_factory=list)
 
 
+TRUST_CLASSES = ("codebase", "web", "provided", "no evidence")
+SEVERITIES = ("critical", "high", "medium", "low")
+_FINDING = re.compile(r"^\s*[-*]\s+(?P<text>.+)$")
+_BOLD = re.compile(r"\*\*(?P<claim>[^*]+)\*\*")
+_TRUST = re.compile(r"\((?P<trust>codebase|web|provided|no evidence)[^)]*\)", re.I)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    claim: str
+    trust: str  # one of TRUST_CLASSES, or "unlabelled" when the agent named none
+    severity: str | None
+    single_source: bool
+    text: str  # the whole line as the report shows it
+
+
+def parse_findings(body: str) -> list[Finding]:
+    """The report's list items that make a claim: bold claim, trust class, the rest."""
+    findings = []
+    for line in body.splitlines():
+        item = _FINDING.match(line)
+        if not item:
+            continue
+        text = item["text"].strip()
+        claim = _BOLD.search(text)
+        trust = _TRUST.search(text)
+        if claim is None and trust is None:
+            continue  # plain bullets (agent lists, notes) are not findings
+        lowered = text.lower()
+        findings.append(
+            Finding(
+                claim=(claim["claim"] if claim else text)[:200].strip(),
+                trust=trust["trust"].lower() if trust else "unlabelled",
+                severity=next((s for s in SEVERITIES if re.search(rf"\b{s}\b", lowered)), None),
+                single_source="single-source" in lowered,
+                text=text,
+            )
+        )
+    return findings
+
+
 def parse_verdict(text: str) -> Verdict | None:
     """Read 'Summary: / Confidence: / Reasons:' from the validator's output, if it gave them."""
     fields: dict[str, list[str]] = {}

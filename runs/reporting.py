@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from django.utils import timezone
@@ -14,6 +15,7 @@ from flows.report import (
     MethodFacts,
     Verdict,
     final_confidence,
+    parse_findings,
     parse_verdict,
     render_method,
     render_report,
@@ -66,6 +68,7 @@ def finalize_run_if_done(run: FlowRun) -> bool:
         "reasons": verdict.reasons,
         "body": body,
         "failed_agents": failed,
+        "findings": [asdict(finding) for finding in parse_findings(body)],
         "citations": [
             {"citation": c.citation.label, "quote": c.citation.quote, "status": c.status.value}
             for c in checks

@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -21,7 +22,7 @@ def pane(request: HttpRequest, run_id: UUID) -> HttpResponse:
     return render(request, "runs/pane.html", {"run": run, "steps": run.steps.all()})
 
 
-def visible_runs(request: HttpRequest):  # type: ignore[no-untyped-def]
+def visible_runs(request: HttpRequest) -> QuerySet[FlowRun]:
     """Owner-only: another user's run is a 404, never a 403 that confirms it exists."""
     runs = FlowRun.objects.all()
     if request.user.is_superuser:

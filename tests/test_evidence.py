@@ -1,0 +1,121 @@
+"""Golden cases: what the report says about its own evidence, on a fixture repository."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from flows.registry import CATALOG
+from runs import scheduler
+from runs.models import FlowRun, FlowStep, RunStatus
+from runs.services import launch_run
+from runs.worker import Engine
+
+REPORT = """## Findings
+- **Shell injection** (codebase, high) `app/views.py:6` — `return subprocess.run(cmd, shell=True)`
+- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "hunter2"`
+- **Invented helper** (codebase, high) `app/auth.py:12` — `def check_token(t):`
+- **Wrong line** (codebase, low) `app/views.py:40` — `result += item.price`
+- **Flask 1.x is end of life** (web, single-source) according to one blog post
+## No-evidence items
+- **Totals may overflow** (no evidence) — deferred; reopen trigger: an order above 2^31 cents
+"""
+
+
+def finish_run(run: FlowRun, *, report: str, verdict: str, fail: str | None = None) -> FlowRun:
+    """Drive the scheduler by hand: specialists, then the synthesizer's report, then the gate."""
+    for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+        key = FlowStep.objects.get(id=step_id).key
+        if key == fail:
+            scheduler.finish_step(step_id, "w", succeeded=False, error="model server failed")
+        else:
+            scheduler.finish_step(step_id, "w", succeeded=True, output=f"{key} findings")
+    [synth] = scheduler.claim_steps("w", 10, run_id=run.id)
+    scheduler.finish_step(synth, "w", succeeded=True, output=report)
+    [gate] = scheduler.claim_steps("w", 10, run_id=run.id)
+    scheduler.finish_step(gate, "w", succeeded=True, output=verdict)
+    run.refresh_from_db()
+    return run
+
+
+HIGH = "Summary: Two real problems.\nConfidence: high\nReasons: all findings are cited."
+
+
+@pytest.mark.django_db
+def test_a_fabricated_citation_is_caught_labelled_and_lowers_confidence(target_dir: Path):
+    """A citation to a file or line that does not exist is never shown as verified."""
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir)), report=REPORT, verdict=HIGH
+    )
+    assert "`app/views.py:6` ✓" in run.report
+    assert "`app/settings.py:3` ✓" in run.report
+    assert "`app/auth.py:12` **[unverified: no such file]**" in run.report
+    assert "`app/views.py:40` **[unverified: no such lines]**" in run.report
+    assert run.report_data["evidence"]["verified"] == 2
+    assert run.report_data["evidence"]["broken"] == 2
+    assert run.confidence == "low"
+    assert "2 of 4 citations could not be verified" in run.report
+
+
+@pytest.mark.django_db
+def test_single_source_web_claims_and_no_evidence_items_are_kept_visible(target_dir: Path):
+    """The structured report keeps each finding's trust class, and the deferral's trigger."""
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir)), report=REPORT, verdict=HIGH
+    )
+    findings = {f["claim"]: f for f in run.report_data["findings"]}
+    assert findings["Flask 1.x is end of life"]["trust"] == "web"
+    assert findings["Flask 1.x is end of life"]["single_source"] is True
+    assert findings["Totals may overflow"]["trust"] == "no evidence"
+    assert "reopen trigger: an order above 2^31 cents" in findings["Totals may overflow"]["text"]
+    assert findings["Shell injection"]["severity"] == "high"
+    assert run.report_data["evidence"]["single_source"] == 1
+
+
+@pytest.mark.django_db
+def test_confidence_falls_when_an_agent_fails(target_dir: Path):
+    """All citations good, but a lens is missing: at most medium, and the report says who."""
+    clean = "\n".join(REPORT.splitlines()[:3])
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir)),
+        report=clean,
+        verdict=HIGH,
+        fail="security",
+    )
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.confidence == "medium"
+    assert "1 agent(s) failed: security" in run.report
+    assert "| security | failed (model server failed) |" in run.report
+
+
+@pytest.mark.django_db
+def test_clean_cited_evidence_keeps_the_models_high_confidence(target_dir: Path):
+    """When the evidence allows it, the validator's judgement stands."""
+    clean = "\n".join(REPORT.splitlines()[:3])
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir)), report=clean, verdict=HIGH
+    )
+    assert run.confidence == "high"
+    assert run.report.startswith("## Summary\nTwo real problems.\n\n## Confidence: high")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("slug", sorted(CATALOG))
+def test_every_flow_runs_at_band_small_on_the_scripted_model(scripted_model, target_dir, slug):
+    """All 22 flows produce the spine: Summary, Confidence, the body, Method with every agent."""
+    before = {p: p.stat().st_mtime_ns for p in target_dir.rglob("*")}
+    run = launch_run(flow=slug, target=str(target_dir), focus="the order totals")
+    asyncio.run(asyncio.wait_for(Engine(run_id=run.id).run(), 60))
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    sections = [line for line in run.report.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Summary"
+    assert sections[1].startswith("## Confidence: ")
+    assert sections[-1] == "## Method"
+    for step in run.steps.all():
+        assert f"| {step.key} | succeeded |" in run.report
+    assert run.report_data["evidence"]["verified"] >= 1
+    after = {p: p.stat().st_mtime_ns for p in target_dir.rglob("*")}
+    assert after == before, "nothing is written into the target"
