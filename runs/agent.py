@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from channels.db import database_sync_to_async
 
 from runs import scheduler
 from runs.backends.base import (
@@ -24,6 +23,7 @@ from runs.backends.base import (
     Usage,
 )
 from runs.context import StepContext, checkpoint, load_context
+from runs.dbthread import db_async
 from runs.events import EventSink, publish_step_changed
 from runs.modelconfig import ModelTarget, resolve_model
 from runs.models import EventKind
@@ -71,9 +71,14 @@ async def execute_step(
     *,
     backend_factory: BackendFactory | None = None,
     slot_freed: asyncio.Event | None = None,
+    on_finished: Callable[[], None] | None = None,
 ) -> None:
-    """Run one claimed step to its end. Cancellation (lost lease, cancelled run) propagates."""
-    ctx = await database_sync_to_async(load_context)(step_id, worker)
+    """Run one claimed step to its end. Cancellation (lost lease, cancelled run) propagates.
+
+    `on_finished` runs as soon as the outcome is committed, before the clean-up, so the engine
+    can start the dependants without waiting for this task to wind down.
+    """
+    ctx = await db_async(load_context)(step_id, worker)
     if ctx is None:
         return
     sink = EventSink(ctx.run_id, ctx.step_id, ctx.session_id, next_seq=1)
@@ -91,12 +96,12 @@ async def execute_step(
     except StepLost:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
     except (BackendError, StepFailed) as exc:
-        await _finish(ctx, sink, succeeded=False, error=str(exc))
+        await _finish(ctx, sink, on_finished, succeeded=False, error=str(exc))
     except Exception as exc:  # a bug must fail this step, not wedge the worker
         log.exception("step %s (%s) crashed", ctx.key, ctx.step_id)
-        await _finish(ctx, sink, succeeded=False, error=f"internal error: {exc!r}")
+        await _finish(ctx, sink, on_finished, succeeded=False, error=f"internal error: {exc!r}")
     else:
-        await _finish(ctx, sink, succeeded=True, output=output)
+        await _finish(ctx, sink, on_finished, succeeded=True, output=output)
     finally:
         await asyncio.shield(_close(sink, backend))
 
@@ -108,15 +113,23 @@ async def _close(sink: EventSink, backend: AgentBackend | None) -> None:
 
 
 async def _finish(
-    ctx: StepContext, sink: EventSink, *, succeeded: bool, output: str = "", error: str = ""
+    ctx: StepContext,
+    sink: EventSink,
+    on_finished: Callable[[], None] | None,
+    *,
+    succeeded: bool,
+    output: str = "",
+    error: str = "",
 ) -> None:
     if error:
         sink.emit(EventKind.ERROR, message=error)
     sink.emit(EventKind.STATUS, state="succeeded" if succeeded else "failed")
     await sink.flush()
-    await database_sync_to_async(scheduler.finish_step)(
+    await db_async(scheduler.finish_step)(
         ctx.step_id, ctx.worker, succeeded=succeeded, output=output, error=error
     )
+    if on_finished is not None:
+        on_finished()
     await publish_step_changed(ctx.run_id, ctx.step_id)
 
 
@@ -125,7 +138,7 @@ async def _wait_for_slot(
 ) -> None:
     position = None
     while True:
-        answer = await database_sync_to_async(scheduler.try_acquire_slot)(
+        answer = await db_async(scheduler.try_acquire_slot)(
             ctx.step_id, ctx.worker, model.model_id, model.slots
         )
         if answer.granted:
@@ -171,9 +184,9 @@ async def _converse(
         state.messages.append(_assistant_message(result))
         if result.tool_calls and not final_turn:
             await _run_tools(sink, sandbox, state, result.tool_calls, depth.max_tool_calls)
-            await database_sync_to_async(checkpoint)(ctx, state.messages, _totals(state))
+            await db_async(checkpoint)(ctx, state.messages, _totals(state))
             continue
-        await database_sync_to_async(checkpoint)(ctx, state.messages, _totals(state))
+        await db_async(checkpoint)(ctx, state.messages, _totals(state))
         answer = result.content.strip()
         if not answer:
             raise StepFailed("the model returned an empty answer")
@@ -196,7 +209,7 @@ async def _one_turn(
             case FirstByte():
                 if not state.streaming:
                     state.streaming = True
-                    await database_sync_to_async(scheduler.mark_streaming)(ctx.step_id, ctx.worker)
+                    await db_async(scheduler.mark_streaming)(ctx.step_id, ctx.worker)
                     sink.emit(EventKind.STATUS, state="running")
                     await publish_step_changed(ctx.run_id, ctx.step_id)
             case TextDelta(text=text):

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from runs.dbthread import db_async
 from runs.models import AgentEvent, EventKind
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class EventSink:
                 )
                 for i, (kind, payload) in enumerate(batch)
             ]
-            await database_sync_to_async(AgentEvent.objects.bulk_create)(rows)
+            await db_async(AgentEvent.objects.bulk_create)(rows)
             self.next_seq += len(rows)
         await publish(
             self.run_id,

@@ -89,13 +89,21 @@ def heartbeat(worker: str, step_ids: list[int]) -> set[int]:
     """
     if not step_ids:
         return set()
-    alive = FlowStep.objects.filter(
+    owned = FlowStep.objects.filter(
         id__in=step_ids, lease_owner=worker, status__in=ACTIVE_STEP, run__status=RunStatus.RUNNING
     )
-    kept = set(alive.values_list("id", flat=True))
-    FlowStep.objects.filter(id__in=kept, lease_owner=worker).update(
-        lease_expires_at=timezone.now() + lease_delta()
-    )
+    # A plain read never waits on locks: it tells which steps are still ours.
+    kept = set(owned.values_list("id", flat=True))
+    with transaction.atomic():
+        # Rows locked right now (being finished or checkpointed) are renewed on the next beat;
+        # waiting for them here could deadlock against a finisher holding its run's lock.
+        free = list(
+            FlowStep.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=kept, lease_owner=worker)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        FlowStep.objects.filter(id__in=free).update(lease_expires_at=timezone.now() + lease_delta())
     return kept
 
 
@@ -159,7 +167,12 @@ def finish_step(
     """
     from runs.reporting import finalize_run_if_done
 
+    run_id = FlowStep.objects.filter(id=step_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return False
     with transaction.atomic():
+        # Lock order everywhere: the run row first, then its steps.
+        run = FlowRun.objects.select_for_update().get(id=run_id)
         updated = FlowStep.objects.filter(
             id=step_id, lease_owner=worker, status__in=ACTIVE_STEP
         ).update(
@@ -172,8 +185,6 @@ def finish_step(
         )
         if not updated:
             return False
-        run_id = FlowStep.objects.values_list("run_id", flat=True).get(id=step_id)
-        run = FlowRun.objects.select_for_update().get(id=run_id)
         advance(run)
         finalize_run_if_done(run)
     return True
@@ -184,7 +195,7 @@ def advance(run: FlowRun) -> None:
 
     Caller holds the run's row lock, so two workers finishing sibling steps agree.
     """
-    steps = list(run.steps.select_for_update())
+    steps = list(run.steps.select_for_update().order_by("id"))
     status = {step.key: step.status for step in steps}
     changed = True
     while changed:  # a skip can make the next step skippable too

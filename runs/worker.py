@@ -18,13 +18,12 @@ from typing import Any
 from uuid import UUID
 
 from channels.consumer import AsyncConsumer
-from channels.db import database_sync_to_async
 from channels.worker import Worker
 from django.conf import settings
-from django.db import connections
 
 from runs import scheduler
 from runs.agent import BackendFactory, execute_step
+from runs.dbthread import close_pool, db_async
 from runs.models import TERMINAL_RUN, FlowRun
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = False
+        self._until_idle = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -74,6 +74,8 @@ class Engine:
                 await self.sweep()
                 if self.run_id is not None and not self.tasks and await self._run_finished():
                     break
+                if self._until_idle and not self.tasks and not await self._work_left():
+                    break
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), settings.ORCHESTRATOR_SWEEP_SECONDS)
@@ -82,18 +84,21 @@ class Engine:
             await self._drain()
             if _engine is self:
                 _engine = None
-            # The sync thread's persistent connection would outlive the engine otherwise.
-            await database_sync_to_async(connections.close_all)()
+            # Pool threads keep persistent connections; a stopped engine leaves none behind.
+            await asyncio.to_thread(close_pool)
             log.info("engine %s stopped", self.worker_id)
+
+    async def run_until_idle(self) -> None:
+        """Run until no run is left unfinished (benchmarks and tests)."""
+        self._until_idle = True
+        await self.run()
 
     async def sweep(self) -> int:
         """Claim what this engine has room for and start the agents; returns how many."""
         free = self.concurrency - len(self.tasks)
         if free <= 0 or self._stopping:
             return 0
-        claimed = await database_sync_to_async(scheduler.claim_steps)(
-            self.worker_id, free, run_id=self.run_id
-        )
+        claimed = await db_async(scheduler.claim_steps)(self.worker_id, free, run_id=self.run_id)
         for step_id in claimed:
             task = asyncio.create_task(
                 execute_step(
@@ -101,11 +106,16 @@ class Engine:
                     self.worker_id,
                     backend_factory=self.backend_factory,
                     slot_freed=self._slot_freed,
+                    on_finished=self._outcome_committed,
                 )
             )
             self.tasks[step_id] = task
             task.add_done_callback(functools.partial(self._step_done, step_id))
         return len(claimed)
+
+    def _outcome_committed(self) -> None:
+        self._slot_freed.set()
+        self._wake.set()
 
     def _step_done(self, step_id: int, task: asyncio.Task[None]) -> None:
         self.tasks.pop(step_id, None)
@@ -121,7 +131,7 @@ class Engine:
             if not held:
                 continue
             try:
-                alive = await database_sync_to_async(scheduler.heartbeat)(self.worker_id, held)
+                alive = await db_async(scheduler.heartbeat)(self.worker_id, held)
             except Exception:  # the database is away: keep going, leases may lapse
                 log.warning("heartbeat failed", exc_info=True)
                 continue
@@ -131,9 +141,12 @@ class Engine:
                     log.info("step %s cancelled or taken over; stopping its agent", step_id)
                     task.cancel()
 
+    async def _work_left(self) -> bool:
+        return await db_async(FlowRun.objects.exclude(status__in=TERMINAL_RUN).exists)()
+
     async def _run_finished(self) -> bool:
         assert self.run_id is not None
-        return await database_sync_to_async(_run_is_finished)(self.run_id)
+        return await db_async(_run_is_finished)(self.run_id)
 
     async def _drain(self) -> None:
         """Stop the agents and hand their steps back so another worker resumes them."""
@@ -144,7 +157,7 @@ class Engine:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         for step_id in tasks:
             with contextlib.suppress(Exception):
-                await database_sync_to_async(scheduler.release_step)(step_id, self.worker_id)
+                await db_async(scheduler.release_step)(step_id, self.worker_id)
 
 
 def _run_is_finished(run_id: UUID) -> bool:

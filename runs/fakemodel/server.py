@@ -37,6 +37,8 @@ class ScriptedModelServer:
         self.first_byte_delay = first_byte_delay
         self.faults = faults or FaultPlan()
         self.requests: list[dict[str, Any]] = []
+        # (agent role, step kind, arrival, end) per streamed request, wall-clock seconds.
+        self.timings: list[tuple[str, str, float, float]] = []
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), _Handler)
         self._httpd.scripted = self
@@ -71,6 +73,12 @@ class ScriptedModelServer:
         with self._lock:
             self.requests.append(body)
 
+    def record_timing(self, body: dict[str, Any], started: float) -> None:
+        role = marker(body, "Agent role") or "?"
+        kind = marker(body, "Step kind") or "?"
+        with self._lock:
+            self.timings.append((role, kind, started, time.time()))
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -101,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._json(400, {"error": {"message": "the request body is not JSON"}})
             return
+        started = time.time()
         scripted = self.server.scripted
         scripted.record(body)
         fault = scripted.faults.take(marker(body, "Agent role"))
@@ -113,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         # A client that goes away mid-stream (a cancelled agent) leaves nothing to clean up.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             _Stream(self, body, reply, fault).send()
+            scripted.record_timing(body, started)
 
     def _fail_before_streaming(self, fault: FaultRule) -> bool:
         if fault.kind == FaultKind.REFUSE:
