@@ -29,6 +29,8 @@ class AgentLine:
     tool_calls: int
     seconds: float | None
     error: str = ""
+    citations_verified: int = 0  # this agent's own output, checked like the report
+    citations_broken: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,15 +195,15 @@ def render_method(method: MethodFacts) -> str:
         f"Flow `{method.flow}`, band {method.band}, fast mode {'on' if method.fast else 'off'}, "
         f"model `{method.model}`.",
         "",
-        "| agent | status | attempts | tokens in/out | tool calls | time |",
-        "|---|---|---|---|---|---|",
+        "| agent | status | attempts | tokens in/out | tool calls | citations ok/broken | time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for a in method.agents:
         seconds = f"{a.seconds:.1f}s" if a.seconds is not None else "-"
         status = a.status + (f" ({a.error})" if a.error else "")
         lines.append(
             f"| {a.key} | {status} | {a.attempts} | {a.tokens_in}/{a.tokens_out} "
-            f"| {a.tool_calls} | {seconds} |"
+            f"| {a.tool_calls} | {a.citations_verified}/{a.citations_broken} | {seconds} |"
         )
     return "\n".join(lines)
 

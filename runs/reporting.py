@@ -89,6 +89,8 @@ def finalize_run_if_done(run: FlowRun) -> bool:
 
 
 def method_facts(run: FlowRun, steps: list[FlowStep]) -> MethodFacts:
+    root = Path(run.target)
+    checked = {s.key: check_all(s.output, root) for s in steps}
     return MethodFacts(
         flow=run.flow,
         band=run.band,
@@ -105,6 +107,8 @@ def method_facts(run: FlowRun, steps: list[FlowStep]) -> MethodFacts:
                 tool_calls=s.tool_calls,
                 seconds=s.elapsed_seconds,
                 error=s.error if s.status == StepStatus.FAILED else "",
+                citations_verified=sum(c.verified for c in checked[s.key]),
+                citations_broken=sum(not c.verified for c in checked[s.key]),
             )
             for s in steps
         ],

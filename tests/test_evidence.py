@@ -24,14 +24,22 @@ REPORT = """## Findings
 """
 
 
-def finish_run(run: FlowRun, *, report: str, verdict: str, fail: str | None = None) -> FlowRun:
+def finish_run(
+    run: FlowRun,
+    *,
+    report: str,
+    verdict: str,
+    fail: str | None = None,
+    outputs: dict[str, str] | None = None,
+) -> FlowRun:
     """Drive the scheduler by hand: specialists, then the synthesizer's report, then the gate."""
     for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
         key = FlowStep.objects.get(id=step_id).key
         if key == fail:
             scheduler.finish_step(step_id, "w", succeeded=False, error="model server failed")
         else:
-            scheduler.finish_step(step_id, "w", succeeded=True, output=f"{key} findings")
+            output = (outputs or {}).get(key, f"{key} findings")
+            scheduler.finish_step(step_id, "w", succeeded=True, output=output)
     [synth] = scheduler.claim_steps("w", 10, run_id=run.id)
     scheduler.finish_step(synth, "w", succeeded=True, output=report)
     [gate] = scheduler.claim_steps("w", 10, run_id=run.id)
@@ -88,6 +96,24 @@ def test_confidence_falls_when_an_agent_fails(target_dir: Path):
     assert run.confidence == "medium"
     assert "1 agent(s) failed: security" in run.report
     assert "| security | failed (model server failed) |" in run.report
+
+
+@pytest.mark.django_db
+def test_each_agents_own_citations_are_checked_too(target_dir: Path):
+    """A specialist that fabricates is visible in Method even if the report dropped the claim."""
+    outputs = {
+        "correctness": "- **Loop** (codebase) `app/views.py:11` — `for item in items:`",
+        "security": "- **Made up** (codebase) `app/crypto.py:3` — `md5(x)`",
+    }
+    clean = "\n".join(REPORT.splitlines()[:3])
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir)),
+        report=clean,
+        verdict=HIGH,
+        outputs=outputs,
+    )
+    assert "| correctness | succeeded | 1 | 0/0 | 0 | 1/0 |" in run.report
+    assert "| security | succeeded | 1 | 0/0 | 0 | 0/1 |" in run.report
 
 
 @pytest.mark.django_db

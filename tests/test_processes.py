@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.models import AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
+from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import launch_run
 from tests.conftest import ROOT, manage_env, start_manage
 
@@ -226,3 +226,81 @@ def test_a_bad_setting_stops_the_command_with_the_variables_name(target_dir, tmp
     assert result.returncode != 0
     assert "ORCHESTRATOR_MODEL must look like provider/model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cancel_run_from_the_terminal_stops_a_workers_agents_within_a_second(
+    scripted_model, target_dir: Path, tmp_path: Path
+):
+    """`manage.py cancel_run ID` against a run a separate worker process is streaming."""
+    scripted_model.token_rate = 5.0
+    run = launch_run(flow="code-review", target=str(target_dir))
+    env = worker_env(scripted_model.url)
+    logs = [tmp_path / "worker.log"]
+    worker = start_manage("runworker", "orchestrator.dispatch", env=env, log=logs[0])
+    try:
+        wait_for(
+            lambda: FlowStep.objects.filter(run=run, status=StepStatus.RUNNING).count() == 2,
+            30,
+            "two agents streaming",
+            logs,
+        )
+        result = manage("cancel_run", str(run.id), env=env)
+        cancelled_at = time.time()
+        assert result.returncode == 0, result.stderr
+        assert f"run {run.id} cancelled" in result.stdout
+        time.sleep(2.0)
+        last_event = AgentEvent.objects.filter(step__run=run).order_by("-created_at").first()
+        assert last_event is not None
+        lag = last_event.created_at.timestamp() - cancelled_at
+        print(f"last event written {lag:+.2f}s after the cancel returned")
+        assert lag < 1.0, "agents must stop within a second"
+        assert worker.poll() is None, "the worker keeps serving other runs"
+    finally:
+        stop(worker)
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    again = manage("cancel_run", str(run.id), env=env)
+    assert again.returncode != 0 and "already ended (cancelled)" in again.stderr
+
+
+def test_fake_model_command_serves_the_scripted_model_over_http(tmp_path: Path):
+    """`manage.py fake_model --port N` answers like an OpenAI-compatible server."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "fake.log"
+    server = start_manage(
+        "fake_model", "--port", str(port), "--token-rate", "500", env=manage_env(), log=log
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert models["data"][0]["id"] == "scripted"
+        with httpx.stream(
+            "POST",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            timeout=10,
+            json={
+                "model": "scripted",
+                "stream": True,
+                "messages": [
+                    {"role": "system", "content": "Step kind: validator"},
+                    {"role": "user", "content": "## Findings"},
+                ],
+            },
+        ) as response:
+            body = "".join(response.iter_text())
+        assert body.rstrip().endswith("data: [DONE]")
+        assert "Confidence" in body
+    finally:
+        stop(server)
+    bad = manage("fake_model", "--fault", "nonsense", env=manage_env())
+    assert bad.returncode != 0 and "unknown fault 'nonsense'" in bad.stderr
