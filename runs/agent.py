@@ -188,6 +188,10 @@ async def _converse(
             continue
         await db_async(checkpoint)(ctx, state.messages, _totals(state))
         answer = result.content.strip()
+        if not answer and result.tool_calls:
+            raise StepFailed(
+                f"the model kept asking for tools after its budget was spent ({state.turns} turns)"
+            )
         if not answer:
             raise StepFailed("the model returned an empty answer")
         return answer

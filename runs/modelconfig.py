@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runs.backends.base import EndpointConfig
 
@@ -20,15 +21,21 @@ DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
     # The scripted model that ships with the project, started in-process on demand.
     DEMO_PROVIDER: {"base_url": "", "slots": 4},
 }
-_KNOWN_KEYS = {
-    "base_url",
-    "slots",
-    "api_key",
-    "first_byte_timeout",
-    "read_timeout",
-    "max_retries",
-    "connect_timeout",
-}
+
+
+class ProviderConf(BaseModel):
+    """One provider's settings, validated so a typo fails at start with the variable's name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = ""
+    slots: int = Field(default=1, ge=1, le=256)
+    api_key: str | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    first_byte_timeout: float = Field(default=600.0, gt=0)
+    read_timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    backoff_base: float = Field(default=0.5, ge=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +58,7 @@ def configured_model_id() -> str:
     return model_id
 
 
-def _provider_conf(model_id: str) -> tuple[str, str, dict[str, Any]]:
+def _provider_conf(model_id: str) -> tuple[str, str, ProviderConf]:
     provider, sep, name = model_id.partition("/")
     if not sep or not provider or not name:
         raise ImproperlyConfigured(
@@ -63,12 +70,15 @@ def _provider_conf(model_id: str) -> tuple[str, str, dict[str, Any]]:
             f"ORCHESTRATOR_MODEL names provider {provider!r}; known providers: "
             f"{', '.join(sorted(providers))} (add one with ORCHESTRATOR_PROVIDERS)"
         )
-    conf = dict(providers[provider])
-    unknown = set(conf) - _KNOWN_KEYS
-    if unknown:
-        raise ImproperlyConfigured(
-            f"ORCHESTRATOR_PROVIDERS[{provider!r}] has unknown keys {sorted(unknown)}"
+    try:
+        conf = ProviderConf.model_validate(providers[provider])
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()
         )
+        raise ImproperlyConfigured(
+            f"ORCHESTRATOR_PROVIDERS[{provider!r}] is invalid: {problems}"
+        ) from None
     return provider, name, conf
 
 
@@ -76,7 +86,7 @@ def resolve_model(model_id: str | None = None) -> ModelTarget:
     """Resolve a `provider/model` id to an endpoint; starts the demo model when selected."""
     model_id = model_id or settings.ORCHESTRATOR_MODEL
     provider, name, conf = _provider_conf(model_id)
-    base_url = settings.ORCHESTRATOR_BASE_URL or conf.get("base_url", "")
+    base_url = settings.ORCHESTRATOR_BASE_URL or conf.base_url
     if provider == DEMO_PROVIDER and not settings.ORCHESTRATOR_BASE_URL:
         from runs.demo_model import demo_server_url
 
@@ -85,16 +95,19 @@ def resolve_model(model_id: str | None = None) -> ModelTarget:
         raise ImproperlyConfigured(
             f"the base URL for provider {provider!r} must be http(s)://..., got {base_url!r}"
         )
-    slots = settings.ORCHESTRATOR_SLOTS or int(conf.get("slots", 1))
-    endpoint_fields = {
-        k: conf[k]
-        for k in ("api_key", "first_byte_timeout", "read_timeout", "max_retries", "connect_timeout")
-        if k in conf
-    }
     return ModelTarget(
         model_id=model_id,
         provider=provider,
         name=name,
-        slots=max(1, slots),
-        endpoint=EndpointConfig(base_url=str(base_url).rstrip("/"), model=name, **endpoint_fields),
+        slots=settings.ORCHESTRATOR_SLOTS or conf.slots,
+        endpoint=EndpointConfig(
+            base_url=str(base_url).rstrip("/"),
+            model=name,
+            api_key=conf.api_key,
+            connect_timeout=conf.connect_timeout,
+            first_byte_timeout=conf.first_byte_timeout,
+            read_timeout=conf.read_timeout,
+            max_retries=conf.max_retries,
+            backoff_base=conf.backoff_base,
+        ),
     )
