@@ -204,3 +204,19 @@ class AgentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.seq} {self.kind}"
+
+
+class ChatMessage(models.Model):
+    """A message in the workspace's chat pane (where "send to chat" lands by default)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    run = models.ForeignKey(FlowRun, null=True, blank=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "chat_messages"
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return self.text[:60]

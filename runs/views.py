@@ -1,30 +1,110 @@
-"""Pages. The full pane arrives with the web issue; these serve a run's report meanwhile."""
+"""Pages: runs history, the orchestrator pane, its actions and exports. Owner-only (404)."""
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from django_htmx.middleware import HtmxDetails
 
-from runs.models import FlowRun
+from runs import exports, live, services
+from runs.models import FlowRun, RunStatus
+from runs.permissions import visible_runs
+
+PAGE_SIZE = 25
 
 
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+@login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("admin:runs_flowrun_changelist")
+    return redirect("runs:history")
+
+
+def _run(request: HttpRequest, run_id: UUID) -> FlowRun:
+    """Another user's run is a 404, never a 403 that would confirm it exists."""
+    return get_object_or_404(visible_runs(request.user), id=run_id)
+
+
+@login_required
+def history(request: HtmxHttpRequest) -> HttpResponse:
+    runs = visible_runs(request.user)
+    flow, status = request.GET.get("flow", ""), request.GET.get("status", "")
+    target, query = request.GET.get("target", ""), request.GET.get("q", "").strip()
+    if flow:
+        runs = runs.filter(flow=flow)
+    if status in RunStatus.values:
+        runs = runs.filter(status=status)
+    if target:
+        runs = runs.filter(target__icontains=target)
+    if query:
+        runs = runs.filter(Q(focus__icontains=query) | Q(summary__icontains=query))
+    page = Paginator(runs.order_by("-created_at"), PAGE_SIZE).get_page(request.GET.get("page"))
+    flows = visible_runs(request.user).values_list("flow", flat=True).distinct().order_by("flow")
+    context = {
+        "page": page,
+        "flows": flows,
+        "statuses": RunStatus.values,
+        "filters": {"flow": flow, "status": status, "target": target, "q": query},
+    }
+    template = "runs/history.html#results" if request.htmx else "runs/history.html"
+    return render(request, template, context)
 
 
 @login_required
 def pane(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    run = get_object_or_404(visible_runs(request), id=run_id)
-    return render(request, "runs/pane.html", {"run": run, "steps": run.steps.all()})
+    run = _run(request, run_id)
+    context = {**live.run_context(run), "embed": request.GET.get("embed") == "1"}
+    response = render(request, "runs/pane.html", context)
+    if context["embed"]:
+        response["X-Frame-Options"] = "SAMEORIGIN"
+    return response
 
 
-def visible_runs(request: HttpRequest) -> QuerySet[FlowRun]:
-    """Owner-only: another user's run is a 404, never a 403 that confirms it exists."""
-    runs = FlowRun.objects.all()
-    if request.user.is_superuser:
-        return runs
-    return runs.filter(owner_id=request.user.pk)
+@login_required
+@require_POST
+def cancel(request: HttpRequest, run_id: UUID) -> HttpResponse:
+    run = _run(request, run_id)
+    services.cancel_run(run.id)
+    return HttpResponse(status=204)
+
+
+@login_required
+@require_POST
+def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
+    run = _run(request, run_id)
+    if not services.retry_step(run.id, key):
+        return HttpResponse("This step cannot be retried now.", status=409)
+    return HttpResponse(status=204, headers={"HX-Refresh": "true"})
+
+
+@login_required
+def export(request: HttpRequest, run_id: UUID, fmt: str) -> HttpResponse:
+    run = _run(request, run_id)
+    name = f"{run.flow}-{str(run.id)[:8]}"
+    if fmt == "md":
+        response = HttpResponse(run.report, content_type="text/markdown; charset=utf-8")
+    elif fmt == "json":
+        body = json.dumps(exports.run_as_json(run), indent=2)
+        response = HttpResponse(body, content_type="application/json")
+    else:
+        raise Http404("unknown format")
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+@login_required
+@require_POST
+def send_to_chat(request: HttpRequest, run_id: UUID) -> HttpResponse:
+    run = _run(request, run_id)
+    if not run.report:
+        return HttpResponse("There is no report yet.", status=409)
+    return HttpResponse(exports.send_to_chat(run, request.user))

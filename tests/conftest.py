@@ -98,3 +98,17 @@ def start_manage(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Consumers talk to the database on asgiref's shared thread, whose persistent connection
+    would otherwise keep the test database busy at teardown."""
+    yield
+    import asyncio
+
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        asyncio.run(database_sync_to_async(connections.close_all)())

@@ -1,0 +1,119 @@
+"""The pane's WebSocket: a snapshot from the database, then live OOB fragments.
+
+Collapsed agents get status only; an expanded agent is subscribed with the last event id the
+browser holds, the missing events are replayed from the database, and live events at or
+below what was already sent are dropped: nothing missed, nothing doubled across reconnects.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from runs import live
+from runs.events import run_group
+from runs.models import FlowRun, FlowStep
+from runs.permissions import can_see
+
+CLOSE_FORBIDDEN = 4403
+
+
+class RunConsumer(AsyncWebsocketConsumer):
+    run_id: UUID
+    group: str
+
+    async def connect(self) -> None:
+        self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
+        self.sent: dict[int, int] = {}  # expanded step id -> last event id sent
+        if not await database_sync_to_async(_allowed)(self.scope.get("user"), self.run_id):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = run_group(self.run_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data or "{}")
+        except json.JSONDecodeError:
+            return
+        if not isinstance(message, dict):
+            return
+        kind = message.get("type")
+        if kind == "subscribe":
+            await self._subscribe(message.get("step"), message.get("after"))
+        elif kind == "unsubscribe" and isinstance(message.get("step"), int):
+            self.sent.pop(message["step"], None)
+        elif kind == "resume" and isinstance(message.get("have"), dict):
+            for step, after in message["have"].items():
+                await self._subscribe(_int(step), after)
+
+    async def _subscribe(self, step: Any, after: Any) -> None:
+        step_id, after_id = _int(step), _int(after) or 0
+        if step_id is None:
+            return
+        events = await database_sync_to_async(_events_for)(self.run_id, step_id, after_id)
+        if events is None:
+            return  # not a step of this run
+        self.sent[step_id] = max([after_id] + [e["id"] for e in events])
+        if events:
+            await self.send(text_data=live.render_events(step_id, events))
+
+    async def run_events(self, message: dict[str, Any]) -> None:
+        step_id = message["step_id"]
+        if step_id not in self.sent:
+            return  # collapsed: status only
+        fresh = [e for e in message["events"] if e["id"] > self.sent[step_id]]
+        if fresh:
+            self.sent[step_id] = fresh[-1]["id"]
+            await self.send(text_data=live.render_events(step_id, fresh))
+
+    async def run_step(self, message: dict[str, Any]) -> None:
+        html = await database_sync_to_async(_step_update)(self.run_id, message["step_id"])
+        if html:
+            await self.send(text_data=html)
+
+
+def _allowed(user: Any, run_id: UUID) -> bool:
+    run = FlowRun.objects.filter(id=run_id).first()
+    return run is not None and can_see(user, run)
+
+
+def _snapshot(run_id: UUID) -> str:
+    run = FlowRun.objects.get(id=run_id)
+    parts = [live.render_header(run, oob=True), live.render_report(run, oob=True)]
+    parts += [live.render_row(run, step, oob=True) for step in run.steps.all()]
+    return "".join(parts)
+
+
+def _step_update(run_id: UUID, step_id: int) -> str:
+    run = FlowRun.objects.get(id=run_id)
+    step = run.steps.filter(id=step_id).first()
+    if step is None:
+        return ""
+    parts = [live.render_row(run, step, oob=True), live.render_header(run, oob=True)]
+    if run.is_finished:
+        parts.append(live.render_report(run, oob=True))
+    return "".join(parts)
+
+
+def _events_for(run_id: UUID, step_id: int, after_id: int) -> list[dict[str, Any]] | None:
+    if not FlowStep.objects.filter(id=step_id, run_id=run_id).exists():
+        return None
+    return live.stored_events(step_id, after_id)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,67 @@
+"""A run's report as files, and sent to a chat. Never written into the target."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from runs.models import ChatMessage, FlowRun
+
+log = logging.getLogger(__name__)
+
+
+def run_as_json(run: FlowRun) -> dict[str, Any]:
+    return {
+        "run": {
+            "id": str(run.id),
+            "flow": run.flow,
+            "band": run.band,
+            "fast": run.fast,
+            "target": run.target,
+            "focus": run.focus,
+            "model": run.model,
+            "status": run.status,
+            "created_at": run.created_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "tokens_in": run.tokens_in,
+            "tokens_out": run.tokens_out,
+        },
+        "steps": [
+            {
+                "key": s.key,
+                "role": s.role,
+                "kind": s.kind,
+                "status": s.status,
+                "attempt": s.attempt,
+                "tokens_in": s.tokens_in,
+                "tokens_out": s.tokens_out,
+                "tool_calls": s.tool_calls,
+                "output": s.output,
+                "error": s.error,
+            }
+            for s in run.steps.all()
+        ],
+        "report": {"markdown": run.report, **run.report_data},
+    }
+
+
+def send_to_chat(run: FlowRun, user: Any) -> str:
+    """POST the report to ORCHESTRATOR_CHAT_WEBHOOK, or into the workspace's chat pane."""
+    text = f"Orchestrator report: {run.flow} on {run.target}\n\n{run.report}"
+    webhook = settings.ORCHESTRATOR_CHAT_WEBHOOK
+    if not webhook:
+        ChatMessage.objects.create(owner=user, run=run, text=text)
+        return "sent to the workspace chat"
+    try:
+        response = httpx.post(
+            webhook, json={"text": text, "run": str(run.id)}, timeout=10, follow_redirects=False
+        )
+    except httpx.HTTPError as exc:
+        log.warning("chat webhook failed: %s", exc)
+        return f"the chat did not answer ({type(exc).__name__})"
+    if response.status_code >= 400:
+        return f"the chat refused it ({response.status_code})"
+    return "sent to chat"

@@ -1,0 +1,59 @@
+"""The pane's pieces, rendered from named partials for pages, HTMX and WebSocket pushes alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
+
+from runs.markup import render_markdown
+from runs.models import AgentEvent, FlowRun, FlowStep, StepStatus
+from runs.progress import queue_positions
+
+PANE = "runs/pane.html"
+
+
+def step_context(run: FlowRun, steps: list[FlowStep] | None = None) -> list[dict[str, Any]]:
+    """Rows for the agent list: the run is the parent, its steps the children."""
+    steps = steps if steps is not None else list(run.steps.all())
+    positions = queue_positions(run) if any(s.status == StepStatus.QUEUED for s in steps) else {}
+    return [{"step": s, "position": positions.get(s.id)} for s in steps]
+
+
+def run_context(run: FlowRun) -> dict[str, Any]:
+    return {
+        "run": run,
+        "rows": step_context(run),
+        "report_html": mark_safe(render_markdown(run.report)) if run.report else "",  # noqa: S308
+    }
+
+
+def render_header(run: FlowRun, *, oob: bool = False) -> str:
+    return render_to_string(f"{PANE}#run-header", {"run": run, "oob": oob})
+
+
+def render_report(run: FlowRun, *, oob: bool = False) -> str:
+    return render_to_string(f"{PANE}#report", {**run_context(run), "oob": oob})
+
+
+def render_row(run: FlowRun, step: FlowStep, *, oob: bool = False) -> str:
+    [row] = step_context(run, [step])
+    return render_to_string(f"{PANE}#agent-summary", {"row": row, "run": run, "oob": oob})
+
+
+def render_events(step_id: int, events: list[dict[str, Any]]) -> str:
+    """Events appended to one agent's stream (OOB beforeend), ids kept for resuming."""
+    return render_to_string(
+        f"{PANE}#stream-append", {"step_id": step_id, "events": [_shape(e) for e in events]}
+    )
+
+
+def stored_events(step_id: int, after_id: int = 0, limit: int = 5000) -> list[dict[str, Any]]:
+    rows = AgentEvent.objects.filter(step_id=step_id, id__gt=after_id).order_by("id")[:limit]
+    return [{"id": e.id, "seq": e.seq, "kind": e.kind, "payload": e.payload} for e in rows]
+
+
+def _shape(event: dict[str, Any]) -> dict[str, Any]:
+    payload = event.get("payload") or {}
+    return {"id": event["id"], "kind": event["kind"], **payload}

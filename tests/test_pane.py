@@ -1,0 +1,257 @@
+"""The pane over HTTP and WebSocket: owner-only, snapshot, status for all, streams on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from orchestrator_site.asgi import application
+from runs import scheduler
+from runs.events import run_group
+from runs.models import AgentEvent, AgentSession, ChatMessage, FlowRun, FlowStep
+from runs.services import launch_run
+
+
+@pytest.fixture
+def bob(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob", password="bob-pass-123")
+
+
+@pytest.fixture
+def finished_run(alice: Any, target_dir: Path) -> FlowRun:
+    """A finished code review with a few stored events on the security agent."""
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, focus="<b>auth</b>")
+    for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+        step = FlowStep.objects.get(id=step_id)
+        session = AgentSession.objects.create(
+            step=step, attempt=1, worker="w", backend="t", model="m"
+        )
+        AgentEvent.objects.bulk_create(
+            AgentEvent(
+                session=session,
+                step=step,
+                seq=i + 1,
+                kind="text",
+                payload={"text": f"{step.key}-{i} <script>alert(1)</script>"},
+            )
+            for i in range(3)
+        )
+        scheduler.finish_step(step_id, "w", succeeded=True, output=f"{step.key} found")
+    for key in ("synthesis", "validation"):
+        [step_id] = scheduler.claim_steps("w", 10, run_id=run.id)
+        output = (
+            "- **Shell** (codebase) `app/views.py:6`"
+            if key == "synthesis"
+            else "Summary: One <img src=x onerror=alert(1)> issue.\nConfidence: high\nReasons: r"
+        )
+        scheduler.finish_step(step_id, "w", succeeded=True, output=output)
+    run.refresh_from_db()
+    return run
+
+
+def client_for(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+class TestPages:
+    def test_the_owner_sees_the_pane_with_the_report_on_top(self, alice, finished_run):
+        """Header, then the report (Summary first), then the agents."""
+        html = client_for(alice).get(f"/runs/{finished_run.id}/").content.decode()
+        assert (
+            html.index('id="run-header"')
+            < html.index('data-testid="report"')
+            < html.index('class="agents"')
+        )
+        assert "<h2>Summary</h2>" in html
+        assert html.count('class="agent kind-') == 4
+
+    def test_model_output_and_focus_text_are_escaped(self, alice, finished_run):
+        """No markup from a model or a person runs in the browser."""
+        html = client_for(alice).get(f"/runs/{finished_run.id}/").content.decode()
+        assert "<img src=x" not in html and "<b>auth</b>" not in html
+        assert "&lt;b&gt;auth&lt;/b&gt;" in html
+
+    def test_another_user_gets_404_everywhere(self, bob, finished_run):
+        """Pane, exports and actions all answer 404 to someone who does not own the run."""
+        client = client_for(bob)
+        base = f"/runs/{finished_run.id}"
+        for url in (f"{base}/", f"{base}/export.md", f"{base}/export.json"):
+            assert client.get(url).status_code == 404, url
+        for url in (f"{base}/cancel/", f"{base}/steps/security/retry/", f"{base}/send-to-chat/"):
+            assert client.post(url).status_code == 404, url
+        assert str(finished_run.id) not in client.get("/runs/").content.decode()
+
+    def test_anonymous_visitors_are_sent_to_log_in(self, client, finished_run):
+        """Every page needs a login."""
+        for url in ("/runs/", f"/runs/{finished_run.id}/", f"/runs/{finished_run.id}/export.md"):
+            response = client.get(url)
+            assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+    def test_posts_need_the_csrf_token(self, alice, finished_run):
+        """Cancel, retry and send-to-chat are refused without the token."""
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(alice)
+        assert client.post(f"/runs/{finished_run.id}/cancel/").status_code == 403
+
+    def test_exports_markdown_and_json(self, alice, finished_run):
+        """.md is the report; .json has the run, every step and the structured report."""
+        client = client_for(alice)
+        md = client.get(f"/runs/{finished_run.id}/export.md")
+        assert md["Content-Disposition"].endswith('.md"')
+        assert md.content.decode() == finished_run.report
+        data = json.loads(client.get(f"/runs/{finished_run.id}/export.json").content)
+        assert data["run"]["flow"] == "code-review"
+        assert [s["key"] for s in data["steps"]] == [
+            "correctness",
+            "security",
+            "synthesis",
+            "validation",
+        ]
+        assert data["report"]["confidence"] == finished_run.confidence
+        assert data["report"]["markdown"] == finished_run.report
+
+    def test_send_to_chat_lands_in_the_workspace_chat_by_default(self, alice, finished_run):
+        """With no webhook configured, the report becomes a chat message for its owner."""
+        response = client_for(alice).post(f"/runs/{finished_run.id}/send-to-chat/")
+        assert response.content.decode() == "sent to the workspace chat"
+        message = ChatMessage.objects.get()
+        assert message.owner == alice and finished_run.report in message.text
+
+    def test_history_filters_searches_and_paginates(self, alice, target_dir, finished_run):
+        """Newest first, by flow, status and text."""
+        for i in range(30):
+            launch_run(flow="research", target=str(target_dir), owner=alice, focus=f"topic {i}")
+        client = client_for(alice)
+        first = client.get("/runs/").content.decode()
+        assert "topic 29" in first and "topic 0" not in first
+        assert "page 1 of 2" in first
+        only_review = client.get("/runs/?flow=code-review").content.decode()
+        assert str(finished_run.id) in only_review and "topic" not in only_review
+        found = client.get("/runs/?q=topic 17", HTTP_HX_REQUEST="true").content.decode()
+        assert "topic 17" in found and "topic 16" not in found
+        assert "<html" not in found, "an HTMX request gets the partial only"
+
+
+async def connect(user: Any, run: FlowRun) -> tuple[WebsocketCommunicator, bool]:
+    client = await database_sync_to_async(client_for)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/runs/{run.id}/",
+        headers=[
+            (b"origin", b"http://127.0.0.1"),
+            (b"host", b"127.0.0.1"),
+            (b"cookie", cookie.encode()),
+        ],
+    )
+    connected, _ = await communicator.connect()
+    return communicator, connected
+
+
+def event_ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'data-id="(\d+)"', html)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_socket_sends_a_snapshot_then_streams_only_expanded_agents(alice, finished_run):
+    """Status for everyone, tokens only for the agent being watched, resumed without loss."""
+    security = finished_run.steps.get(key="security")
+    correctness = finished_run.steps.get(key="correctness")
+    stored = list(security.events.order_by("id").values_list("id", flat=True))
+
+    async def scenario() -> None:
+        ws, connected = await connect(alice, finished_run)
+        assert connected
+        snapshot = await ws.receive_from()
+        assert 'id="run-header"' in snapshot and f'id="agent-row-{security.id}"' in snapshot
+        await ws.send_to(
+            text_data=json.dumps({"type": "subscribe", "step": security.id, "after": stored[0]})
+        )
+        replay = await ws.receive_from()
+        assert event_ids(replay) == stored[1:], "only what the browser does not have"
+        assert "&lt;script&gt;" in replay and "<script>" not in replay
+        # Live events: the watched agent's arrive, the collapsed agent's do not.
+        layer = get_channel_layer()
+        for step, new_id in ((correctness, 10_000), (security, stored[-1])):
+            await layer.group_send(
+                run_group(finished_run.id),
+                {
+                    "type": "run.events",
+                    "step_id": step.id,
+                    "events": [{"id": new_id, "seq": 9, "kind": "text", "payload": {"text": "x"}}],
+                },
+            )
+        assert await ws.receive_nothing(0.3), "duplicates and collapsed agents send nothing"
+        await layer.group_send(
+            run_group(finished_run.id),
+            {
+                "type": "run.events",
+                "step_id": security.id,
+                "events": [
+                    {
+                        "id": stored[-1] + 1000,
+                        "seq": 9,
+                        "kind": "text",
+                        "payload": {"text": "fresh"},
+                    }
+                ],
+            },
+        )
+        live = await ws.receive_from()
+        assert event_ids(live) == [stored[-1] + 1000] and "fresh" in live
+        await layer.group_send(
+            run_group(finished_run.id), {"type": "run.step", "step_id": correctness.id}
+        )
+        assert f'id="agent-row-{correctness.id}" class="agent-row status-succeeded"' in (
+            await ws.receive_from()
+        )
+        await ws.disconnect()
+        # A reconnect says what it holds; the gap comes from the database.
+        again, _ = await connect(alice, finished_run)
+        await again.receive_from()
+        await again.send_to(text_data=json.dumps({"type": "resume", "have": {str(security.id): 0}}))
+        assert event_ids(await again.receive_from()) == stored
+        await again.disconnect()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outsiders_socket_is_closed(bob, finished_run):
+    """Owner-only over WebSocket too."""
+
+    async def scenario() -> bool:
+        ws, connected = await connect(bob, finished_run)
+        await ws.disconnect()
+        return connected
+
+    assert asyncio.run(scenario()) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_foreign_origin_is_refused(alice, finished_run):
+    """AllowedHostsOriginValidator turns away pages from other sites."""
+
+    async def scenario() -> bool:
+        ws = WebsocketCommunicator(
+            application,
+            f"/ws/runs/{finished_run.id}/",
+            headers=[(b"origin", b"http://evil.example")],
+        )
+        connected, _ = await ws.connect()
+        await ws.disconnect()
+        return connected
+
+    assert asyncio.run(scenario()) is False
