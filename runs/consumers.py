@@ -77,6 +77,9 @@ class RunConsumer(AsyncWebsocketConsumer):
             self.sent[step_id] = fresh[-1]["id"]
             await self.send(text_data=live.render_events(step_id, fresh))
 
+    async def run_changed(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))
+
     async def run_step(self, message: dict[str, Any]) -> None:
         html = await database_sync_to_async(_step_update)(self.run_id, message["step_id"])
         if html:
@@ -96,11 +99,11 @@ def _snapshot(run_id: UUID) -> str:
 
 
 def _step_update(run_id: UUID, step_id: int) -> str:
+    """The changed row and the header; every row once the run ends (skips, retry buttons)."""
     run = FlowRun.objects.get(id=run_id)
-    step = run.steps.filter(id=step_id).first()
-    if step is None:
-        return ""
-    parts = [live.render_row(run, step, oob=True), live.render_header(run, oob=True)]
+    steps = list(run.steps.all()) if run.is_finished else list(run.steps.filter(id=step_id))
+    parts = [live.render_header(run, oob=True)]
+    parts += [live.render_row(run, step, oob=True) for step in steps]
     if run.is_finished:
         parts.append(live.render_report(run, oob=True))
     return "".join(parts)

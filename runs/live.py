@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Sum
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
@@ -23,14 +24,24 @@ def step_context(run: FlowRun, steps: list[FlowStep] | None = None) -> list[dict
 
 def run_context(run: FlowRun) -> dict[str, Any]:
     return {
-        "run": run,
+        **header_context(run),
         "rows": step_context(run),
         "report_html": mark_safe(render_markdown(run.report)) if run.report else "",  # noqa: S308
     }
 
 
 def render_header(run: FlowRun, *, oob: bool = False) -> str:
-    return render_to_string(f"{PANE}#run-header", {"run": run, "oob": oob})
+    return render_to_string(f"{PANE}#run-header", {**header_context(run), "oob": oob})
+
+
+def header_context(run: FlowRun) -> dict[str, Any]:
+    """Token totals are summed live from the steps until the run writes its own."""
+    if run.is_finished:
+        tokens = (run.tokens_in, run.tokens_out)
+    else:
+        totals = run.steps.aggregate(i=Sum("tokens_in"), o=Sum("tokens_out"))
+        tokens = (totals["i"] or 0, totals["o"] or 0)
+    return {"run": run, "tokens_in": tokens[0], "tokens_out": tokens[1]}
 
 
 def render_report(run: FlowRun, *, oob: bool = False) -> str:
@@ -56,4 +67,5 @@ def stored_events(step_id: int, after_id: int = 0, limit: int = 5000) -> list[di
 
 def _shape(event: dict[str, Any]) -> dict[str, Any]:
     payload = event.get("payload") or {}
-    return {"id": event["id"], "kind": event["kind"], **payload}
+    # The event's own id and kind win over payload keys (a tool call carries an "id" too).
+    return {**payload, "id": event["id"], "kind": event["kind"]}

@@ -106,6 +106,7 @@ def cancel_run(run_id: UUID) -> bool:
     cancelled = scheduler.cancel_run(run_id)
     if cancelled:
         wake_workers()
+        tell_viewers(run_id)
     return cancelled
 
 
@@ -113,7 +114,18 @@ def retry_step(run_id: UUID, key: str) -> bool:
     retried = scheduler.retry_step(run_id, key)
     if retried:
         wake_workers()
+        tell_viewers(run_id)
     return retried
+
+
+def tell_viewers(run_id: UUID) -> None:
+    """Open panes redraw the whole run (every row changed at once)."""
+    from runs.events import publish
+
+    try:
+        async_to_sync(publish)(run_id, {"type": "run.changed"})
+    except Exception:  # a viewer missing an update must not fail the action itself
+        log.warning("could not notify the viewers of run %s", run_id)
 
 
 def wake_workers() -> None:

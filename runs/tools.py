@@ -23,6 +23,7 @@ from runs.sandbox import SECRET_DIRS, SECRET_NAMES, Confinement, Refused, is_sec
 
 SKIP_DIRS = frozenset(
     {
+        ".hypothesis",
         ".git",
         "node_modules",
         "__pycache__",

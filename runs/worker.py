@@ -177,11 +177,15 @@ class DispatchConsumer(AsyncConsumer):
 class EngineWorker(Worker):
     """Channels' runworker server, with the engine running beside the channel listeners."""
 
+    # Inside daphne (`manage.py serve`) Twisted owns the signals and stops the engine itself.
+    handle_signals = True
+
     async def handle(self) -> None:
         engine = Engine()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, engine.stop)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, engine.stop)
         listeners = asyncio.gather(super().handle())
         try:
             await engine.run()

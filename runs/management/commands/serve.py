@@ -46,6 +46,7 @@ class Command(BaseCommand):
                 channels=["orchestrator.dispatch"],
                 channel_layer=get_channel_layer(),
             )
+            worker.handle_signals = False
 
         def start_worker() -> None:
             if worker is not None:
@@ -61,7 +62,9 @@ class Command(BaseCommand):
         reactor.addSystemEventTrigger("before", "shutdown", stop_worker)  # type: ignore[arg-type]
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(f"Orchestrator serving {url}  (Ctrl-C stops)")
-        self.stdout.write("First time? Create your login with: python manage.py createsuperuser, then open /runs/")
+        self.stdout.write(
+            "First time? Create your login with: python manage.py createsuperuser, then open /runs/"
+        )
         server = Server(
             application=app,
             endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],

@@ -1,0 +1,143 @@
+"""The pane in Debian's Chromium against the real server: daphne + engine + scripted model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runs.models import FlowRun
+from runs.services import launch_run
+from tests.conftest import manage_env, start_manage
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server(settings: Any, tmp_path: Path) -> Iterator[str]:
+    """`manage.py serve` on the test database, with the scripted demo model inside."""
+    settings.ORCHESTRATOR_MODEL = "demo/scripted"  # what runs launched here are stamped with
+    port = free_port()
+    env = manage_env(
+        ORCHESTRATOR_MODEL="demo/scripted",
+        ORCHESTRATOR_DEMO_TOKEN_RATE="25",
+        ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
+    )
+    log = tmp_path / "serve.log"
+    process = start_manage("serve", "--port", str(port), env=env, log=log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is required: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield instance
+        instance.close()
+
+
+def log_in(browser: Any, base: str, username: str, password: str, **viewport: int) -> Any:
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page = context.new_page()
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/runs/")
+    return page
+
+
+def test_a_run_streams_live_and_ends_with_the_report_on_top(
+    server, browser, alice, django_user_model, target_dir
+):
+    """Status moves live, an expanded agent streams, the report lands on top, exports work;
+    an outsider is refused; the phone layout stacks."""
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, focus="<i>x</i>")
+    security = run.steps.get(key="security").id
+    page = log_in(browser, server, "alice", "alice-pass-123")
+    page.goto(f"{server}/runs/{run.id}/")
+    page.locator(f"#agent-row-{security}").click()
+    stream = page.locator(f"#stream-{security}")
+    stream.locator(".tool-call").first.wait_for(timeout=20_000)
+    assert "list_dir" in stream.inner_text()
+    page.locator("[data-testid=report]").wait_for(timeout=60_000)
+    assert page.locator("[data-testid=run-status]").inner_text() == "Succeeded"
+    html = page.content()
+    assert html.index('data-testid="report"') < html.index('class="agents"')
+    assert page.locator("[data-testid=report] h2").first.inner_text() == "Summary"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "pane-desktop.png"), full_page=True)
+    # Nothing from the model or the focus text became markup.
+    assert page.locator("i", has_text="x").count() == 0
+    # The stream shown equals what the database holds: nothing lost, nothing doubled.
+    shown = [
+        int(i)
+        for i in stream.locator("[data-id]").evaluate_all("els => els.map(e => e.dataset.id)")
+    ]
+    stored = list(run.steps.get(key="security").events.order_by("id").values_list("id", flat=True))
+    assert shown == stored
+    # Exports.
+    with page.expect_download() as download:
+        page.click("[data-testid=download-md]")
+    assert Path(download.value.path()).read_text().startswith("## Summary")
+    page.click("[data-testid=copy]")
+    assert page.evaluate("navigator.clipboard.readText()").startswith("## Summary")
+    page.click("[data-testid=send-to-chat]")
+    page.locator("#chat-result", has_text="sent").wait_for()
+    # Phone width: one column, the pane still readable.
+    phone = page.context.new_page()
+    phone.set_viewport_size({"width": 375, "height": 812})
+    phone.goto(f"{server}/runs/{run.id}/")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    phone.screenshot(path=str(SCREENSHOTS / "pane-phone.png"))
+    # An outsider gets a 404.
+    django_user_model.objects.create_user("charlie", password="charlie-pass-123")
+    outsider = log_in(browser, server, "charlie", "charlie-pass-123")
+    assert outsider.goto(f"{server}/runs/{run.id}/").status == 404
+
+
+def test_cancel_from_the_pane_stops_the_run(server, browser, alice, target_dir):
+    """The Cancel button stops live agents and the header says cancelled."""
+    run = launch_run(flow="research", target=str(target_dir), owner=alice)
+    page = log_in(browser, server, "alice", "alice-pass-123")
+    page.goto(f"{server}/runs/{run.id}/")
+    page.locator(".badge-running").first.wait_for(timeout=20_000)
+    page.click("[data-testid=cancel]")
+    page.locator("[data-testid=run-status]", has_text="Cancelled").wait_for(timeout=5_000)
+    assert FlowRun.objects.get(id=run.id).status == "cancelled"
