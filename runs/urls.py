@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from django.urls import path
 
-from runs import views
+from runs import views, workspace
 
 app_name = "runs"
 urlpatterns = [
     path("", views.home, name="home"),
+    path("workspace/", workspace.workspace, name="workspace"),
+    path("launch/", workspace.launch, name="launch"),
     path("runs/", views.history, name="history"),
     path("runs/<uuid:run_id>/", views.pane, name="pane"),
     path("runs/<uuid:run_id>/cancel/", views.cancel, name="cancel"),
