@@ -10,7 +10,7 @@ ifeq ($(MODEL),demo)
 export ORCHESTRATOR_MODEL := demo/scripted
 endif
 
-.PHONY: run install migrate test lint format typecheck check db-stop clean
+.PHONY: run install migrate browser test lint format typecheck check db-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ migrate: install
 run: migrate
 	$(BIN)/python manage.py serve --port $(PORT)
 
-test: install
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "Install Debian's chromium package for the browser tests"; exit 1; fi; }
+
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

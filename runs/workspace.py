@@ -32,6 +32,7 @@ def workspace(request: HttpRequest) -> HttpResponse:
             ("Analysis", [f for f in CATALOG.values() if f.kind == FlowKind.ANALYSIS]),
             ("Drafts", [f for f in CATALOG.values() if f.kind == FlowKind.DRAFT]),
         ],
+        "catalog_size": len(CATALOG),
         "messages_for_chat": ChatMessage.objects.filter(owner_id=request.user.pk).order_by(
             "-created_at"
         )[:20],

@@ -10,6 +10,7 @@ import pytest
 from runs.models import FlowRun
 from tests.browser.conftest import log_in
 
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
@@ -64,6 +65,7 @@ def test_slash_commands_launch_from_both_panes_with_their_projects(
     page.frame_locator(".orchestrator-pane iframe").first.locator("[data-testid=report]").wait_for(
         timeout=10_000
     )
+    page.screenshot(path=str(SCREENSHOTS / "workspace-desktop.png"))
     # A bad command says what is wrong, in the composer.
     box.fill("/nope")
     box.press("Enter")
