@@ -129,6 +129,39 @@ class TestPages:
         message = ChatMessage.objects.get()
         assert message.owner == alice and finished_run.report in message.text
 
+    def test_retry_reruns_a_failed_agent_and_its_dependants(self, alice, target_dir):
+        """The pane's Retry button: the failed step and the spine go again, the rest stays."""
+        run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+        claimed = scheduler.claim_steps("w", 10, run_id=run.id)
+        for step_id in claimed:
+            step = FlowStep.objects.get(id=step_id)
+            scheduler.finish_step(
+                step_id, "w", succeeded=step.key != "security", output="ok", error="model down"
+            )
+        for _ in range(2):
+            for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+                scheduler.finish_step(
+                    step_id, "w", succeeded=True, output="Summary: s\nConfidence: low\nReasons: r"
+                )
+        client = client_for(alice)
+        page = client.get(f"/runs/{run.id}/").content.decode()
+        assert 'data-testid="retry"' in page
+        assert client.post(f"/runs/{run.id}/steps/security/retry/").status_code == 204
+        statuses = dict(run.steps.values_list("key", "status"))
+        assert statuses == {
+            "correctness": "succeeded",
+            "security": "ready",
+            "synthesis": "pending",
+            "validation": "pending",
+        }
+        again = client.post(f"/runs/{run.id}/steps/security/retry/")
+        assert again.status_code == 409 and "cannot be retried" in again.content.decode()
+
+    def test_admin_is_for_staff_only(self, bob, finished_run):
+        """The admin shows runs to staff; anyone else is sent to its login."""
+        response = client_for(bob).get("/admin/runs/flowrun/")
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
     def test_history_filters_searches_and_paginates(self, alice, target_dir, finished_run):
         """Newest first, by flow, status and text."""
         for i in range(30):

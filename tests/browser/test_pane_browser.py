@@ -11,15 +11,6 @@ from runs.services import launch_run
 from tests.browser.conftest import log_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
 
 
@@ -66,6 +57,11 @@ def test_a_run_streams_live_and_ends_with_the_report_on_top(
     phone.goto(f"{server}/runs/{run.id}/")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 375
     phone.screenshot(path=str(SCREENSHOTS / "pane-phone.png"))
+    # The history lists it and reopens its pane.
+    page.goto(f"{server}/runs/")
+    page.locator(f"a[href='/runs/{run.id}/']").first.click()
+    page.locator("[data-testid=report]").wait_for()
+    assert page.url.endswith(f"/runs/{run.id}/")
     # An outsider gets a 404.
     django_user_model.objects.create_user("charlie", password="charlie-pass-123")
     outsider = log_in(browser, server, "charlie", "charlie-pass-123")
