@@ -23,6 +23,7 @@
 
   pane.addEventListener("htmx:wsOpen", (event) => {
     socket = event.detail.socketWrapper;
+    pane.dataset.connections = String(Number(pane.dataset.connections || 0) + 1);
     send({ type: "resume", have: expanded() });
   });
   pane.addEventListener("htmx:wsClose", () => { socket = null; });

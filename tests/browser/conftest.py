@@ -37,29 +37,55 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class ServeProcess:
+    """`manage.py serve` on the test database, with the scripted demo model inside; it can
+    be killed and started again on the same port (a crash, as far as the browser can tell)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = manage_env(
+            ORCHESTRATOR_MODEL="demo/scripted",
+            ORCHESTRATOR_DEMO_TOKEN_RATE="25",
+            ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
+            ORCHESTRATOR_LEASE_SECONDS="2",
+        )
+        self.log = tmp_path / "serve.log"
+        self.process = self.start()
+
+    def start(self) -> Any:
+        process = start_manage("serve", "--port", str(self.port), env=self.env, log=self.log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return process
+            except OSError:
+                alive = process.poll() is None and time.monotonic() < deadline
+                assert alive, self.log.read_text()
+                time.sleep(0.2)
+
+    def crash_and_restart(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+        self.process = self.start()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
 @pytest.fixture
-def server(settings: Any, tmp_path: Path) -> Iterator[str]:
-    """`manage.py serve` on the test database, with the scripted demo model inside."""
+def serve(settings: Any, tmp_path: Path) -> Iterator[ServeProcess]:
     settings.ORCHESTRATOR_MODEL = "demo/scripted"  # what runs launched here are stamped with
-    port = free_port()
-    env = manage_env(
-        ORCHESTRATOR_MODEL="demo/scripted",
-        ORCHESTRATOR_DEMO_TOKEN_RATE="25",
-        ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
-    )
-    log = tmp_path / "serve.log"
-    process = start_manage("serve", "--port", str(port), env=env, log=log)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+    process = ServeProcess(tmp_path)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def server(serve: ServeProcess) -> str:
+    return serve.url
 
 
 @pytest.fixture

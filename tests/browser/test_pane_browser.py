@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,65 @@ def test_cancel_from_the_pane_stops_the_run(server, browser, alice, target_dir):
     page.click("[data-testid=cancel]")
     page.locator("[data-testid=run-status]", has_text="Cancelled").wait_for(timeout=5_000)
     assert FlowRun.objects.get(id=run.id).status == "cancelled"
+
+
+def test_after_a_server_crash_the_pane_reconnects_and_misses_or_doubles_nothing(
+    serve, browser, alice, target_dir
+):
+    """The server is killed mid-stream and restarted: the run resumes on the new server, the
+    pane reconnects by itself, and its stream equals the database's."""
+    server = serve.url
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    security = run.steps.get(key="security").id
+    page = log_in(browser, server, "alice", "alice-pass-123")
+    page.goto(f"{server}/runs/{run.id}/")
+    page.locator(f"#agent-row-{security}").click()
+    stream = page.locator(f"#stream-{security}")
+    stream.locator(".tool-call").first.wait_for(timeout=20_000)
+    serve.crash_and_restart()
+    page.locator("[data-testid=report]").wait_for(timeout=90_000)
+    assert int(page.locator(".pane").get_attribute("data-connections")) >= 2, "it reconnected"
+    time.sleep(1)
+    shown = [
+        int(i)
+        for i in stream.locator("[data-id]").evaluate_all("els => els.map(e => e.dataset.id)")
+    ]
+    stored = list(run.steps.get(key="security").events.order_by("id").values_list("id", flat=True))
+    assert shown == stored
+
+
+def test_retry_from_the_pane_reruns_the_failed_agent_to_a_new_report(
+    server, browser, alice, target_dir
+):
+    """A failed agent's Retry button: it and the spine run again; the others keep their work."""
+    from runs import scheduler
+    from runs.models import FlowStep
+
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    # Finish it here, by hand, before the server's worker looks: security fails.
+    for step_id in scheduler.claim_steps("test", 10, run_id=run.id):
+        key = FlowStep.objects.get(id=step_id).key
+        scheduler.finish_step(
+            step_id,
+            "test",
+            succeeded=key != "security",
+            output="- **kept** (codebase) `app/views.py:6`",
+            error="model down",
+        )
+    for _ in range(2):
+        for step_id in scheduler.claim_steps("test", 10, run_id=run.id):
+            scheduler.finish_step(
+                step_id, "test", succeeded=True, output="Summary: s\nConfidence: low\nReasons: r"
+            )
+    page = log_in(browser, server, "alice", "alice-pass-123")
+    page.goto(f"{server}/runs/{run.id}/")
+    security = run.steps.get(key="security").id
+    assert run.steps.get(key="security").status == "failed"
+    page.locator("[data-testid=retry]").first.click()
+    page.locator(f"#agent-row-{security} [data-testid=step-status]", has_text="succeeded").wait_for(
+        timeout=60_000
+    )
+    page.locator("[data-testid=run-status]", has_text="Succeeded").wait_for(timeout=30_000)
+    steps = {s.key: s for s in run.steps.all()}
+    assert steps["security"].status == "succeeded" and steps["security"].attempt == 2
+    assert steps["correctness"].attempt == 1, "the successful sibling was not rerun"
