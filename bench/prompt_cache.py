@@ -1,0 +1,68 @@
+"""Model-work benchmark: how much of a run's prompt is a prefix every agent shares (what an
+OpenAI-compatible server's prompt cache can reuse), and fast mode's tokens against normal's.
+
+    .venv/bin/python bench/prompt_cache.py [--flow code-review] [--band medium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from common import bench_database, make_target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flow", default="code-review")
+    parser.add_argument("--band", default="medium")
+    args = parser.parse_args()
+    with bench_database(), tempfile.TemporaryDirectory() as tmp:
+        measure(Path(tmp), args.flow, args.band)
+
+
+def run_once(target: Path, flow: str, band: str, fast: bool):  # type: ignore[no-untyped-def]
+    from runs.models import FlowRun
+    from runs.services import launch_run
+    from runs.worker import Engine
+
+    run = launch_run(flow=flow, target=str(target), band=band, fast=fast)
+    asyncio.run(Engine(run_id=run.id).run())
+    return FlowRun.objects.get(id=run.id)
+
+
+def measure(tmp: Path, flow: str, band: str) -> None:
+    from django.conf import settings
+
+    from runs.fakemodel.server import ScriptedModelServer
+
+    target = make_target(tmp)
+    settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    with ScriptedModelServer() as server:
+        settings.ORCHESTRATOR_MODEL = "demo/scripted"
+        settings.ORCHESTRATOR_BASE_URL = server.url
+        normal = run_once(target, flow, band, fast=False)
+        first_turns = [r for r in server.requests if len(r["messages"]) == 2]
+        fast = run_once(target, flow, band, fast=True)
+    prompts = [json.dumps(r["messages"]) for r in first_turns]
+    shared = len(os.path.commonprefix(prompts))
+    total = sum(len(p) for p in prompts)
+    print(f"{flow} band {band}: {len(prompts)} agents")
+    print(
+        f"shared prompt prefix: {shared} chars per agent; "
+        f"{shared * len(prompts) / total:.0%} of all first-turn prompt text is a common prefix"
+    )
+    n_tokens = normal.tokens_in + normal.tokens_out
+    f_tokens = fast.tokens_in + fast.tokens_out
+    print(
+        f"tokens normal {n_tokens} vs fast {f_tokens} (fast/normal {f_tokens / n_tokens:.2f}); "
+        f"statuses {normal.status}/{fast.status}"
+    )
+
+
+if __name__ == "__main__":
+    main()
