@@ -31,21 +31,44 @@ def build_run(tmp: Path, agents: int, tokens: int):  # type: ignore[no-untyped-d
     from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep
 
     owner = get_user_model().objects.create_user("bench", password="bench-pass-123")
-    run = FlowRun.objects.create(owner=owner, flow="code-review", band="large", target=str(tmp),
-                                 model="demo/scripted", status="succeeded",
-                                 report="## Summary\nBench.\n\n## Confidence: low\nr\n")
+    run = FlowRun.objects.create(
+        owner=owner,
+        flow="code-review",
+        band="large",
+        target=str(tmp),
+        model="demo/scripted",
+        status="succeeded",
+        report="## Summary\nBench.\n\n## Confidence: low\nr\n",
+    )
     per_agent = tokens // agents
     per_event = 25  # tokens coalesced into one event (about 50 ms of a fast model)
     for i in range(agents):
-        step = FlowStep.objects.create(run=run, key=f"agent-{i}", role="bench", title=f"Agent {i}",
-                                       kind="specialist", position=i, status="succeeded",
-                                       attempt=1, tokens_out=per_agent, output="done")
-        session = AgentSession.objects.create(step=step, attempt=1, worker="w", backend="b",
-                                              model="m")
+        step = FlowStep.objects.create(
+            run=run,
+            key=f"agent-{i}",
+            role="bench",
+            title=f"Agent {i}",
+            kind="specialist",
+            position=i,
+            status="succeeded",
+            attempt=1,
+            tokens_out=per_agent,
+            output="done",
+        )
+        session = AgentSession.objects.create(
+            step=step, attempt=1, worker="w", backend="b", model="m"
+        )
         AgentEvent.objects.bulk_create(
-            (AgentEvent(session=session, step=step, seq=n + 1, kind="text",
-                        payload={"text": "token " * per_event})
-             for n in range(per_agent // per_event)),
+            (
+                AgentEvent(
+                    session=session,
+                    step=step,
+                    seq=n + 1,
+                    kind="text",
+                    payload={"text": "token " * per_event},
+                )
+                for n in range(per_agent // per_event)
+            ),
             batch_size=5000,
         )
     return run
@@ -59,8 +82,10 @@ def measure(tmp: Path, agents: int, tokens: int, repeat: int) -> None:
 
     started = time.monotonic()
     run = build_run(tmp, agents, tokens)
-    print(f"built {agents} agents, {AgentEvent.objects.count()} events "
-          f"(~{tokens} tokens) in {time.monotonic() - started:.1f}s")
+    print(
+        f"built {agents} agents, {AgentEvent.objects.count()} events "
+        f"(~{tokens} tokens) in {time.monotonic() - started:.1f}s"
+    )
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(run.owner)
     url = f"/runs/{run.id}/"

@@ -49,7 +49,8 @@ def measure(tmp: Path, flow: str, band: str) -> None:
         first_turns = [r for r in server.requests if len(r["messages"]) == 2]
         fast = run_once(target, flow, band, fast=True)
     prompts = [json.dumps(r["messages"]) for r in first_turns]
-    shared = len(os.path.commonprefix(prompts))
+    # Character by character is the point: a prompt cache matches a byte prefix.
+    shared = len(os.path.commonprefix(prompts))  # noqa: RUF071
     total = sum(len(p) for p in prompts)
     print(f"{flow} band {band}: {len(prompts)} agents")
     print(
