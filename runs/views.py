@@ -26,7 +26,7 @@ class HtmxHttpRequest(HttpRequest):
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("runs:history")
+    return redirect("runs:workspace")
 
 
 def _run(request: HttpRequest, run_id: UUID) -> FlowRun:

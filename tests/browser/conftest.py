@@ -108,5 +108,5 @@ def log_in(browser: Any, base: str, username: str, password: str, **viewport: in
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/runs/")
+    page.wait_for_url(f"{base}/workspace/")
     return page

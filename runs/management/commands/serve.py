@@ -63,7 +63,8 @@ class Command(BaseCommand):
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(f"Orchestrator serving {url}  (Ctrl-C stops)")
         self.stdout.write(
-            "First time? Create your login with: python manage.py createsuperuser, then open /runs/"
+            "First time? Create your login with `python manage.py createsuperuser`, "
+            f"then open {url}workspace/"
         )
         server = Server(
             application=app,
