@@ -50,11 +50,6 @@ def describe(name: str, values: list[float], unit: str = "ms", scale: float = 10
 
 def make_target(base: Path) -> Path:
     """A small project for the agents to read (the same one the tests use)."""
-    from tests.conftest import SOURCE_FILES
+    from tests.conftest import write_project
 
-    root = base / "shop"
-    for name, text in SOURCE_FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+    return write_project(base)

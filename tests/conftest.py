@@ -32,15 +32,20 @@ SOURCE_FILES = {
 }
 
 
-@pytest.fixture
-def target_dir(tmp_path: Path) -> Path:
-    """A small project to analyse, with code worth flagging."""
-    root = tmp_path / "shop"
+def write_project(base: Path) -> Path:
+    """Write the small shop project under base (the tests and the benchmarks use it)."""
+    root = base / "shop"
     for name, text in SOURCE_FILES.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+@pytest.fixture
+def target_dir(tmp_path: Path) -> Path:
+    """A small project to analyse, with code worth flagging."""
+    return write_project(tmp_path)
 
 
 @pytest.fixture(autouse=True)
