@@ -65,6 +65,8 @@ def launch_run(
         check_band(band)
     except (LookupError, ValueError) as exc:
         raise LaunchError(str(exc)) from None
+    if "\x00" in focus:
+        raise LaunchError("the focus text contains a NUL byte")
     if len(focus) > MAX_FOCUS_CHARS:
         raise LaunchError(f"the focus text is too long ({len(focus)} > {MAX_FOCUS_CHARS} chars)")
     if origin not in Origin.values or host_pane not in HostPane.values:

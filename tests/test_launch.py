@@ -41,6 +41,7 @@ def test_larger_bands_run_more_specialists(target_dir: Path):
         ({"target": "/definitely/not/here"}, "does not exist"),
         ({"target": ""}, "a target directory is required"),
         ({"focus": "x" * 5000}, "focus text is too long"),
+        ({"focus": "auth\x00"}, "the focus text contains a NUL byte"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message_and_nothing_is_created(
