@@ -1,4 +1,10 @@
-"""The backend protocol and its value objects (placeholder until the full module lands)."""
+"""The backend protocol and the value objects an agent turn streams.
+
+A backend turns one request (messages + tools) into a stream of events ending in exactly one
+`TurnResult`. Transient faults surface as `Retrying` events (the caller drops the partial text
+of that attempt); a fault that outlives the bounded retries raises `BackendError`, whose
+message is the sentence a person reads on the failed step.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any, Protocol
 class ToolCall:
     id: str
     name: str
-    arguments: str
+    arguments: str  # the raw JSON text as the model produced it; it may not parse
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,7 +28,7 @@ class Usage:
 
 @dataclass(frozen=True, kw_only=True)
 class FirstByte:
-    pass
+    """The first content, reasoning or tool-call byte of this attempt arrived (no longer queued)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,28 +38,36 @@ class TextDelta:
 
 @dataclass(frozen=True, kw_only=True)
 class ReasoningDelta:
+    """Thinking text: `delta.reasoning_content` (llama.cpp, Qwen) or `delta.reasoning`."""
+
     text: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class ToolCallStarted:
+    """A tool call's name is known; sent once per call so the UI can say "calling grep…"."""
+
     index: int
     name: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Retrying:
-    attempt: int
+    """The whole turn starts again after `delay` seconds; drop this attempt's partial output."""
+
+    attempt: int  # the attempt that failed, counting from 1
     reason: str
     delay: float
 
 
 @dataclass(frozen=True, kw_only=True)
 class TurnResult:
+    """Always the last event of a successful turn."""
+
     content: str
     reasoning: str
     tool_calls: tuple[ToolCall, ...]
-    usage: Usage | None
+    usage: Usage | None  # None when the server reported none; nothing is estimated here
     finish_reason: str | None
 
 
@@ -61,7 +75,7 @@ BackendEvent = FirstByte | TextDelta | ReasoningDelta | ToolCallStarted | Retryi
 
 
 class BackendError(Exception):
-    pass
+    """The turn failed for good; str(error) is a clear sentence naming the fault and server."""
 
 
 class AgentBackend(Protocol):
@@ -78,11 +92,12 @@ class AgentBackend(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class EndpointConfig:
-    base_url: str
-    model: str
+    base_url: str  # e.g. "http://127.0.0.1:8080/v1"
+    model: str  # the model name sent in the request body
     api_key: str | None = None
     connect_timeout: float = 5.0
+    # A local model can take minutes to load and prefill; this wait is the step's "queued".
     first_byte_timeout: float = 600.0
-    read_timeout: float = 120.0
-    max_retries: int = 3
-    backoff_base: float = 0.5
+    read_timeout: float = 120.0  # the longest silence between chunks once streaming
+    max_retries: int = 3  # retries after the first attempt
+    backoff_base: float = 0.5  # base * 2**n seconds, capped at 8 s; Retry-After wins (<= 30 s)

@@ -1,5 +1,10 @@
-"""What the scripted model answers: decided only by the request, so a resumed agent continues
-exactly where it left off. Specialists really call the tools and cite what they returned."""
+"""What the scripted model answers, decided only by the request messages, so a resumed agent
+continues exactly where it left off. Specialists really call the tools and cite what those
+returned; the synthesizer merges cited findings; the validator grades the report.
+
+The orchestrator's prompts carry the markers read here: `Step kind: …` and `Agent role: …` in
+the system message, `Focus: …` and `### Output of <key> (<role>)` headings in the user message.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +23,32 @@ ROLE_PATTERNS = {
     "maintainability": r"^def |^class |^\s+def ",
 }
 DEFAULT_PATTERN = r"def |class |function |TODO|FIXME"
+MAX_FINDINGS = 4
+UPSTREAM_HEADING = "### Output of "
+
+# A finding's title and why-it-matters, by what the cited line contains (first match wins).
+TITLES: tuple[tuple[str, str, str], ...] = (
+    (r"eval\(|exec\(", "Dynamic code execution", "evaluating strings runs whatever reaches them"),
+    (r"subprocess|os\.system|shell=True", "Shell command execution", "input may reach a shell"),
+    (r"pickle", "Unsafe deserialisation", "unpickling untrusted data runs code"),
+    (r"md5|sha1", "Weak hash", "these hashes are broken for security uses"),
+    (r"(?i)password|secret|token|api_?key", "Hard-coded credential", "anyone with the code has it"),
+    (r"TODO|FIXME|XXX", "Unfinished work", "the author marked this as not done"),
+    (r"except:", "Bare except", "it swallows every error, including bugs"),
+    (r"\braise\b", "Error path", "callers must handle this failure"),
+    (r"def test_|assert", "Test coverage point", "this is what the tests actually check"),
+    (r"sleep\(", "Blocking sleep", "it stalls the caller"),
+    (r"\.all\(\)", "Unbounded query", "it loads every row"),
+    (r"for .* in |while ", "Loop over data", "its cost grows with the input"),
+    (r"^\s*(def|class) ", "Definition to review", "it is part of the surface under review"),
+)
+
 _GREP_HIT = re.compile(r"^(?P<path>[^:\n]+):(?P<line>\d+):(?P<text>.*)$")
-_SECTION = re.compile(r"^### Output of (.+)\n((?:(?!^### Output of ).*\n?)*)", re.M)
-_CITED_LINE = re.compile(r"`[^`\s]+:\d+(?:-\d+)?`")
+_CITATION = re.compile(r"`[^`\s]+:\d+(?:-\d+)?`")
+_CITED = re.compile(r"`(?P<cite>[^`\s]+:\d+(?:-\d+)?)`[^`\n]{0,12}(?:`(?P<quote>[^`\n]+)`)?")
+_FAILED_AGENT = re.compile(r"Agent (\S+) failed; its lens is not covered")
+
+Hit = tuple[str, int, str]  # path, line number, the line's text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,17 +58,8 @@ class ScriptedReply:
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
-def marker(body: dict[str, Any], name: str) -> str | None:
-    """A `Name: value` line from the system prompt (e.g. `Agent role: security`)."""
-    for message in body.get("messages") or []:
-        if message.get("role") == "system":
-            match = re.search(rf"^{re.escape(name)}:\s*(\S+)", _text(message), re.M)
-            if match:
-                return match.group(1)
-    return None
-
-
 def reply_for(body: dict[str, Any]) -> ScriptedReply:
+    """The deterministic answer to one chat request."""
     kind = marker(body, "Step kind") or "specialist"
     if kind == "synthesizer":
         return _synthesize(_last_user_text(body))
@@ -49,70 +68,103 @@ def reply_for(body: dict[str, Any]) -> ScriptedReply:
     return _specialist(body)
 
 
+def marker(body: dict[str, Any], name: str) -> str | None:
+    """A `Name: value` line from the system prompt (e.g. `Agent role: security`)."""
+    for message in body.get("messages") or []:
+        if message.get("role") == "system":
+            match = re.search(rf"^{re.escape(name)}:[ \t]*(\S+)", _text(message), re.M)
+            if match:
+                return match.group(1)
+    return None
+
+
+# --- specialist ------------------------------------------------------------------------------
+
+
 def _specialist(body: dict[str, Any]) -> ScriptedReply:
+    """list_dir -> grep -> read_file -> findings; a round whose tool failed still counts."""
     role = marker(body, "Agent role") or "generalist"
-    rounds = sum(
-        1 for m in body["messages"] if m.get("role") == "assistant" and m.get("tool_calls")
-    )
-    offered = {t.get("function", {}).get("name") for t in body.get("tools") or []}
-    hits = _grep_hits(body)
+    messages = body.get("messages") or []
+    rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
+    offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    pattern = ROLE_PATTERNS.get(role, DEFAULT_PATTERN)
+    hits = _grep_hits(messages)
     if rounds == 0 and "list_dir" in offered:
         return ScriptedReply(
             reasoning="Looking at the layout of the project first. ",
             tool_calls=[("list_dir", {"path": ".", "depth": 2})],
         )
     if rounds == 1 and "grep" in offered:
-        pattern = ROLE_PATTERNS.get(role, DEFAULT_PATTERN)
+        args = {"pattern": pattern, "path": ".", "glob": None, "max_results": 50}
         return ScriptedReply(
             reasoning=f"Searching for what the {role} lens cares about. ",
-            tool_calls=[("grep", {"pattern": pattern, "path": ".", "max_results": 50})],
+            tool_calls=[("grep", args)],
         )
     if rounds == 2 and hits and "read_file" in offered:
         path, line, _ = hits[0]
+        args = {"path": path, "start_line": max(1, line - 3), "end_line": line + 8}
         return ScriptedReply(
             reasoning=f"Reading the code around the first match in {path}. ",
-            tool_calls=[
-                ("read_file", {"path": path, "start_line": max(1, line - 3), "end_line": line + 8})
-            ],
+            tool_calls=[("read_file", args)],
         )
     return ScriptedReply(
-        reasoning=f"Looking at the files that match, I can now write the {role} findings. ",
+        reasoning=f"Looking at the files that match {pattern}, I can write the {role} findings. ",
         content=_findings(role, hits),
     )
 
 
-def _findings(role: str, hits: list[tuple[str, int, str]]) -> str:
-    if not hits:
+def _findings(role: str, hits: list[Hit]) -> str:
+    picked = _pick(hits)
+    if not picked:
         return (
-            f"No evidence found for this lens.\n\n- **{role} not assessed** (no evidence) — "
-            "reopen trigger: code matching this lens appears in the target."
+            "No evidence found for this lens.\n\n"
+            f"- **{role} not assessed** (no evidence) — reopen trigger: code matching this "
+            "lens appears in the target.\n"
         )
     lines = [f"### {role.capitalize()} findings", ""]
-    seen: set[str] = set()
-    for path, line, text in hits:
-        quote = text.strip()[:80].strip()
-        if path in seen or len(quote) < 3 or "`" in quote:
-            continue
-        seen.add(path)
-        lines.append(
-            f"- **{role.capitalize()} concern in {path}** (codebase) `{path}:{line}` — `{quote}`"
-        )
-        if len(seen) == 4:
-            break
+    for path, line, text in picked:
+        title, why = _title(role, text)
+        lines.append(f"- **{title}** (codebase) `{path}:{line}` — `{_quote(text)}`: {why}.")
     return "\n".join(lines) + "\n"
 
 
-def _grep_hits(body: dict[str, Any]) -> list[tuple[str, int, str]]:
-    """`path:line:text` lines from the grep results in this conversation."""
+def _pick(hits: list[Hit]) -> list[Hit]:
+    """Up to MAX_FINDINGS quotable hits, one per file first so the findings spread out."""
+    usable = [hit for hit in dict.fromkeys(hits) if len(_quote(hit[2])) >= 3]
+    seen: set[str] = set()
+    first_per_file = []
+    for hit in usable:
+        if hit[0] not in seen:
+            seen.add(hit[0])
+            first_per_file.append(hit)
+    rest = [hit for hit in usable if hit not in first_per_file]
+    return (first_per_file + rest)[:MAX_FINDINGS]
+
+
+def _quote(text: str) -> str:
+    """The cited line's own text, short and safe inside backticks (citations are checked)."""
+    quote = text.strip()[:80].strip()
+    return "" if "`" in quote else quote
+
+
+def _title(role: str, text: str) -> tuple[str, str]:
+    for pattern, title, why in TITLES:
+        if re.search(pattern, text):
+            return title, why
+    return f"{role.capitalize()} concern", f"it matched the {role} lens"
+
+
+def _grep_hits(messages: list[dict[str, Any]]) -> list[Hit]:
+    """`path:line:text` lines from this conversation's grep results, in order."""
     grep_ids = {
         call.get("id")
-        for m in body["messages"]
+        for m in messages
         if m.get("role") == "assistant"
         for call in m.get("tool_calls") or []
-        if call.get("function", {}).get("name") == "grep"
+        if (call.get("function") or {}).get("name") == "grep"
     }
     hits = []
-    for message in body["messages"]:
+    for message in messages:
         if message.get("role") == "tool" and message.get("tool_call_id") in grep_ids:
             for raw in _text(message).splitlines():
                 match = _GREP_HIT.match(raw)
@@ -121,48 +173,72 @@ def _grep_hits(body: dict[str, Any]) -> list[tuple[str, int, str]]:
     return hits
 
 
+# --- synthesizer and validator ---------------------------------------------------------------
+
+
 def _synthesize(user_text: str) -> ScriptedReply:
-    findings: list[str] = []
+    findings: dict[tuple[str, str], str] = {}  # (citation, quote) -> the first line citing it
     agents: list[str] = []
-    for header, body in re.findall(
-        r"^### Output of (.+)\n((?:(?!^### Output of ).*\n?)*)", user_text, re.M
-    ):
-        key = header.split()[0]
-        if header.rstrip().endswith("(failed)"):
+    for head, body in _sections(user_text):
+        key = head.split()[0]
+        if head.endswith("(failed)"):
             agents.append(f"- Agent {key} failed; its lens is not covered.")
             continue
-        agents.append(f"- {key}: reported")
-        for line in body.splitlines():
-            if _CITED_LINE.search(line) and line.strip() not in findings:
-                findings.append(line.strip())
+        agents.append(f"- {key}")
+        for line in body:
+            cited = _CITED.search(line)
+            if cited:
+                findings.setdefault((cited["cite"], cited["quote"] or ""), _as_item(line))
     parts = ["## Findings", ""]
-    parts += findings or ["No cited findings were reported."]
-    parts += ["", "## Agents", "", *agents]
+    parts += list(findings.values()) or ["No cited findings were reported."]
+    parts += ["", "## Agents", "", *(agents or ["No upstream agents."])]
     return ScriptedReply(
         reasoning="Merging the specialists' findings, keeping their citations. ",
         content="\n".join(parts) + "\n",
     )
 
 
+def _sections(text: str) -> list[tuple[str, list[str]]]:
+    """(heading after "### Output of ", its lines) for each upstream output in the message."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if line.startswith(UPSTREAM_HEADING):
+            sections.append((line.removeprefix(UPSTREAM_HEADING).strip() or "?", []))
+        elif sections:
+            sections[-1][1].append(line)
+    return sections
+
+
+def _as_item(line: str) -> str:
+    line = line.strip()
+    return line if line.startswith(("- ", "* ")) else f"- {line}"
+
+
 def _validate(report: str) -> ScriptedReply:
-    cited = [line for line in report.splitlines() if _CITED_LINE.search(line)]
-    files = {m.split(":")[0].strip("`") for line in cited for m in _CITED_LINE.findall(line)}
-    failed = "failed; its lens is not covered" in report
-    if len(cited) >= 3 and not failed:
-        level, why = "high", f"{len(cited)} findings, each with a citation"
-    elif cited:
-        level = "medium"
-        why = f"{len(cited)} cited findings" + ("; an agent failed" if failed else "")
-    else:
-        level, why = "low", "no cited findings"
-    summary = (
-        f"Summary: The review found {len(cited)} cited findings across {len(files)} files."
-        + (" One or more agents failed, so part of the picture is missing." if failed else "")
-    )
+    cited = [line for line in report.splitlines() if _CITATION.search(line)]
+    files = {c.strip("`").split(":")[0] for line in cited for c in _CITATION.findall(line)}
+    failed = _FAILED_AGENT.findall(report) + [
+        head.split()[0] for head, _ in _sections(report) if head.endswith("(failed)")
+    ]
+    failed = list(dict.fromkeys(failed))
+    n, m = len(cited), len(files)
+    summary = f"The report lists {_plural(n, 'cited finding')} across {_plural(m, 'file')}"
+    if failed:
+        summary += f", but agent {', '.join(failed)} failed, so part of the picture is missing"
+    level = "low" if not n else "high" if n >= 3 and not failed else "medium"
+    reasons = [f"{_plural(n, 'finding')} cite path:line evidence"]
+    if failed:
+        reasons.append(f"lowered because {', '.join(failed)} failed and its lens is not covered")
+    if not n:
+        reasons.append("with no cited findings nothing in the report can be checked")
     return ScriptedReply(
         reasoning="Checking each finding against the checklist. ",
-        content=f"{summary}\nConfidence: {level}\nReasons: {why}.\n",
+        content=f"Summary: {summary}.\nConfidence: {level}\nReasons: {'; '.join(reasons)}.\n",
     )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _last_user_text(body: dict[str, Any]) -> str:

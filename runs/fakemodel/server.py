@@ -1,17 +1,22 @@
-"""The scripted model: a real OpenAI-compatible HTTP server with SSE streaming, for tests and
-demos. Deterministic answers (see scripts.py), a configurable token rate and first-byte delay,
-and injectable faults (see faults.py). Never the default when a real model is configured."""
+"""The scripted model: a real OpenAI-compatible HTTP server streaming SSE like llama.cpp's, for
+tests and demos. Deterministic answers (scripts.py), a configurable token rate and first-byte
+delay, and injectable faults (faults.py). Never the default when a real model is configured.
+
+    python -m runs.fakemodel.server --port 8081 --token-rate 50 --fault http_500:times=2
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import re
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,10 +24,16 @@ from runs.fakemodel.faults import FaultKind, FaultPlan, FaultRule
 from runs.fakemodel.scripts import ScriptedReply, marker, reply_for
 
 MODEL_ID = "scripted"
-_PIECE = re.compile(r"\S+\s*|\s+")
+FAULT_AFTER_PIECES = 3  # mid-stream faults strike after this many paced pieces
+# A server bound to every interface is reached locally through the loopback address.
+_ANY_INTERFACE = ("", "0.0.0.0", "::")  # noqa: S104 - compared with, never bound here
+_PIECE = re.compile(r"\S+\s*|\s+")  # one "token": a word and the whitespace after it
+_MID_STREAM = {FaultKind.STALL_MID_STREAM, FaultKind.DROP_MID_STREAM, FaultKind.MALFORMED_CHUNK}
 
 
 class ScriptedModelServer:
+    """`with ScriptedModelServer() as server: ... server.url ...` (port 0 = a free port)."""
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -32,17 +43,20 @@ class ScriptedModelServer:
         first_byte_delay: float = 0.0,
         faults: FaultPlan | None = None,
     ) -> None:
-        # Read per request, so a test may change them while the server runs.
+        # Plain attributes, read per request, so a test may change them while the server runs.
         self.token_rate = token_rate
         self.first_byte_delay = first_byte_delay
         self.faults = faults or FaultPlan()
-        self.requests: list[dict[str, Any]] = []
-        # (agent role, step kind, arrival, end) per streamed request, wall-clock seconds.
+        self.requests: list[dict[str, Any]] = []  # request bodies, in arrival order
+        # (agent role, step kind, arrival, end) per completed stream, wall-clock seconds.
         self.timings: list[tuple[str, str, float, float]] = []
+        self.stopping = threading.Event()  # wakes stalled handlers when the server stops
         self._lock = threading.Lock()
+        self._host = host
         self._httpd = _Server((host, port), _Handler)
         self._httpd.scripted = self
         self._thread: threading.Thread | None = None
+        self._serving = False
 
     @property
     def port(self) -> int:
@@ -50,17 +64,40 @@ class ScriptedModelServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        host = "127.0.0.1" if self._host in _ANY_INTERFACE else self._host
+        return f"http://{host}:{self.port}/v1"
 
     def start(self) -> ScriptedModelServer:
+        """Serve in a background daemon thread; returns self."""
+        self._serving = True
+        # A short poll interval: stop() waits for it, and tests stop a server each.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="scripted-model", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="scripted-model",
+            daemon=True,
         )
         self._thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        """Serve in this thread until `stop()` (from another thread) or KeyboardInterrupt."""
+        self._serving = True
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._serving = False
+            self.stopping.set()
+            self._httpd.server_close()
+
     def stop(self) -> None:
-        self._httpd.shutdown()
+        self.stopping.set()
+        if self._serving:
+            self._serving = False
+            self._httpd.shutdown()  # returns once serve_forever has left its loop
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
         self._httpd.server_close()
 
     def __enter__(self) -> ScriptedModelServer:
@@ -79,64 +116,85 @@ class ScriptedModelServer:
         with self._lock:
             self.timings.append((role, kind, started, time.time()))
 
+    def pause(self, seconds: float) -> None:
+        """Sleep, unless the server stops first (so stalled threads do not outlive it)."""
+        if seconds > 0:
+            self.stopping.wait(seconds)
+
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+    daemon_threads = True  # a stalled stream never keeps the process alive
+    request_queue_size = 128  # 64+ agents may connect at once
     scripted: ScriptedModelServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that vanish mid-stream are routine here (cancelled agents, fault tests).
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read the log
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read the output
         pass
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model"}]})
         else:
-            self._json(404, {"error": {"message": f"no route {self.path}"}})
+            self._json(404, {"error": {"message": f"no route {self.path}", "code": 404}})
 
     def do_POST(self) -> None:
         if self.path.rstrip("/") != "/v1/chat/completions":
-            self._json(404, {"error": {"message": f"no route {self.path}"}})
+            self._json(404, {"error": {"message": f"no route {self.path}", "code": 404}})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except json.JSONDecodeError:
-            self._json(400, {"error": {"message": "the request body is not JSON"}})
+        body = self._read_body()
+        if body is None:
             return
         started = time.time()
         scripted = self.server.scripted
         scripted.record(body)
         fault = scripted.faults.take(marker(body, "Agent role"))
-        if fault is not None and self._fail_before_streaming(fault):
+        if fault is not None and self._fail_before_answering(fault):
             return
         reply = _reply(body, fault)
-        if not body.get("stream"):
-            self._json(200, _completion(reply))
-            return
-        # A client that goes away mid-stream (a cancelled agent) leaves nothing to clean up.
+        # A client that goes away (a cancelled agent) leaves nothing to clean up.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if not body.get("stream"):
+                self._json(200, _completion(body, reply))
+                return
             _Stream(self, body, reply, fault).send()
             scripted.record_timing(body, started)
 
-    def _fail_before_streaming(self, fault: FaultRule) -> bool:
+    def _read_body(self) -> dict[str, Any] | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            message = "the request body must be a JSON object with a messages list"
+            self._json(400, {"error": {"message": message, "code": 400}})
+            return None
+        return body
+
+    def _fail_before_answering(self, fault: FaultRule) -> bool:
+        """Faults that strike before the 200: True when the request is already answered."""
         if fault.kind == FaultKind.REFUSE:
             self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
             return True
         if fault.kind == FaultKind.HTTP_429:
-            self._json(429, {"error": {"message": "all slots are busy"}}, {"Retry-After": "1"})
+            error = {"message": "all slots are busy", "code": 429}
+            self._json(429, {"error": error}, {"Retry-After": "1"})
             return True
         if fault.kind == FaultKind.HTTP_500:
-            self._json(500, {"error": {"message": "scripted internal error"}})
+            self._json(500, {"error": {"message": "scripted internal error", "code": 500}})
             return True
         if fault.kind == FaultKind.STALL_FIRST_BYTE:
-            time.sleep(fault.seconds)
+            self.server.scripted.pause(fault.seconds)
         return False
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -144,56 +202,73 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        # One request per connection: no handler thread lingers on an idle keep-alive.
+        self.send_header("Connection", "close")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        self.close_connection = True
         self.wfile.write(data)
 
 
 def _reply(body: dict[str, Any], fault: FaultRule | None) -> ScriptedReply:
     if fault is not None and fault.kind == FaultKind.LOOP_TOOL:
-        return ScriptedReply(tool_calls=[("grep", {"pattern": "TODO", "path": "."})])
+        return ScriptedReply(
+            reasoning="Let me search once more. ",
+            tool_calls=[("grep", {"pattern": "TODO", "path": "."})],
+        )
     reply = reply_for(body)
     if fault is not None and fault.kind == FaultKind.BAD_TOOL_ARGS and reply.tool_calls:
-        return ScriptedReply(reasoning=reply.reasoning, tool_calls=[("grep", {"__raw__": "{oops"})])
+        # Always grep: the agent's error message then names a tool tests can expect.
+        bad = ("grep", {"__raw__": '{"pattern": oops'})
+        return ScriptedReply(reasoning=reply.reasoning, tool_calls=[bad])
     return reply
 
 
+def _arguments(args: dict[str, Any]) -> str:
+    """The JSON text of a tool call's arguments; `__raw__` injects text that is not JSON."""
+    return str(args["__raw__"]) if "__raw__" in args else json.dumps(args)
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    return sum(len(str(m.get("content") or "").split()) for m in body.get("messages") or [])
+
+
 class _Stream:
-    """Writes one answer as llama.cpp does: role, reasoning, content or tool calls, usage."""
+    """Writes one answer as llama.cpp does: role, reasoning, content or tool calls, finish,
+    usage, [DONE]. Chunked transfer, so a cut connection is visibly incomplete."""
 
     def __init__(
-        self, handler: _Handler, body: dict[str, Any], reply: ScriptedReply, fault: Any
+        self, handler: _Handler, body: dict[str, Any], reply: ScriptedReply, fault: FaultRule | None
     ) -> None:
         self.handler = handler
+        self.scripted = handler.server.scripted
         self.body = body
         self.reply = reply
-        self.fault = fault
+        self.fault = fault if fault is not None and fault.kind in _MID_STREAM else None
         self.id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
-        self.sent = 0
-        scripted = handler.server.scripted
-        self.delay = 1.0 / scripted.token_rate if scripted.token_rate else 0.0
-        self.first_byte_delay = scripted.first_byte_delay
+        self.sent = 0  # paced pieces so far: reasoning, content and argument fragments
+        rate = self.scripted.token_rate
+        self.delay = 1.0 / rate if rate else 0.0
 
     def send(self) -> None:
         h = self.handler
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Cache-Control", "no-cache")
-        # Chunked, as llama.cpp streams: a cut connection is then visibly incomplete.
         h.send_header("Transfer-Encoding", "chunked")
         h.send_header("Connection", "close")
         h.end_headers()
         h.close_connection = True
-        if self.first_byte_delay:
-            time.sleep(self.first_byte_delay)
+        self.scripted.pause(self.scripted.first_byte_delay)
         self._delta({"role": "assistant", "content": None})
         for piece in _PIECE.findall(self.reply.reasoning):
             self._delta({"reasoning_content": piece}, pace=True)
-        finish = self._content() if not self.reply.tool_calls else self._tool_calls()
+        finish = self._tool_calls() if self.reply.tool_calls else self._content()
+        self._strike()  # a short answer still meets its mid-stream fault, before the finish
         self._chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if (self.body.get("stream_options") or {}).get("include_usage"):
-            prompt = sum(len(str(m.get("content") or "").split()) for m in self.body["messages"])
+            prompt = _prompt_tokens(self.body)
             usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": self.sent,
@@ -201,8 +276,8 @@ class _Stream:
             }
             self._chunk({"choices": [], "usage": usage})
         self._write(b"data: [DONE]\n\n")
-        self.handler.wfile.write(b"0\r\n\r\n")
-        self.handler.wfile.flush()
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
 
     def _content(self) -> str:
         limit = self.body.get("max_tokens")
@@ -214,115 +289,107 @@ class _Stream:
 
     def _tool_calls(self) -> str:
         for index, (name, args) in enumerate(self.reply.tool_calls):
-            raw = str(args["__raw__"]) if "__raw__" in args else json.dumps(args)
             call_id = f"call_{uuid.uuid4().hex[:8]}"
-            self._delta(
-                {
-                    "tool_calls": [
-                        {
-                            "index": index,
-                            "id": call_id,
-                            "type": "function",
-                            "function": {"name": name, "arguments": ""},
-                        }
-                    ]
-                }
-            )
-            half = len(raw) // 2
-            for part in (raw[:half], raw[half:]):
-                self._delta(
-                    {"tool_calls": [{"index": index, "function": {"arguments": part}}]}, pace=True
-                )
+            function = {"name": name, "arguments": ""}
+            opening = {"index": index, "id": call_id, "type": "function", "function": function}
+            self._delta({"tool_calls": [opening]})
+            raw = _arguments(args)
+            # Arguments in 2-3 fragments, cut anywhere, as real servers stream them.
+            cuts = sorted({0, len(raw) // 3, 2 * len(raw) // 3, len(raw)})
+            for start, end in itertools.pairwise(cuts):
+                fragment = {"index": index, "function": {"arguments": raw[start:end]}}
+                self._delta({"tool_calls": [fragment]}, pace=True)
         return "tool_calls"
 
     def _delta(self, delta: dict[str, Any], *, pace: bool = False) -> None:
         self._chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         if pace:
             self.sent += 1
-            self._maybe_fault()
+            if self.sent >= FAULT_AFTER_PIECES:
+                self._strike()
             if self.delay:
-                time.sleep(self.delay)
+                self.scripted.pause(self.delay)
 
-    def _maybe_fault(self) -> None:
-        if self.fault is None or self.sent != 3:
+    def _strike(self) -> None:
+        """Inject this stream's mid-stream fault, once."""
+        fault, self.fault = self.fault, None
+        if fault is None:
             return
-        kind = self.fault.kind
-        if kind == FaultKind.STALL_MID_STREAM:
-            time.sleep(self.fault.seconds)
-        elif kind == FaultKind.DROP_MID_STREAM:
+        if fault.kind == FaultKind.STALL_MID_STREAM:
+            self.scripted.pause(fault.seconds)
+        elif fault.kind == FaultKind.DROP_MID_STREAM:
             self.handler.connection.shutdown(socket.SHUT_RDWR)
-            raise ConnectionResetError
-        elif kind == FaultKind.MALFORMED_CHUNK:
+            raise ConnectionResetError  # ends the handler; the client sees a cut stream
+        elif fault.kind == FaultKind.MALFORMED_CHUNK:
             self._write(b"data: {not json\n\n")
 
     def _chunk(self, payload: dict[str, Any]) -> None:
-        payload = {
+        envelope = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": MODEL_ID,
             **payload,
         }
-        self._write(f"data: {json.dumps(payload)}\n\n".encode())
+        self._write(f"data: {json.dumps(envelope)}\n\n".encode())
 
     def _write(self, data: bytes) -> None:
         self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.handler.wfile.flush()
+        self.handler.wfile.flush()  # one chunk per write: the client sees each token at once
 
 
-def _completion(reply: ScriptedReply) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
-    if reply.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": f"call_{i}",
-                "type": "function",
-                "function": {"name": name, "arguments": json.dumps(args)},
-            }
-            for i, (name, args) in enumerate(reply.tool_calls)
-        ]
-    finish = "tool_calls" if reply.tool_calls else "stop"
-    return {
-        "id": "chatcmpl-scripted",
-        "object": "chat.completion",
-        "model": MODEL_ID,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-    }
+def _completion(body: dict[str, Any], reply: ScriptedReply) -> dict[str, Any]:
+    """The non-streamed answer: one JSON completion."""
+    calls = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": _arguments(a)}}
+        for i, (n, a) in enumerate(reply.tool_calls)
+    ]
+    message = {"role": "assistant", "content": reply.content, "reasoning_content": reply.reasoning}
+    choice = {"index": 0, "message": message | ({"tool_calls": calls} if calls else {})}
+    choice["finish_reason"] = "tool_calls" if calls else "stop"
+    prompt, completion = _prompt_tokens(body), len(_PIECE.findall(reply.reasoning + reply.content))
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+    return {"object": "chat.completion", "model": MODEL_ID, "choices": [choice], "usage": usage}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    kinds = ", ".join(k.value for k in FaultKind)
     parser = argparse.ArgumentParser(
-        prog="fake_model", description="Serve the scripted OpenAI-compatible model."
+        prog="python -m runs.fakemodel.server",
+        description="Serve the scripted OpenAI-compatible model (deterministic; tests and demos).",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--token-rate", type=float, default=None, help="tokens/s per stream")
-    parser.add_argument("--first-byte-delay", type=float, default=0.0, help="seconds")
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8081, help="port (default 8081; 0 = free)")
+    parser.add_argument(
+        "--token-rate", type=float, default=None, help="tokens/s per stream (default: unpaced)"
+    )
+    parser.add_argument(
+        "--first-byte-delay", type=float, default=0.0, help="seconds before each stream starts"
+    )
     parser.add_argument(
         "--fault",
         action="append",
         default=[],
-        help="kind[:role=X][:times=N][:seconds=S]; kinds: " + ", ".join(k.value for k in FaultKind),
+        metavar="SPEC",
+        help=f"repeatable; kind[:role=X][:times=N][:seconds=S]; kinds: {kinds}",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until Ctrl-C, printing the URL first."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         faults = FaultPlan.parse(args.fault)
-        server = ScriptedModelServer(
-            args.host,
-            args.port,
-            token_rate=args.token_rate,
-            first_byte_delay=args.first_byte_delay,
-            faults=faults,
-        )
+        pacing = {"token_rate": args.token_rate, "first_byte_delay": args.first_byte_delay}
+        server = ScriptedModelServer(args.host, args.port, faults=faults, **pacing)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    print(f"scripted model serving at {server.url} (Ctrl-C stops)", flush=True)
-    try:
-        server._httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server._httpd.server_close()
+    rules = ", ".join(rule.describe() for rule in faults.rules) or "none"
+    print(f"scripted model serving at {server.url} (faults: {rules}; Ctrl-C stops)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
     return 0
 
 
