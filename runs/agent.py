@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from django.db import Error as DatabaseError
 
 from runs import scheduler
 from runs.backends.base import (
@@ -57,110 +59,222 @@ class TurnState:
 
 
 class BackendFactory:
-    """Makes the backend a step talks to; tests and benchmarks may pass their own."""
+    """The backends an engine's steps talk to, one per model, shared by all its steps.
 
-    def __call__(self, model: ModelTarget) -> AgentBackend:
+    Building a client (its connection pool and TLS context) costs tens of milliseconds, which a
+    dependant would otherwise spend between its dependency finishing and its first request.
+    Tests and benchmarks may pass their own factory to the engine.
+    """
+
+    def __init__(self) -> None:
+        self._targets: dict[str, ModelTarget] = {}
+        self._backends: dict[str, AgentBackend] = {}
+
+    async def target(self, model_id: str) -> ModelTarget:
+        if model_id not in self._targets:
+            # Off the event loop: selecting the demo model may start its server.
+            self._targets[model_id] = await asyncio.to_thread(resolve_model, model_id)
+        return self._targets[model_id]
+
+    def slots(self, model_id: str) -> int:
+        """The model's slot count, once `target` has resolved it (else 0)."""
+        model = self._targets.get(model_id)
+        return model.slots if model is not None else 0
+
+    def backend(self, model: ModelTarget) -> AgentBackend:
+        if model.model_id not in self._backends:
+            self._backends[model.model_id] = self.build(model)
+        return self._backends[model.model_id]
+
+    def build(self, model: ModelTarget) -> AgentBackend:
         from runs.backends.openai import OpenAICompatibleBackend
 
         return OpenAICompatibleBackend(model.endpoint)
 
+    async def aclose(self) -> None:
+        backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            await backend.aclose()
+
+
+class SlotWaiters:
+    """An engine's steps waiting in their model's queue, by step id.
+
+    When one of its steps gives a slot back to a step of the same engine, the new holder
+    starts its turn at once instead of at its next poll. The database stays the judge: a
+    waiter also polls, which is how it learns of slots freed by other workers.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, asyncio.Future[bool]] = {}
+
+    def expect(self, step_id: int) -> asyncio.Future[bool]:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting[step_id] = future
+        return future
+
+    def forget(self, step_id: int) -> None:
+        self._waiting.pop(step_id, None)
+
+    def granted(self, step_ids: Iterable[int]) -> None:
+        for step_id in step_ids:
+            future = self._waiting.get(step_id)
+            if future is not None and not future.done():
+                future.set_result(True)
+
+
+class StepHost(Protocol):
+    """What a step's agent needs from the engine running it."""
+
+    backends: BackendFactory
+    waiters: SlotWaiters
+
+    def room(self) -> int:
+        """How many dependants the engine can start when one of its steps finishes."""
+        ...
+
+    def adopt(self, claimed: Sequence[StepContext], *, finishing: int) -> None:
+        """Start the agents of steps the `finishing` step leased to this engine."""
+        ...
+
 
 async def execute_step(
-    step_id: int,
-    worker: str,
-    *,
-    backend_factory: BackendFactory | None = None,
-    slot_freed: asyncio.Event | None = None,
-    on_finished: Callable[[], None] | None = None,
+    step_id: int, worker: str, host: StepHost, ctx: StepContext | None = None
 ) -> None:
-    """Run one claimed step to its end. Cancellation (lost lease, cancelled run) propagates.
-
-    `on_finished` runs as soon as the outcome is committed, before the clean-up, so the engine
-    can start the dependants without waiting for this task to wind down.
-    """
-    ctx = await db_async(load_context)(step_id, worker)
+    """Run one claimed step to its end (`ctx`: its session, when opened with the claim).
+    Cancellation (lost lease, cancelled run) propagates."""
+    if ctx is None:
+        ctx = await db_async(load_context)(step_id, worker)
     if ctx is None:
         return
     sink = EventSink(ctx.run_id, ctx.step_id, ctx.session_id, next_seq=1)
     sink.start()
-    backend: AgentBackend | None = None
     try:
-        model = await asyncio.to_thread(resolve_model, ctx.model_id)
-        backend = (backend_factory or BackendFactory())(model)
+        model = await host.backends.target(ctx.model_id)
+        slot = ModelSlot(ctx, sink, model, host.waiters)
         sandbox = Sandbox(ctx.target)
-        await _wait_for_slot(ctx, sink, model, slot_freed)
-        output = await _converse(ctx, sink, backend, sandbox)
+        output = await _converse(ctx, sink, host.backends.backend(model), sandbox, slot)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
         raise
     except StepLost:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
+    except DatabaseError as exc:
+        # Not the step's fault: leave it unfinished; once its lease lapses an engine resumes
+        # it from the last turn that was committed.
+        log.warning("step %s (%s) paused, database unavailable: %s", ctx.key, ctx.step_id, exc)
     except (BackendError, StepFailed) as exc:
-        await _finish(ctx, sink, on_finished, succeeded=False, error=str(exc))
+        await _finish(ctx, sink, host, succeeded=False, error=str(exc))
     except Exception as exc:  # a bug must fail this step, not wedge the worker
         log.exception("step %s (%s) crashed", ctx.key, ctx.step_id)
-        await _finish(ctx, sink, on_finished, succeeded=False, error=f"internal error: {exc!r}")
+        await _finish(ctx, sink, host, succeeded=False, error=f"internal error: {exc!r}")
     else:
-        await _finish(ctx, sink, on_finished, succeeded=True, output=output)
+        await _finish(ctx, sink, host, succeeded=True, output=output)
     finally:
-        await asyncio.shield(_close(sink, backend))
+        await asyncio.shield(_close(sink))
 
 
-async def _close(sink: EventSink, backend: AgentBackend | None) -> None:
-    await sink.close()
-    if backend is not None:
-        await backend.aclose()
+async def _close(sink: EventSink) -> None:
+    try:
+        await sink.close()
+    except DatabaseError as exc:  # uncommitted events of an attempt that will be resumed
+        log.warning("last events of step %s not saved: %s", sink.step_id, exc)
 
 
 async def _finish(
     ctx: StepContext,
     sink: EventSink,
-    on_finished: Callable[[], None] | None,
+    host: StepHost,
     *,
     succeeded: bool,
     output: str = "",
     error: str = "",
 ) -> None:
+    await sink.stop()
+    last: list[tuple[str, dict[str, Any]]] = []
     if error:
-        sink.emit(EventKind.ERROR, message=error)
-    sink.emit(EventKind.STATUS, state="succeeded" if succeeded else "failed")
-    await sink.flush()
-    await db_async(scheduler.finish_step)(
-        ctx.step_id, ctx.worker, succeeded=succeeded, output=output, error=error
+        last.append((EventKind.ERROR, {"message": error}))
+    last.append((EventKind.STATUS, {"state": "succeeded" if succeeded else "failed"}))
+    final_events = sink.seal(last)
+    recorded = await db_async(scheduler.finish_step)(
+        ctx.step_id,
+        ctx.worker,
+        succeeded=succeeded,
+        output=output,
+        error=error,
+        final_events=final_events,
+        claim=host.room(),
+        slots=host.backends.slots(ctx.model_id),
     )
-    if on_finished is not None:
-        on_finished()
+    # The dependants start before this step's clean-up: it is their hand-off.
+    host.adopt(recorded.claimed, finishing=ctx.step_id)
+    if recorded:
+        await sink.announce(final_events)
     await publish_step_changed(ctx.run_id, ctx.step_id)
 
 
-async def _wait_for_slot(
-    ctx: StepContext, sink: EventSink, model: ModelTarget, slot_freed: asyncio.Event | None
-) -> None:
-    position = None
-    while True:
-        answer = await db_async(scheduler.try_acquire_slot)(
-            ctx.step_id, ctx.worker, model.model_id, model.slots
-        )
-        if answer.granted:
-            sink.emit(EventKind.STATUS, state="waiting_first_byte")
-            await publish_step_changed(ctx.run_id, ctx.step_id)
+class ModelSlot:
+    """A step attempt's place in its model's queue. It holds a slot for one model turn at a
+    time: the slot goes back (to the next in line) while the step's tools run, and the step
+    asks again, ahead of every step claimed after it, for its next turn."""
+
+    def __init__(
+        self, ctx: StepContext, sink: EventSink, model: ModelTarget, waiters: SlotWaiters
+    ) -> None:
+        self.ctx = ctx
+        self.sink = sink
+        self.model = model
+        self.waiters = waiters
+        self.held = ctx.holds_slot  # granted with the claim: the first turn needs not ask
+        self.turns = 0
+
+    async def acquire(self) -> None:
+        waited = False if self.held else await self._wait()
+        self.held = True
+        self.turns += 1
+        if self.turns == 1:
+            self.sink.emit(EventKind.STATUS, state="waiting_first_byte")
+        elif waited:
+            self.sink.emit(EventKind.STATUS, state="running")
+        if self.turns == 1 or waited:
+            await publish_step_changed(self.ctx.run_id, self.ctx.step_id)
+
+    async def release(self) -> None:
+        if not self.held:
             return
-        if answer.position < 0:
-            raise StepLost
-        if answer.position != position:
-            position = answer.position
-            sink.emit(EventKind.STATUS, state="queued", position=position)
-            await publish_step_changed(ctx.run_id, ctx.step_id)
-        if slot_freed is not None:
-            slot_freed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(slot_freed.wait(), SLOT_POLL_SECONDS)
-        else:
-            await asyncio.sleep(SLOT_POLL_SECONDS)
+        self.held = False
+        handed_to = await db_async(scheduler.release_slot)(
+            self.ctx.step_id, self.ctx.worker, self.model.model_id, self.model.slots
+        )
+        self.waiters.granted(handed_to)
+
+    async def _wait(self) -> bool:
+        """Returns once the slot is ours; True when we had to queue for it."""
+        ctx, position = self.ctx, None
+        while True:
+            # Expected before asking, so a hand-over that lands while we ask is not missed.
+            handed = self.waiters.expect(ctx.step_id)
+            try:
+                answer = await db_async(scheduler.try_acquire_slot)(
+                    ctx.step_id, ctx.worker, self.model.model_id, self.model.slots
+                )
+                if answer.granted or handed.done():
+                    return position is not None
+                if answer.position < 0:
+                    raise StepLost
+                if answer.position != position:
+                    position = answer.position
+                    self.sink.emit(EventKind.STATUS, state="queued", position=position)
+                    await publish_step_changed(ctx.run_id, ctx.step_id)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(handed, SLOT_POLL_SECONDS)
+                    return True
+            finally:
+                self.waiters.forget(ctx.step_id)
 
 
 async def _converse(
-    ctx: StepContext, sink: EventSink, backend: AgentBackend, sandbox: Sandbox
+    ctx: StepContext, sink: EventSink, backend: AgentBackend, sandbox: Sandbox, slot: ModelSlot
 ) -> str:
     state = TurnState(
         messages=list(ctx.transcript),
@@ -172,13 +286,19 @@ async def _converse(
     )
     if ctx.turns_completed:
         sink.emit(EventKind.STATUS, state="resumed", turn=ctx.turns_completed)
+        if answer := _final_answer(state.messages):
+            return answer  # the last attempt died after its answer was checkpointed
     depth = ctx.depth
     while True:
         final_turn = state.turns + 1 >= depth.max_turns or state.tool_calls >= depth.max_tool_calls
-        tools = None if final_turn else sandbox.specs()
+        tools = None if final_turn else _tool_specs(sandbox)
         if final_turn and state.turns > 0 and state.messages[-1].get("role") == "tool":
             state.messages.append({"role": "user", "content": BUDGET_SPENT})
-        result = await _one_turn(ctx, sink, backend, state, tools, depth.max_output_tokens)
+        await slot.acquire()
+        try:
+            result = await _one_turn(ctx, sink, backend, state, tools, depth.max_output_tokens)
+        finally:
+            await slot.release()
         state.turns += 1
         _count_usage(state, result)
         state.messages.append(_assistant_message(result))
@@ -265,6 +385,27 @@ async def _run_tools(
             content=content[:UI_RESULT_CHARS],
         )
         state.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+
+
+def _final_answer(messages: list[dict[str, Any]]) -> str:
+    """The answer a transcript already ends with, if its last turn asked for no tools."""
+    last = messages[-1] if messages else {}
+    if last.get("role") != "assistant" or last.get("tool_calls"):
+        return ""
+    return str(last.get("content") or "").strip()
+
+
+_SPECS: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+
+def _tool_specs(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The tools' JSON schemas, built once per set of tools: building them takes milliseconds,
+    and a dependant's first turn would pay them between its dependency finishing and its
+    request."""
+    available = tuple(sandbox.available())
+    if available not in _SPECS:
+        _SPECS[available] = sandbox.specs()
+    return _SPECS[available]
 
 
 def _assistant_message(result: TurnResult) -> dict[str, Any]:

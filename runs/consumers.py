@@ -3,14 +3,23 @@
 Collapsed agents get status only; an expanded agent is subscribed with the last event id the
 browser holds, the missing events are replayed from the database, and live events at or
 below what was already sent are dropped: nothing missed, nothing doubled across reconnects.
+
+A consumer handles its messages one at a time, so status redraws (which read the database)
+run in a task of their own: the stream fragments queued behind them are not held up, and a
+burst of status changes becomes one redraw. Rows and stream appends target different
+elements, so their relative order does not matter; redraws stay in order among themselves
+and each reads the state as it is when it runs, so the last one shows the latest state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 from uuid import UUID
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -19,16 +28,20 @@ from runs.events import run_group
 from runs.models import FlowRun, FlowStep
 from runs.permissions import can_see
 
+log = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 
 
 class RunConsumer(AsyncWebsocketConsumer):
     run_id: UUID
     group: str
+    redrawing: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
         self.sent: dict[int, int] = {}  # expanded step id -> last event id sent
+        self.dirty: set[int] = set()  # steps whose row needs a redraw
+        self.redraw_all = False  # the whole run needs a redraw (cancel, retry)
         if not await database_sync_to_async(_allowed)(self.scope.get("user"), self.run_id):
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -38,6 +51,8 @@ class RunConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))
 
     async def disconnect(self, code: int) -> None:
+        if self.redrawing is not None:
+            self.redrawing.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -68,6 +83,17 @@ class RunConsumer(AsyncWebsocketConsumer):
         if events:
             await self.send(text_data=live.render_events(step_id, events))
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs close_old_connections before every handler, on the one thread that
+        # all consumers' database calls share. The run.* handlers touch no database (redraws
+        # go through database_sync_to_async, which closes old connections itself), and
+        # queueing each stream batch behind other panes' queries held tokens up for hundreds
+        # of ms under load.
+        if str(message.get("type", "")).startswith("run."):
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
+
     async def run_events(self, message: dict[str, Any]) -> None:
         step_id = message["step_id"]
         if step_id not in self.sent:
@@ -78,12 +104,31 @@ class RunConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=live.render_events(step_id, fresh))
 
     async def run_changed(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))
+        self.redraw_all = True
+        self._schedule_redraw()
 
     async def run_step(self, message: dict[str, Any]) -> None:
-        html = await database_sync_to_async(_step_update)(self.run_id, message["step_id"])
-        if html:
-            await self.send(text_data=html)
+        self.dirty.add(message["step_id"])
+        self._schedule_redraw()
+
+    def _schedule_redraw(self) -> None:
+        if self.redrawing is None or self.redrawing.done():
+            self.redrawing = asyncio.create_task(self._redraw())
+
+    async def _redraw(self) -> None:
+        """Until nothing is left to redraw: the whole run, or the header and dirty rows."""
+        while self.redraw_all or self.dirty:
+            everything, steps = self.redraw_all, self.dirty
+            self.redraw_all, self.dirty = False, set()
+            try:
+                if everything:
+                    html = await database_sync_to_async(_snapshot)(self.run_id)
+                else:
+                    html = await database_sync_to_async(_step_update)(self.run_id, steps)
+                if html:
+                    await self.send(text_data=html)
+            except Exception:  # a viewer missing a redraw must not lose its stream too
+                log.warning("could not redraw run %s", self.run_id, exc_info=True)
 
 
 def _allowed(user: Any, run_id: UUID) -> bool:
@@ -94,16 +139,16 @@ def _allowed(user: Any, run_id: UUID) -> bool:
 def _snapshot(run_id: UUID) -> str:
     run = FlowRun.objects.get(id=run_id)
     parts = [live.render_header(run, oob=True), live.render_report(run, oob=True)]
-    parts += [live.render_row(run, step, oob=True) for step in run.steps.all()]
+    parts.append(live.render_rows(run, list(run.steps.all()), oob=True))
     return "".join(parts)
 
 
-def _step_update(run_id: UUID, step_id: int) -> str:
-    """The changed row and the header; every row once the run ends (skips, retry buttons)."""
+def _step_update(run_id: UUID, step_ids: set[int]) -> str:
+    """The changed rows and the header; every row once the run ends (skips, retry buttons)."""
     run = FlowRun.objects.get(id=run_id)
-    steps = list(run.steps.all()) if run.is_finished else list(run.steps.filter(id=step_id))
+    steps = list(run.steps.all()) if run.is_finished else list(run.steps.filter(id__in=step_ids))
     parts = [live.render_header(run, oob=True)]
-    parts += [live.render_row(run, step, oob=True) for step in steps]
+    parts.append(live.render_rows(run, steps, oob=True))
     if run.is_finished:
         parts.append(live.render_report(run, oob=True))
     return "".join(parts)

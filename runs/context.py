@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from flows.models import Depth, StepKind
 from flows.prompts import RunBrief, UpstreamOutput, system_prompt, user_prompt
 from flows.registry import get_flow
 from runs.modelconfig import DEMO_PROVIDER
-from runs.models import AgentSession, FlowStep, StepStatus
+from runs.models import AgentSession, FlowRun, FlowStep, StepStatus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +35,7 @@ class StepContext:
     tokens_in: int
     tokens_out: int
     last_tool: str
+    holds_slot: bool = False  # granted a model slot together with its claim
 
 
 def load_context(step_id: int, worker: str) -> StepContext | None:
@@ -46,42 +48,54 @@ def load_context(step_id: int, worker: str) -> StepContext | None:
         )
         if step is None:
             return None
-        run = step.run
-        flow = get_flow(run.flow)
-        definition = flow.step(step.key)
-        depth = flow.depth.for_mode(fast=run.fast)
-        previous = step.sessions.filter(turns_completed__gt=0).order_by("-attempt").first()
-        if previous is not None:
-            transcript = list(previous.transcript)
-            carried = previous
-        else:
-            brief = RunBrief(
-                flow=flow,
-                band=run.band,
-                fast=run.fast,
-                focus=run.focus,
-                target_name=Path(run.target).name,
-            )
-            transcript = [
-                {"role": "system", "content": system_prompt(brief, definition, depth)},
-                {"role": "user", "content": user_prompt(brief, definition, _upstream(step))},
-            ]
-            carried = None
-        session, _ = AgentSession.objects.update_or_create(
-            step=step,
-            attempt=step.attempt,
-            defaults={
-                "worker": worker,
-                "backend": "scripted" if run.model.startswith(DEMO_PROVIDER + "/") else "openai",
-                "model": run.model,
-                "transcript": transcript,
-                "turns_completed": carried.turns_completed if carried else 0,
-                "resumed_from_turn": carried.turns_completed if carried else 0,
-                "tool_calls": carried.tool_calls if carried else 0,
-                "tokens_in": carried.tokens_in if carried else 0,
-                "tokens_out": carried.tokens_out if carried else 0,
-            },
+        return open_attempt(step, step.run, worker)
+
+
+def open_attempt(
+    step: FlowStep, run: FlowRun, worker: str, *, loaded: Sequence[FlowStep] = ()
+) -> StepContext:
+    """Open the session of the attempt `worker` has just claimed (inside the claim's
+    transaction); `loaded` may hold the run's steps, read already, for the upstream outputs."""
+    flow = get_flow(run.flow)
+    definition = flow.step(step.key)
+    depth = flow.depth.for_mode(fast=run.fast)
+    previous = _last_checkpointed(step)
+    if previous is not None:
+        transcript = list(previous.transcript)
+    else:
+        brief = RunBrief(
+            flow=flow,
+            band=run.band,
+            fast=run.fast,
+            focus=run.focus,
+            target_name=Path(run.target).name,
         )
+        upstream = _upstream(step, loaded)
+        transcript = [
+            {"role": "system", "content": system_prompt(brief, definition, depth)},
+            {"role": "user", "content": user_prompt(brief, definition, upstream)},
+        ]
+    session = AgentSession(
+        step=step,
+        attempt=step.attempt,
+        worker=worker,
+        backend="scripted" if run.model.startswith(DEMO_PROVIDER + "/") else "openai",
+        model=run.model,
+        transcript=transcript,
+        turns_completed=previous.turns_completed if previous else 0,
+        resumed_from_turn=previous.turns_completed if previous else 0,
+        tool_calls=previous.tool_calls if previous else 0,
+        tokens_in=previous.tokens_in if previous else 0,
+        tokens_out=previous.tokens_out if previous else 0,
+    )
+    # One INSERT ... ON CONFLICT (an upsert, should this attempt's session exist already):
+    # this runs between a dependency finishing and the dependant's first request.
+    AgentSession.objects.bulk_create(
+        [session],
+        update_conflicts=True,
+        unique_fields=["step", "attempt"],
+        update_fields=SESSION_UPDATE_FIELDS,
+    )
     return StepContext(
         run_id=run.id,
         step_id=step.id,
@@ -102,10 +116,33 @@ def load_context(step_id: int, worker: str) -> StepContext | None:
     )
 
 
-def _upstream(step: FlowStep) -> list[UpstreamOutput]:
+# What an upsert of an attempt's session writes when the session exists already.
+SESSION_UPDATE_FIELDS = [
+    "worker",
+    "backend",
+    "model",
+    "transcript",
+    "turns_completed",
+    "resumed_from_turn",
+    "tool_calls",
+    "tokens_in",
+    "tokens_out",
+]
+
+
+def _last_checkpointed(step: FlowStep) -> AgentSession | None:
+    """The latest earlier attempt with a completed turn (a first attempt has none)."""
+    if step.attempt <= 1:
+        return None
+    return step.sessions.filter(turns_completed__gt=0).order_by("-attempt").first()
+
+
+def _upstream(step: FlowStep, loaded: Sequence[FlowStep]) -> list[UpstreamOutput]:
     if not step.depends_on:
         return []
-    deps = FlowStep.objects.filter(run_id=step.run_id, key__in=step.depends_on).order_by("position")
+    deps = [dep for dep in loaded if dep.key in step.depends_on]
+    if len(deps) != len(step.depends_on):
+        deps = list(FlowStep.objects.filter(run_id=step.run_id, key__in=step.depends_on))
     return [
         UpstreamOutput(
             key=dep.key,
@@ -113,7 +150,7 @@ def _upstream(step: FlowStep) -> list[UpstreamOutput]:
             succeeded=dep.status == StepStatus.SUCCEEDED,
             text=dep.output,
         )
-        for dep in deps
+        for dep in sorted(deps, key=lambda dep: dep.position)
         if dep.kind != StepKind.VALIDATOR
     ]
 

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from channels.db import DatabaseSyncToAsync
 from django.db import connections
 
+from runs import crashpoints
+
 POOL_SIZE = 4
 _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
@@ -31,7 +33,7 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def db_async[**P, R](fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_executor())
+    return DatabaseSyncToAsync(crashpoints.around(fn), thread_sensitive=False, executor=_executor())
 
 
 def close_pool() -> None:

@@ -1,7 +1,9 @@
 """The event sink: an agent's stream, coalesced, persisted in batches, then pushed live.
 
 Tokens are never written one by one: deltas of the same kind merge in memory and a batch is
-written (one INSERT) and sent to the run's channel group about every 50 ms per step.
+written (one INSERT) and sent to the run's channel group at most every 50 ms per step. The
+first event after a quiet spell goes out at once (a turn's first token, a tool call), later
+ones wait for the window; an idle sink has no timer running.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from channels.layers import get_channel_layer
+from django.db import Error as DatabaseError
 
 from runs.dbthread import db_async
 from runs.models import AgentEvent, EventKind
@@ -36,9 +39,12 @@ class EventSink:
     _pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _task: asyncio.Task[None] | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when an event is queued
+    _failing: bool = False  # the last periodic flush could not reach the database
 
     def emit(self, kind: str, **payload: Any) -> None:
         """Queue an event; consecutive text (or reasoning) deltas merge into one."""
+        self._wake.set()
         if kind in _MERGEABLE and self._pending and self._pending[-1][0] == kind:
             self._pending[-1][1]["text"] += payload["text"]
             return
@@ -55,6 +61,12 @@ class EventSink:
         await self.flush()
 
     async def flush(self) -> None:
+        # Shielded: a write that has started finishes and is counted even if the caller is
+        # cancelled (a lost lease, a stopping sink); otherwise the rows could be in the
+        # database while next_seq still pointed at them, and the next batch would collide.
+        await asyncio.shield(self._write_pending())
+
+    async def _write_pending(self) -> None:
         async with self._lock:
             if not self._pending:
                 return
@@ -69,8 +81,49 @@ class EventSink:
                 )
                 for i, (kind, payload) in enumerate(batch)
             ]
-            await db_async(AgentEvent.objects.bulk_create)(rows)
+            try:
+                await db_async(AgentEvent.objects.bulk_create)(rows)
+            except BaseException:
+                # Not written (the database is away): keep the batch, in order, for the
+                # next flush, so the stream has neither a hole nor a seq gap.
+                self._pending = batch + self._pending
+                raise
             self.next_seq += len(rows)
+            # Announced under the lock: viewers drop ids at or below the last one they got,
+            # so batches of one step must reach the group in the order they were written.
+            await self.announce(rows)
+
+    async def stop(self) -> None:
+        """Stop the periodic flush and write what is pending; the sink may still seal."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    def seal(self, events: list[tuple[str, dict[str, Any]]]) -> list[AgentEvent]:
+        """Unsaved rows for an attempt's last events, numbered after everything written.
+
+        The caller saves them in the transaction that records the step's outcome, so a
+        stream says "succeeded" only if the step really did (a crash in between leaves
+        neither). Call `stop` first; `announce` them once committed.
+        """
+        rows = [
+            AgentEvent(
+                session_id=self.session_id,
+                step_id=self.step_id,
+                seq=self.next_seq + i,
+                kind=kind,
+                payload=payload,
+            )
+            for i, (kind, payload) in enumerate(events)
+        ]
+        self.next_seq += len(rows)
+        return rows
+
+    async def announce(self, rows: list[AgentEvent]) -> None:
+        """Push saved rows to the run's live viewers."""
         await publish(
             self.run_id,
             {
@@ -84,14 +137,27 @@ class EventSink:
         )
 
     async def _flush_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(FLUSH_SECONDS)
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            started = loop.time()
             try:
                 await self.flush()
             except asyncio.CancelledError:
                 raise
+            except DatabaseError as exc:  # away for now: the batch waits for the next tick
+                if not self._failing:
+                    log.warning("events of step %s wait for the database: %s", self.step_id, exc)
+                self._failing = True
             except Exception:  # keep streaming; the final flush reports a persistent failure
                 log.exception("event flush failed for step %s", self.step_id)
+            else:
+                self._failing = False
+            # What arrives within the window from this flush's start goes out as one batch;
+            # counted from the start, so a slow INSERT does not stretch the window.
+            await asyncio.sleep(max(0.0, started + FLUSH_SECONDS - loop.time()))
 
 
 async def publish(run_id: UUID | str, message: dict[str, Any]) -> None:

@@ -48,9 +48,12 @@ def render_report(run: FlowRun, *, oob: bool = False) -> str:
     return render_to_string(f"{PANE}#report", {**run_context(run), "oob": oob})
 
 
-def render_row(run: FlowRun, step: FlowStep, *, oob: bool = False) -> str:
-    [row] = step_context(run, [step])
-    return render_to_string(f"{PANE}#agent-summary", {"row": row, "run": run, "oob": oob})
+def render_rows(run: FlowRun, steps: list[FlowStep], *, oob: bool = False) -> str:
+    """Several rows; queue positions are counted once for all of them, not once per row."""
+    return "".join(
+        render_to_string(f"{PANE}#agent-summary", {"row": row, "run": run, "oob": oob})
+        for row in step_context(run, steps)
+    )
 
 
 def render_events(step_id: int, events: list[dict[str, Any]]) -> str:

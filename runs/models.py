@@ -110,7 +110,10 @@ class FlowStep(models.Model):
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # True while this step occupies one of its model's slots (the cap holds across workers).
+    # A step holds a slot for one model turn at a time and gives it back while its tools run.
     holds_slot = models.BooleanField(default=False)
+    # True while this step is in its model's queue, asking for a slot (ordered by queued_at).
+    wants_slot = models.BooleanField(default=False)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)

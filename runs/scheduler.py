@@ -7,20 +7,26 @@ scheduler step by step. Workers on several machines may call these at once: row 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
 
+from runs.context import StepContext, open_attempt
 from runs.models import (
     ACTIVE_STEP,
     TERMINAL_RUN,
     TERMINAL_STEP,
+    AgentEvent,
     FlowRun,
     FlowStep,
     RunStatus,
@@ -32,6 +38,34 @@ log = logging.getLogger(__name__)
 
 def lease_delta() -> timedelta:
     return timedelta(seconds=settings.ORCHESTRATOR_LEASE_SECONDS)
+
+
+LEASE_FIELDS = [
+    "status",
+    "attempt",
+    "lease_owner",
+    "lease_expires_at",
+    "holds_slot",
+    "wants_slot",
+    "queued_at",
+    "started_at",
+    "first_token_at",
+    "error",
+]
+
+
+def _lease(step: FlowStep, worker: str, now: datetime) -> None:
+    """Make `step` the next attempt, leased to `worker` (the caller saves LEASE_FIELDS)."""
+    step.status = StepStatus.QUEUED
+    step.attempt += 1
+    step.lease_owner = worker
+    step.lease_expires_at = now + lease_delta()
+    step.holds_slot = step.wants_slot = False
+    # Its place in the model's queue for the whole attempt: a step that has started keeps
+    # priority over steps claimed after it each time it asks for a slot again.
+    step.queued_at = now
+    step.started_at = step.first_token_at = None  # this attempt's, set by its first turn
+    step.error = ""
 
 
 def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[int]:
@@ -55,25 +89,8 @@ def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[
         for step in steps:
             if step.status in ACTIVE_STEP:
                 log.info("reclaiming %s of run %s from %s", step.key, step.run_id, step.lease_owner)
-            step.status = StepStatus.QUEUED
-            step.attempt += 1
-            step.lease_owner = worker
-            step.lease_expires_at = now + lease_delta()
-            step.holds_slot = False
-            step.queued_at = now
-            step.error = ""
-        FlowStep.objects.bulk_update(
-            steps,
-            [
-                "status",
-                "attempt",
-                "lease_owner",
-                "lease_expires_at",
-                "holds_slot",
-                "queued_at",
-                "error",
-            ],
-        )
+            _lease(step, worker, now)
+        FlowStep.objects.bulk_update(steps, LEASE_FIELDS)
         run_ids = {step.run_id for step in steps}
         FlowRun.objects.filter(id__in=run_ids, status=RunStatus.PENDING).update(
             status=RunStatus.RUNNING, started_at=now
@@ -113,32 +130,101 @@ class SlotAnswer:
     position: int  # 0 when granted; else how many steps are ahead in the model's queue
 
 
+# Slot decisions run between a step's turns and on every hand-off, so they are plain SQL: the
+# ORM's query building cost more than the queries. `live` is the model's claimed steps whose
+# worker is alive; only they hold a slot or wait for one (an expired lease frees its slot).
+#
+# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it.
+_PLACE = """
+    WITH live AS (
+        SELECT s.id, s.lease_owner, s.holds_slot, s.wants_slot, s.queued_at
+        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
+        WHERE r.model = %(model)s AND s.status = ANY(%(active)s) AND s.lease_expires_at > %(now)s
+    )
+    SELECT me.holds_slot,
+        (SELECT count(*) FROM live WHERE live.holds_slot),
+        (SELECT count(*) FROM live WHERE live.wants_slot AND NOT live.holds_slot
+            AND (live.queued_at, live.id) < (me.queued_at, me.id))
+    FROM live me WHERE me.id = %(step)s AND me.lease_owner = %(worker)s
+"""
+# Grant the free slots to the waiters first in line; returns their ids.
+_HAND_OVER = """
+    WITH live AS (
+        SELECT s.id, s.lease_owner, s.holds_slot, s.wants_slot, s.queued_at
+        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
+        WHERE r.model = %(model)s AND s.status = ANY(%(active)s) AND s.lease_expires_at > %(now)s
+    ),
+    chosen AS (
+        SELECT id FROM live WHERE wants_slot AND NOT holds_slot ORDER BY queued_at, id
+        LIMIT greatest(0, %(slots)s - (SELECT count(*) FROM live WHERE holds_slot))
+    )
+    UPDATE flow_steps SET holds_slot = true, wants_slot = false,
+        started_at = coalesce(started_at, %(now)s)
+    WHERE id IN (SELECT id FROM chosen) RETURNING id
+"""
+
+
 def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotAnswer:
-    """Take one of the model's `slots` for this step, first come first served, across workers."""
-    now = timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            # Serialises slot decisions for this model for the length of this transaction.
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"slot:{model}"])
-        live = FlowStep.objects.filter(
-            run__model=model, status__in=ACTIVE_STEP, lease_expires_at__gt=now
+    """Take one of the model's `slots` for this step's next turn, or join the model's queue.
+
+    The queue is first come first served by `queued_at` (the claim), across workers, so a
+    step coming back for its next turn goes ahead of the steps claimed after it.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_model_slots(cursor, model)
+        return _take_slot(cursor, _slot_params(model, step=step_id, worker=worker), slots)
+
+
+def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> SlotAnswer:
+    """The slot decision for one step; the caller holds the model's slot lock."""
+    cursor.execute(_PLACE, params)
+    place = cursor.fetchone()
+    if place is None:  # cancelled, or taken over by another worker
+        return SlotAnswer(granted=False, position=-1)
+    holds, held, ahead = place
+    if holds:  # handed over by a step that gave its slot back
+        return SlotAnswer(granted=True, position=0)
+    free = slots - held
+    if ahead < free:
+        cursor.execute(
+            "UPDATE flow_steps SET holds_slot = true, wants_slot = false,"
+            " started_at = coalesce(started_at, %(now)s) WHERE id = %(step)s",
+            params,
         )
-        me = live.filter(id=step_id, lease_owner=worker).first()
-        if me is None:
-            return SlotAnswer(granted=False, position=-1)
-        if me.holds_slot:
-            return SlotAnswer(granted=True, position=0)
-        held = live.filter(holds_slot=True).count()
-        ahead = (
-            live.filter(holds_slot=False)
-            .filter(Q(queued_at__lt=me.queued_at) | Q(queued_at=me.queued_at, id__lt=me.id))
-            .count()
+        return SlotAnswer(granted=True, position=0)
+    cursor.execute(
+        "UPDATE flow_steps SET wants_slot = true WHERE id = %(step)s AND NOT wants_slot", params
+    )
+    return SlotAnswer(granted=False, position=ahead - max(free, 0) + 1)
+
+
+def release_slot(step_id: int, worker: str, model: str, slots: int) -> list[int]:
+    """Give back this step's slot at the end of a model turn and hand it to the next in line.
+
+    Returns the steps that now hold a slot they asked for; their worker may start their turn
+    without asking again. A step holds a slot only while the model works for it, so no slot
+    sits idle while its holder runs tools or checkpoints and another step is waiting.
+    """
+    params = _slot_params(model, step=step_id, worker=worker, slots=slots)
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_model_slots(cursor, model)
+        cursor.execute(
+            "UPDATE flow_steps SET holds_slot = false, wants_slot = false"
+            " WHERE id = %(step)s AND lease_owner = %(worker)s",
+            params,
         )
-        free = slots - held
-        if ahead < free:
-            FlowStep.objects.filter(id=step_id).update(holds_slot=True, started_at=now)
-            return SlotAnswer(granted=True, position=0)
-        return SlotAnswer(granted=False, position=ahead - max(free, 0) + 1)
+        cursor.execute(_HAND_OVER, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _slot_params(model: str, **extra: Any) -> dict[str, Any]:
+    active = [str(status) for status in ACTIVE_STEP]
+    return {"model": model, "active": active, "now": timezone.now(), **extra}
+
+
+def _lock_model_slots(cursor: CursorWrapper, model: str) -> None:
+    """Serialise the slot decisions for `model` until the transaction ends, across workers."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"slot:{model}"])
 
 
 def mark_streaming(step_id: int, worker: str) -> None:
@@ -153,23 +239,49 @@ def mark_streaming(step_id: int, worker: str) -> None:
 def release_step(step_id: int, worker: str) -> None:
     """Give a step back without finishing it (worker draining): any worker may claim it now."""
     FlowStep.objects.filter(id=step_id, lease_owner=worker, status__in=ACTIVE_STEP).update(
-        lease_expires_at=timezone.now(), holds_slot=False
+        lease_expires_at=timezone.now(), holds_slot=False, wants_slot=False
     )
 
 
-def finish_step(
-    step_id: int, worker: str, *, succeeded: bool, output: str = "", error: str = ""
-) -> bool:
-    """Record the outcome and ready the dependants, in one transaction.
+@dataclass(frozen=True)
+class Finished:
+    """What finish_step did; truthy when the outcome was recorded."""
 
-    Returns False when this worker no longer owns the step (cancelled or taken over): then
-    nothing is written, so a step is never completed twice.
+    recorded: bool
+    # Dependants it made ready and leased to the same worker: their sessions are open, and
+    # those granted a model slot at once say so (StepContext.holds_slot).
+    claimed: tuple[StepContext, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.recorded
+
+
+def finish_step(
+    step_id: int,
+    worker: str,
+    *,
+    succeeded: bool,
+    output: str = "",
+    error: str = "",
+    final_events: Sequence[AgentEvent] = (),
+    claim: int = 0,
+    slots: int = 0,
+) -> Finished:
+    """Record the outcome, the attempt's last events and ready the dependants, in one
+    transaction; lease up to `claim` of the dependants it readied to `worker`, open their
+    sessions and, when one of the model's `slots` is free, grant them a slot, in it too.
+
+    This is the hand-off: doing it here, from rows this transaction has read already, saves
+    the dependant a wake-up, a sweep and three transactions (each a disk flush at commit)
+    between its dependency finishing and its first model request. Returns a false Finished when this
+    worker no longer owns the step (cancelled or taken over): then nothing is written, so a
+    step is never completed twice.
     """
     from runs.reporting import finalize_run_if_done
 
     run_id = FlowStep.objects.filter(id=step_id).values_list("run_id", flat=True).first()
     if run_id is None:
-        return False
+        return Finished(recorded=False)
     with transaction.atomic():
         # Lock order everywhere: the run row first, then its steps.
         run = FlowRun.objects.select_for_update().get(id=run_id)
@@ -181,22 +293,84 @@ def finish_step(
             error=error,
             finished_at=timezone.now(),
             holds_slot=False,
+            wants_slot=False,
             lease_expires_at=None,
         )
         if not updated:
-            return False
-        advance(run)
-        finalize_run_if_done(run)
-    return True
+            return Finished(recorded=False)
+        AgentEvent.objects.bulk_create(final_events)
+        moved = advance(run, worker=worker, claim=claim if run.status == RunStatus.RUNNING else 0)
+        if moved.done:
+            finalize_run_if_done(run)
+        opened = [open_attempt(step, run, worker, loaded=moved.steps) for step in moved.claimed]
+        granted = _grant_at_once(run.model, worker, opened, slots)
+    return Finished(recorded=True, claimed=tuple(granted))
 
 
-def advance(run: FlowRun) -> None:
-    """Move pending steps whose dependencies are all finished to ready (or skipped).
+def _grant_at_once(
+    model: str, worker: str, claimed: list[StepContext], slots: int
+) -> list[StepContext]:
+    """Grant the dependants a finishing step claimed a slot each while slots are free, if the
+    model's slot lock is free right now. Never waiting for that lock keeps finish_step, which
+    holds its run's rows, out of any lock cycle with the slot transactions; when it is busy
+    the dependants ask for their slots themselves."""
+    if not claimed or slots <= 0:
+        return claimed
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [f"slot:{model}"])
+        row = cursor.fetchone()
+        if row is None or not row[0]:
+            return claimed
+        granted = []
+        for ctx in claimed:
+            params = _slot_params(model, step=ctx.step_id, worker=worker)
+            answer = _take_slot(cursor, params, slots)
+            granted.append(dataclasses.replace(ctx, holds_slot=answer.granted))
+    return granted
 
-    Caller holds the run's row lock, so two workers finishing sibling steps agree.
+
+@dataclass(frozen=True)
+class Advanced:
+    steps: list[FlowStep]  # the run's steps, as advance left them
+    claimed: list[FlowStep]  # leased to the worker that called advance
+
+    @property
+    def done(self) -> bool:
+        """Every step is finished: the run can get its report."""
+        return all(step.status in TERMINAL_STEP for step in self.steps)
+
+
+def advance(run: FlowRun, *, worker: str = "", claim: int = 0) -> Advanced:
+    """Move pending steps whose dependencies are all finished to ready (or skipped), leasing up
+    to `claim` of the newly ready ones to `worker` straight away.
+
+    Caller holds the run's row lock. That is enough: a step becomes finished, and a pending
+    step changes, only under its run's lock, so two workers finishing sibling steps agree
+    without locking the run's other steps (which their agents keep updating meanwhile).
     """
-    steps = list(run.steps.select_for_update().order_by("id"))
-    status = {step.key: step.status for step in steps}
+    steps = list(run.steps.order_by("position"))
+    status = _next_statuses(steps)
+    now = timezone.now()
+    claimed: list[FlowStep] = []
+    for step in steps:
+        if status[step.key] == step.status:
+            continue
+        if status[step.key] == StepStatus.READY and len(claimed) < claim:
+            _lease(step, worker, now)
+            step.save(update_fields=LEASE_FIELDS)
+            claimed.append(step)
+            continue
+        step.status = status[step.key]
+        if step.status == StepStatus.SKIPPED:
+            step.finished_at = now
+            step.error = "a dependency did not succeed"
+        step.save(update_fields=["status", "finished_at", "error"])
+    return Advanced(steps=steps, claimed=claimed)
+
+
+def _next_statuses(steps: list[FlowStep]) -> dict[str, str]:
+    """Each step's status once every pending step whose dependencies finished has moved."""
+    status: dict[str, str] = {step.key: step.status for step in steps}
     changed = True
     while changed:  # a skip can make the next step skippable too
         changed = False
@@ -210,13 +384,7 @@ def advance(run: FlowRun) -> None:
             runnable = all(ok) or (step.tolerates_failed_deps and any(ok))
             status[step.key] = StepStatus.READY if runnable else StepStatus.SKIPPED
             changed = True
-    for step in steps:
-        if status[step.key] != step.status:
-            step.status = status[step.key]
-            if step.status == StepStatus.SKIPPED:
-                step.finished_at = timezone.now()
-                step.error = "a dependency did not succeed"
-            step.save(update_fields=["status", "finished_at", "error"])
+    return status
 
 
 def cancel_run(run_id: UUID) -> bool:
@@ -229,7 +397,11 @@ def cancel_run(run_id: UUID) -> bool:
             return False
         now = timezone.now()
         run.steps.exclude(status__in=TERMINAL_STEP).update(
-            status=StepStatus.CANCELLED, finished_at=now, holds_slot=False, lease_expires_at=None
+            status=StepStatus.CANCELLED,
+            finished_at=now,
+            holds_slot=False,
+            wants_slot=False,
+            lease_expires_at=None,
         )
         run.status = RunStatus.CANCELLED
         run.save(update_fields=["status"])

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from runs import crashpoints
 from runs.sandbox import SECRET_DIRS, SECRET_NAMES, Confinement, Refused, is_secret_name
 
 SKIP_DIRS = frozenset(
@@ -180,6 +181,7 @@ class Sandbox:
         except (json.JSONDecodeError, ValidationError, TypeError) as exc:
             return _error(f"bad arguments for {name}: {_short(exc)}", f"{name}: bad arguments")
         handler: Callable[[Any], tuple[str, str]] = getattr(self, f"_{name}")
+        crashpoints.reached("tool", "before")
         try:
             content, summary = handler(args)
         except Refused as exc:

@@ -14,20 +14,24 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from channels.consumer import AsyncConsumer
 from channels.worker import Worker
 from django.conf import settings
+from django.db import Error as DatabaseError
 
 from runs import scheduler
-from runs.agent import BackendFactory, execute_step
+from runs.agent import BackendFactory, SlotWaiters, execute_step
+from runs.context import StepContext
 from runs.dbthread import close_pool, db_async
 from runs.models import TERMINAL_RUN, FlowRun
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 0.5  # also how fast a cancelled agent notices: well under a second
+DB_RETRY_SECONDS = 1.0
 
 _engine: Engine | None = None
 
@@ -49,10 +53,11 @@ class Engine:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.concurrency = concurrency or settings.ORCHESTRATOR_WORKER_CONCURRENCY
         self.run_id = run_id  # when set, only this run's steps (launch_flow --wait)
-        self.backend_factory = backend_factory
+        self.backends = backend_factory or BackendFactory()
+        self.waiters = SlotWaiters()
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._handed_on: set[int] = set()  # finishing steps whose place went to a dependant
         self._wake = asyncio.Event()
-        self._slot_freed = asyncio.Event()
         self._stopping = False
         self._until_idle = False
 
@@ -71,22 +76,33 @@ class Engine:
         beat = asyncio.create_task(self._heartbeat_forever())
         try:
             while not self._stopping:
-                await self.sweep()
-                if self.run_id is not None and not self.tasks and await self._run_finished():
-                    break
-                if self._until_idle and not self.tasks and not await self._work_left():
-                    break
+                try:
+                    if await self._sweep_and_check_done():
+                        break
+                except DatabaseError as exc:
+                    # The database is away (restarting, failing over): the agents keep
+                    # streaming into memory and the engine tries again until it is back.
+                    log.warning("database unavailable, retrying in %gs: %s", DB_RETRY_SECONDS, exc)
+                    await asyncio.sleep(DB_RETRY_SECONDS)
+                    continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), settings.ORCHESTRATOR_SWEEP_SECONDS)
         finally:
             beat.cancel()
             await self._drain()
+            await self.backends.aclose()
             if _engine is self:
                 _engine = None
             # Pool threads keep persistent connections; a stopped engine leaves none behind.
             await asyncio.to_thread(close_pool)
             log.info("engine %s stopped", self.worker_id)
+
+    async def _sweep_and_check_done(self) -> bool:
+        await self.sweep()
+        if self.run_id is not None and not self.tasks and await self._run_finished():
+            return True
+        return self._until_idle and not self.tasks and not await self._work_left()
 
     async def run_until_idle(self) -> None:
         """Run until no run is left unfinished (benchmarks and tests)."""
@@ -100,27 +116,33 @@ class Engine:
             return 0
         claimed = await db_async(scheduler.claim_steps)(self.worker_id, free, run_id=self.run_id)
         for step_id in claimed:
-            task = asyncio.create_task(
-                execute_step(
-                    step_id,
-                    self.worker_id,
-                    backend_factory=self.backend_factory,
-                    slot_freed=self._slot_freed,
-                    on_finished=self._outcome_committed,
-                )
-            )
-            self.tasks[step_id] = task
-            task.add_done_callback(functools.partial(self._step_done, step_id))
+            self._start(step_id)
         return len(claimed)
 
-    def _outcome_committed(self) -> None:
-        self._slot_freed.set()
-        self._wake.set()
+    def room(self) -> int:
+        """A finishing step's own place, plus the free ones, go to the dependants it readies."""
+        return 0 if self._stopping else 1 + max(0, self.concurrency - len(self.tasks))
+
+    def adopt(self, claimed: Sequence[StepContext], *, finishing: int) -> None:
+        """Start the agents of steps the `finishing` step leased to this engine."""
+        if claimed:
+            self._handed_on.add(finishing)
+        for ctx in claimed:
+            self._start(ctx.step_id, ctx)
+
+    def _start(self, step_id: int, ctx: StepContext | None = None) -> None:
+        task = asyncio.create_task(execute_step(step_id, self.worker_id, self, ctx))
+        self.tasks[step_id] = task
+        task.add_done_callback(functools.partial(self._step_done, step_id))
 
     def _step_done(self, step_id: int, task: asyncio.Task[None]) -> None:
         self.tasks.pop(step_id, None)
-        self._slot_freed.set()
-        self._wake.set()  # its dependants may be ready now
+        if step_id in self._handed_on:
+            # Its place went to its dependants, so the engine's room is what it was: a sweep
+            # now would find nothing, and would slow the dependants' first requests down.
+            self._handed_on.discard(step_id)
+        else:
+            self._wake.set()  # room for another claim
         if not task.cancelled() and task.exception() is not None:
             log.error("step %s task failed", step_id, exc_info=task.exception())
 

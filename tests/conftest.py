@@ -69,6 +69,47 @@ def alice(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("alice", password="alice-pass-123")
 
 
+@pytest.fixture
+def bob(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob", password="bob-pass-123")
+
+
+@pytest.fixture
+def finished_run(alice: Any, target_dir: Path) -> Any:
+    """A finished code review with a few stored events on the security agent."""
+    from runs import scheduler
+    from runs.models import AgentEvent, AgentSession, FlowStep
+    from runs.services import launch_run
+
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, focus="<b>auth</b>")
+    for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+        step = FlowStep.objects.get(id=step_id)
+        session = AgentSession.objects.create(
+            step=step, attempt=1, worker="w", backend="t", model="m"
+        )
+        AgentEvent.objects.bulk_create(
+            AgentEvent(
+                session=session,
+                step=step,
+                seq=i + 1,
+                kind="text",
+                payload={"text": f"{step.key}-{i} <script>alert(1)</script>"},
+            )
+            for i in range(3)
+        )
+        scheduler.finish_step(step_id, "w", succeeded=True, output=f"{step.key} found")
+    for key in ("synthesis", "validation"):
+        [step_id] = scheduler.claim_steps("w", 10, run_id=run.id)
+        output = (
+            "- **Shell** (codebase) `app/views.py:6`"
+            if key == "synthesis"
+            else "Summary: One <img src=x onerror=alert(1)> issue.\nConfidence: high\nReasons: r"
+        )
+        scheduler.finish_step(step_id, "w", succeeded=True, output=output)
+    run.refresh_from_db()
+    return run
+
+
 def database_url() -> str:
     """The test database as a URL, for processes the tests start themselves."""
     from django.db import connection
@@ -85,10 +126,12 @@ def database_url() -> str:
 def manage_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=database_url(),
-        PYTHONUNBUFFERED="1",
-        ORCHESTRATOR_SWEEP_SECONDS="0.5",
-        **extra,
+        {
+            "DATABASE_URL": database_url(),
+            "PYTHONUNBUFFERED": "1",
+            "ORCHESTRATOR_SWEEP_SECONDS": "0.5",
+            **extra,
+        }
     )
     return env
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from runs.fakemodel.faults import fault_plan
+from runs.fakemodel.faults import FaultKind, fault_plan
 from runs.models import AgentEvent, FlowRun, RunStatus, StepStatus
 from runs.services import LaunchError, launch_run
 from runs.worker import Engine
@@ -36,6 +36,12 @@ FAULTS = {
     "malformed_chunk": "malformed chunk",
     "loop_tool": "kept asking for tools",
 }
+
+
+def test_every_fault_the_scripted_server_can_inject_is_covered_here():
+    covered = {f.split(":")[0] for f in FAULTS} | {FaultKind.BAD_TOOL_ARGS.value}
+    assert covered == {kind.value for kind in FaultKind}
+    print(f"{len(covered)} model fault kinds, each through a whole run")
 
 
 def run_with_fault(settings, scripted_model, target_dir: Path, fault: str) -> FlowRun:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,45 +16,8 @@ from django.test import Client
 from orchestrator_site.asgi import application
 from runs import scheduler
 from runs.events import run_group
-from runs.models import AgentEvent, AgentSession, ChatMessage, FlowRun, FlowStep
+from runs.models import ChatMessage, FlowRun, FlowStep
 from runs.services import launch_run
-
-
-@pytest.fixture
-def bob(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("bob", password="bob-pass-123")
-
-
-@pytest.fixture
-def finished_run(alice: Any, target_dir: Path) -> FlowRun:
-    """A finished code review with a few stored events on the security agent."""
-    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, focus="<b>auth</b>")
-    for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
-        step = FlowStep.objects.get(id=step_id)
-        session = AgentSession.objects.create(
-            step=step, attempt=1, worker="w", backend="t", model="m"
-        )
-        AgentEvent.objects.bulk_create(
-            AgentEvent(
-                session=session,
-                step=step,
-                seq=i + 1,
-                kind="text",
-                payload={"text": f"{step.key}-{i} <script>alert(1)</script>"},
-            )
-            for i in range(3)
-        )
-        scheduler.finish_step(step_id, "w", succeeded=True, output=f"{step.key} found")
-    for key in ("synthesis", "validation"):
-        [step_id] = scheduler.claim_steps("w", 10, run_id=run.id)
-        output = (
-            "- **Shell** (codebase) `app/views.py:6`"
-            if key == "synthesis"
-            else "Summary: One <img src=x onerror=alert(1)> issue.\nConfidence: high\nReasons: r"
-        )
-        scheduler.finish_step(step_id, "w", succeeded=True, output=output)
-    run.refresh_from_db()
-    return run
 
 
 def client_for(user: Any) -> Client:

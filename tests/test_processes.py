@@ -53,11 +53,13 @@ def redis_url() -> str | None:
 
 def worker_env(model_url: str, **extra: str) -> dict[str, str]:
     return manage_env(
-        ORCHESTRATOR_MODEL="demo/scripted",
-        ORCHESTRATOR_BASE_URL=model_url,
-        ORCHESTRATOR_LEASE_SECONDS="2",
-        ORCHESTRATOR_ALLOWED_ROOTS=os.environ.get("ORCHESTRATOR_ALLOWED_ROOTS", "/"),
-        **extra,
+        **{
+            "ORCHESTRATOR_MODEL": "demo/scripted",
+            "ORCHESTRATOR_BASE_URL": model_url,
+            "ORCHESTRATOR_LEASE_SECONDS": "2",
+            "ORCHESTRATOR_ALLOWED_ROOTS": os.environ.get("ORCHESTRATOR_ALLOWED_ROOTS", "/"),
+            **extra,
+        }
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from runs import crashpoints
 from runs.backends.base import (
     BackendError,
     BackendEvent,
@@ -264,6 +265,7 @@ def _handle_line(line: str, turn: _Turn) -> list[BackendEvent]:
     line = line.strip()
     if not line.startswith("data:"):
         return []  # blank separators, comments (": keep-alive"), `event:` and `id:` fields
+    crashpoints.reached("model_chunk", "after")
     data = line[5:].strip()
     if data == "[DONE]":
         turn.done = True

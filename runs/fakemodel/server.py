@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import re
@@ -24,6 +25,7 @@ from runs.fakemodel.faults import FaultKind, FaultPlan, FaultRule
 from runs.fakemodel.scripts import ScriptedReply, marker, reply_for
 
 MODEL_ID = "scripted"
+PAD_WORD = "filler "  # one paced piece of padding (pad_reasoning)
 FAULT_AFTER_PIECES = 3  # mid-stream faults strike after this many paced pieces
 # A server bound to every interface is reached locally through the loopback address.
 _ANY_INTERFACE = ("", "0.0.0.0", "::")  # noqa: S104 - compared with, never bound here
@@ -42,14 +44,24 @@ class ScriptedModelServer:
         token_rate: float | None = None,
         first_byte_delay: float = 0.0,
         faults: FaultPlan | None = None,
+        pad_reasoning: int = 0,
+        record_emissions: bool = False,
     ) -> None:
         # Plain attributes, read per request, so a test may change them while the server runs.
         self.token_rate = token_rate
         self.first_byte_delay = first_byte_delay
         self.faults = faults or FaultPlan()
+        # Filler words streamed as reasoning before every answer: benches that need streams
+        # lasting seconds (the scripted answers take well under one) set it.
+        self.pad_reasoning = pad_reasoning
         self.requests: list[dict[str, Any]] = []  # request bodies, in arrival order
         # (agent role, step kind, arrival, end) per completed stream, wall-clock seconds.
         self.timings: list[tuple[str, str, float, float]] = []
+        # Opt-in, for latency benches: (stream id, reasoning + content characters streamed so
+        # far, time.time() just after the chunk was flushed), and each stream's request body.
+        # None when off, so ordinary use pays one attribute test per chunk.
+        self.emissions: list[tuple[str, int, float]] | None = [] if record_emissions else None
+        self.stream_bodies: dict[str, dict[str, Any]] = {}
         self.stopping = threading.Event()  # wakes stalled handlers when the server stops
         self._lock = threading.Lock()
         self._host = host
@@ -158,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = scripted.faults.take(marker(body, "Agent role"))
         if fault is not None and self._fail_before_answering(fault):
             return
-        reply = _reply(body, fault)
+        reply = _reply(scripted, body, fault)
         # A client that goes away (a cancelled agent) leaves nothing to clean up.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             if not body.get("stream"):
@@ -211,13 +223,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _reply(body: dict[str, Any], fault: FaultRule | None) -> ScriptedReply:
+def _reply(
+    scripted: ScriptedModelServer, body: dict[str, Any], fault: FaultRule | None
+) -> ScriptedReply:
     if fault is not None and fault.kind == FaultKind.LOOP_TOOL:
         return ScriptedReply(
             reasoning="Let me search once more. ",
             tool_calls=[("grep", {"pattern": "TODO", "path": "."})],
         )
     reply = reply_for(body)
+    if pad := scripted.pad_reasoning:
+        reply = dataclasses.replace(reply, reasoning=PAD_WORD * pad + reply.reasoning)
     if fault is not None and fault.kind == FaultKind.BAD_TOOL_ARGS and reply.tool_calls:
         # Always grep: the agent's error message then names a tool tests can expect.
         bad = ("grep", {"__raw__": '{"pattern": oops'})
@@ -248,6 +264,7 @@ class _Stream:
         self.fault = fault if fault is not None and fault.kind in _MID_STREAM else None
         self.id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         self.sent = 0  # paced pieces so far: reasoning, content and argument fragments
+        self.chars = 0  # reasoning + content characters so far (the emission log's offset)
         rate = self.scripted.token_rate
         self.delay = 1.0 / rate if rate else 0.0
 
@@ -260,6 +277,8 @@ class _Stream:
         h.send_header("Connection", "close")
         h.end_headers()
         h.close_connection = True
+        if self.scripted.emissions is not None:
+            self.scripted.stream_bodies[self.id] = self.body
         self.scripted.pause(self.scripted.first_byte_delay)
         self._delta({"role": "assistant", "content": None})
         for piece in _PIECE.findall(self.reply.reasoning):
@@ -303,6 +322,11 @@ class _Stream:
 
     def _delta(self, delta: dict[str, Any], *, pace: bool = False) -> None:
         self._chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        log = self.scripted.emissions
+        text = delta.get("reasoning_content") or delta.get("content")
+        if log is not None and text:
+            self.chars += len(text)
+            log.append((self.id, self.chars, time.time()))  # list.append is atomic
         if pace:
             self.sent += 1
             if self.sent >= FAULT_AFTER_PIECES:

@@ -41,12 +41,12 @@ class ServeProcess:
     """`manage.py serve` on the test database, with the scripted demo model inside; it can
     be killed and started again on the same port (a crash, as far as the browser can tell)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, token_rate: str = "25") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = manage_env(
             ORCHESTRATOR_MODEL="demo/scripted",
-            ORCHESTRATOR_DEMO_TOKEN_RATE="25",
+            ORCHESTRATOR_DEMO_TOKEN_RATE=token_rate,
             ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
             ORCHESTRATOR_LEASE_SECONDS="2",
         )
