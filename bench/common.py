@@ -21,6 +21,10 @@ def bench_database() -> Iterator[None]:
     from django.test.utils import setup_databases, teardown_databases
 
     django.setup()
+    from django.db import connection
+
+    # A name of its own: tests and other benches may be using test_<name> at the same time.
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"test_bench_{os.getpid()}"
     config = setup_databases(verbosity=0, interactive=False)
     try:
         yield
