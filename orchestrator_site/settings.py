@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator_site.channel_layers import channel_layers
 from orchestrator_site.embedded_db import embedded_database_url
 from orchestrator_site.env import (
     database_from_url,
@@ -80,16 +81,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
-        }
-    }
-else:
-    # In-process layer: web and worker must share one process (`make run` does that).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = channel_layers(REDIS_URL)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
