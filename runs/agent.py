@@ -133,6 +133,11 @@ class StepHost(Protocol):
         """How many dependants the engine can start when one of its steps finishes."""
         ...
 
+    def finishing(self, step_id: int) -> None:
+        """The step's agent is recording its outcome and telling the viewers, then stops by
+        itself: its lease ends with the outcome, and that must not get it cancelled."""
+        ...
+
     def adopt(self, claimed: Sequence[StepContext], *, finishing: int) -> None:
         """Start the agents of steps the `finishing` step leased to this engine."""
         ...
@@ -190,6 +195,7 @@ async def _finish(
     output: str = "",
     error: str = "",
 ) -> None:
+    host.finishing(ctx.step_id)
     await sink.stop()
     last: list[tuple[str, dict[str, Any]]] = []
     if error:

@@ -4,6 +4,12 @@ Collapsed agents get status only; an expanded agent is subscribed with the last 
 browser holds, the missing events are replayed from the database, and live events at or
 below what was already sent are dropped: nothing missed, nothing doubled across reconnects.
 
+The channel layer may lose a live message (channels_redis drops one now and then when a
+viewer of the same process disconnects mid-receive, or a queue overflows), so the stream
+heals itself: each event carries its attempt's session and seq, a live batch that does not
+follow the last event sent brings the missing ones from the database first, and a step's
+status change (which comes after its last events) catches its expanded stream up too.
+
 A consumer handles its messages one at a time, so status redraws (which read the database)
 run in a task of their own: the stream fragments queued behind them are not held up, and a
 burst of status changes becomes one redraw. Rows and stream appends target different
@@ -40,6 +46,8 @@ class RunConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
         self.sent: dict[int, int] = {}  # expanded step id -> last event id sent
+        # expanded step id -> (session, seq) of the last event sent, when known
+        self.position: dict[int, tuple[int, int]] = {}
         self.dirty: set[int] = set()  # steps whose row needs a redraw
         self.redraw_all = False  # the whole run needs a redraw (cancel, retry)
         if not await database_sync_to_async(_allowed)(self.scope.get("user"), self.run_id):
@@ -68,6 +76,7 @@ class RunConsumer(AsyncWebsocketConsumer):
             await self._subscribe(message.get("step"), message.get("after"))
         elif kind == "unsubscribe" and isinstance(message.get("step"), int):
             self.sent.pop(message["step"], None)
+            self.position.pop(message["step"], None)
         elif kind == "resume" and isinstance(message.get("have"), dict):
             for step, after in message["have"].items():
                 await self._subscribe(_int(step), after)
@@ -79,9 +88,9 @@ class RunConsumer(AsyncWebsocketConsumer):
         events = await database_sync_to_async(_events_for)(self.run_id, step_id, after_id)
         if events is None:
             return  # not a step of this run
-        self.sent[step_id] = max([after_id] + [e["id"] for e in events])
-        if events:
-            await self.send(text_data=live.render_events(step_id, events))
+        self.sent[step_id] = after_id
+        self.position.pop(step_id, None)
+        await self._send_fresh(step_id, events)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections before every handler, on the one thread that
@@ -99,9 +108,39 @@ class RunConsumer(AsyncWebsocketConsumer):
         if step_id not in self.sent:
             return  # collapsed: status only
         fresh = [e for e in message["events"] if e["id"] > self.sent[step_id]]
-        if fresh:
-            self.sent[step_id] = fresh[-1]["id"]
-            await self.send(text_data=live.render_events(step_id, fresh))
+        if fresh and not self._follows(step_id, fresh[0]):
+            # A live message went missing: send what the database has instead, which
+            # includes this message's events (they were committed before being announced).
+            await self._catch_up(step_id)
+        else:
+            await self._send_fresh(step_id, fresh)
+
+    def _follows(self, step_id: int, event: dict[str, Any]) -> bool:
+        """Is `event` the next one of the step's stream after the last one sent?"""
+        last = self.position.get(step_id)
+        if last is None or "session" not in event:
+            return True  # nothing to compare with
+        session, seq = last
+        return event["seq"] == (seq + 1 if event["session"] == session else 1)
+
+    async def _catch_up(self, step_id: int) -> None:
+        if step_id not in self.sent:
+            return  # collapsed meanwhile
+        events = await database_sync_to_async(live.stored_events)(step_id, self.sent[step_id])
+        await self._send_fresh(step_id, events)
+
+    async def _send_fresh(self, step_id: int, events: list[dict[str, Any]]) -> None:
+        """Send the events not sent yet. Filtered after every await: a live batch and a
+        catch-up may overlap, and each event must reach the browser once."""
+        if step_id not in self.sent:
+            return  # collapsed meanwhile
+        fresh = [e for e in events if e["id"] > self.sent[step_id]]
+        if not fresh:
+            return
+        self.sent[step_id] = fresh[-1]["id"]
+        if "session" in fresh[-1]:
+            self.position[step_id] = (fresh[-1]["session"], fresh[-1]["seq"])
+        await self.send(text_data=live.render_events(step_id, fresh))
 
     async def run_changed(self, message: dict[str, Any]) -> None:
         self.redraw_all = True
@@ -127,6 +166,10 @@ class RunConsumer(AsyncWebsocketConsumer):
                     html = await database_sync_to_async(_step_update)(self.run_id, steps)
                 if html:
                     await self.send(text_data=html)
+                # A step's status changes after its events are announced, so this is where
+                # the last of a stream lost on the way is noticed and caught up.
+                for step_id in list(self.sent) if everything else sorted(steps & set(self.sent)):
+                    await self._catch_up(step_id)
             except Exception:  # a viewer missing a redraw must not lose its stream too
                 log.warning("could not redraw run %s", self.run_id, exc_info=True)
 

@@ -130,7 +130,13 @@ class EventSink:
                 "type": "run.events",
                 "step_id": self.step_id,
                 "events": [
-                    {"id": row.pk, "seq": row.seq, "kind": row.kind, "payload": row.payload}
+                    {
+                        "id": row.pk,
+                        "session": row.session_id,
+                        "seq": row.seq,
+                        "kind": row.kind,
+                        "payload": row.payload,
+                    }
                     for row in rows
                 ],
             },

@@ -57,6 +57,9 @@ class Engine:
         self.waiters = SlotWaiters()
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._handed_on: set[int] = set()  # finishing steps whose place went to a dependant
+        # Steps recording their outcome: the heartbeat leaves them be (their lease ends with
+        # the outcome; cancelling them then would cut off the last events' live push).
+        self._finishing: set[int] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._until_idle = False
@@ -123,6 +126,9 @@ class Engine:
         """A finishing step's own place, plus the free ones, go to the dependants it readies."""
         return 0 if self._stopping else 1 + max(0, self.concurrency - len(self.tasks))
 
+    def finishing(self, step_id: int) -> None:
+        self._finishing.add(step_id)
+
     def adopt(self, claimed: Sequence[StepContext], *, finishing: int) -> None:
         """Start the agents of steps the `finishing` step leased to this engine."""
         if claimed:
@@ -137,6 +143,7 @@ class Engine:
 
     def _step_done(self, step_id: int, task: asyncio.Task[None]) -> None:
         self.tasks.pop(step_id, None)
+        self._finishing.discard(step_id)
         if step_id in self._handed_on:
             # Its place went to its dependants, so the engine's room is what it was: a sweep
             # now would find nothing, and would slow the dependants' first requests down.
@@ -157,7 +164,7 @@ class Engine:
             except Exception:  # the database is away: keep going, leases may lapse
                 log.warning("heartbeat failed", exc_info=True)
                 continue
-            for step_id in set(held) - alive:
+            for step_id in set(held) - alive - self._finishing:
                 task = self.tasks.get(step_id)
                 if task is not None:
                     log.info("step %s cancelled or taken over; stopping its agent", step_id)

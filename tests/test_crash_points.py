@@ -44,13 +44,14 @@ CRASH_POINTS = [
     ("security-review", "finish_step:after:1"),  # recorded, nobody told yet
     ("security-review", "finish_step:after:2"),  # the synthesizer just became ready
     ("code-review", "finish_step:before:3"),  # the synthesis is written, not recorded
-    ("code-review", "claim_steps:after:3"),  # the validator claimed
+    ("code-review", "finish_step:after:3"),  # the validator leased with the synthesis' outcome
+    ("code-review", "release_slot:after:1"),  # a turn's slot given back, its tools to run
     ("code-review", "finish_step:before:4"),  # the validator done, the report not yet written
 ]
 
 
-def test_there_are_twenty_distinct_crash_points():
-    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 20
+def test_there_are_at_least_twenty_distinct_crash_points():
+    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) >= 20
 
 
 @pytest.mark.parametrize(("flow", "point"), CRASH_POINTS, ids=[p for _, p in CRASH_POINTS])

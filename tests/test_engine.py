@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from runs.dbthread import close_pool
 from runs.fakemodel.faults import fault_plan
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import cancel_run, launch_run
-from runs.worker import Engine
+from runs.worker import HEARTBEAT_SECONDS, Engine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,3 +119,27 @@ def test_cancel_stops_running_agents_within_a_second(settings, scripted_model, t
     assert took < 1.5
     assert not run.steps.filter(status__in=["queued", "running", "ready"]).exists()
     assert run.steps.get(key="synthesis").status == StepStatus.CANCELLED
+
+
+def test_the_heartbeat_stops_lost_agents_but_not_one_recording_its_outcome(finished_run):
+    """A step's lease ends with its outcome, while its agent still tells the viewers: the
+    heartbeat cancelled such agents and cut off the stream's last events (found by the soak)."""
+    finishing, lost = finished_run.steps.order_by("id")[:2]  # neither is leased any more
+
+    async def scenario() -> tuple[bool, bool]:
+        engine = Engine()
+        agents = {step.id: asyncio.create_task(asyncio.sleep(5)) for step in (finishing, lost)}
+        engine.tasks.update(agents)
+        engine.finishing(finishing.id)
+        beat = asyncio.create_task(engine._heartbeat_forever())
+        await asyncio.sleep(3 * HEARTBEAT_SECONDS)
+        beat.cancel()
+        cancelled = agents[finishing.id].cancelled(), agents[lost.id].cancelled()
+        for agent in agents.values():
+            agent.cancel()
+        await asyncio.to_thread(close_pool)
+        return cancelled
+
+    finishing_cancelled, lost_cancelled = asyncio.run(scenario())
+    assert lost_cancelled, "an agent whose step is no longer its own is stopped"
+    assert not finishing_cancelled, "an agent recording its outcome finishes by itself"

@@ -16,7 +16,7 @@ from django.test import Client
 from orchestrator_site.asgi import application
 from runs import scheduler
 from runs.events import run_group
-from runs.models import ChatMessage, FlowRun, FlowStep
+from runs.models import AgentEvent, ChatMessage, FlowRun, FlowStep
 from runs.services import launch_run
 
 
@@ -219,6 +219,68 @@ def test_the_socket_sends_a_snapshot_then_streams_only_expanded_agents(alice, fi
         await again.send_to(text_data=json.dumps({"type": "resume", "have": {str(security.id): 0}}))
         assert event_ids(await again.receive_from()) == stored
         await again.disconnect()
+
+    asyncio.run(scenario())
+
+
+def _store_events(step: FlowStep, texts: list[str]) -> list[dict[str, Any]]:
+    """Events written after the step's last one, in its last session, as announced."""
+    last = step.events.order_by("-id").first()
+    assert last is not None
+    rows = AgentEvent.objects.bulk_create(
+        AgentEvent(
+            session_id=last.session_id,
+            step=step,
+            seq=last.seq + i,
+            kind="text",
+            payload={"text": text},
+        )
+        for i, text in enumerate(texts, start=1)
+    )
+    return [
+        {"id": r.id, "session": r.session_id, "seq": r.seq, "kind": r.kind, "payload": r.payload}
+        for r in rows
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_message_lost_on_the_way_is_healed_from_the_database(alice, finished_run):
+    """The channel layer may drop a message: a gap in seq, or a status change after the
+    last events, brings the missing events from the database, each exactly once."""
+    security = finished_run.steps.get(key="security")
+    stored = list(security.events.order_by("id").values_list("id", flat=True))
+    store = database_sync_to_async(_store_events)
+
+    async def scenario() -> None:
+        layer = get_channel_layer()
+        group = run_group(finished_run.id)
+        ws, _ = await connect(alice, finished_run)
+        await ws.receive_from()  # the snapshot
+        await ws.send_to(
+            text_data=json.dumps({"type": "subscribe", "step": security.id, "after": stored[-2]})
+        )
+        assert event_ids(await ws.receive_from()) == stored[-1:]
+        # Three events written; the messages of the first two are lost, the third arrives.
+        written = await store(security, ["one ", "two ", "three "])
+        await layer.group_send(
+            group, {"type": "run.events", "step_id": security.id, "events": written[2:]}
+        )
+        healed = await ws.receive_from()
+        assert event_ids(healed) == [e["id"] for e in written], "the gap filled, in order"
+        assert "one" in healed and "three" in healed
+        # The last messages of a stream are lost: the status change that follows heals them.
+        tail = await store(security, ["four ", "five "])
+        await layer.group_send(group, {"type": "run.step", "step_id": security.id})
+        received = [await ws.receive_from(), await ws.receive_from()]
+        appended = [m for m in received if f"#stream-{security.id}" in m]
+        assert [event_ids(m) for m in appended] == [[e["id"] for e in tail]]
+        # The lost messages turn up late after all: nothing is sent twice.
+        for event in written + tail:
+            await layer.group_send(
+                group, {"type": "run.events", "step_id": security.id, "events": [event]}
+            )
+        assert await ws.receive_nothing(0.3)
+        await ws.disconnect()
 
     asyncio.run(scenario())
 
