@@ -59,6 +59,7 @@ class Pane:
     cookie: str
     fragments: list[Fragment] = field(default_factory=list)
     status: str = ""  # the run's, from the header fragments
+    closed: str = ""  # how and when the socket closed, if it did before close()
     _ws: ClientConnection | None = None
     _reader: asyncio.Task[None] | None = None
 
@@ -95,8 +96,10 @@ class Pane:
                 fragment = parse(str(message), at)
                 if fragment is not None:
                     self.fragments.append(fragment)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as closed:
+            self.closed = f"closed by the server ({closed.rcvd}) at {time.time():.1f}"
+        else:
+            self.closed = f"socket ended at {time.time():.1f}"
 
     def _note_status(self, message: str) -> None:
         if status := _STATUS.search(message):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -27,12 +28,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from common import bench_database, make_target
+from common import describe as describe_latency
 from harness import ManageProcess, ModelProcess, orchestrator_env, serve, session_cookie
 from pane_client import Pane
 
 SAMPLE_SECONDS = 5.0
 DRAIN_SECONDS = 600.0  # after the last launch, how long the runs may take to finish
-PANE_SETTLE_SECONDS = 15.0  # a finished run's last fragments are on their way
+PANE_SETTLE_SECONDS = 60.0  # a finished run's last fragments may still be on their way
 
 
 def main() -> None:
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="agents per engine")
     parser.add_argument("--warmup", type=float, default=None, help="seconds (default 20%%)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--logs", type=Path, help="keep the processes' logs in this folder")
     args = parser.parse_args()
     args.redis_url = args.redis_url if reachable(args.redis_url) else ""
     if args.redis_url:
@@ -65,6 +68,8 @@ def reachable(url: str) -> bool:
 @dataclass
 class Verdict:
     panes_checked: int = 0
+    # Seconds from noticing a run finished until its pane held every stored event.
+    settle: list[float] = field(default_factory=list)
     pane_mismatches: list[str] = field(default_factory=list)
 
 
@@ -106,6 +111,10 @@ class Soak:
             model.stop()
             self.orm.submit(_close_connections).result()
             self.orm.shutdown()
+        if self.args.logs:
+            self.args.logs.mkdir(parents=True, exist_ok=True)
+            for process in processes:
+                shutil.copy(process.log, self.args.logs / process.log.name)
         self.report(processes, wall, cpu)
 
     def start_orchestrator(self, model_url: str) -> list[ManageProcess]:
@@ -185,17 +194,25 @@ class Soak:
     async def check_pane(self, run_id: Any) -> None:
         """The pane's event ids per step must be the database's, in order, nothing doubled."""
         pane = self.panes.pop(run_id)
-        deadline = time.monotonic() + PANE_SETTLE_SECONDS
+        started = time.monotonic()
         while True:
             stored = await self.orm_call(_event_ids, run_id)
             received = pane.ids_by_step()
-            if received == stored or time.monotonic() > deadline:
+            if received == stored:
+                self.verdict.settle.append(time.monotonic() - started)
+                break
+            if time.monotonic() > started + PANE_SETTLE_SECONDS:
                 break
             await asyncio.sleep(0.25)
+        early = pane.closed
         await pane.close()
         self.verdict.panes_checked += 1
         if received != stored:
-            self.verdict.pane_mismatches.append(describe_mismatch(run_id, received, stored))
+            details = await self.orm_call(_event_details, run_id)
+            line = describe_mismatch(run_id, received, stored, details)
+            self.verdict.pane_mismatches.append(
+                f"{line} [checked at {time.time():.1f}; {early or 'socket open'}]"
+            )
 
     def report(self, processes: list[ManageProcess], wall: float, cpu: list[float]) -> None:
         from django.db import connection
@@ -243,8 +260,19 @@ class Soak:
             f"panes checked={self.verdict.panes_checked}, "
             f"with events differing from the database: {len(self.verdict.pane_mismatches)}"
         )
+        if self.verdict.settle:
+            print(describe_latency("pane complete after its run finished", self.verdict.settle))
         for line in self.verdict.pane_mismatches[:10]:
             print("  " + line)
+        for process, name in zip(processes, names, strict=True):
+            warnings = [
+                line
+                for line in process.log.read_text().splitlines()
+                if " WARNING " in line or "Error" in line
+            ]
+            print(f"{name} log: {len(warnings)} warnings")
+            for line in warnings[:5]:
+                print("  " + line[:300])
         ok = not unfinished and not broken_sessions and not self.verdict.pane_mismatches
         print(f"all runs finished, no event lost: {'yes' if ok else 'NO'}")
 
@@ -254,7 +282,10 @@ class Soak:
 
 
 def describe_mismatch(
-    run_id: Any, received: dict[int, list[int]], stored: dict[int, list[int]]
+    run_id: Any,
+    received: dict[int, list[int]],
+    stored: dict[int, list[int]],
+    details: dict[int, str],
 ) -> str:
     parts = []
     for step in sorted(set(received) | set(stored)):
@@ -262,7 +293,8 @@ def describe_mismatch(
         if got != want:
             missing = sorted(set(want) - set(got))
             extra = len(got) - len(set(got)) + len(set(got) - set(want))
-            parts.append(f"step {step}: {len(missing)} missing {missing[:5]}, {extra} extra")
+            shown = [f"{event} {details.get(event, '?')}" for event in missing[:5]]
+            parts.append(f"step {step}: {len(missing)} missing {shown}, {extra} extra")
     return f"run {run_id}: " + "; ".join(parts)
 
 
@@ -290,6 +322,19 @@ def _event_ids(run_id: Any) -> dict[int, list[int]]:
     for step, event in rows.values_list("step_id", "id"):
         stored.setdefault(step, []).append(event)
     return stored
+
+
+def _event_details(run_id: Any) -> dict[int, str]:
+    """Per event id: its kind, seq and the worker of its attempt (what a mismatch shows)."""
+    from runs.models import AgentEvent
+
+    rows = AgentEvent.objects.filter(step__run_id=run_id).values_list(
+        "id", "step__key", "kind", "seq", "session__worker", "payload__state"
+    )
+    return {
+        event: f"({key}: {kind} {state or ''} seq {seq} on {worker})"
+        for event, key, kind, seq, worker, state in rows
+    }
 
 
 def _close_connections() -> None:

@@ -159,19 +159,32 @@ class RunConsumer(AsyncWebsocketConsumer):
         while self.redraw_all or self.dirty:
             everything, steps = self.redraw_all, self.dirty
             self.redraw_all, self.dirty = False, set()
+            # A step's status changes after its events are announced, so this is where the
+            # last of a stream lost on the way is noticed: the expanded streams among the
+            # redrawn rows catch up, read in the same trip to the database as the rows.
+            watched = (
+                dict(self.sent) if everything else {s: self.sent[s] for s in steps & set(self.sent)}
+            )
             try:
-                if everything:
-                    html = await database_sync_to_async(_snapshot)(self.run_id)
-                else:
-                    html = await database_sync_to_async(_step_update)(self.run_id, steps)
+                html, missed = await database_sync_to_async(_redraw)(
+                    self.run_id, None if everything else steps, watched
+                )
                 if html:
                     await self.send(text_data=html)
-                # A step's status changes after its events are announced, so this is where
-                # the last of a stream lost on the way is noticed and caught up.
-                for step_id in list(self.sent) if everything else sorted(steps & set(self.sent)):
-                    await self._catch_up(step_id)
+                for step_id, events in missed.items():
+                    await self._send_fresh(step_id, events)
             except Exception:  # a viewer missing a redraw must not lose its stream too
                 log.warning("could not redraw run %s", self.run_id, exc_info=True)
+
+
+def _redraw(
+    run_id: UUID, step_ids: set[int] | None, watched: dict[int, int]
+) -> tuple[str, dict[int, list[dict[str, Any]]]]:
+    """The run's redraw (everything when `step_ids` is None) and, per watched step, the
+    events stored after the last one sent."""
+    html = _snapshot(run_id) if step_ids is None else _step_update(run_id, step_ids)
+    missed = {step_id: live.stored_events(step_id, after) for step_id, after in watched.items()}
+    return html, {step_id: events for step_id, events in missed.items() if events}
 
 
 def _allowed(user: Any, run_id: UUID) -> bool:
