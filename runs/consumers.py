@@ -31,7 +31,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from runs import live
 from runs.events import run_group
-from runs.models import FlowRun, FlowStep
+from runs.models import TERMINAL_STEP, FlowRun, FlowStep
 from runs.permissions import can_see
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,9 @@ class RunConsumer(AsyncWebsocketConsumer):
         while self.redraw_all or self.dirty:
             everything, steps = self.redraw_all, self.dirty
             self.redraw_all, self.dirty = False, set()
-            # A step's status changes after its events are announced, so this is where the
-            # last of a stream lost on the way is noticed: the expanded streams among the
+            # A step's outcome is recorded with its last events and announced after them, so
+            # this is where the end of a stream lost on the way is noticed (a loss mid-stream
+            # shows as a seq gap in the next batch): the finished expanded steps among the
             # redrawn rows catch up, read in the same trip to the database as the rows.
             watched = (
                 dict(self.sent) if everything else {s: self.sent[s] for s in steps & set(self.sent)}
@@ -180,10 +181,14 @@ class RunConsumer(AsyncWebsocketConsumer):
 def _redraw(
     run_id: UUID, step_ids: set[int] | None, watched: dict[int, int]
 ) -> tuple[str, dict[int, list[dict[str, Any]]]]:
-    """The run's redraw (everything when `step_ids` is None) and, per watched step, the
-    events stored after the last one sent."""
+    """The run's redraw (everything when `step_ids` is None) and, per finished watched step,
+    the events stored after the last one sent."""
     html = _snapshot(run_id) if step_ids is None else _step_update(run_id, step_ids)
-    missed = {step_id: live.stored_events(step_id, after) for step_id, after in watched.items()}
+    finished = FlowStep.objects.filter(id__in=watched, status__in=TERMINAL_STEP)
+    missed = {
+        step_id: live.stored_events(step_id, watched[step_id])
+        for step_id in finished.values_list("id", flat=True)
+    }
     return html, {step_id: events for step_id, events in missed.items() if events}
 
 

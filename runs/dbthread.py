@@ -1,7 +1,7 @@
 """Database calls from the engine's event loop, on a small pool of threads.
 
 Channels' `database_sync_to_async` runs every call on one shared thread by default; with many
-agents flushing events every 50 ms that one thread becomes the queue every hand-off waits in.
+agents flushing events every 40 ms that one thread becomes the queue every hand-off waits in.
 Engine calls are self-contained (each opens its own transaction), so they may run on any of a
 few threads, each keeping its own persistent connection. `close_pool` closes those
 connections, so a stopped engine leaves no session behind.

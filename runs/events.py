@@ -1,7 +1,7 @@
 """The event sink: an agent's stream, coalesced, persisted in batches, then pushed live.
 
 Tokens are never written one by one: deltas of the same kind merge in memory and a batch is
-written (one INSERT) and sent to the run's channel group at most every 50 ms per step. The
+written (one INSERT) and sent to the run's channel group at most every 40 ms per step. The
 first event after a quiet spell goes out at once (a turn's first token, a tool call), later
 ones wait for the window; an idle sink has no timer running.
 """
@@ -22,7 +22,7 @@ from runs.dbthread import db_async
 from runs.models import AgentEvent, EventKind
 
 log = logging.getLogger(__name__)
-FLUSH_SECONDS = 0.05
+FLUSH_SECONDS = 0.04
 _MERGEABLE = {EventKind.TEXT, EventKind.REASONING}
 
 
