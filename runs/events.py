@@ -71,16 +71,7 @@ class EventSink:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            rows = [
-                AgentEvent(
-                    session_id=self.session_id,
-                    step_id=self.step_id,
-                    seq=self.next_seq + i,
-                    kind=kind,
-                    payload=payload,
-                )
-                for i, (kind, payload) in enumerate(batch)
-            ]
+            rows = self._rows(batch)
             try:
                 await db_async(AgentEvent.objects.bulk_create)(rows)
             except BaseException:
@@ -109,7 +100,13 @@ class EventSink:
         stream says "succeeded" only if the step really did (a crash in between leaves
         neither). Call `stop` first; `announce` them once committed.
         """
-        rows = [
+        rows = self._rows(events)
+        self.next_seq += len(rows)
+        return rows
+
+    def _rows(self, events: list[tuple[str, dict[str, Any]]]) -> list[AgentEvent]:
+        """Unsaved rows numbered from next_seq (the caller advances it once they count)."""
+        return [
             AgentEvent(
                 session_id=self.session_id,
                 step_id=self.step_id,
@@ -119,8 +116,6 @@ class EventSink:
             )
             for i, (kind, payload) in enumerate(events)
         ]
-        self.next_seq += len(rows)
-        return rows
 
     async def announce(self, rows: list[AgentEvent]) -> None:
         """Push saved rows to the run's live viewers."""

@@ -8,8 +8,6 @@ wheel), so the database every other test uses is never touched.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, start_manage
-from tests.test_processes import stop, worker_env
+from tests.conftest import start_manage
+from tests.test_processes import manage, stop, worker_env
 
 pytestmark = pytest.mark.slow
 DATABASE = "restart_test"
@@ -67,15 +65,8 @@ def own_postgres() -> Iterator[OwnPostgres]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def manage(*args: str, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def manage_ok(*args: str, env: dict[str, str]) -> str:
+    result = manage(*args, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -95,8 +86,10 @@ def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
     db = own_postgres
     with ScriptedModelServer(token_rate=60) as model:
         env = worker_env(model.url, DATABASE_URL=db.url, ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path))
-        manage("migrate", "--noinput", env=env)
-        run_id = manage("launch_flow", "code-review", "--target", str(target_dir), env=env).strip()
+        manage_ok("migrate", "--noinput", env=env)
+        run_id = manage_ok(
+            "launch_flow", "code-review", "--target", str(target_dir), env=env
+        ).strip()
         log = tmp_path / "worker.log"
         worker = start_manage("runworker", "orchestrator.dispatch", env=env, log=log)
         try:
