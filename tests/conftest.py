@@ -151,12 +151,23 @@ def start_manage(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen
 @pytest.fixture(scope="session", autouse=True)
 def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """Consumers talk to the database on asgiref's shared thread, whose persistent connection
-    would otherwise keep the test database busy at teardown."""
+    would otherwise keep the test database busy at teardown.
+
+    The browser tests also leave one connection of this process behind that no thread can
+    reach any more (their ORM calls run beside Playwright's event loop, in a context of
+    their own); its session is ended here so the test database can be dropped cleanly."""
     yield
     import asyncio
 
     from channels.db import database_sync_to_async
-    from django.db import connections
+    from django.db import connection, connections
 
     with django_db_blocker.unblock():
         asyncio.run(database_sync_to_async(connections.close_all)())
+        with connection.cursor() as cursor:
+            # Every process the tests started has stopped by now: what is left is a leak.
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close()
