@@ -30,12 +30,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while True:
@@ -185,6 +179,8 @@ class ManageProcess:
 
 def serve(model_url: str, root: Path, log: Path, **extra: str) -> tuple[ManageProcess, str]:
     """`manage.py serve` (web + engine) on a free port; returns it and its base URL."""
+    from tests.conftest import free_port
+
     port = free_port()
     env = orchestrator_env(model_url, root, **extra)
     process = ManageProcess("serve", "--port", str(port), env=env, log=log, port=port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -134,6 +135,12 @@ def manage_env(**extra: str) -> dict[str, str]:
         }
     )
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def start_manage(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import manage_env, start_manage
+from tests.conftest import free_port, manage_env, start_manage
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -29,12 +29,6 @@ def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
     """Playwright's sync API runs an event loop in this thread; the tests' own ORM calls are
     still plain blocking calls, so Django's async-safety guard does not apply to them."""
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class ServeProcess:
