@@ -54,6 +54,6 @@ def describe(name: str, values: list[float], unit: str = "ms", scale: float = 10
 
 def make_target(base: Path) -> Path:
     """A small project for the agents to read (the same one the tests use)."""
-    from tests.conftest import write_project
+    from devtools.testing import write_project
 
     return write_project(base)

@@ -49,7 +49,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeou
 def _model_main(conn: Connection, options: dict[str, Any]) -> None:
     """Child process: serve until told; `collect` answers with the emission log, `set`
     changes the server's plain attributes (token_rate, first_byte_delay)."""
-    from runs.fakemodel.server import ScriptedModelServer
+    from devtools.fakemodel.server import ScriptedModelServer
 
     server = ScriptedModelServer(**options).start()
     conn.send(server.url)
@@ -77,7 +77,7 @@ def _model_main(conn: Connection, options: dict[str, Any]) -> None:
 
 def _label(body: dict[str, Any]) -> tuple[str, str]:
     """(run focus, agent role): which step a stream belongs to, when each run has its focus."""
-    from runs.fakemodel.scripts import marker
+    from devtools.fakemodel.scripts import marker
 
     focus = ""
     for message in body.get("messages") or []:
@@ -89,7 +89,7 @@ def _label(body: dict[str, Any]) -> tuple[str, str]:
 
 
 class ModelProcess:
-    """The scripted model server (runs.fakemodel.server) in its own process."""
+    """The scripted model server (devtools.fakemodel.server) in its own process."""
 
     def __init__(self, **options: Any) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -126,7 +126,7 @@ class ModelProcess:
 
 def orchestrator_env(model_url: str, root: Path, **extra: str) -> dict[str, str]:
     """manage.py's environment: the bench database, the scripted model at model_url."""
-    from tests.conftest import manage_env
+    from devtools.testing import manage_env
 
     env = manage_env(
         ORCHESTRATOR_MODEL="demo/scripted",
@@ -144,7 +144,7 @@ class ManageProcess:
     """A `manage.py` command (serve, runworker) with its CPU time and resident memory."""
 
     def __init__(self, *args: str, env: dict[str, str], log: Path, port: int | None = None):
-        from tests.conftest import start_manage
+        from devtools.testing import start_manage
 
         self.log = log
         self.process = start_manage(*args, env=env, log=log)
@@ -179,7 +179,7 @@ class ManageProcess:
 
 def serve(model_url: str, root: Path, log: Path, **extra: str) -> tuple[ManageProcess, str]:
     """`manage.py serve` (web + engine) on a free port; returns it and its base URL."""
-    from tests.conftest import free_port
+    from devtools.testing import free_port
 
     port = free_port()
     env = orchestrator_env(model_url, root, **extra)

@@ -26,9 +26,9 @@ def main() -> None:
 
 
 def run_once(target: Path, flow: str, band: str, fast: bool):  # type: ignore[no-untyped-def]
+    from runs.engine.worker import Engine
     from runs.models import FlowRun
     from runs.services import launch_run
-    from runs.worker import Engine
 
     run = launch_run(flow=flow, target=str(target), band=band, fast=fast)
     asyncio.run(Engine(run_id=run.id).run())
@@ -38,7 +38,7 @@ def run_once(target: Path, flow: str, band: str, fast: bool):  # type: ignore[no
 def measure(tmp: Path, flow: str, band: str) -> None:
     from django.conf import settings
 
-    from runs.fakemodel.server import ScriptedModelServer
+    from devtools.fakemodel.server import ScriptedModelServer
 
     target = make_target(tmp)
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]

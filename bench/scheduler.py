@@ -62,10 +62,10 @@ def main() -> None:
 def measure(tmp: Path, runs: int, slots: int, rate: float, rounds: int) -> list[Round]:
     from django.conf import settings
 
-    from runs.fakemodel.server import ScriptedModelServer
+    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.engine.worker import Engine
     from runs.models import FlowRun
     from runs.services import launch_run
-    from runs.worker import Engine
 
     class TaggedServer(ScriptedModelServer):
         """Also records which run each stream belongs to (by the focus text of its prompt)."""

@@ -13,8 +13,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from runs.engine.worker import DispatchConsumer  # noqa: E402
 from runs.routing import websocket_urlpatterns  # noqa: E402
-from runs.worker import DispatchConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

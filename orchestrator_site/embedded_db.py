@@ -9,10 +9,25 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 DATABASE_NAME = "orchestrator"
+
+
+def embedded_database_settings(data_dir: Path) -> dict[str, Any]:
+    """A DATABASES entry for the embedded server; it starts when the first connection opens."""
+    return {
+        "ENGINE": "orchestrator_site.embedded_backend",
+        "NAME": DATABASE_NAME,
+        "USER": "",
+        "PASSWORD": "",
+        "HOST": "",
+        "PORT": "",
+        "OPTIONS": {},
+        "EMBEDDED_PGDATA": str(data_dir),
+    }
 
 
 def embedded_database_url(data_dir: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator_site.channel_layers import channel_layers
-from orchestrator_site.embedded_db import embedded_database_url
+from orchestrator_site.embedded_db import embedded_database_settings
 from orchestrator_site.env import (
     database_from_url,
     env_bool,
@@ -73,8 +73,11 @@ TEMPLATES = [
     },
 ]
 
-_database_url = env_str("DATABASE_URL") or embedded_database_url(VAR_DIR / "pgdata")
-DATABASES = {"default": database_from_url("DATABASE_URL", _database_url)}
+if env_str("DATABASE_URL"):
+    DATABASES = {"default": database_from_url("DATABASE_URL", env_str("DATABASE_URL"))}
+else:
+    # Started on the first connection, not here: most commands never touch the database.
+    DATABASES = {"default": embedded_database_settings(VAR_DIR / "pgdata")}
 # Workers talk to the database many times a second; reconnecting each time would dominate.
 DATABASES["default"]["CONN_MAX_AGE"] = 300
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

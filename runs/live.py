@@ -65,10 +65,7 @@ def render_events(step_id: int, events: list[dict[str, Any]]) -> str:
 
 def stored_events(step_id: int, after_id: int = 0, limit: int = 5000) -> list[dict[str, Any]]:
     rows = AgentEvent.objects.filter(step_id=step_id, id__gt=after_id).order_by("id")[:limit]
-    return [
-        {"id": e.id, "session": e.session_id, "seq": e.seq, "kind": e.kind, "payload": e.payload}
-        for e in rows
-    ]
+    return [event.as_message() for event in rows]
 
 
 def _shape(event: dict[str, Any]) -> dict[str, Any]:

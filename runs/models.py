@@ -6,6 +6,7 @@ PostgreSQL rows are the truth; everything else (channel messages, the pane) foll
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -207,6 +208,16 @@ class AgentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.seq} {self.kind}"
+
+    def as_message(self) -> dict[str, Any]:
+        """The event as live panes receive it, pushed or read back (session + seq resume it)."""
+        return {
+            "id": self.pk,
+            "session": self.session_id,
+            "seq": self.seq,
+            "kind": self.kind,
+            "payload": self.payload,
+        }
 
 
 class ChatMessage(models.Model):

@@ -5,23 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.db.models import Q
-
+from runs.engine import scheduler
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepStatus
 
 
 def queue_positions(run: FlowRun) -> dict[int, int]:
-    """For this run's steps waiting on a model slot: how many live steps are ahead of each."""
-    waiting = list(run.steps.filter(status=StepStatus.QUEUED, holds_slot=False))
-    positions = {}
-    for step in waiting:
-        positions[step.id] = (
-            FlowStep.objects.filter(run__model=run.model, status__in=ACTIVE_STEP, holds_slot=False)
-            .filter(Q(queued_at__lt=step.queued_at) | Q(queued_at=step.queued_at, id__lt=step.id))
-            .count()
-            + 1
-        )
-    return positions
+    """This run's steps waiting for a model slot, and each one's place in the model's line."""
+    waiting = run.steps.filter(status__in=ACTIVE_STEP, wants_slot=True, holds_slot=False)
+    return scheduler.queue_positions(run.model, list(waiting.values_list("id", flat=True)))
 
 
 def status_label(step: FlowStep, position: int | None) -> str:

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 
 from flows.registry import check_band, get_flow
-from runs import scheduler
-from runs.modelconfig import configured_model_id
+from runs.engine import reporting, scheduler
+from runs.engine.modelconfig import configured_model_id
 from runs.models import FlowRun, FlowStep, HostPane, Origin, StepStatus
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def launch_run(
 def cancel_run(run_id: UUID) -> bool:
     cancelled = scheduler.cancel_run(run_id)
     if cancelled:
+        reporting.finalize_run(run_id)
         wake_workers()
         tell_viewers(run_id)
     return cancelled
@@ -122,7 +123,7 @@ def retry_step(run_id: UUID, key: str) -> bool:
 
 def tell_viewers(run_id: UUID) -> None:
     """Open panes redraw the whole run (every row changed at once)."""
-    from runs.events import publish
+    from runs.engine.events import publish
 
     try:
         async_to_sync(publish)(run_id, {"type": "run.changed"})

@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-SOURCE_FILES = {
-    "app/__init__.py": "",
-    "app/settings.py": 'DEBUG = True\nSECRET = "not-a-real-secret"\npassword = "hunter2"\n',
-    "app/views.py": (
-        "import subprocess\n\n\n"
-        "def run(cmd):\n"
-        "    # TODO: validate the command before running it\n"
-        "    return subprocess.run(cmd, shell=True)\n\n\n"
-        "def total(items):\n"
-        "    result = 0\n"
-        "    for item in items:\n"
-        "        result += item.price\n"
-        "    return result\n"
-    ),
-    "tests/test_views.py": "from app.views import total\n\n\ndef test_total():\n    assert total([]) == 0\n",
-    "README.md": "# Shop\n\nA tiny shop used as a review target.\n",
-}
-
-
-def write_project(base: Path) -> Path:
-    """Write the small shop project under base (the tests and the benchmarks use it)."""
-    root = base / "shop"
-    for name, text in SOURCE_FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+from devtools.testing import finish_step, write_project
 
 
 @pytest.fixture
@@ -57,7 +25,7 @@ def _allow_tmp_targets(settings: Any, tmp_path: Path) -> None:
 @pytest.fixture
 def scripted_model(settings: Any) -> Iterator[Any]:
     """The project's scripted model server on a free port; runs use it over real HTTP."""
-    from runs.fakemodel.server import ScriptedModelServer
+    from devtools.fakemodel.server import ScriptedModelServer
 
     with ScriptedModelServer() as server:
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
@@ -78,7 +46,7 @@ def bob(django_user_model: Any) -> Any:
 @pytest.fixture
 def finished_run(alice: Any, target_dir: Path) -> Any:
     """A finished code review with a few stored events on the security agent."""
-    from runs import scheduler
+    from runs.engine import scheduler
     from runs.models import AgentEvent, AgentSession, FlowStep
     from runs.services import launch_run
 
@@ -98,7 +66,7 @@ def finished_run(alice: Any, target_dir: Path) -> Any:
             )
             for i in range(3)
         )
-        scheduler.finish_step(step_id, "w", succeeded=True, output=f"{step.key} found")
+        finish_step(step_id, "w", succeeded=True, output=f"{step.key} found")
     for key in ("synthesis", "validation"):
         [step_id] = scheduler.claim_steps("w", 10, run_id=run.id)
         output = (
@@ -106,53 +74,9 @@ def finished_run(alice: Any, target_dir: Path) -> Any:
             if key == "synthesis"
             else "Summary: One <img src=x onerror=alert(1)> issue.\nConfidence: high\nReasons: r"
         )
-        scheduler.finish_step(step_id, "w", succeeded=True, output=output)
+        finish_step(step_id, "w", succeeded=True, output=output)
     run.refresh_from_db()
     return run
-
-
-def database_url() -> str:
-    """The test database as a URL, for processes the tests start themselves."""
-    from django.db import connection
-
-    conf = connection.settings_dict
-    auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
-    host = conf["HOST"] or ""
-    if host.startswith("/"):
-        return f"postgresql://{auth}@/{conf['NAME']}?host={host}"
-    port = f":{conf['PORT']}" if conf["PORT"] else ""
-    return f"postgresql://{auth}@{host}{port}/{conf['NAME']}"
-
-
-def manage_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": database_url(),
-            "PYTHONUNBUFFERED": "1",
-            "ORCHESTRATOR_SWEEP_SECONDS": "0.5",
-            **extra,
-        }
-    )
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_manage(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """A real `manage.py` process, output to a log file the test can show on failure."""
-    handle = log.open("wb")
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from runs.backends.base import (
+from devtools.fakemodel.faults import fault_plan
+from devtools.fakemodel.server import ScriptedModelServer
+from runs.engine.backends.base import (
     BackendError,
     EndpointConfig,
     FirstByte,
@@ -20,9 +22,7 @@ from runs.backends.base import (
     ToolCallStarted,
     TurnResult,
 )
-from runs.backends.openai import OpenAICompatibleBackend, probe_models
-from runs.fakemodel.faults import fault_plan
-from runs.fakemodel.server import ScriptedModelServer
+from runs.engine.backends.openai import OpenAICompatibleBackend, probe_models
 
 SPECIALIST = [
     {"role": "system", "content": "Step kind: specialist\nAgent role: security"},

@@ -1,4 +1,4 @@
-"""A worker process killed with SIGKILL at 20 named points across runs (runs/crashpoints.py).
+"""A worker process killed with SIGKILL at 22 named points across runs (runs/engine/crashpoints.py).
 
 Each case: a run, a real `runworker` process that kills itself at one moment of the engine's
 life, then a fresh engine that must finish the run. Every case checks the same invariants:
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from devtools.testing import start_manage
+from runs.engine.worker import Engine
 from runs.models import AgentEvent, FlowRun, RunStatus, StepStatus
 from runs.services import launch_run
-from runs.worker import Engine
-from tests.conftest import start_manage
 from tests.test_processes import worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -46,7 +46,9 @@ CRASH_POINTS = [
     ("code-review", "finish_step:before:3"),  # the synthesis is written, not recorded
     ("code-review", "finish_step:after:3"),  # the validator leased with the synthesis' outcome
     ("code-review", "release_slot:after:1"),  # a turn's slot given back, its tools to run
-    ("code-review", "finish_step:before:4"),  # the validator done, the report not yet written
+    ("code-review", "finish_step:before:4"),  # the validator done, not yet recorded
+    # The last step committed, the report not yet written: only the sweep can finish the run.
+    ("code-review", "finalize_run:before:1"),
 ]
 
 
@@ -84,6 +86,7 @@ def test_a_worker_killed_at_this_point_loses_nothing_and_the_run_finishes(
 
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.finished_at is not None and "## Method" in run.report
     resumed = assert_nothing_lost_or_doubled(run, before)
     print(f"{point}: {run.steps.count()} steps finished, {resumed} resumed from a checkpoint")
     if point.startswith("checkpoint:after"):

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from runs.dbthread import close_pool
-from runs.fakemodel.faults import fault_plan
+from devtools.fakemodel.faults import fault_plan
+from runs.engine.dbthread import close_pool
+from runs.engine.worker import HEARTBEAT_SECONDS, Engine
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import cancel_run, launch_run
-from runs.worker import HEARTBEAT_SECONDS, Engine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

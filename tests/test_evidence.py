@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from devtools.testing import finish_step
 from flows.registry import CATALOG
-from runs import scheduler
+from runs.engine import scheduler
+from runs.engine.worker import Engine
 from runs.models import FlowRun, FlowStep, RunStatus
 from runs.services import launch_run
-from runs.worker import Engine
 
 REPORT = """## Findings
 - **Shell injection** (codebase, high) `app/views.py:6` — `return subprocess.run(cmd, shell=True)`
@@ -36,14 +37,14 @@ def finish_run(
     for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
         key = FlowStep.objects.get(id=step_id).key
         if key == fail:
-            scheduler.finish_step(step_id, "w", succeeded=False, error="model server failed")
+            finish_step(step_id, "w", succeeded=False, error="model server failed")
         else:
             output = (outputs or {}).get(key, f"{key} findings")
-            scheduler.finish_step(step_id, "w", succeeded=True, output=output)
+            finish_step(step_id, "w", succeeded=True, output=output)
     [synth] = scheduler.claim_steps("w", 10, run_id=run.id)
-    scheduler.finish_step(synth, "w", succeeded=True, output=report)
+    finish_step(synth, "w", succeeded=True, output=report)
     [gate] = scheduler.claim_steps("w", 10, run_id=run.id)
-    scheduler.finish_step(gate, "w", succeeded=True, output=verdict)
+    finish_step(gate, "w", succeeded=True, output=verdict)
     run.refresh_from_db()
     return run
 

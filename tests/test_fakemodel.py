@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from runs.backends.base import EndpointConfig, FirstByte, TurnResult
-from runs.backends.openai import OpenAICompatibleBackend
-from runs.fakemodel.faults import FaultKind, FaultPlan, fault_plan, parse_rule
-from runs.fakemodel.scripts import reply_for
-from runs.fakemodel.server import ScriptedModelServer
+from devtools.fakemodel.faults import FaultKind, FaultPlan, fault_plan, parse_rule
+from devtools.fakemodel.scripts import reply_for
+from devtools.fakemodel.server import ScriptedModelServer
+from runs.engine.backends.base import EndpointConfig, FirstByte, TurnResult
+from runs.engine.backends.openai import OpenAICompatibleBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL_NAMES = ("list_dir", "read_file", "grep", "glob", "file_info")
@@ -271,12 +271,12 @@ def test_sixty_four_concurrent_streams_are_served(server):
 
 
 def test_main_serves_until_interrupted_and_prints_its_url():
-    """`python -m runs.fakemodel.server --port 0 ...` prints the URL and answers there."""
+    """`python -m devtools.fakemodel --port 0 ...` prints the URL and answers there."""
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "runs.fakemodel.server",
+            "devtools.fakemodel",
             "--port",
             "0",
             "--token-rate",
@@ -304,7 +304,7 @@ def test_main_serves_until_interrupted_and_prints_its_url():
 
 def test_main_rejects_an_unknown_fault_with_the_valid_kinds(capsys):
     """A typo in --fault is a usage error that lists what exists."""
-    from runs.fakemodel.server import main
+    from devtools.fakemodel.server import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["--port", "0", "--fault", "explode"])

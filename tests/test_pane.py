@@ -13,9 +13,10 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from devtools.testing import finish_step
 from orchestrator_site.asgi import application
-from runs import scheduler
-from runs.events import run_group
+from runs.engine import scheduler
+from runs.engine.events import run_group
 from runs.models import AgentEvent, ChatMessage, FlowRun, FlowStep
 from runs.services import launch_run
 
@@ -97,12 +98,12 @@ class TestPages:
         claimed = scheduler.claim_steps("w", 10, run_id=run.id)
         for step_id in claimed:
             step = FlowStep.objects.get(id=step_id)
-            scheduler.finish_step(
+            finish_step(
                 step_id, "w", succeeded=step.key != "security", output="ok", error="model down"
             )
         for _ in range(2):
             for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
-                scheduler.finish_step(
+                finish_step(
                     step_id, "w", succeeded=True, output="Summary: s\nConfidence: low\nReasons: r"
                 )
         client = client_for(alice)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.testing import ROOT, manage_env, start_manage
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import launch_run
-from tests.conftest import ROOT, manage_env, start_manage
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -265,17 +265,22 @@ def test_cancel_run_from_the_terminal_stops_a_workers_agents_within_a_second(
     assert again.returncode != 0 and "already ended (cancelled)" in again.stderr
 
 
-def test_fake_model_command_serves_the_scripted_model_over_http(tmp_path: Path):
-    """`manage.py fake_model --port N` answers like an OpenAI-compatible server."""
+def test_the_scripted_model_serves_on_its_own_over_http(tmp_path: Path):
+    """`python -m devtools.fakemodel --port N` answers like an OpenAI-compatible server."""
     import httpx
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = tmp_path / "fake.log"
-    server = start_manage(
-        "fake_model", "--port", str(port), "--token-rate", "500", env=manage_env(), log=log
-    )
+    fake_model = [sys.executable, "-m", "devtools.fakemodel"]
+    with log.open("wb") as handle:
+        server = subprocess.Popen(
+            [*fake_model, "--port", str(port), "--token-rate", "500"],
+            cwd=ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -304,5 +309,7 @@ def test_fake_model_command_serves_the_scripted_model_over_http(tmp_path: Path):
         assert "Confidence" in body
     finally:
         stop(server)
-    bad = manage("fake_model", "--fault", "nonsense", env=manage_env())
+    bad = subprocess.run(
+        [*fake_model, "--fault", "nonsense"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
     assert bad.returncode != 0 and "unknown fault 'nonsense'" in bad.stderr

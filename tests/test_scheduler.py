@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from runs import scheduler
+from devtools.testing import finish_step
+from runs import services
+from runs.engine import scheduler
 from runs.models import FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import launch_run
 
@@ -48,14 +50,14 @@ def test_a_claimed_step_is_not_claimed_by_another_worker(run: FlowRun):
 def test_finishing_the_specialists_readies_the_synthesizer_then_the_validator(run: FlowRun):
     """Dependants become ready in the same transaction that finishes their last dependency."""
     claimed = claim_all("w1", run)
-    assert scheduler.finish_step(claimed["correctness"], "w1", succeeded=True, output="a")
+    assert finish_step(claimed["correctness"], "w1", succeeded=True, output="a")
     assert statuses(run)["synthesis"] == StepStatus.PENDING
-    assert scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="b")
+    assert finish_step(claimed["security"], "w1", succeeded=True, output="b")
     assert statuses(run)["synthesis"] == StepStatus.READY
     synth = claim_all("w1", run)["synthesis"]
-    scheduler.finish_step(synth, "w1", succeeded=True, output="## Findings\n- x `app/views.py:6`")
+    finish_step(synth, "w1", succeeded=True, output="## Findings\n- x `app/views.py:6`")
     validation = claim_all("w1", run)["validation"]
-    scheduler.finish_step(
+    finish_step(
         validation,
         "w1",
         succeeded=True,
@@ -71,13 +73,13 @@ def test_finishing_the_specialists_readies_the_synthesizer_then_the_validator(ru
 def test_a_failed_specialist_lets_the_synthesizer_run_and_caps_confidence(run: FlowRun):
     """The report still comes, says which agent failed, and cannot claim high confidence."""
     claimed = claim_all("w1", run)
-    scheduler.finish_step(claimed["correctness"], "w1", succeeded=False, error="model down")
-    scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="x")
+    finish_step(claimed["correctness"], "w1", succeeded=False, error="model down")
+    finish_step(claimed["security"], "w1", succeeded=True, output="x")
     assert statuses(run)["synthesis"] == StepStatus.READY
     synth = claim_all("w1", run)["synthesis"]
-    scheduler.finish_step(synth, "w1", succeeded=True, output="- a `app/views.py:4`")
+    finish_step(synth, "w1", succeeded=True, output="- a `app/views.py:4`")
     validation = claim_all("w1", run)["validation"]
-    scheduler.finish_step(
+    finish_step(
         validation, "w1", succeeded=True, output="Summary: ok.\nConfidence: high\nReasons: r"
     )
     run.refresh_from_db()
@@ -91,9 +93,9 @@ def test_a_failed_synthesizer_skips_the_validator_and_fails_the_run(run: FlowRun
     """Without a report there is nothing to validate; the run says why it failed."""
     claimed = claim_all("w1", run)
     for step_id in claimed.values():
-        scheduler.finish_step(step_id, "w1", succeeded=True, output="x")
+        finish_step(step_id, "w1", succeeded=True, output="x")
     synth = claim_all("w1", run)["synthesis"]
-    scheduler.finish_step(synth, "w1", succeeded=False, error="the model returned an empty answer")
+    finish_step(synth, "w1", succeeded=False, error="the model returned an empty answer")
     run.refresh_from_db()
     assert statuses(run)["validation"] == StepStatus.SKIPPED
     assert run.status == RunStatus.FAILED
@@ -120,8 +122,8 @@ def test_a_worker_that_lost_its_lease_cannot_complete_the_step(run: FlowRun):
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
     claim_all("fast", run)
-    assert not scheduler.finish_step(claimed["security"], "slow", succeeded=True, output="late")
-    assert scheduler.finish_step(claimed["security"], "fast", succeeded=True, output="mine")
+    assert not finish_step(claimed["security"], "slow", succeeded=True, output="late")
+    assert finish_step(claimed["security"], "fast", succeeded=True, output="mine")
     assert FlowStep.objects.get(id=claimed["security"]).output == "mine"
 
 
@@ -143,7 +145,7 @@ def test_the_model_slot_cap_holds_across_workers_first_come_first_served(run: Fl
     second = scheduler.try_acquire_slot(b, "w2", run.model, 1)
     assert first.granted and not second.granted
     assert second.position == 1
-    scheduler.finish_step(a, "w1", succeeded=True, output="x")
+    finish_step(a, "w1", succeeded=True, output="x")
     assert scheduler.try_acquire_slot(b, "w2", run.model, 1).granted
 
 
@@ -159,8 +161,8 @@ def test_a_dead_workers_slot_is_freed_with_its_lease(run: FlowRun):
 def test_cancel_stops_everything_that_has_not_finished(run: FlowRun):
     """Nothing new starts after a cancel and the run says so."""
     claimed = claim_all("w1", run)
-    scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="x")
-    assert scheduler.cancel_run(run.id)
+    finish_step(claimed["security"], "w1", succeeded=True, output="x")
+    assert services.cancel_run(run.id)
     assert statuses(run) == {
         "correctness": StepStatus.CANCELLED,
         "security": StepStatus.SUCCEEDED,
@@ -171,16 +173,16 @@ def test_cancel_stops_everything_that_has_not_finished(run: FlowRun):
     assert run.status == RunStatus.CANCELLED
     assert "cancelled" in run.report
     assert claim_all("w1", run) == {}
-    assert not scheduler.cancel_run(run.id)
+    assert not services.cancel_run(run.id)
 
 
 def test_retry_reruns_a_failed_step_and_what_depends_on_it_only(run: FlowRun):
     """The successful sibling keeps its output; the failed one and the spine run again."""
     claimed = claim_all("w1", run)
-    scheduler.finish_step(claimed["correctness"], "w1", succeeded=False, error="boom")
-    scheduler.finish_step(claimed["security"], "w1", succeeded=True, output="kept")
-    scheduler.finish_step(claim_all("w1", run)["synthesis"], "w1", succeeded=True, output="r")
-    scheduler.finish_step(claim_all("w1", run)["validation"], "w1", succeeded=True, output="v")
+    finish_step(claimed["correctness"], "w1", succeeded=False, error="boom")
+    finish_step(claimed["security"], "w1", succeeded=True, output="kept")
+    finish_step(claim_all("w1", run)["synthesis"], "w1", succeeded=True, output="r")
+    finish_step(claim_all("w1", run)["validation"], "w1", succeeded=True, output="v")
     assert scheduler.retry_step(run.id, "correctness")
     assert statuses(run) == {
         "correctness": StepStatus.READY,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, manage_env, start_manage
+from devtools.testing import free_port, manage_env, start_manage
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -109,14 +109,15 @@ def test_retry_from_the_pane_reruns_the_failed_agent_to_a_new_report(
     server, browser, alice, target_dir
 ):
     """A failed agent's Retry button: it and the spine run again; the others keep their work."""
-    from runs import scheduler
+    from devtools.testing import finish_step
+    from runs.engine import scheduler
     from runs.models import FlowStep
 
     run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
     # Finish it here, by hand, before the server's worker looks: security fails.
     for step_id in scheduler.claim_steps("test", 10, run_id=run.id):
         key = FlowStep.objects.get(id=step_id).key
-        scheduler.finish_step(
+        finish_step(
             step_id,
             "test",
             succeeded=key != "security",
@@ -125,7 +126,7 @@ def test_retry_from_the_pane_reruns_the_failed_agent_to_a_new_report(
         )
     for _ in range(2):
         for step_id in scheduler.claim_steps("test", 10, run_id=run.id):
-            scheduler.finish_step(
+            finish_step(
                 step_id, "test", succeeded=True, output="Summary: s\nConfidence: low\nReasons: r"
             )
     page = log_in(browser, server, "alice", "alice-pass-123")

@@ -16,10 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flows.models import BANDS
+from runs.engine.worker import Engine
 from runs.models import RunStatus
 from runs.progress import Snapshot, snapshot
 from runs.services import LaunchError, launch_run
-from runs.worker import Engine
 
 REFRESH_SECONDS = 0.5
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from channels.management.commands import runworker
 
-from runs.worker import EngineWorker
+from runs.engine.worker import EngineWorker
 
 
 class Command(runworker.Command):

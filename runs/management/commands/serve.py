@@ -14,7 +14,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.modelconfig import resolve_model
+from runs.engine.modelconfig import resolve_model
 
 log = logging.getLogger("runs")
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         from twisted.internet import reactor
 
         from orchestrator_site.asgi import application
-        from runs.worker import EngineWorker
+        from runs.engine.worker import EngineWorker
 
         self._check_model()
         app = ASGIStaticFilesHandler(application)
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                 asyncio.get_event_loop().create_task(worker.handle())
 
         def stop_worker() -> None:
-            from runs.worker import current_engine
+            from runs.engine.worker import current_engine
 
             engine = current_engine()
             if engine is not None:
@@ -75,8 +75,8 @@ class Command(BaseCommand):
         server.run()
 
     def _check_model(self) -> None:
-        from runs.backends.base import BackendError
-        from runs.backends.openai import probe_models
+        from runs.engine.backends.base import BackendError
+        from runs.engine.backends.openai import probe_models
 
         try:
             model = resolve_model()

@@ -21,7 +21,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.context import StepContext, open_attempt
+from runs.engine.context import StepContext, open_attempt
 from runs.models import (
     ACTIVE_STEP,
     TERMINAL_RUN,
@@ -127,7 +127,7 @@ def heartbeat(worker: str, step_ids: list[int]) -> set[int]:
 @dataclass(frozen=True, kw_only=True)
 class SlotAnswer:
     granted: bool
-    position: int  # 0 when granted; else how many steps are ahead in the model's queue
+    position: int  # 0 when granted; else the step's place in the model's line (1 = next)
 
 
 # Slot decisions run between a step's turns and on every hand-off, so they are plain SQL: the
@@ -146,6 +146,19 @@ _PLACE = """
         (SELECT count(*) FROM live WHERE live.wants_slot AND NOT live.holds_slot
             AND (live.queued_at, live.id) < (me.queued_at, me.id))
     FROM live me WHERE me.id = %(step)s AND me.lease_owner = %(worker)s
+"""
+# The model's line of waiters, first come first served: each step's place in it (1 = next).
+_LINE = """
+    WITH live AS (
+        SELECT s.id, s.holds_slot, s.wants_slot, s.queued_at
+        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
+        WHERE r.model = %(model)s AND s.status = ANY(%(active)s) AND s.lease_expires_at > %(now)s
+    ),
+    line AS (
+        SELECT id, row_number() OVER (ORDER BY queued_at, id) AS place
+        FROM live WHERE wants_slot AND NOT holds_slot
+    )
+    SELECT id, place FROM line WHERE id = ANY(%(steps)s)
 """
 # Grant the free slots to the waiters first in line; returns their ids.
 _HAND_OVER = """
@@ -195,7 +208,20 @@ def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> Slo
     cursor.execute(
         "UPDATE flow_steps SET wants_slot = true WHERE id = %(step)s AND NOT wants_slot", params
     )
-    return SlotAnswer(granted=False, position=ahead - max(free, 0) + 1)
+    return SlotAnswer(granted=False, position=ahead + 1)
+
+
+def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
+    """Each given step's place in `model`'s line for a slot (1 = next); absent when not in it.
+
+    The one rule for a queue position: the engine's slot answers and every view of a run
+    (pane, CLI) count the same waiters the same way.
+    """
+    if not step_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_LINE, _slot_params(model, steps=list(step_ids)))
+        return {step_id: int(place) for step_id, place in cursor.fetchall()}
 
 
 def release_slot(step_id: int, worker: str, model: str, slots: int) -> list[int]:
@@ -251,6 +277,7 @@ class Finished:
     # Dependants it made ready and leased to the same worker: their sessions are open, and
     # those granted a model slot at once say so (StepContext.holds_slot).
     claimed: tuple[StepContext, ...] = ()
+    run_done: bool = False  # every step of the run is finished: its report is due
 
     def __bool__(self) -> bool:
         return self.recorded
@@ -277,8 +304,6 @@ def finish_step(
     worker no longer owns the step (cancelled or taken over): then nothing is written, so a
     step is never completed twice.
     """
-    from runs.reporting import finalize_run_if_done
-
     run_id = FlowStep.objects.filter(id=step_id).values_list("run_id", flat=True).first()
     if run_id is None:
         return Finished(recorded=False)
@@ -300,11 +325,11 @@ def finish_step(
             return Finished(recorded=False)
         AgentEvent.objects.bulk_create(final_events)
         moved = advance(run, worker=worker, claim=claim if run.status == RunStatus.RUNNING else 0)
-        if moved.done:
-            finalize_run_if_done(run)
         opened = [open_attempt(step, run, worker, loaded=moved.steps) for step in moved.claimed]
         granted = _grant_at_once(run.model, worker, opened, slots)
-    return Finished(recorded=True, claimed=tuple(granted))
+    # The report is written after this commits (reporting.finalize_run): it reads the target
+    # for every citation, which must not happen while the run's rows are locked.
+    return Finished(recorded=True, claimed=tuple(granted), run_done=moved.done)
 
 
 def _grant_at_once(
@@ -388,9 +413,10 @@ def _next_statuses(steps: list[FlowStep]) -> dict[str, str]:
 
 
 def cancel_run(run_id: UUID) -> bool:
-    """Stop a run: nothing new starts; running agents notice at their next heartbeat."""
-    from runs.reporting import finalize_run_if_done
+    """Stop a run: nothing new starts; running agents notice at their next heartbeat.
 
+    The caller writes the partial report once this has committed (reporting.finalize_run).
+    """
     with transaction.atomic():
         run = FlowRun.objects.select_for_update().filter(id=run_id).first()
         if run is None or run.status in TERMINAL_RUN:
@@ -405,7 +431,6 @@ def cancel_run(run_id: UUID) -> bool:
         )
         run.status = RunStatus.CANCELLED
         run.save(update_fields=["status"])
-        finalize_run_if_done(run)
     return True
 
 

@@ -2,7 +2,7 @@
 tests and demos. Deterministic answers (scripts.py), a configurable token rate and first-byte
 delay, and injectable faults (faults.py). Never the default when a real model is configured.
 
-    python -m runs.fakemodel.server --port 8081 --token-rate 50 --fault http_500:times=2
+    python -m devtools.fakemodel.server --port 8081 --token-rate 50 --fault http_500:times=2
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from runs.fakemodel.faults import FaultKind, FaultPlan, FaultRule
-from runs.fakemodel.scripts import ScriptedReply, marker, reply_for
+from devtools.fakemodel.faults import FaultKind, FaultPlan, FaultRule
+from devtools.fakemodel.scripts import ScriptedReply, marker, reply_for
 
 MODEL_ID = "scripted"
 PAD_WORD = "filler "  # one paced piece of padding (pad_reasoning)
@@ -379,7 +379,7 @@ def _completion(body: dict[str, Any], reply: ScriptedReply) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     kinds = ", ".join(k.value for k in FaultKind)
     parser = argparse.ArgumentParser(
-        prog="python -m runs.fakemodel.server",
+        prog="python -m devtools.fakemodel",
         description="Serve the scripted OpenAI-compatible model (deterministic; tests and demos).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")

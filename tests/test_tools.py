@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.tools import READ_ONLY_TOOLS, Sandbox, ToolLimits
+from runs.engine.tools import READ_ONLY_TOOLS, ReadOnlyTools, ToolLimits
 
 TOKEN = "sk-live-THIS-MUST-NEVER-LEAK-4242"
 OUTSIDE = "OUTSIDE-THE-TARGET-CONTENT-7373"
@@ -52,8 +52,8 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sandbox(tree: Path) -> Sandbox:
-    return Sandbox(tree)
+def toolbox(tree: Path) -> ReadOnlyTools:
+    return ReadOnlyTools(tree)
 
 
 ESCAPES = [
@@ -98,33 +98,33 @@ ESCAPES = [
 
 @pytest.mark.parametrize(("name", "args"), ESCAPES, ids=[f"{n}:{a}" for n, a in ESCAPES])
 def test_no_byte_from_outside_the_target_or_from_a_secret_reaches_the_model(
-    sandbox: Sandbox, tree: Path, name: str, args: dict[str, str]
+    toolbox: ReadOnlyTools, tree: Path, name: str, args: dict[str, str]
 ):
     """Escapes, secrets, special files and write tools all come back empty-handed."""
     before = sorted(p.name for p in tree.iterdir())
-    result = sandbox.call(name, json.dumps(args))
+    result = toolbox.call(name, json.dumps(args))
     for leaked in (TOKEN, OUTSIDE, KEY_BODY, "root:x:0:0", "PATH="):
         assert leaked not in result.content, (name, args, result.content)
     assert sorted(p.name for p in tree.iterdir()) == before, "nothing is ever written"
 
 
 def test_there_are_at_least_thirty_escape_attempts():
-    """The suite above is the sandbox's contract; keep it broad."""
+    """The suite above is the toolbox's contract; keep it broad."""
     print(f"{len(ESCAPES)} escape attempts covered")
     assert len(ESCAPES) >= 30
 
 
-def test_a_tool_outside_the_read_only_set_is_refused_and_never_runs(sandbox: Sandbox):
+def test_a_tool_outside_the_read_only_set_is_refused_and_never_runs(toolbox: ReadOnlyTools):
     """The model cannot talk its way into a write tool."""
-    result = sandbox.call("write_file", {"path": "x", "content": "y"})
+    result = toolbox.call("write_file", {"path": "x", "content": "y"})
     assert not result.ok
     assert "read-only" in result.content and "read_file" in result.content
     assert "write_file" not in READ_ONLY_TOOLS
 
 
-def test_read_file_numbers_lines_so_the_model_can_cite_them(sandbox: Sandbox):
+def test_read_file_numbers_lines_so_the_model_can_cite_them(toolbox: ReadOnlyTools):
     """`cat -n` style, with a header naming the range."""
-    result = sandbox.call("read_file", '{"path": "src/app.py", "start_line": 4, "end_line": 5}')
+    result = toolbox.call("read_file", '{"path": "src/app.py", "start_line": 4, "end_line": 5}')
     assert result.ok
     assert result.content.splitlines() == [
         "src/app.py (lines 4-5 of 5)",
@@ -134,14 +134,14 @@ def test_read_file_numbers_lines_so_the_model_can_cite_them(sandbox: Sandbox):
     assert result.summary == "read_file src/app.py:4-5"
 
 
-def test_a_symlink_that_stays_inside_the_target_is_fine(sandbox: Sandbox):
+def test_a_symlink_that_stays_inside_the_target_is_fine(toolbox: ReadOnlyTools):
     """Links are judged by where they lead."""
-    assert sandbox.call("read_file", {"path": "inside_link.py"}).ok
+    assert toolbox.call("read_file", {"path": "inside_link.py"}).ok
 
 
-def test_grep_prints_path_line_text_and_skips_secrets_and_binaries(sandbox: Sandbox):
+def test_grep_prints_path_line_text_and_skips_secrets_and_binaries(toolbox: ReadOnlyTools):
     """Matches are citable; secrets and binaries are silently skipped."""
-    result = sandbox.call("grep", {"pattern": "TODO|API_TOKEN|PNG"})
+    result = toolbox.call("grep", {"pattern": "TODO|API_TOKEN|PNG"})
     assert result.ok
     assert "src/app.py:5:return 42  # TODO tidy" in result.content
     assert ".env.example:1:API_TOKEN=changeme" in result.content
@@ -149,33 +149,33 @@ def test_grep_prints_path_line_text_and_skips_secrets_and_binaries(sandbox: Sand
     assert "image.bin" not in result.content
 
 
-def test_an_invalid_regex_and_bad_arguments_get_clear_errors(sandbox: Sandbox):
+def test_an_invalid_regex_and_bad_arguments_get_clear_errors(toolbox: ReadOnlyTools):
     """Never a traceback, always a sentence the model can act on."""
-    assert "invalid regular expression" in sandbox.call("grep", {"pattern": "("}).content
-    assert "bad arguments for read_file" in sandbox.call("read_file", "{not json").content
-    assert "bad arguments for read_file" in sandbox.call("read_file", {"nope": 1}).content
-    assert "bad arguments for list_dir" in sandbox.call("list_dir", {"depth": 9}).content
+    assert "invalid regular expression" in toolbox.call("grep", {"pattern": "("}).content
+    assert "bad arguments for read_file" in toolbox.call("read_file", "{not json").content
+    assert "bad arguments for read_file" in toolbox.call("read_file", {"nope": 1}).content
+    assert "bad arguments for list_dir" in toolbox.call("list_dir", {"depth": 9}).content
 
 
-def test_list_dir_marks_secrets_and_does_not_follow_links_out(sandbox: Sandbox):
+def test_list_dir_marks_secrets_and_does_not_follow_links_out(toolbox: ReadOnlyTools):
     """The model may see that a secret exists, never what is in it."""
-    result = sandbox.call("list_dir", {"path": ".", "depth": 2})
+    result = toolbox.call("list_dir", {"path": ".", "depth": 2})
     assert "src/pkg/" in result.content
     assert ".env  [secret: not readable]" in result.content
     assert "escape_dir" not in result.content
     assert "README.md  (9 bytes)" in result.content
 
 
-def test_glob_finds_files_by_pattern_inside_the_target(sandbox: Sandbox):
+def test_glob_finds_files_by_pattern_inside_the_target(toolbox: ReadOnlyTools):
     """`**` spans directories."""
-    result = sandbox.call("glob", {"pattern": "**/*.py"})
+    result = toolbox.call("glob", {"pattern": "**/*.py"})
     assert set(result.content.splitlines()) >= {"src/app.py", "src/pkg/util.py"}
     assert "secret.py" not in result.content
 
 
 def test_output_is_capped_with_a_visible_marker(tree: Path):
     """A flood of output is cut, and the cut is announced."""
-    small = Sandbox(tree, limits=ToolLimits(max_output_chars=50))
+    small = ReadOnlyTools(tree, limits=ToolLimits(max_output_chars=50))
     result = small.call("list_dir", {"path": ".", "depth": 3})
     assert "[truncated:" in result.content
 
@@ -183,9 +183,9 @@ def test_output_is_capped_with_a_visible_marker(tree: Path):
 def test_a_large_file_can_be_read_by_line_range(tree: Path):
     """Whole-file reads of big files are refused; a range works."""
     (tree / "big.py").write_text("line\n" * 200_000)
-    sandbox = Sandbox(tree)
-    assert "too large" in sandbox.call("read_file", {"path": "big.py"}).content
-    ranged = sandbox.call("read_file", {"path": "big.py", "start_line": 10, "end_line": 12})
+    toolbox = ReadOnlyTools(tree)
+    assert "too large" in toolbox.call("read_file", {"path": "big.py"}).content
+    ranged = toolbox.call("read_file", {"path": "big.py", "start_line": 10, "end_line": 12})
     assert ranged.ok and "(lines 10-12 of 200000)" in ranged.content
 
 
@@ -215,28 +215,28 @@ def repo(tmp_path: Path) -> Path:
 
 def test_git_tools_read_history_at_the_top_of_a_repository(repo: Path):
     """log, show, blame and diff, read-only."""
-    sandbox = Sandbox(repo)
-    assert "git_log" in [s["function"]["name"] for s in sandbox.specs()]
-    assert "second commit" in sandbox.call("git_log", {}).content
-    assert "print('v1')" in sandbox.call("git_show", {"rev": "HEAD~1", "path": "main.py"}).content
-    assert "print('v2')" in sandbox.call("git_blame", {"path": "main.py"}).content
-    assert "-print('v1')" in sandbox.call("git_diff", {"rev_from": "HEAD~1"}).content
+    toolbox = ReadOnlyTools(repo)
+    assert "git_log" in [s["function"]["name"] for s in toolbox.specs()]
+    assert "second commit" in toolbox.call("git_log", {}).content
+    assert "print('v1')" in toolbox.call("git_show", {"rev": "HEAD~1", "path": "main.py"}).content
+    assert "print('v2')" in toolbox.call("git_blame", {"path": "main.py"}).content
+    assert "-print('v1')" in toolbox.call("git_diff", {"rev_from": "HEAD~1"}).content
 
 
 def test_git_tools_refuse_secrets_and_option_injection(repo: Path):
     """`git show HEAD:.env` and revisions that look like options are refused."""
-    sandbox = Sandbox(repo)
-    assert TOKEN not in sandbox.call("git_show", {"rev": "HEAD", "path": ".env"}).content
-    assert "not a revision" in sandbox.call("git_show", {"rev": "--output=/tmp/x"}).content
-    first_commit = sandbox.call("git_show", {"rev": "HEAD~1"})
+    toolbox = ReadOnlyTools(repo)
+    assert TOKEN not in toolbox.call("git_show", {"rev": "HEAD", "path": ".env"}).content
+    assert "not a revision" in toolbox.call("git_show", {"rev": "--output=/tmp/x"}).content
+    first_commit = toolbox.call("git_show", {"rev": "HEAD~1"})
     assert first_commit.ok and "main.py" in first_commit.content
     assert TOKEN not in first_commit.content
-    assert TOKEN not in sandbox.call("git_diff", {"rev_from": "HEAD~1", "rev_to": "HEAD"}).content
+    assert TOKEN not in toolbox.call("git_diff", {"rev_from": "HEAD~1", "rev_to": "HEAD"}).content
 
 
 def test_git_tools_are_absent_when_the_target_is_a_subdirectory(repo: Path):
     """Otherwise git could show files of the repository outside the target."""
-    sandbox = Sandbox(repo / "sub")
-    assert "git_show" not in [s["function"]["name"] for s in sandbox.specs()]
-    result = sandbox.call("git_show", {"rev": "HEAD", "path": "../main.py"})
+    toolbox = ReadOnlyTools(repo / "sub")
+    assert "git_show" not in [s["function"]["name"] for s in toolbox.specs()]
+    result = toolbox.call("git_show", {"rev": "HEAD", "path": "../main.py"})
     assert not result.ok and "print(" not in result.content

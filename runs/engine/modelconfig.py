@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runs.backends.base import EndpointConfig
+from runs.engine.backends.base import EndpointConfig
+from runs.engine.problems import validation_problems
 
 DEMO_PROVIDER = "demo"
 # Each provider speaks the OpenAI-compatible API; slots = requests it serves in parallel.
@@ -73,9 +75,7 @@ def _provider_conf(model_id: str) -> tuple[str, str, ProviderConf]:
     try:
         conf = ProviderConf.model_validate(providers[provider])
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = validation_problems(exc)
         raise ImproperlyConfigured(
             f"ORCHESTRATOR_PROVIDERS[{provider!r}] is invalid: {problems}"
         ) from None
@@ -88,9 +88,8 @@ def resolve_model(model_id: str | None = None) -> ModelTarget:
     provider, name, conf = _provider_conf(model_id)
     base_url = settings.ORCHESTRATOR_BASE_URL or conf.base_url
     if provider == DEMO_PROVIDER and not settings.ORCHESTRATOR_BASE_URL:
-        from runs.demo_model import demo_server_url
-
-        base_url = demo_server_url()
+        # The scripted model is a development aid: loaded by name, only when it is selected.
+        base_url = importlib.import_module("devtools.demo").demo_server_url()
     if not str(base_url).startswith(("http://", "https://")):
         raise ImproperlyConfigured(
             f"the base URL for provider {provider!r} must be http(s)://..., got {base_url!r}"

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -23,11 +24,12 @@ from channels.worker import Worker
 from django.conf import settings
 from django.db import Error as DatabaseError
 
-from runs import scheduler
-from runs.agent import BackendFactory, SlotWaiters, execute_step
-from runs.context import StepContext
-from runs.dbthread import close_pool, db_async
-from runs.models import TERMINAL_RUN, FlowRun
+from runs.engine import reporting, scheduler
+from runs.engine.agent import BackendFactory, SlotWaiters, execute_step
+from runs.engine.context import StepContext
+from runs.engine.dbthread import close_pool, db_async
+from runs.engine.events import publish
+from runs.models import FlowRun
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 0.5  # also how fast a cancelled agent notices: well under a second
@@ -63,6 +65,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._stopping = False
         self._until_idle = False
+        self._next_stranded_check = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -114,6 +117,7 @@ class Engine:
 
     async def sweep(self) -> int:
         """Claim what this engine has room for and start the agents; returns how many."""
+        await self._finish_stranded_runs()
         free = self.concurrency - len(self.tasks)
         if free <= 0 or self._stopping:
             return 0
@@ -121,6 +125,18 @@ class Engine:
         for step_id in claimed:
             self._start(step_id)
         return len(claimed)
+
+    async def _finish_stranded_runs(self) -> None:
+        """Write the report of any run whose steps all finished but which has none: its last
+        step's worker died between that step's commit and the report."""
+        now = time.monotonic()
+        if now < self._next_stranded_check:
+            return
+        self._next_stranded_check = now + settings.ORCHESTRATOR_SWEEP_SECONDS
+        for run_id in await db_async(reporting.stranded_runs)(self.run_id):
+            if await db_async(reporting.finalize_run)(run_id):
+                log.info("run %s: report written by the sweep", run_id)
+                await publish(run_id, {"type": "run.changed"})
 
     def room(self) -> int:
         """A finishing step's own place, plus the free ones, go to the dependants it readies."""
@@ -171,7 +187,7 @@ class Engine:
                     task.cancel()
 
     async def _work_left(self) -> bool:
-        return await db_async(FlowRun.objects.exclude(status__in=TERMINAL_RUN).exists)()
+        return await db_async(FlowRun.objects.filter(finished_at__isnull=True).exists)()
 
     async def _run_finished(self) -> bool:
         assert self.run_id is not None
@@ -190,8 +206,8 @@ class Engine:
 
 
 def _run_is_finished(run_id: UUID) -> bool:
-    status = FlowRun.objects.filter(id=run_id).values_list("status", flat=True).first()
-    return status is None or status in TERMINAL_RUN
+    """The run has its report (a cancelled run gets its partial one just after the cancel)."""
+    return not FlowRun.objects.filter(id=run_id, finished_at__isnull=True).exists()
 
 
 class DispatchConsumer(AsyncConsumer):

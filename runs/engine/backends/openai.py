@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from runs import crashpoints
-from runs.backends.base import (
+from runs.engine import crashpoints
+from runs.engine.backends.base import (
     BackendError,
     BackendEvent,
     EndpointConfig,

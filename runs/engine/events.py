@@ -18,7 +18,7 @@ from uuid import UUID
 from channels.layers import get_channel_layer
 from django.db import Error as DatabaseError
 
-from runs.dbthread import db_async
+from runs.engine.dbthread import db_async
 from runs.models import AgentEvent, EventKind
 
 log = logging.getLogger(__name__)
@@ -124,16 +124,7 @@ class EventSink:
             {
                 "type": "run.events",
                 "step_id": self.step_id,
-                "events": [
-                    {
-                        "id": row.pk,
-                        "session": row.session_id,
-                        "seq": row.seq,
-                        "kind": row.kind,
-                        "payload": row.payload,
-                    }
-                    for row in rows
-                ],
+                "events": [row.as_message() for row in rows],
             },
         )
 

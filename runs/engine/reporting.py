@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
+from uuid import UUID
 
+from django.db import transaction
 from django.utils import timezone
 
 from flows.citations import annotate, check_all
@@ -22,12 +25,56 @@ from flows.report import (
 )
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
+log = logging.getLogger(__name__)
 
-def finalize_run_if_done(run: FlowRun) -> bool:
-    """When no step can move any more, write the report and the run's final status."""
-    steps = list(run.steps.all())
+
+def finalize_run(run_id: UUID) -> bool:
+    """Write the report and final status of a run whose steps are all finished.
+
+    Called after the last step's transaction commits, after a cancel, and by every engine's
+    periodic sweep (so a crash between the two still ends with a report). Idempotent: a run
+    that has its report, or whose steps moved meanwhile (a retry), is left alone.
+    """
+    run = FlowRun.objects.filter(id=run_id, finished_at__isnull=True).first()
+    if run is None:
+        return False
+    steps = list(run.steps.order_by("position"))
     if any(step.status not in TERMINAL_STEP for step in steps):
         return False
+    status_seen = run.status
+    try:
+        _write_report(run, steps)
+    except Exception as exc:  # a report that cannot be built must still end the run
+        log.exception("the report of run %s could not be built", run_id)
+        run.status = RunStatus.CANCELLED if run.status == RunStatus.CANCELLED else RunStatus.FAILED
+        run.error = f"the report could not be produced ({type(exc).__name__})"
+        run.summary, run.confidence, run.report = run.error, "low", ""
+    with transaction.atomic():
+        locked = FlowRun.objects.select_for_update().get(id=run_id)
+        current = [(s.id, s.status, s.finished_at) for s in locked.steps.order_by("position")]
+        if (
+            locked.finished_at is not None
+            or locked.status != status_seen
+            or current != [(s.id, s.status, s.finished_at) for s in steps]
+        ):
+            return False
+        run.finished_at = timezone.now()
+        run.save()
+    return True
+
+
+def stranded_runs(run_id: UUID | None = None) -> list[UUID]:
+    """Runs whose steps are all finished but which have no report yet."""
+    runs = FlowRun.objects.filter(finished_at__isnull=True).exclude(
+        steps__status__in=[s for s in StepStatus if s not in TERMINAL_STEP]
+    )
+    if run_id is not None:
+        runs = runs.filter(id=run_id)
+    return list(runs.values_list("id", flat=True))
+
+
+def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
+    """Fill in the run's report, verdict and totals (the caller saves it)."""
     by_kind = {step.kind: step for step in steps if step.kind != StepKind.SPECIALIST}
     synthesis = by_kind.get(StepKind.SYNTHESIZER)
     validation = by_kind.get(StepKind.VALIDATOR)
@@ -83,9 +130,6 @@ def finalize_run_if_done(run: FlowRun) -> bool:
     }
     run.tokens_in = sum(s.tokens_in for s in steps)
     run.tokens_out = sum(s.tokens_out for s in steps)
-    run.finished_at = timezone.now()
-    run.save()
-    return True
 
 
 def method_facts(run: FlowRun, steps: list[FlowStep]) -> MethodFacts:

@@ -15,7 +15,7 @@ def demo_server_url() -> str:
     global _server
     with _lock:
         if _server is None:
-            from runs.fakemodel.server import ScriptedModelServer
+            from devtools.fakemodel.server import ScriptedModelServer
 
             rate = settings.ORCHESTRATOR_DEMO_TOKEN_RATE or None
             _server = ScriptedModelServer(token_rate=rate)

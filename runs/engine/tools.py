@@ -19,8 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runs import crashpoints
-from runs.sandbox import SECRET_DIRS, SECRET_NAMES, Confinement, Refused, is_secret_name
+from runs.engine import crashpoints
+from runs.engine.confinement import Confinement, Refused
+from runs.engine.problems import validation_problems
+from runs.engine.secrets import SECRET_DIRS, SECRET_NAMES, is_secret_name
 
 SKIP_DIRS = frozenset(
     {
@@ -142,7 +144,7 @@ READ_ONLY_TOOLS: frozenset[str] = frozenset(ARGS)
 GIT_TOOLS = frozenset(name for name in ARGS if name.startswith("git_"))
 
 
-class Sandbox:
+class ReadOnlyTools:
     def __init__(self, root: str | os.PathLike[str], *, limits: ToolLimits | None = None):
         self.confine = Confinement(root)
         self.limits = limits or ToolLimits()
@@ -472,7 +474,5 @@ def _error(message: str, summary: str) -> ToolResult:
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()[:3]
-        )
+        return validation_problems(exc, whole="arguments", limit=3)
     return str(exc)[:200]

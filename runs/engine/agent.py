@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from django.db import Error as DatabaseError
 
-from runs import scheduler
-from runs.backends.base import (
+from runs.engine import reporting, scheduler
+from runs.engine.backends.base import (
     AgentBackend,
     BackendError,
     FirstByte,
@@ -24,12 +24,12 @@ from runs.backends.base import (
     TurnResult,
     Usage,
 )
-from runs.context import StepContext, checkpoint, load_context
-from runs.dbthread import db_async
-from runs.events import EventSink, publish_step_changed
-from runs.modelconfig import ModelTarget, resolve_model
+from runs.engine.context import StepContext, checkpoint, load_context
+from runs.engine.dbthread import db_async
+from runs.engine.events import EventSink, publish_step_changed
+from runs.engine.modelconfig import ModelTarget, resolve_model
+from runs.engine.tools import ReadOnlyTools
 from runs.models import EventKind
-from runs.tools import Sandbox
 
 log = logging.getLogger(__name__)
 SLOT_POLL_SECONDS = 0.25
@@ -87,7 +87,7 @@ class BackendFactory:
         return self._backends[model.model_id]
 
     def build(self, model: ModelTarget) -> AgentBackend:
-        from runs.backends.openai import OpenAICompatibleBackend
+        from runs.engine.backends.openai import OpenAICompatibleBackend
 
         return OpenAICompatibleBackend(model.endpoint)
 
@@ -157,8 +157,8 @@ async def execute_step(
     try:
         model = await host.backends.target(ctx.model_id)
         slot = ModelSlot(ctx, sink, model, host.waiters)
-        sandbox = Sandbox(ctx.target)
-        output = await _converse(ctx, sink, host.backends.backend(model), sandbox, slot)
+        toolbox = ReadOnlyTools(ctx.target)
+        output = await _converse(ctx, sink, host.backends.backend(model), toolbox, slot)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
         raise
@@ -216,6 +216,8 @@ async def _finish(
     host.adopt(recorded.claimed, finishing=ctx.step_id)
     if recorded:
         await sink.announce(final_events)
+    if recorded.run_done:
+        await db_async(reporting.finalize_run)(ctx.run_id)
     await publish_step_changed(ctx.run_id, ctx.step_id)
 
 
@@ -280,7 +282,11 @@ class ModelSlot:
 
 
 async def _converse(
-    ctx: StepContext, sink: EventSink, backend: AgentBackend, sandbox: Sandbox, slot: ModelSlot
+    ctx: StepContext,
+    sink: EventSink,
+    backend: AgentBackend,
+    toolbox: ReadOnlyTools,
+    slot: ModelSlot,
 ) -> str:
     state = TurnState(
         messages=list(ctx.transcript),
@@ -297,7 +303,7 @@ async def _converse(
     depth = ctx.depth
     while True:
         final_turn = state.turns + 1 >= depth.max_turns or state.tool_calls >= depth.max_tool_calls
-        tools = None if final_turn else _tool_specs(sandbox)
+        tools = None if final_turn else _tool_specs(toolbox)
         if final_turn and state.turns > 0 and state.messages[-1].get("role") == "tool":
             state.messages.append({"role": "user", "content": BUDGET_SPENT})
         await slot.acquire()
@@ -309,7 +315,7 @@ async def _converse(
         _count_usage(state, result)
         state.messages.append(_assistant_message(result))
         if result.tool_calls and not final_turn:
-            await _run_tools(sink, sandbox, state, result.tool_calls, depth.max_tool_calls)
+            await _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls)
             await db_async(checkpoint)(ctx, state.messages, _totals(state))
             continue
         await db_async(checkpoint)(ctx, state.messages, _totals(state))
@@ -359,7 +365,7 @@ async def _one_turn(
 
 async def _run_tools(
     sink: EventSink,
-    sandbox: Sandbox,
+    toolbox: ReadOnlyTools,
     state: TurnState,
     calls: tuple[ToolCall, ...],
     budget: int,
@@ -379,7 +385,7 @@ async def _run_tools(
             state.tool_calls = budget  # force the next turn to be the final one
         else:
             state.tool_calls += 1
-            outcome = await asyncio.to_thread(sandbox.call, call.name, call.arguments)
+            outcome = await asyncio.to_thread(toolbox.call, call.name, call.arguments)
             content, ok, summary = outcome.content, outcome.ok, outcome.summary
             state.last_tool = summary[:200]
         sink.emit(
@@ -404,13 +410,13 @@ def _final_answer(messages: list[dict[str, Any]]) -> str:
 _SPECS: dict[tuple[str, ...], list[dict[str, Any]]] = {}
 
 
-def _tool_specs(sandbox: Sandbox) -> list[dict[str, Any]]:
+def _tool_specs(toolbox: ReadOnlyTools) -> list[dict[str, Any]]:
     """The tools' JSON schemas, built once per set of tools: building them takes milliseconds,
     and a dependant's first turn would pay them between its dependency finishing and its
     request."""
-    available = tuple(sandbox.available())
+    available = tuple(toolbox.available())
     if available not in _SPECS:
-        _SPECS[available] = sandbox.specs()
+        _SPECS[available] = toolbox.specs()
     return _SPECS[available]
 
 

@@ -1,4 +1,4 @@
-"""Path confinement for the read-only tools: nothing outside the target, no secrets.
+"""Path confinement: nothing outside the target; what is secret is runs.engine.secrets' rule.
 
 Every path an agent names is relative to the target root. It is resolved with symlinks
 followed and must still lie inside the root's real path; only regular files are opened, with
@@ -7,51 +7,18 @@ O_NOFOLLOW | O_NONBLOCK, so a swapped-in FIFO or link can neither block nor esca
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-SECRET_NAMES = (
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "id_rsa*",
-    "id_dsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    ".netrc",
-    ".pgpass",
-    ".npmrc",
-    ".pypirc",
-    "credentials*.json",
-    "*.kdbx",
-    ".git-credentials",
-    "secrets.*",
-    "*.keystore",
-    "*.jks",
-)
-SAFE_NAMES = (".env.example", ".env.sample", ".env.template", "*.pub")
-SECRET_DIRS = frozenset({".ssh", ".gnupg", ".aws", ".docker"})
-PRIVATE_KEY_MARK = b"PRIVATE KEY-----"
+from runs.engine.secrets import PRIVATE_KEY_MARK, is_secret_name
+
+# A NUL in the first 8 KB makes a file binary (git's own rule).
 BINARY_SNIFF = 8192
 
 
 class Refused(Exception):
     """A path or file the agent may not see; the message is safe to show the model."""
-
-
-def is_secret_name(relative: str) -> bool:
-    parts = PurePosixPath(relative).parts
-    if any(part in SECRET_DIRS for part in parts[:-1]):
-        return True
-    name = parts[-1] if parts else ""
-    if any(fnmatch.fnmatch(name, pattern) for pattern in SAFE_NAMES):
-        return False
-    return any(fnmatch.fnmatch(name, pattern) for pattern in SECRET_NAMES)
 
 
 class Confinement:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from channels.db import DatabaseSyncToAsync
 from django.db import connections
 
-from runs import crashpoints
+from runs.engine import crashpoints
 
 POOL_SIZE = 4
 _pool: ThreadPoolExecutor | None = None

@@ -13,7 +13,7 @@ from django.db import transaction
 from flows.models import Depth, StepKind
 from flows.prompts import RunBrief, UpstreamOutput, system_prompt, user_prompt
 from flows.registry import get_flow
-from runs.modelconfig import DEMO_PROVIDER
+from runs.engine.modelconfig import DEMO_PROVIDER
 from runs.models import AgentSession, FlowRun, FlowStep, StepStatus
 
 

@@ -1,0 +1,56 @@
+"""The folder layout is the architecture: dependencies point down, dev aids stay out."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from devtools.testing import ROOT
+
+PRODUCT = ("runs", "flows", "orchestrator_site")
+WEB_MODULES = {"runs.views", "runs.live", "runs.consumers", "runs.workspace", "runs.admin"}
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    """Every module of a package and the modules it imports, at any depth of the code."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        found[module] = names
+    return found
+
+
+def offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{module} imports {name}"
+        for module, names in imports_of(package).items()
+        for name in sorted(names)
+        if name.split(".")[0] in forbidden or name in forbidden
+    ]
+
+
+def test_no_product_module_imports_the_development_package_or_the_tests():
+    assert [o for p in PRODUCT for o in offenders(p, ("devtools", "tests"))] == []
+
+
+def test_flows_stays_pure_python_without_django_or_the_app():
+    assert offenders("flows", ("django", "runs", "channels", "orchestrator_site")) == []
+
+
+def test_the_engine_never_reaches_up_into_the_web_layer():
+    engine = {m: n for m, n in imports_of("runs").items() if m.startswith("runs.engine")}
+    assert engine, "the engine package is missing"
+    upward = [f"{m} imports {n}" for m, names in engine.items() for n in names & WEB_MODULES]
+    assert upward == []
+
+
+def test_the_demo_model_is_loaded_by_name_only_when_selected():
+    source = Path(ROOT / "runs/engine/modelconfig.py").read_text()
+    assert 'import_module("devtools.demo")' in source
