@@ -104,7 +104,7 @@ class GitReader:
 
     def _show_file(self, session: GitSession, rev: str, path: str) -> str:
         rel = self._history_path(path, whole_tree=False)
-        tree = session.resolve(rev, "tree")
+        tree = session.snapshot(rev)
         code, out, _ = session.run("rev-parse", "--verify", "--quiet", f"{tree}:{rel}")
         oid = out.decode("ascii", "replace").strip()
         if code != 0 or not oid:
@@ -142,7 +142,7 @@ class GitReader:
         self, session: GitSession, rev_from: str, rev_to: str, path: str | None
     ) -> str:
         scope = self._history_path(path) if path else "."
-        old, new = session.resolve(rev_from, "tree"), session.resolve(rev_to, "tree")
+        old, new = session.snapshot(rev_from), session.snapshot(rev_to)
         changed = _names(
             session.check("diff-tree", "-r", "-z", "--name-only", old, new, *_pathspecs([scope]))
         )
@@ -154,8 +154,7 @@ class GitReader:
 
     def _diff_worktree(self, session: GitSession, rev_from: str, path: str | None) -> str:
         scope = self._history_path(path) if path else "."
-        tree = session.resolve(rev_from, "tree")
-        base = tree_files(session, tree)
+        base = tree_files(session, session.snapshot(rev_from))
         tracked = sorted(p for p in base.keys() | index_files(session).keys() if within(p, scope))
         secret = {p for p in tracked if _hidden(p)}
         visible = [p for p in tracked if p not in secret]
@@ -172,7 +171,7 @@ class GitReader:
         if not found.changes:
             return "\n".join([header, "(no differences)", *notes])
         patch, more = self._worktree_patch(session, found.changes)
-        return "\n".join([header, patch.rstrip("\n"), *more, *notes])
+        return "\n".join([header, *filter(None, [patch.rstrip("\n")]), *more, *notes])
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -28,6 +28,12 @@ from runs.engine.gitlayout import GitLayout, build_shadow
 STDERR_CAP = 16_384
 CHUNK = 65_536
 REVISION = re.compile(r"(?:@|[A-Za-z0-9_][A-Za-z0-9_./+-]{0,199})(?:[~^][0-9]{0,6}){0,20}")
+EMPTY_TREES = frozenset(
+    {
+        "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+        "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
+    }
+)
 REVISION_HELP = "use a commit id, a branch or tag name, or HEAD, optionally with ~N or ^N"
 
 
@@ -153,6 +159,15 @@ class GitSession:
                 raise GitFailed(f"no revision {rev!r} in this repository")
             raise GitFailed(f"{rev!r} names a {found}, not a {kind}")
         return oid
+
+    def snapshot(self, revision: str) -> str:
+        """A commit's id, or the empty tree's: a whole tree whose paths are the repository's.
+
+        Any other tree is refused: inside a subtree `.ssh/config` is just `config`, and the
+        secret rule could not see it."""
+        if revision.strip() in EMPTY_TREES:
+            return revision.strip()
+        return self.resolve(revision, "commit")
 
     def object_type(self, spec: str) -> str | None:
         code, out, _ = self.run("cat-file", "-t", "--end-of-options", spec)
