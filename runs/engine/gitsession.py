@@ -79,6 +79,7 @@ class GitSession:
             (self.shadow).mkdir()
             (self._temp / "home").mkdir()
             (self._temp / "worktree").mkdir()
+            (self._temp / "new-objects").mkdir()
             build_shadow(self.layout, self.shadow)
         except BaseException:
             self.__exit__(None, None, None)
@@ -217,6 +218,10 @@ class GitSession:
             "HOME": home,
             "XDG_CONFIG_HOME": home,
             "GIT_DIR": str(self.shadow),
+            # Reads go through the shadow's links; anything git might write lands here instead,
+            # never in the target's object store.
+            "GIT_OBJECT_DIRECTORY": str(self.scratch / "new-objects"),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.shadow / "objects"),
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_SYSTEM": os.devnull,
             "GIT_CONFIG_GLOBAL": os.devnull,
