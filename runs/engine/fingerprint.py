@@ -252,7 +252,7 @@ def _differing(layout: GitLayout, confine: Confinement, deadline: float) -> tupl
         index = index_files(session)
         tracked = sorted(path for path in index if not is_secret_name(path))  # never opened
         found = compare_worktree(
-            session, confine, index, tracked, max_file_bytes=limits.max_blob_bytes
+            session, confine, index, tracked, max_file_bytes=limits.max_blob_bytes, index=index
         )
     differing = [f"{change.kind}: {change.path}" for change in found.changes]
     if found.stopped:

@@ -9,6 +9,7 @@ credentials redacted and control bytes replaced; no method raises.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import posixpath
@@ -155,12 +156,18 @@ class GitReader:
     def _diff_worktree(self, session: GitSession, rev_from: str, path: str | None) -> str:
         scope = self._history_path(path) if path else "."
         base = tree_files(session, session.snapshot(rev_from))
-        tracked = sorted(p for p in base.keys() | index_files(session).keys() if within(p, scope))
+        index = index_files(session)
+        tracked = sorted(p for p in base.keys() | index.keys() if within(p, scope))
         secret = {p for p in tracked if _hidden(p)}
         visible = [p for p in tracked if p not in secret]
         notes = _hidden_note(sorted(secret), "secret")
         found = compare(
-            session, self.confine, base, visible, max_file_bytes=self.limits.max_blob_bytes
+            session,
+            self.confine,
+            base,
+            visible,
+            max_file_bytes=self.limits.max_blob_bytes,
+            index=index,
         )
         if found.stopped:
             notes.append(
@@ -265,13 +272,17 @@ class GitReader:
         folder = session.scratch / "compare"
         (folder / "a").mkdir(parents=True)
         (folder / "b").mkdir()
+        budget = self.limits.max_patch_bytes
         for change in changes[:limit]:
             old = olds.get(change.old.oid) if change.old is not None else None
             new = change.new.data
+            budget -= len(old or b"") + len(new or b"")
             if change.kind == "not readable":
                 notes.append(f"[{change.path}: changed, not readable: {change.new.note}]")
             elif change.new.state == "large" or (change.old is not None and old is None):
                 notes.append(f"[{change.path}: changed, too large to show]")
+            elif budget < 0:
+                notes.append(f"[{change.path}: changed, not shown: the patch is already large]")
             elif any(marker in (old or b"") + (new or b"") for marker in KEY_MARKERS):
                 notes.append(f"[{change.path}: changed, holds a private key: not shown]")
             else:
@@ -316,6 +327,7 @@ def _layout(root: Path) -> GitLayout:
     return layout
 
 
+@functools.lru_cache(maxsize=65_536)
 def _hidden(path: str) -> bool:
     """Secret files and git's own files never appear in an answer."""
     parts = PurePosixPath(path).parts

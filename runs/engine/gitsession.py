@@ -47,6 +47,7 @@ class GitLimits:
     max_output_bytes: int = 2_000_000  # what one git process may print before it is stopped
     max_blob_bytes: int = 4_000_000  # larger files are named, not shown or diffed
     max_patch_files: int = 300  # files in one patch
+    max_patch_bytes: int = 16_000_000  # file contents gathered for one working-tree patch
     max_worktree_bytes: int = 256 * 1024 * 1024  # working-tree bytes hashed for one comparison
 
 

@@ -28,6 +28,8 @@ SUBMODULE = "160000"
 class Tracked:
     mode: str  # 100644, 100755, 120000 (a link) or 160000 (a submodule)
     oid: str
+    size: int = -1  # what the index recorded of the file (index entries only)
+    mtime: tuple[int, int] = (0, 0)  # seconds, nanoseconds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,19 +69,44 @@ def tree_files(session: GitSession, tree: str) -> dict[str, Tracked]:
 
 
 def index_files(session: GitSession) -> dict[str, Tracked]:
-    """Every file the index records (stage 0, or the first stage of a conflict), by path."""
+    """Every file the index records (stage 0, or the first stage of a conflict), by path,
+    with the size and time git recorded, so unchanged files need not be read."""
     if session.layout.index is None:
         return {}
-    out = session.check("ls-files", "--stage", "-z", with_index=True, max_bytes=LISTING_CAP)
+    out = session.check(
+        "ls-files", "--stage", "--debug", "-z", with_index=True, max_bytes=LISTING_CAP
+    )
     files: dict[str, Tracked] = {}
-    for record in out.split(b"\0"):
-        head, _, path = record.partition(b"\t")
-        parts = head.split()
+    chunks = out.split(b"\0")
+    head = chunks[0]
+    for chunk in chunks[1:]:
+        # After each path: five debug lines, then the next entry's head.
+        lines = chunk.split(b"\n", 5)
+        entry, _, path = head.partition(b"\t")
+        parts = entry.split()
         if len(parts) == 3 and path:
+            size, mtime = _recorded(lines[:5])
             files.setdefault(
-                os.fsdecode(path), Tracked(mode=parts[0].decode(), oid=parts[1].decode())
+                os.fsdecode(path),
+                Tracked(mode=parts[0].decode(), oid=parts[1].decode(), size=size, mtime=mtime),
             )
+        head = lines[5] if len(lines) > 5 else b""
     return files
+
+
+def _recorded(lines: list[bytes]) -> tuple[int, tuple[int, int]]:
+    """(size, mtime) from `ls-files --debug` lines; -1 when they cannot be read."""
+    fields = dict(
+        item.strip().split(b": ", 1)
+        for line in lines
+        for item in line.split(b"\t")
+        if b": " in item
+    )
+    try:
+        seconds, _, nanos = fields[b"mtime"].partition(b":")
+        return int(fields[b"size"]), (int(seconds), int(nanos or 0))
+    except (KeyError, ValueError):
+        return -1, (0, 0)
 
 
 def compare(
@@ -89,19 +116,33 @@ def compare(
     paths: Iterable[str],
     *,
     max_file_bytes: int,
+    index: dict[str, Tracked] | None = None,
 ) -> Comparison:
-    """How each of `paths` in the working tree differs from `base` (absent there: added)."""
+    """How each of `paths` in the working tree differs from `base` (absent there: added).
+
+    With the `index`, a file whose size, time and mode are what the index recorded for the
+    same blob is unchanged without being read, as git itself decides."""
     budget = session.limits.max_worktree_bytes
     changes: list[Change] = []
     compared = 0
+    recorded_at = _index_time(session)
+    real_dirs: dict[str, bool] = {}
     for path in paths:
         old = base.get(path)
         if old is not None and old.mode == SUBMODULE:
             continue  # another repository's commit: not compared
         if session.left() <= 0:
             return Comparison(changes=changes, compared=compared, stopped="the time limit")
-        new = read_work_file(confine, path, session.layout.object_format, max_file_bytes)
         compared += 1
+        entry = (index or {}).get(path)
+        if (
+            old is not None
+            and entry is not None
+            and (entry.oid, entry.mode) == (old.oid, old.mode)
+            and _as_recorded(str(confine.root), path, entry, recorded_at, real_dirs)
+        ):
+            continue
+        new = read_work_file(confine, path, session.layout.object_format, max_file_bytes)
         budget -= _cost(new, confine, path)
         if budget < 0:
             return Comparison(
@@ -113,6 +154,46 @@ def compare(
         if kind:
             changes.append(Change(path=path, kind=kind, old=old, new=new))
     return Comparison(changes=changes, compared=compared)
+
+
+def _index_time(session: GitSession) -> int:
+    index = session.layout.index
+    try:
+        return os.lstat(index).st_mtime_ns if index is not None else 0
+    except OSError:
+        return 0
+
+
+def _as_recorded(
+    root: str, path: str, entry: Tracked, recorded_at: int, real_dirs: dict[str, bool]
+) -> bool:
+    """Whether the working-tree file is exactly as the index recorded it (never read)."""
+    if entry.size < 0:
+        return False
+    parent, _, name = path.rpartition("/")
+    here = root
+    for part in parent.split("/") if parent else ():
+        here = f"{here}/{part}"
+        if here not in real_dirs:
+            try:
+                real_dirs[here] = stat.S_ISDIR(os.lstat(here).st_mode)
+            except OSError:
+                real_dirs[here] = False
+        if not real_dirs[here]:
+            return False
+    try:
+        info = os.lstat(f"{here}/{name}")
+    except OSError:
+        return False
+    link = entry.mode == "120000"
+    if (stat.S_ISLNK(info.st_mode) != link) or not (link or stat.S_ISREG(info.st_mode)):
+        return False
+    if not link and bool(info.st_mode & stat.S_IXUSR) != (entry.mode == "100755"):
+        return False
+    seconds, nanos = divmod(info.st_mtime_ns, 1_000_000_000)
+    same_time = seconds == entry.mtime[0] and (entry.mtime[1] in (0, nanos))
+    # A file written in the same instant as the index may have changed since ("racy git").
+    return info.st_size == entry.size and same_time and info.st_mtime_ns < recorded_at
 
 
 def _kind(old: Tracked | None, new: WorkFile) -> str:
