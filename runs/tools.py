@@ -299,8 +299,9 @@ class Sandbox:
         return _git_text(answer), f"git_show {where}"
 
     def _git_blame(self, args: GitBlameArgs) -> tuple[str, str]:
-        answer = self.git.blame(args.path, args.start_line, args.end_line)
-        return _git_text(answer), f"git_blame {args.path}:{args.start_line}"
+        end = args.end_line or args.start_line + self.limits.max_read_lines - 1
+        answer = self.git.blame(args.path, args.start_line, end)
+        return _git_text(answer), f"git_blame {args.path}:{args.start_line}-{end}"
 
     def _git_diff(self, args: GitDiffArgs) -> tuple[str, str]:
         answer = self.git.diff(args.rev_from, args.rev_to, args.path)
