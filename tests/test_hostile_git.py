@@ -283,6 +283,16 @@ def test_links_in_the_object_store_refuse_the_repository(tmp_path: Path):
     assert not answer.ok and "holds a link or special file" in answer.text
 
 
+def test_a_refs_folder_that_links_outside_is_refused(tmp_path: Path):
+    outside = _outside_repo(tmp_path)
+    target = tmp_path / "target"
+    shutil.copytree(outside, target)
+    shutil.rmtree(target / ".git" / "refs")
+    (target / ".git" / "refs").symlink_to(outside / ".git" / "refs")
+    answer = GitReader(target).log()
+    assert not answer.ok and answer.text.startswith("refs/ points outside the target")
+
+
 def test_a_fifo_in_the_pack_folder_refuses_instead_of_stalling(tmp_path: Path):
     target = tmp_path / "target"
     shutil.copytree(_outside_repo(tmp_path), target)

@@ -243,7 +243,10 @@ def _copy_refs(layout: GitLayout, destination: Path) -> None:
     (destination / "heads").mkdir()
     (destination / "tags").mkdir()
     copied = 0
-    pending = [(layout.common_dir / "refs", destination)]
+    refs = layout.common_dir / "refs"
+    if refs.is_symlink():
+        refs = _inside(layout.root, refs, "refs/")
+    pending = [(refs, destination)]
     while pending:
         source, target = pending.pop()
         for entry in _scan(source):
