@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runs.engine import crashpoints
 from runs.engine.confinement import Confinement, Refused
+from runs.engine.gitread import GitAnswer, GitLimits, GitReader
 from runs.engine.problems import validation_problems
-from runs.engine.secrets import SECRET_DIRS, SECRET_NAMES, is_secret_name
+from runs.engine.secrets import is_secret_name
 
 SKIP_DIRS = frozenset(
     {
@@ -38,15 +38,6 @@ SKIP_DIRS = frozenset(
         ".tox",
     }
 )
-# Patches of whole commits leave secret files out, whatever history holds.
-SECRET_PATHSPECS = tuple(
-    [f":(exclude,glob)**/{pattern}" for pattern in SECRET_NAMES]
-    + [f":(exclude,glob)**/{name}/**" for name in sorted(SECRET_DIRS)]
-)
-PEM_BLOCK = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S
-)
-SAFE_REV = re.compile(r"^[A-Za-z0-9_./~^@{}-]{1,100}$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +139,8 @@ class ReadOnlyTools:
     def __init__(self, root: str | os.PathLike[str], *, limits: ToolLimits | None = None):
         self.confine = Confinement(root)
         self.limits = limits or ToolLimits()
-        self.has_git = _is_git_top_level(self.confine.root)
+        self.git = GitReader(self.root, limits=GitLimits(timeout=self.limits.git_timeout))
+        self.has_git = self.git.available
 
     @property
     def root(self) -> Path:
@@ -173,7 +165,11 @@ class ReadOnlyTools:
     def call(self, name: str, arguments: str | dict[str, Any]) -> ToolResult:
         if name not in self.available():
             offered = ", ".join(self.available())
-            reason = "this agent is read-only" if name not in READ_ONLY_TOOLS else "no git here"
+            reason = (
+                "this agent is read-only"
+                if name not in READ_ONLY_TOOLS
+                else (self.git.refusal or "no git here")
+            )
             return _error(
                 f"tool {name!r} is not available: {reason}; available: {offered}", f"{name} refused"
             )
@@ -296,32 +292,23 @@ class ReadOnlyTools:
         return "\n".join(lines), f"file_info {rel}"
 
     def _git_log(self, args: GitLogArgs) -> tuple[str, str]:
-        argv = ["log", f"--max-count={args.max_count}", "--format=%h %ad %an: %s", "--date=short"]
-        out = self._git(argv, args.path)
-        return out, f"git_log {args.path or '.'}"
+        answer = self.git.log(args.path, args.max_count)
+        return _git_text(answer), f"git_log {args.path or '.'}"
 
     def _git_show(self, args: GitShowArgs) -> tuple[str, str]:
-        rev = _rev(args.rev)
-        if args.path is None:
-            argv = ["show", "--stat", "--patch", "--no-ext-diff", "--no-textconv", rev]
-            return self._git([*argv, "--", ".", *SECRET_PATHSPECS], None), f"git_show {rev}"
-        rel = self._checked_rel(args.path)
-        return self._git(["show", "--no-textconv", f"{rev}:{rel}"], None), f"git_show {rev}:{rel}"
+        answer = self.git.show(args.rev, args.path)
+        where = f"{args.rev}:{args.path}" if args.path else args.rev
+        return _git_text(answer), f"git_show {where}"
 
     def _git_blame(self, args: GitBlameArgs) -> tuple[str, str]:
-        rel = self._checked_rel(args.path)
         end = args.end_line or args.start_line + self.limits.max_read_lines - 1
-        argv = ["blame", "--date=short", f"-L{args.start_line},{end}"]
-        return self._git(argv, rel), f"git_blame {rel}:{args.start_line}-{end}"
+        answer = self.git.blame(args.path, args.start_line, end)
+        return _git_text(answer), f"git_blame {args.path}:{args.start_line}-{end}"
 
     def _git_diff(self, args: GitDiffArgs) -> tuple[str, str]:
-        revs = [_rev(args.rev_from)] + ([_rev(args.rev_to)] if args.rev_to else [])
-        argv = ["diff", "--no-ext-diff", "--no-textconv", *revs]
-        if args.path is None:
-            out = self._git([*argv, "--", ".", *SECRET_PATHSPECS], None)
-        else:
-            out = self._git(argv, args.path)
-        return out or "(no differences)", f"git_diff {' '.join(revs)}"
+        answer = self.git.diff(args.rev_from, args.rev_to, args.path)
+        revs = " ".join([args.rev_from, args.rev_to or "(working tree)"])
+        return _git_text(answer), f"git_diff {revs}"
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -341,59 +328,6 @@ class ReadOnlyTools:
             if depth is not None and level + 1 >= depth:
                 dirs[:] = []
 
-    def _checked_rel(self, raw: str) -> str:
-        real = self.confine.resolve(raw)
-        rel = self.confine.relative(real)
-        if is_secret_name(rel):
-            raise Refused(f"{rel}: secret file, not shown")
-        return rel
-
-    def _git(self, argv: list[str], path: str | None) -> str:
-        if path is not None:
-            argv = [*argv, "--", self._checked_rel(path)]
-        root = str(self.root)
-        command = [
-            "git",
-            "--no-pager",
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "log.showSignature=false",
-            "-c",
-            f"safe.directory={root}",
-            "-c",
-            "diff.external=",
-            "-c",
-            "core.pager=cat",
-            *argv,
-        ]
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_PAGER": "cat",
-            "GIT_OPTIONAL_LOCKS": "0",
-            "HOME": root,
-            "LC_ALL": "C",
-        }
-        try:
-            done = subprocess.run(
-                command,
-                cwd=root,
-                env=env,
-                capture_output=True,
-                timeout=self.limits.git_timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise Refused("git took too long") from None
-        if done.returncode != 0:
-            raise Refused(f"git: {_decode(done.stderr).strip()[:300]}")
-        return _redact_keys(_decode(done.stdout))
-
     def _cap(self, text: str) -> str:
         limit = self.limits.max_output_chars
         if len(text) <= limit:
@@ -401,37 +335,10 @@ class ReadOnlyTools:
         return text[:limit] + f"\n[truncated: {len(text) - limit} more chars]"
 
 
-def _is_git_top_level(root: Path) -> bool:
-    if not (root / ".git").exists():
-        return False
-    try:
-        done = subprocess.run(
-            ["git", "-c", f"safe.directory={root}", "rev-parse", "--show-toplevel"],
-            cwd=root,
-            capture_output=True,
-            timeout=5,
-            check=False,
-            env={
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_CONFIG_GLOBAL": os.devnull,
-                "HOME": str(root),
-            },
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and Path(_decode(done.stdout).strip()).resolve() == root
-
-
-def _redact_keys(text: str) -> str:
-    """History can hold a key that the tree no longer has: never pass one on."""
-    return PEM_BLOCK.sub("[private key redacted]", text)
-
-
-def _rev(raw: str) -> str:
-    if not SAFE_REV.fullmatch(raw) or raw.startswith("-"):
-        raise Refused(f"{raw!r} is not a revision")
-    return raw
+def _git_text(answer: GitAnswer) -> str:
+    if not answer.ok:
+        raise Refused(answer.text)
+    return answer.text
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
