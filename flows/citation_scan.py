@@ -23,8 +23,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-MAX_SCAN_CHARS = 400_000  # a longer text is checked up to here and says so
+MAX_SCAN_CHARS = 200_000  # a longer text is checked up to here and says so
 MAX_PATH_CHARS = 1_024
+TOO_LONG_LINE = 10**9
 LOOKBACK_TOKENS = 15  # how far "line 12" looks back for the path its sentence names
 
 # Tokens: runs of characters that are not whitespace, Markdown punctuation or control bytes.
@@ -37,9 +38,16 @@ _CITE = re.compile(
     r"|#L(?P<c>\d+)(?:C\d+)?(?:[-\u2013\u2014]L?(?P<d>\d+)(?:C\d+)?)?"
     r")"
 )
-_COLON_LOCATOR = re.compile(r":L?(?P<a>\d+)(?:[-\u2013\u2014]L?(?P<b>\d+))?(?::\d+)?")
-_NUMBER = re.compile(r"(?P<a>\d+)(?:[-\u2013\u2014](?P<b>\d+))?")
+# A locator written apart from its path: `app.py`:12, `app.py`#L12
+_LOCATOR = re.compile(
+    r":L?(?P<a>\d+)(?:[-\u2013\u2014]L?(?P<b>\d+))?(?::\d+)?"
+    r"|#L(?P<c>\d+)(?:[-\u2013\u2014]L?(?P<d>\d+))?"
+)
+_NUMBER = re.compile(r"#?(?P<a>\d+)(?:[-\u2013\u2014](?P<b>\d+))?")
+_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
+_ITEM_START = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_`]*")
 _L_NUMBER = re.compile(r"L(?P<a>\d+)(?:[-\u2013\u2014]L?(?P<b>\d+))?")
+_PATH_MARKS = re.compile(r"[:#./]")  # a path or a locator has one of these
 _PATH_CHARS = re.compile(r"[\w.\-/+@~\\%]+")
 _EXTENSION = re.compile(r"[A-Za-z0-9]{1,10}")
 _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
@@ -47,8 +55,8 @@ _BACKTICKS = re.compile(r"`+")
 # [label](target) on one line; label and target cannot nest, so each character is looked at
 # a bounded number of times.
 _LINK = re.compile(r"\[[^\[\]\n]{0,300}\]\([^()\s]{1,1000}(?:\s+\"[^\"\n]{0,200}\")?\)")
-_SENTENCE_BREAK = re.compile(r"[.;!?](?=\s|$)")
-_QUOTE_GAP = re.compile(r"[\s:,=>→(\u2014\u2013-]{0,16}")
+_SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
+_QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
 _SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
 _TABLE_SEPARATOR = re.compile(r"\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*")
 
@@ -76,7 +84,7 @@ BEFORE_LINE = frozenset({"at", "on", "near", "around", "in", "from"})
 BEFORE_PATH = frozenset({"of", "in", "from"})
 FILLER = frozenset({"the", "file", "module", "script"})
 FILE_HEADERS = frozenset({"file", "path", "file path", "filepath", "location", "where", "source"})
-LINE_HEADERS = frozenset({"line", "lines", "line(s)", "ln", "line no.", "line number", "#"})
+LINE_HEADERS = frozenset({"line", "lines", "line(s)", "ln", "line no.", "line number", "line no"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,9 +176,8 @@ def _parse_cite(token: str) -> tuple[str, int, int] | None:
     match = _CITE.fullmatch(token)
     if match is None or not is_path_like(match["path"]):
         return None
-    first = match["a"] or match["c"]
-    last = match["b"] or match["d"] or first
-    return match["path"], int(first), int(last)
+    first = _line_number(match["a"] or match["c"])
+    return match["path"], first, _line_number(match["b"] or match["d"]) or first
 
 
 class _Scanner:
@@ -178,6 +185,9 @@ class _Scanner:
         self.text = text
         self.found: list[Citation] = []
         self.block: list[Citation] = []  # citations of the fenced block being read
+        # The file a heading (### `app.py`) or a label line (**app.py**:) names: a bare
+        # "Line 12:" under it cites that file.
+        self.context: str | None = None
 
     def run(self) -> list[Citation]:
         fence = ""
@@ -198,6 +208,7 @@ class _Scanner:
                 continue
             self._prepare(line)
             tokens = list(self._tokens(line))
+            self._update_context(raw, tokens)
             table = self._table_state(table, previous, line, raw)
             self._prose(line, tokens, table)
             previous = line
@@ -238,8 +249,12 @@ class _Scanner:
 
     def _tokens(self, line: _Line) -> Iterator[_Token]:
         for match in _TOKEN.finditer(self.text, line.start, line.end):
-            for piece in _DASH_PIECE.finditer(match.group()):
-                yield self._token(match.start() + piece.start(), match.start() + piece.end())
+            word = match.group()
+            if "\u2013" in word or "\u2014" in word:
+                for piece in _DASH_PIECE.finditer(word):
+                    yield self._token(match.start() + piece.start(), match.start() + piece.end())
+            else:
+                yield self._token(match.start(), match.end())
 
     def _token(self, start: int, end: int) -> _Token:
         raw = self.text[start:end]
@@ -249,11 +264,24 @@ class _Scanner:
             start += 1
         token = _Token(start=start, end=start + len(text), raw_end=end, text=text)
         lowered = text.lower()
+        if _PATH_MARKS.search(text) is None:  # most words: no path or locator in them
+            if lowered in KNOWN_NAMES:
+                token.kind = "path"
+            elif lowered in LINE_WORDS:
+                token.kind = "line"
+            elif _NUMBER.fullmatch(text):
+                token.kind = "num"
+            elif _L_NUMBER.fullmatch(text):
+                token.kind = "lnum"
+            elif lowered in RANGE_WORDS:
+                token.kind = "range"
+            return token
         if cite := _parse_cite(text):
             token.kind, token.cite = "cite", cite
-        elif colon := _COLON_LOCATOR.fullmatch(text):
-            first = int(colon["a"])
-            token.kind, token.cite = "colon", ("", first, int(colon["b"] or first))
+        elif locator := _LOCATOR.fullmatch(text):
+            first = _line_number(locator["a"] or locator["c"])
+            last = _line_number(locator["b"] or locator["d"]) or first
+            token.kind, token.cite = "colon", ("", first, last)
         elif is_path_like(text.removeprefix("file://")):
             token.kind = "path"
         elif lowered in LINE_WORDS:
@@ -266,17 +294,26 @@ class _Scanner:
             token.kind = "range"
         return token
 
+    def _update_context(self, raw: str, tokens: list[_Token]) -> None:
+        heading = _HEADING.match(raw) is not None
+        words = [t for t in tokens if t.text.strip("#")]
+        alone = len(words) == 1 and words[0].kind == "path"
+        label = alone and not raw.lstrip().startswith(("-", "+", "* ", "|"))
+        if heading or label:
+            self.context = words[0].text if alone else None
+
     # --- the forms ---------------------------------------------------------------------------
 
     def _prose(
         self, line: _Line, tokens: list[_Token], table: tuple[int | None, int | None] | None
     ) -> None:
-        for token in tokens:
+        for index, token in enumerate(tokens):
             if token.kind == "cite" and token.cite:
                 path, first, last = token.cite
                 form = "anchor" if "#L" in token.text else "colon"
                 self._emit(line, path, first, last, form, token.start, token.end)
                 token.used = True
+                self._more_lines(line, tokens, index, path)
         if table is not None:
             self._table_row(line, tokens, table)
         breaks = [m.start() for m in _SENTENCE_BREAK.finditer(self.text, line.start, line.end)]
@@ -289,6 +326,18 @@ class _Scanner:
                 self._line_phrase(line, tokens, index, breaks)
             elif token.kind == "lnum":
                 self._l_in_path(line, tokens, index)
+
+    def _more_lines(self, line: _Line, tokens: list[_Token], index: int, path: str) -> None:
+        """app.py:15,21: the numbers after a comma cite more lines of the same file."""
+        while index + 1 < len(tokens) and tokens[index + 1].kind == "num":
+            if self._between(tokens, index) not in (",", ", "):
+                return
+            index += 1
+            first, last = _range(_NUMBER.fullmatch(tokens[index].text))
+            tokens[index].used = True
+            self._emit(
+                line, path, first, last, "colon-list", tokens[index].start, tokens[index].end
+            )
 
     def _after_path(self, line: _Line, tokens: list[_Token], index: int) -> None:
         """`path`:12, `path` line 12, `path` (lines 12-20), File "path", line 12, path L12."""
@@ -353,19 +402,37 @@ class _Scanner:
             lo = bisect.bisect_left(breaks, candidate.end)
             if lo < len(breaks) and breaks[lo] < tokens[index].start:
                 return  # the path is in an earlier sentence
-            for token in tokens[index:after]:
-                token.used = True
-            for first, last in ranges:
-                self._emit(
-                    line, candidate.text, first, last, "line-in-sentence", tokens[index].start,
-                    tokens[after - 1].end,
-                )  # fmt: skip
+            self._cite_phrase(line, tokens, index, after, candidate.text, ranges)
             return
+        if self.context is not None:
+            self._cite_phrase(line, tokens, index, after, self.context, ranges)
+
+    def _cite_phrase(
+        self,
+        line: _Line,
+        tokens: list[_Token],
+        index: int,
+        after: int,
+        path: str,
+        ranges: list[tuple[int, int]],
+    ) -> None:
+        """Cite `path` at each range of the "line 12" phrase tokens[index:after]."""
+        for token in tokens[index:after]:
+            token.used = True
+        start, end = tokens[index].start, tokens[after - 1].end
+        for first, last in ranges:
+            self._emit(line, path, first, last, "line-in-sentence", start, end)
 
     def _l_in_path(self, line: _Line, tokens: list[_Token], index: int) -> None:
-        """L12 in path, L12-L20 of `path`."""
+        """L12 in path, L12-L20 of `path`; a list item opening with L12 under a file heading."""
         probe = index + 1
         if probe >= len(tokens) or tokens[probe].text.lower() not in BEFORE_PATH:
+            at_start = _ITEM_START.fullmatch(self.text, line.start, tokens[index].start)
+            if at_start and self.context is not None:
+                first, last = _range(_L_NUMBER.fullmatch(tokens[index].text))
+                tokens[index].used = True
+                self._emit(line, self.context, first, last, "L-under-heading", tokens[0].start,
+                           tokens[0].end)  # fmt: skip
             return
         probe += 1
         while probe < len(tokens) and tokens[probe].text.lower() in FILLER:
@@ -524,6 +591,9 @@ class _Scanner:
     def _emit(
         self, line: _Line, path: str, first: int, last: int, form: str, start: int, end: int
     ) -> None:
+        phrase = self.text[start:end]
+        if phrase.count("(") > phrase.count(")") and self.text[end : end + 1] == ")":
+            end += 1  # `app.py` (line 12): the mark goes after the parenthesis
         mark = self._mark_position(line, start, end)
         if self.found and self.found[-1].end_offset == mark:
             same = self.found[-1]
@@ -579,8 +649,15 @@ def _closes(candidate: str, fence: str) -> bool:
 def _range(match: re.Match[str] | None) -> tuple[int, int]:
     if match is None:  # callers only pass tokens whose kind came from the same pattern
         return 0, 0
-    first = int(match["a"])
-    return first, int(match["b"] or first)
+    first = _line_number(match["a"])
+    return first, _line_number(match["b"]) or first
+
+
+def _line_number(digits: str | None) -> int:
+    """A line number; absurdly long ones become one no file has (and cost nothing to parse)."""
+    if not digits:
+        return 0
+    return int(digits) if len(digits) <= 9 else TOO_LONG_LINE
 
 
 def _cells(text: str, line: _Line) -> list[str]:
