@@ -182,3 +182,20 @@ def test_every_flow_runs_at_band_small_on_the_scripted_model(scripted_model, tar
     assert run.report_data["evidence"]["verified"] >= 1
     after = {p: p.stat().st_mtime_ns for p in target_dir.rglob("*")}
     assert after == before, "nothing is written into the target"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_flow_on_the_scripted_model_reads_as_a_draft(scripted_model, target_dir):
+    """Drafts look like drafts: a document with cited parts and a Cut list with reopen triggers."""
+    run = launch_run(flow="implementation-plan", target=str(target_dir), focus="order totals")
+    asyncio.run(asyncio.wait_for(Engine(run_id=run.id).run(), 60))
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert "**Draft implementation plan**" in run.report
+    assert "## Steps in dependency order" in run.report
+    assert "## Findings" not in run.report
+    cut = run.report.split("## Cut list (YAGNI)")[1].split("## Open questions")[0]
+    items = [line for line in cut.splitlines() if line.startswith("- ")]
+    assert len(items) >= 2 and all("Reopen trigger:" in item for item in items)
+    claims = {f["claim"] for f in run.report_data["findings"]}
+    assert "A cache in front of it" not in claims, "cut parts are not findings"
