@@ -13,7 +13,6 @@ import tomllib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -145,10 +144,10 @@ def test_every_checked_citation_carries_a_visible_mark(name: str):
             assert f"`{check.citation.label}` " in marked
         elif check.verified:
             assert marked.count(MARK_VERIFIED) >= 1
-    broken = {c.citation.end_offset for c in checks if not c.verified and not c.citation.in_code_block}
+    broken = {
+        c.citation.end_offset for c in checks if not c.verified and not c.citation.in_code_block
+    }
     blocks = [c for c in checks if c.citation.in_code_block and not c.verified]
     assert marked.count("**[unverified:") == len(broken) + len(blocks)
     verified_marks = {c.citation.end_offset for c in checks if c.verified}
     assert marked.count(MARK_VERIFIED) >= len(verified_marks - broken)
-
-
