@@ -58,7 +58,10 @@ _LINK = re.compile(r"\[[^\[\]\n]{0,300}\]\([^()\s]{1,1000}(?:\s+\"[^\"\n]{0,200}
 _SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
 _QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
 _SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
-_TABLE_SEPARATOR = re.compile(r"\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*")
+# | --- | :---: |, written so that no two parts can match the same spaces (no backtracking)
+_TABLE_SEPARATOR = re.compile(
+    r"[ \t]*(?:\|[ \t]*)?:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*(?:\|[ \t]*)?"
+)
 
 # Well-known files without an extension (compared case-insensitively).
 KNOWN_NAMES = frozenset(

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from flows.citation_scan import MAX_SCAN_CHARS
+
 TRUST_CLASSES = ("codebase", "web", "provided", "no evidence")
 SEVERITIES = ("critical", "high", "medium", "low")
 NO_EVIDENCE = "no evidence"
@@ -28,7 +30,10 @@ _SKIPPED_SECTION = re.compile(
     r"cut list|open question|reopen|agents|method|not covered|what was not", re.I
 )
 _NO_EVIDENCE_SECTION = re.compile(r"no[- ]evidence", re.I)
-_TABLE_SEPARATOR = re.compile(r"\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*")
+# | --- | :---: |, written so that no two parts can match the same spaces (no backtracking)
+_TABLE_SEPARATOR = re.compile(
+    r"[ \t]*(?:\|[ \t]*)?:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*(?:\|[ \t]*)?"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +58,11 @@ class ReadFindings:
 
 
 def read_findings(body: str, cited_at: Sequence[int] = ()) -> ReadFindings:
-    """The report's findings; `cited_at` are the offsets where citations begin."""
+    """The report's findings; `cited_at` are the offsets where citations begin.
+
+    Read up to MAX_SCAN_CHARS, like the citations: a longer report is capped at medium.
+    """
+    body = body[:MAX_SCAN_CHARS]
     cited = sorted(cited_at)
     lines = list(_lines(body))
     items = _list_findings(body, lines, cited) + _table_findings(body, lines, cited)
@@ -140,7 +149,7 @@ def _table_findings(body: str, lines: list[_Line], cited: list[int]) -> list[Fin
     index = 1
     while index < len(lines):
         line = lines[index]
-        if line.in_code or not _TABLE_SEPARATOR.fullmatch(line.text) or "|" not in line.text:
+        if line.in_code or "|" not in line.text or not _TABLE_SEPARATOR.fullmatch(line.text):
             index += 1
             continue
         rows = []

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
+from flows.citation_scan import MAX_SCAN_CHARS
 from flows.citations import CitationCheck
 from flows.findings import (
     SEVERITIES,
@@ -64,7 +65,7 @@ _BODY_VERDICT = re.compile(
 )
 _SETEXT_WORD = re.compile(rf"[ \t]{{0,3}}[*_]*{_VERDICT_WORDS}\b.*", re.I)
 _SETEXT_RULE = re.compile(r"[ \t]{0,3}(?:=+|-+)[ \t]*")
-_HTML_HEADING = re.compile(rf".*<h[1-6][^>]*>[ \t]*{_VERDICT_WORDS}\b.*", re.I)
+_HTML_HEADING = re.compile(rf"<h[1-6][^>\n]{{0,200}}>[ \t]*{_VERDICT_WORDS}\b", re.I)
 _FENCE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
 _BLOCK_START = re.compile(r"[ \t]*(?:[#>=+*|-]|\d{1,9}[.)])")
 MODEL_WRITTEN = "> *(model-written, not the verdict)* "
@@ -142,6 +143,7 @@ class EvidenceFacts:
     failed_agents: tuple[str, ...] = ()
     agents: int = 0  # agents in the run (0: unknown)
     structured: bool = True  # findings were laid out as items, rows or headings
+    checked_in_full: bool = True  # False when the report is longer than the scan cap
 
     @classmethod
     def assess(
@@ -175,6 +177,7 @@ class EvidenceFacts:
             failed_agents=tuple(failed),
             agents=agents,
             structured=read.structured,
+            checked_in_full=len(body) <= MAX_SCAN_CHARS,
         )
 
     def basis(self) -> str:
@@ -230,6 +233,11 @@ def evidence_ceiling(facts: EvidenceFacts) -> tuple[str, list[str]]:
         if share < HIGH_COVERAGE:
             reason = f"only {facts.backed} of {facts.findings} findings are backed by a citation"
             cap("low" if share < MEDIUM_COVERAGE else "medium", reason)
+    if not facts.checked_in_full:
+        cap(
+            "medium",
+            f"the report is longer than {MAX_SCAN_CHARS:,} characters; its tail was not checked",
+        )
     if not facts.structured:
         cap("medium", "the findings are not laid out as a list, so claims and evidence blur")
     if facts.failed_agents:
@@ -280,7 +288,7 @@ def neutralise(body: str) -> str:
         following = lines[index + 1] if index + 1 < len(lines) else ""
         if _BODY_HEADING.fullmatch(line) or _BODY_VERDICT.fullmatch(line):
             lines[index] = MODEL_WRITTEN + line.strip().lstrip("#>").strip()
-        elif _HTML_HEADING.fullmatch(line):
+        elif "<h" in line.lower() and _HTML_HEADING.search(line):
             lines[index] = MODEL_WRITTEN + line.strip().replace("<", "&lt;")
         elif _SETEXT_WORD.fullmatch(line) and following and _SETEXT_RULE.fullmatch(following):
             lines[index] = MODEL_WRITTEN + line.strip()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from flows.citation_scan import MAX_SCAN_CHARS
 from flows.citations import CheckStatus, check_all
 from flows.findings import read_findings
 from flows.report import (
@@ -247,3 +248,38 @@ def test_the_report_shows_one_verdict_its_basis_and_what_confidence_means():
 def test_confidence_is_explained_in_one_sentence():
     assert CONFIDENCE_EXPLAINED.count(". ") == 0 and CONFIDENCE_EXPLAINED.endswith(".")
     assert len(CONFIDENCE_EXPLAINED) < 220
+
+
+def test_a_report_longer_than_the_scan_cap_cannot_be_high():
+    findings = "\n".join(f"- **F{n}** (codebase) `app/a.py:{n}`" for n in range(1, 6))
+    body = findings + "\n\n" + "x " * MAX_SCAN_CHARS
+    facts = facts_for(body)
+    assert facts.backed == 5 and not facts.checked_in_full
+    assert ceiling_for(body) == "medium"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "".join(" " * (i % 200) + "- **x**\n" for i in range(MAX_SCAN_CHARS // 110)),
+        "### h\n" * (MAX_SCAN_CHARS // 6),
+        "| a | b |\n|---|---|\n" + "| **x** | `a.py:1` |\n" * (MAX_SCAN_CHARS // 21),
+        " " * 5000 + "-" + " " * 5000 + "|\n" * 100,
+        "- " + "**a" * (MAX_SCAN_CHARS // 3),
+        "- " + "(codebase " * (MAX_SCAN_CHARS // 10),
+        "**Confidence:** high\n" * (MAX_SCAN_CHARS // 21),
+        "```\n" * (MAX_SCAN_CHARS // 4),
+    ],
+    ids=["deep-nesting", "headings", "table", "spaces", "bold", "parens", "verdicts", "fences"],
+)
+def test_hostile_reports_are_read_in_linear_time_and_never_raise(body: str):
+    """Findings, evidence and neutralising on bodies built to make careless patterns backtrack."""
+    facts = facts_for(body)
+    assert facts.findings >= 0
+    assert len(neutralise(body)) >= len(body) // 2
+
+
+def test_many_html_heading_openers_on_one_line_are_cheap():
+    line = "<h2" * (MAX_SCAN_CHARS // 3)
+    assert neutralise(line) == line
+    assert neutralise("x <h2 class=a>Summary</h2>").startswith("> *(model-written")
