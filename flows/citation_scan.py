@@ -1,15 +1,12 @@
 """Finding citation-like strings in a model's Markdown, in the forms models actually write.
 
-A citation-like string is a path-like token with a line locator attached (`app.py:12`,
-`app.py:12-20`, `app.py#L12-L20`, `app.py:L12`, `app.py:12:5`, en and em dash ranges), or a
-path-like token next to a line phrase (`app.py` line 12, `app.py` (lines 12-20), lines 12-20
-of `app.py`, L12 in app.py, File "app.py", line 12, and "line 12" later in a sentence that
-names one path), or a table row with a file column and a line column.
-
-Path-like means: a path with a directory part, or a file name with an extension that has a
-letter in it, a dotfile, or a well-known extensionless name (Makefile, LICENSE, ...). So
-times (10:30), ratios (3:1), versions (python:3.12), hosts (example.com:443, localhost:8000)
-and URLs (anything with `://`, including GitHub `#L12` links) are not citations.
+A citation-like string is a path-like token (see `flows.citation_tokens`) with lines attached
+(`app.py:12`, `app.py:12-20` with any dash, `app.py#L12-L20`, `app.py:L12`, `app.py:12:5`,
+`app.py:12,15`), or next to a line phrase (`app.py` line 12, `app.py` (lines 12-20), lines
+12-20 of `app.py`, L12 in app.py, `app.py` L12, `app.py`:12, File "app.py", line 12), or
+"line 12" later in a sentence that names one path, or "Line 12:" / "L12:" opening an item
+under a heading that names a file, or a table row with a File and a Line column. Times
+(10:30), ratios (3:1), versions (python:3.12), hosts (localhost:8000) and URLs are not.
 
 The text is hostile, so the scan is linear: it is cut into lines and tokens by simple
 character-class runs (nothing can backtrack across the text), and each token and its few
@@ -23,33 +20,24 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from flows.citation_tokens import (
+    NUMBER,
+    Token,
+    is_path_like,
+    line_range,
+    parse_cite,
+    read_token,
+)
+
 MAX_SCAN_CHARS = 200_000  # a longer text is checked up to here and says so
-MAX_PATH_CHARS = 1_024
-TOO_LONG_LINE = 10**9
 LOOKBACK_TOKENS = 15  # how far "line 12" looks back for the path its sentence names
 
 # Tokens: runs of characters that are not whitespace, Markdown punctuation or control bytes.
 _TOKEN = re.compile(r"[^\s`*()\[\]{}<>|,;\"'\x00-\x1f\x7f]+")
 # An en or em dash inside a token separates words unless a line number follows it.
 _DASH_PIECE = re.compile(r"(?:[^\u2013\u2014]|[\u2013\u2014](?=L?\d))+")
-_CITE = re.compile(
-    r"(?P<path>[^:#]+)(?:"
-    r":L?(?P<a>\d+)(?:[-\u2013\u2014]L?(?P<b>\d+))?(?::\d+(?:[-\u2013\u2014]\d+(?::\d+)?)?)?"
-    r"|#L(?P<c>\d+)(?:C\d+)?(?:[-\u2013\u2014]L?(?P<d>\d+)(?:C\d+)?)?"
-    r")"
-)
-# A locator written apart from its path: `app.py`:12, `app.py`#L12
-_LOCATOR = re.compile(
-    r":L?(?P<a>\d+)(?:[-\u2013\u2014]L?(?P<b>\d+))?(?::\d+)?"
-    r"|#L(?P<c>\d+)(?:[-\u2013\u2014]L?(?P<d>\d+))?"
-)
-_NUMBER = re.compile(r"#?(?P<a>\d+)(?:[-\u2013\u2014](?P<b>\d+))?")
 _HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
 _ITEM_START = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_`]*")
-_L_NUMBER = re.compile(r"L(?P<a>\d+)(?:[-\u2013\u2014]L?(?P<b>\d+))?")
-_PATH_MARKS = re.compile(r"[:#./]")  # a path or a locator has one of these
-_PATH_CHARS = re.compile(r"[\w.\-/+@~\\%]+")
-_EXTENSION = re.compile(r"[A-Za-z0-9]{1,10}")
 _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
 _BACKTICKS = re.compile(r"`+")
 # [label](target) on one line; label and target cannot nest, so each character is looked at
@@ -63,25 +51,6 @@ _TABLE_SEPARATOR = re.compile(
     r"[ \t]*(?:\|[ \t]*)?:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*(?:\|[ \t]*)?"
 )
 
-# Well-known files without an extension (compared case-insensitively).
-KNOWN_NAMES = frozenset(
-    (  # noqa: SIM905 (a word list reads better as words)
-        "makefile gnumakefile dockerfile containerfile procfile gemfile rakefile jenkinsfile "
-        "vagrantfile brewfile justfile pipfile caddyfile tiltfile snakefile earthfile guardfile "
-        "podfile fastfile license licence copying notice authors contributors readme changelog "
-        "changes history install codeowners owners build workspace version manifest"
-    ).split()
-)
-# Extensions that make a bare `name.ext:N` a host and port rather than a file.
-HOST_SUFFIXES = frozenset(
-    (  # noqa: SIM905
-        "com org net io dev edu gov mil int local internal lan localdomain localhost cloud "
-        "example test invalid arpa co uk de fr nl eu us ca au jp cn ru"
-    ).split()
-)
-NOT_FILES = frozenset({"e.g", "i.e", "a.k.a", "n.b", "p.s", "w.r.t", "approx"})
-LINE_WORDS = frozenset({"line", "lines", "ln"})
-RANGE_WORDS = frozenset({"-", "\u2013", "\u2014", "to", "through", "thru"})
 LIST_WORDS = frozenset({"and", "&"})
 BEFORE_LINE = frozenset({"at", "on", "near", "around", "in", "from"})
 BEFORE_PATH = frozenset({"of", "in", "from"})
@@ -98,7 +67,7 @@ class Citation:
     start: int
     end: int
     quote: str | None
-    form: str  # how it was written (see the FORM_* names), for the corpus statistics
+    form: str  # how it was written (colon, anchor, line-of, table, ...): for statistics
     start_offset: int  # where the citation-like string begins in the text
     end_offset: int  # where its mark goes: after it, its code span, link or emphasis
     in_code_block: bool = False  # then the mark goes in a note after the block
@@ -108,17 +77,6 @@ class Citation:
     def label(self) -> str:
         lines = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
         return f"{self.path}:{lines}"
-
-
-@dataclass(kw_only=True)
-class _Token:
-    start: int
-    end: int  # after the token's meaningful part (trailing punctuation left out)
-    raw_end: int  # after the whole token
-    text: str  # the meaningful part
-    kind: str = "word"  # cite | path | line | num | lnum | colon | range | word
-    cite: tuple[str, int, int] | None = None  # (path, start, end) for kind "cite" and "colon"
-    used: bool = False
 
 
 @dataclass(kw_only=True)
@@ -133,54 +91,6 @@ def scan(text: str) -> list[Citation]:
     """Every citation-like string in the text (up to MAX_SCAN_CHARS), in text order."""
     scanner = _Scanner(text[:MAX_SCAN_CHARS])
     return sorted(scanner.run(), key=lambda c: (c.start_offset, c.end_offset))
-
-
-def is_path_like(path: str) -> bool:
-    """A token that names a file: see the module docstring for the rule."""
-    if not path or len(path) > MAX_PATH_CHARS or "://" in path:
-        return False
-    if not _PATH_CHARS.fullmatch(path) or not any(c.isalpha() for c in path):
-        return False
-    bare = path.removeprefix("~").lstrip("/").removeprefix("./")
-    while bare.startswith("./"):
-        bare = bare[2:]
-    parts = bare.split("/")
-    name = parts[-1]
-    if not name or name in (".", ".."):
-        return False
-    if len(parts) > 1:
-        first = parts[0]
-        # registry/host prefixes (ghcr.io/org/app:12) are images, not files
-        return not ("." in first and first.rsplit(".", 1)[1].lower() in HOST_SUFFIXES)
-    return _is_file_name(name)
-
-
-def _is_file_name(name: str) -> bool:
-    if name.lower() in KNOWN_NAMES:
-        return True
-    if name.lower() in NOT_FILES:
-        return False
-    if name.startswith(".") and len(name) > 1 and name[1].isalpha():
-        return True  # a dotfile: .gitignore, .env
-    if "." not in name:
-        return False
-    stem, ext = name.rsplit(".", 1)
-    return (
-        bool(_EXTENSION.fullmatch(ext))
-        and any(c.isalpha() for c in ext)
-        and any(c.isalpha() for c in stem)
-        and ext.lower() not in HOST_SUFFIXES
-    )
-
-
-def _parse_cite(token: str) -> tuple[str, int, int] | None:
-    if token.startswith("file://"):
-        token = token.removeprefix("file://")
-    match = _CITE.fullmatch(token)
-    if match is None or not is_path_like(match["path"]):
-        return None
-    first = _line_number(match["a"] or match["c"])
-    return match["path"], first, _line_number(match["b"] or match["d"]) or first
 
 
 class _Scanner:
@@ -250,54 +160,16 @@ class _Scanner:
             index = close + 1
         line.links = [(m.start(), m.end()) for m in _LINK.finditer(self.text, line.start, line.end)]
 
-    def _tokens(self, line: _Line) -> Iterator[_Token]:
+    def _tokens(self, line: _Line) -> Iterator[Token]:
         for match in _TOKEN.finditer(self.text, line.start, line.end):
             word = match.group()
             if "\u2013" in word or "\u2014" in word:
                 for piece in _DASH_PIECE.finditer(word):
-                    yield self._token(match.start() + piece.start(), match.start() + piece.end())
+                    yield read_token(piece.group(), match.start() + piece.start())
             else:
-                yield self._token(match.start(), match.end())
+                yield read_token(word, match.start())
 
-    def _token(self, start: int, end: int) -> _Token:
-        raw = self.text[start:end]
-        text = raw.rstrip(".:!?")
-        if text.startswith("_") and text.endswith("_") and not text.startswith("__"):
-            text = text[1:-1]  # _app.py:12_ as emphasis
-            start += 1
-        token = _Token(start=start, end=start + len(text), raw_end=end, text=text)
-        lowered = text.lower()
-        if _PATH_MARKS.search(text) is None:  # most words: no path or locator in them
-            if lowered in KNOWN_NAMES:
-                token.kind = "path"
-            elif lowered in LINE_WORDS:
-                token.kind = "line"
-            elif _NUMBER.fullmatch(text):
-                token.kind = "num"
-            elif _L_NUMBER.fullmatch(text):
-                token.kind = "lnum"
-            elif lowered in RANGE_WORDS:
-                token.kind = "range"
-            return token
-        if cite := _parse_cite(text):
-            token.kind, token.cite = "cite", cite
-        elif locator := _LOCATOR.fullmatch(text):
-            first = _line_number(locator["a"] or locator["c"])
-            last = _line_number(locator["b"] or locator["d"]) or first
-            token.kind, token.cite = "colon", ("", first, last)
-        elif is_path_like(text.removeprefix("file://")):
-            token.kind = "path"
-        elif lowered in LINE_WORDS:
-            token.kind = "line"
-        elif _NUMBER.fullmatch(text):
-            token.kind = "num"
-        elif _L_NUMBER.fullmatch(text):
-            token.kind = "lnum"
-        elif lowered in RANGE_WORDS:
-            token.kind = "range"
-        return token
-
-    def _update_context(self, raw: str, tokens: list[_Token]) -> None:
+    def _update_context(self, raw: str, tokens: list[Token]) -> None:
         heading = _HEADING.match(raw) is not None
         words = [t for t in tokens if t.text.strip("#")]
         alone = len(words) == 1 and words[0].kind == "path"
@@ -308,7 +180,7 @@ class _Scanner:
     # --- the forms ---------------------------------------------------------------------------
 
     def _prose(
-        self, line: _Line, tokens: list[_Token], table: tuple[int | None, int | None] | None
+        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None] | None
     ) -> None:
         for index, token in enumerate(tokens):
             if token.kind == "cite" and token.cite:
@@ -330,19 +202,19 @@ class _Scanner:
             elif token.kind == "lnum":
                 self._l_in_path(line, tokens, index)
 
-    def _more_lines(self, line: _Line, tokens: list[_Token], index: int, path: str) -> None:
+    def _more_lines(self, line: _Line, tokens: list[Token], index: int, path: str) -> None:
         """app.py:15,21: the numbers after a comma cite more lines of the same file."""
         while index + 1 < len(tokens) and tokens[index + 1].kind == "num":
             if self._between(tokens, index) not in (",", ", "):
                 return
             index += 1
-            first, last = _range(_NUMBER.fullmatch(tokens[index].text))
+            first, last = line_range(tokens[index])
             tokens[index].used = True
             self._emit(
                 line, path, first, last, "colon-list", tokens[index].start, tokens[index].end
             )
 
-    def _after_path(self, line: _Line, tokens: list[_Token], index: int) -> None:
+    def _after_path(self, line: _Line, tokens: list[Token], index: int) -> None:
         """`path`:12, `path` line 12, `path` (lines 12-20), File "path", line 12, path L12."""
         path = tokens[index]
         nxt = self._next(tokens, index)
@@ -354,7 +226,7 @@ class _Scanner:
             self._emit(line, path.text, first, last, "path-colon", path.start, nxt.end)
             return
         if nxt.kind == "lnum" and not nxt.used:
-            first, last = _range(_L_NUMBER.fullmatch(nxt.text))
+            first, last = line_range(nxt)
             nxt.used = path.used = True
             self._emit(line, path.text, first, last, "path-L", path.start, nxt.end)
             return
@@ -372,9 +244,7 @@ class _Scanner:
         for first, last in ranges:
             self._emit(line, path.text, first, last, "path-line", path.start, tokens[after - 1].end)
 
-    def _line_phrase(
-        self, line: _Line, tokens: list[_Token], index: int, breaks: list[int]
-    ) -> None:
+    def _line_phrase(self, line: _Line, tokens: list[Token], index: int, breaks: list[int]) -> None:
         """lines 12-20 of `path`, line 12 in path; else "line 12" after a path in the sentence."""
         ranges, after = self._numbers(tokens, index + 1)
         if not ranges:
@@ -413,7 +283,7 @@ class _Scanner:
     def _cite_phrase(
         self,
         line: _Line,
-        tokens: list[_Token],
+        tokens: list[Token],
         index: int,
         after: int,
         path: str,
@@ -426,13 +296,13 @@ class _Scanner:
         for first, last in ranges:
             self._emit(line, path, first, last, "line-in-sentence", start, end)
 
-    def _l_in_path(self, line: _Line, tokens: list[_Token], index: int) -> None:
+    def _l_in_path(self, line: _Line, tokens: list[Token], index: int) -> None:
         """L12 in path, L12-L20 of `path`; a list item opening with L12 under a file heading."""
         probe = index + 1
         if probe >= len(tokens) or tokens[probe].text.lower() not in BEFORE_PATH:
             at_start = _ITEM_START.fullmatch(self.text, line.start, tokens[index].start)
             if at_start and self.context is not None:
-                first, last = _range(_L_NUMBER.fullmatch(tokens[index].text))
+                first, last = line_range(tokens[index])
                 tokens[index].used = True
                 self._emit(line, self.context, first, last, "L-under-heading", tokens[0].start,
                            tokens[0].end)  # fmt: skip
@@ -445,12 +315,12 @@ class _Scanner:
         if not self._adjacent(tokens, index, probe):
             return
         target = tokens[probe]
-        first, last = _range(_L_NUMBER.fullmatch(tokens[index].text))
+        first, last = line_range(tokens[index])
         for token in tokens[index : probe + 1]:
             token.used = True
         self._emit(line, target.text, first, last, "L-in", tokens[index].start, target.end)
 
-    def _numbers(self, tokens: list[_Token], index: int) -> tuple[list[tuple[int, int]], int]:
+    def _numbers(self, tokens: list[Token], index: int) -> tuple[list[tuple[int, int]], int]:
         """`12`, `12-20`, `12 to 20`, `12, 15 and 20` from tokens[index:]: (ranges, next index)."""
         ranges: list[tuple[int, int]] = []
         while (
@@ -459,16 +329,16 @@ class _Scanner:
             and not tokens[index].used
             and self._adjacent(tokens, index - 1, index)
         ):
-            first, last = _range(_NUMBER.fullmatch(tokens[index].text))
+            first, last = line_range(tokens[index])
             index += 1
             if (
                 index + 1 < len(tokens)
                 and tokens[index].kind == "range"
                 and tokens[index + 1].kind == "num"
-                and _NUMBER.fullmatch(tokens[index + 1].text)
+                and NUMBER.fullmatch(tokens[index + 1].text)
                 and self._adjacent(tokens, index - 1, index + 1)
             ):
-                last = _range(_NUMBER.fullmatch(tokens[index + 1].text))[1]
+                last = line_range(tokens[index + 1])[1]
                 index += 2
             ranges.append((first, max(first, last)))
             if index < len(tokens) and tokens[index].text.lower() in LIST_WORDS:
@@ -483,15 +353,15 @@ class _Scanner:
             index -= 1  # a trailing "and" that no number followed belongs to the sentence
         return ranges, index
 
-    def _between(self, tokens: list[_Token], index: int) -> str:
+    def _between(self, tokens: list[Token], index: int) -> str:
         return self.text[tokens[index].end : tokens[index + 1].start]
 
-    def _next(self, tokens: list[_Token], index: int) -> _Token | None:
+    def _next(self, tokens: list[Token], index: int) -> Token | None:
         if index + 1 < len(tokens) and self._adjacent(tokens, index, index + 1):
             return tokens[index + 1]
         return None
 
-    def _adjacent(self, tokens: list[_Token], left: int, right: int) -> bool:
+    def _adjacent(self, tokens: list[Token], left: int, right: int) -> bool:
         """Only spaces and Markdown punctuation between tokens[left] and tokens[right]."""
         return all(
             _SMALL_GAP.fullmatch(self.text, tokens[index].end, tokens[index + 1].start)
@@ -520,7 +390,7 @@ class _Scanner:
         return table
 
     def _table_row(
-        self, line: _Line, tokens: list[_Token], table: tuple[int | None, int | None]
+        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None]
     ) -> None:
         """| `app.py` | 12-20 | ... |: a file cell and a line cell make one citation."""
         file_column, line_column = table
@@ -535,8 +405,7 @@ class _Scanner:
         numbers = [t for t in in_line if t.kind in ("num", "lnum") and not t.used]
         if len(paths) != 1 or not numbers:
             return
-        pattern = _NUMBER if numbers[0].kind == "num" else _L_NUMBER
-        first, last = _range(pattern.fullmatch(numbers[0].text))
+        first, last = line_range(numbers[0])
         paths[0].used = numbers[0].used = True
         start = min(paths[0].start, numbers[0].start)
         end = max(paths[0].end, numbers[0].end)
@@ -558,7 +427,7 @@ class _Scanner:
                     and number.kind == "num"
                     and self._adjacent(tokens, index, index + 2)
                 ):
-                    first, last = _range(_NUMBER.fullmatch(number.text))
+                    first, last = line_range(number)
                     self.block.append(
                         self._citation(token.text, first, last, "code-block", token.start)
                     )
@@ -640,27 +509,13 @@ class _Scanner:
         if not _QUOTE_GAP.fullmatch(self.text, mark, open_start):
             return None
         content = self.text[content_start:content_end].strip()
-        if len(content) < 3 or _parse_cite(content) or is_path_like(content):
+        if len(content) < 3 or parse_cite(content) or is_path_like(content):
             return None
         return content
 
 
 def _closes(candidate: str, fence: str) -> bool:
     return candidate[0] == fence[0] and len(candidate) >= len(fence)
-
-
-def _range(match: re.Match[str] | None) -> tuple[int, int]:
-    if match is None:  # callers only pass tokens whose kind came from the same pattern
-        return 0, 0
-    first = _line_number(match["a"])
-    return first, _line_number(match["b"]) or first
-
-
-def _line_number(digits: str | None) -> int:
-    """A line number; absurdly long ones become one no file has (and cost nothing to parse)."""
-    if not digits:
-        return 0
-    return int(digits) if len(digits) <= 9 else TOO_LONG_LINE
 
 
 def _cells(text: str, line: _Line) -> list[str]:
@@ -697,5 +552,5 @@ def _enclosing(
     return items[index] if index >= 0 else None
 
 
-def _within(token: _Token, bounds: tuple[int, int]) -> bool:
+def _within(token: Token, bounds: tuple[int, int]) -> bool:
     return bounds[0] <= token.start and token.end <= bounds[1]

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import pytest
 
 from flows import citations
-from flows.citation_scan import MAX_SCAN_CHARS, is_path_like, scan
+from flows.citation_scan import MAX_SCAN_CHARS, scan
+from flows.citation_tokens import is_path_like
 from flows.citations import MARK_VERIFIED, CheckStatus
 
 TREE = {
