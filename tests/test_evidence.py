@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,23 @@ def test_a_draft_flow_on_the_scripted_model_reads_as_a_draft(scripted_model, tar
     assert len(items) >= 2 and all("Reopen trigger:" in item for item in items)
     claims = {f["claim"] for f in run.report_data["findings"]}
     assert "A cache in front of it" not in claims, "cut parts are not findings"
+
+
+@pytest.mark.django_db
+def test_citations_of_a_loop_a_fifo_and_a_secret_fail_alone_and_the_run_still_reports(
+    target_dir: Path,
+):
+    """Hostile files in the target cost their own citations, never the report."""
+    (target_dir / "loop.py").symlink_to(target_dir / "loop.py")
+    os.mkfifo(target_dir / "pipe.py")
+    (target_dir / ".env").write_text("TOKEN=abc\n")
+    report = CLEAN + "\n- **Odd files** (codebase) `loop.py:1` `pipe.py:1` `.env:1`"
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir)), report=report, verdict=HIGH
+    )
+    assert run.status == RunStatus.SUCCEEDED
+    assert "`loop.py:1` **[unverified: not a readable text file]**" in run.report
+    assert "`pipe.py:1` **[unverified: not a readable text file]**" in run.report
+    assert "`.env:1` **[unverified: secret file, not checked]**" in run.report
+    assert "TOKEN=abc" not in run.report
+    assert run.confidence != "high"
