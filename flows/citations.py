@@ -1,29 +1,38 @@
-"""Citations checked mechanically: every `path:line` must exist in the target, quote included.
+"""Citations checked mechanically: every citation-like string is verified or visibly flagged.
 
-Pure Python (no Django): give it the target root and some Markdown; it finds the citations,
-checks each against the files, and marks the Markdown so that no unchecked citation reads as
-verified.
+Pure Python (no Django). `flows.citation_scan` finds the citations in the forms models
+write; this module checks each against the target's files and marks the Markdown so that no
+unchecked citation reads as verified. It never opens a file itself: the caller passes a
+`LineReader` (the engine's applies its confinement and secret rules), so one module owns
+what may be read.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from typing import Protocol
 
-# `path/to/file.ext:12` or `path:12-20` in backticks, optionally followed on the same line by
-# a quoted `text` that should appear at those lines.
-_CITATION = re.compile(
-    r"`(?P<path>[A-Za-z0-9_.\-/]*[A-Za-z0-9_\-]\.[A-Za-z0-9_]+|[A-Za-z0-9_.\-/]*Makefile"
-    r"|[A-Za-z0-9_.\-/]*Dockerfile):(?P<start>\d{1,7})(?:-(?P<end>\d{1,7}))?`"
-    r"(?:[^\n`]{0,12}`(?![A-Za-z0-9_.\-/]+:\d)(?P<quote>[^`\n]{3,200})`)?"
-)
-MAX_FILE_BYTES = 4_000_000
+from flows.citation_scan import MAX_SCAN_CHARS, Citation, scan
+
+MAX_CHECKED = 1_000  # citations checked per text; the rest are flagged "not checked"
+MAX_FILES = 200  # distinct files read per text
+MAX_QUOTE_CHARS = 2_000
 MARK_VERIFIED = "✓"
+QUOTE_SLACK = 2  # lines either side of the cited ones where a quote may sit
+
+__all__ = [
+    "MARK_VERIFIED",
+    "CheckStatus",
+    "Citation",
+    "CitationCheck",
+    "LineReader",
+    "annotate",
+    "check",
+    "check_all",
+    "extract",
+]
 
 
 class CheckStatus(StrEnum):
@@ -32,21 +41,16 @@ class CheckStatus(StrEnum):
     OUTSIDE_ROOT = "outside the target"
     NO_SUCH_LINES = "no such lines"
     QUOTE_NOT_FOUND = "quoted text not at those lines"
+    SECRET = "secret file, not checked"  # noqa: S105 (a status, not a password)
     UNREADABLE = "not a readable text file"
+    TARGET_UNAVAILABLE = "the target could not be opened"
+    NOT_CHECKED = "not checked: too many citations"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Citation:
-    path: str
-    start: int
-    end: int
-    quote: str | None
-    end_offset: int  # where the closing backtick of `path:line` sits in the text, plus one
+class LineReader(Protocol):
+    """Given a cited path as written, the file's lines, or why it cannot be read."""
 
-    @property
-    def label(self) -> str:
-        lines = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
-        return f"{self.path}:{lines}"
+    def __call__(self, cited_path: str, /) -> Sequence[str] | CheckStatus: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,94 +64,111 @@ class CitationCheck:
 
 
 def extract(text: str) -> list[Citation]:
-    citations = []
-    for match in _CITATION.finditer(text):
-        start = int(match["start"])
-        end = int(match["end"] or start)
-        citations.append(
-            Citation(
-                path=match["path"],
-                start=start,
-                end=max(start, end),
-                quote=match["quote"],
-                end_offset=match.end("end" if match["end"] else "start") + 1,
-            )
-        )
-    return citations
+    """Every citation-like string in the text, in order."""
+    return scan(text)
 
 
-def check(citation: Citation, root: Path, cache: dict[str, list[str] | CheckStatus]) -> CheckStatus:
-    lines = _lines(citation.path, root, cache)
-    if isinstance(lines, CheckStatus):
-        return lines
+def check(citation: Citation, lines: Sequence[str]) -> CheckStatus:
+    """Do the cited lines exist, and does the quoted text sit at (or next to) them?"""
     if citation.start < 1 or citation.end > len(lines):
         return CheckStatus.NO_SUCH_LINES
-    if citation.quote:
-        # Models quote loosely: compare with whitespace collapsed, over the cited lines and
-        # two either side (an off-by-one line number is common and harmless).
-        window = lines[max(0, citation.start - 3) : citation.end + 2]
-        wanted = _squash(citation.quote.strip("…. "))
-        if (
-            wanted
-            and not any(wanted in _squash(line) for line in window)
-            and (wanted not in _squash(" ".join(window)))
-        ):
+    if not citation.quote:
+        return CheckStatus.VERIFIED
+    window = lines[max(0, citation.start - 1 - QUOTE_SLACK) : citation.end + QUOTE_SLACK]
+    # Models quote loosely: whitespace collapsed, "..." eliding a middle part, and a line or
+    # two of drift (an off-by-one line number is common and harmless).
+    joined = _squash(" ".join(window))
+    pieces = [_squash(p) for p in _elisions(citation.quote[:MAX_QUOTE_CHARS])]
+    pieces = [p for p in pieces if p]
+    if not pieces:
+        return CheckStatus.VERIFIED
+    position = 0
+    for piece in pieces:
+        found = joined.find(piece, position)
+        if found == -1:
             return CheckStatus.QUOTE_NOT_FOUND
+        position = found + len(piece)
     return CheckStatus.VERIFIED
 
 
-def check_all(text: str, root: Path) -> list[CitationCheck]:
-    cache: dict[str, list[str] | CheckStatus] = {}
-    return [CitationCheck(citation=c, status=check(c, root, cache)) for c in extract(text)]
+def check_all(text: str, reader: LineReader) -> list[CitationCheck]:
+    """Every citation in the text with its status; a reader's failure fails one citation."""
+    files: dict[str, Sequence[str] | CheckStatus] = {}
+    checks = []
+    for index, citation in enumerate(extract(text)):
+        if index >= MAX_CHECKED:
+            status = CheckStatus.NOT_CHECKED
+        else:
+            lines = _read(citation.path, reader, files)
+            status = lines if isinstance(lines, CheckStatus) else check(citation, lines)
+        checks.append(CitationCheck(citation=citation, status=status))
+    return checks
 
 
 def annotate(text: str, checks: Iterable[CitationCheck]) -> str:
     """Mark each citation in place: ✓ when verified, a visible label when not."""
+    inline: dict[int, list[CitationCheck]] = {}
+    blocks: dict[int, list[CitationCheck]] = {}
+    for item in checks:
+        where = blocks if item.citation.in_code_block else inline
+        where.setdefault(item.citation.end_offset, []).append(item)
     pieces = []
     cursor = 0
-    for item in sorted(checks, key=lambda c: c.citation.end_offset):
-        offset = item.citation.end_offset
+    for offset in sorted(inline.keys() | blocks.keys()):
         pieces.append(text[cursor:offset])
-        if item.verified:
-            pieces.append(f" {MARK_VERIFIED}")
-        else:
-            pieces.append(f" **[unverified: {item.status.value}]**")
+        if offset in inline:
+            pieces.append(_inline_mark(inline[offset]))
+        if offset in blocks:
+            pieces.append(_block_note(blocks[offset]))
         cursor = offset
     pieces.append(text[cursor:])
+    if len(text) > MAX_SCAN_CHARS:
+        pieces.append(
+            f"\n\n**[unverified: citations after the first {MAX_SCAN_CHARS:,} characters "
+            "were not checked]**\n"
+        )
     return "".join(pieces)
 
 
-def _lines(
-    relative: str, root: Path, cache: dict[str, list[str] | CheckStatus]
-) -> list[str] | CheckStatus:
-    if relative in cache:
-        return cache[relative]
-    cache[relative] = result = _read_lines(relative, root)
+def _inline_mark(group: list[CitationCheck]) -> str:
+    broken = [item for item in group if not item.verified]
+    if not broken:
+        return f" {MARK_VERIFIED}"
+    if len(group) == 1:
+        return f" **[unverified: {broken[0].status.value}]**"
+    labels = "; ".join(f"{item.citation.label}: {item.status.value}" for item in broken)
+    return f" **[unverified: {labels}]**"
+
+
+def _block_note(group: list[CitationCheck]) -> str:
+    """Code blocks are shown as written; their citations are marked in a line after them."""
+    marks = ", ".join(
+        f"`{item.citation.label}` "
+        + (MARK_VERIFIED if item.verified else f"**[unverified: {item.status.value}]**")
+        for item in group
+    )
+    close = group[0].citation.close_fence
+    return f"{close}\n\n_Citations in the code block above:_ {marks}\n"
+
+
+def _read(
+    path: str, reader: LineReader, files: dict[str, Sequence[str] | CheckStatus]
+) -> Sequence[str] | CheckStatus:
+    if path in files:
+        return files[path]
+    if len(files) >= MAX_FILES:
+        return CheckStatus.NOT_CHECKED
+    try:
+        result = reader(path)
+    except Exception:  # a reader must not raise; if it does, only this citation fails
+        result = CheckStatus.UNREADABLE
+    files[path] = result
     return result
 
 
-def _read_lines(relative: str, root: Path) -> list[str] | CheckStatus:
-    if relative.startswith(("/", "~")) or "\x00" in relative:
-        return CheckStatus.OUTSIDE_ROOT
-    real_root = root.resolve()
-    path = (real_root / relative.removeprefix("./")).resolve()
-    if not path.is_relative_to(real_root):
-        return CheckStatus.OUTSIDE_ROOT
-    try:
-        info = path.stat()
-    except OSError:
-        return CheckStatus.NO_SUCH_FILE
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
-        return CheckStatus.UNREADABLE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES)
-    except OSError:
-        return CheckStatus.UNREADABLE
-    if b"\x00" in data[:8192]:
-        return CheckStatus.UNREADABLE
-    return data.decode("utf-8", errors="replace").splitlines()
+def _elisions(quote: str) -> list[str]:
+    """The parts of a quote around `...` / `…` elisions, ends trimmed of dots and spaces."""
+    return [part.strip(". ") for part in quote.replace("…", "...").split("...")]
 
 
 def _squash(text: str) -> str:

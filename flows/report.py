@@ -1,21 +1,82 @@
-"""The report spine: the validator's verdict on top, the synthesizer's report, then Method."""
+"""The report spine: the verdict on top, the synthesizer's report, then Method.
+
+Confidence follows the evidence: it is computed from what the citation checker found (how many
+findings are backed by verified codebase citations, broken citations, failed agents,
+single-source web claims, no-evidence items); the validator's own judgement may lower it,
+never raise it. The verdict appears once: verdict-like lines the model wrote into the body
+are shown as quoted text.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
+from flows.citation_scan import MAX_SCAN_CHARS
+from flows.citations import CitationCheck
+from flows.findings import (
+    SEVERITIES,
+    TRUST_CLASSES,
+    Finding,
+    ReadFindings,
+    parse_findings,
+    read_findings,
+)
+
+__all__ = [
+    "CONFIDENCE_EXPLAINED",
+    "CONFIDENCE_LEVELS",
+    "SEVERITIES",
+    "TRUST_CLASSES",
+    "AgentLine",
+    "EvidenceFacts",
+    "Finding",
+    "MethodFacts",
+    "Verdict",
+    "evidence_ceiling",
+    "final_confidence",
+    "neutralise",
+    "parse_findings",
+    "parse_verdict",
+    "render_method",
+    "render_report",
+]
+
 CONFIDENCE_LEVELS = ("low", "medium", "high")
+CONFIDENCE_EXPLAINED = (
+    "Confidence is how much of this report rests on code the Orchestrator opened and found "
+    "exactly as cited (high: nearly every finding; low: little of it), and the model can "
+    "lower it but never raise it."
+)
+HIGH_COVERAGE = 0.8  # share of findings backed by a verified citation that high needs
+MEDIUM_COVERAGE = 0.5  # below this, low
+HIGH_LOCATIONS = 3  # distinct verified places in the code that high needs
+HIGH_BACKED = 2  # backed findings that high needs
+
 # "Summary: ...", also "**Summary:** ..." and "**Summary**: ..." as models like to write it.
 _VERDICT_LINE = re.compile(r"^\s*\**(summary|confidence|reasons)\**\s*:\**\s*(.*)$", re.I)
+_VERDICT_WORDS = r"(?:overall |final |executive )?(?:summary|confidence|reasons?|verdict|method)"
+_BODY_HEADING = re.compile(rf"[ \t]{{0,3}}#{{1,6}}[ \t]*[*_]*{_VERDICT_WORDS}\b.*", re.I)
+_BODY_VERDICT = re.compile(
+    rf"[ \t]*(?:(?:[-*+]|\d{{1,3}}[.)])[ \t]+|>[ \t]*)*[*_]*{_VERDICT_WORDS}[*_]*[ \t]*[:=].*",
+    re.I,
+)
+_SETEXT_WORD = re.compile(rf"[ \t]{{0,3}}[*_]*{_VERDICT_WORDS}\b.*", re.I)
+_SETEXT_RULE = re.compile(r"[ \t]{0,3}(?:=+|-+)[ \t]*")
+_HTML_HEADING = re.compile(rf"<h[1-6][^>\n]{{0,200}}>[ \t]*{_VERDICT_WORDS}\b", re.I)
+_FENCE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
+_BLOCK_START = re.compile(r"[ \t]*(?:[#>=+*|-]|\d{1,9}[.)])")
+MODEL_WRITTEN = "> *(model-written, not the verdict)* "
 
 
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
     summary: str
     confidence: str  # one of CONFIDENCE_LEVELS
-    reasons: str
+    reasons: str  # the validator's own words (plus the cap, when one applied)
+    evidence: tuple[str, ...] = ()  # what the evidence rule found, one line each
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,47 +103,6 @@ class MethodFacts:
     agents: list[AgentLine] = field(default_factory=list)
 
 
-TRUST_CLASSES = ("codebase", "web", "provided", "no evidence")
-SEVERITIES = ("critical", "high", "medium", "low")
-_FINDING = re.compile(r"^\s*[-*]\s+(?P<text>.+)$")
-_BOLD = re.compile(r"\*\*(?P<claim>[^*]+)\*\*")
-_TRUST = re.compile(r"\((?P<trust>codebase|web|provided|no evidence)[^)]*\)", re.I)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Finding:
-    claim: str
-    trust: str  # one of TRUST_CLASSES, or "unlabelled" when the agent named none
-    severity: str | None
-    single_source: bool
-    text: str  # the whole line as the report shows it
-
-
-def parse_findings(body: str) -> list[Finding]:
-    """The report's list items that make a claim: bold claim, trust class, the rest."""
-    findings = []
-    for line in body.splitlines():
-        item = _FINDING.match(line)
-        if not item:
-            continue
-        text = item["text"].strip()
-        claim = _BOLD.search(text)
-        trust = _TRUST.search(text)
-        if claim is None and trust is None:
-            continue  # plain bullets (agent lists, notes) are not findings
-        lowered = text.lower()
-        findings.append(
-            Finding(
-                claim=(claim["claim"] if claim else text)[:200].strip(),
-                trust=trust["trust"].lower() if trust else "unlabelled",
-                severity=next((s for s in SEVERITIES if re.search(rf"\b{s}\b", lowered)), None),
-                single_source="single-source" in lowered,
-                text=text,
-            )
-        )
-    return findings
-
-
 def parse_verdict(text: str) -> Verdict | None:
     """Read 'Summary: / Confidence: / Reasons:' from the validator's output, if it gave them."""
     fields: dict[str, list[str]] = {}
@@ -98,9 +118,8 @@ def parse_verdict(text: str) -> Verdict | None:
             current = None
     if "summary" not in fields or "confidence" not in fields:
         return None
-    level = (
-        fields["confidence"][0].split()[0].strip("*.,;:").lower() if fields["confidence"][0] else ""
-    )
+    first = fields["confidence"][0].split()
+    level = first[0].strip("*.,;:").lower() if first else ""
     if level not in CONFIDENCE_LEVELS:
         return None
     return Verdict(
@@ -114,75 +133,183 @@ def parse_verdict(text: str) -> Verdict | None:
 class EvidenceFacts:
     """What the report's evidence allows, counted mechanically, not taken from the model."""
 
-    verified: int = 0  # codebase citations checked against the target and found
+    findings: int = 0  # claims weighed (no-evidence items apart)
+    backed: int = 0  # of those, backed by a verified citation and no broken one
+    verified: int = 0  # citations checked against the target and found
+    locations: int = 0  # distinct verified (path, line) places
     broken: int = 0  # citations that point at missing files, lines or quotes
     single_source: int = 0  # web claims marked single-source
     no_evidence: int = 0  # claims labelled no evidence
     failed_agents: tuple[str, ...] = ()
+    agents: int = 0  # agents in the run (0: unknown)
+    structured: bool = True  # findings were laid out as items, rows or headings
+    checked_in_full: bool = True  # False when the report is longer than the scan cap
 
     @classmethod
-    def from_report(cls, body: str, *, verified: int, broken: int, failed: list[str]) -> Self:
-        lowered = body.lower()
+    def assess(
+        cls,
+        body: str,
+        checks: Sequence[CitationCheck],
+        *,
+        failed: Sequence[str] = (),
+        agents: int = 0,
+    ) -> Self:
+        """Count the body's findings and which of them the checked citations back."""
+        read = read_findings(body, [c.citation.start_offset for c in checks])
+        per_finding = citations_by_finding(read, checks)
+        weighed = [f for f in read.findings if not f.no_evidence]
+        backed = 0
+        for finding in weighed:
+            own = per_finding.get(finding.start, [])
+            if own and all(c.verified for c in own):
+                backed += 1
+        verified = [c for c in checks if c.verified]
         return cls(
-            verified=verified,
-            broken=broken,
-            single_source=lowered.count("single-source"),
-            no_evidence=lowered.count("no evidence"),
+            findings=len(weighed),
+            backed=backed,
+            verified=len(verified),
+            locations=len(
+                {(c.citation.path.removeprefix("./"), c.citation.start) for c in verified}
+            ),
+            broken=len(checks) - len(verified),
+            single_source=sum(f.single_source for f in weighed),
+            no_evidence=len(read.findings) - len(weighed),
             failed_agents=tuple(failed),
+            agents=agents,
+            structured=read.structured,
+            checked_in_full=len(body) <= MAX_SCAN_CHARS,
         )
+
+    def basis(self) -> str:
+        """One line a person can check: coverage and citation counts."""
+        if self.findings:
+            share = round(100 * self.backed / self.findings)
+            head = (
+                f"{self.backed} of {self.findings} findings ({share}%) are backed by verified "
+                "codebase citations"
+            )
+        else:
+            head = "the report states no findings to weigh"
+        return f"{head}; {self.verified} citations verified, {self.broken} not"
+
+
+def citations_by_finding(
+    read: ReadFindings, checks: Sequence[CitationCheck]
+) -> dict[int, list[CitationCheck]]:
+    """Each finding's citations, keyed by the finding's start offset."""
+    spans = [(f.start, f.end) for f in read.findings]
+    owned: dict[int, list[CitationCheck]] = {}
+    index = 0
+    for item in sorted(checks, key=lambda c: c.citation.start_offset):
+        offset = item.citation.start_offset
+        while index < len(spans) and spans[index][1] <= offset:
+            index += 1
+        if index < len(spans) and spans[index][0] <= offset:
+            owned.setdefault(spans[index][0], []).append(item)
+    return owned
 
 
 def evidence_ceiling(facts: EvidenceFacts) -> tuple[str, list[str]]:
-    """The highest confidence the evidence allows, and why it is capped."""
+    """The highest confidence the evidence allows, and every reason that limits it."""
     ceiling = "high"
     why: list[str] = []
+
+    def cap(level: str, reason: str) -> None:
+        nonlocal ceiling
+        ceiling = _lower(ceiling, level)
+        why.append(reason)
+
     cited = facts.verified + facts.broken
     if facts.verified == 0:
-        ceiling = "low"
-        why.append("no verified codebase citation")
-    elif facts.broken and facts.broken * 4 >= cited:
-        ceiling = "low"
-        why.append(f"{facts.broken} of {cited} citations could not be verified")
-    elif facts.broken:
-        ceiling = _lower(ceiling, "medium")
-        why.append(f"{facts.broken} of {cited} citations could not be verified")
+        cap("low", "no verified codebase citation")
+    if facts.broken:
+        severe = facts.broken * 4 >= cited
+        cap(
+            "low" if severe else "medium",
+            f"{facts.broken} of {cited} citations could not be verified",
+        )
+    if facts.findings and facts.verified:
+        share = facts.backed / facts.findings
+        if share < HIGH_COVERAGE:
+            reason = f"only {facts.backed} of {facts.findings} findings are backed by a citation"
+            cap("low" if share < MEDIUM_COVERAGE else "medium", reason)
+    if not facts.checked_in_full:
+        cap(
+            "medium",
+            f"the report is longer than {MAX_SCAN_CHARS:,} characters; its tail was not checked",
+        )
+    if not facts.structured:
+        cap("medium", "the findings are not laid out as a list, so claims and evidence blur")
     if facts.failed_agents:
-        ceiling = _lower(ceiling, "medium")
-        why.append(f"{len(facts.failed_agents)} agent(s) failed: {', '.join(facts.failed_agents)}")
+        most = facts.agents and len(facts.failed_agents) * 2 >= facts.agents
+        names = ", ".join(facts.failed_agents)
+        cap("low" if most else "medium", f"{len(facts.failed_agents)} agent(s) failed: {names}")
     if facts.single_source:
-        ceiling = _lower(ceiling, "medium")
-        why.append(f"{facts.single_source} single-source web claim(s)")
-    if facts.no_evidence >= 3:
-        ceiling = _lower(ceiling, "medium")
-        why.append(f"{facts.no_evidence} claims without evidence")
+        cap("medium", f"{facts.single_source} single-source web claim(s)")
+    if facts.no_evidence >= 3 or (facts.no_evidence and facts.no_evidence >= facts.findings):
+        cap("medium", f"{facts.no_evidence} claims without evidence")
+    if facts.verified and (facts.locations < HIGH_LOCATIONS or facts.backed < HIGH_BACKED):
+        cap(
+            "medium",
+            f"{facts.locations} verified place(s) in the code backing {facts.backed} finding(s): "
+            "too little for high",
+        )
     return ceiling, why
 
 
 def final_confidence(verdict: Verdict | None, facts: EvidenceFacts) -> Verdict:
     """The model's judgement may lower confidence, never raise it above the evidence."""
     ceiling, why = evidence_ceiling(facts)
+    evidence = (facts.basis(), *why)
     if verdict is None:
         return Verdict(
             summary="The validator gave no verdict; read the report with care.",
             confidence="low",
-            reasons="; ".join(["no validator verdict", *why]),
+            reasons="no validator verdict",
+            evidence=evidence,
         )
     level = _lower(verdict.confidence, ceiling)
     reasons = verdict.reasons
     if level != verdict.confidence:
         reasons = f"{reasons} Capped at {level}: {'; '.join(why)}.".strip()
-    return Verdict(summary=verdict.summary, confidence=level, reasons=reasons)
+    return Verdict(summary=verdict.summary, confidence=level, reasons=reasons, evidence=evidence)
+
+
+def neutralise(body: str) -> str:
+    """Verdict-like headings and lines the model wrote in the body become quoted text."""
+    lines = body.split("\n")
+    fence = False
+    for index, line in enumerate(lines):
+        if _FENCE.match(line):
+            fence = not fence
+            continue
+        if fence:
+            continue
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if _BODY_HEADING.fullmatch(line) or _BODY_VERDICT.fullmatch(line):
+            lines[index] = MODEL_WRITTEN + line.strip().lstrip("#>").strip()
+        elif "<h" in line.lower() and _HTML_HEADING.search(line):
+            lines[index] = MODEL_WRITTEN + line.strip().replace("<", "&lt;")
+        elif _SETEXT_WORD.fullmatch(line) and following and _SETEXT_RULE.fullmatch(following):
+            lines[index] = MODEL_WRITTEN + line.strip()
+            lines[index + 1] = ""
+    return "\n".join(lines)
 
 
 def render_report(*, verdict: Verdict, body: str, method: MethodFacts) -> str:
+    evidence = [f"- {_inline(line)}" for line in verdict.evidence]
+    if verdict.reasons:
+        evidence.append(f"- Validator: {_inline(verdict.reasons)}")
     parts = [
         "## Summary",
-        verdict.summary,
+        _inline(verdict.summary),
         "",
         f"## Confidence: {verdict.confidence}",
-        verdict.reasons or "(no reasons given)",
+        f"_{CONFIDENCE_EXPLAINED}_",
         "",
-        body.strip() or "_The synthesizer produced no report._",
+        *(evidence or ["(no reasons given)"]),
+        "",
+        neutralise(body.strip()) or "_The synthesizer produced no report._",
         "",
         render_method(method),
     ]
@@ -206,6 +333,18 @@ def render_method(method: MethodFacts) -> str:
             f"| {a.tool_calls} | {a.citations_verified}/{a.citations_broken} | {seconds} |"
         )
     return "\n".join(lines)
+
+
+def _inline(text: str) -> str:
+    """Model text shown on one line that cannot start a heading, list or quote."""
+    flat = " ".join(text.split())
+    return "\\" + flat if _BLOCK_START.match(flat) else flat
+
+
+def _same_path(path: str) -> str:
+    while path.startswith("./"):
+        path = path[2:]
+    return path
 
 
 def _lower(level: str, ceiling: str) -> str:

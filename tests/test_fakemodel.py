@@ -478,6 +478,58 @@ def test_the_synthesizer_merges_cited_findings_and_names_a_failed_agent():
     assert "Agent performance failed; its lens is not covered." in agents
 
 
+def test_the_synthesizer_of_a_draft_flow_writes_a_draft_document_with_a_cut_list():
+    """Sections from the flow's prompt, a few cited proposals, the rest cut with reopen triggers."""
+    from flows.prompts import RunBrief, system_prompt
+    from flows.registry import get_flow
+
+    flow = get_flow("feature-specification")
+    brief = RunBrief(flow=flow, band="small", fast=False, focus="totals", target_name="shop")
+    step = flow.step("synthesis")
+    findings = [
+        f"- **Finding {n}** (codebase) `app/views.py:{n}` — `line {n}`: why {n}." for n in range(5)
+    ]
+    upstream = "\n".join(
+        ["Target: shop", "Focus: totals", "", "### Output of context (context)", *findings]
+    )
+    request = {
+        "messages": [
+            {"role": "system", "content": system_prompt(brief, step, flow.depth.normal)},
+            user(upstream),
+        ]
+    }
+    content = reply_for(request).content
+    assert content.startswith("**Draft feature specification**")
+    headings = [line for line in content.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Problem",
+        "## Behaviour",
+        "## Scope",
+        "## Cut list (YAGNI)",
+        "## Open questions",
+        "## Agents",
+    ]
+    proposed, cut = content.split("## Cut list (YAGNI)")
+    assert proposed.count("**Account for the finding") == 3
+    assert all(f"`app/views.py:{n}`" in proposed for n in range(3))
+    cut_items = [line for line in cut.split("## Open questions")[0].splitlines() if line]
+    assert len(cut_items) == 4  # two findings beyond the proposals, two parts always cut
+    assert all("Reopen trigger:" in item for item in cut_items)
+    assert "`app/views.py:4`" in cut and "Focus: totals" in proposed
+
+
+def test_the_synthesizer_of_a_review_flow_writes_findings_not_a_draft():
+    from flows.prompts import RunBrief, system_prompt
+    from flows.registry import get_flow
+
+    flow = get_flow("code-review")
+    brief = RunBrief(flow=flow, band="small", fast=False, focus="", target_name="shop")
+    system_text = system_prompt(brief, flow.step("synthesis"), flow.depth.normal)
+    request = {"messages": [{"role": "system", "content": system_text}, user("Target: shop")]}
+    content = reply_for(request).content
+    assert content.startswith("## Findings") and "Cut list" not in content
+
+
 @pytest.mark.parametrize(
     ("report", "confidence", "summary"),
     [

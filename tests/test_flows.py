@@ -1,18 +1,15 @@
-"""The flow catalog, prompts, citations and confidence: pure Python, no database."""
+"""The flow catalog and prompts: pure Python, no database (citations and confidence have
+their own files: test_citations.py, test_confidence.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from flows import citations
 from flows.docs import DOC_PATH, render_catalog
 from flows.models import BANDS, FlowKind, StepDef, StepKind
 from flows.prompts import RunBrief, system_prompt
 from flows.registry import CATALOG, get_flow, slash_menu
-from flows.report import EvidenceFacts, Verdict, final_confidence, parse_verdict
 from flows.spine import Lens, spine_flow
 
 SLASH_MENU = [
@@ -141,84 +138,6 @@ def test_the_validator_gets_its_checklist_and_output_format():
 def test_docs_flows_md_is_generated_from_the_definitions():
     """Regenerate with `python -m flows.docs` when a flow changes."""
     assert DOC_PATH.read_text() == render_catalog()
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "auth.py").write_text(
-        "import hashlib\n\n\ndef check(pw, stored):\n    return hashlib.md5(pw).hexdigest() == stored\n"
-    )
-    (tmp_path.parent / "outside.py").write_text("secret = 1\n")
-    return tmp_path
-
-
-def test_a_real_citation_with_its_quote_is_verified(repo: Path):
-    """path:line inside the target, line present, quoted text found there."""
-    [check] = citations.check_all("- **MD5** (codebase) `app/auth.py:5` — `hashlib.md5(pw)`", repo)
-    assert check.verified
-
-
-@pytest.mark.parametrize(
-    ("text", "status"),
-    [
-        ("`app/auth.py:99`", citations.CheckStatus.NO_SUCH_LINES),
-        ("`app/login.py:3`", citations.CheckStatus.NO_SUCH_FILE),
-        ("`app/auth.py:5` — `bcrypt.hashpw(pw)`", citations.CheckStatus.QUOTE_NOT_FOUND),
-        ("`../outside.py:1`", citations.CheckStatus.OUTSIDE_ROOT),
-        ("`app/auth.py:3-40`", citations.CheckStatus.NO_SUCH_LINES),
-    ],
-)
-def test_a_fabricated_citation_is_caught_and_labelled(repo: Path, text: str, status):
-    """The report never presents an unchecked or false citation as verified."""
-    [check] = citations.check_all(text, repo)
-    assert check.status == status
-    marked = citations.annotate(text, [check])
-    assert f"[unverified: {status.value}]" in marked
-    assert citations.MARK_VERIFIED not in marked
-
-
-def test_verified_citations_are_marked_in_place(repo: Path):
-    """Each citation gets its own mark, right after it."""
-    text = "a `app/auth.py:1` b `app/auth.py:50` c"
-    marked = citations.annotate(text, citations.check_all(text, repo))
-    assert marked == ("a `app/auth.py:1` ✓ b `app/auth.py:50` **[unverified: no such lines]** c")
-
-
-def test_the_verdict_is_read_from_the_validators_lines():
-    """Summary, Confidence and Reasons, tolerant of bold markers."""
-    verdict = parse_verdict(
-        "**Summary:** Two issues.\n**Confidence:** Medium.\nReasons: one broken"
-    )
-    assert verdict == Verdict(summary="Two issues.", confidence="medium", reasons="one broken")
-    assert parse_verdict("I think it is fine") is None
-
-
-@pytest.mark.parametrize(
-    ("facts", "expected", "why"),
-    [
-        (EvidenceFacts(verified=5), "high", ""),
-        (EvidenceFacts(verified=5, failed_agents=("security",)), "medium", "security"),
-        (EvidenceFacts(verified=5, single_source=1), "medium", "single-source"),
-        (EvidenceFacts(verified=6, broken=1), "medium", "1 of 7 citations"),
-        (EvidenceFacts(verified=1, broken=2), "low", "2 of 3 citations"),
-        (EvidenceFacts(verified=0), "low", "no verified codebase citation"),
-        (EvidenceFacts(verified=4, no_evidence=3), "medium", "without evidence"),
-    ],
-)
-def test_confidence_comes_from_the_evidence_and_the_model_can_only_lower_it(facts, expected, why):
-    """A model saying 'high' gets what the evidence allows, with the reason spelled out."""
-    claimed = Verdict(summary="s", confidence="high", reasons="model says so.")
-    result = final_confidence(claimed, facts)
-    assert result.confidence == expected
-    assert why in result.reasons
-    humble = final_confidence(Verdict(summary="s", confidence="low", reasons="r"), facts)
-    assert humble.confidence == "low"
-
-
-def test_a_missing_verdict_means_low_confidence():
-    """No gate output, no trust."""
-    assert final_confidence(None, EvidenceFacts(verified=9)).confidence == "low"
 
 
 def test_lenses_join_bands_from_their_smallest_one():

@@ -55,7 +55,8 @@ def test_finishing_the_specialists_readies_the_synthesizer_then_the_validator(ru
     assert finish_step(claimed["security"], "w1", succeeded=True, output="b")
     assert statuses(run)["synthesis"] == StepStatus.READY
     synth = claim_all("w1", run)["synthesis"]
-    finish_step(synth, "w1", succeeded=True, output="## Findings\n- x `app/views.py:6`")
+    findings = "## Findings\n- x `app/views.py:6`\n- y `app/views.py:5`\n- z `app/views.py:1`"
+    finish_step(synth, "w1", succeeded=True, output=findings)
     validation = claim_all("w1", run)["validation"]
     finish_step(
         validation,

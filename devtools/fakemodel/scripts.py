@@ -62,6 +62,9 @@ def reply_for(body: dict[str, Any]) -> ScriptedReply:
     """The deterministic answer to one chat request."""
     kind = marker(body, "Step kind") or "specialist"
     if kind == "synthesizer":
+        document = _draft_document(body)
+        if document is not None:
+            return _draft(_last_user_text(body), *document)
         return _synthesize(_last_user_text(body))
     if kind == "validator":
         return _validate(_last_user_text(body))
@@ -177,6 +180,18 @@ def _grep_hits(messages: list[dict[str, Any]]) -> list[Hit]:
 
 
 def _synthesize(user_text: str) -> ScriptedReply:
+    findings, agents = _merge(user_text)
+    parts = ["## Findings", ""]
+    parts += findings or ["No cited findings were reported."]
+    parts += ["", "## Agents", "", *(agents or ["No upstream agents."])]
+    return ScriptedReply(
+        reasoning="Merging the specialists' findings, keeping their citations. ",
+        content="\n".join(parts) + "\n",
+    )
+
+
+def _merge(user_text: str) -> tuple[list[str], list[str]]:
+    """Each cited finding once (the first line citing it), and the upstream agents' lines."""
     findings: dict[tuple[str, str], str] = {}  # (citation, quote) -> the first line citing it
     agents: list[str] = []
     for head, body in _sections(user_text):
@@ -189,13 +204,109 @@ def _synthesize(user_text: str) -> ScriptedReply:
             cited = _CITED.search(line)
             if cited:
                 findings.setdefault((cited["cite"], cited["quote"] or ""), _as_item(line))
-    parts = ["## Findings", ""]
-    parts += list(findings.values()) or ["No cited findings were reported."]
-    parts += ["", "## Agents", "", *(agents or ["No upstream agents."])]
+    return list(findings.values()), agents
+
+
+# --- drafts ----------------------------------------------------------------------------------
+
+# "Write the draft feature specification (## Problem, ## Behaviour, ...)" in a draft flow's
+# synthesizer prompt names the document and its sections.
+_DRAFT_PROMPT = re.compile(r"Write the draft (?P<name>[^(.]+?) \((?P<sections>##[^)]*)\)")
+_SCRIPTED_FINDING = re.compile(
+    r"^- \*\*(?P<title>[^*]+)\*\* \((?P<trust>[^)]*)\) `(?P<cite>[^`]+)`(?P<rest>.*)$"
+)
+MAX_PROPOSED = 3  # evidence beyond this goes to the Cut list: a draft proposes little
+ALWAYS_CUT = (
+    (
+        "A configuration switch for this change",
+        "no user asked for one and nothing depends on it",
+        "a second deployment needs different behaviour",
+    ),
+    (
+        "A cache in front of it",
+        "no measured signal says this path is slow",
+        "a profile showing this path above 10% of request time",
+    ),
+)
+
+
+def _draft_document(body: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """(document name, its sections) when the synthesizer is asked for a draft, else None."""
+    for message in body.get("messages") or []:
+        if message.get("role") == "system":
+            match = _DRAFT_PROMPT.search(_text(message))
+            if match:
+                sections = re.findall(r"## ([^,)]+)", match["sections"])
+                return match["name"].strip(), [s.strip() for s in sections]
+    return None
+
+
+def _draft(user_text: str, name: str, sections: list[str]) -> ScriptedReply:
+    """A draft document: cited proposals by section, a Cut list and open questions."""
+    findings, agents = _merge(user_text)
+    proposed, deferred = findings[:MAX_PROPOSED], findings[MAX_PROPOSED:]
+    parts = [
+        f"**Draft {name}**",
+        "",
+        "_A draft for review. Every proposed part cites its evidence; what has none waits in "
+        "the Cut list with the observation that would reopen it._",
+        "",
+    ]
+    focus = _focus(user_text)
+    if focus:
+        parts += [f"Focus: {focus}", ""]
+    own = [s for s in sections if "open question" not in s.lower()] or ["Proposal"]
+    for index, section in enumerate(own):
+        parts += [f"## {section}", ""]
+        items = [_proposal(line) for line in proposed[index :: len(own)]]
+        parts += items or ["_Nothing in the code bears on this part yet; see Open questions._"]
+        parts.append("")
+    parts += ["## Cut list (YAGNI)", ""]
+    parts += [_cut(line) for line in deferred]
+    parts += [
+        f"- **{title}**: cut, {why}. Reopen trigger: {when}." for title, why, when in ALWAYS_CUT
+    ]
+    parts += [
+        "",
+        "## Open questions",
+        "",
+        "- Which proposed part does the first user need first? Reopen trigger: a user asks "
+        "for one of them by name.",
+        "",
+        "## Agents",
+        "",
+        *(agents or ["No upstream agents."]),
+    ]
     return ScriptedReply(
-        reasoning="Merging the specialists' findings, keeping their citations. ",
+        reasoning=f"Drafting the {name} from the cited findings; the rest goes to the Cut list. ",
         content="\n".join(parts) + "\n",
     )
+
+
+def _proposal(line: str) -> str:
+    found = _SCRIPTED_FINDING.match(line)
+    if found is None:
+        return line
+    title = found["title"]
+    return f"- **Account for the {title[:1].lower()}{title[1:]}** ({found['trust']}) " + (
+        f"`{found['cite']}`{found['rest']}"
+    )
+
+
+def _cut(line: str) -> str:
+    found = _SCRIPTED_FINDING.match(line)
+    if found is None:
+        return f"{line} Cut for now; reopen trigger: the focus grows to cover it."
+    path = found["cite"].rsplit(":", 1)[0]
+    return (
+        f"- **{found['title']}** ({found['trust']}) `{found['cite']}`: cut, the focus does not "
+        f"need it now. Reopen trigger: a bug report or a failing test that touches {path}."
+    )
+
+
+def _focus(user_text: str) -> str:
+    match = re.search(r"^Focus:[ \t]*(.*)$", user_text, re.M)
+    return match[1].strip() if match else ""
 
 
 def _sections(text: str) -> list[tuple[str, list[str]]]:

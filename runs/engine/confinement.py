@@ -21,6 +21,18 @@ class Refused(Exception):
     """A path or file the agent may not see; the message is safe to show the model."""
 
 
+class OutsideTarget(Refused):
+    """The path leaves the target (absolute, `..`, or a link out of it)."""
+
+
+class SecretFile(Refused):
+    """A secret by name or by content: never shown, never checked."""
+
+
+class NoSuchFile(Refused):
+    """Nothing at that path."""
+
+
 class Confinement:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve(strict=True)
@@ -33,10 +45,12 @@ class Confinement:
             raise Refused("path contains a NUL byte")
         text = raw.strip() or "."
         if text.startswith(("/", "~", "\\")) or (len(text) > 1 and text[1] == ":"):
-            raise Refused(f"{raw!r}: absolute paths are refused; use a path relative to the target")
+            raise OutsideTarget(
+                f"{raw!r}: absolute paths are refused; use a path relative to the target"
+            )
         real = (self.root / text).resolve()
         if real != self.root and not real.is_relative_to(self.root):
-            raise Refused(f"{raw!r} is outside the target")
+            raise OutsideTarget(f"{raw!r} is outside the target")
         return real
 
     def relative(self, real: Path) -> str:
@@ -47,11 +61,11 @@ class Confinement:
         """Refuse secrets, special files and anything not a regular file."""
         rel = self.relative(real)
         if is_secret_name(rel):
-            raise Refused(f"{rel}: secret file, not shown")
+            raise SecretFile(f"{rel}: secret file, not shown")
         try:
             info = os.stat(real)
         except OSError:
-            raise Refused(f"{rel}: no such file") from None
+            raise NoSuchFile(f"{rel}: no such file") from None
         if stat.S_ISDIR(info.st_mode):
             raise Refused(f"{rel} is a directory; use list_dir")
         if not stat.S_ISREG(info.st_mode):
@@ -70,7 +84,7 @@ class Confinement:
                 raise Refused(f"{rel}: not a regular file, refused")
             data = handle.read(limit)
         if PRIVATE_KEY_MARK in data:
-            raise Refused(f"{rel}: contains a private key, not shown")
+            raise SecretFile(f"{rel}: contains a private key, not shown")
         if b"\x00" in data[:BINARY_SNIFF]:
             raise Refused(f"{rel}: binary file, refused")
         return data

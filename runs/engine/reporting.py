@@ -3,27 +3,83 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import PurePosixPath
 from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
 
-from flows.citations import annotate, check_all
+from flows.citations import CheckStatus, CitationCheck, annotate, check_all
+from flows.findings import read_findings
 from flows.models import StepKind
 from flows.report import (
+    CONFIDENCE_EXPLAINED,
     AgentLine,
     EvidenceFacts,
     MethodFacts,
     Verdict,
+    citations_by_finding,
     final_confidence,
-    parse_findings,
+    neutralise,
     parse_verdict,
     render_method,
     render_report,
 )
+from runs.engine.confinement import Confinement, NoSuchFile, OutsideTarget, Refused, SecretFile
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
+
+MAX_CITED_FILE_BYTES = 4_000_000
+
+
+class ConfinedLines:
+    """The citation checker's reader: the tools' confinement and secret rules, nothing else.
+
+    A cited absolute path inside the target is read as the relative path it names; the target
+    must still be the directory the run was launched on (a swapped or moved target fails every
+    citation, it is never read through).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        try:
+            self.confinement: Confinement | None = Confinement(target)
+        except (OSError, RuntimeError, ValueError):
+            self.confinement = None
+        if self.confinement is not None and str(self.confinement.root) != target:
+            self.confinement = None  # the launch recorded the real path; it no longer is
+
+    def __call__(self, cited_path: str, /) -> Sequence[str] | CheckStatus:
+        if self.confinement is None:
+            return CheckStatus.TARGET_UNAVAILABLE
+        relative = self._relative(cited_path)
+        if relative is None:
+            return CheckStatus.OUTSIDE_ROOT
+        try:
+            real = self.confinement.resolve(relative)
+            data = self.confinement.read_bytes(real, MAX_CITED_FILE_BYTES + 1)
+        except SecretFile:
+            return CheckStatus.SECRET
+        except NoSuchFile:
+            return CheckStatus.NO_SUCH_FILE
+        except OutsideTarget:
+            return CheckStatus.OUTSIDE_ROOT
+        except (Refused, OSError, RuntimeError, ValueError):
+            # directories, FIFOs, binary files, symlink loops, names too long
+            return CheckStatus.UNREADABLE
+        if len(data) > MAX_CITED_FILE_BYTES:
+            return CheckStatus.UNREADABLE
+        return data.decode("utf-8", errors="replace").splitlines()
+
+    def _relative(self, cited: str) -> str | None:
+        """The cited path relative to the target, or None when it names a place outside."""
+        if cited.startswith("~"):
+            return None
+        if not cited.startswith("/"):
+            return cited
+        path, base = PurePosixPath(cited), PurePosixPath(self.target)
+        return str(path.relative_to(base)) if path.is_relative_to(base) else None
+
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +135,23 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     synthesis = by_kind.get(StepKind.SYNTHESIZER)
     validation = by_kind.get(StepKind.VALIDATOR)
     failed = [s.key for s in steps if s.status in (StepStatus.FAILED, StepStatus.SKIPPED)]
-    method = method_facts(run, steps)
+    reader = ConfinedLines(run.target)
+    method = method_facts(run, steps, reader)
     body = synthesis.output if synthesis and synthesis.status == StepStatus.SUCCEEDED else ""
-    checks = check_all(body, Path(run.target))
-    verified = sum(c.verified for c in checks)
-    facts = EvidenceFacts.from_report(
-        body, verified=verified, broken=len(checks) - verified, failed=failed
+    checks = check_all(body, reader)
+    specialists = [s for s in steps if s.kind == StepKind.SPECIALIST]
+    facts = EvidenceFacts.assess(
+        body, checks, failed=failed, agents=len(specialists) + len(by_kind)
     )
-    body = annotate(body, checks)
+    findings = _findings_data(body, checks)
+    body = neutralise(annotate(body, checks))
 
     if run.status == RunStatus.CANCELLED:
         verdict = Verdict(
             summary="The run was cancelled before it finished; this report is partial.",
             confidence="low",
             reasons="cancelled",
+            evidence=(facts.basis(),),
         )
     elif validation is not None and validation.status == StepStatus.SUCCEEDED:
         verdict = final_confidence(parse_verdict(validation.output), facts)
@@ -102,6 +161,7 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
             summary="The run failed: " + _failure_sentence(steps),
             confidence="low",
             reasons="; ".join(f"{s.key}: {s.error or s.status}" for s in steps if s.key in failed),
+            evidence=(facts.basis(),),
         )
         run.status = RunStatus.FAILED
         run.error = _failure_sentence(steps)
@@ -113,14 +173,15 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "summary": verdict.summary,
         "confidence": verdict.confidence,
         "reasons": verdict.reasons,
+        "confidence_basis": list(verdict.evidence),
+        "confidence_explained": CONFIDENCE_EXPLAINED,
         "body": body,
         "failed_agents": failed,
-        "findings": [asdict(finding) for finding in parse_findings(body)],
-        "citations": [
-            {"citation": c.citation.label, "quote": c.citation.quote, "status": c.status.value}
-            for c in checks
-        ],
+        "findings": findings,
+        "citations": [_citation_data(c) for c in checks],
         "evidence": {
+            "findings": facts.findings,
+            "backed": facts.backed,
             "verified": facts.verified,
             "broken": facts.broken,
             "single_source": facts.single_source,
@@ -132,9 +193,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     run.tokens_out = sum(s.tokens_out for s in steps)
 
 
-def method_facts(run: FlowRun, steps: list[FlowStep]) -> MethodFacts:
-    root = Path(run.target)
-    checked = {s.key: check_all(s.output, root) for s in steps}
+def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> MethodFacts:
+    checked = {s.key: check_all(s.output, reader) for s in steps}
     return MethodFacts(
         flow=run.flow,
         band=run.band,
@@ -157,6 +217,36 @@ def method_facts(run: FlowRun, steps: list[FlowStep]) -> MethodFacts:
             for s in steps
         ],
     )
+
+
+def _findings_data(body: str, checks: list[CitationCheck]) -> list[dict[str, object]]:
+    read = read_findings(body, [c.citation.start_offset for c in checks])
+    owned = citations_by_finding(read, checks)
+    return [
+        {
+            "claim": f.claim,
+            "trust": f.trust,
+            "severity": f.severity,
+            "single_source": f.single_source,
+            "text": f.text,
+            "citations": [_citation_data(c) for c in owned.get(f.start, [])],
+            "backed": bool(owned.get(f.start)) and all(c.verified for c in owned[f.start]),
+        }
+        for f in read.findings
+    ]
+
+
+def _citation_data(item: CitationCheck) -> dict[str, object]:
+    c = item.citation
+    return {
+        "citation": c.label,
+        "path": c.path,
+        "start": c.start,
+        "end": c.end,
+        "quote": c.quote,
+        "form": c.form,
+        "status": item.status.value,
+    }
 
 
 def _failure_sentence(steps: list[FlowStep]) -> str:

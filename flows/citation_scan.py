@@ -1,0 +1,556 @@
+"""Finding citation-like strings in a model's Markdown, in the forms models actually write.
+
+A citation-like string is a path-like token (see `flows.citation_tokens`) with lines attached
+(`app.py:12`, `app.py:12-20` with any dash, `app.py#L12-L20`, `app.py:L12`, `app.py:12:5`,
+`app.py:12,15`), or next to a line phrase (`app.py` line 12, `app.py` (lines 12-20), lines
+12-20 of `app.py`, L12 in app.py, `app.py` L12, `app.py`:12, File "app.py", line 12), or
+"line 12" later in a sentence that names one path, or "Line 12:" / "L12:" opening an item
+under a heading that names a file, or a table row with a File and a Line column. Times
+(10:30), ratios (3:1), versions (python:3.12), hosts (localhost:8000) and URLs are not.
+
+The text is hostile, so the scan is linear: it is cut into lines and tokens by simple
+character-class runs (nothing can backtrack across the text), and each token and its few
+neighbours are read by small anchored patterns.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from flows.citation_tokens import (
+    NUMBER,
+    Token,
+    is_path_like,
+    line_range,
+    parse_cite,
+    read_token,
+)
+
+MAX_SCAN_CHARS = 200_000  # a longer text is checked up to here and says so
+LOOKBACK_TOKENS = 15  # how far "line 12" looks back for the path its sentence names
+
+# Tokens: runs of characters that are not whitespace, Markdown punctuation or control bytes.
+_TOKEN = re.compile(r"[^\s`*()\[\]{}<>|,;\"'\x00-\x1f\x7f]+")
+# An en or em dash inside a token separates words unless a line number follows it.
+_DASH_PIECE = re.compile(r"(?:[^\u2013\u2014]|[\u2013\u2014](?=L?\d))+")
+_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
+_ITEM_START = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_`]*")
+_FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
+_BACKTICKS = re.compile(r"`+")
+# [label](target) on one line; label and target cannot nest, so each character is looked at
+# a bounded number of times.
+_LINK = re.compile(r"\[[^\[\]\n]{0,300}\]\([^()\s]{1,1000}(?:\s+\"[^\"\n]{0,200}\")?\)")
+_SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
+_QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
+_SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
+# | --- | :---: |, written so that no two parts can match the same spaces (no backtracking)
+_TABLE_SEPARATOR = re.compile(
+    r"[ \t]*(?:\|[ \t]*)?:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*(?:\|[ \t]*)?"
+)
+
+LIST_WORDS = frozenset({"and", "&"})
+BEFORE_LINE = frozenset({"at", "on", "near", "around", "in", "from"})
+BEFORE_PATH = frozenset({"of", "in", "from"})
+FILLER = frozenset({"the", "file", "module", "script"})
+FILE_HEADERS = frozenset({"file", "path", "file path", "filepath", "location", "where", "source"})
+LINE_HEADERS = frozenset({"line", "lines", "line(s)", "ln", "line no.", "line number", "line no"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Citation:
+    """One citation-like string: the cited path as written and the lines it names."""
+
+    path: str  # as written (a file:// prefix dropped), e.g. "./app/auth.py" or "/abs/x.py"
+    start: int
+    end: int
+    quote: str | None
+    form: str  # how it was written (colon, anchor, line-of, table, ...): for statistics
+    start_offset: int  # where the citation-like string begins in the text
+    end_offset: int  # where its mark goes: after it, its code span, link or emphasis
+    in_code_block: bool = False  # then the mark goes in a note after the block
+    close_fence: str = ""  # for a block left open: the fence that closes it before the note
+
+    @property
+    def label(self) -> str:
+        lines = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
+        return f"{self.path}:{lines}"
+
+
+@dataclass(kw_only=True)
+class _Line:
+    start: int
+    end: int
+    spans: list[tuple[int, int, int, int]] = field(default_factory=list)  # code spans
+    links: list[tuple[int, int]] = field(default_factory=list)
+
+
+def scan(text: str) -> list[Citation]:
+    """Every citation-like string in the text (up to MAX_SCAN_CHARS), in text order."""
+    scanner = _Scanner(text[:MAX_SCAN_CHARS])
+    return sorted(scanner.run(), key=lambda c: (c.start_offset, c.end_offset))
+
+
+class _Scanner:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.found: list[Citation] = []
+        self.block: list[Citation] = []  # citations of the fenced block being read
+        # The file a heading (### `app.py`) or a label line (**app.py**:) names: a bare
+        # "Line 12:" under it cites that file.
+        self.context: str | None = None
+
+    def run(self) -> list[Citation]:
+        fence = ""
+        table: tuple[int | None, int | None] | None = None  # (file column, line column)
+        previous: _Line | None = None
+        for line in self._lines():
+            raw = self.text[line.start : line.end]
+            opened = _FENCE.match(raw)
+            if fence:
+                if opened and _closes(opened["fence"], fence) and raw.strip() == opened["fence"]:
+                    self._close_block(line.end, "")
+                    fence = ""
+                    continue
+                self._block_line(line)
+                continue
+            if opened and (opened["fence"][0] == "~" or "`" not in raw[opened.end() :]):
+                fence = opened["fence"]
+                continue
+            self._prepare(line)
+            tokens = list(self._tokens(line))
+            self._update_context(raw, tokens)
+            table = self._table_state(table, previous, line, raw)
+            self._prose(line, tokens, table)
+            previous = line
+        if fence:
+            self._close_block(len(self.text), "\n" + fence)
+        return self.found
+
+    # --- structure ---------------------------------------------------------------------------
+
+    def _lines(self) -> Iterator[_Line]:
+        start = 0
+        size = len(self.text)
+        while start <= size:
+            end = self.text.find("\n", start)
+            if end == -1:
+                end = size
+            yield _Line(start=start, end=end)
+            start = end + 1
+
+    def _prepare(self, line: _Line) -> None:
+        """The line's code spans (CommonMark pairing of equal backtick runs) and links."""
+        runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(self.text, line.start, line.end)]
+        following: dict[int, int] = {}
+        next_same: list[int | None] = [None] * len(runs)
+        for index in range(len(runs) - 1, -1, -1):
+            length = runs[index][1] - runs[index][0]
+            next_same[index] = following.get(length)
+            following[length] = index
+        index = 0
+        while index < len(runs):
+            close = next_same[index]
+            if close is None:
+                index += 1
+                continue
+            line.spans.append((runs[index][0], runs[index][1], runs[close][0], runs[close][1]))
+            index = close + 1
+        line.links = [(m.start(), m.end()) for m in _LINK.finditer(self.text, line.start, line.end)]
+
+    def _tokens(self, line: _Line) -> Iterator[Token]:
+        for match in _TOKEN.finditer(self.text, line.start, line.end):
+            word = match.group()
+            if "\u2013" in word or "\u2014" in word:
+                for piece in _DASH_PIECE.finditer(word):
+                    yield read_token(piece.group(), match.start() + piece.start())
+            else:
+                yield read_token(word, match.start())
+
+    def _update_context(self, raw: str, tokens: list[Token]) -> None:
+        heading = _HEADING.match(raw) is not None
+        words = [t for t in tokens if t.text.strip("#")]
+        alone = len(words) == 1 and words[0].kind == "path"
+        label = alone and not raw.lstrip().startswith(("-", "+", "* ", "|"))
+        if heading or label:
+            self.context = words[0].text if alone else None
+
+    # --- the forms ---------------------------------------------------------------------------
+
+    def _prose(
+        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None] | None
+    ) -> None:
+        for index, token in enumerate(tokens):
+            if token.kind == "cite" and token.cite:
+                path, first, last = token.cite
+                form = "anchor" if "#L" in token.text else "colon"
+                self._emit(line, path, first, last, form, token.start, token.end)
+                token.used = True
+                self._more_lines(line, tokens, index, path)
+        if table is not None:
+            self._table_row(line, tokens, table)
+        breaks = [m.start() for m in _SENTENCE_BREAK.finditer(self.text, line.start, line.end)]
+        for index, token in enumerate(tokens):
+            if token.used:
+                continue
+            if token.kind == "path":
+                self._after_path(line, tokens, index)
+            elif token.kind == "line":
+                self._line_phrase(line, tokens, index, breaks)
+            elif token.kind == "lnum":
+                self._l_in_path(line, tokens, index)
+
+    def _more_lines(self, line: _Line, tokens: list[Token], index: int, path: str) -> None:
+        """app.py:15,21: the numbers after a comma cite more lines of the same file."""
+        while index + 1 < len(tokens) and tokens[index + 1].kind == "num":
+            if self._between(tokens, index) not in (",", ", "):
+                return
+            index += 1
+            first, last = line_range(tokens[index])
+            tokens[index].used = True
+            self._emit(
+                line, path, first, last, "colon-list", tokens[index].start, tokens[index].end
+            )
+
+    def _after_path(self, line: _Line, tokens: list[Token], index: int) -> None:
+        """`path`:12, `path` line 12, `path` (lines 12-20), File "path", line 12, path L12."""
+        path = tokens[index]
+        nxt = self._next(tokens, index)
+        if nxt is None:
+            return
+        if nxt.kind == "colon" and nxt.cite and self.text[path.end : nxt.start].strip("`*_") == "":
+            _, first, last = nxt.cite
+            nxt.used = path.used = True
+            self._emit(line, path.text, first, last, "path-colon", path.start, nxt.end)
+            return
+        if nxt.kind == "lnum" and not nxt.used:
+            first, last = line_range(nxt)
+            nxt.used = path.used = True
+            self._emit(line, path.text, first, last, "path-L", path.start, nxt.end)
+            return
+        probe = index + 1
+        if nxt.text.lower() in BEFORE_LINE:
+            probe += 1
+        word = tokens[probe] if probe < len(tokens) else None
+        if word is None or word.kind != "line" or not self._adjacent(tokens, index, probe):
+            return
+        ranges, after = self._numbers(tokens, probe + 1)
+        if not ranges:
+            return
+        for token in tokens[index:after]:
+            token.used = True
+        for first, last in ranges:
+            self._emit(line, path.text, first, last, "path-line", path.start, tokens[after - 1].end)
+
+    def _line_phrase(self, line: _Line, tokens: list[Token], index: int, breaks: list[int]) -> None:
+        """lines 12-20 of `path`, line 12 in path; else "line 12" after a path in the sentence."""
+        ranges, after = self._numbers(tokens, index + 1)
+        if not ranges:
+            return
+        probe = after
+        if probe < len(tokens) and tokens[probe].text.lower() in BEFORE_PATH:
+            probe += 1
+            while probe < len(tokens) and tokens[probe].text.lower() in FILLER:
+                probe += 1
+            if probe < len(tokens) and tokens[probe].kind == "path":
+                target = tokens[probe]
+                if self._adjacent(tokens, after - 1, probe):
+                    for token in tokens[index : probe + 1]:
+                        token.used = True
+                    for first, last in ranges:
+                        self._emit(
+                            line, target.text, first, last, "line-of", tokens[index].start,
+                            target.end,
+                        )  # fmt: skip
+                    return
+        # "In `app/views.py`, the call at line 6 ..."
+        for back in range(index - 1, max(-1, index - 1 - LOOKBACK_TOKENS), -1):
+            candidate = tokens[back]
+            if candidate.kind == "cite":
+                return  # a nearer citation names its own lines; do not guess
+            if candidate.kind != "path":
+                continue
+            lo = bisect.bisect_left(breaks, candidate.end)
+            if lo < len(breaks) and breaks[lo] < tokens[index].start:
+                return  # the path is in an earlier sentence
+            self._cite_phrase(line, tokens, index, after, candidate.text, ranges)
+            return
+        if self.context is not None:
+            self._cite_phrase(line, tokens, index, after, self.context, ranges)
+
+    def _cite_phrase(
+        self,
+        line: _Line,
+        tokens: list[Token],
+        index: int,
+        after: int,
+        path: str,
+        ranges: list[tuple[int, int]],
+    ) -> None:
+        """Cite `path` at each range of the "line 12" phrase tokens[index:after]."""
+        for token in tokens[index:after]:
+            token.used = True
+        start, end = tokens[index].start, tokens[after - 1].end
+        for first, last in ranges:
+            self._emit(line, path, first, last, "line-in-sentence", start, end)
+
+    def _l_in_path(self, line: _Line, tokens: list[Token], index: int) -> None:
+        """L12 in path, L12-L20 of `path`; a list item opening with L12 under a file heading."""
+        probe = index + 1
+        if probe >= len(tokens) or tokens[probe].text.lower() not in BEFORE_PATH:
+            at_start = _ITEM_START.fullmatch(self.text, line.start, tokens[index].start)
+            if at_start and self.context is not None:
+                first, last = line_range(tokens[index])
+                tokens[index].used = True
+                self._emit(line, self.context, first, last, "L-under-heading", tokens[0].start,
+                           tokens[0].end)  # fmt: skip
+            return
+        probe += 1
+        while probe < len(tokens) and tokens[probe].text.lower() in FILLER:
+            probe += 1
+        if probe >= len(tokens) or tokens[probe].kind != "path":
+            return
+        if not self._adjacent(tokens, index, probe):
+            return
+        target = tokens[probe]
+        first, last = line_range(tokens[index])
+        for token in tokens[index : probe + 1]:
+            token.used = True
+        self._emit(line, target.text, first, last, "L-in", tokens[index].start, target.end)
+
+    def _numbers(self, tokens: list[Token], index: int) -> tuple[list[tuple[int, int]], int]:
+        """`12`, `12-20`, `12 to 20`, `12, 15 and 20` from tokens[index:]: (ranges, next index)."""
+        ranges: list[tuple[int, int]] = []
+        while (
+            index < len(tokens)
+            and tokens[index].kind == "num"
+            and not tokens[index].used
+            and self._adjacent(tokens, index - 1, index)
+        ):
+            first, last = line_range(tokens[index])
+            index += 1
+            if (
+                index + 1 < len(tokens)
+                and tokens[index].kind == "range"
+                and tokens[index + 1].kind == "num"
+                and NUMBER.fullmatch(tokens[index + 1].text)
+                and self._adjacent(tokens, index - 1, index + 1)
+            ):
+                last = line_range(tokens[index + 1])[1]
+                index += 2
+            ranges.append((first, max(first, last)))
+            if index < len(tokens) and tokens[index].text.lower() in LIST_WORDS:
+                index += 1  # "12 and 20": the next number joins the list
+                continue
+            if (
+                index >= len(tokens)
+                or "," not in self.text[tokens[index - 1].end : tokens[index].start]
+            ):
+                break
+        if ranges and tokens[index - 1].kind != "num":
+            index -= 1  # a trailing "and" that no number followed belongs to the sentence
+        return ranges, index
+
+    def _between(self, tokens: list[Token], index: int) -> str:
+        return self.text[tokens[index].end : tokens[index + 1].start]
+
+    def _next(self, tokens: list[Token], index: int) -> Token | None:
+        if index + 1 < len(tokens) and self._adjacent(tokens, index, index + 1):
+            return tokens[index + 1]
+        return None
+
+    def _adjacent(self, tokens: list[Token], left: int, right: int) -> bool:
+        """Only spaces and Markdown punctuation between tokens[left] and tokens[right]."""
+        return all(
+            _SMALL_GAP.fullmatch(self.text, tokens[index].end, tokens[index + 1].start)
+            for index in range(left, right)
+        )
+
+    # --- tables ------------------------------------------------------------------------------
+
+    def _table_state(
+        self,
+        table: tuple[int | None, int | None] | None,
+        previous: _Line | None,
+        line: _Line,
+        raw: str,
+    ) -> tuple[int | None, int | None] | None:
+        """Inside a table with File and Line columns: their indexes; else None."""
+        if "|" not in raw:
+            return None
+        if previous is not None and _TABLE_SEPARATOR.fullmatch(raw):
+            headers = [c.strip(" *`").lower() for c in _cells(self.text, previous)]
+            files = [i for i, h in enumerate(headers) if h in FILE_HEADERS]
+            lines = [i for i, h in enumerate(headers) if h in LINE_HEADERS]
+            if files and lines:
+                return files[0], lines[0]
+            return None
+        return table
+
+    def _table_row(
+        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None]
+    ) -> None:
+        """| `app.py` | 12-20 | ... |: a file cell and a line cell make one citation."""
+        file_column, line_column = table
+        bounds = _cell_bounds(self.text, line)
+        if file_column is None or line_column is None:
+            return
+        if len(bounds) <= max(file_column, line_column):
+            return
+        in_file = [t for t in tokens if _within(t, bounds[file_column])]
+        in_line = [t for t in tokens if _within(t, bounds[line_column])]
+        paths = [t for t in in_file if t.kind == "path" and not t.used]
+        numbers = [t for t in in_line if t.kind in ("num", "lnum") and not t.used]
+        if len(paths) != 1 or not numbers:
+            return
+        first, last = line_range(numbers[0])
+        paths[0].used = numbers[0].used = True
+        start = min(paths[0].start, numbers[0].start)
+        end = max(paths[0].end, numbers[0].end)
+        self._emit(line, paths[0].text, first, last, "table", start, end)
+
+    # --- code blocks and marks ---------------------------------------------------------------
+
+    def _block_line(self, line: _Line) -> None:
+        """Inside a fenced block only self-contained citations and tracebacks count."""
+        tokens = list(self._tokens(line))
+        for index, token in enumerate(tokens):
+            if token.kind == "cite" and token.cite:
+                path, first, last = token.cite
+                self.block.append(self._citation(path, first, last, "code-block", token.start))
+            elif token.kind == "path" and index + 2 < len(tokens):
+                word, number = tokens[index + 1], tokens[index + 2]
+                if (
+                    word.kind == "line"
+                    and number.kind == "num"
+                    and self._adjacent(tokens, index, index + 2)
+                ):
+                    first, last = line_range(number)
+                    self.block.append(
+                        self._citation(token.text, first, last, "code-block", token.start)
+                    )
+
+    def _close_block(self, offset: int, close_fence: str) -> None:
+        for item in self.block:
+            self.found.append(
+                Citation(
+                    path=item.path,
+                    start=item.start,
+                    end=item.end,
+                    quote=None,
+                    form=item.form,
+                    start_offset=item.start_offset,
+                    end_offset=offset,
+                    in_code_block=True,
+                    close_fence=close_fence,
+                )
+            )
+        self.block = []
+
+    def _citation(self, path: str, first: int, last: int, form: str, start: int) -> Citation:
+        return Citation(
+            path=path.removeprefix("file://"),
+            start=first,
+            end=max(first, last),
+            quote=None,
+            form=form,
+            start_offset=start,
+            end_offset=start,
+        )
+
+    def _emit(
+        self, line: _Line, path: str, first: int, last: int, form: str, start: int, end: int
+    ) -> None:
+        phrase = self.text[start:end]
+        if phrase.count("(") > phrase.count(")") and self.text[end : end + 1] == ")":
+            end += 1  # `app.py` (line 12): the mark goes after the parenthesis
+        mark = self._mark_position(line, start, end)
+        if self.found and self.found[-1].end_offset == mark:
+            same = self.found[-1]
+            if (same.path, same.start, same.end) == (path.removeprefix("file://"), first, last):
+                return  # [app.py:12](app.py#L12): one citation, written twice
+        quote = self._quote(line, mark)
+        self.found.append(
+            Citation(
+                path=path.removeprefix("file://"),
+                start=first,
+                end=max(first, last),
+                quote=quote,
+                form=form,
+                start_offset=start,
+                end_offset=mark,
+            )
+        )
+
+    def _mark_position(self, line: _Line, start: int, end: int) -> int:
+        """After the citation, its code span, its link and closing emphasis."""
+        position = end
+        for offset in (start, end):
+            span = _enclosing(line.spans, offset)
+            if span is not None and span[1] <= offset <= span[2]:
+                position = max(position, span[3])
+        link = _enclosing(line.links, start)
+        if link is not None and start < link[1]:
+            position = max(position, link[1])
+        skipped = 0
+        while position < line.end and self.text[position] in "*_" and skipped < 3:
+            position += 1
+            skipped += 1
+        return position
+
+    def _quote(self, line: _Line, mark: int) -> str | None:
+        """A code span right after the citation is the text it claims is at those lines."""
+        index = bisect.bisect_left(line.spans, (mark, 0, 0, 0))
+        if index >= len(line.spans):
+            return None
+        open_start, content_start, content_end, _ = line.spans[index]
+        if not _QUOTE_GAP.fullmatch(self.text, mark, open_start):
+            return None
+        content = self.text[content_start:content_end].strip()
+        if len(content) < 3 or parse_cite(content) or is_path_like(content):
+            return None
+        return content
+
+
+def _closes(candidate: str, fence: str) -> bool:
+    return candidate[0] == fence[0] and len(candidate) >= len(fence)
+
+
+def _cells(text: str, line: _Line) -> list[str]:
+    return [text[a:b] for a, b in _cell_bounds(text, line)]
+
+
+def _cell_bounds(text: str, line: _Line) -> list[tuple[int, int]]:
+    """The [start, end) of each table cell of a `| a | b |` line (escaped pipes kept)."""
+    bounds = []
+    start = line.start
+    while start < line.end and text[start] in " \t":
+        start += 1
+    if start < line.end and text[start] == "|":
+        start += 1
+    position = start
+    while True:
+        bar = text.find("|", position, line.end)
+        if bar > 0 and text[bar - 1] == "\\":
+            position = bar + 1
+            continue
+        if bar == -1:
+            if text[start : line.end].strip():
+                bounds.append((start, line.end))
+            return bounds
+        bounds.append((start, bar))
+        start = position = bar + 1
+
+
+def _enclosing(
+    items: list[tuple[int, int]] | list[tuple[int, int, int, int]], offset: int
+) -> tuple[int, ...] | None:
+    """The last of the sorted, non-overlapping items that starts at or before offset."""
+    index = bisect.bisect_right(items, (offset, float("inf"))) - 1
+    return items[index] if index >= 0 else None
+
+
+def _within(token: Token, bounds: tuple[int, int]) -> bool:
+    return bounds[0] <= token.start and token.end <= bounds[1]

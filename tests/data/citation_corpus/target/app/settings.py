@@ -1,0 +1,4 @@
+DEBUG = True
+ALLOWED_HOSTS = ["*"]
+SESSION_COOKIE_SECURE = False
+DATABASE = "shop.db"

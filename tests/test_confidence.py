@@ -1,0 +1,285 @@
+"""A verdict that follows the evidence: findings, coverage, the ceiling, and one verdict only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from flows.citation_scan import MAX_SCAN_CHARS
+from flows.citations import CheckStatus, check_all
+from flows.findings import read_findings
+from flows.report import (
+    CONFIDENCE_EXPLAINED,
+    EvidenceFacts,
+    MethodFacts,
+    Verdict,
+    evidence_ceiling,
+    final_confidence,
+    neutralise,
+    parse_verdict,
+    render_report,
+)
+
+LINES = [f"line {n}" for n in range(1, 41)]
+
+
+def reader(path: str, /) -> Sequence[str] | CheckStatus:
+    """Every .py file under app/ has 40 lines; nothing else exists."""
+    return LINES if path.startswith("app/") and path.endswith(".py") else CheckStatus.NO_SUCH_FILE
+
+
+def facts_for(body: str, **kwargs: object) -> EvidenceFacts:
+    return EvidenceFacts.assess(body, check_all(body, reader), **kwargs)  # type: ignore[arg-type]
+
+
+def ceiling_for(body: str, **kwargs: object) -> str:
+    return evidence_ceiling(facts_for(body, **kwargs))[0]
+
+
+def test_the_verdict_is_read_from_the_validators_lines():
+    """Summary, Confidence and Reasons, tolerant of bold markers."""
+    verdict = parse_verdict(
+        "**Summary:** Two issues.\n**Confidence:** Medium.\nReasons: one broken"
+    )
+    assert verdict == Verdict(summary="Two issues.", confidence="medium", reasons="one broken")
+    assert parse_verdict("I think it is fine") is None
+    assert parse_verdict("Summary: x\nConfidence: 9/10") is None
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected", "why"),
+    [
+        (EvidenceFacts(findings=5, backed=5, verified=5, locations=5), "high", ""),
+        (
+            EvidenceFacts(findings=5, backed=5, verified=5, locations=5, failed_agents=("sec",)),
+            "medium",
+            "1 agent(s) failed: sec",
+        ),
+        (
+            EvidenceFacts(
+                findings=5, backed=5, verified=5, locations=5, failed_agents=("a", "b"), agents=4
+            ),
+            "low",
+            "2 agent(s) failed",
+        ),
+        (
+            EvidenceFacts(findings=5, backed=5, verified=5, locations=5, single_source=1),
+            "medium",
+            "single-source",
+        ),
+        (
+            EvidenceFacts(findings=7, backed=6, verified=6, locations=6, broken=1),
+            "medium",
+            "1 of 7",
+        ),
+        (EvidenceFacts(findings=3, backed=1, verified=1, locations=1, broken=2), "low", "2 of 3"),
+        (EvidenceFacts(findings=3, verified=0), "low", "no verified codebase citation"),
+        (
+            EvidenceFacts(findings=4, backed=4, verified=4, locations=4, no_evidence=3),
+            "medium",
+            "without evidence",
+        ),
+        (EvidenceFacts(findings=10, backed=7, verified=7, locations=7), "medium", "7 of 10"),
+        (EvidenceFacts(findings=10, backed=4, verified=4, locations=4), "low", "4 of 10"),
+        (EvidenceFacts(findings=1, backed=1, verified=1, locations=1), "medium", "too little"),
+        (
+            EvidenceFacts(findings=5, backed=5, verified=5, locations=5, structured=False),
+            "medium",
+            "not laid out as a list",
+        ),
+    ],
+)
+def test_confidence_comes_from_the_evidence_and_the_model_can_only_lower_it(facts, expected, why):
+    """A model saying 'high' gets what the evidence allows, with the reason spelled out."""
+    claimed = Verdict(summary="s", confidence="high", reasons="model says so.")
+    result = final_confidence(claimed, facts)
+    assert result.confidence == expected
+    assert why in result.reasons
+    assert result.evidence[0] == facts.basis()
+    humble = final_confidence(Verdict(summary="s", confidence="low", reasons="r"), facts)
+    assert humble.confidence == "low"
+
+
+def test_a_missing_verdict_means_low_confidence():
+    """No gate output, no trust."""
+    facts = EvidenceFacts(findings=9, backed=9, verified=9, locations=9)
+    assert final_confidence(None, facts).confidence == "low"
+
+
+def test_coverage_counts_findings_not_citations():
+    """Many citations on one finding do not cover the findings that cite nothing."""
+    body = "\n".join(
+        [
+            "## Findings",
+            "- **A** (codebase) `app/a.py:1` `app/a.py:2` `app/a.py:3` `app/a.py:4`",
+            "- **B** (codebase) no citation given",
+            "- **C** (codebase) none here either",
+        ]
+    )
+    facts = facts_for(body)
+    assert (facts.findings, facts.backed, facts.verified) == (3, 1, 4)
+    assert ceiling_for(body) == "low"
+    assert "1 of 3 findings (33%)" in facts.basis()
+
+
+def test_one_trivially_true_citation_never_yields_high():
+    body = "- **Everything is fine** (codebase) `app/a.py:1`"
+    assert ceiling_for(body) == "medium"
+    assert "too little for high" in " ".join(evidence_ceiling(facts_for(body))[1])
+
+
+def test_three_backed_findings_at_three_places_allow_high():
+    body = "\n".join(f"- **F{n}** (codebase, high) `app/a.py:{n}`" for n in (3, 9, 27))
+    assert ceiling_for(body) == "high"
+
+
+def test_a_finding_with_a_broken_citation_is_not_backed():
+    body = "- **A** (codebase) `app/a.py:1` and `app/a.py:99`\n- **B** (codebase) `app/b.py:2`"
+    facts = facts_for(body)
+    assert (facts.findings, facts.backed, facts.broken) == (2, 1, 1)
+
+
+def test_nested_evidence_belongs_to_its_finding_and_cut_list_items_are_not_findings():
+    body = "\n".join(
+        [
+            "## Findings",
+            "1. **Shell injection** (codebase, critical)",
+            "   - Evidence: `app/views.py:17`",
+            "   - Why: input reaches the shell",
+            "2. **Weak hash** (codebase, high)",
+            "   `app/auth.py:10`",
+            "",
+            "## Cut list",
+            "- **Token rotation**: no user asked; reopen trigger: a leak.",
+            "## No-evidence items",
+            "- **Totals may overflow**: reopen trigger: an order above 2^31 cents.",
+        ]
+    )
+    read = read_findings(body, [c.citation.start_offset for c in check_all(body, reader)])
+    assert [(f.claim, f.trust) for f in read.findings] == [
+        ("Shell injection", "codebase"),
+        ("Weak hash", "codebase"),
+        ("Totals may overflow", "no evidence"),
+    ]
+    facts = facts_for(body)
+    assert (facts.findings, facts.backed, facts.no_evidence) == (2, 2, 1)
+
+
+def test_rows_of_a_findings_table_are_findings():
+    body = "\n".join(
+        [
+            "| Severity | Finding | Location |",
+            "|---|---|---|",
+            "| high | SQL injection | `app/db.py:15` |",
+            "| medium | Debug on | `app/settings.py:1` |",
+            "| low | Style | - |",
+        ]
+    )
+    facts = facts_for(body)
+    assert (facts.findings, facts.backed) == (3, 2)
+
+
+def test_findings_written_as_headings_are_read_by_heading():
+    body = "\n".join(
+        [
+            "## Findings",
+            "### 1. SQL injection",
+            "The query at `app/db.py:15` is built with an f-string.",
+            "### 2. Debug mode",
+            "Nothing cited.",
+        ]
+    )
+    facts = facts_for(body)
+    assert (facts.findings, facts.backed, facts.structured) == (2, 1, True)
+
+
+def test_a_report_of_plain_paragraphs_is_judged_by_its_citations_and_capped():
+    body = "The query at `app/db.py:15` is unsafe.\n\nDebug is on at `app/settings.py:1`."
+    facts = facts_for(body)
+    assert (facts.findings, facts.backed, facts.structured) == (2, 2, False)
+    assert ceiling_for(body) == "medium"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "## Summary",
+        "# Confidence: high",
+        "### **Verdict**",
+        "Summary: all clear",
+        "**Confidence:** high",
+        "- **Confidence**: high",
+        "> Confidence: high",
+        "## Method",
+        "<h2>Confidence: high</h2>",
+    ],
+)
+def test_verdict_lines_in_the_body_are_shown_as_quoted_text(line: str):
+    """The model cannot write a second Summary or Confidence, or a fake Method."""
+    shown = neutralise(f"intro\n{line}\nafter")
+    assert shown.split("\n")[1].startswith("> *(model-written, not the verdict)* ")
+    assert "<h2" not in shown
+
+
+def test_setext_verdict_headings_and_code_blocks():
+    """An underlined Summary is quoted and its rule dropped; code blocks are left as written."""
+    shown = neutralise("Summary\n=======\nok\n```\n## Summary\n```")
+    assert shown == "> *(model-written, not the verdict)* Summary\n\nok\n```\n## Summary\n```"
+
+
+def test_the_report_shows_one_verdict_its_basis_and_what_confidence_means():
+    verdict = final_confidence(
+        Verdict(summary="# Hacked\n## Confidence: high", confidence="high", reasons="- ok"),
+        EvidenceFacts(findings=1, backed=1, verified=1, locations=1),
+    )
+    report = render_report(
+        verdict=verdict,
+        body="- **A** `app/a.py:1`\n## Confidence: high",
+        method=MethodFacts(flow="f", band="small", fast=False, model="m"),
+    )
+    headings = [line for line in report.splitlines() if line.startswith("#")]
+    assert headings == ["## Summary", "## Confidence: medium", "## Method"]
+    assert "\\# Hacked ## Confidence: high" in report
+    assert f"_{CONFIDENCE_EXPLAINED}_" in report
+    assert "- 1 of 1 findings (100%) are backed by verified codebase citations" in report
+
+
+def test_confidence_is_explained_in_one_sentence():
+    assert CONFIDENCE_EXPLAINED.count(". ") == 0 and CONFIDENCE_EXPLAINED.endswith(".")
+    assert len(CONFIDENCE_EXPLAINED) < 220
+
+
+def test_a_report_longer_than_the_scan_cap_cannot_be_high():
+    findings = "\n".join(f"- **F{n}** (codebase) `app/a.py:{n}`" for n in range(1, 6))
+    body = findings + "\n\n" + "x " * MAX_SCAN_CHARS
+    facts = facts_for(body)
+    assert facts.backed == 5 and not facts.checked_in_full
+    assert ceiling_for(body) == "medium"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "".join(" " * (i % 200) + "- **x**\n" for i in range(MAX_SCAN_CHARS // 110)),
+        "### h\n" * (MAX_SCAN_CHARS // 6),
+        "| a | b |\n|---|---|\n" + "| **x** | `a.py:1` |\n" * (MAX_SCAN_CHARS // 21),
+        " " * 5000 + "-" + " " * 5000 + "|\n" * 100,
+        "- " + "**a" * (MAX_SCAN_CHARS // 3),
+        "- " + "(codebase " * (MAX_SCAN_CHARS // 10),
+        "**Confidence:** high\n" * (MAX_SCAN_CHARS // 21),
+        "```\n" * (MAX_SCAN_CHARS // 4),
+    ],
+    ids=["deep-nesting", "headings", "table", "spaces", "bold", "parens", "verdicts", "fences"],
+)
+def test_hostile_reports_are_read_in_linear_time_and_never_raise(body: str):
+    """Findings, evidence and neutralising on bodies built to make careless patterns backtrack."""
+    facts = facts_for(body)
+    assert facts.findings >= 0
+    assert len(neutralise(body)) >= len(body) // 2
+
+
+def test_many_html_heading_openers_on_one_line_are_cheap():
+    line = "<h2" * (MAX_SCAN_CHARS // 3)
+    assert neutralise(line) == line
+    assert neutralise("x <h2 class=a>Summary</h2>").startswith("> *(model-written")
