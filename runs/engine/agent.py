@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.db import Error as DatabaseError
 
 from runs.engine import reporting, scheduler
@@ -24,16 +27,21 @@ from runs.engine.backends.base import (
     TurnResult,
     Usage,
 )
+from runs.engine.confinement import TargetChanged, open_target
 from runs.engine.context import StepContext, checkpoint, load_context
 from runs.engine.dbthread import db_async
 from runs.engine.events import EventSink, publish_step_changed
 from runs.engine.modelconfig import ModelTarget, resolve_model
-from runs.engine.tools import ReadOnlyTools
+from runs.engine.storable import storable
+from runs.engine.tools import ReadOnlyTools, ToolResult
 from runs.models import EventKind
 
 log = logging.getLogger(__name__)
 SLOT_POLL_SECONDS = 0.25
 UI_RESULT_CHARS = 4000
+UI_ARGUMENT_CHARS = 2000  # a tool call's arguments as stored for the pane
+TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model
+TOOL_THREADS = 4  # tools run here, never on the event loop
 REPEAT_LIMIT = 3  # the same tool call this many times means the model is looping
 BUDGET_SPENT = "Your tool budget is spent. Write your final answer now from what you have read."
 
@@ -46,6 +54,21 @@ class StepLost(Exception):
     """This worker no longer owns the step (cancelled, or taken over after a stall)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class AgentLimits:
+    """What one model message and one step attempt may cost, whatever the model sends."""
+
+    tool_calls_per_message: int
+    events_per_step: int
+
+    @classmethod
+    def from_settings(cls) -> AgentLimits:
+        return cls(
+            tool_calls_per_message=settings.ORCHESTRATOR_MAX_TOOL_CALLS_PER_MESSAGE,
+            events_per_step=settings.ORCHESTRATOR_MAX_EVENTS_PER_STEP,
+        )
+
+
 @dataclass
 class TurnState:
     messages: list[dict[str, Any]]
@@ -56,6 +79,7 @@ class TurnState:
     last_tool: str = ""
     seen_calls: dict[str, int] = field(default_factory=dict)
     streaming: bool = False
+    limits: AgentLimits = field(default_factory=AgentLimits.from_settings)
 
 
 class BackendFactory:
@@ -157,7 +181,9 @@ async def execute_step(
     try:
         model = await host.backends.target(ctx.model_id)
         slot = ModelSlot(ctx, sink, model, host.waiters)
-        toolbox = ReadOnlyTools(ctx.target)
+        # Checked at every attempt: a target moved or swapped since the launch fails the step.
+        confinement = await run_off_loop(open_target, ctx)
+        toolbox = ReadOnlyTools(confinement.root, confinement=confinement)
         output = await _converse(ctx, sink, host.backends.backend(model), toolbox, slot)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
@@ -168,7 +194,7 @@ async def execute_step(
         # Not the step's fault: leave it unfinished; once its lease lapses an engine resumes
         # it from the last turn that was committed.
         log.warning("step %s (%s) paused, database unavailable: %s", ctx.key, ctx.step_id, exc)
-    except (BackendError, StepFailed) as exc:
+    except (BackendError, StepFailed, TargetChanged) as exc:
         await _finish(ctx, sink, host, succeeded=False, error=str(exc))
     except Exception as exc:  # a bug must fail this step, not wedge the worker
         log.exception("step %s (%s) crashed", ctx.key, ctx.step_id)
@@ -206,8 +232,8 @@ async def _finish(
         ctx.step_id,
         ctx.worker,
         succeeded=succeeded,
-        output=output,
-        error=error,
+        output=storable(output),
+        error=storable(error),
         final_events=final_events,
         claim=host.room(),
         slots=host.backends.slots(ctx.model_id),
@@ -358,6 +384,7 @@ async def _one_turn(
                 )
             case TurnResult():
                 result = event
+        _check_event_budget(sink, state.limits)
     if result is None:
         raise StepFailed("the model stream ended without a result")
     return result
@@ -370,33 +397,78 @@ async def _run_tools(
     calls: tuple[ToolCall, ...],
     budget: int,
 ) -> None:
-    for call in calls:
+    cap = state.limits.tool_calls_per_message
+    for call in calls[:cap]:
         signature = f"{call.name}:{call.arguments}"
         state.seen_calls[signature] = state.seen_calls.get(signature, 0) + 1
-        sink.emit(EventKind.TOOL_CALL, id=call.id, name=call.name, arguments=call.arguments)
+        sink.emit(
+            EventKind.TOOL_CALL,
+            id=call.id,
+            name=call.name[:200],
+            arguments=call.arguments[:UI_ARGUMENT_CHARS],
+        )
         if state.tool_calls >= budget:
             content, ok, summary = BUDGET_SPENT, False, "tool budget spent"
         elif state.seen_calls[signature] >= REPEAT_LIMIT:
             content, ok, summary = (
                 "You made this exact call before and got its result. " + BUDGET_SPENT,
                 False,
-                f"{call.name} repeated; refused",
+                f"{call.name[:60]} repeated; refused",
             )
             state.tool_calls = budget  # force the next turn to be the final one
         else:
             state.tool_calls += 1
-            outcome = await asyncio.to_thread(toolbox.call, call.name, call.arguments)
+            outcome = await run_off_loop(_call_tool, toolbox, call)
             content, ok, summary = outcome.content, outcome.ok, outcome.summary
             state.last_tool = summary[:200]
         sink.emit(
             EventKind.TOOL_RESULT,
             id=call.id,
-            name=call.name,
+            name=call.name[:200],
             ok=ok,
             summary=summary,
             content=content[:UI_RESULT_CHARS],
         )
         state.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+        _check_event_budget(sink, state.limits)
+    if len(calls) > cap:
+        # One event for all of them: 500 calls in a message must not become 1,000 events.
+        refused = len(calls) - cap
+        reason = f"{refused} of {len(calls)} tool calls in one message refused: at most {cap}"
+        sink.emit(EventKind.STATUS, state="tool_calls_capped", reason=reason)
+        for call in calls[cap:]:
+            message = f"Not run: at most {cap} tool calls are run per message ({reason})."
+            state.messages.append({"role": "tool", "tool_call_id": call.id, "content": message})
+
+
+def _call_tool(toolbox: ReadOnlyTools, call: ToolCall) -> ToolResult:
+    """On a tool thread: the target must still be the launch's, then the tool runs."""
+    toolbox.confine.verify()  # TargetChanged fails the step
+    return toolbox.call(call.name, call.arguments)
+
+
+def _check_event_budget(sink: EventSink, limits: AgentLimits) -> None:
+    if sink.count > limits.events_per_step:
+        raise StepFailed(
+            f"the agent produced more than {limits.events_per_step} events in this attempt "
+            "(ORCHESTRATOR_MAX_EVENTS_PER_STEP); stopped"
+        )
+
+
+_tool_pool: ThreadPoolExecutor | None = None
+_tool_pool_lock = threading.Lock()
+
+
+async def run_off_loop[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run file-system work on the engine's tool threads: a slow disk or a long search never
+    holds up the event loop (other agents, heartbeats, HTTP in `manage.py serve`), and tools
+    never queue behind other users of asyncio's default threads."""
+    global _tool_pool
+    with _tool_pool_lock:
+        if _tool_pool is None:
+            _tool_pool = ThreadPoolExecutor(max_workers=TOOL_THREADS, thread_name_prefix="tools")
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_tool_pool, lambda: fn(*args, **kwargs))
 
 
 def _final_answer(messages: list[dict[str, Any]]) -> str:
@@ -435,10 +507,13 @@ def _assistant_message(result: TurnResult) -> dict[str, Any]:
 
 
 def _valid_json(arguments: str) -> str:
-    """Servers reject a transcript whose tool arguments are not JSON; keep the turn replayable."""
+    """Servers reject a transcript whose tool arguments are not JSON; keep the turn replayable.
+    Arguments too long to be a real call (the tool refused them) are not replayed either."""
+    if len(arguments) > TRANSCRIPT_ARGUMENT_CHARS:
+        return "{}"
     try:
         json.loads(arguments or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, huge integers, nested too deeply
         return "{}"
     return arguments or "{}"
 
