@@ -339,7 +339,8 @@ async def _converse(
             await slot.release()
         state.turns += 1
         _count_usage(state, result)
-        state.messages.append(_assistant_message(result))
+        # Storable and sendable: a NUL or a lone surrogate from the model goes no further.
+        state.messages.append(storable(_assistant_message(result)))
         if result.tool_calls and not final_turn:
             await _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls)
             await db_async(checkpoint)(ctx, state.messages, _totals(state))
