@@ -154,3 +154,23 @@ def test_redaction_of_hostile_text_finishes():
     hostile = ("a://" + "b" * 50 + ":" + "@" * 3) * 20_000 + "-----BEGIN " * 20_000
     assert isinstance(redact(hostile), str)
     assert isinstance(is_secret_name("a/" * 10_000 + ".env"), bool)
+
+
+@pytest.mark.django_db
+def test_the_exports_and_the_chat_redact_whatever_reached_the_report(alice, finished_run):
+    """Defence in depth: a credential or key in a step's output or the report never leaves."""
+    from runs.models import ChatMessage
+    from tests.test_pane import client_for
+
+    leak = "https://deploy:exp0rt-TOKEN@git.example.com/r " + KEY_BLOCKS["openssh"]
+    finished_run.report += f"\n\n{leak}\n"
+    finished_run.save()
+    finished_run.steps.filter(key="security").update(output=leak)
+    client = client_for(alice)
+    md = client.get(f"/runs/{finished_run.id}/export.md").content.decode()
+    js = client.get(f"/runs/{finished_run.id}/export.json").content.decode()
+    client.post(f"/runs/{finished_run.id}/send-to-chat/")
+    chat = ChatMessage.objects.get(run=finished_run).text
+    for text in (md, js, chat):
+        assert "exp0rt-TOKEN" not in text and "b3BlbnNzaC1rZXk" not in text
+        assert "[redacted]" in text and "[private key redacted]" in text
