@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from devtools.testing import ROOT
 from runs.engine.confinement import (
     Confinement,
     Refused,
@@ -186,3 +189,42 @@ def test_confinement_refuses_absolute_parent_and_escaping_paths(tree: Path):
     for raw in ("/etc/passwd", "../outside.txt", "src/../../outside.txt", "~/x", "C:/x"):
         with pytest.raises(Refused):
             confine.resolve(raw)
+
+
+def test_unreadable_files_and_folders_are_tool_errors_naming_the_path(tmp_path: Path):
+    """Permission errors, checked for real: the tools run in a process without root's
+    permission override (setpriv drops it), against a file and a folder with mode 000."""
+    root = tmp_path / "locked"
+    (root / "closed").mkdir(parents=True)
+    (root / "closed" / "inner.py").write_text("x = 1\n")
+    (root / "locked.py").write_text("SECRET = 1\n")
+    (root / "locked.py").chmod(0)
+    (root / "closed").chmod(0)
+    script = (
+        "import json, sys\n"
+        "from runs.engine.tools import ReadOnlyTools\n"
+        "tools = ReadOnlyTools(sys.argv[1])\n"
+        "calls = [('read_file', {'path': 'locked.py'}), ('read_file', {'path': 'closed/inner.py'}),"
+        " ('list_dir', {'path': 'closed'}), ('grep', {'pattern': 'SECRET|x'}),"
+        " ('file_info', {'path': 'locked.py'})]\n"
+        "print(json.dumps([tools.call(n, a).__dict__ for n, a in calls]))\n"
+    )
+    drop = ["--bounding-set=-dac_override,-dac_read_search"]
+    prefix = ["setpriv", *drop, "--inh-caps=-dac_override,-dac_read_search"]
+    try:
+        done = subprocess.run(
+            [*(prefix if os.geteuid() == 0 else []), sys.executable, "-c", script, str(root)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        (root / "closed").chmod(0o755)
+    read, inner, listing, grep, info = json.loads(done.stdout)
+    assert not read["ok"] and "locked.py: cannot open (Permission denied)" in read["content"]
+    assert not inner["ok"] and "closed/inner.py: permission denied" in inner["content"]
+    assert listing["ok"] and listing["content"] == "(empty)"
+    assert grep["ok"] and "SECRET" not in grep["content"]
+    assert info["ok"] and "Permission denied" in info["content"]
