@@ -89,6 +89,7 @@ def test_a_hard_linked_file_is_refused_with_the_reason(tree: Path, name: str):
         ("read_file", {"path": "src/\x1b[31m.py"}),
         ("read_file", {"path": 12}),
         ("grep", {"pattern": "(?<=x)y"}),
+        ("grep", {"pattern": "\ud800"}),
         ("grep", {"pattern": r"(a)\1"}),
         ("glob", {"pattern": ""}),
         ("list_dir", {"path": ".", "depth": 10**100}),
@@ -120,8 +121,9 @@ def test_names_that_are_not_utf8_or_hold_control_bytes_are_shown_escaped(tree: P
     with open(odd, "wb") as handle:
         handle.write(b"needle = 1\n")
     listing = call(tree, "list_dir", {"path": "src"})
-    grep = call(tree, "grep", {"pattern": "needle"})
-    for result in (listing, grep):
+    grep = call(tree, "grep", {"pattern": "needle", "glob": "**/*.py"})
+    glob = call(tree, "glob", {"pattern": "src/*name.py"})
+    for result in (listing, grep, glob):
         assert result.ok
         assert "\\xff" in result.content and "\\x1b" in result.content
         assert "\x1b" not in result.content

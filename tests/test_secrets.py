@@ -149,6 +149,10 @@ def test_plain_urls_and_user_names_are_left_alone():
     assert redact(text) == text
 
 
+def test_redaction_takes_text_that_is_not_valid_utf8():
+    assert redact("x\udcff https://u:p@h") == "x\\udcff https://[redacted]@h"
+
+
 def test_redaction_of_hostile_text_finishes():
     """Many unterminated schemes, key headers and at-signs: RE2 keeps it linear."""
     hostile = ("a://" + "b" * 50 + ":" + "@" * 3) * 20_000 + "-----BEGIN " * 20_000

@@ -181,9 +181,7 @@ async def execute_step(
     try:
         model = await host.backends.target(ctx.model_id)
         slot = ModelSlot(ctx, sink, model, host.waiters)
-        # Checked at every attempt: a target moved or swapped since the launch fails the step.
-        confinement = await run_off_loop(open_target, ctx)
-        toolbox = ReadOnlyTools(confinement.root, confinement=confinement)
+        toolbox = await run_off_loop(_open_toolbox, ctx)
         output = await _converse(ctx, sink, host.backends.backend(model), toolbox, slot)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
@@ -440,6 +438,13 @@ async def _run_tools(
         for call in calls[cap:]:
             message = f"Not run: at most {cap} tool calls are run per message ({reason})."
             state.messages.append({"role": "tool", "tool_call_id": call.id, "content": message})
+
+
+def _open_toolbox(ctx: StepContext) -> ReadOnlyTools:
+    """Checked at every attempt: a target moved or swapped since the launch fails the step
+    (TargetChanged). Off the event loop: it touches the disk and may ask git."""
+    confinement = open_target(ctx)
+    return ReadOnlyTools(confinement.root, confinement=confinement)
 
 
 def _call_tool(toolbox: ReadOnlyTools, call: ToolCall) -> ToolResult:

@@ -111,7 +111,7 @@ def compile_pattern(pattern: str) -> Any:
     """A grep pattern as a linear-time RE2 program, or Refused with a sentence."""
     try:
         return re2.compile(pattern, _OPTIONS)
-    except re2.error as exc:
+    except (re2.error, UnicodeError) as exc:
         raise Refused(
             f"invalid regular expression {printable(pattern[:100])!r}: {_reason(exc)}. Patterns "
             "run on RE2 (linear time): no look-around, no backreferences, repeats up to 1000"
@@ -141,7 +141,7 @@ def compile_glob(pattern: str) -> Any:
             i += 1
     try:
         return re2.compile("(?s)^(?:" + "".join(out) + ")$", _OPTIONS)
-    except re2.error as exc:
+    except (re2.error, UnicodeError) as exc:
         raise Refused(f"cannot use the glob {printable(pattern[:100])!r}: {_reason(exc)}") from None
 
 
@@ -171,5 +171,7 @@ def grep_file(
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeError):
+        return "it is not valid UTF-8 text"
     raw = exc.args[0] if exc.args else exc
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

@@ -155,6 +155,10 @@ def redact(text: str) -> str:
     """The text with private-key blocks and URL credentials replaced by markers."""
     if not text:
         return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: RE2 reads UTF-8, so mark them first
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = _KEY_BLOCK.sub(REDACTED_KEY, text)
     return _URL_USERINFO.sub(_redact_userinfo, text)
 

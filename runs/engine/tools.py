@@ -275,7 +275,7 @@ class ReadOnlyTools:
         )
         hits: list[str] = []
         for entry in candidates:
-            if entry.is_dir or (wanted and not wanted.fullmatch(entry.rel)):
+            if entry.is_dir or (wanted and not wanted.fullmatch(printable(entry.rel))):
                 continue
             room = args.max_results - len(hits)
             hits += grep_file(
@@ -295,7 +295,9 @@ class ReadOnlyTools:
     def _glob(self, args: GlobArgs) -> tuple[str, str]:
         regex = compile_glob(args.pattern)
         walk = self._walk(self.root, depth=None)
-        matches = [printable(entry.rel) for entry in walk if regex.fullmatch(entry.rel)]
+        # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher.
+        shown_names = (printable(entry.rel) for entry in walk)
+        matches = [name for name in shown_names if regex.fullmatch(name)]
         shown = matches[: self.limits.max_list_entries]
         if walk.stopped:
             shown.append(f"[search {walk.stopped}]")
