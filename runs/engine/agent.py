@@ -41,7 +41,9 @@ SLOT_POLL_SECONDS = 0.25
 UI_RESULT_CHARS = 4000
 UI_ARGUMENT_CHARS = 2000  # a tool call's arguments as stored for the pane
 TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model
-TOOL_THREADS = 4  # tools run here, never on the event loop
+# Tools run on these threads, never on the event loop. Few: local reads are quick, and
+# every busy tool thread competes with the event loop for the GIL.
+TOOL_THREADS = 2
 REPEAT_LIMIT = 3  # the same tool call this many times means the model is looping
 BUDGET_SPENT = "Your tool budget is spent. Write your final answer now from what you have read."
 

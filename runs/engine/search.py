@@ -152,6 +152,7 @@ def grep_file(
     special files are skipped silently (the model cannot tell a skip from no match)."""
     if room <= 0 or is_secret_name(entry.rel):
         return []
+    time.sleep(0)  # between files, let the event loop's thread have the GIL
     try:
         if os.stat(entry.real).st_size > max_bytes:
             return []
@@ -161,8 +162,10 @@ def grep_file(
     shown = printable(entry.rel)
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if number % 256 == 0 and deadline.expired():
-            break
+        if number % 256 == 0:
+            if deadline.expired():
+                break
+            time.sleep(0)  # let the event loop's thread have the GIL now and then
         if regex.search(line):  # whole lines: RE2 is linear, and a cut line fakes `$`
             found.append(f"{shown}:{number}:{line.strip()[:SHOWN_LINE_CHARS]}")
             if len(found) >= room:

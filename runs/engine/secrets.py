@@ -108,6 +108,7 @@ _KEY_START = (
     r"|AGE-SECRET-KEY-1[0-9A-Z]{20}"
 )
 _KEY_MARK = re2.compile(f"(?i){_KEY_START}".encode(), _OPTIONS)
+_KEY_WORDS = (b"private key", b"putty-user-key-file", b"age-secret-key-1")
 # A whole block: from its start to its end marker, or to the end of the text when cut off.
 _KEY_BLOCK = re2.compile(
     r"(?is)-{4,5} ?BEGIN[ A-Z0-9]{0,40}PRIVATE KEY.*?"
@@ -148,6 +149,10 @@ def is_secret_name(relative: str) -> bool:
 def has_private_key(data: bytes | str) -> bool:
     """True when the contents hold the start of a private key in any armour."""
     raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    lowered = raw.lower()
+    # Plain substring searches first: every armour names itself, and most files name none.
+    if not any(word in lowered for word in _KEY_WORDS):
+        return False
     return _KEY_MARK.search(raw) is not None
 
 
@@ -159,8 +164,11 @@ def redact(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: RE2 reads UTF-8, so mark them first
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    text = _KEY_BLOCK.sub(REDACTED_KEY, text)
-    return _URL_USERINFO.sub(_redact_userinfo, text)
+    if has_private_key(text):
+        text = _KEY_BLOCK.sub(REDACTED_KEY, text)
+    if "://" in text:
+        text = _URL_USERINFO.sub(_redact_userinfo, text)
+    return text
 
 
 def _redact_userinfo(match: Any) -> str:
