@@ -6,13 +6,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.db import Error as DatabaseError
 
 from runs.engine import reporting, scheduler
@@ -27,6 +24,7 @@ from runs.engine.backends.base import (
     TurnResult,
     Usage,
 )
+from runs.engine.caps import AgentLimits, CapExceeded
 from runs.engine.confinement import TargetChanged, open_target
 from runs.engine.context import StepContext, checkpoint, load_context
 from runs.engine.dbthread import db_async
@@ -34,6 +32,7 @@ from runs.engine.events import EventSink, publish_step_changed
 from runs.engine.modelconfig import ModelTarget, resolve_model
 from runs.engine.storable import storable
 from runs.engine.tools import ReadOnlyTools, ToolResult
+from runs.engine.toolthreads import run_off_loop
 from runs.models import EventKind
 
 log = logging.getLogger(__name__)
@@ -41,9 +40,6 @@ SLOT_POLL_SECONDS = 0.25
 UI_RESULT_CHARS = 4000
 UI_ARGUMENT_CHARS = 2000  # a tool call's arguments as stored for the pane
 TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model
-# Tools run on these threads, never on the event loop. Few: local reads are quick, and
-# every busy tool thread competes with the event loop for the GIL.
-TOOL_THREADS = 2
 REPEAT_LIMIT = 3  # the same tool call this many times means the model is looping
 BUDGET_SPENT = "Your tool budget is spent. Write your final answer now from what you have read."
 
@@ -54,21 +50,6 @@ class StepFailed(Exception):
 
 class StepLost(Exception):
     """This worker no longer owns the step (cancelled, or taken over after a stall)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class AgentLimits:
-    """What one model message and one step attempt may cost, whatever the model sends."""
-
-    tool_calls_per_message: int
-    events_per_step: int
-
-    @classmethod
-    def from_settings(cls) -> AgentLimits:
-        return cls(
-            tool_calls_per_message=settings.ORCHESTRATOR_MAX_TOOL_CALLS_PER_MESSAGE,
-            events_per_step=settings.ORCHESTRATOR_MAX_EVENTS_PER_STEP,
-        )
 
 
 @dataclass
@@ -194,7 +175,7 @@ async def execute_step(
         # Not the step's fault: leave it unfinished; once its lease lapses an engine resumes
         # it from the last turn that was committed.
         log.warning("step %s (%s) paused, database unavailable: %s", ctx.key, ctx.step_id, exc)
-    except (BackendError, StepFailed, TargetChanged) as exc:
+    except (BackendError, StepFailed, TargetChanged, CapExceeded) as exc:
         await _finish(ctx, sink, host, succeeded=False, error=str(exc))
     except Exception as exc:  # a bug must fail this step, not wedge the worker
         log.exception("step %s (%s) crashed", ctx.key, ctx.step_id)
@@ -385,7 +366,7 @@ async def _one_turn(
                 )
             case TurnResult():
                 result = event
-        _check_event_budget(sink, state.limits)
+        state.limits.check_events(sink.count)
     if result is None:
         raise StepFailed("the model stream ended without a result")
     return result
@@ -431,7 +412,7 @@ async def _run_tools(
             content=content[:UI_RESULT_CHARS],
         )
         state.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
-        _check_event_budget(sink, state.limits)
+        state.limits.check_events(sink.count)
     if len(calls) > cap:
         # One event for all of them: 500 calls in a message must not become 1,000 events.
         refused = len(calls) - cap
@@ -453,30 +434,6 @@ def _call_tool(toolbox: ReadOnlyTools, call: ToolCall) -> ToolResult:
     """On a tool thread: the target must still be the launch's, then the tool runs."""
     toolbox.confine.verify()  # TargetChanged fails the step
     return toolbox.call(call.name, call.arguments)
-
-
-def _check_event_budget(sink: EventSink, limits: AgentLimits) -> None:
-    if sink.count > limits.events_per_step:
-        raise StepFailed(
-            f"the agent produced more than {limits.events_per_step} events in this attempt "
-            "(ORCHESTRATOR_MAX_EVENTS_PER_STEP); stopped"
-        )
-
-
-_tool_pool: ThreadPoolExecutor | None = None
-_tool_pool_lock = threading.Lock()
-
-
-async def run_off_loop[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run file-system work on the engine's tool threads: a slow disk or a long search never
-    holds up the event loop (other agents, heartbeats, HTTP in `manage.py serve`), and tools
-    never queue behind other users of asyncio's default threads."""
-    global _tool_pool
-    with _tool_pool_lock:
-        if _tool_pool is None:
-            _tool_pool = ThreadPoolExecutor(max_workers=TOOL_THREADS, thread_name_prefix="tools")
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_tool_pool, lambda: fn(*args, **kwargs))
 
 
 def _final_answer(messages: list[dict[str, Any]]) -> str:
