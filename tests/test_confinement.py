@@ -230,3 +230,13 @@ def test_unreadable_files_and_folders_are_tool_errors_naming_the_path(tmp_path: 
     assert listing["ok"] and listing["content"] == "(empty)"
     assert grep["ok"] and "SECRET" not in grep["content"]
     assert info["ok"] and "Permission denied" in info["content"]
+
+
+@pytest.mark.django_db
+def test_a_launch_records_the_targets_real_path_and_identity(target_dir: Path):
+    from runs.services import launch_run
+
+    run = launch_run(flow="research", target=str(target_dir / ".." / target_dir.name))
+    assert run.target_real_path == str(target_dir.resolve())
+    assert run.target_identity == target_identity(target_dir)
+    assert open_target(run).root == target_dir.resolve()

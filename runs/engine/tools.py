@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from runs.engine import crashpoints
 from runs.engine.confinement import Confinement, Refused, TargetChanged, printable
 from runs.engine.problems import validation_problems
+from runs.engine.search import SKIP_DIRS as SKIP_DIRS  # importable here, where it lived
 from runs.engine.search import (
     Deadline,
     Entry,
