@@ -126,5 +126,11 @@ ORCHESTRATOR_LEASE_SECONDS = env_float("ORCHESTRATOR_LEASE_SECONDS", 15.0, minim
 ORCHESTRATOR_SWEEP_SECONDS = env_float("ORCHESTRATOR_SWEEP_SECONDS", 2.0, minimum=0.1)
 # How many steps one worker process runs at once (each mostly waits on the model).
 ORCHESTRATOR_WORKER_CONCURRENCY = env_int("ORCHESTRATOR_WORKER_CONCURRENCY", 16, minimum=1)
+# A model message asking for more tool calls than this gets the rest refused (with a reason).
+ORCHESTRATOR_MAX_TOOL_CALLS_PER_MESSAGE = env_int(
+    "ORCHESTRATOR_MAX_TOOL_CALLS_PER_MESSAGE", 32, minimum=1
+)
+# A step attempt storing more events than this fails with the reason (a runaway stream).
+ORCHESTRATOR_MAX_EVENTS_PER_STEP = env_int("ORCHESTRATOR_MAX_EVENTS_PER_STEP", 20_000, minimum=10)
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)

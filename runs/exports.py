@@ -1,4 +1,8 @@
-"""A run's report as files, and sent to a chat. Never written into the target."""
+"""A run's report as files, and sent to a chat. Never written into the target.
+
+What leaves here passes through runs.engine.secrets.redact: a private key or a URL credential
+that reached a step's output or the report somehow still does not leave.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +12,66 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from runs.engine.secrets import redact
 from runs.models import ChatMessage, FlowRun
 
 log = logging.getLogger(__name__)
 
 
+def report_markdown(run: FlowRun) -> str:
+    return redact(run.report)
+
+
 def run_as_json(run: FlowRun) -> dict[str, Any]:
-    return {
-        "run": {
-            "id": str(run.id),
-            "flow": run.flow,
-            "band": run.band,
-            "fast": run.fast,
-            "target": run.target,
-            "focus": run.focus,
-            "model": run.model,
-            "status": run.status,
-            "created_at": run.created_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "tokens_in": run.tokens_in,
-            "tokens_out": run.tokens_out,
-        },
-        "steps": [
-            {
-                "key": s.key,
-                "role": s.role,
-                "kind": s.kind,
-                "status": s.status,
-                "attempt": s.attempt,
-                "tokens_in": s.tokens_in,
-                "tokens_out": s.tokens_out,
-                "tool_calls": s.tool_calls,
-                "output": s.output,
-                "error": s.error,
-            }
-            for s in run.steps.all()
-        ],
-        "report": {"markdown": run.report, **run.report_data},
-    }
+    return _redacted(
+        {
+            "run": {
+                "id": str(run.id),
+                "flow": run.flow,
+                "band": run.band,
+                "fast": run.fast,
+                "target": run.target,
+                "focus": run.focus,
+                "model": run.model,
+                "status": run.status,
+                "created_at": run.created_at.isoformat(),
+                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                "tokens_in": run.tokens_in,
+                "tokens_out": run.tokens_out,
+            },
+            "steps": [
+                {
+                    "key": s.key,
+                    "role": s.role,
+                    "kind": s.kind,
+                    "status": s.status,
+                    "attempt": s.attempt,
+                    "tokens_in": s.tokens_in,
+                    "tokens_out": s.tokens_out,
+                    "tool_calls": s.tool_calls,
+                    "output": s.output,
+                    "error": s.error,
+                }
+                for s in run.steps.all()
+            ],
+            "report": {"markdown": run.report, **run.report_data},
+        }
+    )
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def send_to_chat(run: FlowRun, user: Any) -> str:
     """POST the report to ORCHESTRATOR_CHAT_WEBHOOK, or into the workspace's chat pane."""
-    text = f"Orchestrator report: {run.flow} on {run.target}\n\n{run.report}"
+    text = f"Orchestrator report: {run.flow} on {run.target}\n\n{report_markdown(run)}"
     webhook = settings.ORCHESTRATOR_CHAT_WEBHOOK
     if not webhook:
         ChatMessage.objects.create(owner=user, run=run, text=text)

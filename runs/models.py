@@ -62,6 +62,11 @@ class FlowRun(models.Model):
     band = models.CharField(max_length=10, default="small")
     fast = models.BooleanField(default=False)
     target = models.CharField(max_length=1000)
+    # What the target was at launch, checked again at every attempt, retry and citation
+    # check (runs.engine.confinement.open_target): its real path, and the directory's
+    # `device:inode`, so a target moved, swapped or replaced by a link is refused.
+    target_real_path = models.CharField(max_length=1000, blank=True)
+    target_identity = models.CharField(max_length=64, blank=True)
     focus = models.TextField(blank=True)
     model = models.CharField(max_length=200)
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.CLI)

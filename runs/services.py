@@ -14,6 +14,7 @@ from django.db import transaction
 
 from flows.registry import check_band, get_flow
 from runs.engine import reporting, scheduler
+from runs.engine.confinement import target_identity
 from runs.engine.modelconfig import configured_model_id
 from runs.models import FlowRun, FlowStep, HostPane, Origin, StepStatus
 
@@ -72,6 +73,10 @@ def launch_run(
     if origin not in Origin.values or host_pane not in HostPane.values:
         raise LaunchError("unknown origin or host pane")
     real_target = resolve_target(target)
+    try:
+        identity = target_identity(real_target)
+    except OSError:
+        raise LaunchError(f"target {target!r} cannot be read") from None
     model_id = configured_model_id()
     with transaction.atomic():
         run = FlowRun.objects.create(
@@ -80,6 +85,8 @@ def launch_run(
             band=band,
             fast=fast,
             target=str(real_target),
+            target_real_path=str(real_target),
+            target_identity=identity,
             focus=focus.strip(),
             model=model_id,
             origin=origin,

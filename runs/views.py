@@ -91,7 +91,9 @@ def export(request: HttpRequest, run_id: UUID, fmt: str) -> HttpResponse:
     run = _run(request, run_id)
     name = f"{run.flow}-{str(run.id)[:8]}"
     if fmt == "md":
-        response = HttpResponse(run.report, content_type="text/markdown; charset=utf-8")
+        response = HttpResponse(
+            exports.report_markdown(run), content_type="text/markdown; charset=utf-8"
+        )
     elif fmt == "json":
         body = json.dumps(exports.run_as_json(run), indent=2)
         response = HttpResponse(body, content_type="application/json")

@@ -13,6 +13,7 @@ import tomllib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,12 @@ class Outcome:
     def silently_passed(self) -> bool:
         """Neither verified nor flagged (missed), or a false citation shown as verified."""
         return self.got is None or (not self.true_citation and self.got == "verified")
+
+
+@pytest.fixture(autouse=True)
+def _corpus_target_is_allowed(settings: Any) -> None:
+    """The corpus cites a project kept with the tests; the checker reads only allowed roots."""
+    settings.ORCHESTRATOR_ALLOWED_ROOTS = [TARGET.resolve()]
 
 
 def _text(name: str) -> str:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -55,6 +55,9 @@ class ScriptedModelServer:
         # lasting seconds (the scripted answers take well under one) set it.
         self.pad_reasoning = pad_reasoning
         self.requests: list[dict[str, Any]] = []  # request bodies, in arrival order
+        # A test's own answers: called with each request body; a reply it returns is sent
+        # instead of the script's (None: the script answers). Hostile-model tests use it.
+        self.responder: Callable[[dict[str, Any]], ScriptedReply | None] | None = None
         # (agent role, step kind, arrival, end) per completed stream, wall-clock seconds.
         self.timings: list[tuple[str, str, float, float]] = []
         # Opt-in, for latency benches: (stream id, reasoning + content characters streamed so
@@ -231,7 +234,8 @@ def _reply(
             reasoning="Let me search once more. ",
             tool_calls=[("grep", {"pattern": "TODO", "path": "."})],
         )
-    reply = reply_for(body)
+    custom = scripted.responder(body) if scripted.responder is not None else None
+    reply = custom if custom is not None else reply_for(body)
     if pad := scripted.pad_reasoning:
         reply = dataclasses.replace(reply, reasoning=PAD_WORD * pad + reply.reasoning)
     if fault is not None and fault.kind == FaultKind.BAD_TOOL_ARGS and reply.tool_calls:

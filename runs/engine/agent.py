@@ -24,16 +24,22 @@ from runs.engine.backends.base import (
     TurnResult,
     Usage,
 )
+from runs.engine.caps import AgentLimits, CapExceeded
+from runs.engine.confinement import TargetChanged, open_target
 from runs.engine.context import StepContext, checkpoint, load_context
 from runs.engine.dbthread import db_async
 from runs.engine.events import EventSink, publish_step_changed
 from runs.engine.modelconfig import ModelTarget, resolve_model
-from runs.engine.tools import ReadOnlyTools
+from runs.engine.storable import storable
+from runs.engine.tools import ReadOnlyTools, ToolResult
+from runs.engine.toolthreads import run_off_loop
 from runs.models import EventKind
 
 log = logging.getLogger(__name__)
 SLOT_POLL_SECONDS = 0.25
 UI_RESULT_CHARS = 4000
+UI_ARGUMENT_CHARS = 2000  # a tool call's arguments as stored for the pane
+TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model
 REPEAT_LIMIT = 3  # the same tool call this many times means the model is looping
 BUDGET_SPENT = "Your tool budget is spent. Write your final answer now from what you have read."
 
@@ -56,6 +62,7 @@ class TurnState:
     last_tool: str = ""
     seen_calls: dict[str, int] = field(default_factory=dict)
     streaming: bool = False
+    limits: AgentLimits = field(default_factory=AgentLimits.from_settings)
 
 
 class BackendFactory:
@@ -157,7 +164,7 @@ async def execute_step(
     try:
         model = await host.backends.target(ctx.model_id)
         slot = ModelSlot(ctx, sink, model, host.waiters)
-        toolbox = ReadOnlyTools(ctx.target)
+        toolbox = await run_off_loop(_open_toolbox, ctx)
         output = await _converse(ctx, sink, host.backends.backend(model), toolbox, slot)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
@@ -168,7 +175,7 @@ async def execute_step(
         # Not the step's fault: leave it unfinished; once its lease lapses an engine resumes
         # it from the last turn that was committed.
         log.warning("step %s (%s) paused, database unavailable: %s", ctx.key, ctx.step_id, exc)
-    except (BackendError, StepFailed) as exc:
+    except (BackendError, StepFailed, TargetChanged, CapExceeded) as exc:
         await _finish(ctx, sink, host, succeeded=False, error=str(exc))
     except Exception as exc:  # a bug must fail this step, not wedge the worker
         log.exception("step %s (%s) crashed", ctx.key, ctx.step_id)
@@ -206,8 +213,8 @@ async def _finish(
         ctx.step_id,
         ctx.worker,
         succeeded=succeeded,
-        output=output,
-        error=error,
+        output=storable(output),
+        error=storable(error),
         final_events=final_events,
         claim=host.room(),
         slots=host.backends.slots(ctx.model_id),
@@ -313,7 +320,8 @@ async def _converse(
             await slot.release()
         state.turns += 1
         _count_usage(state, result)
-        state.messages.append(_assistant_message(result))
+        # Storable and sendable: a NUL or a lone surrogate from the model goes no further.
+        state.messages.append(storable(_assistant_message(result)))
         if result.tool_calls and not final_turn:
             await _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls)
             await db_async(checkpoint)(ctx, state.messages, _totals(state))
@@ -358,6 +366,7 @@ async def _one_turn(
                 )
             case TurnResult():
                 result = event
+        state.limits.check_events(sink.count)
     if result is None:
         raise StepFailed("the model stream ended without a result")
     return result
@@ -370,33 +379,61 @@ async def _run_tools(
     calls: tuple[ToolCall, ...],
     budget: int,
 ) -> None:
-    for call in calls:
+    cap = state.limits.tool_calls_per_message
+    for call in calls[:cap]:
         signature = f"{call.name}:{call.arguments}"
         state.seen_calls[signature] = state.seen_calls.get(signature, 0) + 1
-        sink.emit(EventKind.TOOL_CALL, id=call.id, name=call.name, arguments=call.arguments)
+        sink.emit(
+            EventKind.TOOL_CALL,
+            id=call.id,
+            name=call.name[:200],
+            arguments=call.arguments[:UI_ARGUMENT_CHARS],
+        )
         if state.tool_calls >= budget:
             content, ok, summary = BUDGET_SPENT, False, "tool budget spent"
         elif state.seen_calls[signature] >= REPEAT_LIMIT:
             content, ok, summary = (
                 "You made this exact call before and got its result. " + BUDGET_SPENT,
                 False,
-                f"{call.name} repeated; refused",
+                f"{call.name[:60]} repeated; refused",
             )
             state.tool_calls = budget  # force the next turn to be the final one
         else:
             state.tool_calls += 1
-            outcome = await asyncio.to_thread(toolbox.call, call.name, call.arguments)
+            outcome = await run_off_loop(_call_tool, toolbox, call)
             content, ok, summary = outcome.content, outcome.ok, outcome.summary
             state.last_tool = summary[:200]
         sink.emit(
             EventKind.TOOL_RESULT,
             id=call.id,
-            name=call.name,
+            name=call.name[:200],
             ok=ok,
             summary=summary,
             content=content[:UI_RESULT_CHARS],
         )
         state.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+        state.limits.check_events(sink.count)
+    if len(calls) > cap:
+        # One event for all of them: 500 calls in a message must not become 1,000 events.
+        refused = len(calls) - cap
+        reason = f"{refused} of {len(calls)} tool calls in one message refused: at most {cap}"
+        sink.emit(EventKind.STATUS, state="tool_calls_capped", reason=reason)
+        for call in calls[cap:]:
+            message = f"Not run: at most {cap} tool calls are run per message ({reason})."
+            state.messages.append({"role": "tool", "tool_call_id": call.id, "content": message})
+
+
+def _open_toolbox(ctx: StepContext) -> ReadOnlyTools:
+    """Checked at every attempt: a target moved or swapped since the launch fails the step
+    (TargetChanged). Off the event loop: it touches the disk and may ask git."""
+    confinement = open_target(ctx)
+    return ReadOnlyTools(confinement.root, confinement=confinement)
+
+
+def _call_tool(toolbox: ReadOnlyTools, call: ToolCall) -> ToolResult:
+    """On a tool thread: the target must still be the launch's, then the tool runs."""
+    toolbox.confine.verify()  # TargetChanged fails the step
+    return toolbox.call(call.name, call.arguments)
 
 
 def _final_answer(messages: list[dict[str, Any]]) -> str:
@@ -435,10 +472,13 @@ def _assistant_message(result: TurnResult) -> dict[str, Any]:
 
 
 def _valid_json(arguments: str) -> str:
-    """Servers reject a transcript whose tool arguments are not JSON; keep the turn replayable."""
+    """Servers reject a transcript whose tool arguments are not JSON; keep the turn replayable.
+    Arguments too long to be a real call (the tool refused them) are not replayed either."""
+    if len(arguments) > TRANSCRIPT_ARGUMENT_CHARS:
+        return "{}"
     try:
         json.loads(arguments or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, huge integers, nested too deeply
         return "{}"
     return arguments or "{}"
 

@@ -14,6 +14,7 @@ from flows.models import Depth, StepKind
 from flows.prompts import RunBrief, UpstreamOutput, system_prompt, user_prompt
 from flows.registry import get_flow
 from runs.engine.modelconfig import DEMO_PROVIDER
+from runs.engine.storable import storable
 from runs.models import AgentSession, FlowRun, FlowStep, StepStatus
 
 
@@ -36,6 +37,9 @@ class StepContext:
     tokens_out: int
     last_tool: str
     holds_slot: bool = False  # granted a model slot together with its claim
+    # What the target was at launch (runs.engine.confinement.open_target checks it again).
+    target_real_path: str = ""
+    target_identity: str = ""
 
 
 def load_context(step_id: int, worker: str) -> StepContext | None:
@@ -106,6 +110,8 @@ def open_attempt(
         attempt=step.attempt,
         model_id=run.model,
         target=Path(run.target),
+        target_real_path=run.target_real_path,
+        target_identity=run.target_identity,
         depth=depth,
         transcript=transcript,
         turns_completed=session.turns_completed,
@@ -159,7 +165,7 @@ def checkpoint(ctx: StepContext, messages: list[dict[str, Any]], totals: dict[st
     """Persist a completed turn, so a resumed attempt continues from here."""
     with transaction.atomic():
         AgentSession.objects.filter(id=ctx.session_id).update(
-            transcript=messages,
+            transcript=storable(messages),
             turns_completed=totals["turns"],
             tool_calls=totals["tool_calls"],
             tokens_in=totals["tokens_in"],
@@ -169,5 +175,5 @@ def checkpoint(ctx: StepContext, messages: list[dict[str, Any]], totals: dict[st
             tool_calls=totals["tool_calls"],
             tokens_in=totals["tokens_in"],
             tokens_out=totals["tokens_out"],
-            last_tool=totals["last_tool"],
+            last_tool=storable(totals["last_tool"]),
         )

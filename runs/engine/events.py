@@ -19,6 +19,7 @@ from channels.layers import get_channel_layer
 from django.db import Error as DatabaseError
 
 from runs.engine.dbthread import db_async
+from runs.engine.storable import storable
 from runs.models import AgentEvent, EventKind
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ class EventSink:
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when an event is queued
     _failing: bool = False  # the last periodic flush could not reach the database
+
+    @property
+    def count(self) -> int:
+        """Events of this attempt so far, written or pending (merged deltas count once)."""
+        return self.next_seq - 1 + len(self._pending)
 
     def emit(self, kind: str, **payload: Any) -> None:
         """Queue an event; consecutive text (or reasoning) deltas merge into one."""
@@ -112,7 +118,7 @@ class EventSink:
                 step_id=self.step_id,
                 seq=self.next_seq + i,
                 kind=kind,
-                payload=payload,
+                payload=storable(payload),
             )
             for i, (kind, payload) in enumerate(events)
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import PurePosixPath
+from types import SimpleNamespace
 from uuid import UUID
 
 from django.db import transaction
@@ -26,7 +27,15 @@ from flows.report import (
     render_method,
     render_report,
 )
-from runs.engine.confinement import Confinement, NoSuchFile, OutsideTarget, Refused, SecretFile
+from runs.engine.confinement import (
+    Confinement,
+    NoSuchFile,
+    OutsideTarget,
+    Refused,
+    SecretFile,
+    TargetChanged,
+    open_target,
+)
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
 MAX_CITED_FILE_BYTES = 4_000_000
@@ -40,14 +49,18 @@ class ConfinedLines:
     citation, it is never read through).
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, identity: str = "") -> None:
         self.target = target
+        launched = SimpleNamespace(target=target, target_real_path=target, target_identity=identity)
         try:
-            self.confinement: Confinement | None = Confinement(target)
-        except (OSError, RuntimeError, ValueError):
+            # The same check every attempt makes: real path, device:inode, allowed roots.
+            self.confinement: Confinement | None = open_target(launched)
+        except TargetChanged:
             self.confinement = None
-        if self.confinement is not None and str(self.confinement.root) != target:
-            self.confinement = None  # the launch recorded the real path; it no longer is
+
+    @classmethod
+    def for_run(cls, run: FlowRun) -> ConfinedLines:
+        return cls(run.target_real_path or run.target, identity=run.target_identity)
 
     def __call__(self, cited_path: str, /) -> Sequence[str] | CheckStatus:
         if self.confinement is None:
@@ -135,7 +148,7 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     synthesis = by_kind.get(StepKind.SYNTHESIZER)
     validation = by_kind.get(StepKind.VALIDATOR)
     failed = [s.key for s in steps if s.status in (StepStatus.FAILED, StepStatus.SKIPPED)]
-    reader = ConfinedLines(run.target)
+    reader = ConfinedLines.for_run(run)
     method = method_facts(run, steps, reader)
     body = synthesis.output if synthesis and synthesis.status == StepStatus.SUCCEEDED else ""
     checks = check_all(body, reader)

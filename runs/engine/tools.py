@@ -1,16 +1,20 @@
 """The read-only tools an agent may call, confined to the run's target directory.
 
 Arguments are pydantic models (their JSON schema is what the model sees); every call returns a
-ToolResult and never raises. A tool name outside READ_ONLY_TOOLS gets an error result and
-nothing runs.
+ToolResult and never raises: whatever the target holds (symlink loops, FIFOs, unreadable files,
+names that are not UTF-8) or the model sends (huge numbers, deep JSON), the model reads an
+error naming the path. A tool name outside READ_ONLY_TOOLS gets an error result and nothing
+runs. Everything a tool returns passes through runs.engine.secrets.redact, and searches run in
+linear time under a deadline (runs.engine.search).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import re
-from collections.abc import Callable, Iterator
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,25 +23,25 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runs.engine import crashpoints
-from runs.engine.confinement import Confinement, Refused
+from runs.engine.confinement import Confinement, Refused, TargetChanged, printable
 from runs.engine.gitread import GitAnswer, GitLimits, GitReader
 from runs.engine.problems import validation_problems
-from runs.engine.secrets import is_secret_name
-
-SKIP_DIRS = frozenset(
-    {
-        ".hypothesis",
-        ".git",
-        "node_modules",
-        "__pycache__",
-        ".venv",
-        "venv",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".tox",
-    }
+from runs.engine.search import SKIP_DIRS as SKIP_DIRS  # importable here, where it lived
+from runs.engine.search import (
+    Deadline,
+    Entry,
+    Walk,
+    compile_glob,
+    compile_pattern,
+    grep_file,
 )
+from runs.engine.secrets import is_secret_name, redact
+
+log = logging.getLogger(__name__)
+# Longer tool arguments are refused before they are parsed (no tool needs more).
+MAX_ARGUMENT_CHARS = 65_536
+MAX_LINE_NUMBER = 10_000_000
+MAX_PATH = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +52,8 @@ class ToolLimits:
     max_list_entries: int = 500
     max_read_lines: int = 400
     git_timeout: float = 10.0
+    search_seconds: float = 5.0  # grep, glob and list_dir stop here and say so
+    max_walk_entries: int = 20_000  # entries one search may visit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,20 +68,20 @@ class Args(BaseModel):
 
 
 class ListDirArgs(Args):
-    path: str = "."
+    path: str = Field(default=".", max_length=MAX_PATH)
     depth: int = Field(default=1, ge=1, le=3)
 
 
 class ReadFileArgs(Args):
-    path: str
-    start_line: int = Field(default=1, ge=1)
-    end_line: int | None = Field(default=None, ge=1)
+    path: str = Field(max_length=MAX_PATH)
+    start_line: int = Field(default=1, ge=1, le=MAX_LINE_NUMBER)
+    end_line: int | None = Field(default=None, ge=1, le=MAX_LINE_NUMBER)
 
 
 class GrepArgs(Args):
     pattern: str = Field(min_length=1, max_length=500)
-    path: str = "."
-    glob: str | None = None
+    path: str = Field(default=".", max_length=MAX_PATH)
+    glob: str | None = Field(default=None, max_length=300)
     max_results: int = Field(default=50, ge=1, le=200)
 
 
@@ -84,7 +90,7 @@ class GlobArgs(Args):
 
 
 class FileInfoArgs(Args):
-    path: str
+    path: str = Field(max_length=MAX_PATH)
 
 
 class GitLogArgs(Args):
@@ -112,7 +118,7 @@ class GitDiffArgs(Args):
 DESCRIPTIONS = {
     "list_dir": "List files and directories under a path of the target (depth 1-3).",
     "read_file": "Read a text file with line numbers; use start_line/end_line for a range.",
-    "grep": "Search files for a Python regular expression; prints path:line:text.",
+    "grep": "Search files for a regular expression (RE2 syntax); prints path:line:text.",
     "glob": "Find files by glob pattern, e.g. '**/*.py'.",
     "file_info": "Type, size, line count and modification time of a path.",
     "git_log": "Recent commits (optionally touching a path).",
@@ -136,8 +142,15 @@ GIT_TOOLS = frozenset(name for name in ARGS if name.startswith("git_"))
 
 
 class ReadOnlyTools:
-    def __init__(self, root: str | os.PathLike[str], *, limits: ToolLimits | None = None):
-        self.confine = Confinement(root)
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        limits: ToolLimits | None = None,
+        confinement: Confinement | None = None,
+    ):
+        # The engine passes the confinement open_target checked against the run's record.
+        self.confine = confinement or Confinement(root)
         self.limits = limits or ToolLimits()
         self.git = GitReader(self.root, limits=GitLimits(timeout=self.limits.git_timeout))
         self.has_git = self.git.available
@@ -163,6 +176,14 @@ class ReadOnlyTools:
         ]
 
     def call(self, name: str, arguments: str | dict[str, Any]) -> ToolResult:
+        """Run one tool call; never raises (a target or a model cannot crash the agent)."""
+        try:
+            return self._call(name, arguments)
+        except Exception as exc:
+            log.warning("tool %s failed unexpectedly", name, exc_info=True)
+            return _error(f"{name} failed: {_describe(exc)}", f"{name} failed")
+
+    def _call(self, name: str, arguments: str | dict[str, Any]) -> ToolResult:
         if name not in self.available():
             offered = ", ".join(self.available())
             reason = (
@@ -171,47 +192,65 @@ class ReadOnlyTools:
                 else (self.git.refusal or "no git here")
             )
             return _error(
-                f"tool {name!r} is not available: {reason}; available: {offered}", f"{name} refused"
+                f"tool {printable(name[:100])!r} is not available: {reason}; available: {offered}",
+                f"{printable(name[:60])} refused",
+            )
+        if isinstance(arguments, str) and len(arguments) > MAX_ARGUMENT_CHARS:
+            return _error(
+                f"bad arguments for {name}: {len(arguments)} characters (at most "
+                f"{MAX_ARGUMENT_CHARS})",
+                f"{name}: bad arguments",
             )
         try:
             raw = json.loads(arguments or "{}") if isinstance(arguments, str) else arguments
             args = ARGS[name].model_validate(raw)
-        except (json.JSONDecodeError, ValidationError, TypeError) as exc:
+        except (ValueError, ValidationError, TypeError, RecursionError) as exc:
+            # ValueError also covers integers past Python's digit limit.
             return _error(f"bad arguments for {name}: {_short(exc)}", f"{name}: bad arguments")
+        where = printable(str(getattr(args, "path", None) or getattr(args, "pattern", "") or "."))
+        try:
+            self.confine.verify()
+        except TargetChanged as exc:
+            return _error(str(exc), f"{name}: target changed")
         handler: Callable[[Any], tuple[str, str]] = getattr(self, f"_{name}")
         crashpoints.reached("tool", "before")
         try:
             content, summary = handler(args)
         except Refused as exc:
-            return _error(f"refused: {exc}", f"{name} refused")
-        except (OSError, UnicodeError) as exc:
-            return _error(f"{name} failed: {exc.__class__.__name__}", f"{name} failed")
-        return ToolResult(ok=True, content=self._cap(content), summary=summary[:200])
+            return _error(redact(f"refused: {exc}"), f"{name} refused")
+        except Exception as exc:  # loops, FIFOs, permissions, odd names: an error, not a crash
+            return _error(f"{name} failed on {where[:200]!r}: {_describe(exc)}", f"{name} failed")
+        return ToolResult(
+            ok=True, content=self._cap(redact(content)), summary=redact(summary)[:200]
+        )
 
     # --- tools ---------------------------------------------------------------------------
 
     def _list_dir(self, args: ListDirArgs) -> tuple[str, str]:
         base = self.confine.resolve(args.path)
         if not base.is_dir():
-            raise Refused(f"{args.path} is not a directory")
+            raise Refused(f"{printable(args.path)} is not a directory")
         lines = []
-        for real, rel, is_dir in self._walk(base, args.depth):
-            if is_dir:
-                lines.append(f"{rel}/")
-            elif is_secret_name(rel):
-                lines.append(f"{rel}  [secret: not readable]")
+        walk = self._walk(base, args.depth)
+        for entry in walk:
+            shown = printable(entry.rel)
+            if entry.is_dir:
+                lines.append(f"{shown}/")
+            elif is_secret_name(entry.rel):
+                lines.append(f"{shown}  [secret: not readable]")
             else:
-                lines.append(f"{rel}  ({_size(real)} bytes)")
+                lines.append(f"{shown}  ({_size(entry.real)} bytes)")
             if len(lines) >= self.limits.max_list_entries:
                 lines.append(f"[stopped at {len(lines)} entries]")
                 break
-        return "\n".join(lines) or "(empty)", f"list_dir {self.confine.relative(base)}"
+        if walk.stopped:
+            lines.append(f"[{walk.stopped}]")
+        return "\n".join(lines) or "(empty)", f"list_dir {self.confine.shown(base)}"
 
     def _read_file(self, args: ReadFileArgs) -> tuple[str, str]:
         real = self.confine.resolve(args.path)
-        rel = self.confine.relative(real)
-        self.confine.check_readable(real)
-        size = real.stat().st_size
+        rel = self.confine.shown(real)
+        size = self.confine.check_readable(real).st_size
         ranged = args.start_line > 1 or args.end_line is not None
         if size > self.limits.max_file_bytes * (8 if ranged else 1):
             raise Refused(f"{rel} is too large ({size} bytes); read a line range or grep it")
@@ -223,67 +262,65 @@ class ReadOnlyTools:
         return f"{rel} (lines {start}-{end} of {total})\n{body}", f"read_file {rel}:{start}-{end}"
 
     def _grep(self, args: GrepArgs) -> tuple[str, str]:
-        try:
-            regex = re.compile(args.pattern)
-        except re.error as exc:
-            raise Refused(f"invalid regular expression: {exc}") from None
+        regex = compile_pattern(args.pattern)
         base = self.confine.resolve(args.path)
-        wanted = _glob_regex(args.glob) if args.glob else None
-        hits: list[str] = []
+        wanted = compile_glob(args.glob) if args.glob else None
+        deadline = Deadline(self.limits.search_seconds)
+        walk = self._walk(base, depth=None, deadline=deadline)
         candidates = (
-            [(base, self.confine.relative(base), False)]
+            iter([Entry(real=base, rel=self.confine.relative(base), is_dir=False)])
             if base.is_file()
-            else (self._walk(base, depth=None))
+            else iter(walk)
         )
-        for real, rel, is_dir in candidates:
-            if is_dir or (wanted and not wanted.fullmatch(rel)):
+        hits: list[str] = []
+        for entry in candidates:
+            if entry.is_dir or (wanted and not wanted.fullmatch(printable(entry.rel))):
                 continue
-            hits += self._grep_file(real, rel, regex, args.max_results - len(hits))
+            room = args.max_results - len(hits)
+            hits += grep_file(
+                self.confine, entry, regex, room, self.limits.max_file_bytes, deadline
+            )
             if len(hits) >= args.max_results:
                 break
+            if deadline.expired():
+                walk.stopped = f"stopped at the {deadline.seconds:g} s time limit"
+                break
         count = f"[{len(hits)} match{'es' if len(hits) != 1 else ''}]"
-        return "\n".join([*hits, count]), f"grep {args.pattern!r} ({len(hits)} matches)"
-
-    def _grep_file(self, real: Path, rel: str, regex: re.Pattern[str], room: int) -> list[str]:
-        if room <= 0 or is_secret_name(rel):
-            return []
-        try:
-            if real.stat().st_size > self.limits.max_file_bytes:
-                return []
-            text = _decode(self.confine.read_bytes(real, self.limits.max_file_bytes))
-        except (Refused, OSError):
-            return []  # binaries, secrets and special files are skipped silently
-        found = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if regex.search(line[:2000]):
-                found.append(f"{rel}:{number}:{line.strip()[:200]}")
-                if len(found) >= room:
-                    break
-        return found
+        if walk.stopped:
+            count += f" [search {walk.stopped}; narrow the path or the glob]"
+        summary = f"grep {printable(args.pattern[:80])!r} ({len(hits)} matches)"
+        return "\n".join([*hits, count]), summary
 
     def _glob(self, args: GlobArgs) -> tuple[str, str]:
-        regex = _glob_regex(args.pattern)
-        matches = [rel for _, rel, _ in self._walk(self.root, depth=None) if regex.fullmatch(rel)]
+        regex = compile_glob(args.pattern)
+        walk = self._walk(self.root, depth=None)
+        # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher.
+        shown_names = (printable(entry.rel) for entry in walk)
+        matches = [name for name in shown_names if regex.fullmatch(name)]
         shown = matches[: self.limits.max_list_entries]
-        return "\n".join(shown) or "(no matches)", f"glob {args.pattern} ({len(matches)})"
+        if walk.stopped:
+            shown.append(f"[search {walk.stopped}]")
+        summary = f"glob {printable(args.pattern[:80])} ({len(matches)})"
+        return "\n".join(shown) or "(no matches)", summary
 
     def _file_info(self, args: FileInfoArgs) -> tuple[str, str]:
         real = self.confine.resolve(args.path)
-        rel = self.confine.relative(real)
-        info = real.stat()
+        rel = self.confine.shown(real)
+        try:
+            info = os.stat(real)
+        except OSError as exc:
+            raise Refused(f"{rel}: cannot stat ({exc.strerror})") from None
         modified = datetime.fromtimestamp(info.st_mtime, tz=UTC).isoformat(timespec="seconds")
-        kind = "directory" if real.is_dir() else "file" if real.is_file() else "special"
+        is_file = stat.S_ISREG(info.st_mode)
+        kind = "directory" if stat.S_ISDIR(info.st_mode) else "file" if is_file else "special"
+        secret = is_secret_name(self.confine.relative(real))
         lines = [
             f"path: {rel}",
             f"type: {kind}",
-            f"size: {info.st_size} bytes",
+            "size: hidden (secret file)" if secret else f"size: {info.st_size} bytes",
             f"modified: {modified}",
         ]
-        if (
-            kind == "file"
-            and not is_secret_name(rel)
-            and info.st_size <= self.limits.max_file_bytes
-        ):
+        if is_file and not secret and info.st_size <= self.limits.max_file_bytes:
             try:
                 text = _decode(self.confine.read_bytes(real, info.st_size + 1))
                 lines.append(f"lines: {len(text.splitlines())}")
@@ -312,21 +349,15 @@ class ReadOnlyTools:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _walk(self, base: Path, depth: int | None) -> Iterator[tuple[Path, str, bool]]:
-        """(real path, relative path, is_dir) under base; never follows links out of the root."""
-        base_depth = len(base.relative_to(self.root).parts)
-        for current, dirs, files in os.walk(base, followlinks=False):
-            here = Path(current)
-            level = len(here.relative_to(self.root).parts) - base_depth
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-            entries = [(d, True) for d in dirs] + [(f, False) for f in sorted(files)]
-            for name, is_dir in entries:
-                real = (here / name).resolve()
-                if not real.is_relative_to(self.root):
-                    continue  # a symlink leading out of the target: invisible
-                yield here / name, (here / name).relative_to(self.root).as_posix(), is_dir
-            if depth is not None and level + 1 >= depth:
-                dirs[:] = []
+    def _walk(self, base: Path, depth: int | None, deadline: Deadline | None = None) -> Walk:
+        """Entries under base, bounded in count and time; never follows links out."""
+        return Walk(
+            confine=self.confine,
+            base=base,
+            depth=depth,
+            limit=self.limits.max_walk_entries,
+            deadline=deadline or Deadline(self.limits.search_seconds),
+        )
 
     def _cap(self, text: str) -> str:
         limit = self.limits.max_output_chars
@@ -339,29 +370,6 @@ def _git_text(answer: GitAnswer) -> str:
     if not answer.ok:
         raise Refused(answer.text)
     return answer.text
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Glob to regex over relative POSIX paths: ** spans directories, * stays inside one."""
-    out, i = [], 0
-    text = pattern.removeprefix("./")
-    while i < len(text):
-        if text.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif text.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif text[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif text[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(text[i]))
-            i += 1
-    return re.compile("".join(out))
 
 
 def _decode(data: bytes) -> str:
@@ -377,6 +385,17 @@ def _size(path: Path) -> int:
 
 def _error(message: str, summary: str) -> ToolResult:
     return ToolResult(ok=False, content=message, summary=summary)
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, in words, without echoing file contents or absolute paths."""
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, UnicodeError):
+        return "a name or text that is not valid UTF-8"
+    return exc.__class__.__name__
 
 
 def _short(exc: Exception) -> str:

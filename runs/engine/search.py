@@ -1,0 +1,180 @@
+"""Searching a target in bounded time: one walk with a limit, grep and glob in linear time.
+
+Patterns the model writes run on RE2, which matches in time linear in the text, so no
+pattern (`(\\w+)+!` on a long identifier, `**/**/**/...`) can backtrack for minutes. RE2
+has no look-around or backreferences; such a pattern is refused with a sentence saying so.
+Every search also stops at a deadline and at an entry limit, and says where it stopped.
+What grep searches is the redacted text (runs.engine.secrets), so a pattern cannot be used
+to probe a credential one character at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import re2
+
+from runs.engine.confinement import Confinement, Refused, printable
+from runs.engine.secrets import is_secret_name, redact
+
+# Folders no search walks into: tooling caches, dependencies, and git's internals.
+SKIP_DIRS = frozenset(
+    {
+        ".hypothesis",
+        ".git",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+    }
+)
+SHOWN_LINE_CHARS = 200
+RE2_MAX_MEM = 32 << 20  # the compiled program's budget; a pattern needing more is refused
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False
+_OPTIONS.max_mem = RE2_MAX_MEM
+_REPEATED_STARS = re.compile(r"(?:\*\*/)+")
+
+
+@dataclass
+class Deadline:
+    """A search's time budget, checked between files and every few hundred lines."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def expired(self) -> bool:
+        return time.monotonic() - self.started > self.seconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    real: Path  # where it leads (symlinks resolved)
+    rel: str  # its own path relative to the root, as found
+    is_dir: bool
+
+
+@dataclass
+class Walk:
+    """Entries under a base, once, depth-first in name order, within a limit and a deadline.
+    Links that lead out of the root are invisible; `stopped` says why it ended early."""
+
+    confine: Confinement
+    base: Path
+    depth: int | None
+    limit: int
+    deadline: Deadline
+    stopped: str = ""
+    visited: int = 0
+
+    def __iter__(self) -> Iterator[Entry]:
+        root = self.confine.root
+        base_depth = len(self.base.relative_to(root).parts)
+        for current, dirs, files in os.walk(self.base, followlinks=False):
+            here = Path(current)
+            level = len(here.relative_to(root).parts) - base_depth
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            entries = [(d, True) for d in dirs] + [(f, False) for f in sorted(files)]
+            for name, is_dir in entries:
+                if self.visited >= self.limit:
+                    self.stopped = f"stopped after {self.limit} entries"
+                    return
+                if self.visited % 64 == 0 and self.deadline.expired():
+                    self.stopped = f"stopped at the {self.deadline.seconds:g} s time limit"
+                    return
+                self.visited += 1
+                try:
+                    real = Path(os.path.realpath(here / name))
+                except (OSError, RuntimeError, ValueError):
+                    continue
+                if not real.is_relative_to(root):
+                    continue  # a symlink leading out of the target: invisible
+                yield Entry(
+                    real=real, rel=(here / name).relative_to(root).as_posix(), is_dir=is_dir
+                )
+            if self.depth is not None and level + 1 >= self.depth:
+                dirs[:] = []
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A grep pattern as a linear-time RE2 program, or Refused with a sentence."""
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except (re2.error, UnicodeError) as exc:
+        raise Refused(
+            f"invalid regular expression {printable(pattern[:100])!r}: {_reason(exc)}. Patterns "
+            "run on RE2 (linear time): no look-around, no backreferences, repeats up to 1000"
+        ) from None
+
+
+def compile_glob(pattern: str) -> Any:
+    """A glob over relative POSIX paths: `**` spans directories, `*` and `?` stay inside one.
+    Repeated `**/` collapse to one; the result runs on RE2, anchored at both ends."""
+    out, i = [], 0
+    text = _REPEATED_STARS.sub("**/", pattern.removeprefix("./"))
+    while i < len(text):
+        if text.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif text.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif text[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif text[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(text[i]))
+            i += 1
+    try:
+        return re2.compile("(?s)^(?:" + "".join(out) + ")$", _OPTIONS)
+    except (re2.error, UnicodeError) as exc:
+        raise Refused(f"cannot use the glob {printable(pattern[:100])!r}: {_reason(exc)}") from None
+
+
+def grep_file(
+    confine: Confinement, entry: Entry, regex: Any, room: int, max_bytes: int, deadline: Deadline
+) -> list[str]:
+    """`path:line:text` for the matching lines of one file; secrets, binaries, hard links and
+    special files are skipped silently (the model cannot tell a skip from no match)."""
+    if room <= 0 or is_secret_name(entry.rel):
+        return []
+    time.sleep(0)  # between files, let the event loop's thread have the GIL
+    try:
+        if os.stat(entry.real).st_size > max_bytes:
+            return []
+        text = redact(confine.read_bytes(entry.real, max_bytes).decode("utf-8", "replace"))
+    except (Refused, OSError, ValueError):
+        return []
+    shown = printable(entry.rel)
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number % 256 == 0:
+            if deadline.expired():
+                break
+            time.sleep(0)  # let the event loop's thread have the GIL now and then
+        if regex.search(line):  # whole lines: RE2 is linear, and a cut line fakes `$`
+            found.append(f"{shown}:{number}:{line.strip()[:SHOWN_LINE_CHARS]}")
+            if len(found) >= room:
+                break
+    return found
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeError):
+        return "it is not valid UTF-8 text"
+    raw = exc.args[0] if exc.args else exc
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
