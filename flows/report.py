@@ -101,6 +101,8 @@ class MethodFacts:
     fast: bool
     model: str
     agents: list[AgentLine] = field(default_factory=list)
+    # "target unchanged during the run", or what changed ("" when it was not recorded)
+    target_state: str = ""
 
 
 def parse_verdict(text: str) -> Verdict | None:
@@ -321,6 +323,7 @@ def render_method(method: MethodFacts) -> str:
         "## Method",
         f"Flow `{method.flow}`, band {method.band}, fast mode {'on' if method.fast else 'off'}, "
         f"model `{method.model}`.",
+        *([f"Read-only check: {_inline(method.target_state)}."] if method.target_state else []),
         "",
         "| agent | status | attempts | tokens in/out | tool calls | citations ok/broken | time |",
         "|---|---|---|---|---|---|---|",

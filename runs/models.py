@@ -76,6 +76,9 @@ class FlowRun(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The target's fingerprint when the first attempt started (runs.engine.readonly_proof);
+    # only its summary stays once the report has compared it with the target at the end.
+    fingerprint = models.JSONField(default=dict, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     report = models.TextField(blank=True)
     report_data = models.JSONField(default=dict, blank=True)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from django.db import Error as DatabaseError
 
-from runs.engine import reporting, scheduler
+from runs.engine import readonly_proof, reporting, scheduler
 from runs.engine.backends.base import (
     AgentBackend,
     BackendError,
@@ -165,6 +165,9 @@ async def execute_step(
         model = await host.backends.target(ctx.model_id)
         slot = ModelSlot(ctx, sink, model, host.waiters)
         toolbox = await run_off_loop(_open_toolbox, ctx)
+        if await db_async(readonly_proof.needs_before)(ctx.run_id):
+            before = await run_off_loop(readonly_proof.take_fingerprint, toolbox.root)
+            await db_async(readonly_proof.save_before)(ctx.run_id, before)
         output = await _converse(ctx, sink, host.backends.backend(model), toolbox, slot)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")

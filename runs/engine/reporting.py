@@ -27,6 +27,7 @@ from flows.report import (
     render_method,
     render_report,
 )
+from runs.engine import readonly_proof
 from runs.engine.confinement import (
     Confinement,
     NoSuchFile,
@@ -201,7 +202,9 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
             "no_evidence": facts.no_evidence,
         },
         "method": render_method(method),
+        "target_state": method.target_state,
     }
+    run.fingerprint = readonly_proof.summary(run.fingerprint)
     run.tokens_in = sum(s.tokens_in for s in steps)
     run.tokens_out = sum(s.tokens_out for s in steps)
 
@@ -213,6 +216,7 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
         band=run.band,
         fast=run.fast,
         model=run.model,
+        target_state=_target_state(run, reader),
         agents=[
             AgentLine(
                 key=s.key,
@@ -230,6 +234,13 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
             for s in steps
         ],
     )
+
+
+def _target_state(run: FlowRun, reader: ConfinedLines) -> str:
+    """Whether the target is as it was when the run started (the reader holds it confined)."""
+    if reader.confinement is None:
+        return "the target is gone or was replaced; it could not be compared"
+    return readonly_proof.target_state(run, reader.confinement.root)
 
 
 def _findings_data(body: str, checks: list[CitationCheck]) -> list[dict[str, object]]:
