@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +15,15 @@ from devtools.llamacpp.server import LlamaServer
 from tests.realserver.chat import chat_body, metric, slots, stream_chat
 from tests.realserver.conftest import Observations
 
-LONG = 1900  # tokens (of 2048): the first request still decodes when a second one arrives
+LONG = 30_000  # tokens: the first request is still decoding, however fast, when the tests act
+
+
+@pytest.fixture(scope="module")
+def long_slot(start_server: Callable[..., LlamaServer]) -> Iterator[LlamaServer]:
+    """One slot with room for a generation far longer than any test waits for."""
+    server = start_server(slots=1, context=32_768)
+    yield server
+    server.stop()
 
 
 def props(server: LlamaServer) -> dict[str, Any]:
@@ -62,57 +70,59 @@ async def _read_stream(
 ) -> None:
     """Read one stream, logging when its headers, first text and finish arrive."""
     url = f"{server.base_url}/chat/completions"
-    async with client.stream("POST", url, json=chat_body(**overrides)) as response:
-        log.append(f"{name} headers")
-        async for line in response.aiter_lines():
-            if '"content":"' in line and f"{name} text" not in log:
-                log.append(f"{name} text")
-                if started is not None:
-                    started.set()
-            if '"finish_reason":"' in line:
-                log.append(f"{name} finish")
+    try:
+        async with client.stream("POST", url, json=chat_body(**overrides)) as response:
+            log.append(f"{name} headers")
+            async for line in response.aiter_lines():
+                if '"content":"' in line and f"{name} text" not in log:
+                    log.append(f"{name} text")
+                    if started is not None:
+                        started.set()
+                if '"finish_reason":"' in line:
+                    log.append(f"{name} finish")
+    except asyncio.CancelledError:
+        log.append(f"{name} closed")  # leaving the `async with` closed the connection
+        raise
 
 
-def test_a_second_request_waits_for_the_only_slot(
-    one_slot: LlamaServer, observed: Observations
+def test_a_second_request_waits_for_the_only_slot_until_the_first_is_closed(
+    long_slot: LlamaServer, observed: Observations
 ) -> None:
-    deferred: list[float] = []
-
-    async def scenario() -> list[str]:
+    async def scenario() -> tuple[list[str], list[str]]:
         log: list[str] = []
         async with httpx.AsyncClient(timeout=120) as client:
             started = asyncio.Event()
             first = asyncio.create_task(
-                _read_stream(client, one_slot, "A", log, started, max_tokens=LONG, ignore_eos=True)
+                _read_stream(client, long_slot, "A", log, started, max_tokens=LONG, ignore_eos=True)
             )
             await started.wait()
             second = asyncio.create_task(
-                _read_stream(client, one_slot, "B", log, max_tokens=4, ignore_eos=True)
+                _read_stream(client, long_slot, "B", log, max_tokens=4, ignore_eos=True)
             )
-            # Look while B waits: the metrics count it as deferred.
-            while "A finish" not in log and "B text" not in log:
-                deferred.append(
-                    await asyncio.to_thread(metric, one_slot, "llamacpp:requests_deferred")
-                )
-                if deferred[-1] >= 1:
-                    break
-                await asyncio.sleep(0.02)
-            await asyncio.gather(first, second)
-        return log
+            # Wait (no time limit here) until the server counts B as deferred.
+            while await asyncio.to_thread(metric, long_slot, "llamacpp:requests_deferred") < 1:
+                assert "A finish" not in log, "the first request ended before the second queued"
+                await asyncio.sleep(0.01)
+            while_waiting = list(log)
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            await second
+        return log, while_waiting
 
-    log = asyncio.run(scenario())
-    assert log.index("A finish") < log.index("B text"), log
-    assert max(deferred) == 1, deferred
+    log, while_waiting = asyncio.run(scenario())
+    assert "B headers" not in while_waiting  # a queued request gets no response headers yet
+    assert log.index("A closed") < log.index("B headers") < log.index("B text")
+    assert "A finish" not in log
     observed.note(
         "queueing at 1 slot",
-        f"order of events: {log}; /metrics llamacpp:requests_deferred was "
-        f"{max(deferred):g} while B waited",
+        f"while B waited: /metrics llamacpp:requests_deferred 1 and B had no response headers "
+        f"(log {while_waiting}); closing A let B start: {log}",
     )
 
 
-def test_closing_a_stream_frees_its_slot(one_slot: LlamaServer, observed: Observations) -> None:
-    predicted_before = metric(one_slot, "llamacpp:tokens_predicted_total")
-    url = f"{one_slot.base_url}/chat/completions"
+def test_closing_a_stream_frees_its_slot(long_slot: LlamaServer, observed: Observations) -> None:
+    predicted_before = metric(long_slot, "llamacpp:tokens_predicted_total")
+    url = f"{long_slot.base_url}/chat/completions"
     chunks = 0
     with (
         httpx.Client(timeout=60) as client,
@@ -121,18 +131,18 @@ def test_closing_a_stream_frees_its_slot(one_slot: LlamaServer, observed: Observ
         for line in response.iter_lines():
             chunks += line.startswith("data: ")
             if chunks == 5:
-                assert slots(one_slot)[0]["is_processing"]
+                assert slots(long_slot)[0]["is_processing"]
                 # Leaving the loop closes the connection (httpx closes a stream whose line
                 # iterator is abandoned), as a cancelled agent's request does.
                 closed_at = time.monotonic()
                 break
     # The connection is closed now; wait (without a time limit here) for the slot to go idle.
-    while slots(one_slot)[0]["is_processing"]:
+    while slots(long_slot)[0]["is_processing"]:
         time.sleep(0.01)
     freed_after = time.monotonic() - closed_at
     # The counter moves when the next request finishes, so run a short one to flush it.
-    stream_chat(one_slot, max_tokens=1, ignore_eos=True)
-    decoded = metric(one_slot, "llamacpp:tokens_predicted_total") - predicted_before - 1
+    stream_chat(long_slot, max_tokens=1, ignore_eos=True)
+    decoded = metric(long_slot, "llamacpp:tokens_predicted_total") - predicted_before - 1
     assert decoded < LONG, "the cancelled generation ran to the end"
     observed.note(
         "cancel",
