@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from devtools.llamacpp import vocab
 from devtools.llamacpp.cache import cache_root
 from devtools.llamacpp.vocab import Vocabulary, build_vocabulary
 
@@ -30,8 +31,6 @@ HEAD_SIZE = EMBEDDING // HEADS
 FEED_FORWARD = 128
 TRAINED_CONTEXT = 32768  # room for the long generations the slot tests cancel
 SEED = 20260101
-# Bump when the recipe changes in a way the digest below cannot see (e.g. weight scales).
-RECIPE_VERSION = 1
 
 CHAT_TEMPLATE_PATH = Path(__file__).with_name("qwen3_chat_template.jinja")
 
@@ -43,16 +42,11 @@ def chat_template() -> str:
 
 def model_path() -> Path:
     """Where the model for the current recipe lives in the cache (it may not exist yet)."""
-    recipe = "\n".join(
-        map(
-            str,
-            (RECIPE_VERSION, SEED, EMBEDDING, LAYERS, HEADS, KV_HEADS, FEED_FORWARD),
-        )
-    )
-    vocabulary = build_vocabulary()
+    # The recipe is this code, the vocabulary's code and the template: any change to them
+    # names a new file, so a stale model is never reused.
     digest = hashlib.sha256()
-    for part in (recipe, chat_template(), *vocabulary.tokens, *vocabulary.merges):
-        digest.update(part.encode())
+    for source in (Path(__file__), Path(vocab.__file__), CHAT_TEMPLATE_PATH):
+        digest.update(source.read_bytes())
         digest.update(b"\0")
     return cache_root() / "models" / f"tiny-qwen3-{digest.hexdigest()[:10]}.gguf"
 

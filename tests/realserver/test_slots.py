@@ -22,6 +22,7 @@ LONG = 30_000  # tokens: the first request is still decoding, however fast, when
 def long_slot(start_server: Callable[..., LlamaServer]) -> Iterator[LlamaServer]:
     """One slot with room for a generation far longer than any test waits for."""
     server = start_server(slots=1, context=32_768)
+    assert slots(server)[0]["n_ctx"] == 32_768  # not capped by the model's trained context
     yield server
     server.stop()
 
