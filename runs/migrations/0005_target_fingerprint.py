@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0004_target_identity'),
+        ("runs", "0004_target_identity"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='flowrun',
-            name='fingerprint',
+            model_name="flowrun",
+            name="fingerprint",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from devtools.llamacpp.server import LlamaServer
-from runs.backends.base import (
+from runs.engine.backends.base import (
     BackendError,
     EndpointConfig,
     FirstByte,
@@ -18,7 +18,7 @@ from runs.backends.base import (
     TextDelta,
     TurnResult,
 )
-from runs.backends.openai import OpenAICompatibleBackend, probe_models
+from runs.engine.backends.openai import OpenAICompatibleBackend, probe_models
 from tests.realserver.chat import HELLO
 from tests.realserver.conftest import Observations
 
