@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from django.db import Error as DatabaseError
 
+from flows import structured
 from runs.engine import readonly_proof, reporting, scheduler
 from runs.engine.backends.base import (
     AgentBackend,
@@ -19,6 +20,7 @@ from runs.engine.backends.base import (
     FirstByte,
     ReasoningDelta,
     Retrying,
+    StructuredOutputRejected,
     TextDelta,
     ToolCall,
     TurnResult,
@@ -337,7 +339,64 @@ async def _converse(
             )
         if not answer:
             raise StepFailed("the model returned an empty answer")
-        return answer
+        shape = structured.shape_for(ctx.kind, ctx.flow_kind)
+        if shape is None or not slot.model.structured_output:
+            return answer
+        if not getattr(backend, "accepts_response_format", True):
+            return answer  # this server refused response_format before: prose it is
+        return await _restate(ctx, sink, backend, state, slot, shape, answer)
+
+
+async def _restate(
+    ctx: StepContext,
+    sink: EventSink,
+    backend: AgentBackend,
+    state: TurnState,
+    slot: ModelSlot,
+    shape: structured.Shape,
+    prose: str,
+) -> str:
+    """One more turn, without tools, in which the server enforces the step kind's schema; its
+    answer is rendered to the Markdown the checker reads. The prose answer stands when the
+    server refuses response_format or the structured answer is unusable (cut off, invalid).
+
+    Tools and a schema are not sent together: on llama.cpp the schema's grammar admits only
+    the JSON, so no tool could be called (docs/architecture.md has the measurements).
+    """
+    asked = [*state.messages, {"role": "user", "content": structured.RESTATE[shape]}]
+    await slot.acquire()
+    try:
+        result = await _one_turn(
+            ctx,
+            sink,
+            backend,
+            state,
+            None,
+            ctx.depth.max_output_tokens,
+            messages=asked,
+            response_format=structured.response_format(shape),
+        )
+    except StructuredOutputRejected as exc:
+        sink.emit(EventKind.STATUS, state="structured_refused", reason=str(exc)[:300])
+        return prose
+    finally:
+        await slot.release()
+    state.turns += 1
+    _count_usage(state, result)
+    try:
+        answer = structured.parse(shape, result.content)
+    except structured.Unusable as exc:
+        cut = " (cut off at the token limit)" if result.finish_reason == "length" else ""
+        reason = f"structured answer unusable{cut}: {exc}; the prose answer stands"
+        sink.emit(EventKind.STATUS, state="structured_unusable", reason=reason[:300])
+        await db_async(checkpoint)(ctx, state.messages, _totals(state))
+        return prose
+    rendered = structured.render(answer)
+    sink.emit(EventKind.STATUS, state="structured", shape=shape.value)
+    # Checkpointed as the answer, so a resumed attempt returns it rather than the JSON.
+    state.messages = [*asked, {"role": "assistant", "content": rendered}]
+    await db_async(checkpoint)(ctx, state.messages, _totals(state))
+    return rendered
 
 
 async def _one_turn(
@@ -347,11 +406,22 @@ async def _one_turn(
     state: TurnState,
     tools: list[dict[str, Any]] | None,
     max_tokens: int,
+    *,
+    messages: list[dict[str, Any]] | None = None,
+    response_format: dict[str, Any] | None = None,
 ) -> TurnResult:
     result: TurnResult | None = None
-    async for event in backend.stream_turn(
-        messages=state.messages, tools=tools, max_tokens=max_tokens
-    ):
+    stream = (
+        backend.stream_turn(
+            messages=messages or state.messages,
+            tools=tools,
+            max_tokens=max_tokens,
+            response_format=response_format,
+        )
+        if response_format is not None
+        else backend.stream_turn(messages=state.messages, tools=tools, max_tokens=max_tokens)
+    )
+    async for event in stream:
         match event:
             case FirstByte():
                 if not state.streaming:

@@ -40,6 +40,7 @@ class StepContext:
     # What the target was at launch (runs.engine.confinement.open_target checks it again).
     target_real_path: str = ""
     target_identity: str = ""
+    flow_kind: str = ""  # analysis or draft: which step kinds answer schema-shaped
 
 
 def load_context(step_id: int, worker: str) -> StepContext | None:
@@ -119,6 +120,7 @@ def open_attempt(
         tokens_in=session.tokens_in,
         tokens_out=session.tokens_out,
         last_tool=step.last_tool,
+        flow_kind=flow.kind,
     )
 
 

@@ -15,11 +15,13 @@ from runs.engine.problems import validation_problems
 
 DEMO_PROVIDER = "demo"
 # Each provider speaks the OpenAI-compatible API; slots = requests it serves in parallel.
+# structured_output: the server enforces a `response_format` JSON schema (llama.cpp, and
+# llama-swap in front of it, vLLM and Ollama do); a server that refuses one is asked in prose.
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
-    "llama-swap": {"base_url": "http://127.0.0.1:8080/v1", "slots": 1},
-    "llama-cpp": {"base_url": "http://127.0.0.1:8080/v1", "slots": 1},
-    "ollama": {"base_url": "http://127.0.0.1:11434/v1", "slots": 1},
-    "vllm": {"base_url": "http://127.0.0.1:8001/v1", "slots": 8},
+    "llama-swap": {"base_url": "http://127.0.0.1:8080/v1", "slots": 1, "structured_output": True},
+    "llama-cpp": {"base_url": "http://127.0.0.1:8080/v1", "slots": 1, "structured_output": True},
+    "ollama": {"base_url": "http://127.0.0.1:11434/v1", "slots": 1, "structured_output": True},
+    "vllm": {"base_url": "http://127.0.0.1:8001/v1", "slots": 8, "structured_output": True},
     # The scripted model that ships with the project, started in-process on demand.
     DEMO_PROVIDER: {"base_url": "", "slots": 4},
 }
@@ -38,6 +40,8 @@ class ProviderConf(BaseModel):
     read_timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff_base: float = Field(default=0.5, ge=0)
+    # Off unless known: an unknown server may ignore response_format and answer in prose.
+    structured_output: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +51,7 @@ class ModelTarget:
     name: str  # sent to the server in the request body
     slots: int
     endpoint: EndpointConfig
+    structured_output: bool = False  # ask schema-shaped answers where a step kind takes them
 
     @property
     def is_demo(self) -> bool:
@@ -99,6 +104,7 @@ def resolve_model(model_id: str | None = None) -> ModelTarget:
         provider=provider,
         name=name,
         slots=settings.ORCHESTRATOR_SLOTS or conf.slots,
+        structured_output=conf.structured_output,
         endpoint=EndpointConfig(
             base_url=str(base_url).rstrip("/"),
             model=name,

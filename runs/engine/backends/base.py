@@ -78,13 +78,21 @@ class BackendError(Exception):
     """The turn failed for good; str(error) is a clear sentence naming the fault and server."""
 
 
+class StructuredOutputRejected(BackendError):
+    """The server refused `response_format` (an HTTP 4xx): ask it again in prose."""
+
+
 class AgentBackend(Protocol):
+    # A backend may carry `accepts_response_format: bool`, False once the server refused
+    # `response_format`; the agent reads it with getattr, so test backends need not.
+
     def stream_turn(
         self,
         *,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[BackendEvent]: ...
 
     async def aclose(self) -> None: ...

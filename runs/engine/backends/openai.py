@@ -25,6 +25,7 @@ from runs.engine.backends.base import (
     FirstByte,
     ReasoningDelta,
     Retrying,
+    StructuredOutputRejected,
     TextDelta,
     ToolCall,
     ToolCallStarted,
@@ -88,6 +89,7 @@ class OpenAICompatibleBackend:
         self._own_client = client is None
         self.client = client or httpx.AsyncClient(timeout=_httpx_timeout(config))
         self._url = f"{config.base_url.rstrip('/')}/chat/completions"
+        self.accepts_response_format = True
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -99,8 +101,11 @@ class OpenAICompatibleBackend:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[BackendEvent]:
         body = self._body(messages, tools, max_tokens)
+        if response_format is not None:
+            body["response_format"] = response_format
         attempts = self.config.max_retries + 1
         for attempt in range(1, attempts + 1):
             turn = _Turn()
@@ -158,7 +163,7 @@ class OpenAICompatibleBackend:
             response = await self._send(body, first_byte_deadline)
             try:
                 turn.answered = True
-                await self._check_status(response)
+                await self._check_status(response, structured="response_format" in body)
                 async for event in self._events(response, turn, first_byte_deadline):
                     yield event
             finally:
@@ -179,7 +184,7 @@ class OpenAICompatibleBackend:
         except TimeoutError:
             raise _Retryable(self._silence(started=False)) from None
 
-    async def _check_status(self, response: httpx.Response) -> None:
+    async def _check_status(self, response: httpx.Response, *, structured: bool) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -192,6 +197,14 @@ class OpenAICompatibleBackend:
                 f"the model server failed ({status}: {message})", _retry_after(response)
             )
         # Other 4xx (unknown model, context too long, bad request) will not get better.
+        if structured and not _about_length(message):
+            # Most likely the schema or response_format itself: remembered, so every later
+            # turn on this server asks in prose; the caller asks this one again in prose.
+            self.accepts_response_format = False
+            raise StructuredOutputRejected(
+                f"the model server at {self.config.base_url} refused response_format "
+                f"({status}: {message})"
+            )
         raise BackendError(
             f"the model server at {self.config.base_url} rejected the request ({status}: {message})"
         )
@@ -348,6 +361,12 @@ def _raise_stream_error(error: Any) -> None:
     if isinstance(code, int) and 400 <= code < 500 and code != 429:
         raise BackendError(f"the model server rejected the request mid-stream ({code}: {message})")
     raise _Retryable(f"the model server reported an error mid-stream: {message}")
+
+
+def _about_length(message: str) -> bool:
+    """A 4xx about the context or the request's size, not about response_format."""
+    lowered = message.lower()
+    return "context" in lowered or "too long" in lowered or "too large" in lowered
 
 
 def _retry_after(response: httpx.Response) -> float | None:
