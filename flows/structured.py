@@ -89,7 +89,11 @@ class Strict(BaseModel):
 
 
 class CitationField(Strict):
-    path: Annotated[str, _clean(PATH_CHARS), Field(min_length=1)]
+    # Kept as written (never shortened: a shortened path names another file), only bounded;
+    # the renderer flags one it cannot show.
+    path: Annotated[
+        str, BeforeValidator(lambda v: v[: PATH_CHARS + 1] if isinstance(v, str) else v)
+    ] = Field(min_length=1)
     start_line: int = Field(ge=0, le=MAX_LINE)
     end_line: int | None = Field(default=None, ge=0, le=MAX_LINE)
     quote: Quote = ""
