@@ -151,6 +151,7 @@ def test_the_synthesizer_and_validator_answer_schema_shaped_and_the_report_check
     assert "Structured verdict from the validator." in run.report
     assert run.report_data["evidence"]["verified"] >= 1
     assert "structured" in _states(run, "synthesis")
+    assert "structured" in _states(run, "validation")
 
 
 @pytest.mark.parametrize("front", [True], indirect=True)
@@ -161,7 +162,8 @@ def test_a_server_refusing_response_format_gets_prose_once_and_is_remembered(
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert len(front.structured_requests) == 1  # the validator did not ask again
     assert "structured_refused" in _states(run, "synthesis")
-    assert "structured_refused" not in _states(run, "validate")
+    validation = _states(run, "validation")
+    assert "succeeded" in validation and "structured_refused" not in validation
     assert "Structured finding" not in run.report
     assert run.confidence in {"low", "medium", "high"}
 
