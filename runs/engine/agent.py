@@ -379,6 +379,12 @@ async def _restate(
     except StructuredOutputRejected as exc:
         sink.emit(EventKind.STATUS, state="structured_refused", reason=str(exc)[:300])
         return prose
+    except BackendError as exc:
+        # llama.cpp answers 500 when its chat parser rejects what the grammar let through; a
+        # restatement that fails must not cost the step its prose answer.
+        reason = f"structured answer failed: {exc}; the prose answer stands"
+        sink.emit(EventKind.STATUS, state="structured_unusable", reason=reason[:300])
+        return prose
     finally:
         await slot.release()
     state.turns += 1
