@@ -13,6 +13,7 @@ urlpatterns = [
     path("runs/<uuid:run_id>/", views.pane, name="pane"),
     path("runs/<uuid:run_id>/cancel/", views.cancel, name="cancel"),
     path("runs/<uuid:run_id>/steps/<slug:key>/retry/", views.retry, name="retry"),
+    path("runs/<uuid:run_id>/retry-cancelled/", views.retry_cancelled, name="retry_cancelled"),
     path("runs/<uuid:run_id>/export.<str:fmt>", views.export, name="export"),
     path("runs/<uuid:run_id>/send-to-chat/", views.send_to_chat, name="send_to_chat"),
 ]
