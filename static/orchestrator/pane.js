@@ -1,6 +1,6 @@
 // The pane's few behaviours htmx cannot express: subscribe an expanded agent to its stream,
 // resume after a reconnect from the last event held, copy the report, tick elapsed times,
-// show times in local time, keep a live timeline moving, tell the workspace about chat.
+// keep a live timeline moving, tell the workspace about chat.
 (function () {
   "use strict";
   const pane = document.querySelector(".pane[ws-connect]");
@@ -75,18 +75,6 @@
     });
   }
 
-  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
-  const full = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
-  function localTimes(root) {
-    root.querySelectorAll("time[datetime]:not([data-local])").forEach((el) => {
-      const when = new Date(el.getAttribute("datetime"));
-      if (Number.isNaN(when.getTime())) return;
-      el.textContent = clock.format(when);
-      el.title = full.format(when);
-      el.dataset.local = "1";
-    });
-  }
-
   function tickTimeline(at) {
     const timeline = document.getElementById("run-timeline");
     if (!timeline || !timeline.classList.contains("live")) return;
@@ -113,10 +101,8 @@
   setInterval(tick, 100);
   document.addEventListener("htmx:oobAfterSwap", () => {
     calibrate();
-    localTimes(document);
     tick();
   });
   calibrate();
-  localTimes(document);
   tick();
 })();
