@@ -73,6 +73,8 @@ TEMPLATES = [
     },
 ]
 
+# Without DATABASE_URL, a PostgreSQL from a pip wheel, kept under var/ (see embedded_db).
+EMBEDDED_DATABASE = not env_str("DATABASE_URL")
 _database_url = env_str("DATABASE_URL") or embedded_database_url(VAR_DIR / "pgdata")
 DATABASES = {"default": database_from_url("DATABASE_URL", _database_url)}
 # Workers talk to the database many times a second; reconnecting each time would dominate.
