@@ -250,13 +250,15 @@ def test_phones_read_every_page_and_the_theme_follows_the_system_with_a_toggle(
     card = page.locator("[data-testid=history-run]").first
     for label in ("status", "confidence", "target"):
         cell = card.locator(f"td[data-label={label}]")
-        # A card's cells are laid out by their contents (display: contents): measure those.
-        box = cell.evaluate(
-            "e => { const r = document.createRange(); r.selectNodeContents(e);"
-            " const b = r.getBoundingClientRect(); return [b.left, b.right, b.width]; }"
+        # The value sits on its label's line, right of it, and inside the screen.
+        label_box, value = cell.evaluate(
+            """e => { const r = document.createRange(); r.selectNodeContents(e);
+                const v = r.getBoundingClientRect(), c = e.getBoundingClientRect();
+                return [[c.left, c.top], [v.left, v.top, v.right, v.width]]; }"""
         )
-        assert box[2] > 0, label
-        assert box[0] >= 0 and box[1] <= PHONE["width"], (label, box)
+        assert value[3] > 0, label
+        assert value[0] >= label_box[0] + 80 and abs(value[1] - label_box[1]) < 8, (label, value)
+        assert value[2] <= PHONE["width"], (label, value)
     assert card.locator(".chip-demo").is_visible()
     brand = page.locator(".brand").bounding_box()
     first_link = page.locator(".topbar nav a").first.bounding_box()
