@@ -93,7 +93,8 @@ class PaneState:
 
 def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     """The run as the pane shows it, from one read of its steps (and their event marks)."""
-    steps = steps if steps is not None else list(run.steps.all())
+    # An agent's output (its whole final message) is in the report, not in the pane.
+    steps = steps if steps is not None else list(run.steps.defer("output"))
     now = timezone.now()
     lanes = timeline.build(run, steps, at=now)
     waiting = any(s.status == StepStatus.QUEUED and not s.holds_slot for s in steps)

@@ -44,15 +44,17 @@ MAX_TICKS = 6
 VISIBLE_SHARE = 0.002
 
 # The marks: every event that is not model text (few, through agent_event_mark_idx), and
-# for a tool result or a `running` status, the event right after it (its time is the next
-# turn's first byte when it is model text).
+# for a tool result or a `running` status, the event right after it in its attempt (seq + 1,
+# one lookup in the unique index): its time is the next turn's first byte when it is text.
 _MARKS = """
     SELECT m.step_id, m.session_id, m.kind, m.created_at, m.payload->>'state',
            nxt.kind, nxt.created_at
     FROM agent_events m
     LEFT JOIN LATERAL (
+        -- LIMIT keeps this a lookup per mark: right after a long run is written the table's
+        -- statistics are stale, and a join would be planned as a hash of every event.
         SELECT a.kind, a.created_at FROM agent_events a
-        WHERE a.step_id = m.step_id AND a.id > m.id ORDER BY a.id LIMIT 1
+        WHERE a.session_id = m.session_id AND a.seq = m.seq + 1 LIMIT 1
     ) nxt ON m.kind = 'tool_result' OR (m.kind = 'status' AND m.payload->>'state' = 'running')
     WHERE m.step_id = ANY(%s) AND m.kind NOT IN ('text', 'reasoning')
     ORDER BY m.step_id, m.id
@@ -83,11 +85,11 @@ class Segment:
 
 @dataclass(frozen=True, kw_only=True)
 class Drawn:
-    """A stretch as drawn: position and width in percent of the axis, ready for CSS."""
+    """A stretch as drawn: its CSS position (percent of the axis) and its tooltip, ready for
+    the template (a long run draws hundreds of these, so each costs the template little)."""
 
     kind: str
-    left: str
-    width: str
+    style: str  # left and width
     start: str  # seconds from the run's start, for the browser to stretch an open one
     open: bool
     title: str
@@ -415,8 +417,7 @@ def _drawn(segment: Segment, span: float) -> Drawn:
     width = max(0.0, min(segment.end, span) - segment.start) / span * 100
     return Drawn(
         kind=segment.kind,
-        left=f"{segment.start / span * 100:.3f}",
-        width=f"{width:.3f}",
+        style=f"left:{segment.start / span * 100:.3f}%;width:{width:.3f}%",
         start=f"{segment.start:.3f}",
         open=segment.open,
         title=f"{KINDS[segment.kind]}: {segment.seconds:.1f} s"
