@@ -30,6 +30,23 @@ def run_status_label(status: str) -> str:
     return RunStatus(status).label if status in RunStatus.values else str(status)
 
 
+def duration(seconds: float | None, *, tenths: bool = False) -> str:
+    """12.3 s; 4 min 18 s (4 min 18.2 s with tenths); 1 h 02 min. The pane's ticking clocks
+    follow the same rule (static/orchestrator/pane.js, `duration`)."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        if tenths:  # a clock: truncated, so it never shows a tenth that has not passed
+            minutes, rest = divmod(int(seconds * 10), 600)
+            return f"{minutes} min {rest / 10:.1f} s"
+        minutes, rest_seconds = divmod(round(seconds), 60)
+        return f"{minutes} min {rest_seconds} s"
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min"
+
+
 def ordinal(n: int) -> str:
     """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st..."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")

@@ -15,7 +15,14 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from runs import timeline
-from runs.labels import event_words, progress_counts, run_status_label, step_words, waiting_on
+from runs.labels import (
+    duration,
+    event_words,
+    progress_counts,
+    run_status_label,
+    step_words,
+    waiting_on,
+)
 from runs.markup import render_markdown
 from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.progress import queue_positions
@@ -181,7 +188,7 @@ def _never() -> Moment:  # pragma: no cover - moment(a datetime) is never None
 
 
 def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f} s"
+    return duration(value, tenths=True)
 
 
 def page_context(run: FlowRun) -> dict[str, Any]:

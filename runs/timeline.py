@@ -24,6 +24,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
+from runs.labels import duration
 from runs.models import ACTIVE_STEP, TERMINAL_RUN, AgentSession, FlowRun, FlowStep, StepStatus
 
 # What a stretch of a lane was spent on, in the order the legend shows them.
@@ -109,7 +110,7 @@ class Lane:
 
     @property
     def busy(self) -> str:
-        return f"{self.busy_seconds:.1f} s" if self.busy_seconds else ""
+        return duration(self.busy_seconds) if self.busy_seconds else ""
 
 
 @dataclass(kw_only=True)
@@ -145,18 +146,14 @@ class Timeline:
     def critical_words(self) -> list[tuple[str, str, str]]:
         """(kind, what, how long) for the critical path; waits on it are hand-offs."""
         return [
-            (kind, "waiting (hand-offs)" if kind == "waiting" else KINDS[kind], f"{sec:.1f} s")
+            (kind, "waiting (hand-offs)" if kind == "waiting" else KINDS[kind], duration(sec))
             for kind, sec in self.critical_totals
             if sec >= 0.05
         ]
 
     @property
     def critical_length(self) -> str:
-        return f"{self.critical_seconds:.1f} s"
-
-    @property
-    def length(self) -> str:
-        return f"{self.now:.1f} s"
+        return duration(self.critical_seconds)
 
 
 def build(
@@ -420,6 +417,6 @@ def _drawn(segment: Segment, span: float) -> Drawn:
         style=f"left:{segment.start / span * 100:.3f}%;width:{width:.3f}%",
         start=f"{segment.start:.3f}",
         open=segment.open,
-        title=f"{KINDS[segment.kind]}: {segment.seconds:.1f} s"
-        f" (at {segment.start:.1f} s){', so far' if segment.open else ''}",
+        title=f"{KINDS[segment.kind]}: {duration(segment.seconds)}"
+        f" (from {duration(segment.start)}){', so far' if segment.open else ''}",
     )

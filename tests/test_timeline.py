@@ -254,6 +254,15 @@ class TestWords:
         )
         assert labels.step_words(status="pending", attempt=0) == "waiting"
 
+    def test_durations_read_as_seconds_then_minutes_then_hours(self):
+        """Tenths for the ticking clocks; whole seconds once it is minutes in a summary."""
+        assert labels.duration(None) == ""
+        assert labels.duration(2.25) == "2.2 s" and labels.duration(59.94) == "59.9 s"
+        assert labels.duration(258.04) == "4 min 18 s" and labels.duration(257.98) == "4 min 18 s"
+        assert labels.duration(119.7) == "2 min 0 s"
+        assert labels.duration(258.09, tenths=True) == "4 min 18.0 s"
+        assert labels.duration(3725) == "1 h 02 min"
+
     def test_progress_always_counts_done_running_queued_and_failed(self):
         """Zero groups are left out except the four a person looks for first."""
         assert labels.progress_counts(["succeeded", "succeeded", "pending", "ready"]) == [

@@ -66,12 +66,23 @@
   }
   const now = () => Date.now() + skew;
 
+  // The rule of runs.labels.duration (with tenths): 12.3 s; 4 min 18.2 s; 1 h 02 min.
+  function duration(seconds) {
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    if (seconds < 3600) {
+      const tenths = Math.floor(seconds * 10);
+      return `${Math.floor(tenths / 600)} min ${((tenths % 600) / 10).toFixed(1)} s`;
+    }
+    const minutes = Math.floor((seconds % 3600) / 60);
+    return `${Math.floor(seconds / 3600)} h ${String(minutes).padStart(2, "0")} min`;
+  }
+
   function tickElapsed(at) {
     document.querySelectorAll(".elapsed").forEach((el) => {
       const started = Number(el.dataset.started);
       if (!started) return;
       const end = Number(el.dataset.finished) || at;
-      el.textContent = `${(Math.max(0, end - started) / 1000).toFixed(1)} s`;
+      el.textContent = duration(Math.max(0, end - started) / 1000);
     });
   }
 

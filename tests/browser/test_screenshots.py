@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from runs.labels import duration
 from runs.models import FlowRun
 from tests.browser.conftest import ServeProcess, log_in, screenshot_dir
 from tests.browser.fabricate import fabricate_run
@@ -104,4 +105,8 @@ def test_a_pane_of_twenty_agents_stays_readable_at_the_workspace_width(
     metrics_shown(page.locator("body"), 550)
     path = page.locator("[data-testid=critical-path]").inner_text()
     assert "Synthesizer → Validator" in path and "queued for a model slot" in path
+    # The browser's clock writes durations as the server does (the rule has two copies).
+    elapsed = (run.finished_at - run.started_at).total_seconds()
+    shown = page.locator("[data-testid=run-elapsed]").inner_text()
+    assert shown == duration(elapsed, tenths=True) and " min " in shown, shown
     page.screenshot(path=str(screenshot_dir() / "pane-20-agents.png"), full_page=True)
