@@ -5,24 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from runs.labels import step_words
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepStatus
 
 
 def queue_positions(run: FlowRun) -> dict[int, int]:
-    """For this run's steps waiting on a model slot: how many live steps are ahead of each."""
-    waiting = list(run.steps.filter(status=StepStatus.QUEUED, holds_slot=False))
-    positions = {}
-    for step in waiting:
-        positions[step.id] = (
-            FlowStep.objects.filter(run__model=run.model, status__in=ACTIVE_STEP, holds_slot=False)
-            .filter(Q(queued_at__lt=step.queued_at) | Q(queued_at=step.queued_at, id__lt=step.id))
-            .count()
-            + 1
+    """For this run's steps waiting on a model slot: their place in the model's queue (the
+    live steps of that model claimed before them and not holding a slot, plus one). One
+    query, however many wait: panes redraw this on every change of a busy run."""
+    ahead = (
+        FlowStep.objects.filter(run__model=run.model, status__in=ACTIVE_STEP, holds_slot=False)
+        .filter(
+            Q(queued_at__lt=OuterRef("queued_at"))
+            | Q(queued_at=OuterRef("queued_at"), id__lt=OuterRef("id"))
         )
-    return positions
+        .order_by()
+        .annotate(group=Value(1))
+        .values("group")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    waiting = run.steps.filter(status=StepStatus.QUEUED, holds_slot=False).annotate(
+        ahead=Coalesce(Subquery(ahead), 0)
+    )
+    return {step_id: ahead + 1 for step_id, ahead in waiting.values_list("id", "ahead")}
 
 
 def status_label(step: FlowStep, position: int | None) -> str:
