@@ -110,7 +110,7 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     titles = {s.key: s.title for s in steps}
     model_seconds = {lane.step.id: lane.totals.get("model", 0.0) for lane in lanes.lanes}
     rows = [
-        _row(run, step, positions.get(step.id), statuses, titles, model_seconds[step.id], now)
+        _row(run, step, positions.get(step.id), statuses, titles, model_seconds[step.id])
         for step in steps
     ]
     return PaneState(run=run, header=_header(run, steps, now), rows=rows, timeline=lanes)
@@ -123,7 +123,6 @@ def _row(
     statuses: dict[str, str],
     titles: dict[str, str],
     model_seconds: float,
-    now: datetime,
 ) -> AgentRow:
     words = step_words(
         status=step.status,

@@ -37,30 +37,34 @@ def wait_until(check: Any, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def metrics_shown(scope: Any, width: float) -> None:
-    """Every row's every metric is shown and inside its page's width (one measurement)."""
-    boxes = scope.locator(".agent-row").evaluate_all(
-        """(rows, metrics) => rows.map(row => metrics.map(m => {
-            const cell = row.querySelector("." + m);
-            const r = cell.getBoundingClientRect();
-            const shown = getComputedStyle(cell).display !== "none" && r.width > 0;
-            return [m, shown, r.left, r.right];
-        }))""",
+def metrics_shown(page: Any, width: float) -> None:
+    """Every row's every metric is shown and inside its page's width. Rows are looked up and
+    measured in one evaluation: a live redraw replaces them, and a replaced (detached) row
+    measures nothing."""
+    boxes = page.locator("body").evaluate(
+        """(body, metrics) => [...document.querySelectorAll(".agent-row")].map(row =>
+            metrics.map(m => {
+                const cell = row.querySelector("." + m);
+                const r = cell.getBoundingClientRect();
+                const shown = getComputedStyle(cell).display !== "none" && r.width > 0;
+                return [m, shown, r.left, r.right];
+            }))""",
         list(METRICS),
     )
     assert len(boxes) >= 4
     for row in boxes:
         for metric, shown, cell_left, cell_right in row:
-            assert shown, metric
+            assert shown, (metric, row)
             assert cell_left >= -0.5 and cell_right <= width + 0.5, (metric, row)
 
 
-def one_line(row: Any) -> bool:
-    """The metrics sit on the name's line (wide) rather than under it (narrow)."""
-    # Measured in one go: live updates replace rows between two separate measurements.
+def one_line(page: Any) -> bool:
+    """The first agent's metrics sit on its name's line (wide) rather than under it (narrow)."""
+    # Looked up and measured in one go: live updates replace rows.
     return bool(
-        row.evaluate(
-            """row => {
+        page.locator("body").evaluate(
+            """() => {
+                const row = document.querySelector(".agent-row");
                 const name = row.querySelector(".role").getBoundingClientRect();
                 const metrics = row.querySelector(".metrics").getBoundingClientRect();
                 return Math.abs(name.top - metrics.top) < name.height;
@@ -94,8 +98,8 @@ def test_the_pane_shows_every_metric_and_its_progress_at_every_width(
         "[data-testid=step-words]",
         has_text=re.compile(r"waiting for a model slot, \d+(st|nd|rd|th)"),
     ).first.wait_for(timeout=20_000)
-    metrics_shown(frame.locator("body"), width)
-    assert not one_line(frame.locator(".agent-row").first), "two lines in a narrow pane"
+    metrics_shown(frame, width)
+    assert not one_line(frame), "two lines in a narrow pane"
     # Progress at a glance, and live numbers.
     counts = frame.locator("[data-testid=progress] .counts").inner_text()
     assert re.search(r"\d+ done.*\d+ running.*\d+ queued.*\d+ failed.*of 4 agents", counts, re.S)
@@ -106,17 +110,19 @@ def test_the_pane_shows_every_metric_and_its_progress_at_every_width(
     assert re.fullmatch(r"\d+\.\d s", first) and first != second, (first, second)
     timeline = frame.locator("[data-testid=timeline]")
     assert "live" in (timeline.get_attribute("class") or "")
-    live_now = """t => {
+    # The live timeline (looked up inside: a redraw replaces it) and where its now line is.
+    live_now = """() => {
+        const t = document.getElementById("run-timeline");
         const span = Number(t.dataset.span);
-        const now = Number(getComputedStyle(t.querySelector(".tl-now")).getPropertyValue("--at")) * span;
+        const now = Number(t.querySelector(".tl-now").style.getPropertyValue("--at")) * span;
         const ends = [...t.querySelectorAll(".seg[data-open]")].map(
             s => Number(s.dataset.start) + parseFloat(s.style.width) / 100 * span);
         return [now, ends];
     }"""
-    before, ends = timeline.evaluate(live_now)
+    before, ends = frame.locator("body").evaluate(live_now)
     assert ends and all(abs(end - before) < 0.3 for end in ends), (before, ends)
     time.sleep(0.6)
-    after, _ = timeline.evaluate(live_now)
+    after, _ = frame.locator("body").evaluate(live_now)
     assert 0.3 < after - before < 2.0, (before, after)
     assert timeline.locator("[data-testid=lane]").count() == 4
     page.screenshot(path=str(screenshot_dir() / "glance-workspace-running.png"))
@@ -135,15 +141,15 @@ def test_the_pane_shows_every_metric_and_its_progress_at_every_width(
     )
     # The full page at 1440: one line per agent, every metric.
     page.goto(f"{server}/runs/{run.id}/")
-    metrics_shown(page.locator("body"), DESKTOP["width"])
-    assert one_line(page.locator(".agent-row").first)
+    metrics_shown(page, DESKTOP["width"])
+    assert one_line(page)
     assert page.locator("[data-testid=lane]").count() == 4
     # A phone: all metrics still there, nothing wider than the screen.
     phone = page.context.new_page()
     phone.set_viewport_size(PHONE)
     phone.goto(f"{server}/runs/{run.id}/")
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    metrics_shown(phone.locator("body"), PHONE["width"])
+    metrics_shown(phone, PHONE["width"])
     assert phone.locator("[data-testid=lane]").count() == 4
     phone.screenshot(path=str(screenshot_dir() / "glance-pane-phone.png"), full_page=True)
 

@@ -70,7 +70,7 @@ def test_the_readme_pictures_show_the_timeline_and_metrics_in_the_workspace(
     frame.locator(".timeline-box").evaluate("e => e.scrollIntoView({block: 'start'})")
     assert inside_viewport(frame, ".timeline-box") and inside_viewport(frame, ".agents")
     width = page.locator(".orchestrator-pane iframe").bounding_box()["width"]
-    metrics_shown(frame.locator("body"), width)
+    metrics_shown(frame, width)
     page.screenshot(path=str(screenshot_dir() / "workspace-desktop.png"))
     run = FlowRun.objects.get()
     page.goto(f"{server}/runs/{run.id}/")
@@ -102,7 +102,7 @@ def test_a_pane_of_twenty_agents_stays_readable_at_the_workspace_width(
         "els => els.map(e => [e.textContent, e.getBoundingClientRect().width > 30])"
     )
     assert all(visible for _, visible in names), names
-    metrics_shown(page.locator("body"), 550)
+    metrics_shown(page, 550)
     path = page.locator("[data-testid=critical-path]").inner_text()
     assert "Synthesizer → Validator" in path and "queued for a model slot" in path
     # The browser's clock writes durations as the server does (the rule has two copies).
