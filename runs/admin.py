@@ -1,12 +1,18 @@
-"""Run inspection in the Django admin: runs with their steps, sessions and events read-only."""
+"""Run inspection in the Django admin: runs with their steps, sessions and events read-only.
+
+Nothing here is edited by hand (the engine writes every row), so the pages are view-only: no
+Save button. A run's page shows its steps first, then the run, with the raw report data last.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from runs import services
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
@@ -27,10 +33,11 @@ class FlowStepInline(ReadOnlyMixin, admin.TabularInline):
         "role",
         "status",
         "attempt",
+        "started_at",
+        "finished_at",
         "tokens_in",
         "tokens_out",
         "tool_calls",
-        "last_tool",
         "error",
     )
     readonly_fields = fields
@@ -44,12 +51,47 @@ class FlowRunAdmin(admin.ModelAdmin):
     list_display = ("id", "flow", "band", "fast", "status", "confidence", "owner", "created_at")
     list_filter = ("status", "flow", "band", "origin")
     search_fields = ("focus", "target", "id")
-    readonly_fields = [f.name for f in FlowRun._meta.fields]
+    # templates/admin/runs/flowrun/change_form.html puts the steps first.
+    fieldsets = [
+        (None, {"fields": [("flow", "band", "fast", "status"), "pane_link", "target", "focus"]}),
+        ("Outcome", {"fields": ["summary", "confidence", "error", "report"]}),
+        (
+            "When and how",
+            {
+                "fields": [
+                    ("created_at", "started_at", "finished_at"),
+                    ("tokens_in", "tokens_out"),
+                    ("model", "origin", "host_pane"),
+                    "owner",
+                    "id",
+                ]
+            },
+        ),
+        ("Report data (JSON)", {"classes": ["collapse"], "fields": ["report_data_json"]}),
+    ]
+    readonly_fields = [
+        *(f.name for f in FlowRun._meta.fields if f.name != "report_data"),
+        "pane_link",
+        "report_data_json",
+    ]
     inlines = [FlowStepInline]
     actions = ["cancel_runs", "retry_failed_steps"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # view-only; cancel and retry are actions, not edits
+
+    @admin.display(description="pane")
+    def pane_link(self, run: FlowRun) -> str:
+        return format_html('<a href="{}">open the run\'s pane</a>', run.get_absolute_url())
+
+    @admin.display(description="report data")
+    def report_data_json(self, run: FlowRun) -> str:
+        return format_html(
+            '<pre style="white-space: pre-wrap">{}</pre>', json.dumps(run.report_data, indent=2)
+        )
 
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[FlowRun]) -> None:

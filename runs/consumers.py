@@ -36,6 +36,7 @@ from runs.permissions import can_see
 
 log = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
+REFRESH_SECONDS = 1.0
 
 
 class RunConsumer(AsyncWebsocketConsumer):
@@ -50,6 +51,8 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.position: dict[int, tuple[int, int]] = {}
         self.dirty: set[int] = set()  # steps whose row needs a redraw
         self.redraw_all = False  # the whole run needs a redraw (cancel, retry)
+        self.refresh = False  # the header and timeline need a redraw (the axis ran out)
+        self.refreshed_at = -REFRESH_SECONDS
         if not await database_sync_to_async(_allowed)(self.scope.get("user"), self.run_id):
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -80,6 +83,13 @@ class RunConsumer(AsyncWebsocketConsumer):
         elif kind == "resume" and isinstance(message.get("have"), dict):
             for step, after in message["have"].items():
                 await self._subscribe(_int(step), after)
+        elif kind == "refresh":  # a live timeline reached the end of its axis
+            # At most one a second: a browser asking in a loop costs one redraw a second.
+            now = asyncio.get_running_loop().time()
+            if now - self.refreshed_at >= REFRESH_SECONDS:
+                self.refreshed_at = now
+                self.refresh = True
+                self._schedule_redraw()
 
     async def _subscribe(self, step: Any, after: Any) -> None:
         step_id, after_id = _int(step), _int(after) or 0
@@ -155,10 +165,11 @@ class RunConsumer(AsyncWebsocketConsumer):
             self.redrawing = asyncio.create_task(self._redraw())
 
     async def _redraw(self) -> None:
-        """Until nothing is left to redraw: the whole run, or the header and dirty rows."""
-        while self.redraw_all or self.dirty:
+        """Until nothing is left to redraw: the whole run, or the header, the timeline and
+        the dirty rows."""
+        while self.redraw_all or self.dirty or self.refresh:
             everything, steps = self.redraw_all, self.dirty
-            self.redraw_all, self.dirty = False, set()
+            self.redraw_all, self.dirty, self.refresh = False, set(), False
             # A step's outcome is recorded with its last events and announced after them, so
             # this is where the end of a stream lost on the way is noticed (a loss mid-stream
             # shows as a seq gap in the next batch): the finished expanded steps among the
@@ -198,21 +209,12 @@ def _allowed(user: Any, run_id: UUID) -> bool:
 
 
 def _snapshot(run_id: UUID) -> str:
-    run = FlowRun.objects.get(id=run_id)
-    parts = [live.render_header(run, oob=True), live.render_report(run, oob=True)]
-    parts.append(live.render_rows(run, list(run.steps.all()), oob=True))
-    return "".join(parts)
+    return live.render_snapshot(FlowRun.objects.get(id=run_id))
 
 
 def _step_update(run_id: UUID, step_ids: set[int]) -> str:
-    """The changed rows and the header; every row once the run ends (skips, retry buttons)."""
-    run = FlowRun.objects.get(id=run_id)
-    steps = list(run.steps.all()) if run.is_finished else list(run.steps.filter(id__in=step_ids))
-    parts = [live.render_header(run, oob=True)]
-    parts.append(live.render_rows(run, steps, oob=True))
-    if run.is_finished:
-        parts.append(live.render_report(run, oob=True))
-    return "".join(parts)
+    """The changed rows, the header and the timeline; every row once the run ends."""
+    return live.render_update(FlowRun.objects.get(id=run_id), step_ids)
 
 
 def _events_for(run_id: UUID, step_id: int, after_id: int) -> list[dict[str, Any]] | None:

@@ -1,58 +1,254 @@
-"""The pane's pieces, rendered from named partials for pages, HTMX and WebSocket pushes alike."""
+"""The pane's pieces, rendered from named partials for pages, HTMX and WebSocket pushes alike.
+
+Everything a render shows comes from one read of the run's steps (`PaneState`): the header's
+progress and totals, each agent's row and the timeline agree with each other.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Sum
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from runs import timeline
+from runs.labels import (
+    duration,
+    event_words,
+    progress_counts,
+    run_status_label,
+    step_words,
+    waiting_on,
+)
 from runs.markup import render_markdown
-from runs.models import AgentEvent, FlowRun, FlowStep, StepStatus
+from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.progress import queue_positions
 
 PANE = "runs/pane.html"
+# A rate over less model time than this is noise, not a number worth showing.
+MIN_RATE_SECONDS = 0.2
 
 
-def step_context(run: FlowRun, steps: list[FlowStep] | None = None) -> list[dict[str, Any]]:
-    """Rows for the agent list: the run is the parent, its steps the children."""
-    steps = steps if steps is not None else list(run.steps.all())
-    positions = queue_positions(run) if any(s.status == StepStatus.QUEUED for s in steps) else {}
-    return [{"step": s, "position": positions.get(s.id)} for s in steps]
+@dataclass(frozen=True, kw_only=True)
+class Moment:
+    """A point in time for the browser: epoch milliseconds, and ISO for <time datetime>."""
+
+    ms: int
+    iso: str
+    text: str  # shown until the browser puts it in local time
+
+    @classmethod
+    def at(cls, value: datetime) -> Moment:
+        local = value.astimezone(timezone.get_current_timezone())
+        return cls(
+            ms=int(value.timestamp() * 1000),
+            iso=value.isoformat(),
+            text=local.strftime("%H:%M:%S %Z"),
+        )
 
 
-def run_context(run: FlowRun) -> dict[str, Any]:
+def moment(value: datetime | None) -> Moment | None:
+    return None if value is None else Moment.at(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRow:
+    step: FlowStep
+    words: str
+    started: Moment | None
+    finished: Moment | None
+    elapsed: str  # "2.2 s", ticking in the browser while the agent is active
+    first_token: str
+    tokens_in: str
+    tokens_out: str
+    rate: str
+    current: str  # the tool it is using now
+    can_retry: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Header:
+    run: FlowRun
+    status_label: str
+    demo: bool
+    counts: list[tuple[str, int]]
+    total: int
+    bar: list[tuple[str, float]]  # progress bar: (group, percent)
+    started: Moment | None
+    finished: Moment | None
+    now: Moment
+    elapsed: str
+    tokens_in: str
+    tokens_out: str
+    rate: str
+    can_retry_cancelled: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaneState:
+    run: FlowRun
+    header: Header
+    rows: list[AgentRow]
+    timeline: timeline.Timeline
+
+    def rows_for(self, step_ids: set[int]) -> list[AgentRow]:
+        return [row for row in self.rows if row.step.id in step_ids]
+
+
+def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
+    """The run as the pane shows it, from one read of its steps (and their event marks)."""
+    # An agent's output (its whole final message) is in the report, not in the pane.
+    steps = steps if steps is not None else list(run.steps.defer("output"))
+    now = timezone.now()
+    lanes = timeline.build(run, steps, at=now)
+    waiting = any(s.status == StepStatus.QUEUED and not s.holds_slot for s in steps)
+    positions = queue_positions(run) if waiting else {}
+    statuses = {s.key: s.status for s in steps}
+    titles = {s.key: s.title for s in steps}
+    model_seconds = {lane.step.id: lane.totals.get("model", 0.0) for lane in lanes.lanes}
+    rows = [
+        _row(run, step, positions.get(step.id), statuses, titles, model_seconds[step.id])
+        for step in steps
+    ]
+    return PaneState(run=run, header=_header(run, steps, now), rows=rows, timeline=lanes)
+
+
+def _row(
+    run: FlowRun,
+    step: FlowStep,
+    position: int | None,
+    statuses: dict[str, str],
+    titles: dict[str, str],
+    model_seconds: float,
+) -> AgentRow:
+    words = step_words(
+        status=step.status,
+        position=position,
+        holds_slot=step.holds_slot,
+        attempt=step.attempt,
+        waiting_on=waiting_on(step.depends_on, statuses, titles),
+        error=step.error,
+    )
+    first_token = step.first_token_seconds
+    rate = step.tokens_out / model_seconds if model_seconds >= MIN_RATE_SECONDS else None
+    current = step.last_tool if step.status in ACTIVE_STEP else ""
+    return AgentRow(
+        step=step,
+        words=words,
+        started=moment(step.started_at),
+        finished=moment(step.finished_at if step.started_at else None),
+        elapsed=_seconds(step.elapsed_seconds),
+        first_token=_seconds(first_token),
+        tokens_in=f"{step.tokens_in:,}",
+        tokens_out=f"{step.tokens_out:,}",
+        rate=f"{rate:,.1f}" if rate is not None else "",
+        current=current,
+        can_retry=run.is_finished and step.status in (StepStatus.FAILED, StepStatus.SKIPPED),
+    )
+
+
+def _header(run: FlowRun, steps: list[FlowStep], now: datetime) -> Header:
+    """Token totals are summed live from the steps until the run writes its own."""
+    if run.is_finished:
+        tokens_in, tokens_out = run.tokens_in, run.tokens_out
+    else:
+        tokens_in = sum(s.tokens_in for s in steps)
+        tokens_out = sum(s.tokens_out for s in steps)
+    counts = progress_counts([s.status for s in steps])
+    total = len(steps)
+    elapsed = None
+    if run.started_at is not None:
+        elapsed = ((run.finished_at or now) - run.started_at).total_seconds()
+    rate = tokens_out / elapsed if elapsed and elapsed >= MIN_RATE_SECONDS else None
+    cancelled = any(s.status == StepStatus.CANCELLED for s in steps)
+    return Header(
+        run=run,
+        status_label=run_status_label(run.status),
+        demo=run.is_demo,
+        counts=counts,
+        total=total,
+        bar=[(group, count / total * 100) for group, count in counts if count and total],
+        started=moment(run.started_at),
+        finished=moment(run.finished_at),
+        now=Moment.at(now),
+        elapsed=_seconds(elapsed),
+        tokens_in=f"{tokens_in:,}",
+        tokens_out=f"{tokens_out:,}",
+        rate=f"{rate:,.1f}" if rate is not None else "",
+        can_retry_cancelled=run.status == RunStatus.CANCELLED and cancelled,
+    )
+
+
+def _never() -> Moment:  # pragma: no cover - moment(a datetime) is never None
+    raise AssertionError("now has no moment")
+
+
+def _seconds(value: float | None) -> str:
+    return duration(value, tenths=True)
+
+
+def page_context(run: FlowRun) -> dict[str, Any]:
+    """The whole pane page."""
+    state = pane_state(run)
     return {
-        **header_context(run),
-        "rows": step_context(run),
-        "report_html": mark_safe(render_markdown(run.report)) if run.report else "",  # noqa: S308
+        "run": run,
+        "header": state.header,
+        "rows": state.rows,
+        "timeline": state.timeline,
+        "report_html": report_html(run),
     }
 
 
-def render_header(run: FlowRun, *, oob: bool = False) -> str:
-    return render_to_string(f"{PANE}#run-header", {**header_context(run), "oob": oob})
+def report_html(run: FlowRun) -> str:
+    return mark_safe(render_markdown(run.report)) if run.report else ""  # noqa: S308
 
 
-def header_context(run: FlowRun) -> dict[str, Any]:
-    """Token totals are summed live from the steps until the run writes its own."""
-    if run.is_finished:
-        tokens = (run.tokens_in, run.tokens_out)
-    else:
-        totals = run.steps.aggregate(i=Sum("tokens_in"), o=Sum("tokens_out"))
-        tokens = (totals["i"] or 0, totals["o"] or 0)
-    return {"run": run, "tokens_in": tokens[0], "tokens_out": tokens[1]}
-
-
-def render_report(run: FlowRun, *, oob: bool = False) -> str:
-    return render_to_string(f"{PANE}#report", {**run_context(run), "oob": oob})
-
-
-def render_rows(run: FlowRun, steps: list[FlowStep], *, oob: bool = False) -> str:
-    """Several rows; queue positions are counted once for all of them, not once per row."""
+def render_snapshot(run: FlowRun) -> str:
+    """Everything, as OOB swaps: what a WebSocket sends on connect and on a full redraw."""
+    state = pane_state(run)
     return "".join(
-        render_to_string(f"{PANE}#agent-summary", {"row": row, "run": run, "oob": oob})
-        for row in step_context(run, steps)
+        [
+            render_header(state),
+            render_report(run),
+            render_timeline(state),
+            render_rows(state, state.rows),
+        ]
+    )
+
+
+def render_update(run: FlowRun, step_ids: set[int]) -> str:
+    """The header, the timeline and the changed rows; every row and the report once the run
+    has ended (skips, retry buttons)."""
+    state = pane_state(run)
+    rows = state.rows if run.is_finished else state.rows_for(step_ids)
+    parts = [render_header(state), render_timeline(state), render_rows(state, rows)]
+    if run.is_finished:
+        parts.append(render_report(run))
+    return "".join(parts)
+
+
+def render_header(state: PaneState, *, oob: bool = True) -> str:
+    context = {"run": state.run, "header": state.header, "oob": oob}
+    return render_to_string(f"{PANE}#run-header", context)
+
+
+def render_timeline(state: PaneState, *, oob: bool = True) -> str:
+    context = {"run": state.run, "timeline": state.timeline, "oob": oob}
+    return render_to_string(f"{PANE}#run-timeline", context)
+
+
+def render_report(run: FlowRun, *, oob: bool = True) -> str:
+    context = {"run": run, "report_html": report_html(run), "oob": oob}
+    return render_to_string(f"{PANE}#report", context)
+
+
+def render_rows(state: PaneState, rows: list[AgentRow], *, oob: bool = True) -> str:
+    return "".join(
+        render_to_string(f"{PANE}#agent-summary", {"row": row, "run": state.run, "oob": oob})
+        for row in rows
     )
 
 
@@ -71,4 +267,7 @@ def stored_events(step_id: int, after_id: int = 0, limit: int = 5000) -> list[di
 def _shape(event: dict[str, Any]) -> dict[str, Any]:
     payload = event.get("payload") or {}
     # The event's own id and kind win over payload keys (a tool call carries an "id" too).
-    return {**payload, "id": event["id"], "kind": event["kind"]}
+    shaped = {**payload, "id": event["id"], "kind": event["kind"]}
+    if event["kind"] == "status":
+        shaped["words"] = event_words(payload)
+    return shaped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import markdown
 import nh3
 
@@ -34,9 +36,21 @@ _ALLOWED = {
 }
 
 
+_local = threading.local()
+
+
+def _parser() -> markdown.Markdown:
+    """One parser per thread, reset between documents: building one (with its extensions)
+    costs milliseconds, more than converting a report."""
+    if not hasattr(_local, "parser"):
+        _local.parser = markdown.Markdown(extensions=["tables", "fenced_code"])
+    parser: markdown.Markdown = _local.parser
+    return parser.reset()
+
+
 def render_markdown(text: str) -> str:
     """Markdown -> HTML with only harmless tags and no attributes but safe links."""
-    html = markdown.markdown(text or "", extensions=["tables", "fenced_code"])
+    html = _parser().convert(text or "")
     return nh3.clean(
         html,
         tags=_ALLOWED,

@@ -102,6 +102,13 @@ class FlowRun(models.Model):
     def is_finished(self) -> bool:
         return self.status in TERMINAL_RUN
 
+    @property
+    def is_demo(self) -> bool:
+        """Run on the scripted demo model, not a real one."""
+        from runs.engine.modelconfig import DEMO_PROVIDER
+
+        return self.model.partition("/")[0] == DEMO_PROVIDER
+
 
 class FlowStep(models.Model):
     run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="steps")
@@ -212,7 +219,16 @@ class AgentEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["session", "seq"], name="agent_event_seq_unique")
         ]
-        indexes = [models.Index(fields=["step", "id"], name="agent_event_step_idx")]
+        indexes = [
+            models.Index(fields=["step", "id"], name="agent_event_step_idx"),
+            # The few events that are not model text (tool calls and results, statuses): the
+            # pane's timeline reads them without touching a long run's thousands of deltas.
+            models.Index(
+                fields=["step", "id"],
+                name="agent_event_mark_idx",
+                condition=~models.Q(kind__in=["text", "reasoning"]),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.seq} {self.kind}"
@@ -242,3 +258,21 @@ class ChatMessage(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
+
+
+class WorkspaceLayout(models.Model):
+    """What a person's workspace shows, kept across reloads and devices: each host pane's
+    project directory and the orchestrator panes left open (newest first)."""
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workspace_layout"
+    )
+    targets = models.JSONField(default=dict, blank=True)  # host pane -> project directory
+    open_runs = ArrayField(models.UUIDField(), default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "workspace_layouts"
+
+    def __str__(self) -> str:
+        return f"workspace of {self.owner_id}"

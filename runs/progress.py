@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from runs.engine import scheduler
+from runs.labels import step_words
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepStatus
 
 
@@ -16,13 +17,15 @@ def queue_positions(run: FlowRun) -> dict[int, int]:
 
 
 def status_label(step: FlowStep, position: int | None) -> str:
-    if step.status == StepStatus.QUEUED:
-        if step.holds_slot:
-            return "queued (waiting for the model's first byte)"
-        return f"queued (#{position} for a model slot)" if position else "queued"
-    if step.attempt > 1 and step.status in ACTIVE_STEP:
-        return f"{step.status} (attempt {step.attempt})"
-    return str(step.status)
+    """The status with its words (runs.labels owns them), e.g. `queued (waiting for a model
+    slot, 2nd)`."""
+    words = step_words(
+        status=step.status,
+        position=position,
+        holds_slot=step.holds_slot,
+        attempt=step.attempt,
+    )
+    return f"{step.status} ({words})" if words and step.status in ACTIVE_STEP else str(step.status)
 
 
 def step_line(step: FlowStep, position: int | None = None, width: int = 18) -> str:

@@ -128,6 +128,21 @@ def retry_step(run_id: UUID, key: str) -> bool:
     return retried
 
 
+def retry_cancelled(run_id: UUID) -> bool:
+    """Re-run a cancelled run's cancelled steps (and what depends on them); the finished
+    work stays."""
+    keys = list(
+        FlowStep.objects.filter(run_id=run_id, status=StepStatus.CANCELLED).values_list(
+            "key", flat=True
+        )
+    )
+    retried = bool(keys) and scheduler.retry_steps(run_id, keys)
+    if retried:
+        wake_workers()
+        tell_viewers(run_id)
+    return retried
+
+
 def tell_viewers(run_id: UUID) -> None:
     """Open panes redraw the whole run (every row changed at once)."""
     from runs.engine.events import publish

@@ -54,6 +54,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         "flows": flows,
         "statuses": RunStatus.values,
         "filters": {"flow": flow, "status": status, "target": target, "q": query},
+        "filtered": bool(flow or status or target or query),
     }
     template = "runs/history.html#results" if request.htmx else "runs/history.html"
     return render(request, template, context)
@@ -62,7 +63,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def pane(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = _run(request, run_id)
-    context = {**live.run_context(run), "embed": request.GET.get("embed") == "1"}
+    context = {**live.page_context(run), "embed": request.GET.get("embed") == "1"}
     response = render(request, "runs/pane.html", context)
     if context["embed"]:
         response["X-Frame-Options"] = "SAMEORIGIN"
@@ -84,6 +85,15 @@ def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
     if not services.retry_step(run.id, key):
         return HttpResponse("This step cannot be retried now.", status=409)
     return HttpResponse(status=204, headers={"HX-Refresh": "true"})
+
+
+@login_required
+@require_POST
+def retry_cancelled(request: HttpRequest, run_id: UUID) -> HttpResponse:
+    run = _run(request, run_id)
+    if not services.retry_cancelled(run.id):
+        return HttpResponse("There is nothing cancelled to retry.", status=409)
+    return HttpResponse(status=204)
 
 
 @login_required

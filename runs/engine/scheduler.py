@@ -436,15 +436,20 @@ def cancel_run(run_id: UUID) -> bool:
 
 def retry_step(run_id: UUID, key: str) -> bool:
     """Re-run one unsuccessful step and everything downstream of it, keeping the rest."""
+    return retry_steps(run_id, [key])
+
+
+def retry_steps(run_id: UUID, keys: Sequence[str]) -> bool:
+    """Re-run unsuccessful steps (a cancelled run's, say) and what is downstream of them."""
     with transaction.atomic():
         run = FlowRun.objects.select_for_update().filter(id=run_id).first()
         if run is None or run.status not in TERMINAL_RUN:
             return False
         steps = {step.key: step for step in run.steps.select_for_update()}
-        root = steps.get(key)
-        if root is None or root.status == StepStatus.SUCCEEDED:
+        roots = [steps.get(key) for key in keys]
+        if not roots or any(r is None or r.status == StepStatus.SUCCEEDED for r in roots):
             return False
-        redo = {key}
+        redo = set(keys)
         grew = True
         while grew:
             grew = False

@@ -1,10 +1,13 @@
 // The pane's few behaviours htmx cannot express: subscribe an expanded agent to its stream,
-// resume after a reconnect from the last event held, copy the report, tick elapsed times.
+// resume after a reconnect from the last event held, copy the report, tick elapsed times,
+// keep a live timeline moving, tell the workspace about chat.
 (function () {
   "use strict";
   const pane = document.querySelector(".pane[ws-connect]");
   if (!pane) return;
   let socket = null;
+  let skew = 0; // server clock minus this browser's clock, in ms
+  let askedForSpan = null; // the axis span a refresh was last asked for
 
   function lastId(stepId) {
     const last = document.querySelector(`#stream-${stepId} > [data-id]:last-child`);
@@ -44,16 +47,73 @@
       () => { button.textContent = "Copy failed"; });
   });
 
-  function tick() {
-    const now = Date.now() / 1000;
-    document.querySelectorAll(".elapsed[data-started]").forEach((el) => {
+  // A report sent to the workspace chat: every open workspace (this pane's host included)
+  // shows it at once.
+  document.body.addEventListener("htmx:afterRequest", (event) => {
+    const button = event.detail.elt;
+    if (!button.matches || !button.matches("[data-testid=send-to-chat]") || !event.detail.successful) return;
+    if ("BroadcastChannel" in window) {
+      const channel = new BroadcastChannel("orchestrator-chat");
+      channel.postMessage({ type: "chat", run: pane.dataset.run });
+      channel.close();
+    }
+  });
+
+  function calibrate() {
+    const header = document.getElementById("run-header");
+    const serverNow = header ? Number(header.dataset.now) : 0;
+    if (serverNow) skew = serverNow - Date.now();
+  }
+  const now = () => Date.now() + skew;
+
+  // The rule of runs.labels.duration (with tenths): 12.3 s; 4 min 18.2 s; 1 h 02 min.
+  function duration(seconds) {
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    if (seconds < 3600) {
+      const tenths = Math.floor(seconds * 10);
+      return `${Math.floor(tenths / 600)} min ${((tenths % 600) / 10).toFixed(1)} s`;
+    }
+    const minutes = Math.floor((seconds % 3600) / 60);
+    return `${Math.floor(seconds / 3600)} h ${String(minutes).padStart(2, "0")} min`;
+  }
+
+  function tickElapsed(at) {
+    document.querySelectorAll(".elapsed").forEach((el) => {
       const started = Number(el.dataset.started);
-      if (!started) { el.textContent = ""; return; }
-      const end = Number(el.dataset.finished) || now;
-      el.textContent = `${Math.max(0, end - started).toFixed(1)}s`;
+      if (!started) return;
+      const end = Number(el.dataset.finished) || at;
+      el.textContent = duration(Math.max(0, end - started) / 1000);
     });
   }
-  setInterval(tick, 500);
-  document.addEventListener("htmx:oobAfterSwap", tick);
+
+  function tickTimeline(at) {
+    const timeline = document.getElementById("run-timeline");
+    if (!timeline || !timeline.classList.contains("live")) return;
+    const span = Number(timeline.dataset.span);
+    const elapsed = (at - Number(timeline.dataset.origin)) / 1000;
+    if (!span || elapsed < 0) return;
+    const percent = (seconds) => `${Math.min(100, Math.max(0, seconds / span * 100)).toFixed(3)}%`;
+    timeline.querySelectorAll(".seg[data-open]").forEach((seg) => {
+      seg.style.width = percent(Math.max(0, elapsed - Number(seg.dataset.start)));
+    });
+    const line = timeline.querySelector(".tl-now");
+    if (line) line.style.setProperty("--at", Math.min(1, elapsed / span).toFixed(4));
+    if (elapsed > span && askedForSpan !== span) {
+      askedForSpan = span; // once per axis: the answer brings a longer one
+      send({ type: "refresh" });
+    }
+  }
+
+  function tick() {
+    const at = now();
+    tickElapsed(at);
+    tickTimeline(at);
+  }
+  setInterval(tick, 100);
+  document.addEventListener("htmx:oobAfterSwap", () => {
+    calibrate();
+    tick();
+  });
+  calibrate();
   tick();
 })();

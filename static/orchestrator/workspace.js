@@ -1,5 +1,6 @@
 // The composer's two doors: the slash menu (read-only flows, launches at once) and the
-// Orchestrator button (the launcher over the whole catalog). Both open an orchestrator pane.
+// Orchestrator button (the launcher over the whole catalog). Both open an orchestrator pane,
+// which the server remembers (with each pane's project) for the next visit, on any device.
 (function () {
   "use strict";
   const flows = JSON.parse(document.getElementById("slash-flows").textContent);
@@ -7,37 +8,81 @@
   const panes = document.getElementById("orchestrator-panes");
   const launcher = document.getElementById("launcher");
   let launcherPane = null;
+  let lastComposer = document.querySelector(".composer textarea");
+
+  function post(url, fields) {
+    return fetch(url, {
+      method: "POST", body: new URLSearchParams(fields), headers: { "X-CSRFToken": csrf },
+      credentials: "same-origin",
+    });
+  }
 
   async function launch(fields) {
-    const body = new URLSearchParams(fields);
-    const response = await fetch("/launch/", {
-      method: "POST", body, headers: { "X-CSRFToken": csrf }, credentials: "same-origin",
-    });
+    const response = await post("/launch/", fields);
     const data = await response.json().catch(() => ({ error: "the server did not answer" }));
     if (!response.ok) throw new Error(data.error || "launch failed");
-    openPane(data);
+    openPane(data.pane);
     return data;
   }
 
-  function openPane(run) {
-    const pane = document.createElement("section");
-    pane.className = "orchestrator-pane";
-    pane.dataset.run = run.id;
-    const head = document.createElement("header");
-    const title = document.createElement("a");
-    title.href = run.url;
-    title.textContent = `${run.flow} · ${run.band}`;
-    const close = document.createElement("button");
-    close.type = "button";
-    close.textContent = "×";
-    close.setAttribute("aria-label", "close pane");
-    close.addEventListener("click", () => pane.remove());
-    head.append(title, close);
-    const frame = document.createElement("iframe");
-    frame.src = `${run.url}?embed=1`;
-    frame.title = `${run.flow} run`;
-    pane.append(head, frame);
+  // The pane's markup comes from the server (the same partial a reload renders).
+  function openPane(html) {
+    const holder = document.createElement("template");
+    holder.innerHTML = html.trim();
+    const pane = holder.content.firstElementChild;
     panes.prepend(pane);
+    pane.scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  // Closing a pane only hides it: its run goes on, and stays in the runs history.
+  panes.addEventListener("click", (event) => {
+    const close = event.target.closest("[data-close]");
+    if (!close) return;
+    const pane = close.closest(".orchestrator-pane");
+    pane.remove();
+    post("/workspace/layout/", { close: pane.dataset.run });
+  });
+
+  // Fuzzy: a prefix beats a substring beats letters in order (best when they start words of
+  // the slug, close together and early); the matched letters are marked.
+  function fuzzy(query, text) {
+    if (!query) return { score: 0, hits: [] };
+    const at = text.indexOf(query);
+    if (at >= 0) {
+      const hits = Array.from({ length: query.length }, (_, i) => at + i);
+      return { score: at === 0 ? 0 : 10 + at, hits };
+    }
+    const hits = [];
+    let from = 0;
+    for (const ch of query) {
+      const found = text.indexOf(ch, from);
+      if (found < 0) return null;
+      hits.push(found);
+      from = found + 1;
+    }
+    const wordStarts = hits.filter((i) => i === 0 || text[i - 1] === "-").length;
+    const spread = hits[hits.length - 1] - hits[0] - (hits.length - 1);
+    return { score: 100 + 2 * hits[0] + spread - 5 * wordStarts, hits };
+  }
+  function rank(query) {
+    return flows
+      .map((flow, order) => ({ flow, order, match: fuzzy(query, flow.slug) }))
+      .filter((item) => item.match)
+      .sort((a, b) => a.match.score - b.match.score || a.order - b.order);
+  }
+  function marked(text, hits) {
+    const name = document.createElement("strong");
+    name.append("/");
+    [...text].forEach((ch, i) => {
+      if (hits.includes(i)) {
+        const mark = document.createElement("mark");
+        mark.textContent = ch;
+        name.append(mark);
+      } else {
+        name.append(ch);
+      }
+    });
+    return name;
   }
 
   function setupComposer(form) {
@@ -45,28 +90,29 @@
     const input = form.querySelector("textarea");
     const menu = form.querySelector(".slash-menu");
     const error = form.querySelector(".composer-error");
+    const hint = form.querySelector(".composer-hint");
+    const targetInput = host.querySelector("input[name=target]");
     let active = 0;
     let shown = [];
+    let saving = null;
 
-    const target = () => host.querySelector("input[name=target]").value;
+    const target = () => targetInput.value;
     const command = () => input.value.match(/^\/([a-z-]*)(?:\s+([\s\S]*))?$/);
 
     function render() {
       const match = command();
       if (!match || input.value.includes(" ")) { menu.hidden = true; shown = []; return; }
-      shown = flows.filter((f) => f.slug.startsWith(match[1]));
+      shown = rank(match[1]);
       active = Math.min(active, Math.max(0, shown.length - 1));
-      menu.replaceChildren(...shown.map((f, i) => {
+      menu.replaceChildren(...shown.map(({ flow, match: found }, i) => {
         const item = document.createElement("div");
         item.className = "slash-item" + (i === active ? " active" : "");
         item.setAttribute("role", "option");
-        item.dataset.slug = f.slug;
-        const name = document.createElement("strong");
-        name.textContent = `/${f.slug}`;
+        item.dataset.slug = flow.slug;
         const about = document.createElement("span");
-        about.textContent = f.description;
-        item.append(name, about);
-        item.addEventListener("mousedown", (e) => { e.preventDefault(); choose(f.slug); });
+        about.textContent = flow.description;
+        item.append(marked(flow.slug, found.hits), about);
+        item.addEventListener("mousedown", (e) => { e.preventDefault(); choose(flow.slug); });
         return item;
       }));
       menu.hidden = shown.length === 0;
@@ -80,8 +126,16 @@
 
     async function submit() {
       const match = command();
-      if (!match) return;
       error.hidden = true;
+      if (!match) {
+        // Only flows launch here; there is no model to chat with behind this box.
+        hint.textContent = input.value.trim()
+          ? "Only flows launch from here: start with / and a flow, e.g. /code-review the auth module."
+          : "Type / for the flows.";
+        hint.hidden = false;
+        return;
+      }
+      hint.hidden = true;
       try {
         await launch({ flow: match[1], focus: match[2] || "", target: target(), band: "small",
                        origin: "slash", host_pane: host.dataset.pane });
@@ -92,15 +146,16 @@
       }
     }
 
-    input.addEventListener("input", () => { active = 0; render(); });
+    input.addEventListener("focus", () => { lastComposer = input; });
+    input.addEventListener("input", () => { active = 0; hint.hidden = true; render(); });
     input.addEventListener("keydown", (event) => {
       if (!menu.hidden && shown.length) {
         if (event.key === "ArrowDown") { active = (active + 1) % shown.length; render(); event.preventDefault(); return; }
         if (event.key === "ArrowUp") { active = (active + shown.length - 1) % shown.length; render(); event.preventDefault(); return; }
         if (event.key === "Escape") { menu.hidden = true; event.preventDefault(); return; }
-        if (event.key === "Enter" || event.key === "Tab") { choose(shown[active].slug); event.preventDefault(); return; }
+        if (event.key === "Enter" || event.key === "Tab") { choose(shown[active].flow.slug); event.preventDefault(); return; }
       }
-      if (event.key === "Enter" && !event.shiftKey && command()) { event.preventDefault(); submit(); }
+      if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); submit(); }
     });
     form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
     form.querySelector(".orchestrator-button").addEventListener("click", () => {
@@ -108,6 +163,11 @@
       launcher.querySelector("input[name=target]").value = target();
       launcher.querySelector(".launcher-error").hidden = true;
       launcher.showModal();
+    });
+    // Each pane's project is remembered for the next visit (saved a moment after typing).
+    targetInput.addEventListener("input", () => {
+      clearTimeout(saving);
+      saving = setTimeout(() => post("/workspace/layout/", { pane: host.dataset.pane, target: target() }), 400);
     });
   }
 
@@ -124,4 +184,40 @@
       error.hidden = false;
     }
   });
+
+  // "/" or Ctrl+K (Cmd+K) from anywhere on the page: to the composer last used.
+  document.addEventListener("keydown", (event) => {
+    const typing = event.target.closest && event.target.closest("input, textarea, select, [contenteditable]");
+    const slash = event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey;
+    const palette = event.key.toLowerCase() === "k" && (event.ctrlKey || event.metaKey);
+    if (!slash && !palette) return;
+    if (launcher.open) return;
+    event.preventDefault();
+    lastComposer.focus();
+    if (slash && !lastComposer.value) {
+      lastComposer.value = "/";
+      lastComposer.dispatchEvent(new Event("input"));
+    }
+  });
+
+  // A report sent to chat from any pane of this browser shows in the chat pane at once.
+  const chatBody = document.querySelector("[data-pane=chat] .host-pane-body");
+  function scrollChat() { chatBody.scrollTop = chatBody.scrollHeight; }
+  async function refreshChat() {
+    const response = await fetch("/workspace/chat/", { credentials: "same-origin" });
+    if (!response.ok) return;
+    const holder = document.createElement("template");
+    holder.innerHTML = (await response.text()).trim();
+    const log = holder.content.getElementById("chat-log");
+    if (!log) return;
+    document.getElementById("chat-log").replaceWith(log);
+    if (window.orchestratorLocalTimes) window.orchestratorLocalTimes(log);
+    scrollChat();
+  }
+  if ("BroadcastChannel" in window) {
+    new BroadcastChannel("orchestrator-chat").addEventListener("message", (event) => {
+      if (event.data && event.data.type === "chat") refreshChat();
+    });
+  }
+  scrollChat();
 })();

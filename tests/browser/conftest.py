@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devtools.testing import free_port, manage_env, start_manage
+from devtools.testing import ROOT, free_port, manage_env, start_manage
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -31,11 +31,20 @@ def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+def screenshot_dir() -> Path:
+    """Where screenshots go: build/screenshots, untracked, unless ORCHESTRATOR_SCREENSHOTS
+    says otherwise (`make screenshots` points it at docs/screenshots for the README)."""
+    chosen = Path(os.environ.get("ORCHESTRATOR_SCREENSHOTS") or "build/screenshots")
+    folder = chosen if chosen.is_absolute() else ROOT / chosen
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 class ServeProcess:
     """`manage.py serve` on the test database, with the scripted demo model inside; it can
     be killed and started again on the same port (a crash, as far as the browser can tell)."""
 
-    def __init__(self, tmp_path: Path, *, token_rate: str = "25") -> None:
+    def __init__(self, tmp_path: Path, *, token_rate: str = "25", **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = manage_env(
@@ -43,6 +52,7 @@ class ServeProcess:
             ORCHESTRATOR_DEMO_TOKEN_RATE=token_rate,
             ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
             ORCHESTRATOR_LEASE_SECONDS="2",
+            **env,
         )
         self.log = tmp_path / "serve.log"
         self.process = self.start()
@@ -94,8 +104,20 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
-def log_in(browser: Any, base: str, username: str, password: str, **viewport: int) -> Any:
-    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
+def log_in(
+    browser: Any,
+    base: str,
+    username: str,
+    password: str,
+    *,
+    color_scheme: str = "dark",
+    timezone_id: str | None = None,
+    **viewport: int,
+) -> Any:
+    options: dict[str, Any] = {"color_scheme": color_scheme}
+    if timezone_id:
+        options["timezone_id"] = timezone_id
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800}, **options)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     page = context.new_page()
     page.goto(f"{base}/login/")

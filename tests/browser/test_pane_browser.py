@@ -9,10 +9,9 @@ import pytest
 
 from runs.models import FlowRun
 from runs.services import launch_run
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, screenshot_dir
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
 
 
 def test_a_run_streams_live_and_ends_with_the_report_on_top(
@@ -33,8 +32,7 @@ def test_a_run_streams_live_and_ends_with_the_report_on_top(
     html = page.content()
     assert html.index('data-testid="report"') < html.index('class="agents"')
     assert page.locator("[data-testid=report] h2").first.inner_text() == "Summary"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "pane-desktop.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir() / "pane-run.png"), full_page=True)
     # Nothing from the model or the focus text became markup.
     assert page.locator("i", has_text="x").count() == 0
     # The stream shown equals what the database holds: nothing lost, nothing doubled.
@@ -57,7 +55,7 @@ def test_a_run_streams_live_and_ends_with_the_report_on_top(
     phone.set_viewport_size({"width": 375, "height": 812})
     phone.goto(f"{server}/runs/{run.id}/")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 375
-    phone.screenshot(path=str(SCREENSHOTS / "pane-phone.png"))
+    phone.screenshot(path=str(screenshot_dir() / "pane-run-phone.png"))
     # The history lists it and reopens its pane.
     page.goto(f"{server}/runs/")
     page.locator(f"a[href='/runs/{run.id}/']").first.click()

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from runs.models import FlowRun
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, screenshot_dir
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
@@ -65,7 +64,7 @@ def test_slash_commands_launch_from_both_panes_with_their_projects(
     page.frame_locator(".orchestrator-pane iframe").first.locator("[data-testid=report]").wait_for(
         timeout=10_000
     )
-    page.screenshot(path=str(SCREENSHOTS / "workspace-desktop.png"))
+    page.screenshot(path=str(screenshot_dir() / "workspace-slash.png"))
     # A bad command says what is wrong, in the composer.
     box.fill("/nope")
     box.press("Enter")
@@ -130,8 +129,4 @@ def test_on_a_phone_the_panes_stack_and_the_button_is_icon_only(
     assert coder["y"] > chat["y"] + chat["height"] - 1, "stacked, not side by side"
     button = page.locator("[data-testid=chat-pane] [data-testid=orchestrator-button]")
     assert button.locator(".label").is_hidden() and button.locator(".icon").is_visible()
-    page.screenshot(
-        path=str(
-            Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "workspace-phone.png"
-        )
-    )
+    page.screenshot(path=str(screenshot_dir() / "workspace-stacked-phone.png"))

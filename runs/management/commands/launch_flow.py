@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
 
 from flows.models import BANDS
 from runs.engine.worker import Engine
+from runs.hints import manage_command
 from runs.models import RunStatus
 from runs.progress import Snapshot, snapshot
 from runs.services import LaunchError, launch_run
@@ -40,6 +45,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["verbosity"] < 2:  # the progress lines say it all; keep the log quiet
             logging.getLogger("runs").setLevel(logging.WARNING)
+        self._ensure_migrated()
         owner = self._owner(options.get("user"))
         try:
             run = launch_run(
@@ -65,6 +71,24 @@ class Command(BaseCommand):
         if run.status != RunStatus.SUCCEEDED:
             self.stderr.write(f"run {run.status}: {run.error or run.summary}")
             sys.exit(1)
+
+    def _ensure_migrated(self) -> None:
+        """A fresh database gets its tables first: the embedded one is set up here and now
+        (as `make run` would), another is the person's to migrate, told in one sentence."""
+        try:
+            executor = MigrationExecutor(connection)
+            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        except DatabaseError as exc:
+            raise CommandError(f"cannot use the database: {exc}".strip()) from None
+        if not pending:
+            return
+        if not settings.EMBEDDED_DATABASE:
+            raise CommandError(
+                "the database has no tables yet (or is behind this version): run "
+                f"`make migrate` (or `{manage_command('migrate')}`), then launch again"
+            )
+        self.stderr.write("Setting up the embedded database first (manage.py migrate)...")
+        call_command("migrate", interactive=False, verbosity=0)
 
     def _owner(self, username: str | None) -> Any:
         if not username:

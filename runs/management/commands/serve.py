@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -15,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.engine.modelconfig import resolve_model
+from runs.hints import manage_command
 
 log = logging.getLogger("runs")
 
@@ -62,8 +64,9 @@ class Command(BaseCommand):
         reactor.addSystemEventTrigger("before", "shutdown", stop_worker)  # type: ignore[arg-type]
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(f"Orchestrator serving {url}  (Ctrl-C stops)")
+        create_user = manage_command("createsuperuser")
         self.stdout.write(
-            "First time? Create your login with `python manage.py createsuperuser`, "
+            f"First time? Create your login with `make user` (or `{create_user}`), "
             f"then open {url}workspace/"
         )
         server = Server(
@@ -73,6 +76,18 @@ class Command(BaseCommand):
             verbosity=0,
         )
         server.run()
+        self._embedded_database_note()
+
+    def _embedded_database_note(self) -> None:
+        """The embedded PostgreSQL outlives this process (the CLI and workers share it); say
+        so, unless `make run` is about to stop it."""
+        from django.conf import settings
+
+        if settings.EMBEDDED_DATABASE and not os.environ.get("MAKELEVEL"):
+            self.stdout.write(
+                "The embedded PostgreSQL keeps running (data in var/pgdata); "
+                "`make db-stop` stops it."
+            )
 
     def _check_model(self) -> None:
         from runs.engine.backends.base import BackendError

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0003_slot_queue"),
+        ("runs", "0004_pane_timeline_and_workspace"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0004_target_identity"),
+        ("runs", "0005_target_identity"),
     ]
 
     operations = [

@@ -1,0 +1,422 @@
+"""A run's timeline: one lane per agent on a shared time axis, and the run's critical path.
+
+Derived from what the database already holds, nothing recorded for it:
+
+- `flow_steps` timestamps of the step's latest attempt: claimed (`queued_at`), first slot
+  granted (`started_at`), first byte (`first_token_at`), `finished_at`;
+- the stored events' kinds and times (`agent_events.created_at`), read through the partial
+  index of the few events that are not model text: tool calls and results bound the time
+  spent in tools, a `queued` status then a `running` one bound a wait for the model slot
+  between turns, and the first text after a tool result marks the next turn's first byte;
+- earlier attempts of a step from their sessions (opened at the claim, last checkpoint).
+
+Events are written in batches (one INSERT at most every 40 ms per step), so a boundary
+taken from an event is good to about 40 ms. A later turn that produced tool calls and no
+text has no first-byte mark: its wait for the first byte is counted as model time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from runs.labels import duration
+from runs.models import ACTIVE_STEP, TERMINAL_RUN, AgentSession, FlowRun, FlowStep, StepStatus
+
+# What a stretch of a lane was spent on, in the order the legend shows them.
+KINDS = {
+    "waiting": "waiting for dependencies",
+    "queued": "queued for a model slot",
+    "first-byte": "waiting for the model's first byte",
+    "model": "model generating",
+    "tools": "running tools",
+    "earlier": "an earlier attempt",
+}
+MODEL_OUTPUT = ("text", "reasoning")
+# Axis steps in seconds; the first that gives at most MAX_TICKS intervals is used.
+TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
+MAX_TICKS = 6
+# Stretches narrower than this share of the axis are drawn as part of their neighbour (the
+# totals stay exact): they would be under a pixel, and a long run has thousands of them.
+VISIBLE_SHARE = 0.002
+
+# The marks: every event that is not model text (few, through agent_event_mark_idx), and
+# for a tool result or a `running` status, the event right after it in its attempt (seq + 1,
+# one lookup in the unique index): its time is the next turn's first byte when it is text.
+_MARKS = """
+    SELECT m.step_id, m.session_id, m.kind, m.created_at, m.payload->>'state',
+           nxt.kind, nxt.created_at
+    FROM agent_events m
+    LEFT JOIN LATERAL (
+        -- LIMIT keeps this a lookup per mark: right after a long run is written the table's
+        -- statistics are stale, and a join would be planned as a hash of every event.
+        SELECT a.kind, a.created_at FROM agent_events a
+        WHERE a.session_id = m.session_id AND a.seq = m.seq + 1 LIMIT 1
+    ) nxt ON m.kind = 'tool_result' OR (m.kind = 'status' AND m.payload->>'state' = 'running')
+    WHERE m.step_id = ANY(%s) AND m.kind NOT IN ('text', 'reasoning')
+    ORDER BY m.step_id, m.id
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mark:
+    session: int
+    kind: str
+    at: datetime
+    state: str | None = None
+    next_kind: str | None = None
+    next_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segment:
+    kind: str
+    start: float  # seconds from the run's start
+    end: float
+    open: bool = False  # still going: its end is "now"
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drawn:
+    """A stretch as drawn: its CSS position (percent of the axis) and its tooltip, ready for
+    the template (a long run draws hundreds of these, so each costs the template little)."""
+
+    kind: str
+    style: str  # left and width
+    start: str  # seconds from the run's start, for the browser to stretch an open one
+    open: bool
+    title: str
+
+
+@dataclass(kw_only=True)
+class Lane:
+    step: FlowStep
+    segments: list[Segment]
+    totals: dict[str, float]
+    critical: bool = False
+    drawn: list[Drawn] = field(default_factory=list)
+
+    @property
+    def busy_seconds(self) -> float:
+        return sum(v for k, v in self.totals.items() if k != "waiting")
+
+    @property
+    def busy(self) -> str:
+        return duration(self.busy_seconds) if self.busy_seconds else ""
+
+
+@dataclass(kw_only=True)
+class Timeline:
+    origin: datetime
+    span: float  # seconds the axis shows
+    now: float  # seconds from the origin to now (or to the run's end)
+    live: bool
+    lanes: list[Lane]
+    ticks: list[tuple[float, str]]  # (percent, label)
+    critical_path: list[Lane]
+    critical_totals: list[tuple[str, float]]  # (kind, seconds), largest first
+    critical_seconds: float
+
+    @property
+    def origin_ms(self) -> int:
+        return int(self.origin.timestamp() * 1000)
+
+    @property
+    def span_text(self) -> str:
+        return f"{self.span:.3f}"
+
+    @property
+    def now_at(self) -> str:
+        """Now as a share of the axis (0 to 1)."""
+        return f"{min(self.now, self.span) / self.span:.4f}"
+
+    @property
+    def legend(self) -> list[tuple[str, str]]:
+        return list(KINDS.items())
+
+    @property
+    def critical_words(self) -> list[tuple[str, str, str]]:
+        """(kind, what, how long) for the critical path; waits on it are hand-offs."""
+        return [
+            (kind, "waiting (hand-offs)" if kind == "waiting" else KINDS[kind], duration(sec))
+            for kind, sec in self.critical_totals
+            if sec >= 0.05
+        ]
+
+    @property
+    def critical_length(self) -> str:
+        return duration(self.critical_seconds)
+
+
+def build(
+    run: FlowRun, steps: list[FlowStep] | None = None, *, at: datetime | None = None
+) -> Timeline:
+    """The timeline of `run` as the database has it now (`at`: the moment taken as now)."""
+    steps = steps if steps is not None else list(run.steps.all())
+    now_at = at or timezone.now()
+    origin = run.created_at
+    live = run.status not in TERMINAL_RUN
+    end_at = now_at if live or run.finished_at is None else run.finished_at
+    now = max(0.0, (end_at - origin).total_seconds())
+    marks = load_marks([s.id for s in steps])
+    # Only steps tried before have an earlier attempt to draw (a retried step waits as
+    # pending with its old attempt count until it is claimed again).
+    retried = [s.id for s in steps if s.attempt > 1 or (s.attempt and s.status in _NOT_STARTED)]
+    attempts = _attempts(retried)
+    lanes = [
+        _lane(step, origin, now, marks.get(step.id, []), attempts.get(step.id, []), live)
+        for step in steps
+    ]
+    path = _critical_path(lanes, now)
+    for lane in path:
+        lane.critical = True
+    span = _span(now, live)
+    for lane in lanes:
+        lane.drawn = _draw(lane.segments, span)
+    totals = _critical_totals(path)
+    return Timeline(
+        origin=origin,
+        span=span,
+        now=now,
+        live=live,
+        lanes=lanes,
+        ticks=_ticks(span),
+        critical_path=path,
+        critical_totals=totals,
+        critical_seconds=sum(seconds for _, seconds in totals),
+    )
+
+
+def load_marks(step_ids: list[int]) -> dict[int, list[Mark]]:
+    """Per step, its events that are not model text, oldest first."""
+    if not step_ids:
+        return {}
+    marks: dict[int, list[Mark]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_MARKS, [step_ids])
+        for step_id, session, kind, at, state, next_kind, next_at in cursor.fetchall():
+            marks.setdefault(step_id, []).append(
+                Mark(
+                    session=session,
+                    kind=kind,
+                    at=at,
+                    state=state,
+                    next_kind=next_kind,
+                    next_at=next_at,
+                )
+            )
+    return marks
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    session: int
+    opened: datetime  # at the claim
+    saved: datetime  # its last checkpoint
+
+
+def _attempts(step_ids: list[int]) -> dict[int, list[Attempt]]:
+    """Per step, its attempts' sessions, oldest first."""
+    if not step_ids:
+        return {}
+    found: dict[int, list[Attempt]] = {}
+    rows = AgentSession.objects.filter(step_id__in=step_ids).order_by("step_id", "attempt")
+    for session, step_id, opened, saved in rows.values_list(
+        "id", "step_id", "created_at", "updated_at"
+    ):
+        found.setdefault(step_id, []).append(Attempt(session=session, opened=opened, saved=saved))
+    return found
+
+
+class _Cursor:
+    """Cuts a lane into stretches: `to(t, kind)` ends the current stretch at `t`."""
+
+    def __init__(self, origin: datetime, start: float, end: float, kind: str) -> None:
+        self.origin = origin
+        self.at = start
+        self.end = end
+        self.kind = kind
+        self.segments: list[Segment] = []
+
+    def seconds(self, moment: datetime | None) -> float:
+        if moment is None:
+            return self.end
+        return (moment - self.origin).total_seconds()
+
+    def to(self, moment: datetime | float | None, kind: str) -> None:
+        t = moment if isinstance(moment, float) else self.seconds(moment)
+        t = min(max(t, self.at), self.end)
+        if t > self.at:
+            self.segments.append(Segment(kind=self.kind, start=self.at, end=t))
+        self.at, self.kind = t, kind
+
+
+def _lane(
+    step: FlowStep,
+    origin: datetime,
+    now: float,
+    marks: list[Mark],
+    attempts: list[Attempt],
+    live: bool,
+) -> Lane:
+    started = step.queued_at is not None and step.status not in _NOT_STARTED
+    active = step.status in ACTIVE_STEP or (live and step.status in _NOT_STARTED)
+    finished = (step.finished_at - origin).total_seconds() if step.finished_at else 0.0
+    end = now if active or step.finished_at is None else max(0.0, finished)
+    cursor = _Cursor(origin, 0.0, end, "waiting")
+    # The current attempt is the last session once the step has been claimed again.
+    earlier, current = (
+        (attempts[:-1], attempts[-1].session) if started and attempts else (attempts, None)
+    )
+    for attempt in earlier:  # each, then a wait for the next claim
+        own = [m.at for m in marks if m.session == attempt.session]
+        cursor.to(attempt.opened, "earlier")
+        cursor.to(max([attempt.saved, *own]), "waiting")
+    if started:
+        cursor.to(step.queued_at, "queued")
+        if step.started_at is not None:
+            cursor.to(step.started_at, "first-byte")
+            if step.first_token_at is not None:
+                cursor.to(step.first_token_at, "model")
+                first_byte = (step.first_token_at - origin).total_seconds()
+                mine = [m for m in marks if current is None or m.session == current]
+                _model_phase(cursor, mine, first_byte)
+    cursor.to(end, cursor.kind)
+    segments = cursor.segments
+    if active and segments:
+        last = segments[-1]
+        segments[-1] = Segment(kind=last.kind, start=last.start, end=last.end, open=True)
+    totals: dict[str, float] = {}
+    for segment in segments:
+        totals[segment.kind] = totals.get(segment.kind, 0.0) + segment.seconds
+    return Lane(step=step, segments=segments, totals=totals)
+
+
+_NOT_STARTED = frozenset({StepStatus.PENDING, StepStatus.READY})
+
+
+def _model_phase(cursor: _Cursor, marks: list[Mark], first_byte: float) -> None:
+    """From the first byte on: tools between a call and its result, slot waits between a
+    `queued` and a `running` status, first-byte waits up to a later turn's first text."""
+    for mark in marks:
+        if cursor.seconds(mark.at) < first_byte:
+            continue  # the first turn's own statuses, before its first byte
+        if mark.kind == "tool_call":
+            cursor.to(mark.at, "tools")
+        elif mark.kind == "tool_result":
+            _after_a_wait(cursor, mark)
+        elif mark.kind == "status" and mark.state == "queued":
+            cursor.to(mark.at, "queued")
+        elif mark.kind == "status" and mark.state == "running" and cursor.kind == "queued":
+            _after_a_wait(cursor, mark)
+
+
+def _after_a_wait(cursor: _Cursor, mark: Mark) -> None:
+    """The model's turn starts after `mark`: at its first text, if that comes next."""
+    if mark.next_kind in MODEL_OUTPUT and mark.next_at is not None:
+        cursor.to(mark.at, "first-byte")
+        cursor.to(mark.next_at, "model")
+    else:
+        cursor.to(mark.at, "model")
+
+
+def _critical_path(lanes: list[Lane], now: float) -> list[Lane]:
+    """From the lane that ended last, back through the dependency that ended last each time."""
+    ends = {
+        lane.step.key: lane.segments[-1].end
+        for lane in lanes
+        if lane.segments and lane.busy_seconds > 0
+    }
+    if not ends:
+        return []
+    by_key = {lane.step.key: lane for lane in lanes}
+    path = [by_key[max(ends, key=lambda key: ends[key])]]
+    while True:
+        deps = [key for key in path[-1].step.depends_on if key in ends]
+        if not deps:
+            break
+        path.append(by_key[max(deps, key=lambda key: ends[key])])
+    return path[::-1]
+
+
+def _critical_totals(path: list[Lane]) -> list[tuple[str, float]]:
+    """Where the critical path's time went: each lane's own time, and the hand-offs between
+    them (a lane's wait after the dependency before it on the path had ended)."""
+    totals: dict[str, float] = {}
+    previous_end = 0.0
+    for lane in path:
+        for segment in lane.segments:
+            start = max(segment.start, previous_end) if segment.kind == "waiting" else segment.start
+            if segment.end > start:
+                totals[segment.kind] = totals.get(segment.kind, 0.0) + segment.end - start
+        previous_end = lane.segments[-1].end if lane.segments else previous_end
+    return sorted(totals.items(), key=lambda item: -item[1])
+
+
+def _span(now: float, live: bool) -> float:
+    """The axis: the run's length, or while it runs, room ahead of now on a tick boundary."""
+    if not live:
+        return max(now, 0.1)
+    wanted = max(now * 1.2, now + 2.0)
+    step = _tick_step(wanted)
+    return float(int(wanted / step + 0.999999) * step)
+
+
+def _tick_step(span: float) -> float:
+    for step in TICK_STEPS:
+        if span / step <= MAX_TICKS:
+            return step
+    return float(TICK_STEPS[-1])
+
+
+def _ticks(span: float) -> list[tuple[float, str]]:
+    step = _tick_step(span)
+    ticks = []
+    n = 0
+    while n * step <= span + 1e-9:
+        ticks.append((round(n * step / span * 100, 3), _tick_label(n * step, step)))
+        n += 1
+    return ticks
+
+
+def _tick_label(seconds: float, step: float) -> str:
+    if step < 60:
+        return f"{seconds:g} s"
+    if step < 3600:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
+
+
+def _draw(segments: Iterable[Segment], span: float) -> list[Drawn]:
+    """Left and width as percentages; slivers join the stretch before them."""
+    kept: list[Segment] = []
+    threshold = span * VISIBLE_SHARE
+    for segment in segments:
+        if kept and (segment.seconds < threshold or kept[-1].kind == segment.kind):
+            previous = kept[-1]
+            kept[-1] = Segment(
+                kind=previous.kind, start=previous.start, end=segment.end, open=segment.open
+            )
+        else:
+            kept.append(segment)
+    return [_drawn(segment, span) for segment in kept]
+
+
+def _drawn(segment: Segment, span: float) -> Drawn:
+    width = max(0.0, min(segment.end, span) - segment.start) / span * 100
+    return Drawn(
+        kind=segment.kind,
+        style=f"left:{segment.start / span * 100:.3f}%;width:{width:.3f}%",
+        start=f"{segment.start:.3f}",
+        open=segment.open,
+        title=f"{KINDS[segment.kind]}: {duration(segment.seconds)}"
+        f" (from {duration(segment.start)}){', so far' if segment.open else ''}",
+    )
