@@ -6,9 +6,8 @@ from typing import Any
 
 from django.db.models import Sum
 from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
 
-from runs.markup import render_markdown
+from runs.evidence import report_html
 from runs.models import AgentEvent, FlowRun, FlowStep, StepStatus
 from runs.progress import queue_positions
 
@@ -26,7 +25,7 @@ def run_context(run: FlowRun) -> dict[str, Any]:
     return {
         **header_context(run),
         "rows": step_context(run),
-        "report_html": mark_safe(render_markdown(run.report)) if run.report else "",  # noqa: S308
+        "report_html": report_html(run) if run.report else "",
     }
 
 
