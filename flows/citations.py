@@ -9,7 +9,7 @@ what may be read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -105,21 +105,26 @@ def check_all(text: str, reader: LineReader) -> list[CitationCheck]:
     return checks
 
 
-def annotate(text: str, checks: Iterable[CitationCheck]) -> str:
-    """Mark each citation in place: ✓ when verified, a visible label when not."""
-    inline: dict[int, list[CitationCheck]] = {}
-    blocks: dict[int, list[CitationCheck]] = {}
-    for item in checks:
+def annotate(
+    text: str, checks: Iterable[CitationCheck], *, link: Callable[[int], str | None] | None = None
+) -> str:
+    """Mark each citation in place: ✓ when verified, a visible label when not.
+
+    `link`, given a check's index, may return a link target: the ✓ then links there.
+    """
+    inline: dict[int, list[tuple[int, CitationCheck]]] = {}
+    blocks: dict[int, list[tuple[int, CitationCheck]]] = {}
+    for index, item in enumerate(checks):
         where = blocks if item.citation.in_code_block else inline
-        where.setdefault(item.citation.end_offset, []).append(item)
+        where.setdefault(item.citation.end_offset, []).append((index, item))
     pieces = []
     cursor = 0
     for offset in sorted(inline.keys() | blocks.keys()):
         pieces.append(text[cursor:offset])
         if offset in inline:
-            pieces.append(_inline_mark(inline[offset]))
+            pieces.append(_inline_mark(inline[offset], link))
         if offset in blocks:
-            pieces.append(_block_note(blocks[offset]))
+            pieces.append(_block_note(blocks[offset], link))
         cursor = offset
     pieces.append(text[cursor:])
     if len(text) > MAX_SCAN_CHARS:
@@ -130,22 +135,37 @@ def annotate(text: str, checks: Iterable[CitationCheck]) -> str:
     return "".join(pieces)
 
 
-def _inline_mark(group: list[CitationCheck]) -> str:
+def _verified_mark(index: int, link: Callable[[int], str | None] | None) -> str:
+    target = link(index) if link is not None else None
+    return f"[{MARK_VERIFIED}]({target})" if target else MARK_VERIFIED
+
+
+def _inline_mark(
+    indexed: list[tuple[int, CitationCheck]], link: Callable[[int], str | None] | None
+) -> str:
+    group = [item for _, item in indexed]
     broken = [item for item in group if not item.verified]
     if not broken:
-        return f" {MARK_VERIFIED}"
+        return " " + _verified_mark(indexed[0][0], link)
     if len(group) == 1:
         return f" **[unverified: {broken[0].status.value}]**"
     labels = "; ".join(f"{item.citation.label}: {item.status.value}" for item in broken)
     return f" **[unverified: {labels}]**"
 
 
-def _block_note(group: list[CitationCheck]) -> str:
+def _block_note(
+    indexed: list[tuple[int, CitationCheck]], link: Callable[[int], str | None] | None
+) -> str:
     """Code blocks are shown as written; their citations are marked in a line after them."""
+    group = [item for _, item in indexed]
     marks = ", ".join(
         f"`{item.citation.label}` "
-        + (MARK_VERIFIED if item.verified else f"**[unverified: {item.status.value}]**")
-        for item in group
+        + (
+            _verified_mark(index, link)
+            if item.verified
+            else f"**[unverified: {item.status.value}]**"
+        )
+        for index, item in indexed
     )
     close = group[0].citation.close_fence
     return f"{close}\n\n_Citations in the code block above:_ {marks}\n"

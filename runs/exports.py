@@ -54,7 +54,11 @@ def run_as_json(run: FlowRun) -> dict[str, Any]:
                 }
                 for s in run.steps.all()
             ],
-            "report": {"markdown": run.report, **run.report_data},
+            # the pane's linked copy of the report is not an export of its own
+            "report": {
+                "markdown": run.report,
+                **{k: v for k, v in run.report_data.items() if k != "linked_report"},
+            },
         }
     )
 

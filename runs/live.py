@@ -12,9 +12,8 @@ from typing import Any
 
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.safestring import mark_safe
 
-from runs import timeline
+from runs import evidence, timeline
 from runs.labels import (
     duration,
     event_words,
@@ -23,7 +22,6 @@ from runs.labels import (
     step_words,
     waiting_on,
 )
-from runs.markup import render_markdown
 from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.progress import queue_positions
 
@@ -203,7 +201,8 @@ def page_context(run: FlowRun) -> dict[str, Any]:
 
 
 def report_html(run: FlowRun) -> str:
-    return mark_safe(render_markdown(run.report)) if run.report else ""  # noqa: S308
+    """The report with its verified citations linked to the lines the run checked."""
+    return evidence.report_html(run) if run.report else ""
 
 
 def render_snapshot(run: FlowRun) -> str:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from runs import views, workspace
+from runs import evidence, views, workspace
 
 app_name = "runs"
 urlpatterns = [
@@ -18,4 +18,5 @@ urlpatterns = [
     path("runs/<uuid:run_id>/retry-cancelled/", views.retry_cancelled, name="retry_cancelled"),
     path("runs/<uuid:run_id>/export.<str:fmt>", views.export, name="export"),
     path("runs/<uuid:run_id>/send-to-chat/", views.send_to_chat, name="send_to_chat"),
+    path("runs/<uuid:run_id>/citations/<int:number>/", evidence.citation, name="citation"),
 ]

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from flows.citations import CheckStatus, CitationCheck, annotate, check_all
+from flows.finding_ids import render_comparison
 from flows.findings import read_findings
 from flows.models import StepKind
 from flows.report import (
@@ -27,7 +28,7 @@ from flows.report import (
     render_method,
     render_report,
 )
-from runs.engine import readonly_proof
+from runs.engine import readonly_proof, report_evidence
 from runs.engine.confinement import (
     Confinement,
     NoSuchFile,
@@ -152,13 +153,15 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     reader = ConfinedLines.for_run(run)
     method = method_facts(run, steps, reader)
     body = synthesis.output if synthesis and synthesis.status == StepStatus.SUCCEEDED else ""
-    checks = check_all(body, reader)
+    kept = report_evidence.KeptLines(reader)
+    checks = check_all(body, kept)
     specialists = [s for s in steps if s.kind == StepKind.SPECIALIST]
     facts = EvidenceFacts.assess(
         body, checks, failed=failed, agents=len(specialists) + len(by_kind)
     )
     findings = _findings_data(body, checks)
-    body = neutralise(annotate(body, checks))
+    report_evidence.add_ids(findings, reader.target)
+    checked_lines = report_evidence.checked_lines(checks, kept, reader.target)
 
     if run.status == RunStatus.CANCELLED:
         verdict = Verdict(
@@ -180,9 +183,19 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         run.status = RunStatus.FAILED
         run.error = _failure_sentence(steps)
 
+    # Compared with the previous run only when this one is complete (a partial report would
+    # show everything it did not reach as resolved).
+    compared = (
+        report_evidence.comparison(run, findings) if run.status == RunStatus.SUCCEEDED else None
+    )
+    marked, checks = report_evidence.mark_changes(body, checks, findings)
+    since = "\n\n" + render_comparison(compared) if compared else ""
+    linked = neutralise(annotate(marked, checks, link=report_evidence.cite_link(checked_lines)))
+    body = neutralise(annotate(marked, checks))
+
     run.summary = verdict.summary
     run.confidence = verdict.confidence
-    run.report = render_report(verdict=verdict, body=body, method=method)
+    run.report = render_report(verdict=verdict, body=body + since, method=method)
     run.report_data = {
         "summary": verdict.summary,
         "confidence": verdict.confidence,
@@ -203,6 +216,9 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         },
         "method": render_method(method),
         "target_state": method.target_state,
+        "checked_lines": checked_lines,
+        "comparison": compared,
+        "linked_report": render_report(verdict=verdict, body=linked + since, method=method),
     }
     run.fingerprint = readonly_proof.summary(run.fingerprint)
     run.tokens_in = sum(s.tokens_in for s in steps)

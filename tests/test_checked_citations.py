@@ -1,0 +1,183 @@
+"""One click to check a citation, and runs compared: through the real report writer, views,
+exports and history, with owners, outsiders and hostile text."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runs.models import FlowRun
+from runs.services import launch_run
+from tests.test_evidence import HIGH, finish_run
+from tests.test_pane import client_for
+
+REPORT = """## Findings
+- **Shell injection** (codebase, high) `app/views.py:6` — `return subprocess.run(cmd, shell=True)`
+- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "hunter2"`
+- **Unvalidated command** (codebase, high) `app/views.py:5` — `# TODO: validate the command`
+"""
+
+
+def run_with(target: Path, owner: Any, report: str = REPORT) -> FlowRun:
+    return finish_run(
+        launch_run(flow="code-review", target=str(target), owner=owner),
+        report=report,
+        verdict=HIGH,
+    )
+
+
+def cite_urls(html: str) -> list[str]:
+    return re.findall(r'<a class="cite-check" href="([^"]+)"', html)
+
+
+@pytest.mark.django_db
+def test_each_verified_citation_links_to_the_lines_the_run_checked(alice, target_dir):
+    run = run_with(target_dir, alice)
+    client = client_for(alice)
+    pane = client.get(f"/runs/{run.id}/").content.decode()
+    links = cite_urls(pane)
+    assert len(links) == 3
+    assert f'hx-get="{links[0]}"' in pane and 'id="citation-panel"' in pane
+    page = client.get(links[0]).content.decode()  # a plain link: the whole page
+    assert "<!doctype html>" in page and 'data-testid="citation-excerpt"' in page
+    assert "<mark>return subprocess.run(cmd, shell=True)</mark>" in page
+    # three lines of context either side of line 6 (the file has 13 lines)
+    assert re.findall(r'<th scope="row">(\d+)</th>', page) == [str(n) for n in range(3, 10)]
+    assert "has changed" not in page
+    fragment = client.get(links[0], HTTP_HX_REQUEST="true").content.decode()
+    assert "<!doctype html>" not in fragment and "<mark>" in fragment
+    # the stored Markdown (exports, copy) has plain ticks, not links into the app
+    assert "`app/views.py:6` ✓" in run.report and "#cite-" not in run.report
+
+
+@pytest.mark.django_db
+def test_the_view_shows_what_the_run_read_and_says_the_file_changed_since(alice, target_dir):
+    run = run_with(target_dir, alice)
+    (target_dir / "app/views.py").write_text("print('rewritten')\n")
+    link = cite_urls(client_for(alice).get(f"/runs/{run.id}/").content.decode())[0]
+    page = client_for(alice).get(link).content.decode()
+    assert "the file has changed since this run" in page
+    assert "<mark>return subprocess.run(cmd, shell=True)</mark>" in page
+    (target_dir / "app/views.py").unlink()
+    page = client_for(alice).get(link).content.decode()
+    assert "the file cannot be read now (no such file)" in page
+
+
+@pytest.mark.django_db
+def test_only_the_owner_sees_a_citation_and_a_made_up_number_is_a_404(
+    alice, bob, django_user_model, client, target_dir
+):
+    run = run_with(target_dir, alice)
+    url = f"/runs/{run.id}/citations/0/"
+    assert client_for(alice).get(url).status_code == 200
+    assert client_for(bob).get(url).status_code == 404
+    charlie = django_user_model.objects.create_user("charlie", password="x", is_staff=True)
+    assert client_for(charlie).get(url).status_code == 404
+    assert client_for(charlie).get(url, HTTP_HX_REQUEST="true").status_code == 404
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    for missing in ("999", "3"):  # 3: a citation that exists but was not verified, no lines
+        assert client_for(alice).get(f"/runs/{run.id}/citations/{missing}/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_quote_with_html_and_script_is_shown_as_text(alice, target_dir):
+    (target_dir / "app/page.html").write_text(
+        'line one\n<script>alert("x")</script><img src=x onerror=alert(1)>\nline three\n'
+    )
+    report = (
+        "## Findings\n- **Script** (codebase) `app/page.html:2` — "
+        '`<script>alert("x")</script><img src=x onerror=alert(1)>`\n'
+    )
+    run = run_with(target_dir, alice, report)
+    client = client_for(alice)
+    pane = client.get(f"/runs/{run.id}/").content.decode()
+    [link] = cite_urls(pane)
+    page = client.get(link).content.decode()
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "<mark>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+
+@pytest.mark.django_db
+def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(alice, target_dir):
+    (target_dir / ".env").write_text("API_TOKEN=abc123\n")
+    outside = target_dir.parent / "outside.py"
+    outside.write_text("x = 1\n")
+    (target_dir / "app/link.py").symlink_to(outside)
+    (target_dir / "app/keyed.py").write_text(
+        "x = 1\nURL = 'https://admin:s3cret@db.example/x'\ny = 2\n"
+    )
+    report = (
+        "## Findings\n"
+        "- **Token** (codebase) `.env:1` — `API_TOKEN=abc123`\n"
+        "- **Escape** (codebase) `../outside.py:1` — `x = 1`\n"
+        "- **Link** (codebase) `app/link.py:1` — `x = 1`\n"
+        "- **Absolute** (codebase) `/etc/passwd:1`\n"
+        "- **Credential** (codebase) `app/keyed.py:2`\n"
+    )
+    run = run_with(target_dir, alice, report)
+    kept = run.report_data["checked_lines"]
+    assert [entry["path"] for entry in kept] == ["app/keyed.py"]
+    assert "s3cret" not in json.dumps(kept)
+    statuses = [c["status"] for c in run.report_data["citations"]]
+    assert statuses[:4] == [
+        "secret file, not checked",
+        "outside the target",
+        "outside the target",
+        "outside the target",
+    ]
+    client = client_for(alice)
+    pane = client.get(f"/runs/{run.id}/").content.decode()
+    [link] = cite_urls(pane)  # the model quoted the token itself; the run read nothing of it
+    page = client.get(link).content.decode()
+    assert "s3cret" not in page and "x = 1" in page
+    for number in range(4):
+        assert client.get(f"/runs/{run.id}/citations/{number}/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(alice, bob, target_dir):
+    first = run_with(target_dir, alice)
+    assert first.report_data["comparison"] is None
+    assert "[new]" not in first.report
+    ids = [f["id"] for f in first.report_data["findings"]]
+    assert len(set(ids)) == 3
+    # bob's run on the same target is not alice's previous run
+    run_with(target_dir, bob, REPORT.replace("Shell", "Other"))
+    # the code moves down two lines; the shell finding stays, the TODO is fixed, a new one
+    views = target_dir / "app/views.py"
+    views.write_text("# header\n# header\n" + views.read_text().replace("# TODO: v", "# V"))
+    second_report = (
+        "## Findings\n"
+        "- **Shell injection, renamed** (codebase, high) `app/views.py:8` — "
+        "`return   subprocess.run(cmd, shell=True)`\n"
+        '- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "hunter2"`\n'
+        "- **Debug on** (codebase, medium) `app/settings.py:1` — `DEBUG = True`\n"
+    )
+    second = run_with(target_dir, alice, second_report)
+    data = second.report_data
+    assert data["comparison"]["previous"]["id"] == str(first.id)
+    assert data["comparison"]["counts"] == {"new": 1, "still_present": 2, "resolved": 1}
+    assert [f["change"] for f in data["findings"]] == ["still present", "still present", "new"]
+    assert data["findings"][0]["id"] == ids[0]
+    assert [r["claim"] for r in data["comparison"]["resolved"]] == ["Unvalidated command"]
+    assert "- **[still present]** **Shell injection, renamed**" in second.report
+    assert "- **[new]** **Debug on** (codebase, medium) `app/settings.py:1` ✓" in second.report
+    assert "1 new, 2 still present, 1 resolved" in second.report
+    assert "- **[resolved]** Unvalidated command `app/views.py:5`" in second.report
+    client = client_for(alice)
+    pane = client.get(f"/runs/{second.id}/").content.decode()
+    assert pane.count('data-testid="finding-change"') == 4
+    assert f'href="/runs/{first.id}/"' in pane
+    markdown = client.get(f"/runs/{second.id}/export.md").content.decode()
+    assert "**[new]** **Debug on**" in markdown and "1 resolved" in markdown
+    exported = json.loads(client.get(f"/runs/{second.id}/export.json").content)
+    assert exported["report"]["comparison"]["counts"]["resolved"] == 1
+    assert [f["change"] for f in exported["report"]["findings"]][-1] == "new"
+    assert "linked_report" not in exported["report"]
+    history = client.get("/runs/").content.decode()
+    assert "1 new</span>" in history and "1 resolved</span>" in history
