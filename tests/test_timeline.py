@@ -284,21 +284,26 @@ class TestWords:
 
 @pytest.mark.django_db
 def test_queue_places_count_the_live_steps_of_the_same_model_claimed_earlier(alice, target_dir):
-    """Across runs of one model: claimed earlier and not holding a slot means ahead; a step
-    holding a slot, another model's step or a finished one does not count."""
+    """Across runs of one model: a live step asking for a slot and claimed earlier is ahead; a
+    step holding a slot, one not asking, another model's step, a dead lease or a finished step
+    is not (the scheduler's one rule, scheduler.queue_positions)."""
     from runs.progress import queue_positions
 
     mine = make_run(alice, str(target_dir), status="running")
     other = make_run(alice, str(target_dir), status="running")
     elsewhere = make_run(alice, str(target_dir), status="running")
     FlowRun.objects.filter(id=elsewhere.id).update(model="llama-swap/other")
-    queued = {"status": "queued", "holds_slot": False}
+    live = timezone.now() + timedelta(minutes=5)
+    queued = {"status": "queued", "holds_slot": False, "wants_slot": True, "lease_expires_at": live}
     make_step(other, "a", 0, queued_at=1, **queued)  # ahead of everything below
-    make_step(other, "b", 1, queued_at=2, status="queued", holds_slot=True)  # has a slot
+    make_step(other, "b", 1, queued_at=2, **{**queued, "holds_slot": True})  # has a slot
+    make_step(other, "i", 3, queued_at=2, **{**queued, "wants_slot": False})  # not asking yet
+    dead = timezone.now() - timedelta(seconds=1)
+    make_step(other, "j", 4, queued_at=2, **{**queued, "lease_expires_at": dead})  # worker gone
     make_step(elsewhere, "c", 0, queued_at=0, **queued)  # another model's queue
     make_step(other, "d", 2, queued_at=0, finished_at=3, status="succeeded")  # finished
     first = make_step(mine, "e", 0, queued_at=3, **queued)
     second = make_step(mine, "f", 1, queued_at=4, **queued)
     tie = make_step(mine, "g", 2, queued_at=4, **queued)  # same claim time: by id
-    make_step(mine, "h", 3, queued_at=5, status="running", holds_slot=True)
+    make_step(mine, "h", 3, queued_at=5, status="running", holds_slot=True, lease_expires_at=live)
     assert queue_positions(mine) == {first.id: 2, second.id: 3, tie.id: 4}
