@@ -126,5 +126,9 @@ ORCHESTRATOR_LEASE_SECONDS = env_float("ORCHESTRATOR_LEASE_SECONDS", 15.0, minim
 ORCHESTRATOR_SWEEP_SECONDS = env_float("ORCHESTRATOR_SWEEP_SECONDS", 2.0, minimum=0.1)
 # How many steps one worker process runs at once (each mostly waits on the model).
 ORCHESTRATOR_WORKER_CONCURRENCY = env_int("ORCHESTRATOR_WORKER_CONCURRENCY", 16, minimum=1)
+# Runs one user may have running at once; more wait as `pending`, with the reason shown, and
+# start in launch order as theirs end. 0 = no cap. Runs without an owner (launched from the
+# CLI without --user) are the operator's and are not capped.
+ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER", 4)
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)

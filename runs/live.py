@@ -8,6 +8,7 @@ from django.db.models import Sum
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from runs.engine import fairness
 from runs.markup import render_markdown
 from runs.models import AgentEvent, FlowRun, FlowStep, StepStatus
 from runs.progress import queue_positions
@@ -41,11 +42,21 @@ def header_context(run: FlowRun) -> dict[str, Any]:
     else:
         totals = run.steps.aggregate(i=Sum("tokens_in"), o=Sum("tokens_out"))
         tokens = (totals["i"] or 0, totals["o"] or 0)
-    return {"run": run, "tokens_in": tokens[0], "tokens_out": tokens[1]}
+    return {
+        "run": run,
+        "tokens_in": tokens[0],
+        "tokens_out": tokens[1],
+        "waiting": fairness.waiting_reason(run),
+    }
 
 
 def render_report(run: FlowRun, *, oob: bool = False) -> str:
     return render_to_string(f"{PANE}#report", {**run_context(run), "oob": oob})
+
+
+def render_socket_error(message: str) -> str:
+    """The pane's notice line, saying why a message on its socket was ignored."""
+    return render_to_string(f"{PANE}#socket-error", {"message": message, "oob": True})
 
 
 def render_rows(run: FlowRun, steps: list[FlowStep], *, oob: bool = False) -> str:
