@@ -1,4 +1,10 @@
-"""Run inspection in the Django admin: runs with their steps, sessions and events read-only."""
+"""Run inspection in the Django admin: runs with their steps, sessions and events read-only.
+
+Staff see in the admin exactly what the pane would show them (runs.permissions): their own
+runs and what hangs off them; superusers see everything. Lists, change pages, history pages
+and actions all go through get_queryset, so a staff user cannot reach another user's run by
+its id or act on it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,20 @@ from django.http import HttpRequest
 
 from runs import services
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
+from runs.permissions import visible_runs
+
+
+class VisibleRunsMixin:
+    """Rows of the runs this user may see; `run_path` leads from the model to its run."""
+
+    run_path = ""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        if getattr(request.user, "is_superuser", False):
+            return queryset
+        lookup = f"{self.run_path}__in" if self.run_path else "pk__in"
+        return queryset.filter(**{lookup: visible_runs(request.user).values("pk")})
 
 
 class ReadOnlyMixin:
@@ -20,8 +40,9 @@ class ReadOnlyMixin:
         return False
 
 
-class FlowStepInline(ReadOnlyMixin, admin.TabularInline):
+class FlowStepInline(VisibleRunsMixin, ReadOnlyMixin, admin.TabularInline):
     model = FlowStep
+    run_path = "run"
     fields = (
         "key",
         "role",
@@ -40,7 +61,7 @@ class FlowStepInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(FlowRun)
-class FlowRunAdmin(admin.ModelAdmin):
+class FlowRunAdmin(VisibleRunsMixin, admin.ModelAdmin):
     list_display = ("id", "flow", "band", "fast", "status", "confidence", "owner", "created_at")
     list_filter = ("status", "flow", "band", "origin")
     search_fields = ("focus", "target", "id")
@@ -67,20 +88,23 @@ class FlowRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(FlowStep)
-class FlowStepAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class FlowStepAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    run_path = "run"
     list_display = ("key", "run", "status", "attempt", "tokens_out", "tool_calls")
     list_filter = ("status", "kind")
     readonly_fields = [f.name for f in FlowStep._meta.fields]
 
 
 @admin.register(AgentSession)
-class AgentSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class AgentSessionAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    run_path = "step__run"
     list_display = ("step", "attempt", "worker", "turns_completed", "resumed_from_turn")
     readonly_fields = [f.name for f in AgentSession._meta.fields]
 
 
 @admin.register(AgentEvent)
-class AgentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class AgentEventAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    run_path = "step__run"
     list_display = ("session", "seq", "kind", "created_at")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in AgentEvent._meta.fields]
