@@ -324,3 +324,36 @@ def test_a_burst_of_runs_does_not_delay_another_users_first_request(settings, al
     before_bob = arrivals.index("bob")
     assert before_bob <= 3, arrivals[: before_bob + 1]
     assert FlowRun.objects.get(id=bobs.id).status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wake_up_that_lands_during_a_sweep_is_not_lost(
+    settings, scripted_model, launch, monkeypatch
+):
+    """A launch committed just after a sweep's claim still gets the engine's next sweep
+    straight away, not the periodic one (an hour away here): the engine finishes the run."""
+    settings.ORCHESTRATOR_SWEEP_SECONDS = 3600
+    engine = Engine()
+    real_claim = scheduler.claim_steps
+    launched: list[FlowRun] = []
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def claim_then_launch(worker: str, limit: int, **options: Any) -> list[int]:
+        claimed = real_claim(worker, limit, **options)
+        if not launched:
+            launched.append(launch())
+            assert loop is not None
+            loop.call_soon_threadsafe(engine.wake)  # what the dispatch consumer does
+        return claimed
+
+    monkeypatch.setattr(scheduler, "claim_steps", claim_then_launch)
+
+    async def go() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(engine.run_until_idle(), 120)
+
+    asyncio.run(go())
+    [run] = launched
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED

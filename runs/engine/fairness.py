@@ -94,7 +94,8 @@ _LIVE_LINE = """
     SELECT r.model, coalesce(r.owner_id, 0), s.queued_at
     FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
     WHERE r.model = ANY(%(models)s) AND s.status = ANY(%(active_steps)s)
-        AND s.lease_expires_at > %(now)s AND NOT s.id = ANY(%(claimed)s)
+        AND s.lease_expires_at > %(now)s AND s.queued_at IS NOT NULL
+        AND NOT s.id = ANY(%(claimed)s)
     ORDER BY s.queued_at, s.id
 """
 
