@@ -343,10 +343,13 @@ def _place_handed_on(run: FlowRun, claimed: list[FlowStep]) -> None:
     if not claimed:
         return
     party = run.owner_id or 0
+    leased_at = {step.id: step.queued_at for step in claimed}
     with connection.cursor() as cursor:
         claims = [fairness.Claimed(step, party, run.model) for step in claimed]
         fairness.place_in_line(cursor, claims, claimed[0].queued_at or timezone.now())
-    FlowStep.objects.bulk_update(claimed, ["queued_at"])
+    moved = [step for step in claimed if step.queued_at != leased_at[step.id]]
+    if moved:  # usually none: at the end of the line, a dependant keeps its lease time
+        FlowStep.objects.bulk_update(moved, ["queued_at"])
 
 
 def _grant_at_once(
