@@ -26,6 +26,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -118,8 +119,9 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
 
 def claim_cost(tmp: Path, args: argparse.Namespace) -> None:
     """The claim's own cost, which every sweep pays: alice's backlog of --runs runs, 20
-    other users with 2 runs each, 1,000 finished runs; a claim of 16 (rolled back each
-    time, so every sample sees the same queue) and a claim that finds nothing."""
+    other users with 2 runs each, 1,000 finished runs. A claim of 16, fair and FIFO (the
+    claim before fair use) interleaved, each rolled back so every sample sees the same
+    queue; then a claim that finds nothing."""
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import transaction
@@ -146,26 +148,67 @@ def claim_cost(tmp: Path, args: argparse.Namespace) -> None:
         for _ in range(2):
             launch_run(flow="code-review", target=target, owner=user)
 
-    def timed_claim() -> float:
+    def timed(claim: Callable[[str, int], list[int]]) -> float:
         started = time.perf_counter()
         with transaction.atomic():
-            scheduler.claim_steps("bench", 16)
+            claim("bench", 16)
             transaction.set_rollback(True)
         return time.perf_counter() - started
 
-    for _ in range(20):  # warm up plans and caches
-        timed_claim()
-    claims = [timed_claim() for _ in range(300)]
+    fair: list[float] = []
+    fifo: list[float] = []
+    for number in range(320):  # interleaved, so both see the same machine; 20 to warm up
+        first, second = (fair, fifo) if number % 2 else (fifo, fair)
+        for samples in (first, second):
+            claim = scheduler.claim_steps if samples is fair else fifo_claim
+            took = timed(claim)
+            if number >= 20:
+                samples.append(took)
     while scheduler.claim_steps("holder", 100):  # lease everything claimable
         pass
-    empty = []
+    # What most sweeps do. Without a cap the FIFO claim finds nothing too, so it is timed
+    # beside it; with one, it would still take the runs waiting for the cap.
+    uncapped = settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER == 0
+    empty: list[float] = []
+    empty_fifo: list[float] = []
     for _ in range(300):
-        started = time.perf_counter()
-        assert scheduler.claim_steps("bench", 16) == []
-        empty.append(time.perf_counter() - started)
+        empty.append(timed(scheduler.claim_steps))
+        if uncapped:
+            empty_fifo.append(timed(fifo_claim))
     print(f"backlog: alice {args.runs} runs, 20 users x 2 runs, 1,000 finished runs")
-    print(describe("claim of 16 (rolled back)", claims))
-    print(describe("claim finding nothing", empty))
+    print(describe("fair claim of 16 (rolled back)", fair))
+    print(describe("FIFO claim of 16, as before fair use (rolled back)", fifo))
+    print(describe("fair claim finding nothing", empty))
+    if uncapped:
+        print(describe("FIFO claim finding nothing", empty_fifo))
+
+
+def fifo_claim(worker: str, limit: int) -> list[int]:
+    """The claim fair use replaced (oldest run first, no cap, claim time as the place in
+    line): the baseline the claim's cost is compared with."""
+    from django.db import transaction
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from runs.engine.scheduler import LEASE_FIELDS, _lease
+    from runs.models import ACTIVE_STEP, FlowRun, FlowStep, RunStatus, StepStatus
+
+    now = timezone.now()
+    claimable = Q(status=StepStatus.READY) | Q(status__in=ACTIVE_STEP, lease_expires_at__lt=now)
+    with transaction.atomic():
+        query = (
+            FlowStep.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(claimable, run__status__in=[RunStatus.PENDING, RunStatus.RUNNING])
+            .order_by("run__created_at", "position")
+        )
+        steps = list(query[:limit])
+        for step in steps:
+            _lease(step, worker, now)
+        FlowStep.objects.bulk_update(steps, LEASE_FIELDS)
+        FlowRun.objects.filter(
+            id__in={step.run_id for step in steps}, status=RunStatus.PENDING
+        ).update(status=RunStatus.RUNNING, started_at=now)
+    return [step.id for step in steps]
 
 
 def calibrate(target: str, owner: Any) -> float:

@@ -28,6 +28,10 @@ from django.db.backends.utils import CursorWrapper
 from runs.models import ACTIVE_STEP, FlowStep, RunStatus
 
 _ACTIVE_STEPS = [str(status) for status in ACTIVE_STEP]
+# Candidates a claim of N locks at most (the rest wait for the next claim): enough that
+# several workers claiming at the same moment, skipping each other's rows, still fill theirs.
+CLAIM_POOL_FACTOR = 4
+CLAIM_POOL_SLACK = 16
 # Steps claimed together are placed this far apart, so later claims fit between them.
 PLACE_SPACING = timedelta(milliseconds=1)
 
@@ -57,9 +61,12 @@ _ADMISSION = """
 
 # The claim's choice, in its order: each claimable step's turn is its owner's live claimed
 # steps plus its rank among the owner's claimable ones, so one claim of N deals the steps out
-# round robin, starting with the owner who has the fewest running. The outer query repeats
-# the claimable condition: a row another worker claimed (and committed) after this
-# statement's snapshot is re-checked against its new version once locked, and skipped.
+# round robin, starting with the owner who has the fewest running. Only the first `pool`
+# candidates are locked and re-read (a backlog of hundreds costs one sort, not hundreds of
+# row reads); the pool leaves room for rows other workers are claiming at the same moment.
+# The outer query repeats the claimable condition: a row another worker claimed (and
+# committed) after this statement's snapshot is re-checked against its new version once
+# locked, and skipped.
 _CLAIM = f"""
     WITH {_ADMISSION},
     busy AS (
@@ -80,6 +87,8 @@ _CLAIM = f"""
         WHERE (s.status = 'ready'
                 OR (s.status = ANY(%(active_steps)s) AND s.lease_expires_at < %(now)s))
             AND (%(run)s::uuid IS NULL OR s.run_id = %(run)s::uuid)
+        ORDER BY turn, a.created_at, s.run_id, s.position
+        LIMIT %(pool)s
     )
     SELECT s.id, c.party, c.model FROM flow_steps s JOIN candidates c ON c.id = s.id
     WHERE s.status = 'ready'
@@ -127,6 +136,7 @@ def claimable_steps(
         "now": now,
         "run": run_id,
         "limit": limit,
+        "pool": CLAIM_POOL_FACTOR * limit + CLAIM_POOL_SLACK,
     }
     cursor.execute(_CLAIM, params)
     return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
