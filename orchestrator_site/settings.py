@@ -134,5 +134,9 @@ ORCHESTRATOR_MAX_TOOL_CALLS_PER_MESSAGE = env_int(
 )
 # A step attempt storing more events than this fails with the reason (a runaway stream).
 ORCHESTRATOR_MAX_EVENTS_PER_STEP = env_int("ORCHESTRATOR_MAX_EVENTS_PER_STEP", 20_000, minimum=10)
+# Runs one user may have running at once; more wait as `pending`, with the reason shown, and
+# start in launch order as theirs end. 0 = no cap. Runs without an owner (launched from the
+# CLI without --user) are the operator's and are not capped.
+ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER", 4)
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)

@@ -2,6 +2,11 @@
 
 Nothing here is edited by hand (the engine writes every row), so the pages are view-only: no
 Save button. A run's page shows its steps first, then the run, with the raw report data last.
+
+Staff see in the admin exactly what the pane would show them (runs.permissions): their own
+runs and what hangs off them; superusers see everything. Lists, change pages, history pages
+and actions all go through get_queryset, so a staff user cannot reach another user's run by
+its id or act on it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,20 @@ from django.utils.html import format_html
 
 from runs import services
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
+from runs.permissions import visible_runs
+
+
+class VisibleRunsMixin:
+    """Rows of the runs this user may see; `run_path` leads from the model to its run."""
+
+    run_path = ""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        if getattr(request.user, "is_superuser", False):
+            return queryset
+        lookup = f"{self.run_path}__in" if self.run_path else "pk__in"
+        return queryset.filter(**{lookup: visible_runs(request.user).values("pk")})
 
 
 class ReadOnlyMixin:
@@ -26,8 +45,9 @@ class ReadOnlyMixin:
         return False
 
 
-class FlowStepInline(ReadOnlyMixin, admin.TabularInline):
+class FlowStepInline(VisibleRunsMixin, ReadOnlyMixin, admin.TabularInline):
     model = FlowStep
+    run_path = "run"
     fields = (
         "key",
         "role",
@@ -47,7 +67,7 @@ class FlowStepInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(FlowRun)
-class FlowRunAdmin(admin.ModelAdmin):
+class FlowRunAdmin(VisibleRunsMixin, admin.ModelAdmin):
     list_display = ("id", "flow", "band", "fast", "status", "confidence", "owner", "created_at")
     list_filter = ("status", "flow", "band", "origin")
     search_fields = ("focus", "target", "id")
@@ -109,20 +129,23 @@ class FlowRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(FlowStep)
-class FlowStepAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class FlowStepAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    run_path = "run"
     list_display = ("key", "run", "status", "attempt", "tokens_out", "tool_calls")
     list_filter = ("status", "kind")
     readonly_fields = [f.name for f in FlowStep._meta.fields]
 
 
 @admin.register(AgentSession)
-class AgentSessionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class AgentSessionAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    run_path = "step__run"
     list_display = ("step", "attempt", "worker", "turns_completed", "resumed_from_turn")
     readonly_fields = [f.name for f in AgentSession._meta.fields]
 
 
 @admin.register(AgentEvent)
-class AgentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class AgentEventAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    run_path = "step__run"
     list_display = ("session", "seq", "kind", "created_at")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in AgentEvent._meta.fields]

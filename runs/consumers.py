@@ -10,6 +10,9 @@ heals itself: each event carries its attempt's session and seq, a live batch tha
 follow the last event sent brings the missing ones from the database first, and a step's
 status change (which comes after its last events) catches its expanded stream up too.
 
+What the browser sends is read strictly (runs.socket_messages): a message that cannot be
+read gets an error frame (the pane's notice line) and the socket stays open.
+
 A consumer handles its messages one at a time, so status redraws (which read the database)
 run in a task of their own: the stream fragments queued behind them are not held up, and a
 burst of status changes becomes one redraw. Rows and stream appends target different
@@ -20,7 +23,6 @@ and each reads the state as it is when it runs, so the last one shows the latest
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 from uuid import UUID
@@ -33,6 +35,7 @@ from runs import live
 from runs.engine.events import run_group
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep
 from runs.permissions import can_see
+from runs.socket_messages import Refresh, Refused, Subscribe, Unsubscribe, read_message
 
 log = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
@@ -68,36 +71,38 @@ class RunConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """A bad message gets an error frame and the socket stays open, whatever it was."""
+        message = read_message(text_data, bytes_data)
         try:
-            message = json.loads(text_data or "{}")
-        except json.JSONDecodeError:
-            return
-        if not isinstance(message, dict):
-            return
-        kind = message.get("type")
-        if kind == "subscribe":
-            await self._subscribe(message.get("step"), message.get("after"))
-        elif kind == "unsubscribe" and isinstance(message.get("step"), int):
-            self.sent.pop(message["step"], None)
-            self.position.pop(message["step"], None)
-        elif kind == "resume" and isinstance(message.get("have"), dict):
-            for step, after in message["have"].items():
-                await self._subscribe(_int(step), after)
-        elif kind == "refresh":  # a live timeline reached the end of its axis
-            # At most one a second: a browser asking in a loop costs one redraw a second.
-            now = asyncio.get_running_loop().time()
-            if now - self.refreshed_at >= REFRESH_SECONDS:
-                self.refreshed_at = now
-                self.refresh = True
-                self._schedule_redraw()
+            if isinstance(message, Refused):
+                await self._refuse(message.reason)
+            elif isinstance(message, Subscribe):
+                await self._subscribe(message.step, message.after)
+            elif isinstance(message, Unsubscribe):
+                self.sent.pop(message.step, None)
+                self.position.pop(message.step, None)
+            elif isinstance(message, Refresh):  # a live timeline reached the end of its axis
+                # At most one a second: a browser asking in a loop costs one redraw a second.
+                now = asyncio.get_running_loop().time()
+                if now - self.refreshed_at >= REFRESH_SECONDS:
+                    self.refreshed_at = now
+                    self.refresh = True
+                    self._schedule_redraw()
+            else:
+                for step, after in message.have.items():
+                    await self._subscribe(step, after)
+        except Exception:
+            log.warning("run %s: could not handle a pane message", self.run_id, exc_info=True)
+            await self._refuse("the server could not handle that message; it was ignored")
 
-    async def _subscribe(self, step: Any, after: Any) -> None:
-        step_id, after_id = _int(step), _int(after) or 0
-        if step_id is None:
-            return
+    async def _refuse(self, reason: str) -> None:
+        await self.send(text_data=live.render_socket_error(reason))
+
+    async def _subscribe(self, step_id: int, after_id: int) -> None:
         events = await database_sync_to_async(_events_for)(self.run_id, step_id, after_id)
         if events is None:
-            return  # not a step of this run
+            await self._refuse(f"step {step_id} is not an agent of this run")
+            return
         self.sent[step_id] = after_id
         self.position.pop(step_id, None)
         await self._send_fresh(step_id, events)
@@ -221,10 +226,3 @@ def _events_for(run_id: UUID, step_id: int, after_id: int) -> list[dict[str, Any
     if not FlowStep.objects.filter(id=step_id, run_id=run_id).exists():
         return None
     return live.stored_events(step_id, after_id)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

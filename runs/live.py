@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from runs import evidence, timeline
+from runs.engine import fairness
 from runs.labels import (
     duration,
     event_words,
@@ -83,6 +84,7 @@ class Header:
     tokens_out: str
     rate: str
     can_retry_cancelled: bool
+    waiting: str  # why a pending run has not started (the owner's cap), "" otherwise
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +179,7 @@ def _header(run: FlowRun, steps: list[FlowStep], now: datetime) -> Header:
         tokens_out=f"{tokens_out:,}",
         rate=f"{rate:,.1f}" if rate is not None else "",
         can_retry_cancelled=run.status == RunStatus.CANCELLED and cancelled,
+        waiting=fairness.waiting_reason(run),
     )
 
 
@@ -203,6 +206,11 @@ def page_context(run: FlowRun) -> dict[str, Any]:
 def report_html(run: FlowRun) -> str:
     """The report with its verified citations linked to the lines the run checked."""
     return evidence.report_html(run) if run.report else ""
+
+
+def render_socket_error(message: str) -> str:
+    """The pane's notice line, saying why a message on its socket was ignored."""
+    return render_to_string(f"{PANE}#socket-error", {"message": message, "oob": True})
 
 
 def render_snapshot(run: FlowRun) -> str:

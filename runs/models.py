@@ -15,7 +15,7 @@ from django.urls import reverse
 
 
 class RunStatus(models.TextChoices):
-    PENDING = "pending"  # created; no step has been claimed yet
+    PENDING = "pending"  # created or retried; no step claimed yet (or over its owner's cap)
     RUNNING = "running"  # at least one step has been claimed and the run is not over
     SUCCEEDED = "succeeded"  # the validator gate finished; the report is final
     FAILED = "failed"  # the report could not be produced or validated (reasons in error)
@@ -130,6 +130,8 @@ class FlowStep(models.Model):
     holds_slot = models.BooleanField(default=False)
     # True while this step is in its model's queue, asking for a slot (ordered by queued_at).
     wants_slot = models.BooleanField(default=False)
+    # The step's place in its model's line, set when claimed: about the claim time, moved
+    # ahead of other owners' backlogs to keep the line round robin (runs.engine.fairness).
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)

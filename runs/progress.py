@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from runs.engine import scheduler
+from runs.engine import fairness, scheduler
 from runs.labels import step_words
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepStatus
 
@@ -58,6 +58,8 @@ def snapshot(run_id: UUID) -> Snapshot:
     positions = queue_positions(run)
     width = max((len(s.key) for s in steps), default=10) + 2
     header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · {run.status}"
+    if waiting := fairness.waiting_reason(run):
+        header += f" ({waiting})"
     return Snapshot(
         header=header,
         lines=[step_line(s, positions.get(s.id), width) for s in steps],

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
 from runs import exports, live, services
+from runs.engine import fairness
 from runs.models import FlowRun, RunStatus
 from runs.permissions import visible_runs
 
@@ -49,8 +50,10 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         runs = runs.filter(Q(focus__icontains=query) | Q(summary__icontains=query))
     page = Paginator(runs.order_by("-created_at"), PAGE_SIZE).get_page(request.GET.get("page"))
     flows = visible_runs(request.user).values_list("flow", flat=True).distinct().order_by("flow")
+    waiting = fairness.waiting_reasons(r.id for r in page if r.status == RunStatus.PENDING)
     context = {
         "page": page,
+        "rows": [{"run": run, "waiting": waiting.get(run.id, "")} for run in page],
         "flows": flows,
         "statuses": RunStatus.values,
         "filters": {"flow": flow, "status": status, "target": target, "q": query},

@@ -18,9 +18,11 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Q
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from runs.engine import fairness
 from runs.engine.context import StepContext, open_attempt
 from runs.models import (
     ACTIVE_STEP,
@@ -71,29 +73,32 @@ def _lease(step: FlowStep, worker: str, now: datetime) -> None:
 def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[int]:
     """Take up to `limit` ready steps (or steps whose worker died) and lease them to `worker`.
 
-    A reclaimed step becomes attempt N+1; its agent continues from the last checkpointed turn.
+    Which ones, and in what order, is fair use's rule (runs.engine.fairness): only runs
+    within their owner's cap, round robin across owners. A reclaimed step becomes attempt
+    N+1; its agent continues from the last checkpointed turn.
     """
     if limit <= 0:
         return []
     now = timezone.now()
-    claimable = Q(status=StepStatus.READY) | Q(status__in=ACTIVE_STEP, lease_expires_at__lt=now)
     with transaction.atomic():
-        query = (
-            FlowStep.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(claimable, run__status__in=[RunStatus.PENDING, RunStatus.RUNNING])
-            .order_by("run__created_at", "position")
-        )
-        if run_id is not None:
-            query = query.filter(run_id=run_id)
-        steps = list(query[:limit])
-        for step in steps:
-            if step.status in ACTIVE_STEP:
-                log.info("reclaiming %s of run %s from %s", step.key, step.run_id, step.lease_owner)
-            _lease(step, worker, now)
+        with connection.cursor() as cursor:
+            chosen = fairness.claimable_steps(cursor, limit=limit, now=now, run_id=run_id)
+            loaded = FlowStep.objects.in_bulk([step_id for step_id, _, _ in chosen])
+            claims = [fairness.Claimed(loaded[i], party, model) for i, party, model in chosen]
+            for claim in claims:
+                step = claim.step
+                if step.status in ACTIVE_STEP:
+                    log.info(
+                        "reclaiming %s of run %s from %s", step.key, step.run_id, step.lease_owner
+                    )
+                _lease(step, worker, now)
+            fairness.place_in_line(cursor, claims, now)
+        steps = [claim.step for claim in claims]
         FlowStep.objects.bulk_update(steps, LEASE_FIELDS)
         run_ids = {step.run_id for step in steps}
+        # A retried run keeps the moment it first started.
         FlowRun.objects.filter(id__in=run_ids, status=RunStatus.PENDING).update(
-            status=RunStatus.RUNNING, started_at=now
+            status=RunStatus.RUNNING, started_at=Coalesce("started_at", Value(now))
         )
     return [step.id for step in steps]
 
@@ -325,11 +330,26 @@ def finish_step(
             return Finished(recorded=False)
         AgentEvent.objects.bulk_create(final_events)
         moved = advance(run, worker=worker, claim=claim if run.status == RunStatus.RUNNING else 0)
+        _place_handed_on(run, moved.claimed)
         opened = [open_attempt(step, run, worker, loaded=moved.steps) for step in moved.claimed]
         granted = _grant_at_once(run.model, worker, opened, slots)
     # The report is written after this commits (reporting.finalize_run): it reads the target
     # for every citation, which must not happen while the run's rows are locked.
     return Finished(recorded=True, claimed=tuple(granted), run_done=moved.done)
+
+
+def _place_handed_on(run: FlowRun, claimed: list[FlowStep]) -> None:
+    """The dependants a finishing step leased take their fair place in the model's line."""
+    if not claimed:
+        return
+    party = run.owner_id or 0
+    leased_at = {step.id: step.queued_at for step in claimed}
+    with connection.cursor() as cursor:
+        claims = [fairness.Claimed(step, party, run.model) for step in claimed]
+        fairness.place_in_line(cursor, claims, claimed[0].queued_at or timezone.now())
+    moved = [step for step in claimed if step.queued_at != leased_at[step.id]]
+    if moved:  # usually none: at the end of the line, a dependant keeps its lease time
+        FlowStep.objects.bulk_update(moved, ["queued_at"])
 
 
 def _grant_at_once(
@@ -467,7 +487,9 @@ def retry_steps(run_id: UUID, keys: Sequence[str]) -> bool:
             lease_owner="",
             lease_expires_at=None,
         )
-        run.status = RunStatus.RUNNING
+        # Pending again, so the retry passes its owner's cap like a launch (runs.engine.fairness);
+        # the claim makes it running. It keeps its launch time, so it is first of theirs to go.
+        run.status = RunStatus.PENDING
         run.finished_at = None
         run.report = run.summary = run.confidence = run.error = ""
         run.report_data = {}

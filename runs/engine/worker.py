@@ -82,6 +82,9 @@ class Engine:
         beat = asyncio.create_task(self._heartbeat_forever())
         try:
             while not self._stopping:
+                # Cleared before the sweep: a wake-up (a launch, a finished step) that lands
+                # while it runs means sweep again, not wait for the next periodic sweep.
+                self._wake.clear()
                 try:
                     if await self._sweep_and_check_done():
                         break
@@ -91,7 +94,6 @@ class Engine:
                     log.warning("database unavailable, retrying in %gs: %s", DB_RETRY_SECONDS, exc)
                     await asyncio.sleep(DB_RETRY_SECONDS)
                     continue
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), settings.ORCHESTRATOR_SWEEP_SECONDS)
         finally:
