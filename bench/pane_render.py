@@ -1,7 +1,8 @@
 """Pane benchmark: a finished run with 20 agents and about 1M streamed tokens, built as the
 engine would have left it (18 specialists queueing for 4 model slots turn by turn, tools
 between turns, then the synthesizer and the validator). Server render time of the pane page
-(header, report, timeline, every agent's row), of the WebSocket snapshot, of a live redraw
+(header, report, timeline, every agent's row; the first open and later ones, when a finished
+run's timeline is remembered), of the WebSocket snapshot, of a live redraw
 (header, timeline, one row) and of the timeline alone; and the bytes sent before any agent is
 expanded (collapsed agents carry no stream). Target: the page under 100 ms.
 
@@ -84,16 +85,22 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
         running.status = "running"  # as while it ran: header, timeline and one row
         live.render_update(running, one_step)
 
+    def first_open() -> None:
+        timeline.forget_finished()  # as after a restart: the timeline is drawn afresh
+        client.get(url)
+
     measures = {
         "pane page render (full request)": lambda: client.get(url),
+        "pane page, first open (timeline not remembered)": first_open,
         "websocket snapshot render": lambda: _snapshot(run.id),
         "live redraw (header, timeline, one row)": redraw,
         "timeline alone (query + lanes)": lambda: timeline.build(run),
     }
-    page_times: list[float] = []
+    verdicts = []
     for name, work in measures.items():
         wall, cpu = timed(work, args.repeat)
-        page_times = page_times or wall
+        if name.startswith("pane page"):
+            verdicts.append((name, percentile([t * 1000 for t in wall], 95)))
         print(describe(name, wall))
         # Wall time counts waiting for a core too; on a busy machine this says what is ours.
         print(describe("  of which this process's CPU", cpu))
@@ -103,9 +110,9 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
     print(f"timeline: {len(built.lanes)} lanes, {drawn} stretches drawn, run {built.now:.0f}s")
     print(f"bytes before any agent is expanded: page {len(html)} + snapshot {len(snapshot)}")
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    p95 = percentile([t * 1000 for t in page_times], 95)
-    verdict = "met" if p95 < TARGET_MS else "MISSED"
-    print(f"target: page p95 < {TARGET_MS:.0f} ms: {verdict} ({p95:.1f} ms)")
+    for name, p95 in verdicts:
+        verdict = "met" if p95 < TARGET_MS else "MISSED"
+        print(f"target: {name} p95 < {TARGET_MS:.0f} ms: {verdict} ({p95:.1f} ms)")
 
 
 if __name__ == "__main__":

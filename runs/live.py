@@ -103,7 +103,7 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     # An agent's output (its whole final message) is in the report, not in the pane.
     steps = steps if steps is not None else list(run.steps.defer("output"))
     now = timezone.now()
-    lanes = timeline.build(run, steps, at=now)
+    lanes = timeline.for_run(run, steps, at=now)
     waiting = any(s.status == StepStatus.QUEUED and not s.holds_slot for s in steps)
     positions = queue_positions(run) if waiting else {}
     statuses = {s.key: s.status for s in steps}

@@ -307,3 +307,20 @@ def test_queue_places_count_the_live_steps_of_the_same_model_claimed_earlier(ali
     tie = make_step(mine, "g", 2, queued_at=4, **queued)  # same claim time: by id
     make_step(mine, "h", 3, queued_at=5, status="running", holds_slot=True, lease_expires_at=live)
     assert queue_positions(mine) == {first.id: 2, second.id: 3, tie.id: 4}
+
+
+@pytest.mark.django_db
+def test_a_finished_runs_timeline_is_remembered_until_the_run_changes(alice, target_dir):
+    """Drawn once per finish: a new event does not show, a retried run's next finish does."""
+    run = make_run(alice, str(target_dir))
+    step = make_step(run, "security", 0, queued_at=0, started_at=0, first_token_at=1, finished_at=9)
+    first = timeline.for_run(run, [step])
+    add_events(step, [(3, "tool_call", {}), (4, "tool_result", {})])
+    assert timeline.for_run(run, [step]) is first
+    FlowRun.objects.filter(id=run.id).update(finished_at=at(11))  # retried, finished again
+    run.refresh_from_db()
+    again = timeline.for_run(run, [step])
+    assert again is not first and again.lanes[0].totals["tools"] == pytest.approx(1.0)
+    live = make_run(alice, str(target_dir), status="running")
+    running = make_step(live, "security", 0, status="running", queued_at=0, started_at=0)
+    assert timeline.for_run(live, [running]) is not timeline.for_run(live, [running])
