@@ -79,9 +79,7 @@ def _read_object(message: dict[str, Any]) -> Message:
         return _read_resume(message.get("have"))
     if kind == "refresh":
         return Refresh()
-    return Refused(
-        "an unknown message type was ignored (subscribe, unsubscribe, resume, refresh)"
-    )
+    return Refused("an unknown message type was ignored (subscribe, unsubscribe, resume, refresh)")
 
 
 def _read_resume(have: Any) -> Message:

@@ -104,7 +104,8 @@ class TestPaneAtAGlance:
             "synthesis": "pending",
             "validation": "pending",
         }
-        assert FlowRun.objects.get(id=run.id).status == "running"
+        # Back to pending: a retried run passes its owner's active-run cap again.
+        assert FlowRun.objects.get(id=run.id).status == "pending"
         # Nothing cancelled any more: a second press is refused.
         assert client_for(alice).post(f"/runs/{run.id}/retry-cancelled/").status_code == 409
 
