@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from flows.models import FlowKind
+from flows.models import BANDS, FlowKind
 from flows.registry import CATALOG, slash_menu
 from runs.markup import render_markdown
 from runs.models import ChatMessage, FlowRun, HostPane, Origin, WorkspaceLayout
@@ -46,6 +46,7 @@ def workspace(request: HttpRequest) -> HttpResponse:
             for kind in HOST_PANES
         ],
         "open_runs": _open_runs(request, layout),
+        "bands": BANDS,  # the flows' own list: the launcher offers what a flow can run
         "slash_flows": [
             {"slug": f.slug, "title": f.title, "description": f.description} for f in slash_menu()
         ],
