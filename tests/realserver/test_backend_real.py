@@ -67,9 +67,18 @@ def test_the_backend_streams_one_real_answer_end_to_end(
 def test_the_backend_hands_on_a_length_cut_as_an_ordinary_result(
     one_slot: LlamaServer, observed: Observations
 ) -> None:
-    [*_, result] = turn(one_slot, max_tokens=2)
-    assert isinstance(result, TurnResult)
-    assert result.finish_reason == "length"
+    # Random weights may sample the end-of-turn token within two tokens: then the answer
+    # simply ended. Across a few prompts the cut must show up, and nothing else may.
+    reasons = []
+    for attempt in range(6):
+        messages = [{"role": "user", "content": f"hello, attempt {attempt}"}]
+        [*_, result] = turn(one_slot, messages=messages, max_tokens=2)
+        assert isinstance(result, TurnResult)
+        assert result.finish_reason in ("length", "stop"), result.finish_reason
+        reasons.append(result.finish_reason)
+        if result.finish_reason == "length":
+            break
+    assert "length" in reasons, reasons
     observed.note(
         "length through the backend",
         "a 2-token cut arrives as TurnResult(finish_reason='length'); nothing else marks it",
