@@ -9,8 +9,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
 from runs.markup import render_markdown
-from runs.models import AgentEvent, FlowRun, FlowStep, StepStatus
-from runs.progress import queue_positions
+from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep
+from runs.progress import queue_positions, step_numbers, step_state
 
 PANE = "runs/pane.html"
 
@@ -18,8 +18,18 @@ PANE = "runs/pane.html"
 def step_context(run: FlowRun, steps: list[FlowStep] | None = None) -> list[dict[str, Any]]:
     """Rows for the agent list: the run is the parent, its steps the children."""
     steps = steps if steps is not None else list(run.steps.all())
-    positions = queue_positions(run) if any(s.status == StepStatus.QUEUED for s in steps) else {}
-    return [{"step": s, "position": positions.get(s.id)} for s in steps]
+    waiting = any(s.status in ACTIVE_STEP and s.wants_slot for s in steps)
+    positions = queue_positions(run) if waiting else {}
+    return [
+        {
+            "step": s,
+            "position": positions.get(s.id),
+            # What the agent is doing (runs.progress owns the words) and its counts.
+            "state": step_state(s, positions.get(s.id)),
+            "numbers": step_numbers(s),
+        }
+        for s in steps
+    ]
 
 
 def run_context(run: FlowRun) -> dict[str, Any]:
@@ -41,7 +51,12 @@ def header_context(run: FlowRun) -> dict[str, Any]:
     else:
         totals = run.steps.aggregate(i=Sum("tokens_in"), o=Sum("tokens_out"))
         tokens = (totals["i"] or 0, totals["o"] or 0)
-    return {"run": run, "tokens_in": tokens[0], "tokens_out": tokens[1]}
+    return {
+        "run": run,
+        "tokens_in": tokens[0],
+        "tokens_out": tokens[1],
+        "slot_warning": run.slot_warning,
+    }
 
 
 def render_report(run: FlowRun, *, oob: bool = False) -> str:

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from flows.registry import check_band, get_flow
 from runs.engine import reporting, scheduler
-from runs.engine.modelconfig import configured_model_id
+from runs.engine.modelconfig import configured_endpoint, configured_model_id
 from runs.models import FlowRun, FlowStep, HostPane, Origin, StepStatus
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ def launch_run(
         raise LaunchError("unknown origin or host pane")
     real_target = resolve_target(target)
     model_id = configured_model_id()
+    # The run owns its endpoint: every worker runs its steps there, whatever its own settings.
+    endpoint_url, endpoint_model = configured_endpoint(model_id)
     with transaction.atomic():
         run = FlowRun.objects.create(
             owner=owner if getattr(owner, "pk", None) else None,
@@ -82,6 +84,8 @@ def launch_run(
             target=str(real_target),
             focus=focus.strip(),
             model=model_id,
+            endpoint_url=endpoint_url,
+            endpoint_model=endpoint_model,
             origin=origin,
             host_pane=host_pane,
         )

@@ -1,6 +1,9 @@
 """The scripted model: a real OpenAI-compatible HTTP server streaming SSE like llama.cpp's, for
 tests and demos. Deterministic answers (scripts.py), a configurable token rate and first-byte
-delay, and injectable faults (faults.py). Never the default when a real model is configured.
+delay, injectable faults (faults.py), llama.cpp's `/props` (total_slots) and `timings` (with a
+prompt cache: cache_n is the longest prefix shared with a recent prompt), a restart that
+takes it away and brings it back (`restart`), and a count of its open requests (watch.py).
+Never the default when a real model is configured.
 
     python -m devtools.fakemodel.server --port 8081 --token-rate 50 --fault http_500:times=2
 """
@@ -23,6 +26,7 @@ from typing import Any
 
 from devtools.fakemodel.faults import FaultKind, FaultPlan, FaultRule
 from devtools.fakemodel.scripts import ScriptedReply, marker, reply_for
+from devtools.fakemodel.watch import OpenRequests
 
 MODEL_ID = "scripted"
 PAD_WORD = "filler "  # one paced piece of padding (pad_reasoning)
@@ -31,6 +35,12 @@ FAULT_AFTER_PIECES = 3  # mid-stream faults strike after this many paced pieces
 _ANY_INTERFACE = ("", "0.0.0.0", "::")  # noqa: S104 - compared with, never bound here
 _PIECE = re.compile(r"\S+\s*|\s+")  # one "token": a word and the whitespace after it
 _MID_STREAM = {FaultKind.STALL_MID_STREAM, FaultKind.DROP_MID_STREAM, FaultKind.MALFORMED_CHUNK}
+_CUTS = {FaultKind.LENGTH, FaultKind.CUT_TOOL_CALL}
+CUT_AFTER_PIECES = 3  # a cut-off answer (or tool call's arguments) stops after this many
+# What a model with random weights emits: NUL, C0 controls, an ANSI escape, DEL, a C1 control
+# and an unpaired surrogate (sent as the JSON escape \ud800, as a server would).
+HOSTILE_TEXT = "\x00 nul \x01\x02\x07 bell \x1b[31mred\x1b[0m del\x7f c1\x85 lone\ud800 end"
+PROMPT_CACHE_ENTRIES = 8  # recent prompts the simulated cache remembers
 
 
 class ScriptedModelServer:
@@ -46,6 +56,8 @@ class ScriptedModelServer:
         faults: FaultPlan | None = None,
         pad_reasoning: int = 0,
         record_emissions: bool = False,
+        total_slots: int | None = 4,
+        n_ctx: int = 8192,
     ) -> None:
         # Plain attributes, read per request, so a test may change them while the server runs.
         self.token_rate = token_rate
@@ -62,10 +74,17 @@ class ScriptedModelServer:
         # None when off, so ordinary use pays one attribute test per chunk.
         self.emissions: list[tuple[str, int, float]] | None = [] if record_emissions else None
         self.stream_bodies: dict[str, dict[str, Any]] = {}
+        # What GET /props says (llama.cpp's --parallel and context); None: no /props (404).
+        self.total_slots = total_slots
+        self.n_ctx = n_ctx
+        self.open_requests = OpenRequests()
+        self.loading_until = 0.0  # until then, every request gets 503 "Loading model"
+        self._prompt_cache: list[list[str]] = []
         self.stopping = threading.Event()  # wakes stalled handlers when the server stops
         self._lock = threading.Lock()
         self._host = host
         self._httpd = _Server((host, port), _Handler)
+        self._port_kept = self.port  # a restart binds this port again
         self._httpd.scripted = self
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -133,6 +152,43 @@ class ScriptedModelServer:
         if seconds > 0:
             self.stopping.wait(seconds)
 
+    def cached_prefix(self, body: dict[str, Any]) -> tuple[int, int]:
+        """(prompt tokens, how many of them a recent prompt shares): a prompt cache."""
+        tokens = _prompt_words(body)
+        with self._lock:
+            best, index = 0, -1
+            for i, earlier in enumerate(self._prompt_cache):
+                shared = _common_prefix(tokens, earlier)
+                if shared > best:
+                    best, index = shared, i
+            if index >= 0:  # the slot that held the shared prefix now holds this prompt
+                self._prompt_cache.pop(index)
+            self._prompt_cache.append(tokens)
+            del self._prompt_cache[:-PROMPT_CACHE_ENTRIES]
+        return len(tokens), best
+
+    def restart(self, down_seconds: float, loading_seconds: float = 0.0) -> threading.Thread:
+        """Go away as a crashed or restarted server does (open streams cut, connections
+        refused) for `down_seconds`, then come back on the same port, answering 503
+        "Loading model" for `loading_seconds` first, as llama.cpp does while it loads."""
+
+        def cycle() -> None:
+            self._serving = False
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self.open_requests.cut_all()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            time.sleep(down_seconds)
+            self.loading_until = time.monotonic() + loading_seconds
+            self._httpd = _Server((self._host, self._port_kept), _Handler)
+            self._httpd.scripted = self
+            self.start()
+
+        thread = threading.Thread(target=cycle, name="scripted-model-restart", daemon=True)
+        thread.start()
+        return thread
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a stalled stream never keeps the process alive
@@ -152,8 +208,19 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/v1/models":
+        scripted = self.server.scripted
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model"}]})
+        elif path == "/props" and scripted.total_slots is not None:
+            settings = {"n_ctx": scripted.n_ctx, "params": {"n_predict": -1}}
+            props = {
+                "default_generation_settings": settings,
+                "total_slots": scripted.total_slots,
+                "model_path": f"{MODEL_ID}.gguf",
+                "build_info": "scripted",
+            }
+            self._json(200, props)
         else:
             self._json(404, {"error": {"message": f"no route {self.path}", "code": 404}})
 
@@ -166,13 +233,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         started = time.time()
         scripted = self.server.scripted
+        scripted.open_requests.arrived(self.connection)
+        try:
+            self._answer(scripted, body, started)
+        finally:
+            scripted.open_requests.ended(self.connection)
+
+    def _answer(self, scripted: ScriptedModelServer, body: dict[str, Any], started: float) -> None:
         scripted.record(body)
+        if time.monotonic() < scripted.loading_until:
+            error = {"message": "Loading model", "type": "unavailable_error", "code": 503}
+            self._json(503, {"error": error})
+            return
         fault = scripted.faults.take(marker(body, "Agent role"))
         if fault is not None and self._fail_before_answering(fault):
             return
         reply = _reply(scripted, body, fault)
         # A client that goes away (a cancelled agent) leaves nothing to clean up.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
             if not body.get("stream"):
                 self._json(200, _completion(body, reply))
                 return
@@ -204,6 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if fault.kind == FaultKind.HTTP_500:
             self._json(500, {"error": {"message": "scripted internal error", "code": 500}})
+            return True
+        if fault.kind == FaultKind.HTTP_503:
+            error = {"message": "Loading model", "type": "unavailable_error", "code": 503}
+            self._json(503, {"error": error})
             return True
         if fault.kind == FaultKind.STALL_FIRST_BYTE:
             self.server.scripted.pause(fault.seconds)
@@ -238,6 +320,10 @@ def _reply(
         # Always grep: the agent's error message then names a tool tests can expect.
         bad = ("grep", {"__raw__": '{"pattern": oops'})
         return ScriptedReply(reasoning=reply.reasoning, tool_calls=[bad])
+    if fault is not None and fault.kind == FaultKind.NUL_TEXT:
+        reasoning = f"{reply.reasoning}{HOSTILE_TEXT} "
+        content = f"{reply.content}\n{HOSTILE_TEXT}\n" if reply.content else ""
+        return dataclasses.replace(reply, reasoning=reasoning, content=content)
     return reply
 
 
@@ -247,7 +333,24 @@ def _arguments(args: dict[str, Any]) -> str:
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
-    return sum(len(str(m.get("content") or "").split()) for m in body.get("messages") or [])
+    return len(_prompt_words(body))
+
+
+def _prompt_words(body: dict[str, Any]) -> list[str]:
+    """The prompt's "tokens": its messages' words, in order."""
+    words: list[str] = []
+    for message in body.get("messages") or []:
+        words += str(message.get("content") or "").split()
+    return words
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class _Stream:
@@ -262,6 +365,7 @@ class _Stream:
         self.body = body
         self.reply = reply
         self.fault = fault if fault is not None and fault.kind in _MID_STREAM else None
+        self.cut = fault is not None and fault.kind in _CUTS  # stop early with "length"
         self.id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         self.sent = 0  # paced pieces so far: reasoning, content and argument fragments
         self.chars = 0  # reasoning + content characters so far (the emission log's offset)
@@ -279,15 +383,27 @@ class _Stream:
         h.close_connection = True
         if self.scripted.emissions is not None:
             self.scripted.stream_bodies[self.id] = self.body
+        prompt, cached = self.scripted.cached_prefix(self.body)
         self.scripted.pause(self.scripted.first_byte_delay)
         self._delta({"role": "assistant", "content": None})
+        generating = time.monotonic()
         for piece in _PIECE.findall(self.reply.reasoning):
             self._delta({"reasoning_content": piece}, pace=True)
         finish = self._tool_calls() if self.reply.tool_calls else self._content()
         self._strike()  # a short answer still meets its mid-stream fault, before the finish
-        self._chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        # llama.cpp sends its timings with the last choice chunk.
+        seconds = max(time.monotonic() - generating, 1e-6)
+        timings = {
+            "cache_n": cached,
+            "prompt_n": prompt - cached,
+            "prompt_ms": 1.0,
+            "predicted_n": self.sent,
+            "predicted_ms": seconds * 1000,
+            "predicted_per_second": self.sent / seconds,
+        }
+        last = {"index": 0, "delta": {}, "finish_reason": finish}
+        self._chunk({"choices": [last], "timings": timings})
         if (self.body.get("stream_options") or {}).get("include_usage"):
-            prompt = _prompt_tokens(self.body)
             usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": self.sent,
@@ -300,6 +416,8 @@ class _Stream:
 
     def _content(self) -> str:
         limit = self.body.get("max_tokens")
+        if self.cut:
+            limit = min(limit or CUT_AFTER_PIECES, CUT_AFTER_PIECES)
         for count, piece in enumerate(_PIECE.findall(self.reply.content)):
             if limit and count >= limit:
                 return "length"
@@ -318,6 +436,8 @@ class _Stream:
             for start, end in itertools.pairwise(cuts):
                 fragment = {"index": index, "function": {"arguments": raw[start:end]}}
                 self._delta({"tool_calls": [fragment]}, pace=True)
+                if self.cut:  # the output limit strikes mid-arguments
+                    return "length"
         return "tool_calls"
 
     def _delta(self, delta: dict[str, Any], *, pace: bool = False) -> None:

@@ -140,6 +140,8 @@ def method_facts(run: FlowRun, steps: list[FlowStep]) -> MethodFacts:
         band=run.band,
         fast=run.fast,
         model=run.model,
+        endpoint=run.endpoint_url,
+        slots=_slots(run),
         agents=[
             AgentLine(
                 key=s.key,
@@ -153,10 +155,24 @@ def method_facts(run: FlowRun, steps: list[FlowStep]) -> MethodFacts:
                 error=s.error if s.status == StepStatus.FAILED else "",
                 citations_verified=sum(c.verified for c in checked[s.key]),
                 citations_broken=sum(not c.verified for c in checked[s.key]),
+                spent_in=max(s.tokens_spent_in, s.tokens_in),
+                spent_out=max(s.tokens_spent_out, s.tokens_out),
+                cache_reuse=s.cache_reuse,
+                decode_rate=s.decode_rate,
+                truncated=s.truncated,
             )
             for s in steps
         ],
     )
+
+
+def _slots(run: FlowRun) -> str:
+    if not run.slots:
+        return ""
+    text = f"{run.slots} slot{'s' if run.slots != 1 else ''}"
+    if run.server_slots is not None and run.server_slots != run.slots:
+        text += f" (the server has {run.server_slots})"
+    return text
 
 
 def _failure_sentence(steps: list[FlowStep]) -> str:

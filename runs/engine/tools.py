@@ -189,7 +189,11 @@ class ReadOnlyTools:
         except Refused as exc:
             return _error(f"refused: {exc}", f"{name} refused")
         except (OSError, UnicodeError) as exc:
-            return _error(f"{name} failed: {exc.__class__.__name__}", f"{name} failed")
+            where = _named_path(args)
+            why = exc.__class__.__name__
+            if isinstance(exc, OSError) and exc.strerror:
+                why += f" ({exc.strerror})"
+            return _error(f"{name} failed{where}: {why}", f"{name} failed{where}")
         return ToolResult(ok=True, content=self._cap(content), summary=summary[:200])
 
     # --- tools ---------------------------------------------------------------------------
@@ -476,3 +480,9 @@ def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return validation_problems(exc, whole="arguments", limit=3)
     return str(exc)[:200]
+
+
+def _named_path(args: BaseModel) -> str:
+    """The path a failed call named (the model's text), to follow the tool's name."""
+    path = getattr(args, "path", None)
+    return f" for {path[:200]!r}" if isinstance(path, str) else ""
