@@ -253,7 +253,9 @@ def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> Slo
             return SlotAnswer(granted=False, position=-1)
         return SlotAnswer(granted=True, position=0)
     cursor.execute(_JOIN_LINE, params)
-    return SlotAnswer(granted=False, position=ahead + 1)
+    # Its place as every view counts it (one rule); absent: cancelled since _PLACE looked.
+    position = _line_places(cursor, params, [params["step"]]).get(params["step"], -1)
+    return SlotAnswer(granted=False, position=position)
 
 
 def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
@@ -265,8 +267,14 @@ def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
     if not step_ids:
         return {}
     with connection.cursor() as cursor:
-        cursor.execute(_LINE, _slot_params(model, steps=list(step_ids)))
-        return {step_id: int(place) for step_id, place in cursor.fetchall()}
+        return _line_places(cursor, _slot_params(model), step_ids)
+
+
+def _line_places(
+    cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]
+) -> dict[int, int]:
+    cursor.execute(_LINE, {**params, "steps": list(step_ids)})
+    return {step_id: int(place) for step_id, place in cursor.fetchall()}
 
 
 def release_slot(
