@@ -21,7 +21,7 @@ from devtools.llamacpp import build
 from devtools.llamacpp.model import chat_template, write_model
 from devtools.llamacpp.server import LlamaServer, ServerStartError
 from devtools.llamacpp.vocab import build_vocabulary, byte_to_unicode
-from tests.conftest import ROOT, free_port
+from devtools.testing import ROOT, free_port
 
 
 @pytest.fixture
