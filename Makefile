@@ -10,7 +10,7 @@ ifeq ($(MODEL),demo)
 export ORCHESTRATOR_MODEL := demo/scripted
 endif
 
-.PHONY: run install migrate browser test lint format typecheck check db-stop clean
+.PHONY: run install migrate browser llama-server test lint format typecheck check db-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,16 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "Install Debian's chromium package for the browser tests"; exit 1; fi; }
 
-test: install browser
+# The real-server tests build llama.cpp's llama-server from source once, into the user's cache
+# (a few minutes the first time; later runs reuse it). It needs a C++ compiler, CMake and Ninja.
+llama-server: install
+	@command -v cmake >/dev/null 2>&1 && command -v ninja >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ cmake ninja-build; \
+	  else echo "Install a C++ compiler, CMake and Ninja for the real llama.cpp server tests"; exit 1; fi; }
+	$(BIN)/python -m devtools.llamacpp.build
+
+test: install browser llama-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -1,0 +1,120 @@
+"""The real-server tier: llama.cpp's `llama-server` built from source, with a tiny random model.
+
+The binary is built (or found in the cache) once, when the tier is collected, outside any
+test's timeout; the first build takes minutes. Every test records what the server did as a
+one-line observation, and the tier prints them at the end of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.llamacpp.build import ensure_server, is_built
+from devtools.llamacpp.model import ensure_model
+from devtools.llamacpp.server import LlamaServer
+from tests.conftest import free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Observations:
+    """What the real server did, topic by topic, in the order the tests saw it."""
+
+    lines: dict[str, str] = field(default_factory=dict)
+
+    def note(self, topic: str, text: str) -> None:
+        self.lines[topic] = " ".join(text.split())[:240]
+
+
+OBSERVATIONS = pytest.StashKey[Observations]()
+ARTEFACTS = pytest.StashKey[tuple[Path, Path]]()
+
+
+def _in_tier(item: pytest.Item) -> bool:
+    return HERE in Path(str(item.path)).resolve().parents
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so `-m "not realserver"` skips the tier
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _in_tier(item):
+            item.add_marker(pytest.mark.realserver)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the server before any test runs, so the build is not charged to one test's timeout."""
+    if any(_in_tier(item) for item in session.items):
+        if not is_built():
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(
+                    "building llama.cpp's llama-server once into the user's cache "
+                    "(several minutes; `make llama-server` does the same)"
+                )
+        session.config.stash[ARTEFACTS] = (ensure_server(), ensure_model())
+        session.config.stash[OBSERVATIONS] = Observations()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    observations = config.stash.get(OBSERVATIONS, None)
+    if observations is None:
+        return
+    binary, model = config.stash[ARTEFACTS]
+    terminalreporter.write_sep("-", f"real llama.cpp server: {len(observations.lines)} facts")
+    terminalreporter.write_line(f"server {binary} · model {model.name}")
+    for topic, text in observations.lines.items():
+        terminalreporter.write_line(f"{topic}: {text}")
+
+
+@pytest.fixture(scope="session")
+def observed(pytestconfig: pytest.Config) -> Observations:
+    """Where tests write down what the server did."""
+    return pytestconfig.stash[OBSERVATIONS]
+
+
+@pytest.fixture(scope="session")
+def llama_artefacts(pytestconfig: pytest.Config) -> tuple[Path, Path]:
+    """The built `llama-server` binary and the tiny model."""
+    return pytestconfig.stash[ARTEFACTS]
+
+
+@pytest.fixture(scope="session")
+def start_server(
+    llama_artefacts: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., LlamaServer]]:
+    """Start a server with the given slots and context; every server started is stopped."""
+    binary, model = llama_artefacts
+    logs = tmp_path_factory.mktemp("llama-logs")
+    started: list[LlamaServer] = []
+
+    def start(
+        *, slots: int | None = 1, context: int = 2048, extra_args: tuple[str, ...] = ()
+    ) -> LlamaServer:
+        server = LlamaServer(
+            binary=binary,
+            model=model,
+            port=free_port(),
+            log_path=logs / f"llama-server-{len(started) + 1}.log",
+            slots=slots,
+            context=context,
+            extra_args=extra_args,
+        )
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def one_slot(start_server: Callable[..., LlamaServer]) -> LlamaServer:
+    """The shared server: one slot, 2048 tokens of context."""
+    return start_server(slots=1, context=2048)

@@ -1,0 +1,117 @@
+"""The project's own streaming backend (runs/backends/openai.py) against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from devtools.llamacpp.server import LlamaServer
+from runs.backends.base import (
+    BackendError,
+    EndpointConfig,
+    FirstByte,
+    Retrying,
+    TextDelta,
+    TurnResult,
+)
+from runs.backends.openai import OpenAICompatibleBackend, probe_models
+from tests.realserver.chat import HELLO
+from tests.realserver.conftest import Observations
+
+
+def turn(
+    server: LlamaServer,
+    messages: list[dict[str, Any]] = HELLO,
+    max_tokens: int | None = 24,
+    **config: Any,
+) -> list[Any]:
+    """Every event of one backend turn (raises what the backend raises)."""
+
+    async def go() -> list[Any]:
+        endpoint = EndpointConfig(base_url=server.base_url, model="tiny", **config)
+        backend = OpenAICompatibleBackend(endpoint)
+        try:
+            stream = backend.stream_turn(messages=messages, tools=None, max_tokens=max_tokens)
+            return [event async for event in stream]
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+def test_the_backend_streams_one_real_answer_end_to_end(
+    one_slot: LlamaServer, observed: Observations
+) -> None:
+    models = asyncio.run(probe_models(one_slot.base_url))
+    events = turn(one_slot)
+    assert isinstance(events[0], FirstByte)
+    result = events[-1]
+    assert isinstance(result, TurnResult)
+    texts = [event.text for event in events if isinstance(event, TextDelta)]
+    assert result.content == "".join(texts)
+    assert result.usage is not None
+    assert 1 <= result.usage.completion_tokens <= 24
+    assert result.usage.prompt_tokens > 0
+    assert result.finish_reason in {"stop", "length"}
+    observed.note(
+        "OpenAICompatibleBackend",
+        f"/v1/models lists {models}; one turn: FirstByte, {len(texts)} TextDelta, TurnResult "
+        f"usage {result.usage}, finish_reason {result.finish_reason!r}",
+    )
+
+
+def test_the_backend_hands_on_a_length_cut_as_an_ordinary_result(
+    one_slot: LlamaServer, observed: Observations
+) -> None:
+    [*_, result] = turn(one_slot, max_tokens=2)
+    assert isinstance(result, TurnResult)
+    assert result.finish_reason == "length"
+    observed.note(
+        "length through the backend",
+        "a 2-token cut arrives as TurnResult(finish_reason='length'); nothing else marks it",
+    )
+
+
+def test_the_backend_fails_at_once_on_a_context_overflow(
+    one_slot: LlamaServer, observed: Observations
+) -> None:
+    messages = [{"role": "user", "content": "review the code " * 2000}]
+    with pytest.raises(BackendError) as failure:
+        turn(one_slot, messages=messages)
+    assert "rejected the request (400" in str(failure.value)
+    observed.note("overflow through the backend", str(failure.value))
+
+
+def test_the_backend_gives_up_on_a_stopped_server_before_a_restart_would_finish(
+    start_server: Callable[..., LlamaServer], observed: Observations
+) -> None:
+    server = start_server(slots=1, context=1024)
+    server.stop()
+    began = time.monotonic()
+    events: list[Any] = []
+
+    async def go() -> None:
+        backend = OpenAICompatibleBackend(EndpointConfig(base_url=server.base_url, model="tiny"))
+        try:
+            async for event in backend.stream_turn(messages=HELLO, tools=None, max_tokens=4):
+                events.append(event)
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as failure:
+        asyncio.run(go())
+    gave_up_after = time.monotonic() - began
+    retries = [event for event in events if isinstance(event, Retrying)]
+    assert len(retries) == 3
+    assert "refused the connection" in str(failure.value)
+    server.start()
+    assert isinstance(turn(server, max_tokens=2)[-1], TurnResult)
+    observed.note(
+        "server down through the backend",
+        f"{len(retries)} retries with delays {[r.delay for r in retries]} s, gave up after "
+        f"{gave_up_after:.1f} s: {failure.value}",
+    )
