@@ -17,7 +17,7 @@ import pytest
 from devtools.llamacpp.build import ensure_server, is_built
 from devtools.llamacpp.model import ensure_model
 from devtools.llamacpp.server import LlamaServer
-from tests.conftest import free_port
+from devtools.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 

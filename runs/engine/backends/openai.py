@@ -169,7 +169,7 @@ class OpenAICompatibleBackend:
 
     def _give_up(self, fault: _Retryable, attempts: int, seconds: float) -> str:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        over = f" over {seconds:.0f}s" if seconds >= 1 else ""
+        over = f" over {seconds:.1f}s" if seconds >= 1 else ""
         return f"{fault.reason} (model server at {self.config.base_url}, {tries}{over})"
 
     def _delay(self, fault: _Retryable, attempt: int) -> float:
