@@ -141,6 +141,7 @@ async def execute_step(
     sink = EventSink(ctx.run_id, ctx.step_id, ctx.session_id, next_seq=1)
     sink.start()
     state = TurnState.resume(ctx)
+    slot: ModelSlot | None = None
     try:
         if ctx.exhausted:
             raise StepFailed(ctx.exhausted)
@@ -152,7 +153,7 @@ async def execute_step(
         output = await _converse(ctx, sink, backend, toolbox, slot, state)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
-        await asyncio.shield(_count_what_was_spent(ctx, state))
+        await asyncio.shield(_stop_attempt(ctx, state, slot, host))
         raise
     except StepLost:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
@@ -175,6 +176,22 @@ async def execute_step(
         await _finish(ctx, sink, host, succeeded=True, output=output, truncated=state.truncated)
     finally:
         await asyncio.shield(_close(sink))
+
+
+async def _stop_attempt(
+    ctx: StepContext, state: TurnState, slot: ModelSlot | None, host: StepHost
+) -> None:
+    """A cancelled attempt: give back a slot it holds with no request open (one granted with
+    its claim, before its first turn began), and count what it spent."""
+    try:
+        if slot is not None:
+            await slot.release()  # a no-op unless held: a turn gives its slot back itself
+        elif ctx.holds_slot:
+            slots = host.backends.slots(ctx.model_id)
+            await db_async(scheduler.release_slot)(ctx.step_id, ctx.worker, ctx.model_id, slots)
+    except DatabaseError as exc:  # its lease lapses instead
+        log.warning("slot of step %s not given back: %s", ctx.step_id, exc)
+    await _count_what_was_spent(ctx, state)
 
 
 async def _count_what_was_spent(ctx: StepContext, state: TurnState) -> None:
