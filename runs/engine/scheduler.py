@@ -22,6 +22,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from runs.engine import slotsql
 from runs.engine.context import StepContext, open_attempt
 from runs.engine.storable import clean_text
 from runs.models import (
@@ -138,94 +139,6 @@ class SlotAnswer:
     position: int  # 0 when granted; else the step's place in the model's line (1 = next)
 
 
-# Slot decisions run between a step's turns and on every hand-off, so they are plain SQL: the
-# ORM's query building cost more than the queries. `live` is the model's steps whose worker is
-# alive: the claimed ones, which hold a slot or wait for one, and any other step still holding
-# a slot. A cancelled step keeps its slot until its agent has closed its request and given the
-# slot back (or its lease lapses): the cap counts open requests, not statuses. Every grant is
-# rechecked at its write (a cancel does not take the model's slot lock), and a granted step
-# now waits for the server's first byte.
-#
-# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it.
-_PLACE = """
-    WITH live AS (
-        SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
-            AND s.status = ANY(%(slotted)s) AND (s.status = ANY(%(active)s) OR s.holds_slot)
-    )
-    SELECT me.holds_slot,
-        (SELECT count(*) FROM live WHERE live.holds_slot),
-        (SELECT count(*) FROM live WHERE live.wants_slot AND NOT live.holds_slot
-            AND live.status = ANY(%(active)s)
-            AND (live.queued_at, live.id) < (me.queued_at, me.id))
-    FROM live me
-    WHERE me.id = %(step)s AND me.lease_owner = %(worker)s AND me.status = ANY(%(active)s)
-"""
-# The model's line of waiters, first come first served: each step's place in it (1 = next).
-_LINE = """
-    WITH live AS (
-        SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
-            AND s.status = ANY(%(slotted)s) AND (s.status = ANY(%(active)s) OR s.holds_slot)
-    ),
-    line AS (
-        SELECT id, row_number() OVER (ORDER BY queued_at, id) AS place
-        FROM live WHERE wants_slot AND NOT holds_slot AND status = ANY(%(active)s)
-    )
-    SELECT id, place FROM line WHERE id = ANY(%(steps)s)
-"""
-# Grant the free slots to the waiters first in line; returns their ids.
-_HAND_OVER = """
-    WITH live AS (
-        SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
-            AND s.status = ANY(%(slotted)s) AND (s.status = ANY(%(active)s) OR s.holds_slot)
-    ),
-    chosen AS (
-        SELECT id FROM live
-        WHERE wants_slot AND NOT holds_slot AND status = ANY(%(active)s)
-        ORDER BY queued_at, id
-        LIMIT greatest(0, %(slots)s - (SELECT count(*) FROM live WHERE holds_slot))
-    )
-    UPDATE flow_steps SET holds_slot = true, wants_slot = false,
-        started_at = coalesce(started_at, %(now)s),
-        phase = 'first_byte', phase_note = '', phase_until = NULL
-    WHERE id IN (SELECT id FROM chosen)
-        AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
-    RETURNING id
-"""
-# Grant this step a slot.
-_GRANT = """
-    UPDATE flow_steps SET holds_slot = true, wants_slot = false,
-        started_at = coalesce(started_at, %(now)s),
-        phase = 'first_byte', phase_note = '', phase_until = NULL
-    WHERE id = %(step)s AND lease_owner = %(worker)s
-        AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
-    RETURNING id
-"""
-# Put this step in the line (once: it polls while it waits).
-_JOIN_LINE = """
-    UPDATE flow_steps SET wants_slot = true, phase = 'slot', phase_note = '', phase_until = NULL
-    WHERE id = %(step)s AND lease_owner = %(worker)s
-        AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
-        AND (NOT wants_slot OR phase <> 'slot')
-"""
-# Give this step's slot back (its request is closed); `_RELEASE_FOR_TOOLS` also says its tools
-# run now.
-_RELEASE = """
-    UPDATE flow_steps SET holds_slot = false, wants_slot = false
-    WHERE id = %(step)s AND lease_owner = %(worker)s
-"""
-_RELEASE_FOR_TOOLS = """
-    UPDATE flow_steps SET holds_slot = false, wants_slot = false,
-        phase = 'tool', phase_note = %(tools)s, phase_until = NULL
-    WHERE id = %(step)s AND lease_owner = %(worker)s
-"""
-
-
 def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotAnswer:
     """Take one of the model's `slots` for this step's next turn, or join the model's queue.
 
@@ -239,7 +152,7 @@ def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotA
 
 def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> SlotAnswer:
     """The slot decision for one step; the caller holds the model's slot lock."""
-    cursor.execute(_PLACE, params)
+    cursor.execute(slotsql.PLACE, params)
     place = cursor.fetchone()
     if place is None:  # cancelled, or taken over by another worker
         return SlotAnswer(granted=False, position=-1)
@@ -248,12 +161,12 @@ def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> Slo
         return SlotAnswer(granted=True, position=0)
     free = slots - held
     if ahead < free:
-        cursor.execute(_GRANT, params)
-        if cursor.fetchone() is None:  # cancelled since _PLACE looked
+        cursor.execute(slotsql.GRANT, params)
+        if cursor.fetchone() is None:  # cancelled since PLACE looked
             return SlotAnswer(granted=False, position=-1)
         return SlotAnswer(granted=True, position=0)
-    cursor.execute(_JOIN_LINE, params)
-    # Its place as every view counts it (one rule); absent: cancelled since _PLACE looked.
+    cursor.execute(slotsql.JOIN_LINE, params)
+    # Its place as every view counts it (one rule); absent: cancelled since PLACE looked.
     position = _line_places(cursor, params, [params["step"]]).get(params["step"], -1)
     return SlotAnswer(granted=False, position=position)
 
@@ -273,7 +186,7 @@ def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
 def _line_places(
     cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]
 ) -> dict[int, int]:
-    cursor.execute(_LINE, {**params, "steps": list(step_ids)})
+    cursor.execute(slotsql.LINE, {**params, "steps": list(step_ids)})
     return {step_id: int(place) for step_id, place in cursor.fetchall()}
 
 
@@ -291,8 +204,8 @@ def release_slot(
     params["tools"] = clean_text(tools or "")[:300]
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_model_slots(cursor, model)
-        cursor.execute(_RELEASE if tools is None else _RELEASE_FOR_TOOLS, params)
-        cursor.execute(_HAND_OVER, params)
+        cursor.execute(slotsql.RELEASE if tools is None else slotsql.RELEASE_FOR_TOOLS, params)
+        cursor.execute(slotsql.HAND_OVER, params)
         return [row[0] for row in cursor.fetchall()]
 
 
