@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-byte-delay", type=float, default=0.0, help="seconds before each stream starts"
     )
     parser.add_argument(
+        "--total-slots", type=int, default=4, help="what GET /props says (default 4)"
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -356,7 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         faults = FaultPlan.parse(args.fault)
         pacing = {"token_rate": args.token_rate, "first_byte_delay": args.first_byte_delay}
-        server = ScriptedModelServer(args.host, args.port, faults=faults, **pacing)
+        server = ScriptedModelServer(
+            args.host, args.port, faults=faults, total_slots=args.total_slots, **pacing
+        )
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     rules = ", ".join(rule.describe() for rule in faults.rules) or "none"
