@@ -144,7 +144,7 @@ def test_a_hostile_model_gets_no_secret_and_no_byte_from_outside_the_target(
     assert docs.tool_calls == 24, "the step's tool budget still applies inside the cap"
 
     stored = run.steps.get(key="security").output
-    assert "Hostile bytes: [\ufffd] [\ufffd]" in stored, "NUL and lone surrogate replaced"
+    assert "Hostile bytes: [\u2400] [\ufffd]" in stored, "NUL and lone surrogate replaced"
     print(
         f"\nhostile model: {len(hostile.FORMS)} secret forms, {len(secret_calls)} secret-seeking "
         f"calls ({refused} refused, {redacted} redacted), {len(hostile.ESCAPES)} escapes "
