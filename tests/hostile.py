@@ -245,7 +245,9 @@ ESCAPES: list[Call] = [
     ("bash", {"command": "cat ../outside/secret.txt"}),
 ]
 OUTSIDE_BYTES = [OUTSIDE_VALUE, "root:x:0:0", "PATH=/"]
-CATASTROPHIC = [
+# Patterns that backtrack exponentially (or nearly) in a backtracking engine; the search tests
+# try them all, the hostile model asks for the first ten.
+CATASTROPHIC_PATTERNS = [
     r"(\w+)+!",
     r"(a|aa)+$",
     r"(.*a){20}!",
@@ -256,7 +258,10 @@ CATASTROPHIC = [
     r"^(([a-z])+.)+[A-Z]([a-z])+$",
     r"(.*?,){30}P",
     r"(a|a?)+!",
+    r"(\w+\s?)+$!",
+    r"([a-z0-9]+)*@",
 ]
+CATASTROPHIC = CATASTROPHIC_PATTERNS[:10]
 LONG_LINE = "a" * 200_000 + "#"
 RAW = "__raw__"  # the scripted model sends this text as the arguments, JSON or not
 HUGE_ARGUMENTS: list[Call] = [

@@ -7,23 +7,10 @@ from pathlib import Path
 import pytest
 
 from runs.engine.tools import ReadOnlyTools, ToolLimits
+from tests.hostile import CATASTROPHIC_PATTERNS
 
 LONG_LINE = "a" * 30_000 + "#"  # one long identifier: what made `(\w+)+!` take 56 s
-# Patterns that backtrack exponentially (or nearly) in a backtracking engine.
-CATASTROPHIC = [
-    r"(\w+)+!",
-    r"(a|aa)+$",
-    r"(.*a){20}!",
-    r"(a+)+b",
-    r"(a*)*b",
-    r"(x+x+)+y",
-    r"(\w|\d)+!",
-    r"^(([a-z])+.)+[A-Z]([a-z])+$",
-    r"(.*?,){30}P",
-    r"(a|a?)+!",
-    r"(\w+\s?)+$!",
-    r"([a-z0-9]+)*@",
-]
+CATASTROPHIC = CATASTROPHIC_PATTERNS
 
 
 @pytest.fixture
