@@ -92,6 +92,12 @@ class AgentLine:
     error: str = ""
     citations_verified: int = 0  # this agent's own output, checked like the report
     citations_broken: int = 0
+    # Every attempt's tokens, retried, cut off and cancelled ones included (>= the kept ones).
+    spent_in: int | None = None
+    spent_out: int | None = None
+    cache_reuse: float | None = None  # share of prompt tokens the server reused (0..1)
+    decode_rate: float | None = None  # tokens per second while generating
+    truncated: bool = False  # the answer stopped at the output limit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +109,8 @@ class MethodFacts:
     agents: list[AgentLine] = field(default_factory=list)
     # "target unchanged during the run", or what changed ("" when it was not recorded)
     target_state: str = ""
+    endpoint: str = ""  # the server the run was launched against
+    slots: str = ""  # e.g. "2 slots (the server has 1)"
 
 
 def parse_verdict(text: str) -> Verdict | None:
@@ -322,18 +330,28 @@ def render_method(method: MethodFacts) -> str:
     lines = [
         "## Method",
         f"Flow `{method.flow}`, band {method.band}, fast mode {'on' if method.fast else 'off'}, "
-        f"model `{method.model}`.",
+        f"model `{method.model}`"
+        + (f" at {method.endpoint}" if method.endpoint else "")
+        + (f", {method.slots}" if method.slots else "")
+        + ".",
         *([f"Read-only check: {_inline(method.target_state)}."] if method.target_state else []),
         "",
-        "| agent | status | attempts | tokens in/out | tool calls | citations ok/broken | time |",
-        "|---|---|---|---|---|---|---|",
+        "| agent | status | attempts | tokens in/out | spent in/out | cache reuse | decode "
+        "| tool calls | citations ok/broken | time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in method.agents:
         seconds = f"{a.seconds:.1f}s" if a.seconds is not None else "-"
         status = a.status + (f" ({a.error})" if a.error else "")
+        if a.truncated:
+            status += " (answer cut off at the output limit)"
+        spent = f"{_or(a.spent_in, a.tokens_in)}/{_or(a.spent_out, a.tokens_out)}"
+        cache = f"{a.cache_reuse:.0%}" if a.cache_reuse is not None else "-"
+        speed = f"{a.decode_rate:.1f} tok/s" if a.decode_rate is not None else "-"
         lines.append(
-            f"| {a.key} | {status} | {a.attempts} | {a.tokens_in}/{a.tokens_out} "
-            f"| {a.tool_calls} | {a.citations_verified}/{a.citations_broken} | {seconds} |"
+            f"| {a.key} | {status} | {a.attempts} | {a.tokens_in}/{a.tokens_out} | {spent} "
+            f"| {cache} | {speed} | {a.tool_calls} | {a.citations_verified}/{a.citations_broken} "
+            f"| {seconds} |"
         )
     return "\n".join(lines)
 
@@ -348,6 +366,10 @@ def _same_path(path: str) -> str:
     while path.startswith("./"):
         path = path[2:]
     return path
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _lower(level: str, ceiling: str) -> str:

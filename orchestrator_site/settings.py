@@ -117,8 +117,15 @@ ORCHESTRATOR_MODEL = env_str("ORCHESTRATOR_MODEL", "llama-swap/qwen3.6-35b-a3b-m
 ORCHESTRATOR_BASE_URL = env_str("ORCHESTRATOR_BASE_URL")
 # Extra or overridden providers: {"name": {"base_url": "...", "slots": 2, ...}}.
 ORCHESTRATOR_PROVIDERS = env_json_object("ORCHESTRATOR_PROVIDERS")
-# Concurrent requests the model server takes (llama.cpp --parallel); 0 = the provider's own.
+# Concurrent requests the model server takes (llama.cpp --parallel); 0 = ask the server
+# (llama.cpp's /props total_slots), else the provider's own setting.
 ORCHESTRATOR_SLOTS = env_int("ORCHESTRATOR_SLOTS", 0)
+# How long a model turn keeps retrying a server that is down, restarting, loading a model
+# (llama-swap waits up to 120 s for one) or busy, with backoff, before the step fails.
+ORCHESTRATOR_RETRY_SECONDS = env_float("ORCHESTRATOR_RETRY_SECONDS", 180.0)
+# Attempts per step: an attempt whose worker died (or lost the database) is resumed by another
+# until this many have started; then the step fails, naming why the last one ended.
+ORCHESTRATOR_MAX_ATTEMPTS = env_int("ORCHESTRATOR_MAX_ATTEMPTS", 3, minimum=1)
 # Targets must lie under one of these directories.
 ORCHESTRATOR_ALLOWED_ROOTS = env_paths("ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()])
 ORCHESTRATOR_CHAT_WEBHOOK = env_str("ORCHESTRATOR_CHAT_WEBHOOK")

@@ -1,15 +1,21 @@
 """What a run's and a step's states are called, for the pane, the history and the terminal.
 
 One owner for the words: the templates and `progress` ask here, so a state reads the same
-everywhere. The badge is the status itself; `step_words` adds what the status alone cannot
-say (which place in the model's queue, which dependencies, which attempt).
+everywhere. `step_state` says what an agent is doing at this moment (the badge: waiting for a
+slot, for the server's first byte, generating, running a tool, retrying, server unavailable);
+`step_words` adds what the status alone cannot say (which place in the model's queue, which
+dependencies, which attempt).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
-from runs.models import ACTIVE_STEP, TERMINAL_STEP, RunStatus, StepStatus
+from django.utils import timezone
+
+from runs.models import ACTIVE_STEP, TERMINAL_STEP, FlowStep, RunStatus, StepPhase, StepStatus
 
 # Progress groups for the run header, in the order they are shown.
 PROGRESS_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -88,6 +94,73 @@ def step_words(
     return words
 
 
+@dataclass(frozen=True, kw_only=True)
+class State:
+    """What a step is doing, in words: `label` is short (a badge), `detail` says more."""
+
+    key: str  # a stable word for styling: a status, or an active step's phase
+    label: str
+    detail: str = ""
+    waiting: bool = False  # not making progress of its own (in a line, or waiting to retry)
+
+    @property
+    def text(self) -> str:
+        return f"{self.label} ({self.detail})" if self.detail else self.label
+
+
+_FINISHED: dict[str, str] = {
+    StepStatus.PENDING: "waiting for its dependencies",
+    StepStatus.READY: "waiting for a worker",
+    StepStatus.SKIPPED: "a dependency did not succeed",
+    StepStatus.CANCELLED: "the run was cancelled",
+}
+
+
+def step_state(step: FlowStep, position: int | None = None, now: datetime | None = None) -> State:
+    """The truth about a step at this moment; `position` is its place in its model's line
+    for a slot (from queue_positions), when it is in it."""
+    if step.status not in ACTIVE_STEP:
+        return _settled_state(step)
+    state = _active_state(step, position, now or timezone.now())
+    if step.attempt > 1:
+        attempt = f"attempt {step.attempt}"
+        detail = f"{state.detail}; {attempt}" if state.detail else attempt
+        return State(key=state.key, label=state.label, detail=detail, waiting=state.waiting)
+    return state
+
+
+def _settled_state(step: FlowStep) -> State:
+    if step.status == StepStatus.FAILED:
+        return State(key=step.status, label="failed", detail=step.error)
+    if step.status == StepStatus.SUCCEEDED and step.truncated:
+        return State(key=step.status, label="succeeded", detail="answer cut off at the limit")
+    return State(key=step.status, label=str(step.status), detail=_FINISHED.get(step.status, ""))
+
+
+def _active_state(step: FlowStep, position: int | None, now: datetime) -> State:
+    phase = step.phase
+    if phase == StepPhase.SLOT or (step.wants_slot and not step.holds_slot):
+        where = f"#{position} in line" if position else "in line"
+        return State(key="slot", label="waiting for a slot", detail=where, waiting=True)
+    if phase in (StepPhase.RETRYING, StepPhase.UNAVAILABLE):
+        due = step.phase_until
+        if due is not None and due > now:
+            seconds = max(1, round((due - now).total_seconds()))
+            label = "retrying" if phase == StepPhase.RETRYING else "server unavailable"
+            detail = f"{step.phase_note}; next try in {seconds} s"
+            return State(key=phase, label=label, detail=detail, waiting=True)
+        return State(
+            key="first_byte", label="waiting for the server's first byte", detail=step.phase_note
+        )
+    if phase == StepPhase.FIRST_BYTE or (phase == "" and step.holds_slot):
+        return State(key="first_byte", label="waiting for the server's first byte")
+    if phase == StepPhase.GENERATING:
+        return State(key="generating", label="generating")
+    if phase == StepPhase.TOOL:
+        return State(key="tool", label="running a tool", detail=step.phase_note)
+    return State(key="starting", label="starting", detail="claimed by a worker")
+
+
 def waiting_on(
     depends_on: list[str], statuses: Mapping[str, str], titles: Mapping[str, str]
 ) -> list[str]:
@@ -115,10 +188,18 @@ def event_words(payload: dict[str, object]) -> str:
         return f"queued: {queue_words(place, holds_slot=False)}"
     if state == "waiting_first_byte":
         return f"model slot granted; {queue_words(None, holds_slot=True)}"
-    if state == "retrying":
-        return f"retrying (attempt {payload.get('attempt')}): {payload.get('reason', '')}"
+    if state in ("retrying", "unavailable"):
+        word = "retrying" if state == "retrying" else "server unavailable"
+        words = f"{word} (attempt {payload.get('attempt')}): {payload.get('reason', '')}"
+        return f"{words} · {payload['detail']}" if payload.get("detail") else words
     if state == "resumed":
         return f"resumed after turn {payload.get('turn')}"
     if state == "stopped":
         return f"stopped: {payload.get('detail', '')}"
-    return state
+    # Other states (turn counts, a cut-off answer, a tool being called) carry their own words.
+    words = state
+    if payload.get("reason"):
+        words += f": {payload['reason']}"
+    if payload.get("detail"):
+        words += f" · {payload['detail']}"
+    return words

@@ -16,15 +16,17 @@ from django.utils import timezone
 from runs import evidence, timeline
 from runs.engine import fairness
 from runs.labels import (
+    State,
     duration,
     event_words,
     progress_counts,
     run_status_label,
+    step_state,
     step_words,
     waiting_on,
 )
 from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
-from runs.progress import queue_positions
+from runs.progress import Numbers, queue_positions, step_numbers
 
 PANE = "runs/pane.html"
 # A rate over less model time than this is noise, not a number worth showing.
@@ -56,6 +58,9 @@ def moment(value: datetime | None) -> Moment | None:
 @dataclass(frozen=True, kw_only=True)
 class AgentRow:
     step: FlowStep
+    state: State  # what it is doing now, for the badge (runs.labels owns the words)
+    position: int | None  # its place in its model's line for a slot, when in it
+    numbers: Numbers  # tokens kept and spent, cache reuse, decode speed
     words: str
     started: Moment | None
     finished: Moment | None
@@ -85,6 +90,7 @@ class Header:
     rate: str
     can_retry_cancelled: bool
     waiting: str  # why a pending run has not started (the owner's cap), "" otherwise
+    slot_warning: str  # the slot cap exceeds the server's own slots, "" otherwise
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +110,7 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     steps = steps if steps is not None else list(run.steps.defer("output"))
     now = timezone.now()
     lanes = timeline.for_run(run, steps, at=now)
-    waiting = any(s.status == StepStatus.QUEUED and not s.holds_slot for s in steps)
+    waiting = any(s.status in ACTIVE_STEP and s.wants_slot and not s.holds_slot for s in steps)
     positions = queue_positions(run) if waiting else {}
     statuses = {s.key: s.status for s in steps}
     titles = {s.key: s.title for s in steps}
@@ -137,6 +143,9 @@ def _row(
     current = step.last_tool if step.status in ACTIVE_STEP else ""
     return AgentRow(
         step=step,
+        state=step_state(step, position),
+        position=position,
+        numbers=step_numbers(step),
         words=words,
         started=moment(step.started_at),
         finished=moment(step.finished_at if step.started_at else None),
@@ -180,6 +189,7 @@ def _header(run: FlowRun, steps: list[FlowStep], now: datetime) -> Header:
         rate=f"{rate:,.1f}" if rate is not None else "",
         can_retry_cancelled=run.status == RunStatus.CANCELLED and cancelled,
         waiting=fairness.waiting_reason(run),
+        slot_warning=run.slot_warning,
     )
 
 

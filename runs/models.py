@@ -40,6 +40,18 @@ TERMINAL_STEP = frozenset(
 ACTIVE_STEP = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
 
 
+class StepPhase(models.TextChoices):
+    """What an active step is doing right now, within its status (a turn at a time)."""
+
+    NONE = "", "none"  # not started, or between moments worth naming
+    SLOT = "slot", "waiting for a slot"  # in its model's line for a slot
+    FIRST_BYTE = "first_byte", "waiting for the server's first byte"  # request sent
+    GENERATING = "generating", "generating"  # the model is streaming this turn
+    TOOL = "tool", "running a tool"  # the slot went back while its tools run
+    RETRYING = "retrying", "retrying"  # the turn failed; the next try waits for phase_until
+    UNAVAILABLE = "unavailable", "server unavailable"  # the server cannot be reached; waiting
+
+
 class Origin(models.TextChoices):
     SLASH = "slash"
     BUTTON = "button"
@@ -87,6 +99,14 @@ class FlowRun(models.Model):
     error = models.TextField(blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    # The endpoint the run was launched against; every worker runs its steps there. Empty for
+    # runs on the scripted demo model each worker starts itself (and for older runs).
+    endpoint_url = models.CharField(max_length=500, blank=True)
+    endpoint_model = models.CharField(max_length=200, blank=True)  # the name sent to the server
+    # The slot cap the engine applied, and what the server itself said it has (/props);
+    # a cap above the server's slots makes requests wait in the server's own queue.
+    slots = models.PositiveSmallIntegerField(null=True, blank=True)
+    server_slots = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "flow_runs"
@@ -108,6 +128,19 @@ class FlowRun(models.Model):
         from runs.engine.modelconfig import DEMO_PROVIDER
 
         return self.model.partition("/")[0] == DEMO_PROVIDER
+
+    @property
+    def slot_warning(self) -> str:
+        """A sentence when the slot cap exceeds the server's own slots, else empty."""
+        if not self.slots or not self.server_slots or self.slots <= self.server_slots:
+            return ""
+        server = self.endpoint_url or "the model server"
+        return (
+            f"the slot cap is {self.slots} but {server} has {self.server_slots} "
+            f"slot{'s' if self.server_slots != 1 else ''}: requests beyond "
+            f"{self.server_slots} wait in the server's own queue, shown as waiting for the "
+            "first byte; set ORCHESTRATOR_SLOTS to the server's --parallel"
+        )
 
 
 class FlowStep(models.Model):
@@ -136,10 +169,27 @@ class FlowStep(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # What an active step is doing now (see StepPhase); the note names the tool or the fault,
+    # phase_until is when a retry is due.
+    phase = models.CharField(max_length=12, choices=StepPhase.choices, default="", blank=True)
+    phase_note = models.CharField(max_length=300, blank=True)
+    phase_until = models.DateTimeField(null=True, blank=True)
+    # Tokens of the turns the transcript keeps...
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    # ...and of every attempt, retried, cut off or cancelled ones included (so >= kept). The
+    # output of a stream that never finished is counted by its chunks, its prompt estimated.
+    tokens_spent_in = models.PositiveIntegerField(default=0)
+    tokens_spent_out = models.PositiveIntegerField(default=0)
+    # From the server's timings (llama.cpp): prompt tokens reused from its cache, and the
+    # tokens generated over the seconds spent generating them, summed over the kept turns.
+    cached_tokens = models.PositiveIntegerField(default=0)
+    decode_tokens = models.PositiveIntegerField(default=0)
+    decode_seconds = models.FloatField(default=0.0)
     tool_calls = models.PositiveIntegerField(default=0)
     last_tool = models.CharField(max_length=200, blank=True)
+    # The final answer stopped at the output limit (finish_reason "length"): it is partial.
+    truncated = models.BooleanField(default=False)
     output = models.TextField(blank=True)
     error = models.TextField(blank=True)
 
@@ -168,6 +218,20 @@ class FlowStep(models.Model):
             return None
         return max(0.0, (self.first_token_at - self.started_at).total_seconds())
 
+    @property
+    def decode_rate(self) -> float | None:
+        """Tokens generated per second while generating (server timings), if reported."""
+        if self.decode_seconds <= 0 or not self.decode_tokens:
+            return None
+        return self.decode_tokens / self.decode_seconds
+
+    @property
+    def cache_reuse(self) -> float | None:
+        """The share of prompt tokens the server reused from its cache (0..1), if reported."""
+        if not self.tokens_in or (not self.cached_tokens and self.decode_seconds <= 0):
+            return None  # nothing sent yet, or a server that reports no timings
+        return min(1.0, self.cached_tokens / self.tokens_in)
+
 
 class AgentSession(models.Model):
     """One attempt at one step: the transcript is checkpointed after every completed turn."""
@@ -183,6 +247,9 @@ class AgentSession(models.Model):
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     tool_calls = models.PositiveIntegerField(default=0)
+    # Why this attempt ended without an outcome, when its worker could say (a shutdown, a
+    # database outage); the attempt cap reports the last one.
+    ended = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

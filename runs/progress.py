@@ -1,4 +1,11 @@
-"""One line per agent, for the terminal: status, elapsed, tokens, current tool."""
+"""One line per agent, for the terminal: the words runs.labels owns, and the counts.
+
+`step_state(step, position)` (runs.labels, re-exported here) says what an agent is doing:
+waiting for a slot (with its place in line), waiting for the server's first byte, generating,
+running a tool, retrying (which try, next try in N s), server unavailable, and the finished
+states. `step_numbers(step)` gives the counts beside it:
+tokens kept and spent, prompt tokens reused from the server's cache, decode speed.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,19 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from runs.engine import fairness, scheduler
-from runs.labels import step_words
-from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepStatus
+from runs.labels import State, step_state, step_words
+from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepPhase, StepStatus
+
+__all__ = [
+    "Numbers",
+    "State",
+    "queue_positions",
+    "snapshot",
+    "status_label",
+    "step_line",
+    "step_numbers",
+    "step_state",
+]
 
 
 def queue_positions(run: FlowRun) -> dict[int, int]:
@@ -28,16 +46,62 @@ def status_label(step: FlowStep, position: int | None) -> str:
     return f"{step.status} ({words})" if words and step.status in ACTIVE_STEP else str(step.status)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Numbers:
+    """A step's counts: tokens the transcript keeps and every attempt spent, the share of
+    prompt tokens the server reused from its cache, and its decode speed (None: unknown)."""
+
+    tokens_in: int
+    tokens_out: int
+    spent_in: int
+    spent_out: int
+    cache_reuse: float | None  # 0..1
+    decode_rate: float | None  # tokens per second
+    tool_calls: int
+
+    @property
+    def tokens(self) -> str:
+        kept = f"{self.tokens_in}/{self.tokens_out}"
+        if (self.spent_in, self.spent_out) == (self.tokens_in, self.tokens_out):
+            return kept
+        return f"{kept} (spent {self.spent_in}/{self.spent_out})"
+
+    @property
+    def cache(self) -> str:
+        return "" if self.cache_reuse is None else f"cache {self.cache_reuse:.0%}"
+
+    @property
+    def speed(self) -> str:
+        return "" if self.decode_rate is None else f"{self.decode_rate:.1f} tok/s"
+
+
+def step_numbers(step: FlowStep) -> Numbers:
+    return Numbers(
+        tokens_in=step.tokens_in,
+        tokens_out=step.tokens_out,
+        spent_in=max(step.tokens_spent_in, step.tokens_in),
+        spent_out=max(step.tokens_spent_out, step.tokens_out),
+        cache_reuse=step.cache_reuse,
+        decode_rate=step.decode_rate,
+        tool_calls=step.tool_calls,
+    )
+
+
 def step_line(step: FlowStep, position: int | None = None, width: int = 18) -> str:
+    state = step_state(step, position)
+    numbers = step_numbers(step)
     elapsed = step.elapsed_seconds
     parts = [
         f"{step.key:<{width}}",
-        f"{status_label(step, position):<44}",
+        f"{state.label:<34}",
         f"{elapsed:6.1f}s" if elapsed is not None else "     -",
-        f"tokens {step.tokens_in}/{step.tokens_out}",
-        f"tools {step.tool_calls}",
+        f"tokens {numbers.tokens}",
+        f"tools {numbers.tool_calls}",
     ]
-    if step.status in ACTIVE_STEP and step.last_tool:
+    parts += [text for text in (numbers.cache, numbers.speed) if text]
+    if state.detail and step.status != StepStatus.FAILED:
+        parts.append(state.detail)
+    if step.status in ACTIVE_STEP and step.last_tool and state.key != "tool":
         parts.append(step.last_tool)
     if step.status == StepStatus.FAILED and step.error:
         parts.append(f"error: {step.error}")
@@ -50,6 +114,8 @@ class Snapshot:
     lines: list[str]
     # What is worth a new log line when it changes: per agent, its state and current tool.
     states: dict[str, tuple[str, str]]
+    # Run-level warnings (a slot cap above the server's slots), printed once.
+    notes: tuple[str, ...] = ()
 
 
 def snapshot(run_id: UUID) -> Snapshot:
@@ -60,8 +126,16 @@ def snapshot(run_id: UUID) -> Snapshot:
     header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · {run.status}"
     if waiting := fairness.waiting_reason(run):
         header += f" ({waiting})"
+    states = {}
+    for s in steps:
+        state = step_state(s, positions.get(s.id))
+        # A retry's countdown changes every second; its log line changes with the try.
+        retrying = state.key in (StepPhase.RETRYING, StepPhase.UNAVAILABLE)
+        words = f"{state.label} ({s.phase_note})" if retrying else state.text
+        states[s.key] = (words, s.last_tool)
     return Snapshot(
         header=header,
         lines=[step_line(s, positions.get(s.id), width) for s in steps],
-        states={s.key: (status_label(s, positions.get(s.id)), s.last_tool) for s in steps},
+        states=states,
+        notes=tuple(note for note in (run.slot_warning,) if note),
     )

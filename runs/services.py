@@ -15,7 +15,7 @@ from django.db import transaction
 from flows.registry import check_band, get_flow
 from runs.engine import reporting, scheduler
 from runs.engine.confinement import target_identity
-from runs.engine.modelconfig import configured_model_id
+from runs.engine.modelconfig import configured_endpoint, configured_model_id
 from runs.models import FlowRun, FlowStep, HostPane, Origin, StepStatus
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ def launch_run(
     except OSError:
         raise LaunchError(f"target {target!r} cannot be read") from None
     model_id = configured_model_id()
+    # The run owns its endpoint: every worker runs its steps there, whatever its own settings.
+    endpoint_url, endpoint_model = configured_endpoint(model_id)
     with transaction.atomic():
         run = FlowRun.objects.create(
             owner=owner if getattr(owner, "pk", None) else None,
@@ -89,6 +91,8 @@ def launch_run(
             target_identity=identity,
             focus=focus.strip(),
             model=model_id,
+            endpoint_url=endpoint_url,
+            endpoint_model=endpoint_model,
             origin=origin,
             host_pane=host_pane,
         )

@@ -208,7 +208,8 @@ def for_run(run: FlowRun, steps: list[FlowStep], *, at: datetime | None = None) 
     """`build`, remembered for finished runs (by run and finish time)."""
     if run.status not in TERMINAL_RUN or run.finished_at is None:
         return build(run, steps, at=at)
-    key = (run.id, run.finished_at, run.status, len(steps))
+    # The steps' ids, not their count: a pane render of some of the steps has its own lanes.
+    key = (run.id, run.finished_at, run.status, tuple(s.id for s in steps))
     found = _finished.get(key)
     if found is None:  # built from this read; never changed afterwards, so safe to share
         found = build(run, steps, at=at)

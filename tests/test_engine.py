@@ -57,9 +57,11 @@ def test_events_are_persisted_in_batches_with_gap_free_sequences(scripted_model,
 
 
 def test_a_model_fault_on_one_agent_fails_that_agent_and_the_report_says_so(
-    scripted_model, target_dir
+    settings, scripted_model, target_dir
 ):
-    """Bounded retries, then a clear step error; the run still reports, with capped confidence."""
+    """Retries for the retry budget, then a clear step error; the run still reports, with
+    capped confidence."""
+    settings.ORCHESTRATOR_RETRY_SECONDS = 1.0
     scripted_model.faults = fault_plan("http_500:role=security")
     run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
     security = run.steps.get(key="security")

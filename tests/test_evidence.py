@@ -119,8 +119,8 @@ def test_each_agents_own_citations_are_checked_too(target_dir: Path):
         verdict=HIGH,
         outputs=outputs,
     )
-    assert "| correctness | succeeded | 1 | 0/0 | 0 | 1/0 |" in run.report
-    assert "| security | succeeded | 1 | 0/0 | 0 | 0/1 |" in run.report
+    assert "| correctness | succeeded | 1 | 0/0 | 0/0 | - | - | 0 | 1/0 | - |" in run.report
+    assert "| security | succeeded | 1 | 0/0 | 0/0 | - | - | 0 | 0/1 | - |" in run.report
 
 
 @pytest.mark.django_db

@@ -30,6 +30,7 @@ FAULTS = {
     "refuse": "closed the connection without answering",
     "http_429": "busy (429",
     "http_500": "failed (500",
+    "http_503": "unavailable (503",
     "stall_first_byte:seconds=2": "silent before the first byte",
     "stall_mid_stream:seconds=2": "silent mid-stream",
     "drop_mid_stream": "dropped the connection mid-stream",
@@ -38,8 +39,13 @@ FAULTS = {
 }
 
 
+# Faults a run survives, each with its own tests in tests/test_model_bytes.py.
+SURVIVED = {FaultKind.NUL_TEXT, FaultKind.LENGTH, FaultKind.CUT_TOOL_CALL}
+
+
 def test_every_fault_the_scripted_server_can_inject_is_covered_here():
     covered = {f.split(":")[0] for f in FAULTS} | {FaultKind.BAD_TOOL_ARGS.value}
+    covered |= {kind.value for kind in SURVIVED}
     assert covered == {kind.value for kind in FaultKind}
     print(f"{len(covered)} model fault kinds, each through a whole run")
 

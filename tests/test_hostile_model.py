@@ -28,7 +28,16 @@ from devtools.fakemodel.scripts import ScriptedReply, marker
 from devtools.fakemodel.server import ScriptedModelServer
 from devtools.testing import free_port, manage_env, start_manage
 from runs.engine.worker import Engine
-from runs.models import AgentEvent, AgentSession, EventKind, FlowRun, RunStatus, StepStatus
+from runs.models import (
+    TERMINAL_STEP,
+    AgentEvent,
+    AgentSession,
+    EventKind,
+    FlowRun,
+    FlowStep,
+    RunStatus,
+    StepStatus,
+)
 from runs.services import launch_run, retry_step
 from tests import hostile
 from tests.test_pane import client_for
@@ -144,7 +153,7 @@ def test_a_hostile_model_gets_no_secret_and_no_byte_from_outside_the_target(
     assert docs.tool_calls == 24, "the step's tool budget still applies inside the cap"
 
     stored = run.steps.get(key="security").output
-    assert "Hostile bytes: [\ufffd] [\ufffd]" in stored, "NUL and lone surrogate replaced"
+    assert "Hostile bytes: [\u2400] [\ufffd]" in stored, "NUL and lone surrogate replaced"
     print(
         f"\nhostile model: {len(hostile.FORMS)} secret forms, {len(secret_calls)} secret-seeking "
         f"calls ({refused} refused, {redacted} redacted), {len(hostile.ESCAPES)} escapes "
@@ -261,9 +270,12 @@ def test_a_step_that_streams_too_many_events_fails_with_the_reason(
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, ScriptedModelServer]]:
-    """A real `manage.py serve` (web and engine in one process) on a hostile model."""
+def served(tmp_path: Path, settings: Any) -> Iterator[tuple[str, ScriptedModelServer]]:
+    """A real `manage.py serve` (web and engine in one process) on a hostile model. Runs
+    launched here record that model's endpoint (a run's steps go to the endpoint it was
+    launched with, whatever a worker's own settings say)."""
     with ScriptedModelServer() as model:
+        settings.ORCHESTRATOR_BASE_URL = model.url
         port = free_port()
         env = manage_env(
             ORCHESTRATOR_MODEL="demo/scripted",
@@ -315,6 +327,16 @@ print(json.dumps(seen))
 """
 
 
+def step_states(runs: list[FlowRun]) -> list[str]:
+    """Each unfinished step's status, phase, attempt and slot flags, for a failure message."""
+    return [
+        f"{step.key}: {step.status} {step.phase} attempt {step.attempt} "
+        f"holds={step.holds_slot} wants={step.wants_slot} tools={step.tool_calls} {step.error}"
+        for step in FlowStep.objects.filter(run__in=runs).order_by("run", "position")
+        if step.status not in TERMINAL_STEP
+    ]
+
+
 @pytest.mark.slow
 def test_the_service_answers_http_within_a_second_while_catastrophic_patterns_run(
     served: tuple[str, ScriptedModelServer], tmp_path: Path
@@ -346,7 +368,7 @@ def test_the_service_answers_http_within_a_second_while_catastrophic_patterns_ru
     try:
         deadline = time.monotonic() + 180
         while not all(FlowRun.objects.get(id=r.id).is_finished for r in runs):
-            assert time.monotonic() < deadline, "the runs did not finish"
+            assert time.monotonic() < deadline, f"the runs did not finish: {step_states(runs)}"
             time.sleep(0.2)
     finally:
         stop_file.touch()

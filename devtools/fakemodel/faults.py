@@ -23,6 +23,11 @@ class FaultKind(StrEnum):
     MALFORMED_CHUNK = "malformed_chunk"  # a `data:` line that is not JSON
     BAD_TOOL_ARGS = "bad_tool_args"  # a tool call whose arguments are not JSON
     LOOP_TOOL = "loop_tool"  # the same tool call forever, never a final answer
+    HTTP_503 = "http_503"  # "Loading model", as llama.cpp answers while it loads
+    # What real models send (a tiny GGUF with random weights does all of these):
+    NUL_TEXT = "nul_text"  # NUL, control characters and an unpaired surrogate in the text
+    LENGTH = "length"  # the answer stops after a few pieces with finish_reason "length"
+    CUT_TOOL_CALL = "cut_tool_call"  # a tool call cut mid-arguments, finish_reason "length"
 
 
 DEFAULT_STALL_SECONDS = 30.0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.db import Error as DatabaseError
@@ -17,54 +16,43 @@ from runs.engine import readonly_proof, reporting, scheduler
 from runs.engine.backends.base import (
     AgentBackend,
     BackendError,
-    FirstByte,
-    ReasoningDelta,
-    Retrying,
     StructuredOutputRejected,
-    TextDelta,
     ToolCall,
-    TurnResult,
-    Usage,
 )
-from runs.engine.caps import AgentLimits, CapExceeded
+from runs.engine.caps import CapExceeded
 from runs.engine.confinement import TargetChanged, open_target
-from runs.engine.context import StepContext, checkpoint, load_context
+from runs.engine.context import StepContext, checkpoint, load_context, record_counters
 from runs.engine.dbthread import db_async
-from runs.engine.events import EventSink, publish_step_changed
-from runs.engine.modelconfig import ModelTarget, resolve_model
-from runs.engine.storable import storable
+from runs.engine.events import EventSink, StorageRefused, publish_step_changed
+from runs.engine.modelconfig import ModelTarget
+from runs.engine.servers import ServerDirectory
+from runs.engine.storable import is_outage, storable, write_refusal
 from runs.engine.tools import ReadOnlyTools, ToolResult
 from runs.engine.toolthreads import run_off_loop
+from runs.engine.turn import (
+    StepFailed,
+    TurnState,
+    answer_of_turn,
+    assistant_message,
+    call_names,
+    check_storage,
+    count_turn,
+    one_turn,
+    refuse_cut_calls,
+    totals,
+)
 from runs.models import EventKind
 
 log = logging.getLogger(__name__)
 SLOT_POLL_SECONDS = 0.25
 UI_RESULT_CHARS = 4000
 UI_ARGUMENT_CHARS = 2000  # a tool call's arguments as stored for the pane
-TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model
 REPEAT_LIMIT = 3  # the same tool call this many times means the model is looping
 BUDGET_SPENT = "Your tool budget is spent. Write your final answer now from what you have read."
 
 
-class StepFailed(Exception):
-    """The step cannot finish; the message is what the person reads."""
-
-
 class StepLost(Exception):
     """This worker no longer owns the step (cancelled, or taken over after a stall)."""
-
-
-@dataclass
-class TurnState:
-    messages: list[dict[str, Any]]
-    turns: int
-    tool_calls: int
-    tokens_in: int
-    tokens_out: int
-    last_tool: str = ""
-    seen_calls: dict[str, int] = field(default_factory=dict)
-    streaming: bool = False
-    limits: AgentLimits = field(default_factory=AgentLimits.from_settings)
 
 
 class BackendFactory:
@@ -76,24 +64,23 @@ class BackendFactory:
     """
 
     def __init__(self) -> None:
-        self._targets: dict[str, ModelTarget] = {}
-        self._backends: dict[str, AgentBackend] = {}
+        self.servers = ServerDirectory()
+        self._backends: dict[tuple[str, str], AgentBackend] = {}
 
-    async def target(self, model_id: str) -> ModelTarget:
-        if model_id not in self._targets:
-            # Off the event loop: selecting the demo model may start its server.
-            self._targets[model_id] = await asyncio.to_thread(resolve_model, model_id)
-        return self._targets[model_id]
+    async def target(self, model_id: str, endpoint_url: str = "") -> ModelTarget:
+        """The model at the endpoint its run recorded (else this worker's configuration),
+        with its slot count (the server's own when ORCHESTRATOR_SLOTS is not set)."""
+        return await self.servers.target(model_id, endpoint_url)
 
     def slots(self, model_id: str) -> int:
         """The model's slot count, once `target` has resolved it (else 0)."""
-        model = self._targets.get(model_id)
-        return model.slots if model is not None else 0
+        return self.servers.slots(model_id)
 
     def backend(self, model: ModelTarget) -> AgentBackend:
-        if model.model_id not in self._backends:
-            self._backends[model.model_id] = self.build(model)
-        return self._backends[model.model_id]
+        key = (model.model_id, model.endpoint.base_url)
+        if key not in self._backends:
+            self._backends[key] = self.build(model)
+        return self._backends[key]
 
     def build(self, model: ModelTarget) -> AgentBackend:
         from runs.engine.backends.openai import OpenAICompatibleBackend
@@ -163,37 +150,84 @@ async def execute_step(
         return
     sink = EventSink(ctx.run_id, ctx.step_id, ctx.session_id, next_seq=1)
     sink.start()
+    state = TurnState.resume(ctx)
+    slot: ModelSlot | None = None
     try:
-        model = await host.backends.target(ctx.model_id)
+        if ctx.exhausted:
+            raise StepFailed(ctx.exhausted)
+        model = await host.backends.target(ctx.model_id, ctx.endpoint_url)
+        await host.backends.servers.note_run(ctx.run_id, model)
         slot = ModelSlot(ctx, sink, model, host.waiters)
         toolbox = await run_off_loop(_open_toolbox, ctx)
         if await db_async(readonly_proof.needs_before)(ctx.run_id):
             before = await run_off_loop(readonly_proof.take_fingerprint, toolbox.root)
             await db_async(readonly_proof.save_before)(ctx.run_id, before)
-        output = await _converse(ctx, sink, host.backends.backend(model), toolbox, slot)
+        backend = host.backends.backend(model)
+        output = await _converse(ctx, sink, backend, toolbox, slot, state)
     except asyncio.CancelledError:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
+        await asyncio.shield(_stop_attempt(ctx, state, slot, host))
         raise
     except StepLost:
         sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
     except DatabaseError as exc:
-        # Not the step's fault: leave it unfinished; once its lease lapses an engine resumes
-        # it from the last turn that was committed.
-        log.warning("step %s (%s) paused, database unavailable: %s", ctx.key, ctx.step_id, exc)
+        if not is_outage(exc):  # refused for what it holds: trying again cannot help
+            why = f"the step could not be stored: {write_refusal(exc)}"
+            await _fail(ctx, sink, host, state, why)
+        else:
+            # Not the step's fault: leave it unfinished; once its lease lapses an engine
+            # resumes it from the last turn that was committed.
+            log.warning("step %s (%s) paused, database unavailable: %s", ctx.key, ctx.step_id, exc)
+    except StorageRefused as exc:
+        await _fail(ctx, sink, host, state, f"the agent's events could not be stored: {exc}")
     except (BackendError, StepFailed, TargetChanged, CapExceeded) as exc:
-        await _finish(ctx, sink, host, succeeded=False, error=str(exc))
+        await _fail(ctx, sink, host, state, str(exc))
     except Exception as exc:  # a bug must fail this step, not wedge the worker
         log.exception("step %s (%s) crashed", ctx.key, ctx.step_id)
-        await _finish(ctx, sink, host, succeeded=False, error=f"internal error: {exc!r}")
+        await _fail(ctx, sink, host, state, f"internal error: {exc!r}")
     else:
-        await _finish(ctx, sink, host, succeeded=True, output=output)
+        await _finish(ctx, sink, host, succeeded=True, output=output, truncated=state.truncated)
     finally:
         await asyncio.shield(_close(sink))
+
+
+async def _stop_attempt(
+    ctx: StepContext, state: TurnState, slot: ModelSlot | None, host: StepHost
+) -> None:
+    """A cancelled attempt: give back a slot it holds with no request open (one granted with
+    its claim, before its first turn began), and count what it spent."""
+    try:
+        if slot is not None:
+            await slot.release()  # a no-op unless held: a turn gives its slot back itself
+        elif ctx.holds_slot:
+            slots = host.backends.slots(ctx.model_id)
+            await db_async(scheduler.release_slot)(ctx.step_id, ctx.worker, ctx.model_id, slots)
+    except DatabaseError as exc:  # its lease lapses instead
+        log.warning("slot of step %s not given back: %s", ctx.step_id, exc)
+    await _count_what_was_spent(ctx, state)
+
+
+async def _count_what_was_spent(ctx: StepContext, state: TurnState) -> None:
+    """A cancelled or failing attempt still spent tokens: write them down (best effort)."""
+    state.drop_inflight()
+    try:
+        await db_async(record_counters)(ctx, totals(state))
+    except DatabaseError as exc:
+        log.warning("tokens spent by step %s not saved: %s", ctx.step_id, exc)
+
+
+async def _fail(
+    ctx: StepContext, sink: EventSink, host: StepHost, state: TurnState, error: str
+) -> None:
+    await _count_what_was_spent(ctx, state)
+    await _finish(ctx, sink, host, succeeded=False, error=error)
 
 
 async def _close(sink: EventSink) -> None:
     try:
         await sink.close()
+    except StorageRefused:
+        pass  # recorded in sink.refused, and logged
     except DatabaseError as exc:  # uncommitted events of an attempt that will be resumed
         log.warning("last events of step %s not saved: %s", sink.step_id, exc)
 
@@ -206,24 +240,39 @@ async def _finish(
     succeeded: bool,
     output: str = "",
     error: str = "",
+    truncated: bool = False,
 ) -> None:
     host.finishing(ctx.step_id)
-    await sink.stop()
+    with contextlib.suppress(StorageRefused):  # its reason is in sink.refused
+        await sink.stop()
+    if sink.refused and succeeded:
+        succeeded, output = False, ""
+        error = f"the agent's events could not be stored: {sink.refused}"
     last: list[tuple[str, dict[str, Any]]] = []
     if error:
         last.append((EventKind.ERROR, {"message": error}))
     last.append((EventKind.STATUS, {"state": "succeeded" if succeeded else "failed"}))
     final_events = sink.seal(last)
-    recorded = await db_async(scheduler.finish_step)(
+    finish = functools.partial(
+        db_async(scheduler.finish_step),
         ctx.step_id,
         ctx.worker,
         succeeded=succeeded,
         output=storable(output),
         error=storable(error),
-        final_events=final_events,
         claim=host.room(),
         slots=host.backends.slots(ctx.model_id),
+        truncated=truncated,
     )
+    try:
+        recorded = await finish(final_events=final_events)
+    except DatabaseError as exc:
+        if is_outage(exc):
+            raise
+        # The outcome must not wait on events the database refuses: record it without them.
+        log.warning("last events of step %s refused: %s", ctx.step_id, exc)
+        final_events = []
+        recorded = await finish(final_events=final_events)
     # The dependants start before this step's clean-up: it is their hand-off.
     host.adopt(recorded.claimed, finishing=ctx.step_id)
     if recorded:
@@ -252,21 +301,23 @@ class ModelSlot:
         waited = False if self.held else await self._wait()
         self.held = True
         self.turns += 1
-        if self.turns == 1:
-            self.sink.emit(EventKind.STATUS, state="waiting_first_byte")
-        elif waited:
-            self.sink.emit(EventKind.STATUS, state="running")
         if self.turns == 1 or waited:
-            await publish_step_changed(self.ctx.run_id, self.ctx.step_id)
+            self.sink.emit(EventKind.STATUS, state="waiting_first_byte")
+        # Every turn: the row now says "waiting for the server's first byte" (the grant).
+        await publish_step_changed(self.ctx.run_id, self.ctx.step_id)
 
-    async def release(self) -> None:
+    async def release(self, *, tools: str | None = None) -> None:
+        """Give the slot back; call only once the turn's request is closed. `tools` names
+        the calls the step runs next."""
         if not self.held:
             return
         self.held = False
         handed_to = await db_async(scheduler.release_slot)(
-            self.ctx.step_id, self.ctx.worker, self.model.model_id, self.model.slots
+            self.ctx.step_id, self.ctx.worker, self.model.model_id, self.model.slots, tools=tools
         )
         self.waiters.granted(handed_to)
+        if tools is not None:
+            await publish_step_changed(self.ctx.run_id, self.ctx.step_id)
 
     async def _wait(self) -> bool:
         """Returns once the slot is ours; True when we had to queue for it."""
@@ -299,46 +350,46 @@ async def _converse(
     backend: AgentBackend,
     toolbox: ReadOnlyTools,
     slot: ModelSlot,
+    state: TurnState,
 ) -> str:
-    state = TurnState(
-        messages=list(ctx.transcript),
-        turns=ctx.turns_completed,
-        tool_calls=ctx.tool_calls,
-        tokens_in=ctx.tokens_in,
-        tokens_out=ctx.tokens_out,
-        last_tool=ctx.last_tool,
-    )
     if ctx.turns_completed:
         sink.emit(EventKind.STATUS, state="resumed", turn=ctx.turns_completed)
         if answer := _final_answer(state.messages):
             return answer  # the last attempt died after its answer was checkpointed
     depth = ctx.depth
     while True:
+        check_storage(sink)
         final_turn = state.turns + 1 >= depth.max_turns or state.tool_calls >= depth.max_tool_calls
         tools = None if final_turn else _tool_specs(toolbox)
         if final_turn and state.turns > 0 and state.messages[-1].get("role") == "tool":
             state.messages.append({"role": "user", "content": BUDGET_SPENT})
         await slot.acquire()
         try:
-            result = await _one_turn(ctx, sink, backend, state, tools, depth.max_output_tokens)
-        finally:
-            await slot.release()
+            result = await one_turn(ctx, sink, backend, state, tools, depth.max_output_tokens)
+        except BaseException:
+            # The request is closed by now (the stream was closed on the way out): only then
+            # may the slot go to the next in line.
+            await asyncio.shield(slot.release())
+            raise
+        runs_tools = bool(result.tool_calls) and not final_turn
+        await slot.release(tools=call_names(result.tool_calls) if runs_tools else None)
         state.turns += 1
-        _count_usage(state, result)
+        count_turn(sink, state, result)
+        state.limits.check_events(sink.count)
+        cut = result.finish_reason == "length"
         # Storable and sendable: a NUL or a lone surrogate from the model goes no further.
-        state.messages.append(storable(_assistant_message(result)))
-        if result.tool_calls and not final_turn:
-            await _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls)
-            await db_async(checkpoint)(ctx, state.messages, _totals(state))
+        state.messages.append(storable(assistant_message(result)))
+        if runs_tools:
+            if cut:  # a call cut off mid-arguments is never run; the model may try again
+                refuse_cut_calls(sink, state, result.tool_calls, depth.max_output_tokens)
+            else:
+                state.cut_calls = 0
+                await _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls)
+            await db_async(checkpoint)(ctx, state.messages, totals(state))
             continue
-        await db_async(checkpoint)(ctx, state.messages, _totals(state))
-        answer = result.content.strip()
-        if not answer and result.tool_calls:
-            raise StepFailed(
-                f"the model kept asking for tools after its budget was spent ({state.turns} turns)"
-            )
-        if not answer:
-            raise StepFailed("the model returned an empty answer")
+        await db_async(checkpoint)(ctx, state.messages, totals(state))
+        check_storage(sink)
+        answer = answer_of_turn(sink, state, result, depth.max_output_tokens)
         shape = structured.shape_for(ctx.kind, ctx.flow_kind)
         if shape is None or not slot.model.structured_output:
             return answer
@@ -366,7 +417,7 @@ async def _restate(
     asked = [*state.messages, {"role": "user", "content": structured.RESTATE[shape]}]
     await slot.acquire()
     try:
-        result = await _one_turn(
+        result = await one_turn(
             ctx,
             sink,
             backend,
@@ -386,69 +437,23 @@ async def _restate(
         sink.emit(EventKind.STATUS, state="structured_unusable", reason=reason[:300])
         return prose
     finally:
-        await slot.release()
+        await asyncio.shield(slot.release())
     state.turns += 1
-    _count_usage(state, result)
+    count_turn(sink, state, result)
     try:
         answer = structured.parse(shape, result.content)
     except structured.Unusable as exc:
         cut = " (cut off at the token limit)" if result.finish_reason == "length" else ""
         reason = f"structured answer unusable{cut}: {exc}; the prose answer stands"
         sink.emit(EventKind.STATUS, state="structured_unusable", reason=reason[:300])
-        await db_async(checkpoint)(ctx, state.messages, _totals(state))
+        await db_async(checkpoint)(ctx, state.messages, totals(state))
         return prose
     rendered = structured.render(answer)
     sink.emit(EventKind.STATUS, state="structured", shape=shape.value)
     # Checkpointed as the answer, so a resumed attempt returns it rather than the JSON.
     state.messages = [*asked, {"role": "assistant", "content": rendered}]
-    await db_async(checkpoint)(ctx, state.messages, _totals(state))
+    await db_async(checkpoint)(ctx, state.messages, totals(state))
     return rendered
-
-
-async def _one_turn(
-    ctx: StepContext,
-    sink: EventSink,
-    backend: AgentBackend,
-    state: TurnState,
-    tools: list[dict[str, Any]] | None,
-    max_tokens: int,
-    *,
-    messages: list[dict[str, Any]] | None = None,
-    response_format: dict[str, Any] | None = None,
-) -> TurnResult:
-    result: TurnResult | None = None
-    stream = (
-        backend.stream_turn(
-            messages=messages or state.messages,
-            tools=tools,
-            max_tokens=max_tokens,
-            response_format=response_format,
-        )
-        if response_format is not None
-        else backend.stream_turn(messages=state.messages, tools=tools, max_tokens=max_tokens)
-    )
-    async for event in stream:
-        match event:
-            case FirstByte():
-                if not state.streaming:
-                    state.streaming = True
-                    await db_async(scheduler.mark_streaming)(ctx.step_id, ctx.worker)
-                    sink.emit(EventKind.STATUS, state="running")
-                    await publish_step_changed(ctx.run_id, ctx.step_id)
-            case TextDelta(text=text):
-                sink.emit(EventKind.TEXT, text=text)
-            case ReasoningDelta(text=text):
-                sink.emit(EventKind.REASONING, text=text)
-            case Retrying(attempt=attempt, reason=reason, delay=delay):
-                sink.emit(
-                    EventKind.STATUS, state="retrying", attempt=attempt, reason=reason, delay=delay
-                )
-            case TurnResult():
-                result = event
-        state.limits.check_events(sink.count)
-    if result is None:
-        raise StepFailed("the model stream ended without a result")
-    return result
 
 
 async def _run_tools(
@@ -534,48 +539,3 @@ def _tool_specs(toolbox: ReadOnlyTools) -> list[dict[str, Any]]:
     if available not in _SPECS:
         _SPECS[available] = toolbox.specs()
     return _SPECS[available]
-
-
-def _assistant_message(result: TurnResult) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.content}
-    if result.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": _valid_json(call.arguments)},
-            }
-            for call in result.tool_calls
-        ]
-    return message
-
-
-def _valid_json(arguments: str) -> str:
-    """Servers reject a transcript whose tool arguments are not JSON; keep the turn replayable.
-    Arguments too long to be a real call (the tool refused them) are not replayed either."""
-    if len(arguments) > TRANSCRIPT_ARGUMENT_CHARS:
-        return "{}"
-    try:
-        json.loads(arguments or "{}")
-    except (ValueError, RecursionError):  # not JSON, huge integers, nested too deeply
-        return "{}"
-    return arguments or "{}"
-
-
-def _count_usage(state: TurnState, result: TurnResult) -> None:
-    usage: Usage | None = result.usage
-    if usage is not None:
-        state.tokens_in += usage.prompt_tokens
-        state.tokens_out += usage.completion_tokens
-    else:  # no usage from the server: a rough estimate beats a silent zero
-        state.tokens_out += max(1, len(result.content) // 4)
-
-
-def _totals(state: TurnState) -> dict[str, Any]:
-    return {
-        "turns": state.turns,
-        "tool_calls": state.tool_calls,
-        "tokens_in": state.tokens_in,
-        "tokens_out": state.tokens_out,
-        "last_tool": state.last_tool,
-    }

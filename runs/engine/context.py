@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import transaction
 
 from flows.models import Depth, StepKind
 from flows.prompts import RunBrief, UpstreamOutput, system_prompt, user_prompt
 from flows.registry import get_flow
 from runs.engine.modelconfig import DEMO_PROVIDER
-from runs.engine.storable import storable
+from runs.engine.storable import clean_text, storable
 from runs.models import AgentSession, FlowRun, FlowStep, StepStatus
 
 
@@ -41,6 +42,16 @@ class StepContext:
     target_real_path: str = ""
     target_identity: str = ""
     flow_kind: str = ""  # analysis or draft: which step kinds answer schema-shaped
+    # The run's endpoint, recorded at launch ("" = this worker's own configuration).
+    endpoint_url: str = ""
+    # What every earlier attempt spent and the kept turns' server timings, carried forward.
+    tokens_spent_in: int = 0
+    tokens_spent_out: int = 0
+    cached_tokens: int = 0
+    decode_tokens: int = 0
+    decode_seconds: float = 0.0
+    # Set when this attempt is one too many: why, as the step's error; nothing is run.
+    exhausted: str = ""
 
 
 def load_context(step_id: int, worker: str) -> StepContext | None:
@@ -121,6 +132,26 @@ def open_attempt(
         tokens_out=session.tokens_out,
         last_tool=step.last_tool,
         flow_kind=flow.kind,
+        endpoint_url=run.endpoint_url,
+        tokens_spent_in=max(step.tokens_spent_in, session.tokens_in),
+        tokens_spent_out=max(step.tokens_spent_out, session.tokens_out),
+        cached_tokens=step.cached_tokens,
+        decode_tokens=step.decode_tokens,
+        decode_seconds=step.decode_seconds,
+        exhausted=_exhausted(step),
+    )
+
+
+def _exhausted(step: FlowStep) -> str:
+    """Why this attempt must not run: the earlier ones used up ORCHESTRATOR_MAX_ATTEMPTS."""
+    limit = settings.ORCHESTRATOR_MAX_ATTEMPTS
+    if step.attempt <= limit:
+        return ""
+    last = step.sessions.filter(attempt__lt=step.attempt).order_by("-attempt").first()
+    why = (last.ended if last else "") or "its worker stopped heart-beating and its lease lapsed"
+    return (
+        f"gave up after {step.attempt - 1} attempts without an outcome "
+        f"(ORCHESTRATOR_MAX_ATTEMPTS={limit}); the last one ended: {why}"
     )
 
 
@@ -163,8 +194,25 @@ def _upstream(step: FlowStep, loaded: Sequence[FlowStep]) -> list[UpstreamOutput
     ]
 
 
+# The step's counters a checkpoint (and a failing or cancelled attempt) writes.
+STEP_COUNTERS = (
+    "tool_calls",
+    "tokens_in",
+    "tokens_out",
+    "tokens_spent_in",
+    "tokens_spent_out",
+    "cached_tokens",
+    "decode_tokens",
+    "decode_seconds",
+)
+
+
 def checkpoint(ctx: StepContext, messages: list[dict[str, Any]], totals: dict[str, Any]) -> None:
-    """Persist a completed turn, so a resumed attempt continues from here."""
+    """Persist a completed turn, so a resumed attempt continues from here.
+
+    The transcript holds model text and file contents: it is made storable here, the one
+    place checkpoints are written.
+    """
     with transaction.atomic():
         AgentSession.objects.filter(id=ctx.session_id).update(
             transcript=storable(messages),
@@ -173,9 +221,14 @@ def checkpoint(ctx: StepContext, messages: list[dict[str, Any]], totals: dict[st
             tokens_in=totals["tokens_in"],
             tokens_out=totals["tokens_out"],
         )
-        FlowStep.objects.filter(id=ctx.step_id, lease_owner=ctx.worker).update(
-            tool_calls=totals["tool_calls"],
-            tokens_in=totals["tokens_in"],
-            tokens_out=totals["tokens_out"],
-            last_tool=storable(totals["last_tool"]),
-        )
+        record_counters(ctx, totals)
+
+
+def record_counters(ctx: StepContext, totals: dict[str, Any]) -> None:
+    """Write the step's counters (tokens kept and spent, timings, tools) as they stand; also
+    for an attempt that fails or is cancelled between checkpoints, so nothing spent is lost.
+    A cancelled step is still this worker's to count."""
+    FlowStep.objects.filter(id=ctx.step_id, lease_owner=ctx.worker).update(
+        last_tool=clean_text(totals["last_tool"])[:200],
+        **{name: totals[name] for name in STEP_COUNTERS},
+    )

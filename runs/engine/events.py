@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from django.db import Error as DatabaseError
 
 from runs.engine.dbthread import db_async
-from runs.engine.storable import storable
+from runs.engine.storable import is_outage, storable, write_refusal
 from runs.models import AgentEvent, EventKind
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,11 @@ _MERGEABLE = {EventKind.TEXT, EventKind.REASONING}
 
 def run_group(run_id: UUID | str) -> str:
     return f"run.{run_id}"
+
+
+class StorageRefused(Exception):
+    """The database refused a batch of events for what it holds, not for being away: writing
+    it again can only fail again, so the batch is dropped and the step must fail."""
 
 
 @dataclass
@@ -42,6 +47,8 @@ class EventSink:
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when an event is queued
     _failing: bool = False  # the last periodic flush could not reach the database
+    # Why the database refused a batch (not an outage); the agent fails its step with it.
+    refused: str = ""
 
     @property
     def count(self) -> int:
@@ -80,9 +87,18 @@ class EventSink:
             rows = self._rows(batch)
             try:
                 await db_async(AgentEvent.objects.bulk_create)(rows)
-            except BaseException:
+            except Exception as exc:
+                if not is_outage(exc):
+                    # Refused for what it holds: the same batch would fail for ever. Drop
+                    # it (seq is not advanced, so the stream has no gap) and say why.
+                    self.refused = self.refused or write_refusal(exc)
+                    log.warning("events of step %s refused: %s", self.step_id, self.refused)
+                    raise StorageRefused(self.refused) from exc
                 # Not written (the database is away): keep the batch, in order, for the
                 # next flush, so the stream has neither a hole nor a seq gap.
+                self._pending = batch + self._pending
+                raise
+            except BaseException:
                 self._pending = batch + self._pending
                 raise
             self.next_seq += len(rows)
@@ -111,7 +127,10 @@ class EventSink:
         return rows
 
     def _rows(self, events: list[tuple[str, dict[str, Any]]]) -> list[AgentEvent]:
-        """Unsaved rows numbered from next_seq (the caller advances it once they count)."""
+        """Unsaved rows numbered from next_seq (the caller advances it once they count).
+
+        The one place events become rows: every payload is made storable here.
+        """
         return [
             AgentEvent(
                 session_id=self.session_id,
@@ -145,6 +164,8 @@ class EventSink:
                 await self.flush()
             except asyncio.CancelledError:
                 raise
+            except StorageRefused:
+                pass  # dropped and recorded in `refused`; the agent fails its step with it
             except DatabaseError as exc:  # away for now: the batch waits for the next tick
                 if not self._failing:
                     log.warning("events of step %s wait for the database: %s", self.step_id, exc)

@@ -38,8 +38,11 @@ class ProviderConf(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0)
     first_byte_timeout: float = Field(default=600.0, gt=0)
     read_timeout: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=3, ge=0, le=10)
+    # Seconds a turn keeps retrying after its first fault; unset: ORCHESTRATOR_RETRY_SECONDS.
+    retry_seconds: float | None = Field(default=None, ge=0)
+    max_retries: int | None = Field(default=None, ge=0, le=1000)  # also cap the count
     backoff_base: float = Field(default=0.5, ge=0)
+    max_backoff: float = Field(default=10.0, ge=0)
     # Off unless known: an unknown server may ignore response_format and answer in prose.
     structured_output: bool = False
 
@@ -49,9 +52,11 @@ class ModelTarget:
     model_id: str  # as stored on the run: provider/model
     provider: str
     name: str  # sent to the server in the request body
-    slots: int
+    slots: int  # the cap this engine applies (ORCHESTRATOR_SLOTS, else the provider's)
+    slots_setting: int  # ORCHESTRATOR_SLOTS as set (0: unset, so the server may say)
     endpoint: EndpointConfig
     structured_output: bool = False  # ask schema-shaped answers where a step kind takes them
+    server_slots: int | None = None  # what the server said it has (/props), once asked
 
     @property
     def is_demo(self) -> bool:
@@ -87,12 +92,35 @@ def _provider_conf(model_id: str) -> tuple[str, str, ProviderConf]:
     return provider, name, conf
 
 
-def resolve_model(model_id: str | None = None) -> ModelTarget:
-    """Resolve a `provider/model` id to an endpoint; starts the demo model when selected."""
-    model_id = model_id or settings.ORCHESTRATOR_MODEL
+def configured_endpoint(model_id: str) -> tuple[str, str]:
+    """The base URL and model name a run launched now records: its endpoint for good.
+
+    The base URL is empty for the scripted demo model each worker starts itself.
+    """
     provider, name, conf = _provider_conf(model_id)
     base_url = settings.ORCHESTRATOR_BASE_URL or conf.base_url
     if provider == DEMO_PROVIDER and not settings.ORCHESTRATOR_BASE_URL:
+        return "", name
+    return str(base_url).rstrip("/"), name
+
+
+def resolve_model(model_id: str | None = None, *, base_url: str = "") -> ModelTarget:
+    """Resolve a `provider/model` id to an endpoint; starts the demo model when selected.
+
+    `base_url`, when given, is the endpoint the run recorded at launch: it wins over this
+    worker's own configuration, whose provider settings (timeouts, key) still apply. A worker
+    that does not know the provider runs it with the default settings.
+    """
+    model_id = model_id or settings.ORCHESTRATOR_MODEL
+    try:
+        provider, name, conf = _provider_conf(model_id)
+    except ImproperlyConfigured:
+        if not base_url:
+            raise
+        provider, _, name = model_id.partition("/")
+        conf = ProviderConf()
+    base_url = base_url or settings.ORCHESTRATOR_BASE_URL or conf.base_url
+    if provider == DEMO_PROVIDER and not base_url:
         # The scripted model is a development aid: loaded by name, only when it is selected.
         base_url = importlib.import_module("devtools.demo").demo_server_url()
     if not str(base_url).startswith(("http://", "https://")):
@@ -105,6 +133,7 @@ def resolve_model(model_id: str | None = None) -> ModelTarget:
         name=name,
         slots=settings.ORCHESTRATOR_SLOTS or conf.slots,
         structured_output=conf.structured_output,
+        slots_setting=settings.ORCHESTRATOR_SLOTS,
         endpoint=EndpointConfig(
             base_url=str(base_url).rstrip("/"),
             model=name,
@@ -112,7 +141,13 @@ def resolve_model(model_id: str | None = None) -> ModelTarget:
             connect_timeout=conf.connect_timeout,
             first_byte_timeout=conf.first_byte_timeout,
             read_timeout=conf.read_timeout,
+            retry_seconds=(
+                settings.ORCHESTRATOR_RETRY_SECONDS
+                if conf.retry_seconds is None
+                else conf.retry_seconds
+            ),
             max_retries=conf.max_retries,
             backoff_base=conf.backoff_base,
+            max_backoff=conf.max_backoff,
         ),
     )

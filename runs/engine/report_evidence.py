@@ -15,7 +15,7 @@ from flows.excerpts import excerpt
 from flows.finding_ids import CHANGE_MARKS, compare, finding_id, normalise_path
 from flows.findings import read_findings
 from runs.engine.secrets import redact
-from runs.engine.storable import storable_text
+from runs.engine.storable import clean_text
 from runs.models import FlowRun, RunStatus
 
 MAX_KEPT_EXCERPTS = 300  # verified citations whose lines a report keeps
@@ -47,7 +47,7 @@ def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str)
         lines = kept.files.get(item.citation.path)
         if not item.verified or isinstance(lines, CheckStatus) or lines is None:
             continue
-        shown = excerpt(item.citation, lines, redact=lambda text: storable_text(redact(text)))
+        shown = excerpt(item.citation, lines, redact=lambda text: clean_text(redact(text)))
         size = sum(len(line) for line in shown["lines"])
         if len(result) >= MAX_KEPT_EXCERPTS or total + size > MAX_KEPT_CHARS:
             break

@@ -233,6 +233,8 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
         fast=run.fast,
         model=run.model,
         target_state=_target_state(run, reader),
+        endpoint=run.endpoint_url,
+        slots=_slots(run),
         agents=[
             AgentLine(
                 key=s.key,
@@ -246,6 +248,11 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
                 error=s.error if s.status == StepStatus.FAILED else "",
                 citations_verified=sum(c.verified for c in checked[s.key]),
                 citations_broken=sum(not c.verified for c in checked[s.key]),
+                spent_in=max(s.tokens_spent_in, s.tokens_in),
+                spent_out=max(s.tokens_spent_out, s.tokens_out),
+                cache_reuse=s.cache_reuse,
+                decode_rate=s.decode_rate,
+                truncated=s.truncated,
             )
             for s in steps
         ],
@@ -287,6 +294,15 @@ def _citation_data(item: CitationCheck) -> dict[str, object]:
         "form": c.form,
         "status": item.status.value,
     }
+
+
+def _slots(run: FlowRun) -> str:
+    if not run.slots:
+        return ""
+    text = f"{run.slots} slot{'s' if run.slots != 1 else ''}"
+    if run.server_slots is not None and run.server_slots != run.slots:
+        text += f" (the server has {run.server_slots})"
+    return text
 
 
 def _failure_sentence(steps: list[FlowStep]) -> str:

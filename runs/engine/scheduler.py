@@ -22,16 +22,19 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from runs.engine import fairness
+from runs.engine import fairness, slotsql
 from runs.engine.context import StepContext, open_attempt
+from runs.engine.storable import clean_text
 from runs.models import (
     ACTIVE_STEP,
     TERMINAL_RUN,
     TERMINAL_STEP,
     AgentEvent,
+    AgentSession,
     FlowRun,
     FlowStep,
     RunStatus,
+    StepPhase,
     StepStatus,
 )
 
@@ -53,6 +56,9 @@ LEASE_FIELDS = [
     "started_at",
     "first_token_at",
     "error",
+    "phase",
+    "phase_note",
+    "phase_until",
 ]
 
 
@@ -68,6 +74,7 @@ def _lease(step: FlowStep, worker: str, now: datetime) -> None:
     step.queued_at = now
     step.started_at = step.first_token_at = None  # this attempt's, set by its first turn
     step.error = ""
+    step.phase, step.phase_note, step.phase_until = StepPhase.NONE, "", None
 
 
 def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[int]:
@@ -135,53 +142,6 @@ class SlotAnswer:
     position: int  # 0 when granted; else the step's place in the model's line (1 = next)
 
 
-# Slot decisions run between a step's turns and on every hand-off, so they are plain SQL: the
-# ORM's query building cost more than the queries. `live` is the model's claimed steps whose
-# worker is alive; only they hold a slot or wait for one (an expired lease frees its slot).
-#
-# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it.
-_PLACE = """
-    WITH live AS (
-        SELECT s.id, s.lease_owner, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.status = ANY(%(active)s) AND s.lease_expires_at > %(now)s
-    )
-    SELECT me.holds_slot,
-        (SELECT count(*) FROM live WHERE live.holds_slot),
-        (SELECT count(*) FROM live WHERE live.wants_slot AND NOT live.holds_slot
-            AND (live.queued_at, live.id) < (me.queued_at, me.id))
-    FROM live me WHERE me.id = %(step)s AND me.lease_owner = %(worker)s
-"""
-# The model's line of waiters, first come first served: each step's place in it (1 = next).
-_LINE = """
-    WITH live AS (
-        SELECT s.id, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.status = ANY(%(active)s) AND s.lease_expires_at > %(now)s
-    ),
-    line AS (
-        SELECT id, row_number() OVER (ORDER BY queued_at, id) AS place
-        FROM live WHERE wants_slot AND NOT holds_slot
-    )
-    SELECT id, place FROM line WHERE id = ANY(%(steps)s)
-"""
-# Grant the free slots to the waiters first in line; returns their ids.
-_HAND_OVER = """
-    WITH live AS (
-        SELECT s.id, s.lease_owner, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.status = ANY(%(active)s) AND s.lease_expires_at > %(now)s
-    ),
-    chosen AS (
-        SELECT id FROM live WHERE wants_slot AND NOT holds_slot ORDER BY queued_at, id
-        LIMIT greatest(0, %(slots)s - (SELECT count(*) FROM live WHERE holds_slot))
-    )
-    UPDATE flow_steps SET holds_slot = true, wants_slot = false,
-        started_at = coalesce(started_at, %(now)s)
-    WHERE id IN (SELECT id FROM chosen) RETURNING id
-"""
-
-
 def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotAnswer:
     """Take one of the model's `slots` for this step's next turn, or join the model's queue.
 
@@ -195,7 +155,7 @@ def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotA
 
 def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> SlotAnswer:
     """The slot decision for one step; the caller holds the model's slot lock."""
-    cursor.execute(_PLACE, params)
+    cursor.execute(slotsql.PLACE, params)
     place = cursor.fetchone()
     if place is None:  # cancelled, or taken over by another worker
         return SlotAnswer(granted=False, position=-1)
@@ -204,16 +164,14 @@ def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> Slo
         return SlotAnswer(granted=True, position=0)
     free = slots - held
     if ahead < free:
-        cursor.execute(
-            "UPDATE flow_steps SET holds_slot = true, wants_slot = false,"
-            " started_at = coalesce(started_at, %(now)s) WHERE id = %(step)s",
-            params,
-        )
+        cursor.execute(slotsql.GRANT, params)
+        if cursor.fetchone() is None:  # cancelled since PLACE looked
+            return SlotAnswer(granted=False, position=-1)
         return SlotAnswer(granted=True, position=0)
-    cursor.execute(
-        "UPDATE flow_steps SET wants_slot = true WHERE id = %(step)s AND NOT wants_slot", params
-    )
-    return SlotAnswer(granted=False, position=ahead + 1)
+    cursor.execute(slotsql.JOIN_LINE, params)
+    # Its place as every view counts it (one rule); absent: cancelled since PLACE looked.
+    position = _line_places(cursor, params, [params["step"]]).get(params["step"], -1)
+    return SlotAnswer(granted=False, position=position)
 
 
 def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
@@ -225,32 +183,41 @@ def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
     if not step_ids:
         return {}
     with connection.cursor() as cursor:
-        cursor.execute(_LINE, _slot_params(model, steps=list(step_ids)))
-        return {step_id: int(place) for step_id, place in cursor.fetchall()}
+        return _line_places(cursor, _slot_params(model), step_ids)
 
 
-def release_slot(step_id: int, worker: str, model: str, slots: int) -> list[int]:
-    """Give back this step's slot at the end of a model turn and hand it to the next in line.
+def _line_places(
+    cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]
+) -> dict[int, int]:
+    cursor.execute(slotsql.LINE, {**params, "steps": list(step_ids)})
+    return {step_id: int(place) for step_id, place in cursor.fetchall()}
+
+
+def release_slot(
+    step_id: int, worker: str, model: str, slots: int, *, tools: str | None = None
+) -> list[int]:
+    """Give back this step's slot once its request is closed, and hand it to the next in line;
+    `tools` names the tool calls the step runs next (its phase says so meanwhile).
 
     Returns the steps that now hold a slot they asked for; their worker may start their turn
     without asking again. A step holds a slot only while the model works for it, so no slot
     sits idle while its holder runs tools or checkpoints and another step is waiting.
     """
     params = _slot_params(model, step=step_id, worker=worker, slots=slots)
+    params["tools"] = clean_text(tools or "")[:300]
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_model_slots(cursor, model)
-        cursor.execute(
-            "UPDATE flow_steps SET holds_slot = false, wants_slot = false"
-            " WHERE id = %(step)s AND lease_owner = %(worker)s",
-            params,
-        )
-        cursor.execute(_HAND_OVER, params)
+        cursor.execute(slotsql.RELEASE if tools is None else slotsql.RELEASE_FOR_TOOLS, params)
+        cursor.execute(slotsql.HAND_OVER, params)
         return [row[0] for row in cursor.fetchall()]
 
 
 def _slot_params(model: str, **extra: Any) -> dict[str, Any]:
     active = [str(status) for status in ACTIVE_STEP]
-    return {"model": model, "active": active, "now": timezone.now(), **extra}
+    # Statuses that may hold a slot: the active ones, and a cancelled step whose agent has not
+    # closed its request yet (listed so the status index still narrows the scan).
+    slotted = [*active, str(StepStatus.CANCELLED)]
+    return {"model": model, "active": active, "slotted": slotted, "now": timezone.now(), **extra}
 
 
 def _lock_model_slots(cursor: CursorWrapper, model: str) -> None:
@@ -259,19 +226,44 @@ def _lock_model_slots(cursor: CursorWrapper, model: str) -> None:
 
 
 def mark_streaming(step_id: int, worker: str) -> None:
-    """The model's first byte arrived: the step leaves `queued`."""
-    now = timezone.now()
-    FlowStep.objects.filter(id=step_id, lease_owner=worker, status=StepStatus.QUEUED).update(
-        status=StepStatus.RUNNING
-    )
-    FlowStep.objects.filter(id=step_id, first_token_at__isnull=True).update(first_token_at=now)
-
-
-def release_step(step_id: int, worker: str) -> None:
-    """Give a step back without finishing it (worker draining): any worker may claim it now."""
+    """The model's first byte of a turn arrived: the step is running and generating."""
     FlowStep.objects.filter(id=step_id, lease_owner=worker, status__in=ACTIVE_STEP).update(
-        lease_expires_at=timezone.now(), holds_slot=False, wants_slot=False
+        status=StepStatus.RUNNING,
+        first_token_at=Coalesce("first_token_at", Value(timezone.now())),
+        phase=StepPhase.GENERATING,
+        phase_note="",
+        phase_until=None,
     )
+
+
+def set_phase(
+    step_id: int, worker: str, phase: str, note: str = "", until: datetime | None = None
+) -> None:
+    """Say what the step is doing (retrying, waiting for the server...), while it is ours."""
+    FlowStep.objects.filter(id=step_id, lease_owner=worker, status__in=ACTIVE_STEP).update(
+        phase=phase, phase_note=clean_text(note)[:300], phase_until=until
+    )
+
+
+def release_step(step_id: int, worker: str, reason: str = "its worker was stopped") -> None:
+    """Give a step back without finishing it (worker draining): any worker may claim it now.
+
+    Its agent has stopped, so its request is closed and its slot may go.
+    """
+    with transaction.atomic():
+        step = FlowStep.objects.filter(id=step_id, lease_owner=worker, status__in=ACTIVE_STEP)
+        attempt = step.values_list("attempt", flat=True).first()
+        if attempt is None:
+            return
+        step.update(
+            lease_expires_at=timezone.now(),
+            holds_slot=False,
+            wants_slot=False,
+            phase="",
+            phase_note="",
+            phase_until=None,
+        )
+        AgentSession.objects.filter(step_id=step_id, attempt=attempt).update(ended=reason)
 
 
 @dataclass(frozen=True)
@@ -298,6 +290,7 @@ def finish_step(
     final_events: Sequence[AgentEvent] = (),
     claim: int = 0,
     slots: int = 0,
+    truncated: bool = False,
 ) -> Finished:
     """Record the outcome, the attempt's last events and ready the dependants, in one
     transaction; lease up to `claim` of the dependants it readied to `worker`, open their
@@ -319,12 +312,16 @@ def finish_step(
             id=step_id, lease_owner=worker, status__in=ACTIVE_STEP
         ).update(
             status=StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED,
-            output=output,
-            error=error,
+            output=clean_text(output),
+            error=clean_text(error),
             finished_at=timezone.now(),
             holds_slot=False,
             wants_slot=False,
             lease_expires_at=None,
+            phase="",
+            phase_note="",
+            phase_until=None,
+            **({"truncated": True} if truncated else {}),
         )
         if not updated:
             return Finished(recorded=False)
@@ -435,20 +432,26 @@ def _next_statuses(steps: list[FlowStep]) -> dict[str, str]:
 def cancel_run(run_id: UUID) -> bool:
     """Stop a run: nothing new starts; running agents notice at their next heartbeat.
 
-    The caller writes the partial report once this has committed (reporting.finalize_run).
+    A step in the middle of a model request keeps its slot, and the lease that makes it
+    count, until its agent has closed the request and given the slot back (or the lease
+    lapses): freeing it here would let a waiting step open a request beside the one still
+    open, above the cap. The caller writes the partial report once this has committed
+    (reporting.finalize_run).
     """
     with transaction.atomic():
         run = FlowRun.objects.select_for_update().filter(id=run_id).first()
         if run is None or run.status in TERMINAL_RUN:
             return False
         now = timezone.now()
-        run.steps.exclude(status__in=TERMINAL_STEP).update(
-            status=StepStatus.CANCELLED,
-            finished_at=now,
-            holds_slot=False,
-            wants_slot=False,
-            lease_expires_at=None,
-        )
+        unfinished = run.steps.exclude(status__in=TERMINAL_STEP)
+        stopped = {
+            "status": StepStatus.CANCELLED,
+            "finished_at": now,
+            "wants_slot": False,
+            "phase": StepPhase.NONE,
+        }
+        unfinished.filter(holds_slot=False).update(**stopped, lease_expires_at=None)
+        unfinished.filter(holds_slot=True).update(**stopped)
         run.status = RunStatus.CANCELLED
         run.save(update_fields=["status"])
     return True

@@ -207,7 +207,6 @@ class ReadOnlyTools:
         except (ValueError, ValidationError, TypeError, RecursionError) as exc:
             # ValueError also covers integers past Python's digit limit.
             return _error(f"bad arguments for {name}: {_short(exc)}", f"{name}: bad arguments")
-        where = printable(str(getattr(args, "path", None) or getattr(args, "pattern", "") or "."))
         try:
             self.confine.verify()
         except TargetChanged as exc:
@@ -219,7 +218,11 @@ class ReadOnlyTools:
         except Refused as exc:
             return _error(redact(f"refused: {exc}"), f"{name} refused")
         except Exception as exc:  # loops, FIFOs, permissions, odd names: an error, not a crash
-            return _error(f"{name} failed on {where[:200]!r}: {_describe(exc)}", f"{name} failed")
+            named = _named_path(args)
+            why = _describe(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                why = f"{exc.__class__.__name__} ({exc.strerror})"
+            return _error(f"{name} failed{named}: {why}", f"{name} failed{named}")
         return ToolResult(
             ok=True, content=self._cap(redact(content)), summary=redact(summary)[:200]
         )
@@ -402,3 +405,9 @@ def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return validation_problems(exc, whole="arguments", limit=3)
     return str(exc)[:200]
+
+
+def _named_path(args: BaseModel) -> str:
+    """The path a failed call named (the model's text), to follow the tool's name."""
+    path = getattr(args, "path", None)
+    return f" for {printable(path[:200])!r}" if isinstance(path, str) else ""

@@ -1,8 +1,9 @@
-"""The project's own streaming backend (runs/backends/openai.py) against the real server."""
+"""The project's own streaming backend (runs/engine/backends/openai.py) against the real server."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from runs.engine.backends.base import (
     EndpointConfig,
     FirstByte,
     Retrying,
+    RetryKind,
     TextDelta,
     TurnResult,
 )
@@ -95,32 +97,45 @@ def test_the_backend_fails_at_once_on_a_context_overflow(
     observed.note("overflow through the backend", str(failure.value))
 
 
-def test_the_backend_gives_up_on_a_stopped_server_before_a_restart_would_finish(
+def test_the_backend_waits_for_a_stopped_server_within_its_retry_budget(
     start_server: Callable[..., LlamaServer], observed: Observations
 ) -> None:
+    """Down for 2 s: the turn retries ("server unavailable") and then succeeds. With a budget
+    shorter than the outage it gives up, after the budget, saying how long it tried."""
     server = start_server(slots=1, context=1024)
     server.stop()
-    began = time.monotonic()
     events: list[Any] = []
 
-    async def go() -> None:
-        backend = OpenAICompatibleBackend(EndpointConfig(base_url=server.base_url, model="tiny"))
+    async def go(**config: Any) -> None:
+        endpoint = EndpointConfig(base_url=server.base_url, model="tiny", **config)
+        backend = OpenAICompatibleBackend(endpoint)
         try:
             async for event in backend.stream_turn(messages=HELLO, tools=None, max_tokens=4):
                 events.append(event)
         finally:
             await backend.aclose()
 
-    with pytest.raises(BackendError) as failure:
-        asyncio.run(go())
-    gave_up_after = time.monotonic() - began
+    restart = threading.Timer(2.0, server.start)
+    began = time.monotonic()
+    restart.start()
+    asyncio.run(go())
+    restart.join()
+    back_after = time.monotonic() - began
     retries = [event for event in events if isinstance(event, Retrying)]
-    assert len(retries) == 3
+    assert isinstance(events[-1], TurnResult)
+    assert retries and {r.kind for r in retries} == {RetryKind.UNAVAILABLE}
+    server.stop()
+    events.clear()
+    began = time.monotonic()
+    with pytest.raises(BackendError) as failure:
+        asyncio.run(go(retry_seconds=1.5))
+    gave_up_after = time.monotonic() - began
     assert "refused the connection" in str(failure.value)
+    assert gave_up_after >= 1.5
     server.start()
-    assert isinstance(turn(server, max_tokens=2)[-1], TurnResult)
     observed.note(
         "server down through the backend",
-        f"{len(retries)} retries with delays {[r.delay for r in retries]} s, gave up after "
-        f"{gave_up_after:.1f} s: {failure.value}",
+        f"down 2 s: {len(retries)} retries (delays {[r.delay for r in retries]} s), answered "
+        f"after {back_after:.1f} s; with a 1.5 s budget it gave up after {gave_up_after:.1f} s: "
+        f"{failure.value}",
     )

@@ -2,14 +2,16 @@
 
 A backend turns one request (messages + tools) into a stream of events ending in exactly one
 `TurnResult`. Transient faults surface as `Retrying` events (the caller drops the partial text
-of that attempt); a fault that outlives the bounded retries raises `BackendError`, whose
-message is the sentence a person reads on the failed step.
+of that attempt); a fault that outlasts the retry budget (a time, so a server restarting or
+loading a model is waited for) raises `BackendError`, whose message is the sentence a person
+reads on the failed step.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import json
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -24,6 +26,18 @@ class ToolCall:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, if sent
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timings:
+    """llama.cpp's `timings` on its last chunk: what the turn cost the server."""
+
+    prompt_n: int  # prompt tokens it had to process
+    cache_n: int  # prompt tokens it reused from its cache (KV cache of the slot)
+    predicted_n: int  # tokens generated
+    predicted_ms: float  # time spent generating them
+    predicted_per_second: float | None  # decode speed, as the server computed it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +65,14 @@ class ToolCallStarted:
     name: str
 
 
+class RetryKind:
+    """What a retried fault says about the server (the status words depend on it)."""
+
+    UNAVAILABLE = "unavailable"  # refused, unreachable, restarting, loading a model (502-504)
+    BUSY = "busy"  # 429: backpressure; its Retry-After is honoured
+    FAULT = "fault"  # anything else: a 500, a stall, a cut or garbled stream
+
+
 @dataclass(frozen=True, kw_only=True)
 class Retrying:
     """The whole turn starts again after `delay` seconds; drop this attempt's partial output."""
@@ -58,6 +80,12 @@ class Retrying:
     attempt: int  # the attempt that failed, counting from 1
     reason: str
     delay: float
+    kind: str = RetryKind.FAULT
+    budget_left: float = 0.0  # seconds of the retry budget left after this delay
+    # What the failed attempt cost: chunks it streamed (about one token each) and, when the
+    # server had started answering (so it processed the prompt), the prompt's estimated size.
+    discarded_tokens: int = 0
+    discarded_prompt: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +96,9 @@ class TurnResult:
     reasoning: str
     tool_calls: tuple[ToolCall, ...]
     usage: Usage | None  # None when the server reported none; nothing is estimated here
-    finish_reason: str | None
+    finish_reason: str | None  # "length": cut at max_tokens or by a full context
+    # llama.cpp's, when sent: a measurement, not part of the answer (equal turns may differ).
+    timings: Timings | None = field(default=None, compare=False)
 
 
 BackendEvent = FirstByte | TextDelta | ReasoningDelta | ToolCallStarted | Retrying | TurnResult
@@ -93,7 +123,7 @@ class AgentBackend(Protocol):
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
         response_format: dict[str, Any] | None = None,
-    ) -> AsyncIterator[BackendEvent]: ...
+    ) -> AsyncGenerator[BackendEvent, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -107,5 +137,24 @@ class EndpointConfig:
     # A local model can take minutes to load and prefill; this wait is the step's "queued".
     first_byte_timeout: float = 600.0
     read_timeout: float = 120.0  # the longest silence between chunks once streaming
-    max_retries: int = 3  # retries after the first attempt
-    backoff_base: float = 0.5  # base * 2**n seconds, capped at 8 s; Retry-After wins (<= 30 s)
+    # A turn's retries stop once this long has passed since its first fault: long enough for
+    # a server restart or a model load (llama-swap waits up to 120 s for one).
+    retry_seconds: float = 180.0
+    max_retries: int | None = None  # an optional cap on the count as well
+    backoff_base: float = 0.5  # base * 2**n seconds, capped at max_backoff; Retry-After wins
+    max_backoff: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerProps:
+    """What a llama.cpp server says about itself (`GET /props`)."""
+
+    total_slots: int  # requests it serves in parallel (--parallel)
+    n_ctx: int | None = None  # context size per slot
+    source: str = ""  # the URL that answered
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """About how many tokens a prompt holds (four characters a token), for an attempt whose
+    usage never arrived (cut off, retried, cancelled) but whose prompt the server processed."""
+    return len(json.dumps(messages, ensure_ascii=False, default=str)) // 4

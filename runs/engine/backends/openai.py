@@ -1,9 +1,9 @@
 """The one place the orchestrator talks to a model: OpenAI-compatible streaming over httpx.
 
 Works with llama.cpp's server, llama-swap, vLLM, Ollama's /v1 and the scripted model. Every
-fault a local server shows (refused, busy, crashed, stalled, cut off, garbled) becomes either a
-bounded retry of the whole turn, announced by a `Retrying` event, or a `BackendError` whose
-message a person can act on.
+fault a local server shows (refused, busy, crashed, restarting, loading, stalled, cut off,
+garbled) becomes either a retry of the whole turn, announced by a `Retrying` event, while the
+retry budget (a time) lasts, or a `BackendError` whose message a person can act on.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,26 +26,34 @@ from runs.engine.backends.base import (
     FirstByte,
     ReasoningDelta,
     Retrying,
+    RetryKind,
+    ServerProps,
     StructuredOutputRejected,
     TextDelta,
+    Timings,
     ToolCall,
     ToolCallStarted,
     TurnResult,
     Usage,
+    estimate_tokens,
 )
 
-MAX_BACKOFF = 8.0
-MAX_RETRY_AFTER = 30.0
+MAX_RETRY_AFTER = 60.0
+MAX_COUNT = 10_000_000  # a server's token counts are believed up to this, per turn
 _DNS_HINTS = ("name or service not known", "nodename nor servname", "name resolution")
+_UNAVAILABLE_STATUS = {502, 503, 504}  # a proxy without its upstream; llama.cpp loading
 
 
 class _Retryable(Exception):
     """A fault worth another attempt; `delay` overrides the backoff (Retry-After)."""
 
-    def __init__(self, reason: str, delay: float | None = None) -> None:
+    def __init__(
+        self, reason: str, delay: float | None = None, kind: str = RetryKind.FAULT
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
+        self.kind = kind
 
 
 @dataclass
@@ -56,7 +65,9 @@ class _Turn:
     calls: dict[int, dict[str, str]] = field(default_factory=dict)
     last_index: int = 0
     usage: Usage | None = None
+    timings: Timings | None = None
     finish_reason: str | None = None
+    pieces: int = 0  # content, reasoning and tool-call fragments streamed (about one token each)
     answered: bool = False  # response headers arrived
     started: bool = False  # the first content/reasoning/tool byte arrived
     done: bool = False  # `data: [DONE]` arrived
@@ -77,12 +88,13 @@ class _Turn:
             tool_calls=calls,
             usage=self.usage,
             finish_reason=self.finish_reason,
+            timings=self.timings,
         )
 
 
 class OpenAICompatibleBackend:
-    """Streams `POST {base_url}/chat/completions`; retries transient faults a bounded number of
-    times, restarting the whole turn."""
+    """Streams `POST {base_url}/chat/completions`; retries transient faults, restarting the
+    whole turn, until the retry budget (seconds since the turn's first fault) is spent."""
 
     def __init__(self, config: EndpointConfig, *, client: httpx.AsyncClient | None = None):
         self.config = config
@@ -102,12 +114,15 @@ class OpenAICompatibleBackend:
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
         response_format: dict[str, Any] | None = None,
-    ) -> AsyncIterator[BackendEvent]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         body = self._body(messages, tools, max_tokens)
         if response_format is not None:
             body["response_format"] = response_format
-        attempts = self.config.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        loop = asyncio.get_running_loop()
+        first_fault: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
             turn = _Turn()
             fault: _Retryable | None = None
             try:
@@ -120,10 +135,22 @@ class OpenAICompatibleBackend:
             if fault is None:
                 yield turn.result()
                 return
-            if attempt == attempts:
-                raise BackendError(self._give_up(fault, attempts))
-            delay = self._delay(fault, attempt)
-            yield Retrying(attempt=attempt, reason=fault.reason, delay=delay)
+            now = loop.time()
+            first_fault = now if first_fault is None else first_fault
+            left = self.config.retry_seconds - (now - first_fault)
+            retries_left = self.config.max_retries is None or attempt <= self.config.max_retries
+            if left <= 0 or not retries_left:
+                raise BackendError(self._give_up(fault, attempt, now - first_fault))
+            delay = min(self._delay(fault, attempt), left)
+            yield Retrying(
+                attempt=attempt,
+                reason=fault.reason,
+                delay=delay,
+                kind=fault.kind,
+                budget_left=max(0.0, left - delay),
+                discarded_tokens=turn.pieces,
+                discarded_prompt=estimate_tokens(messages) if turn.started else 0,
+            )
             await asyncio.sleep(delay)  # cancellation interrupts this like any other await
 
     def _body(
@@ -145,14 +172,15 @@ class OpenAICompatibleBackend:
             body["tool_choice"] = "auto"
         return body
 
-    def _give_up(self, fault: _Retryable, attempts: int) -> str:
+    def _give_up(self, fault: _Retryable, attempts: int, seconds: float) -> str:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        return f"{fault.reason} (model server at {self.config.base_url}, {tries})"
+        over = f" over {seconds:.1f}s" if seconds >= 1 else ""
+        return f"{fault.reason} (model server at {self.config.base_url}, {tries}{over})"
 
     def _delay(self, fault: _Retryable, attempt: int) -> float:
         if fault.delay is not None:
             return fault.delay
-        return min(MAX_BACKOFF, self.config.backoff_base * 2 ** (attempt - 1))
+        return min(self.config.max_backoff, self.config.backoff_base * 2 ** (attempt - 1))
 
     async def _attempt(
         self, body: dict[str, Any], turn: _Turn
@@ -190,8 +218,18 @@ class OpenAICompatibleBackend:
             return
         text = (await response.aread()).decode("utf-8", errors="replace")
         message = _error_message(text) or response.reason_phrase
-        if status == 429:
-            raise _Retryable(f"the model server is busy (429: {message})", _retry_after(response))
+        if status == 429:  # backpressure: wait as long as the server asks
+            raise _Retryable(
+                f"the model server is busy (429: {message})",
+                _retry_after(response),
+                RetryKind.BUSY,
+            )
+        if status in _UNAVAILABLE_STATUS:
+            raise _Retryable(
+                f"the model server is unavailable ({status}: {message})",
+                _retry_after(response),
+                RetryKind.UNAVAILABLE,
+            )
         if status >= 500:
             raise _Retryable(
                 f"the model server failed ({status}: {message})", _retry_after(response)
@@ -253,13 +291,19 @@ def _httpx_timeout(config: EndpointConfig) -> httpx.Timeout:
 
 def _transport_fault(exc: httpx.HTTPError, turn: _Turn, config: EndpointConfig) -> _Retryable:
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return _Retryable(f"the model server {_connect_failure(exc, config.connect_timeout)}")
+        return _Retryable(
+            f"the model server {_connect_failure(exc, config.connect_timeout)}",
+            kind=RetryKind.UNAVAILABLE,
+        )
     if isinstance(exc, httpx.TimeoutException):
         return _Retryable("the model server stopped responding")
     if isinstance(exc, httpx.DecodingError):
         return _Retryable("the model server sent a response that could not be decoded")
     if not turn.answered:
-        return _Retryable("the model server closed the connection without answering")
+        return _Retryable(
+            "the model server closed the connection without answering",
+            kind=RetryKind.UNAVAILABLE,
+        )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
         return _Retryable("the model server dropped the connection mid-stream")
     return _Retryable(f"the connection to the model server failed ({type(exc).__name__})")
@@ -292,8 +336,9 @@ def _handle_line(line: str, turn: _Turn) -> list[BackendEvent]:
     if chunk.get("error"):
         _raise_stream_error(chunk["error"])
     if isinstance(usage := chunk.get("usage"), dict):  # the last chunk, with empty choices
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        turn.usage = Usage(prompt_tokens=int(prompt or 0), completion_tokens=int(completion or 0))
+        turn.usage = _usage(usage)
+    if isinstance(timings := chunk.get("timings"), dict):  # llama.cpp, on its last chunks
+        turn.timings = _timings(timings)
     events: list[BackendEvent] = []
     for choice in chunk.get("choices") or []:
         if isinstance(choice, dict):
@@ -312,15 +357,18 @@ def _handle_choice(choice: dict[str, Any], turn: _Turn) -> list[BackendEvent]:
         events.append(FirstByte())
     if isinstance(reasoning, str) and reasoning:
         turn.reasoning.append(reasoning)
+        turn.pieces += 1
         events.append(ReasoningDelta(text=reasoning))
     if isinstance(content, str) and content:
         turn.content.append(content)
+        turn.pieces += 1
         events.append(TextDelta(text=content))
-    for fragment in calls:
+    for fragment in calls if isinstance(calls, list) else []:
         if isinstance(fragment, dict):
+            turn.pieces += 1
             events += _merge_tool_call(fragment, turn)
     if choice.get("finish_reason"):
-        turn.finish_reason = str(choice["finish_reason"])
+        turn.finish_reason = str(choice["finish_reason"])[:40]
     return events
 
 
@@ -369,12 +417,50 @@ def _about_length(message: str) -> bool:
     return "context" in lowered or "too long" in lowered or "too large" in lowered
 
 
+def _usage(usage: dict[str, Any]) -> Usage:
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
+        cached_tokens=None if cached is None else _count(cached),
+    )
+
+
+def _timings(timings: dict[str, Any]) -> Timings:
+    rate = _seconds_or_rate(timings.get("predicted_per_second"))
+    return Timings(
+        prompt_n=_count(timings.get("prompt_n")),
+        cache_n=_count(timings.get("cache_n")),
+        predicted_n=_count(timings.get("predicted_n")),
+        predicted_ms=_seconds_or_rate(timings.get("predicted_ms")) or 0.0,
+        predicted_per_second=rate,
+    )
+
+
+def _count(value: Any) -> int:
+    """A token count a server sent: a whole number in range, else 0 (it is hostile input)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if not math.isfinite(value):
+        return 0
+    return int(min(max(value, 0), MAX_COUNT))
+
+
+def _seconds_or_rate(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(min(max(value, 0.0), 1e9))
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     """Retry-After in seconds, capped so a server cannot park an agent for long."""
     try:
         seconds = float(response.headers.get("retry-after") or "")
     except ValueError:
         return None  # absent, or an HTTP date: our own backoff will do
+    if not math.isfinite(seconds):
+        return None
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
@@ -414,3 +500,53 @@ async def probe_models(base_url: str, timeout: float = 2.0) -> list[str]:
     except (ValueError, AttributeError):
         raise BackendError(f"{url} did not answer with a JSON model list") from None
     return [str(item["id"]) for item in data if isinstance(item, dict) and item.get("id")]
+
+
+def server_root(base_url: str) -> str:
+    """The server's own root for a /v1 base URL (llama.cpp serves /props beside /v1)."""
+    root = base_url.rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+async def probe_props(base_url: str, model: str, timeout: float = 3.0) -> ServerProps | None:
+    """How many slots the server has, from llama.cpp's `GET /props`; None when it does not say.
+
+    Tried in order: `/props?model=NAME` at the server's root (llama.cpp itself, and llama-swap,
+    which routes it to that model's server), then `/upstream/NAME/props` (llama-swap's direct
+    route to a model's server). Either may make llama-swap load the model; the short timeout
+    keeps that from holding a step up (the slots are asked again later).
+    """
+    root = server_root(base_url)
+    urls = [
+        (f"{root}/props", {"model": model}),
+        (f"{root}/upstream/{model}/props", None),
+    ]
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            for url, params in urls:
+                props = await _props_at(client, url, params)
+                if props is not None:
+                    return props
+    except httpx.HTTPError:
+        return None
+    return None
+
+
+async def _props_at(
+    client: httpx.AsyncClient, url: str, params: dict[str, str] | None
+) -> ServerProps | None:
+    response = await client.get(url, params=params)
+    if response.status_code != 200:
+        return None
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    slots = _count(payload.get("total_slots"))
+    if not 1 <= slots <= 1024:
+        return None
+    settings = payload.get("default_generation_settings")
+    n_ctx = _count(settings.get("n_ctx")) if isinstance(settings, dict) else 0
+    return ServerProps(total_slots=slots, n_ctx=n_ctx or None, source=url)

@@ -1,4 +1,9 @@
-"""`manage.py launch_flow FLOW --target PATH`: start a run; --wait watches it to the report."""
+"""`manage.py launch_flow FLOW --target PATH`: start a run; --wait watches it to the report.
+
+With --wait the exit status says how it went: 0 when every agent succeeded, 1 when the run
+failed or was cancelled, 3 when the run has its report but some agents failed (the report
+names them and its confidence is capped).
+"""
 
 from __future__ import annotations
 
@@ -22,11 +27,13 @@ from django.db.migrations.executor import MigrationExecutor
 from flows.models import BANDS
 from runs.engine.worker import Engine
 from runs.hints import manage_command
-from runs.models import RunStatus
+from runs.models import RunStatus, StepStatus
 from runs.progress import Snapshot, snapshot
 from runs.services import LaunchError, launch_run
 
 REFRESH_SECONDS = 0.5
+EXIT_RUN_FAILED = 1
+EXIT_AGENTS_FAILED = 3
 
 
 class Command(BaseCommand):
@@ -70,7 +77,12 @@ class Command(BaseCommand):
             self._write_report(Path(options["output"]), run.report)
         if run.status != RunStatus.SUCCEEDED:
             self.stderr.write(f"run {run.status}: {run.error or run.summary}")
-            sys.exit(1)
+            sys.exit(EXIT_RUN_FAILED)
+        failed = list(run.steps.exclude(status=StepStatus.SUCCEEDED).values_list("key", "status"))
+        if failed:
+            agents = ", ".join(f"{key} ({status})" for key, status in failed)
+            self.stderr.write(f"run succeeded, but not every agent did: {agents}")
+            sys.exit(EXIT_AGENTS_FAILED)
 
     def _ensure_migrated(self) -> None:
         """A fresh database gets its tables first: the embedded one is set up here and now
@@ -117,17 +129,22 @@ class Command(BaseCommand):
 
     async def _draw(self, run_id: Any, previous: Snapshot | None) -> Snapshot:
         now = await sync_to_async(snapshot)(run_id)
+        warnings = [f"warning: {note}" for note in now.notes]
         if self.stdout.isatty():
             # A live block of one line per agent, redrawn in place.
             if previous is not None:
-                self.stdout.write(f"\x1b[{len(previous.lines) + 1}F\x1b[J", ending="")
-            self.stdout.write("\n".join([now.header, *now.lines]))
+                height = len(previous.lines) + len(previous.notes) + 1
+                self.stdout.write(f"\x1b[{height}F\x1b[J", ending="")
+            self.stdout.write("\n".join([now.header, *warnings, *now.lines]))
             self.stdout.flush()
             return now
         # Not a terminal (a log, CI): a line only when the run or an agent changed state.
         stamp = time.strftime("%H:%M:%S")
         if previous is None or now.header != previous.header:
             self.stdout.write(f"[{stamp}] {now.header}")
+        for note, warning in zip(now.notes, warnings, strict=True):
+            if previous is None or note not in previous.notes:
+                self.stdout.write(f"[{stamp}] {warning}")
         for (key, state), line in zip(now.states.items(), now.lines, strict=True):
             if previous is None or previous.states.get(key) != state:
                 self.stdout.write(f"[{stamp}] {line}")

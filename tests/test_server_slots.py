@@ -1,0 +1,118 @@
+"""The engine asks the model server how many slots it has (issue 10, item 6).
+
+llama.cpp says it at `GET /props` (`total_slots`); llama-swap routes `/props?model=NAME` to
+the model's server, and older versions answer at `/upstream/NAME/props`. The answer is the
+slot cap when ORCHESTRATOR_SLOTS is not set; a setting above it is warned about in the log,
+the CLI and the pane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from devtools.fakemodel.server import ScriptedModelServer
+from runs.engine.backends.openai import probe_props, server_root
+from runs.live import pane_state, render_header
+from runs.models import FlowRun, RunStatus
+from runs.services import launch_run
+from tests.test_engine import run_to_end
+
+
+class _LlamaSwapLike(BaseHTTPRequestHandler):
+    """Only llama-swap's direct route to a model's server answers."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/upstream/qwen/props":
+            body = json.dumps({"total_slots": 3, "default_generation_settings": {"n_ctx": 4096}})
+            status = 200
+        else:
+            body, status = json.dumps({"error": "not found"}), 404
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def llama_swap_like() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LlamaSwapLike)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_props_is_read_at_the_server_root_beside_v1():
+    assert server_root("http://h:8080/v1") == "http://h:8080"
+    assert server_root("http://h:8080/v1/") == "http://h:8080"
+    assert server_root("http://h/upstream/m/v1") == "http://h/upstream/m"
+    with ScriptedModelServer(total_slots=2, n_ctx=2048) as server:
+        props = asyncio.run(probe_props(server.url, "scripted"))
+    assert props is not None
+    assert (props.total_slots, props.n_ctx) == (2, 2048)
+    assert props.source.endswith("/props")
+
+
+def test_llama_swaps_upstream_route_is_tried_next(llama_swap_like: str):
+    props = asyncio.run(probe_props(llama_swap_like, "qwen"))
+    assert props is not None and props.total_slots == 3
+    assert props.source.endswith("/upstream/qwen/props")
+
+
+def test_a_server_without_props_or_with_nonsense_says_nothing(llama_swap_like: str):
+    with ScriptedModelServer(total_slots=None) as server:
+        assert asyncio.run(probe_props(server.url, "scripted")) is None
+    assert asyncio.run(probe_props(llama_swap_like, "other-model")) is None
+    assert asyncio.run(probe_props("http://127.0.0.1:9/v1", "x", timeout=0.5)) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_setting_the_servers_own_slots_are_the_cap(
+    settings: Any, scripted_model: Any, target_dir: Path
+):
+    """The demo provider would allow 4; the server says 1, so one request at a time."""
+    settings.ORCHESTRATOR_SLOTS = 0
+    scripted_model.total_slots = 1
+    scripted_model.token_rate = 100.0
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
+    assert run.status == RunStatus.SUCCEEDED
+    assert (run.slots, run.server_slots) == (1, 1)
+    assert not run.slot_warning
+    assert scripted_model.open_requests.peak == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_setting_above_the_servers_slots_is_warned_in_the_log_the_cli_and_the_pane(
+    settings: Any, scripted_model: Any, target_dir: Path, caplog: Any
+):
+    settings.ORCHESTRATOR_SLOTS = 2
+    scripted_model.total_slots = 1
+    out = io.StringIO()
+    with caplog.at_level(logging.WARNING, logger="runs"):
+        call_command("launch_flow", "code-review", target=str(target_dir), wait=True, stdout=out)
+    run = FlowRun.objects.get()
+    assert (run.slots, run.server_slots) == (2, 1)
+    assert "ORCHESTRATOR_SLOTS is 2 but the model server at" in caplog.text
+    warning = "warning: the slot cap is 2 but " + scripted_model.url + " has 1 slot"
+    assert out.getvalue().count(warning) == 1, out.getvalue()
+    header = render_header(pane_state(run))
+    assert 'data-testid="slot-warning"' in header
+    assert "wait in the server&#x27;s own queue" in header
+    assert "2 slots (the server has 1)" in run.report
