@@ -132,9 +132,14 @@ class RunConsumer(AsyncWebsocketConsumer):
 
     def _follows(self, step_id: int, event: dict[str, Any]) -> bool:
         """Is `event` the next one of the step's stream after the last one sent?"""
-        last = self.position.get(step_id)
-        if last is None or "session" not in event:
+        if "session" not in event:
             return True  # nothing to compare with
+        last = self.position.get(step_id)
+        if last is None:
+            # Subscribed when the step had no events yet (or none after the browser's last):
+            # a live batch lost between that read and this one would go unseen, so the first
+            # batch is checked against the database once.
+            return False
         session, seq = last
         return event["seq"] == (seq + 1 if event["session"] == session else 1)
 

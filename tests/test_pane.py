@@ -287,6 +287,41 @@ def test_a_live_message_lost_on_the_way_is_healed_from_the_database(alice, finis
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_message_lost_right_after_a_subscribe_that_sent_nothing_is_healed(alice, finished_run):
+    """Subscribed with nothing new to send, the consumer knows no last seq to compare with:
+    the first live batch is checked against the database, so a message lost before it is
+    not missed."""
+    security = finished_run.steps.get(key="security")
+    stored = list(security.events.order_by("id").values_list("id", flat=True))
+    store = database_sync_to_async(_store_events)
+
+    async def scenario() -> None:
+        layer = get_channel_layer()
+        ws, _ = await connect(alice, finished_run)
+        await ws.receive_from()  # the snapshot
+        await ws.send_to(
+            text_data=json.dumps({"type": "subscribe", "step": security.id, "after": stored[-1]})
+        )
+        assert await ws.receive_nothing(0.2), "nothing new to replay"
+        written = await store(security, ["lost ", "arrived "])
+        await layer.group_send(
+            run_group(finished_run.id),
+            {"type": "run.events", "step_id": security.id, "events": written[1:]},
+        )
+        healed = await ws.receive_from()
+        assert event_ids(healed) == [e["id"] for e in written]
+        more = await store(security, ["next "])
+        await layer.group_send(
+            run_group(finished_run.id),
+            {"type": "run.events", "step_id": security.id, "events": more},
+        )
+        assert event_ids(await ws.receive_from()) == [more[0]["id"]]
+        await ws.disconnect()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_outsiders_socket_is_closed(bob, finished_run):
     """Owner-only over WebSocket too."""
 
