@@ -349,7 +349,7 @@ def test_no_secret_reaches_any_git_answer(tmp_path: Path, capsys):
     assert "notes.txt: changed, holds a private key" in worktree
     assert "[not shown:" in worktree and ".env" in worktree
     ci = results[("git_blame", repr({"path": "ci.yml"}))]
-    assert ci.ok and "[credentials redacted]@git.example.com" in ci.content
+    assert ci.ok and "[redacted]@git.example.com" in ci.content
 
 
 @pytest.mark.parametrize(

@@ -23,21 +23,11 @@ from runs.engine.confinement import Confinement, Refused
 from runs.engine.gitlayout import GitLayout, GitRefused, locate
 from runs.engine.gitsession import GitFailed, GitLimits, GitSession
 from runs.engine.gitworktree import Change, compare, index_files, tree_files, within
-from runs.engine.secrets import is_secret_name
+from runs.engine.secrets import KEY_START_ERE, has_private_key, is_secret_name, redact
+from runs.engine.storable import clean_text
 
 log = logging.getLogger(__name__)
 
-KEY_MARKERS = (b"PRIVATE KEY-----", b"PRIVATE KEY BLOCK-----", b"PuTTY-User-Key-File-")
-PRIVATE_KEY_BLOCK = re.compile(
-    r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?"
-    r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)"
-    r"|PuTTY-User-Key-File-[0-9]+:.*?(?:Private-MAC:[^\n]*|\Z)",
-    re.S,
-)
-URL_CREDENTIALS = re.compile(
-    r"\b([A-Za-z][A-Za-z0-9+.-]{0,30}://)([^\s/@:]{1,256}:[^\s/@]{1,512}|[^\s/@:]{16,512})@"
-)
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 NEW_OR_GONE = re.compile(r"^diff --git ([ab])/(\S+) \1/\2$", re.M)
 BINARY_SNIFF = 8192
 
@@ -242,9 +232,10 @@ class GitReader:
         """Which of `paths` hold a private key in any of `trees` (a partial hunk would leak)."""
         if not paths:
             return set()
-        patterns = [arg for marker in KEY_MARKERS for arg in ("-e", marker.decode())]
         spec = _pathspecs(paths[: self.limits.max_patch_files])
-        code, out, _ = session.run("grep", "-l", "-z", "-I", "-F", *patterns, *trees, *spec)
+        code, out, _ = session.run(
+            "grep", "-l", "-z", "-I", "-i", "-E", "-e", KEY_START_ERE, *trees, *spec
+        )
         if code not in (0, 1):
             raise GitFailed("the changed files could not be checked for private keys")
         found = set()
@@ -259,7 +250,7 @@ class GitReader:
         data = session.blobs([oid]).get(oid, b"")
         if b"\0" in data[:BINARY_SNIFF]:
             raise GitFailed(f"{rel} at {rev} is a binary file ({size} bytes): not shown")
-        if any(marker in data for marker in KEY_MARKERS):
+        if has_private_key(data):
             raise GitFailed(f"{rel} at {rev} contains a private key: not shown")
         return data
 
@@ -284,7 +275,7 @@ class GitReader:
                 notes.append(f"[{change.path}: changed, too large to show]")
             elif budget < 0:
                 notes.append(f"[{change.path}: changed, not shown: the patch is already large]")
-            elif any(marker in (old or b"") + (new or b"") for marker in KEY_MARKERS):
+            elif has_private_key(old or b"") or has_private_key(new or b""):
                 notes.append(f"[{change.path}: changed, holds a private key: not shown]")
             else:
                 _place(folder / "a", change.path, old, change.old.mode if change.old else "")
@@ -307,10 +298,9 @@ class GitReader:
 
 
 def clean(text: str) -> str:
-    """Text safe to hand on: keys and URL credentials redacted, control bytes replaced."""
-    text = PRIVATE_KEY_BLOCK.sub("[private key redacted]", text)
-    text = URL_CREDENTIALS.sub(r"\1[credentials redacted]@", text)
-    return CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))
+    """Text safe to hand on: keys and URL credentials redacted (the one secret rule), control
+    characters shown as symbols (the one storable-text rule)."""
+    return clean_text(redact(text.replace("\r\n", "\n")))
 
 
 def _refusal(root: Path) -> str | None:

@@ -108,6 +108,9 @@ _KEY_START = (
     r"|AGE-SECRET-KEY-1[0-9A-Z]{20}"
 )
 _KEY_MARK = re2.compile(f"(?i){_KEY_START}".encode(), _OPTIONS)
+# The same starts for `git grep -i -E` (POSIX ERE reads this pattern alike), so the git reader
+# finds the files that hold a key without reading each one itself.
+KEY_START_ERE = _KEY_START
 _KEY_WORDS = (b"private key", b"putty-user-key-file", b"age-secret-key-1")
 # A whole block: from its start to its end marker, or to the end of the text when cut off.
 _KEY_BLOCK = re2.compile(
