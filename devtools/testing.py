@@ -45,11 +45,12 @@ def write_project(base: Path) -> Path:
     return root
 
 
-def database_url() -> str:
-    """The test database as a URL, for processes the tests start themselves."""
+def database_url(name: str = "") -> str:
+    """The test database as a URL, for processes the tests start themselves (`name`: another
+    database on the same server)."""
     from django.db import connection
 
-    conf = connection.settings_dict
+    conf = {**connection.settings_dict, **({"NAME": name} if name else {})}
     auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
     host = conf["HOST"] or ""
     if host.startswith("/"):

@@ -68,7 +68,8 @@ class AgentRow:
     first_token: str
     tokens_in: str
     tokens_out: str
-    rate: str
+    rate: str  # decode tokens/s: the server's own figure when it sends one, else ours
+    rate_source: str  # which of the two, for the cell's title
     current: str  # the tool it is using now
     can_retry: bool
 
@@ -139,13 +140,18 @@ def _row(
         error=step.error,
     )
     first_token = step.first_token_seconds
-    rate = step.tokens_out / model_seconds if model_seconds >= MIN_RATE_SECONDS else None
+    numbers = step_numbers(step)
+    rate = numbers.decode_rate
+    rate_source = "decode speed the model server measured"
+    if rate is None:
+        rate = step.tokens_out / model_seconds if model_seconds >= MIN_RATE_SECONDS else None
+        rate_source = "output tokens per second while the model generated"
     current = step.last_tool if step.status in ACTIVE_STEP else ""
     return AgentRow(
         step=step,
         state=step_state(step, position),
         position=position,
-        numbers=step_numbers(step),
+        numbers=numbers,
         words=words,
         started=moment(step.started_at),
         finished=moment(step.finished_at if step.started_at else None),
@@ -154,6 +160,7 @@ def _row(
         tokens_in=f"{step.tokens_in:,}",
         tokens_out=f"{step.tokens_out:,}",
         rate=f"{rate:,.1f}" if rate is not None else "",
+        rate_source=rate_source,
         current=current,
         can_retry=run.is_finished and step.status in (StepStatus.FAILED, StepStatus.SKIPPED),
     )

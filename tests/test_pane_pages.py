@@ -17,7 +17,7 @@ import pytest
 from django.template.loader import render_to_string
 from django.test import Client
 
-from devtools.testing import ROOT, manage_env
+from devtools.testing import ROOT, database_url, manage_env
 from runs import services
 from runs.engine import scheduler
 from runs.models import ChatMessage, FlowRun, WorkspaceLayout
@@ -306,8 +306,9 @@ class TestLaunchFlowOnAFreshDatabase:
         with connection.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name}"')
         try:
-            env = manage_env(ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path))
-            env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+            env = manage_env(
+                ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path), DATABASE_URL=database_url(name)
+            )
             result = subprocess.run(
                 [
                     sys.executable,

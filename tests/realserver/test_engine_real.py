@@ -164,9 +164,9 @@ def test_a_code_review_stores_every_byte_visibly_and_shows_speed_and_cache_per_a
         assert numbers.decode_rate is not None and numbers.decode_rate > 0
         assert numbers.cache_reuse is not None
         # The step's last line: earlier ones show it at work (a retried turn included).
-        line = [
-            line for line in out.splitlines() if f"] {step.key} " in line and "tok/s" in line
-        ][-1]
+        line = [line for line in out.splitlines() if f"] {step.key} " in line and "tok/s" in line][
+            -1
+        ]
         assert numbers.speed in line and numbers.cache in line
         turns = AgentEvent.objects.filter(step=step, kind="status", payload__state="turn")
         last = turns.order_by("-seq").first()
