@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +94,17 @@ class _Turn:
         )
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client: building one reads the CA bundle (milliseconds of
+    CPU on the event loop that also serves the web pages), and every step opens a client."""
+    return ssl.create_default_context()
+
+
+def new_client(timeout: httpx.Timeout | float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=timeout, verify=_tls_context())
+
+
 class OpenAICompatibleBackend:
     """Streams `POST {base_url}/chat/completions`; retries transient faults, restarting the
     whole turn, until the retry budget (seconds since the turn's first fault) is spent."""
@@ -99,7 +112,7 @@ class OpenAICompatibleBackend:
     def __init__(self, config: EndpointConfig, *, client: httpx.AsyncClient | None = None):
         self.config = config
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(timeout=_httpx_timeout(config))
+        self.client = client or new_client(_httpx_timeout(config))
         self._url = f"{config.base_url.rstrip('/')}/chat/completions"
         self.accepts_response_format = True
 
@@ -483,7 +496,7 @@ async def probe_models(base_url: str, timeout: float = 2.0) -> list[str]:
     """The model ids a server lists at GET {base_url}/models; BackendError if nothing answers."""
     url = f"{base_url.rstrip('/')}/models"
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with new_client(timeout) as client:
             response = await client.get(url)
     except httpx.ConnectError as exc:
         raise BackendError(
@@ -522,7 +535,7 @@ async def probe_props(base_url: str, model: str, timeout: float = 3.0) -> Server
         (f"{root}/upstream/{model}/props", None),
     ]
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with new_client(timeout) as client:
             for url, params in urls:
                 props = await _props_at(client, url, params)
                 if props is not None:
