@@ -9,15 +9,15 @@ from __future__ import annotations
 # slot back (or its lease lapses): the cap counts open requests, not statuses. Every grant is
 # rechecked at its write (a cancel does not take the model's slot lock), and a granted step
 # now waits for the server's first byte.
-#
-# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it.
-PLACE = """
+LIVE = """
     WITH live AS (
         SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at
         FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
         WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
             AND s.status = ANY(%(slotted)s) AND (s.status = ANY(%(active)s) OR s.holds_slot)
-    )
+    )"""
+# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it.
+PLACE = f"""{LIVE}
     SELECT me.holds_slot,
         (SELECT count(*) FROM live WHERE live.holds_slot),
         (SELECT count(*) FROM live WHERE live.wants_slot AND NOT live.holds_slot
@@ -27,13 +27,7 @@ PLACE = """
     WHERE me.id = %(step)s AND me.lease_owner = %(worker)s AND me.status = ANY(%(active)s)
 """
 # The model's line of waiters, first come first served: each step's place in it (1 = next).
-LINE = """
-    WITH live AS (
-        SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
-            AND s.status = ANY(%(slotted)s) AND (s.status = ANY(%(active)s) OR s.holds_slot)
-    ),
+LINE = f"""{LIVE},
     line AS (
         SELECT id, row_number() OVER (ORDER BY queued_at, id) AS place
         FROM live WHERE wants_slot AND NOT holds_slot AND status = ANY(%(active)s)
@@ -41,13 +35,7 @@ LINE = """
     SELECT id, place FROM line WHERE id = ANY(%(steps)s)
 """
 # Grant the free slots to the waiters first in line; returns their ids.
-HAND_OVER = """
-    WITH live AS (
-        SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at
-        FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-        WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
-            AND s.status = ANY(%(slotted)s) AND (s.status = ANY(%(active)s) OR s.holds_slot)
-    ),
+HAND_OVER = f"""{LIVE},
     chosen AS (
         SELECT id FROM live
         WHERE wants_slot AND NOT holds_slot AND status = ANY(%(active)s)

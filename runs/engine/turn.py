@@ -75,8 +75,8 @@ class TurnState:
             tokens_in=ctx.tokens_in,
             tokens_out=ctx.tokens_out,
             last_tool=ctx.last_tool,
-            tokens_spent_in=max(ctx.tokens_spent_in, ctx.tokens_in),
-            tokens_spent_out=max(ctx.tokens_spent_out, ctx.tokens_out),
+            tokens_spent_in=ctx.tokens_spent_in,  # at least the kept ones (load_context)
+            tokens_spent_out=ctx.tokens_spent_out,
             cached_tokens=ctx.cached_tokens,
             decode_tokens=ctx.decode_tokens,
             decode_seconds=ctx.decode_seconds,
