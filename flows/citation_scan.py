@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flows.citation_tokens import (
     NUMBER,
@@ -435,17 +435,7 @@ class _Scanner:
     def _close_block(self, offset: int, close_fence: str) -> None:
         for item in self.block:
             self.found.append(
-                Citation(
-                    path=item.path,
-                    start=item.start,
-                    end=item.end,
-                    quote=None,
-                    form=item.form,
-                    start_offset=item.start_offset,
-                    end_offset=offset,
-                    in_code_block=True,
-                    close_fence=close_fence,
-                )
+                replace(item, end_offset=offset, in_code_block=True, close_fence=close_fence)
             )
         self.block = []
 
@@ -471,18 +461,8 @@ class _Scanner:
             same = self.found[-1]
             if (same.path, same.start, same.end) == (path.removeprefix("file://"), first, last):
                 return  # [app.py:12](app.py#L12): one citation, written twice
-        quote = self._quote(line, mark)
-        self.found.append(
-            Citation(
-                path=path.removeprefix("file://"),
-                start=first,
-                end=max(first, last),
-                quote=quote,
-                form=form,
-                start_offset=start,
-                end_offset=mark,
-            )
-        )
+        cited = self._citation(path, first, last, form, start)
+        self.found.append(replace(cited, quote=self._quote(line, mark), end_offset=mark))
 
     def _mark_position(self, line: _Line, start: int, end: int) -> int:
         """After the citation, its code span, its link and closing emphasis."""
