@@ -296,6 +296,16 @@ class TestAdmin:
         assert "open the run" in html
 
 
+def launch_research(
+    target: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py launch_flow research --target TARGET` as a real process."""
+    command = [sys.executable, "manage.py", "launch_flow", "research", "--target", str(target)]
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 class TestLaunchFlowOnAFreshDatabase:
     def test_an_unmigrated_database_gets_one_sentence_not_a_traceback(self, target_dir, tmp_path):
@@ -309,21 +319,7 @@ class TestLaunchFlowOnAFreshDatabase:
             env = manage_env(
                 ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path), DATABASE_URL=database_url(name)
             )
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "manage.py",
-                    "launch_flow",
-                    "research",
-                    "--target",
-                    str(target_dir),
-                ],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            result = launch_research(target_dir, env, timeout=60)
         finally:
             with connection.cursor() as cursor:
                 cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -342,21 +338,7 @@ class TestLaunchFlowOnAFreshDatabase:
         env = manage_env(ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path), ORCHESTRATOR_VAR_DIR=str(var))
         env.pop("DATABASE_URL")
         try:
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "manage.py",
-                    "launch_flow",
-                    "research",
-                    "--target",
-                    str(target_dir),
-                ],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
+            result = launch_research(target_dir, env, timeout=180)
             assert result.returncode == 0, result.stderr
             assert "Setting up the embedded database first" in result.stderr
             assert uuid.UUID(result.stdout.strip().splitlines()[-1])
