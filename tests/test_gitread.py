@@ -208,6 +208,25 @@ def test_clean_redacts_every_key_armour_and_url_credentials():
     assert clean(other) == "x [private key redacted] y [private key redacted]"
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "-----begin rsa private key-----\nSECRETK\n-----end rsa private key-----\n",
+        "AGE-SECRET-KEY-1" + "Q" * 58 + "\nSECRETK\n",
+    ],
+    ids=["lowercase-pem", "age"],
+)
+def test_a_committed_key_in_any_armour_is_left_out_of_show_and_diff(repo: Path, key: str):
+    """The one key rule (secrets.KEY_START_ERE) finds the files git must not show."""
+    (repo / "notes.txt").write_text(f"keep\n{key}")
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-qm", "a key")
+    reader = GitReader(repo)
+    for answer in (reader.show("HEAD"), reader.diff("HEAD~1", "HEAD")):
+        assert answer.ok and "SECRETK" not in answer.text
+        assert "private-key file: notes.txt" in answer.text
+
+
 def test_answers_are_plain_data_and_never_raise(repo: Path):
     """Even a target whose repository vanished mid-run gets a sentence."""
     reader = GitReader(repo)
