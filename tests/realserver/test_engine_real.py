@@ -168,11 +168,23 @@ def test_a_code_review_stores_every_byte_visibly_and_shows_speed_and_cache_per_a
             -1
         ]
         assert numbers.speed in line and numbers.cache in line
-        turns = AgentEvent.objects.filter(step=step, kind="status", payload__state="turn")
-        last = turns.order_by("-seq").first()
-        assert last is not None
+        turns = list(
+            AgentEvent.objects.filter(step=step, kind="status", payload__state="turn").order_by(
+                "session_id", "seq"
+            )
+        )
+        assert turns
+        # The answer's own turn: a structured restatement the server answered adds one more
+        # after it (kept, or unusable: the prose stands), and the step is cut off only if its
+        # answer was. A restatement whose request failed adds no turn.
+        restatements = AgentEvent.objects.filter(step=step, kind="status")
+        restated = restatements.filter(payload__state="structured").exists() or any(
+            str(e.payload.get("reason", "")).startswith("structured answer unusable")
+            for e in restatements.filter(payload__state="structured_unusable")
+        )
+        answered = turns[-2] if restated and len(turns) > 1 else turns[-1]
         if step.status == StepStatus.SUCCEEDED:
-            assert step.truncated == (last.payload["finish_reason"] == "length")
+            assert step.truncated == (answered.payload["finish_reason"] == "length")
     speeds = ", ".join(f"{s.key} {step_numbers(s).speed} {step_numbers(s).cache}" for s in ran)
     observed.note(
         "code review",
