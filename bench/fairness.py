@@ -126,7 +126,7 @@ def claim_cost(tmp: Path, args: argparse.Namespace) -> None:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from runs.engine import scheduler
+    from runs.engine.queue import scheduler
     from runs.models import FlowRun, FlowStep, RunStatus, StepStatus
     from runs.services import launch_run
 
@@ -190,7 +190,7 @@ def fifo_claim(worker: str, limit: int) -> list[int]:
     from django.db.models import Q
     from django.utils import timezone
 
-    from runs.engine.scheduler import LEASE_FIELDS, _lease
+    from runs.engine.queue.scheduler import LEASE_FIELDS, _lease
     from runs.models import ACTIVE_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
     now = timezone.now()

@@ -1,6 +1,6 @@
-"""Git tools' speed: each answer of runs.engine.gitread (shadow directory, killable git, our own
-working-tree reads) against the plain git command it replaces, on a generated repository with
-thousands of commits, and the read-only fingerprint of the same tree.
+"""Git tools' speed: each answer of runs.engine.target.gitread (shadow directory, killable git,
+our own working-tree reads) against the plain git command it replaces, on a generated
+repository with thousands of commits, and the read-only fingerprint of the same tree.
 
     .venv/bin/python bench/gitread.py [--commits 3000] [--files 300] [--rounds 5]
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import describe
 
-from runs.engine.fingerprint import take
-from runs.engine.gitread import GitReader
+from runs.engine.target.fingerprint import take
+from runs.engine.target.gitread import GitReader
 
 
 def main() -> None:

@@ -92,7 +92,8 @@ def start_manage(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen
 
 def finish_step(step_id: int, worker: str, **outcome: Any) -> Any:
     """The engine's finish: record the step, then write the report if it was the run's last."""
-    from runs.engine import reporting, scheduler
+    from runs.engine.queue import scheduler
+    from runs.engine.report import reporting
     from runs.models import FlowStep
 
     finished = scheduler.finish_step(step_id, worker, **outcome)

@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from runs import live
-from runs.engine.events import run_group
+from runs.engine.agent.events import run_group
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep
 from runs.permissions import can_see
 from runs.socket_messages import Refresh, Refused, Subscribe, Unsubscribe, read_message

@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from flows.citations import CheckStatus
 from flows.excerpts import file_digest, segments
-from runs.engine.reporting import ConfinedLines
+from runs.engine.report.reporting import ConfinedLines
 from runs.markup import render_markdown
 from runs.models import FlowRun
 from runs.permissions import visible_runs

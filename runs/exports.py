@@ -1,6 +1,6 @@
 """A run's report as files, and sent to a chat. Never written into the target.
 
-What leaves here passes through runs.engine.secrets.redact: a private key or a URL credential
+What leaves here passes through runs.engine.target.secrets.redact: a private key or a URL credential
 that reached a step's output or the report somehow still does not leave.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from runs.engine.secrets import redact
+from runs.engine.target.secrets import redact
 from runs.models import ChatMessage, FlowRun
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from runs import evidence, timeline
-from runs.engine import fairness
+from runs.engine.queue import fairness
 from runs.labels import (
     State,
     duration,

@@ -75,7 +75,7 @@ class FlowRun(models.Model):
     fast = models.BooleanField(default=False)
     target = models.CharField(max_length=1000)
     # What the target was at launch, checked again at every attempt, retry and citation
-    # check (runs.engine.confinement.open_target): its real path, and the directory's
+    # check (runs.engine.target.confinement.open_target): its real path, and the directory's
     # `device:inode`, so a target moved, swapped or replaced by a link is refused.
     target_real_path = models.CharField(max_length=1000, blank=True)
     target_identity = models.CharField(max_length=64, blank=True)
@@ -88,7 +88,7 @@ class FlowRun(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    # The target's fingerprint when the first attempt started (runs.engine.readonly_proof);
+    # The target's fingerprint when the first attempt started (runs.engine.target.readonly_proof);
     # only its summary stays once the report has compared it with the target at the end.
     fingerprint = models.JSONField(default=dict, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -125,7 +125,7 @@ class FlowRun(models.Model):
     @property
     def is_demo(self) -> bool:
         """Run on the scripted demo model, not a real one."""
-        from runs.engine.modelconfig import DEMO_PROVIDER
+        from runs.engine.agent.modelconfig import DEMO_PROVIDER
 
         return self.model.partition("/")[0] == DEMO_PROVIDER
 
@@ -164,7 +164,7 @@ class FlowStep(models.Model):
     # True while this step is in its model's queue, asking for a slot (ordered by queued_at).
     wants_slot = models.BooleanField(default=False)
     # The step's place in its model's line, set when claimed: about the claim time, moved
-    # ahead of other owners' backlogs to keep the line round robin (runs.engine.fairness).
+    # ahead of other owners' backlogs to keep the line round robin (runs.engine.queue.fairness).
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)

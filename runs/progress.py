@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from runs.engine import fairness, scheduler
+from runs.engine.queue import fairness, scheduler
 from runs.labels import State, step_state, step_words
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepPhase, StepStatus
 

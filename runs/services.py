@@ -13,9 +13,10 @@ from django.conf import settings
 from django.db import transaction
 
 from flows.registry import check_band, get_flow
-from runs.engine import reporting, scheduler
-from runs.engine.confinement import target_identity
-from runs.engine.modelconfig import configured_endpoint, configured_model_id
+from runs.engine.agent.modelconfig import configured_endpoint, configured_model_id
+from runs.engine.queue import scheduler
+from runs.engine.report import reporting
+from runs.engine.target.confinement import target_identity
 from runs.models import FlowRun, FlowStep, HostPane, Origin, StepStatus
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def retry_cancelled(run_id: UUID) -> bool:
 
 def tell_viewers(run_id: UUID) -> None:
     """Open panes redraw the whole run (every row changed at once)."""
-    from runs.engine.events import publish
+    from runs.engine.agent.events import publish
 
     try:
         async_to_sync(publish)(run_id, {"type": "run.changed"})

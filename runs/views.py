@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
 from runs import exports, live, services
-from runs.engine import fairness
+from runs.engine.queue import fairness
 from runs.models import FlowRun, RunStatus
 from runs.permissions import visible_runs
 

@@ -46,7 +46,7 @@ def bob(django_user_model: Any) -> Any:
 @pytest.fixture
 def finished_run(alice: Any, target_dir: Path) -> Any:
     """A finished code review with a few stored events on the security agent."""
-    from runs.engine import scheduler
+    from runs.engine.queue import scheduler
     from runs.models import AgentEvent, AgentSession, FlowStep
     from runs.services import launch_run
 

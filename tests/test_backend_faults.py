@@ -12,7 +12,7 @@ import pytest
 
 from devtools.fakemodel.faults import fault_plan
 from devtools.fakemodel.server import ScriptedModelServer
-from runs.engine.backends.base import (
+from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
     FirstByte,
@@ -22,7 +22,7 @@ from runs.engine.backends.base import (
     ToolCallStarted,
     TurnResult,
 )
-from runs.engine.backends.openai import OpenAICompatibleBackend, probe_models
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend, probe_models
 
 SPECIALIST = [
     {"role": "system", "content": "Step kind: specialist\nAgent role: security"},

@@ -140,7 +140,7 @@ def test_the_socket_survives_any_message(alice: Any, target_dir: Path, messages:
     """Garbage on the pane's socket is ignored and the socket keeps serving the pane."""
     from channels.layers import get_channel_layer
 
-    from runs.engine.events import run_group
+    from runs.engine.agent.events import run_group
     from runs.services import launch_run
 
     run = FlowRun.objects.filter(owner=alice).first() or launch_run(

@@ -4,7 +4,7 @@ tests/data/citation_corpus/ holds answers written in the styles of current open 
 (Qwen3, Qwen3-Coder, DeepSeek-R1 with its <think> reasoning, DeepSeek-V3, Llama, Mistral,
 gpt-oss), a small target project they cite, and key.toml: every citation-like string in each
 answer, the form it is written in, and what the checker must say. The files are read through
-the engine's own reader (runs.engine.reporting.ConfinedLines), so confinement and secrets apply.
+the engine's own reader (runs.engine.report.reporting.ConfinedLines), so confinement and secrets apply.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from flows.citations import MARK_VERIFIED, CitationCheck, annotate, check_all
-from runs.engine.reporting import ConfinedLines
+from runs.engine.report.reporting import ConfinedLines
 
 CORPUS = Path(__file__).parent / "data" / "citation_corpus"
 TARGET = (CORPUS / "target").resolve()

@@ -1,6 +1,6 @@
 """The engine's reader for the citation checker: the tools' confinement and secret rules.
 
-Citations are checked through runs.engine.reporting.ConfinedLines, which reads only what the
+Citations are checked through runs.engine.report.reporting.ConfinedLines, which reads only what the
 read-only tools may read. Secrets are flagged, never verified; links out of the target,
 loops, FIFOs and a swapped target fail only the citations that touch them.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.citations import CheckStatus, check_all
-from runs.engine.reporting import ConfinedLines
+from runs.engine.report.reporting import ConfinedLines
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
 
@@ -106,7 +106,7 @@ def test_a_target_that_is_gone_fails_every_citation_without_raising(target: Path
 
 
 def test_a_file_too_large_to_check_is_flagged(target: Path):
-    from runs.engine import reporting
+    from runs.engine.report import reporting
 
     (target / "big.txt").write_text("x\n" * (reporting.MAX_CITED_FILE_BYTES // 2 + 1))
     assert status(target, "`big.txt:1`") == CheckStatus.UNREADABLE

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from devtools.testing import ROOT
-from runs.engine.confinement import (
+from runs.engine.storable import storable
+from runs.engine.target.confinement import (
     Confinement,
     Refused,
     TargetChanged,
@@ -23,8 +24,7 @@ from runs.engine.confinement import (
     printable,
     target_identity,
 )
-from runs.engine.storable import storable
-from runs.engine.tools import ReadOnlyTools
+from runs.engine.target.tools import ReadOnlyTools
 
 SECRET = "sk-live-HARDLINK-9191"
 OUTSIDE = "OUTSIDE-BYTES-5151"
@@ -204,7 +204,7 @@ def test_unreadable_files_and_folders_are_tool_errors_naming_the_path(tmp_path: 
     (root / "closed").chmod(0)
     script = (
         "import json, sys\n"
-        "from runs.engine.tools import ReadOnlyTools\n"
+        "from runs.engine.target.tools import ReadOnlyTools\n"
         "tools = ReadOnlyTools(sys.argv[1])\n"
         "calls = [('read_file', {'path': 'locked.py'}), ('read_file', {'path': 'closed/inner.py'}),"
         " ('list_dir', {'path': 'closed'}), ('grep', {'pattern': 'SECRET|x'}),"

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from devtools.fakemodel.faults import fault_plan
-from runs.engine.tools import ReadOnlyTools
+from runs.engine.target.tools import ReadOnlyTools
 from runs.models import AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.progress import step_line, step_numbers
 from runs.services import cancel_run, launch_run

@@ -10,7 +10,7 @@ import pytest
 
 from devtools.testing import finish_step
 from flows.registry import CATALOG
-from runs.engine import scheduler
+from runs.engine.queue import scheduler
 from runs.engine.worker import Engine
 from runs.models import FlowRun, FlowStep, RunStatus
 from runs.services import launch_run

@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 
 from devtools.testing import ROOT, finish_step
-from runs.engine import fairness, scheduler
+from runs.engine.queue import fairness, scheduler
 from runs.engine.worker import Engine
 from runs.models import FlowRun, FlowStep, RunStatus
 from runs.progress import snapshot

@@ -22,8 +22,8 @@ import pytest
 from devtools.fakemodel.faults import FaultKind, FaultPlan, fault_plan, parse_rule
 from devtools.fakemodel.scripts import reply_for
 from devtools.fakemodel.server import ScriptedModelServer
-from runs.engine.backends.base import EndpointConfig, FirstByte, TurnResult
-from runs.engine.backends.openai import OpenAICompatibleBackend
+from runs.engine.agent.backends.base import EndpointConfig, FirstByte, TurnResult
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL_NAMES = ("list_dir", "read_file", "grep", "glob", "file_info")

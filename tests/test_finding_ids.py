@@ -18,7 +18,7 @@ from flows.finding_ids import (
     render_comparison,
 )
 from flows.findings import read_findings
-from runs.engine.report_evidence import mark_changes
+from runs.engine.report.report_evidence import mark_changes
 
 
 def quoted(path: str, quote: str | None, claim: str = "Shell", line: int = 6) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.engine.fingerprint import Fingerprint, compare, describe, take
+from runs.engine.target.fingerprint import Fingerprint, compare, describe, take
 from tests.hostile_git import git
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runs.engine.gitread import GitReader, clean
-from runs.engine.gitsession import GitFailed, GitLimits, check_revision
-from runs.engine.tools import ReadOnlyTools
+from runs.engine.target.gitread import GitReader, clean
+from runs.engine.target.gitsession import GitFailed, GitLimits, check_revision
+from runs.engine.target.tools import ReadOnlyTools
 from tests.hostile_git import EMPTY_TREE, git
 
 
@@ -203,7 +203,7 @@ def test_clean_redacts_every_key_armour_and_url_credentials():
     urls = "https://me:SECRETF@h.example/x ssh://ghp_0123456789abcdefSECRETG@h ssh://git@h.example"
     assert clean(urls) == ("https://[redacted]@h.example/x ssh://[redacted]@h ssh://git@h.example")
     assert clean("bell\x07 esc\x1b[31m crlf\r\n") == "bell\u2407 esc\u241b[31m crlf\n"
-    # The one secret rule (runs/engine/secrets.py): any case, age keys too.
+    # The one secret rule (runs/engine/target/secrets.py): any case, age keys too.
     other = "x AGE-SECRET-KEY-1" + "Q" * 58 + " y -----begin rsa private key-----\nSECRETH"
     assert clean(other) == "x [private key redacted] y [private key redacted]"
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from runs.engine.fingerprint import take
-from runs.engine.gitread import GitReader
-from runs.engine.tools import ReadOnlyTools, ToolLimits
+from runs.engine.target.fingerprint import take
+from runs.engine.target.gitread import GitReader
+from runs.engine.target.tools import ReadOnlyTools, ToolLimits
 from tests.hostile_git import (
     EMPTY_TREE,
     command_repo,
@@ -425,6 +425,6 @@ def test_output_beyond_the_cap_is_stopped_with_a_sentence(tmp_path: Path):
 
 
 def _limits(**changes: Any):
-    from runs.engine.gitsession import GitLimits
+    from runs.engine.target.gitsession import GitLimits
 
     return GitLimits(**changes)

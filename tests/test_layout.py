@@ -52,5 +52,15 @@ def test_the_engine_never_reaches_up_into_the_web_layer():
 
 
 def test_the_demo_model_is_loaded_by_name_only_when_selected():
-    source = Path(ROOT / "runs/engine/modelconfig.py").read_text()
+    source = Path(ROOT / "runs/engine/agent/modelconfig.py").read_text()
     assert 'import_module("devtools.demo")' in source
+
+
+def test_the_engine_is_grouped_by_what_each_part_does():
+    """queue, agent, target and report each own their modules; the top holds only the seams."""
+    engine = ROOT / "runs/engine"
+    top = sorted(p.stem for p in engine.glob("*.py"))
+    assert top == ["__init__", "crashpoints", "dbthread", "problems", "storable", "worker"]
+    groups = sorted(p.name for p in engine.iterdir() if (p / "__init__.py").exists())
+    assert groups == ["agent", "queue", "report", "target"]
+    assert (engine / "queue/scheduler.py").exists() and (engine / "target/secrets.py").exists()

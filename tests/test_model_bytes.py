@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from devtools.fakemodel.faults import fault_plan
 from devtools.fakemodel.server import HOSTILE_TEXT
-from runs.engine import scheduler
-from runs.engine.context import load_context
+from runs.engine.agent.context import load_context
+from runs.engine.agent.events import EventSink, StorageRefused
 from runs.engine.dbthread import db_async
-from runs.engine.events import EventSink, StorageRefused
+from runs.engine.queue import scheduler
 from runs.engine.storable import clean_text, is_outage, storable
 from runs.engine.worker import Engine
 from runs.live import pane_state, render_events, render_rows, stored_events
@@ -100,7 +100,7 @@ def test_a_model_streaming_nul_and_control_bytes_is_stored_visibly_and_the_run_s
 def test_a_nul_in_a_file_past_its_first_8_kb_reaches_neither_the_model_nor_storage(
     scripted_model: Any, target_dir: Path
 ):
-    """A NUL anywhere makes a file binary (runs.engine.confinement: the safety layer's rule,
+    """A NUL anywhere makes a file binary (runs.engine.target.confinement: the safety layer's rule,
     which wins over letting it through marked): the run succeeds without it."""
     hidden = target_dir / "app" / "legacy.py"
     hidden.write_text("# filler line to get past the binary sniff\n" * 200)

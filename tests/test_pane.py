@@ -15,8 +15,8 @@ from django.test import Client
 
 from devtools.testing import finish_step
 from orchestrator_site.asgi import application
-from runs.engine import scheduler
-from runs.engine.events import run_group
+from runs.engine.agent.events import run_group
+from runs.engine.queue import scheduler
 from runs.models import AgentEvent, ChatMessage, FlowRun, FlowStep
 from runs.services import launch_run
 

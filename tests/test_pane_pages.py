@@ -19,7 +19,7 @@ from django.test import Client
 
 from devtools.testing import ROOT, database_url, manage_env
 from runs import services
-from runs.engine import scheduler
+from runs.engine.queue import scheduler
 from runs.models import ChatMessage, FlowRun, WorkspaceLayout
 from runs.services import launch_run
 from runs.workspace import MAX_OPEN_PANES

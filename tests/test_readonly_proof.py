@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from devtools.testing import finish_step
-from runs.engine import readonly_proof, scheduler
+from runs.engine.queue import scheduler
+from runs.engine.target import readonly_proof
 from runs.models import FlowRun, RunStatus
 from runs.services import launch_run
 from tests.test_engine import run_to_end

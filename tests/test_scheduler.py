@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from devtools.testing import finish_step
 from runs import services
-from runs.engine import scheduler
+from runs.engine.queue import scheduler
 from runs.models import FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import launch_run
 

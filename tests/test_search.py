@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.engine.tools import ReadOnlyTools, ToolLimits
+from runs.engine.target.tools import ReadOnlyTools, ToolLimits
 from tests.hostile import CATASTROPHIC_PATTERNS
 
 LONG_LINE = "a" * 30_000 + "#"  # one long identifier: what made `(\w+)+!` take 56 s

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runs.engine.secrets import REDACTED_CREDENTIAL, has_private_key, is_secret_name, redact
+from runs.engine.target.secrets import REDACTED_CREDENTIAL, has_private_key, is_secret_name, redact
 
 SECRET_PATHS = [
     ".env",

@@ -21,14 +21,14 @@ from django.db import connection
 from devtools.fakemodel.faults import fault_plan
 from devtools.fakemodel.server import ScriptedModelServer
 from devtools.testing import free_port
-from runs.engine.backends.base import (
+from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
     Retrying,
     RetryKind,
     TurnResult,
 )
-from runs.engine.backends.openai import OpenAICompatibleBackend
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 from runs.models import AgentEvent, FlowStep, RunStatus, StepStatus
 from runs.progress import step_state
 from runs.services import launch_run
@@ -101,7 +101,7 @@ def test_retries_stop_when_the_time_budget_is_spent_and_the_error_says_how_long(
 
 def test_the_budget_is_the_default_and_long_enough_for_a_model_load(settings: Any):
     """llama-swap waits up to 120 s for a model to load; the default waits longer."""
-    from runs.engine.modelconfig import resolve_model
+    from runs.engine.agent.modelconfig import resolve_model
 
     settings.ORCHESTRATOR_MODEL = "llama-swap/some-model"
     assert resolve_model().endpoint.retry_seconds >= 120

@@ -22,7 +22,7 @@ import pytest
 from django.core.management import call_command
 
 from devtools.fakemodel.server import ScriptedModelServer
-from runs.engine.backends.openai import probe_props, server_root
+from runs.engine.agent.backends.openai import probe_props, server_root
 from runs.live import pane_state, render_header
 from runs.models import FlowRun, RunStatus
 from runs.services import launch_run

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devtools.testing import start_manage
-from runs.engine import scheduler
+from runs.engine.queue import scheduler
 from runs.models import FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import cancel_run, launch_run
 from tests.test_processes import worker_env

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from channels.layers import get_channel_layer
 
-from runs.engine.events import run_group
+from runs.engine.agent.events import run_group
 from runs.models import FlowRun
 from runs.socket_messages import (
     MAX_MESSAGE_CHARS,

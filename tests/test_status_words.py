@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from runs.engine import scheduler
+from runs.engine.queue import scheduler
 from runs.live import pane_state, render_rows
 from runs.models import FlowStep, StepPhase, StepStatus
 from runs.progress import snapshot, step_line, step_state

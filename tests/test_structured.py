@@ -26,7 +26,7 @@ from flows.structured import (
     response_format,
     shape_for,
 )
-from runs.engine.reporting import ConfinedLines
+from runs.engine.report.reporting import ConfinedLines
 
 CORPUS = Path(__file__).parent / "data" / "citation_corpus"
 TARGET = (CORPUS / "target").resolve()

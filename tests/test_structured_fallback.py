@@ -17,8 +17,8 @@ import pytest
 
 from devtools.fakemodel.server import ScriptedModelServer
 from flows.citation_scan import scan
-from runs.engine.backends.base import BackendError, EndpointConfig, StructuredOutputRejected
-from runs.engine.backends.openai import OpenAICompatibleBackend
+from runs.engine.agent.backends.base import BackendError, EndpointConfig, StructuredOutputRejected
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 from runs.engine.worker import Engine
 from runs.models import AgentEvent, FlowRun, RunStatus
 from runs.services import launch_run

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.engine.tools import READ_ONLY_TOOLS, ReadOnlyTools, ToolLimits
+from runs.engine.target.tools import READ_ONLY_TOOLS, ReadOnlyTools, ToolLimits
 
 TOKEN = "sk-live-THIS-MUST-NEVER-LEAK-4242"
 OUTSIDE = "OUTSIDE-THE-TARGET-CONTENT-7373"

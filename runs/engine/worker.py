@@ -24,11 +24,12 @@ from channels.worker import Worker
 from django.conf import settings
 from django.db import Error as DatabaseError
 
-from runs.engine import reporting, scheduler
-from runs.engine.agent import BackendFactory, SlotWaiters, execute_step
-from runs.engine.context import StepContext
+from runs.engine.agent.context import StepContext
+from runs.engine.agent.events import publish
+from runs.engine.agent.loop import BackendFactory, SlotWaiters, execute_step
 from runs.engine.dbthread import close_pool, db_async
-from runs.engine.events import publish
+from runs.engine.queue import scheduler
+from runs.engine.report import reporting
 from runs.models import FlowRun
 
 log = logging.getLogger(__name__)

@@ -108,7 +108,7 @@ def test_retry_from_the_pane_reruns_the_failed_agent_to_a_new_report(
 ):
     """A failed agent's Retry button: it and the spine run again; the others keep their work."""
     from devtools.testing import finish_step
-    from runs.engine import scheduler
+    from runs.engine.queue import scheduler
     from runs.models import FlowStep
 
     run = launch_run(flow="code-review", target=str(target_dir), owner=alice)

@@ -1,4 +1,4 @@
-"""The project's own streaming backend (runs/engine/backends/openai.py) against the real server."""
+"""The project's own streaming backend (runs/engine/agent/backends/openai.py) against the real server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devtools.llamacpp.server import LlamaServer
-from runs.engine.backends.base import (
+from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
     FirstByte,
@@ -20,7 +20,7 @@ from runs.engine.backends.base import (
     TextDelta,
     TurnResult,
 )
-from runs.engine.backends.openai import OpenAICompatibleBackend, probe_models
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend, probe_models
 from tests.realserver.chat import HELLO
 from tests.realserver.conftest import Observations
 

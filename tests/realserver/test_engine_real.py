@@ -23,13 +23,13 @@ from django.core.management import call_command
 from django.db import connection
 
 from devtools.llamacpp.server import LlamaServer
-from runs.engine import scheduler
-from runs.engine.backends.base import EndpointConfig, TurnResult
-from runs.engine.backends.openai import OpenAICompatibleBackend, probe_props
-from runs.engine.context import load_context
+from runs.engine.agent.backends.base import EndpointConfig, TurnResult
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend, probe_props
+from runs.engine.agent.context import load_context
+from runs.engine.agent.events import EventSink
+from runs.engine.agent.turn import TurnState, answer_of_turn, count_turn, one_turn
 from runs.engine.dbthread import close_pool
-from runs.engine.events import EventSink
-from runs.engine.turn import TurnState, answer_of_turn, count_turn, one_turn
+from runs.engine.queue import scheduler
 from runs.live import pane_state, render_events, render_header, stored_events
 from runs.models import TERMINAL_STEP, AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
 from runs.progress import step_numbers, step_state

@@ -12,8 +12,8 @@ from devtools.llamacpp.server import LlamaServer
 from flows.models import FlowKind, StepKind
 from flows.report import parse_verdict
 from flows.structured import Unusable, parse, render, response_format, shape_for
-from runs.engine.backends.base import BackendError, EndpointConfig, TurnResult
-from runs.engine.backends.openai import OpenAICompatibleBackend
+from runs.engine.agent.backends.base import BackendError, EndpointConfig, TurnResult
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 from tests.realserver.chat import HELLO
 from tests.realserver.conftest import Observations
 

@@ -15,7 +15,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.engine.modelconfig import resolve_model
+from runs.engine.agent.modelconfig import resolve_model
 from runs.hints import manage_command
 
 log = logging.getLogger("runs")
@@ -90,8 +90,8 @@ class Command(BaseCommand):
             )
 
     def _check_model(self) -> None:
-        from runs.engine.backends.base import BackendError
-        from runs.engine.backends.openai import probe_models
+        from runs.engine.agent.backends.base import BackendError
+        from runs.engine.agent.backends.openai import probe_models
 
         try:
             model = resolve_model()

@@ -12,24 +12,18 @@ from typing import Any, Protocol
 from django.db import Error as DatabaseError
 
 from flows import structured
-from runs.engine import readonly_proof, reporting, scheduler
-from runs.engine.backends.base import (
+from runs.engine.agent.backends.base import (
     AgentBackend,
     BackendError,
     StructuredOutputRejected,
     ToolCall,
 )
-from runs.engine.caps import CapExceeded
-from runs.engine.confinement import TargetChanged, open_target
-from runs.engine.context import StepContext, checkpoint, load_context, record_counters
-from runs.engine.dbthread import db_async
-from runs.engine.events import EventSink, StorageRefused, publish_step_changed
-from runs.engine.modelconfig import ModelTarget
-from runs.engine.servers import ServerDirectory
-from runs.engine.storable import is_outage, storable, write_refusal
-from runs.engine.tools import ReadOnlyTools, ToolResult
-from runs.engine.toolthreads import run_off_loop
-from runs.engine.turn import (
+from runs.engine.agent.caps import CapExceeded
+from runs.engine.agent.context import StepContext, checkpoint, load_context, record_counters
+from runs.engine.agent.events import EventSink, StorageRefused, publish_step_changed
+from runs.engine.agent.modelconfig import ModelTarget
+from runs.engine.agent.servers import ServerDirectory
+from runs.engine.agent.turn import (
     StepFailed,
     TurnState,
     answer_of_turn,
@@ -41,6 +35,14 @@ from runs.engine.turn import (
     refuse_cut_calls,
     totals,
 )
+from runs.engine.dbthread import db_async
+from runs.engine.queue import scheduler
+from runs.engine.report import reporting
+from runs.engine.storable import is_outage, storable, write_refusal
+from runs.engine.target import readonly_proof
+from runs.engine.target.confinement import TargetChanged, open_target
+from runs.engine.target.tools import ReadOnlyTools, ToolResult
+from runs.engine.target.toolthreads import run_off_loop
 from runs.models import EventKind
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class BackendFactory:
         return self._backends[key]
 
     def build(self, model: ModelTarget) -> AgentBackend:
-        from runs.engine.backends.openai import OpenAICompatibleBackend
+        from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 
         return OpenAICompatibleBackend(model.endpoint)
 

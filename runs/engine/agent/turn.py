@@ -17,8 +17,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from runs.engine import scheduler
-from runs.engine.backends.base import (
+from runs.engine.agent.backends.base import (
     AgentBackend,
     FirstByte,
     ReasoningDelta,
@@ -30,10 +29,11 @@ from runs.engine.backends.base import (
     TurnResult,
     estimate_tokens,
 )
-from runs.engine.caps import AgentLimits
-from runs.engine.context import STEP_COUNTERS, StepContext
+from runs.engine.agent.caps import AgentLimits
+from runs.engine.agent.context import STEP_COUNTERS, StepContext
+from runs.engine.agent.events import EventSink, StorageRefused, publish_step_changed
 from runs.engine.dbthread import db_async
-from runs.engine.events import EventSink, StorageRefused, publish_step_changed
+from runs.engine.queue import scheduler
 from runs.models import EventKind, StepPhase
 
 TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from runs.engine.confinement import Confinement, Refused
-from runs.engine.gitlayout import GitLayout, GitRefused, locate
-from runs.engine.gitsession import GitFailed, GitLimits, GitSession
-from runs.engine.gitworktree import Change, compare, index_files, tree_files, within
-from runs.engine.secrets import KEY_START_ERE, has_private_key, is_secret_name, redact
 from runs.engine.storable import clean_text
+from runs.engine.target.confinement import Confinement, Refused
+from runs.engine.target.gitlayout import GitLayout, GitRefused, locate
+from runs.engine.target.gitsession import GitFailed, GitLimits, GitSession
+from runs.engine.target.gitworktree import Change, compare, index_files, tree_files, within
+from runs.engine.target.secrets import KEY_START_ERE, has_private_key, is_secret_name, redact
 
 log = logging.getLogger(__name__)
 

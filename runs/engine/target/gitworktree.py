@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runs.engine.confinement import Confinement, Refused
-from runs.engine.gitsession import GitSession
+from runs.engine.target.confinement import Confinement, Refused
+from runs.engine.target.gitsession import GitSession
 
 LISTING_CAP = 64 * 1024 * 1024
 READ_CHUNK = 1024 * 1024

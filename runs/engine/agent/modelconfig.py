@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runs.engine.backends.base import EndpointConfig
+from runs.engine.agent.backends.base import EndpointConfig
 from runs.engine.problems import validation_problems
 
 DEMO_PROVIDER = "demo"

@@ -14,7 +14,7 @@ from django.db import transaction
 from flows.models import Depth, StepKind
 from flows.prompts import RunBrief, UpstreamOutput, system_prompt, user_prompt
 from flows.registry import get_flow
-from runs.engine.modelconfig import DEMO_PROVIDER
+from runs.engine.agent.modelconfig import DEMO_PROVIDER
 from runs.engine.storable import clean_text, storable
 from runs.models import AgentSession, FlowRun, FlowStep, StepStatus
 
@@ -38,7 +38,7 @@ class StepContext:
     tokens_out: int
     last_tool: str
     holds_slot: bool = False  # granted a model slot together with its claim
-    # What the target was at launch (runs.engine.confinement.open_target checks it again).
+    # What the target was at launch (runs.engine.target.confinement.open_target checks it again).
     target_real_path: str = ""
     target_identity: str = ""
     flow_kind: str = ""  # analysis or draft: which step kinds answer schema-shaped

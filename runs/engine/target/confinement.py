@@ -1,4 +1,4 @@
-"""Path confinement: nothing outside the target; what is secret is runs.engine.secrets' rule.
+"""Path confinement: nothing outside the target; what is secret is runs.engine.target.secrets' rule.
 
 Every path an agent names is relative to the target root. It is resolved with symlinks
 followed and must still lie inside the root's real path; only regular files with a single
@@ -24,7 +24,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from runs.engine.secrets import has_private_key, is_secret_name
+from runs.engine.target.secrets import has_private_key, is_secret_name
 
 # A NUL in the first 8 KB makes a file binary (git's own rule); one anywhere is refused too,
 # as no NUL may reach the model's transcript or the database.

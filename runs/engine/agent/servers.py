@@ -17,10 +17,10 @@ import time
 from collections import OrderedDict
 from uuid import UUID
 
-from runs.engine.backends.base import ServerProps
-from runs.engine.backends.openai import probe_props
+from runs.engine.agent.backends.base import ServerProps
+from runs.engine.agent.backends.openai import probe_props
+from runs.engine.agent.modelconfig import ModelTarget, resolve_model
 from runs.engine.dbthread import db_async
-from runs.engine.modelconfig import ModelTarget, resolve_model
 from runs.models import FlowRun
 
 log = logging.getLogger(__name__)

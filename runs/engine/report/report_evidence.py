@@ -14,8 +14,8 @@ from flows.citations import CheckStatus, CitationCheck, LineReader
 from flows.excerpts import excerpt
 from flows.finding_ids import CHANGE_MARKS, compare, finding_id, normalise_path
 from flows.findings import read_findings
-from runs.engine.secrets import redact
 from runs.engine.storable import clean_text
+from runs.engine.target.secrets import redact
 from runs.models import FlowRun, RunStatus
 
 MAX_KEPT_EXCERPTS = 300  # verified citations whose lines a report keeps

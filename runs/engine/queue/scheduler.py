@@ -22,8 +22,8 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from runs.engine import fairness, slotsql
-from runs.engine.context import StepContext, open_attempt
+from runs.engine.agent.context import StepContext, open_attempt
+from runs.engine.queue import fairness, slotsql
 from runs.engine.storable import clean_text
 from runs.models import (
     ACTIVE_STEP,
@@ -80,7 +80,7 @@ def _lease(step: FlowStep, worker: str, now: datetime) -> None:
 def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[int]:
     """Take up to `limit` ready steps (or steps whose worker died) and lease them to `worker`.
 
-    Which ones, and in what order, is fair use's rule (runs.engine.fairness): only runs
+    Which ones, and in what order, is fair use's rule (runs.engine.queue.fairness): only runs
     within their owner's cap, round robin across owners. A reclaimed step becomes attempt
     N+1; its agent continues from the last checkpointed turn.
     """
@@ -490,7 +490,7 @@ def retry_steps(run_id: UUID, keys: Sequence[str]) -> bool:
             lease_owner="",
             lease_expires_at=None,
         )
-        # Pending again, so the retry passes its owner's cap like a launch (runs.engine.fairness);
+        # Pending again, so the retry passes its owner's cap like a launch (queue.fairness);
         # the claim makes it running. It keeps its launch time, so it is first of theirs to go.
         run.status = RunStatus.PENDING
         run.finished_at = None

@@ -28,8 +28,9 @@ from flows.report import (
     render_method,
     render_report,
 )
-from runs.engine import readonly_proof, report_evidence
-from runs.engine.confinement import (
+from runs.engine.report import report_evidence
+from runs.engine.target import readonly_proof
+from runs.engine.target.confinement import (
     Confinement,
     NoSuchFile,
     OutsideTarget,

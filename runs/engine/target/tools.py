@@ -4,8 +4,8 @@ Arguments are pydantic models (their JSON schema is what the model sees); every 
 ToolResult and never raises: whatever the target holds (symlink loops, FIFOs, unreadable files,
 names that are not UTF-8) or the model sends (huge numbers, deep JSON), the model reads an
 error naming the path. A tool name outside READ_ONLY_TOOLS gets an error result and nothing
-runs. Everything a tool returns passes through runs.engine.secrets.redact, and searches run in
-linear time under a deadline (runs.engine.search).
+runs. Everything a tool returns passes through runs.engine.target.secrets.redact, and searches
+run in linear time under a deadline (runs.engine.target.search).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runs.engine import crashpoints
-from runs.engine.confinement import Confinement, Refused, TargetChanged, printable
-from runs.engine.gitread import GitAnswer, GitLimits, GitReader
 from runs.engine.problems import validation_problems
-from runs.engine.search import SKIP_DIRS as SKIP_DIRS  # importable here, where it lived
-from runs.engine.search import (
+from runs.engine.target.confinement import Confinement, Refused, TargetChanged, printable
+from runs.engine.target.gitread import GitAnswer, GitLimits, GitReader
+from runs.engine.target.search import SKIP_DIRS as SKIP_DIRS  # importable here, where it lived
+from runs.engine.target.search import (
     Deadline,
     Entry,
     Walk,
@@ -35,7 +35,7 @@ from runs.engine.search import (
     compile_pattern,
     grep_file,
 )
-from runs.engine.secrets import is_secret_name, redact
+from runs.engine.target.secrets import is_secret_name, redact
 
 log = logging.getLogger(__name__)
 # Longer tool arguments are refused before they are parsed (no tool needs more).

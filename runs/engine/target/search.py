@@ -4,7 +4,7 @@ Patterns the model writes run on RE2, which matches in time linear in the text, 
 pattern (`(\\w+)+!` on a long identifier, `**/**/**/...`) can backtrack for minutes. RE2
 has no look-around or backreferences; such a pattern is refused with a sentence saying so.
 Every search also stops at a deadline and at an entry limit, and says where it stopped.
-What grep searches is the redacted text (runs.engine.secrets), so a pattern cannot be used
+What grep searches is the redacted text (runs.engine.target.secrets), so a pattern cannot be used
 to probe a credential one character at a time.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import re2
 
-from runs.engine.confinement import Confinement, Refused, printable
-from runs.engine.secrets import is_secret_name, redact
+from runs.engine.target.confinement import Confinement, Refused, printable
+from runs.engine.target.secrets import is_secret_name, redact
 
 # Folders no search walks into: tooling caches, dependencies, and git's internals.
 SKIP_DIRS = frozenset(

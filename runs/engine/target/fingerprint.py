@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runs.engine.confinement import Confinement
-from runs.engine.gitlayout import GitLayout, GitRefused, locate, read_head
-from runs.engine.gitsession import GitFailed, GitLimits, GitSession
-from runs.engine.gitworktree import compare as compare_worktree
-from runs.engine.gitworktree import index_files
-from runs.engine.secrets import is_secret_name
+from runs.engine.target.confinement import Confinement
+from runs.engine.target.gitlayout import GitLayout, GitRefused, locate, read_head
+from runs.engine.target.gitsession import GitFailed, GitLimits, GitSession
+from runs.engine.target.gitworktree import compare as compare_worktree
+from runs.engine.target.gitworktree import index_files
+from runs.engine.target.secrets import is_secret_name
 
 MAX_ENTRIES = 200_000
 TIME_LIMIT = 30.0

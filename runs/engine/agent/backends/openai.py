@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from runs.engine import crashpoints
-from runs.engine.backends.base import (
+from runs.engine.agent.backends.base import (
     BackendError,
     BackendEvent,
     EndpointConfig,

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from runs.engine.gitlayout import GitLayout, build_shadow
+from runs.engine.target.gitlayout import GitLayout, build_shadow
 
 STDERR_CAP = 16_384
 CHUNK = 65_536

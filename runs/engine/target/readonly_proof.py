@@ -1,6 +1,6 @@
 """Proof of read-only: the target's fingerprint when a run starts and when its report is written.
 
-The first attempt of a run records the "before" fingerprint (runs.engine.fingerprint: taken
+The first attempt of a run records the "before" fingerprint (runs.engine.target.fingerprint: taken
 without running anything from the target); the report compares it with the target as it is
 then and says in Method whether the target was unchanged, or what changed. Once compared, the
 per-path entries are dropped and only the summary stays with the run.
@@ -12,8 +12,8 @@ import os
 from typing import Any
 from uuid import UUID
 
-from runs.engine.fingerprint import Fingerprint, describe, take
 from runs.engine.storable import storable
+from runs.engine.target.fingerprint import Fingerprint, describe, take
 from runs.models import FlowRun
 
 # Bounds for a run's fingerprint: it is stored on the run until the report compares it.

@@ -1,4 +1,4 @@
-"""The model slot queue's SQL, in one place (runs.engine.scheduler calls it by name)."""
+"""The model slot queue's SQL, in one place (runs.engine.queue.scheduler calls it by name)."""
 
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ class Claimed:
 def place_in_line(cursor: CursorWrapper, claimed: Sequence[Claimed], now: datetime) -> None:
     """Set each claimed step's place in its model's line for a slot (`queued_at`), in order.
 
-    The line is ordered by queued_at (the slot SQL in runs.engine.scheduler grants in that
+    The line is ordered by queued_at (the slot SQL in runs.engine.queue.scheduler grants in that
     order, and keeps a step's place for its whole attempt). Arrival order alone would let a
     user who has many steps claimed hold every slot for their whole backlog, so the line is
     round robin by owner instead: a step goes just ahead of the first step whose owner has

@@ -1,0 +1,1 @@
+"""The report: written from a finished run's steps, with what it keeps to be checked."""

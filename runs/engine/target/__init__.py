@@ -1,0 +1,1 @@
+"""The target: where a path may go, what is secret, the read-only tools, search and git."""
