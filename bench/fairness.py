@@ -190,7 +190,8 @@ def fifo_claim(worker: str, limit: int) -> list[int]:
     from django.db.models import Q
     from django.utils import timezone
 
-    from runs.engine.queue.scheduler import LEASE_FIELDS, _lease
+    from runs.engine.queue.reset import lease_fields
+    from runs.engine.queue.scheduler import _lease
     from runs.models import ACTIVE_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
     now = timezone.now()
@@ -204,7 +205,7 @@ def fifo_claim(worker: str, limit: int) -> list[int]:
         steps = list(query[:limit])
         for step in steps:
             _lease(step, worker, now)
-        FlowStep.objects.bulk_update(steps, LEASE_FIELDS)
+        FlowStep.objects.bulk_update(steps, lease_fields())
         FlowRun.objects.filter(
             id__in={step.run_id for step in steps}, status=RunStatus.PENDING
         ).update(status=RunStatus.RUNNING, started_at=now)

@@ -6,12 +6,15 @@ PostgreSQL rows are the truth; everything else (channel messages, the pane) foll
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.urls import reverse
+
+if TYPE_CHECKING:
+    from runs.engine.agent.counters import Counters
 
 
 class RunStatus(models.TextChoices):
@@ -89,9 +92,11 @@ class FlowRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     # The target's fingerprint when the first attempt started (runs.engine.target.readonly_proof);
-    # only its summary stays once the report has compared it with the target at the end.
+    # kept with the run, so every report (a retry's too) compares against the same snapshot.
     fingerprint = models.JSONField(default=dict, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Time the run sat finished before a retry started it again: elapsed counts active time.
+    idle_seconds = models.FloatField(default=0.0)
     report = models.TextField(blank=True)
     report_data = models.JSONField(default=dict, blank=True)
     summary = models.TextField(blank=True)
@@ -121,6 +126,16 @@ class FlowRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL_RUN
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        """Active time since the first claim: the idle gaps before retries do not count."""
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds() - self.idle_seconds)
 
     @property
     def is_demo(self) -> bool:
@@ -156,6 +171,9 @@ class FlowStep(models.Model):
         max_length=10, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True
     )
     attempt = models.PositiveSmallIntegerField(default=0)
+    # The attempts made before the latest retry: a retry starts afresh, so ORCHESTRATOR_MAX_ATTEMPTS
+    # counts `attempt - attempt_base`, and only sessions after it may be resumed.
+    attempt_base = models.PositiveSmallIntegerField(default=0)
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # True while this step occupies one of its model's slots (the cap holds across workers).
@@ -217,6 +235,18 @@ class FlowStep(models.Model):
         if self.started_at is None or self.first_token_at is None:
             return None
         return max(0.0, (self.first_token_at - self.started_at).total_seconds())
+
+    @property
+    def counters(self) -> Counters:
+        """What this step's attempts counted, as one value (spent never below kept)."""
+        from runs.engine.agent.counters import Counters
+
+        return Counters.of(self)
+
+    @property
+    def attempts_this_retry(self) -> int:
+        """The attempt number counted since the latest retry (the attempt cap's count)."""
+        return self.attempt - self.attempt_base
 
     @property
     def decode_rate(self) -> float | None:

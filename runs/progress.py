@@ -79,8 +79,8 @@ def step_numbers(step: FlowStep) -> Numbers:
     return Numbers(
         tokens_in=step.tokens_in,
         tokens_out=step.tokens_out,
-        spent_in=max(step.tokens_spent_in, step.tokens_in),
-        spent_out=max(step.tokens_spent_out, step.tokens_out),
+        spent_in=step.counters.tokens_spent_in,
+        spent_out=step.counters.tokens_spent_out,
         cache_reuse=step.cache_reuse,
         decode_rate=step.decode_rate,
         tool_calls=step.tool_calls,

@@ -221,7 +221,6 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "comparison": compared,
         "linked_report": render_report(verdict=verdict, body=linked + since, method=method),
     }
-    run.fingerprint = readonly_proof.summary(run.fingerprint)
     run.tokens_in = sum(s.tokens_in for s in steps)
     run.tokens_out = sum(s.tokens_out for s in steps)
 
@@ -249,8 +248,8 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
                 error=s.error if s.status == StepStatus.FAILED else "",
                 citations_verified=sum(c.verified for c in checked[s.key]),
                 citations_broken=sum(not c.verified for c in checked[s.key]),
-                spent_in=max(s.tokens_spent_in, s.tokens_in),
-                spent_out=max(s.tokens_spent_out, s.tokens_out),
+                spent_in=s.counters.tokens_spent_in,
+                spent_out=s.counters.tokens_spent_out,
                 cache_reuse=s.cache_reuse,
                 decode_rate=s.decode_rate,
                 truncated=s.truncated,
