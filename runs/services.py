@@ -116,6 +116,25 @@ def launch_run(
     return run
 
 
+def launch_settings(run: FlowRun) -> dict[str, Any]:
+    """What a run was launched with, as launch_run (and the launcher's fields) take it."""
+    return {
+        "flow": run.flow,
+        "target": run.target,
+        "band": run.band,
+        "fast": run.fast,
+        "focus": run.focus,
+    }
+
+
+def rerun(run: FlowRun, owner: Any) -> FlowRun:
+    """A new run with the same settings as `run` (finished or not), launched by `owner`; the
+    target is checked again like any launch's. LaunchError says why it cannot start."""
+    return launch_run(
+        **launch_settings(run), owner=owner, origin=Origin.BUTTON, host_pane=run.host_pane
+    )
+
+
 def cancel_run(run_id: UUID) -> bool:
     cancelled = scheduler.cancel_run(run_id)
     if cancelled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -10,6 +11,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -17,6 +19,7 @@ from runs import exports, live, services
 from runs.engine.queue import fairness
 from runs.models import FlowRun, RunStatus
 from runs.permissions import visible_runs
+from runs.workspace import remember_open
 
 PAGE_SIZE = 25
 
@@ -97,6 +100,33 @@ def retry_cancelled(request: HttpRequest, run_id: UUID) -> HttpResponse:
     if not services.retry_cancelled(run.id):
         return HttpResponse("There is nothing cancelled to retry.", status=409)
     return HttpResponse(status=204)
+
+
+@login_required
+@require_POST
+def rerun(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
+    """Launch the same run again and open its pane (in place of this one when embedded)."""
+    run = _run(request, run_id)
+    if not run.is_finished:
+        return HttpResponse("This run is still going; re-run it once it has finished.", status=409)
+    try:
+        new = services.rerun(run, request.user)
+    except services.LaunchError as exc:
+        return HttpResponse(f"This run cannot be launched again: {exc}", status=400)
+    remember_open(request.user, new)
+    if not request.htmx:  # a plain form post, without JavaScript
+        return redirect(new)
+    # From an embedded pane the new run opens embedded in its place.
+    embedded = "embed=1" in (request.htmx.current_url or "")
+    url = new.get_absolute_url() + ("?embed=1" if embedded else "")
+    return HttpResponse(status=204, headers={"HX-Redirect": url})
+
+
+@login_required
+def rerun_with_changes(request: HttpRequest, run_id: UUID) -> HttpResponse:
+    """The workspace with the launcher open, filled in with this run's settings."""
+    run = _run(request, run_id)
+    return redirect(f"{reverse('runs:workspace')}?{urlencode({'from': run.id})}")
 
 
 @login_required

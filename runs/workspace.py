@@ -22,7 +22,7 @@ from flows.registry import CATALOG, slash_menu
 from runs.markup import render_markdown
 from runs.models import ChatMessage, FlowRun, HostPane, Origin, WorkspaceLayout
 from runs.permissions import visible_runs
-from runs.services import LaunchError, launch_run
+from runs.services import LaunchError, launch_run, launch_settings
 
 HOST_PANES = (HostPane.CHAT, HostPane.CODER)
 TITLES = {HostPane.CHAT: "Chat", HostPane.CODER: "Coder"}
@@ -56,8 +56,20 @@ def workspace(request: HttpRequest) -> HttpResponse:
         ],
         "catalog_size": len(CATALOG),
         "chat": chat_messages(request.user),
+        "relaunch": _relaunch(request),
     }
     return render(request, "runs/workspace.html", context)
+
+
+def _relaunch(request: HttpRequest) -> dict[str, Any] | None:
+    """The settings of the run named by `?from=` (re-run with changes): the launcher opens
+    filled in with them. Another person's run, or no run, opens nothing."""
+    try:
+        run_id = UUID(request.GET.get("from", ""))
+    except ValueError:
+        return None
+    run = visible_runs(request.user).filter(id=run_id).first()
+    return launch_settings(run) if run is not None else None
 
 
 def _open_runs(request: HttpRequest, layout: WorkspaceLayout | None) -> list[FlowRun]:
