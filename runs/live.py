@@ -175,9 +175,7 @@ def _header(run: FlowRun, steps: list[FlowStep], now: datetime) -> Header:
         tokens_out = sum(s.tokens_out for s in steps)
     counts = progress_counts([s.status for s in steps])
     total = len(steps)
-    elapsed = None
-    if run.started_at is not None:
-        elapsed = ((run.finished_at or now) - run.started_at).total_seconds()
+    elapsed = run.active_seconds(now)  # idle gaps before retries left out
     rate = tokens_out / elapsed if elapsed and elapsed >= MIN_RATE_SECONDS else None
     cancelled = any(s.status == StepStatus.CANCELLED for s in steps)
     return Header(

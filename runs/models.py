@@ -6,6 +6,7 @@ PostgreSQL rows are the truth; everything else (channel messages, the pane) foll
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -95,8 +96,9 @@ class FlowRun(models.Model):
     # kept with the run, so every report (a retry's too) compares against the same snapshot.
     fingerprint = models.JSONField(default=dict, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Time the run sat finished before a retry started it again: elapsed counts active time.
-    idle_seconds = models.FloatField(default=0.0)
+    # When the run sat finished before a retry started it again, as [finished, retried] ISO
+    # pairs: elapsed and the critical path count active time, and the timeline shows the gap.
+    idle_spans = models.JSONField(default=list, blank=True)
     report = models.TextField(blank=True)
     report_data = models.JSONField(default=dict, blank=True)
     summary = models.TextField(blank=True)
@@ -127,15 +129,30 @@ class FlowRun(models.Model):
     def is_finished(self) -> bool:
         return self.status in TERMINAL_RUN
 
-    @property
-    def elapsed_seconds(self) -> float | None:
-        """Active time since the first claim: the idle gaps before retries do not count."""
+    def active_seconds(self, now: datetime | None = None) -> float | None:
+        """Elapsed time since the first claim, the idle gaps before retries left out."""
         if self.started_at is None:
             return None
         from django.utils import timezone
 
-        end = self.finished_at or timezone.now()
+        end = self.finished_at or now or timezone.now()
         return max(0.0, (end - self.started_at).total_seconds() - self.idle_seconds)
+
+    @property
+    def idle(self) -> list[tuple[datetime, datetime]]:
+        """The spans the run sat finished before a retry, oldest first."""
+        return [
+            (datetime.fromisoformat(finished), datetime.fromisoformat(retried))
+            for finished, retried in self.idle_spans
+        ]
+
+    @property
+    def idle_seconds(self) -> float:
+        return sum((retried - finished).total_seconds() for finished, retried in self.idle)
+
+    @property
+    def idle_ms(self) -> int:
+        return int(self.idle_seconds * 1000)
 
     @property
     def is_demo(self) -> bool:

@@ -64,3 +64,33 @@ def test_the_engine_is_grouped_by_what_each_part_does():
     groups = sorted(p.name for p in engine.iterdir() if (p / "__init__.py").exists())
     assert groups == ["agent", "queue", "report", "target"]
     assert (engine / "queue/scheduler.py").exists() and (engine / "target/secrets.py").exists()
+
+
+def test_every_reset_of_a_step_goes_through_the_one_reset_function():
+    """No UPDATE in the engine clears a step's slot, lease, times, output or retry count by
+    hand: runs.engine.queue.reset.reset_step says what each moment of an attempt clears."""
+    cleared = {
+        "holds_slot",
+        "wants_slot",
+        "lease_owner",
+        "lease_expires_at",
+        "started_at",
+        "first_token_at",
+        "finished_at",
+        "output",
+        "truncated",
+        "attempt_base",
+    }
+    found = []
+    for path in sorted((ROOT / "runs" / "engine").rglob("*.py")):
+        if path.name == "reset.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr != "update":
+                continue
+            for keyword in node.keywords:
+                if keyword.arg in cleared and isinstance(keyword.value, ast.Constant):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {keyword.arg}")
+    assert found == []

@@ -228,6 +228,50 @@ class TestCriticalPath:
         )
         assert line.critical_seconds == pytest.approx(12.0)
 
+    def test_a_retried_run_shows_its_idle_gap_and_its_path_counts_active_time(
+        self, alice, target_dir
+    ):
+        """First finished at 10 with Security failed; retried at 40, finished again at 50.
+        The 30 s between are idle: drawn as such, and neither elapsed nor the path counts them."""
+        run = make_run(alice, str(target_dir), end=50)
+        FlowRun.objects.filter(id=run.id).update(
+            idle_spans=[[at(10).isoformat(), at(40).isoformat()]]
+        )
+        run.refresh_from_db()
+        security = make_step(
+            run,
+            "security",
+            0,
+            attempt=2,
+            queued_at=40,
+            started_at=40,
+            first_token_at=41,
+            finished_at=45,
+        )
+        first = add_events(security, [(2, "tool_call", {}), (4, "error", {})], attempt=1)
+        AgentSession.objects.filter(id=first.id).update(created_at=at(1), updated_at=at(4))
+        synthesis = make_step(
+            run,
+            "synthesis",
+            1,
+            attempt=2,
+            depends_on=["security"],
+            queued_at=45.5,
+            started_at=46,
+            first_token_at=46.5,
+            finished_at=50,
+        )
+        earlier = add_events(synthesis, [(9, "status", {"state": "succeeded"})], attempt=1)
+        AgentSession.objects.filter(id=earlier.id).update(created_at=at(5), updated_at=at(10))
+        add_events(synthesis, [(47, "text", {"text": "x"})], attempt=2)
+
+        line = timeline.build(run)
+        assert run.active_seconds() == pytest.approx(20.0)
+        assert ("idle", 10, 40) in kinds(line.lanes[0]) and ("idle", 10, 40) in kinds(line.lanes[1])
+        assert [lane.step.key for lane in line.critical_path] == ["security", "synthesis"]
+        assert "idle" not in dict(line.critical_totals)
+        assert line.critical_seconds == pytest.approx(run.active_seconds())
+
     def test_a_twenty_agent_four_minute_run_answers_why_it_took_that_long(self, alice, target_dir):
         """The fabricated run: 18 specialists on 4 slots, then the synthesizer and validator."""
         run = fabricate_run(alice, str(target_dir), agents=20, tokens=20_000)

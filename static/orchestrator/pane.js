@@ -82,7 +82,8 @@
       const started = Number(el.dataset.started);
       if (!started) return;
       const end = Number(el.dataset.finished) || at;
-      el.textContent = duration(Math.max(0, end - started) / 1000);
+      // Idle gaps before retries are not part of a run's elapsed time.
+      el.textContent = duration(Math.max(0, end - started - (Number(el.dataset.idle) || 0)) / 1000);
     });
   }
 

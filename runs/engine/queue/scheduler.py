@@ -439,8 +439,8 @@ def retry_steps(run_id: UUID, keys: Sequence[str]) -> bool:
         # Pending again, so the retry passes its owner's cap like a launch (queue.fairness);
         # the claim makes it running. It keeps its launch time, so it is first of theirs to go;
         # the time it sat finished is idle, not part of its elapsed time.
-        if run.finished_at is not None:
-            run.idle_seconds += max(0.0, (now - run.finished_at).total_seconds())
+        if run.finished_at is not None and now > run.finished_at:
+            run.idle_spans = [*run.idle_spans, [run.finished_at.isoformat(), now.isoformat()]]
         run.status = RunStatus.PENDING
         run.finished_at = None
         run.report = run.summary = run.confidence = run.error = ""
