@@ -18,11 +18,11 @@ from typing import Any
 
 from django.db import Error as DatabaseError
 
-from runs.engine.agent.backends.base import BackendError
+from runs.engine.agent.backends.base import AgentBackend, BackendError
 from runs.engine.agent.caps import CapExceeded
 from runs.engine.agent.context import StepContext, load_context, record_counters
 from runs.engine.agent.events import EventSink, StorageRefused, publish_step_changed
-from runs.engine.agent.loop import ModelSlot, StepHost, StepLost, _converse, _open_toolbox
+from runs.engine.agent.loop import ModelSlot, StepHost, StepLost, converse, open_toolbox
 from runs.engine.agent.turn import StepFailed, TurnState
 from runs.engine.dbthread import db_async
 from runs.engine.queue import scheduler
@@ -30,6 +30,7 @@ from runs.engine.report import reporting
 from runs.engine.storable import is_outage, storable, write_refusal
 from runs.engine.target import readonly_proof
 from runs.engine.target.confinement import TargetChanged
+from runs.engine.target.tools import ReadOnlyTools
 from runs.engine.target.toolthreads import run_off_loop
 from runs.models import EventKind
 
@@ -44,8 +45,11 @@ class Attempt:
         self.ctx = ctx
         self.host = host
         self.sink = EventSink(ctx.run_id, ctx.step_id, ctx.session_id, next_seq=1)
-        self.state = TurnState.resume(ctx)
+        self.state = TurnState.resume(ctx)  # the tally: transcript and counters as opened
+        # Set as the attempt starts: its place in the model's queue, its client, its tools.
         self.slot: ModelSlot | None = None
+        self.backend: AgentBackend | None = None
+        self.toolbox: ReadOnlyTools | None = None
 
     async def run(self) -> None:
         ctx, host, sink = self.ctx, self.host, self.sink
@@ -56,12 +60,12 @@ class Attempt:
             model = await host.backends.target(ctx.model_id, ctx.endpoint_url)
             await host.backends.servers.note_run(ctx.run_id, model)
             self.slot = ModelSlot(ctx, sink, model, host.waiters)
-            toolbox = await run_off_loop(_open_toolbox, ctx)
+            self.toolbox = toolbox = await run_off_loop(open_toolbox, ctx)
             if await db_async(readonly_proof.needs_before)(ctx.run_id):
                 before = await run_off_loop(readonly_proof.take_fingerprint, toolbox.root)
                 await db_async(readonly_proof.save_before)(ctx.run_id, before)
-            backend = host.backends.backend(model)
-            output = await _converse(ctx, sink, backend, toolbox, self.slot, self.state)
+            self.backend = backend = host.backends.backend(model)
+            output = await converse(ctx, sink, backend, toolbox, self.slot, self.state)
         except asyncio.CancelledError:
             sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
             await asyncio.shield(self._stop())

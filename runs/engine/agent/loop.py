@@ -195,7 +195,7 @@ class ModelSlot:
                 self.waiters.forget(ctx.step_id)
 
 
-async def _converse(
+async def converse(
     ctx: StepContext,
     sink: EventSink,
     backend: AgentBackend,
@@ -203,6 +203,9 @@ async def _converse(
     slot: ModelSlot,
     state: TurnState,
 ) -> str:
+    """The attempt's turns until its final answer. A resumed attempt continues its transcript
+    (and returns its answer at once if the checkpoint already ends with one: only a resume
+    may, never a fresh start after a retry)."""
     if ctx.start is Start.RESUME:
         sink.emit(EventKind.STATUS, state="resumed", turn=ctx.counters.turns)
         if answer := _final_answer(state.messages):
@@ -358,7 +361,7 @@ async def _run_tools(
             state.messages.append({"role": "tool", "tool_call_id": call.id, "content": message})
 
 
-def _open_toolbox(ctx: StepContext) -> ReadOnlyTools:
+def open_toolbox(ctx: StepContext) -> ReadOnlyTools:
     """Checked at every attempt: a target moved or swapped since the launch fails the step
     (TargetChanged). Off the event loop: it touches the disk and may ask git."""
     confinement = open_target(ctx)
