@@ -233,7 +233,7 @@ def _order(path: str) -> tuple[str, ...]:
 
 def _repository_state(confine: Confinement, deadline: float) -> dict[str, Any]:
     try:
-        layout = locate(confine.root)
+        layout = locate(confine)
         if layout is None:
             return {"repository": "not a git repository"}
         head, branch = read_head(layout)

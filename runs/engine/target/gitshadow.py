@@ -1,0 +1,300 @@
+"""The shadow git directory git is pointed at: our configuration, the refs, the object store.
+
+Each git call gets a private directory that holds a configuration we write, a copy of HEAD and
+the refs, and the object store. The repository's config (with its include/includeIf, filter
+and diff drivers, fsmonitor, pager, hook and program settings), hooks/, info/ (attributes,
+excludes, grafts) and objects/info/alternates are simply not there, so nothing the repository
+configures can run or name a file for git to read.
+
+git opens the object files itself, so the descriptor walk cannot reach inside it. Instead git
+is only ever given files this process opened and checked through the target's confinement
+(no link on the way, a regular file, one link, the root's device):
+- each file of objects/pack (and the commit-graph, the index and a split index's other half)
+  is opened here and held open for the call; the shadow names it by a link to
+  `/proc/self/fd/N`, and the descriptor is passed to git under the same number, so git opens
+  the very inode that was checked, whatever the path leads to by then;
+- loose objects (small, and far too many to hold open) are copied into the shadow through
+  checked descriptors.
+Swapping `.git/objects` or `objects/pack` for a link to another repository therefore makes the
+call refuse (the walk meets the link), or changes nothing git reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runs.engine.target.confinement import (
+    Confinement,
+    HardLinked,
+    NoSuchFile,
+    NotRegular,
+    Refused,
+)
+from runs.engine.target.gitlayout import (
+    PACKED_REFS_LIMIT,
+    REF_PART,
+    SYMREF,
+    GitLayout,
+    GitRefused,
+    checked_head,
+    inside,
+    read_small,
+)
+
+MAX_REFS = 50_000
+MAX_OBJECT_ENTRIES = 500_000
+MAX_LOOSE_BYTES = 256 * 1024 * 1024  # loose objects copied for one call; `git gc` packs them
+MAX_PINNED = 1000  # files held open for one call
+PINNED = "/proc/self/fd"  # in git's process: the very file this process opened and checked
+PINNED_INDEX = "index.pinned"
+LOOSE_DIR = re.compile(r"[0-9a-f]{2}")
+READ_CHUNK = 1024 * 1024
+LINK_OUT = "holds a link or special file: refused, nothing outside the target is read"
+
+# Our whole configuration: the repository's own file is never read.
+SHADOW_CONFIG = """\
+[core]
+\trepositoryformatversion = {version}
+\tbare = true
+\tfsmonitor = false
+\thooksPath = /dev/null
+\tpager = cat
+\tattributesFile = /dev/null
+\texcludesFile = /dev/null
+\tquotePath = true
+\tuntrackedCache = false
+\tcommitGraph = true
+[gc]
+\tauto = 0
+[diff]
+\trenames = true
+\tnoprefix = false
+\tmnemonicPrefix = false
+\tsubmodule = short
+[log]
+\tshowSignature = false
+\tmailmap = false
+\tdecorate = false
+[mailmap]
+\tfile = /dev/null
+\tblob =
+[color]
+\tui = false
+[advice]
+\tdetachedHead = false
+"""
+SHA256_EXTENSION = "[extensions]\n\tobjectFormat = sha256\n"
+
+
+@dataclass
+class Pins:
+    """Descriptors of checked files held open for one call (git gets them by number)."""
+
+    fds: list[int] = field(default_factory=list)
+    objects: int = 0  # object-store entries seen
+    loose_bytes: int = 0
+
+    def hold(self, fd: int, link: Path) -> None:
+        self.fds.append(fd)
+        if len(self.fds) > MAX_PINNED:
+            raise GitRefused(f"the repository needs more than {MAX_PINNED} open files: refused")
+        link.symlink_to(f"{PINNED}/{fd}")
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+
+
+def build_shadow(layout: GitLayout, shadow: Path, pins: Pins) -> None:
+    """Fill the empty directory `shadow` with a git directory git may read safely; the files
+    it names by descriptor are held in `pins` until the caller closes them."""
+    if not os.path.isdir(PINNED):
+        raise GitRefused("git history needs /proc to hand git the checked files: not available")
+    version = 1 if layout.object_format == "sha256" else 0
+    config = SHADOW_CONFIG.format(version=version)
+    if layout.object_format == "sha256":
+        config += SHA256_EXTENSION
+    (shadow / "config").write_text(config)
+    (shadow / "HEAD").write_bytes(checked_head(layout))
+    for name in ("packed-refs", "shallow"):
+        source = layout.common_dir / name
+        if os.path.lexists(source):
+            (shadow / name).write_bytes(read_small(layout.confine, source, PACKED_REFS_LIMIT))
+    _copy_refs(layout, shadow / "refs")
+    _objects(layout, shadow / "objects", pins)
+    with _folder(layout.confine, layout.git_dir, "the git directory") as fd:
+        for name, info in _entries(fd):
+            # Not named `index` in the shadow: git reads it only when a call asks for it.
+            if name == "index" and stat.S_ISREG(info.st_mode):
+                pins.hold(_checked(layout.confine, fd, name), shadow / PINNED_INDEX)
+            elif name.startswith("sharedindex.") and stat.S_ISREG(info.st_mode):
+                pins.hold(_checked(layout.confine, fd, name), shadow / name)  # a split index
+
+
+def _copy_refs(layout: GitLayout, destination: Path) -> None:
+    """Loose refs that are plain, small files with a valid name and value; others are skipped."""
+    destination.mkdir()
+    (destination / "heads").mkdir()
+    (destination / "tags").mkdir()
+    refs = layout.common_dir / "refs"
+    if refs.is_symlink():
+        refs = inside(layout.root, refs, "refs/")
+    copied = [0]
+    confine = layout.confine
+    try:
+        with confine.directory(refs, listing=True) as fd:
+            _copy_ref_folder(confine, fd, destination, layout.oid_length, copied)
+    except NoSuchFile:
+        return
+    except Refused as exc:
+        raise GitRefused(f"refs/ cannot be read: {exc}") from None
+
+
+def _copy_ref_folder(
+    confine: Confinement, fd: int, target: Path, oid_length: int, copied: list[int]
+) -> None:
+    for name, info in _entries(fd):
+        if not REF_PART.fullmatch(name) or name.startswith("."):
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            child = confine.open_dir_at(fd, name, listing=True)
+            if child is None:
+                continue
+            try:
+                (target / name).mkdir(exist_ok=True)
+                _copy_ref_folder(confine, child, target / name, oid_length, copied)
+            finally:
+                os.close(child)
+        elif stat.S_ISREG(info.st_mode) and not name.endswith(".lock"):
+            copied[0] += 1
+            if copied[0] > MAX_REFS:
+                raise GitRefused(f"more than {MAX_REFS} loose refs: refused")
+            value = _ref_value(confine, fd, name, oid_length)
+            if value is not None:
+                (target / name).write_bytes(value)
+
+
+def _ref_value(confine: Confinement, fd: int, name: str, oid_length: int) -> bytes | None:
+    try:
+        opened = confine.open_at(fd, name, name)
+    except Refused:
+        return None
+    with os.fdopen(opened, "rb") as handle:
+        raw = handle.read(4097)
+    if SYMREF.fullmatch(raw) or re.fullmatch(rf"[0-9a-f]{{{oid_length}}}\n?".encode(), raw):
+        return raw
+    return None
+
+
+def _objects(layout: GitLayout, destination: Path, pins: Pins) -> None:
+    """The object store's plain parts; info/alternates (other repositories) is left out."""
+    objects = inside(layout.root, layout.common_dir / "objects", "objects/")
+    confine = layout.confine
+    destination.mkdir()
+    with _folder(confine, objects, "objects/") as fd:
+        for name, info in _entries(fd):
+            if not stat.S_ISDIR(info.st_mode):
+                continue
+            if name == "pack":
+                with _subfolder(confine, fd, name) as pack:
+                    _pin_pack(confine, pack, destination / name, pins)
+            elif LOOSE_DIR.fullmatch(name):
+                with _subfolder(confine, fd, name) as loose:
+                    _copy_loose(confine, loose, destination / name, pins)
+            elif name == "info":
+                with _subfolder(confine, fd, name) as info_fd:
+                    _pin_graph(confine, info_fd, destination / name, pins)
+
+
+def _pin_pack(confine: Confinement, fd: int, destination: Path, pins: Pins) -> None:
+    destination.mkdir()
+    for name, _ in _entries(fd):
+        _count(pins, "pack")
+        pins.hold(_checked(confine, fd, name, folder="pack"), destination / name)
+
+
+def _copy_loose(confine: Confinement, fd: int, destination: Path, pins: Pins) -> None:
+    destination.mkdir()
+    for name, _ in _entries(fd):
+        _count(pins, destination.name)
+        opened = _checked(confine, fd, name, folder=destination.name)
+        with os.fdopen(opened, "rb") as source, open(destination / name, "wb") as copy:
+            while chunk := source.read(READ_CHUNK):
+                pins.loose_bytes += len(chunk)
+                if pins.loose_bytes > MAX_LOOSE_BYTES:
+                    raise GitRefused(
+                        f"the loose objects are larger than {MAX_LOOSE_BYTES} bytes: refused "
+                        "(`git gc` packs them)"
+                    )
+                copy.write(chunk)
+
+
+def _pin_graph(confine: Confinement, fd: int, destination: Path, pins: Pins) -> None:
+    """The commit-graph only speeds git up: anything odd about it leaves it out."""
+    destination.mkdir()
+    try:
+        opened = confine.open_at(fd, "commit-graph", "objects/info/commit-graph")
+    except Refused:
+        return
+    pins.hold(opened, destination / "commit-graph")
+
+
+def _count(pins: Pins, folder: str) -> None:
+    pins.objects += 1
+    if pins.objects > MAX_OBJECT_ENTRIES:
+        raise GitRefused(f"the object store has more than {MAX_OBJECT_ENTRIES} files: refused")
+
+
+def _checked(confine: Confinement, fd: int, name: str, *, folder: str = "") -> int:
+    """A descriptor of a checked plain file of the repository, or GitRefused saying why."""
+    where = f"objects/{folder}/" if folder else ".git/"
+    try:
+        return confine.open_at(fd, name, f"{where}{name}")
+    except (NotRegular, NoSuchFile):
+        raise GitRefused(f"{where} {LINK_OUT}") from None
+    except HardLinked as exc:
+        raise GitRefused(
+            f"{exc}; git history is not read (a local clone made with --no-hardlinks is)"
+        ) from None
+    except Refused as exc:
+        raise GitRefused(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _folder(confine: Confinement, real: Path, subject: str) -> Iterator[int]:
+    """A readable descriptor of a folder of the repository, or GitRefused saying why."""
+    with contextlib.ExitStack() as stack:
+        try:
+            fd = stack.enter_context(confine.directory(real, listing=True))
+        except Refused as exc:
+            raise GitRefused(f"{subject} cannot be read: {exc}") from None
+        yield fd
+
+
+@contextlib.contextmanager
+def _subfolder(confine: Confinement, fd: int, name: str) -> Iterator[int]:
+    child = confine.open_dir_at(fd, name, listing=True)
+    if child is None:  # it was a folder a moment ago: swapped, or on another device
+        raise GitRefused(f"objects/{name}/ {LINK_OUT}")
+    try:
+        yield child
+    finally:
+        os.close(child)
+
+
+def _entries(fd: int) -> Iterator[tuple[str, os.stat_result]]:
+    """(name, what it is without following a link) for each entry, by name."""
+    with os.scandir(fd) as found:
+        names = sorted(entry.name for entry in found)
+    for name in names:
+        try:
+            yield name, os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            continue
