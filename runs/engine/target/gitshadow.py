@@ -55,7 +55,8 @@ PINNED = "/proc/self/fd"  # in git's process: the very file this process opened 
 PINNED_INDEX = "index.pinned"
 LOOSE_DIR = re.compile(r"[0-9a-f]{2}")
 READ_CHUNK = 1024 * 1024
-LINK_OUT = "holds a link or special file: refused, nothing outside the target is read"
+NOTHING_OUTSIDE = "nothing outside the target is read"
+LINK_OUT = f"holds a link or special file: refused, {NOTHING_OUTSIDE}"
 
 # Our whole configuration: the repository's own file is never read.
 SHADOW_CONFIG = """\
@@ -200,6 +201,9 @@ def _objects(layout: GitLayout, destination: Path, pins: Pins) -> None:
     destination.mkdir()
     with _folder(confine, objects, "objects/") as fd:
         for name, info in _entries(fd):
+            wanted = name in ("pack", "info") or LOOSE_DIR.fullmatch(name)
+            if wanted and stat.S_ISLNK(info.st_mode):
+                raise GitRefused(f"objects/{name} is a link: refused, {NOTHING_OUTSIDE}")
             if not stat.S_ISDIR(info.st_mode):
                 continue
             if name == "pack":
