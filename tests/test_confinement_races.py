@@ -219,3 +219,17 @@ def test_objects_hard_linked_from_another_repository_are_refused(trees: Trees):
     answer = GitReader(trees.target).show(trees.borrowed)
     assert not answer.ok and SENTINEL not in answer.text
     assert "hard links" in answer.text and "--no-hardlinks" in answer.text
+
+
+def test_a_loose_object_is_only_ever_read_as_the_object_its_bytes_are(trees: Trees):
+    """Loose objects are packed and hashed before git reads them: a file holding another
+    object's bytes is not shown under the name it was given (plain git shows it)."""
+    oid = git(trees.target, "rev-parse", "HEAD:src/pkg/util.py").strip()
+    loose = trees.target / ".git" / "objects" / oid[:2] / oid[2:]
+    planted = git(trees.outside, "hash-object", "-w", "src/app.py").strip()
+    loose.chmod(0o644)
+    loose.write_bytes((trees.outside / ".git" / "objects" / planted[:2] / planted[2:]).read_bytes())
+    assert SENTINEL in git(trees.target, "cat-file", "-p", oid)  # git takes the name's word
+    answer = GitReader(trees.target).show("HEAD", "src/pkg/util.py")
+    assert not answer.ok and "object is missing" in answer.text and SENTINEL not in answer.text
+    assert GitReader(trees.target).log().ok  # the other objects are read as before

@@ -109,6 +109,8 @@ class GitReader:
                 for name in _names(listing)
             ]
             return f"{rel} is a directory at {rev}:\n" + "\n".join(names)
+        if kind is None:
+            raise GitFailed(f"{rel} at {rev}: its object is missing from the repository")
         if kind != "blob":
             return f"{rel} at {rev} is a submodule (a commit of another repository)"
         data = self._blob(session, oid, rel, rev)

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import IO
 
 from runs.engine.target.gitlayout import GitLayout
-from runs.engine.target.gitshadow import PINNED_INDEX, Pins, build_shadow
+from runs.engine.target.gitshadow import PINNED_INDEX, Pins, build_shadow, shadow_loose
 
 STDERR_CAP = 16_384
 CHUNK = 65_536
@@ -85,6 +85,9 @@ class GitSession:
             (self._temp / "worktree").mkdir()
             (self._temp / "new-objects").mkdir()
             build_shadow(self.layout, self.shadow, self._pins)
+            loose = self._pins.loose
+            if loose is not None and loose.finish(self.layout.object_format):
+                self.check("index-pack", str(loose.path))  # git finds it by its index
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -232,7 +235,9 @@ class GitSession:
             # Reads go through the shadow's links; anything git might write lands here instead,
             # never in the target's object store.
             "GIT_OBJECT_DIRECTORY": str(self.scratch / "new-objects"),
-            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.shadow / "objects"),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(
+                [str(self.shadow / "objects"), str(shadow_loose(self.shadow))]
+            ),
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_SYSTEM": os.devnull,
             "GIT_CONFIG_GLOBAL": os.devnull,

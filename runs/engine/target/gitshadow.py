@@ -13,8 +13,9 @@ is only ever given files this process opened and checked through the target's co
   is opened here and held open for the call; the shadow names it by a link to
   `/proc/self/fd/N`, and the descriptor is passed to git under the same number, so git opens
   the very inode that was checked, whatever the path leads to by then;
-- loose objects (small, and far too many to hold open) are copied into the shadow through
-  checked descriptors.
+- loose objects (small, and far too many to hold open or to copy one file each) are read
+  through checked descriptors and written into one pack in the shadow, which git indexes
+  (`index-pack` hashes every object, so a loose file can only ever give the object it is).
 Swapping `.git/objects` or `objects/pack` for a link to another repository therefore makes the
 call refuse (the walk meets the link), or changes nothing git reads.
 """
@@ -22,10 +23,13 @@ call refuse (the walk meets the link), or changes nothing git reads.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+import struct
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,12 +53,14 @@ from runs.engine.target.gitlayout import (
 
 MAX_REFS = 50_000
 MAX_OBJECT_ENTRIES = 500_000
-MAX_LOOSE_BYTES = 256 * 1024 * 1024  # loose objects copied for one call; `git gc` packs them
+MAX_LOOSE_BYTES = 256 * 1024 * 1024  # loose objects packed for one call; `git gc` packs them
+MAX_LOOSE_OBJECT = 64 * 1024 * 1024  # one loose object, inflated; a larger one is left out
 MAX_PINNED = 1000  # files held open for one call
 PINNED = "/proc/self/fd"  # in git's process: the very file this process opened and checked
 PINNED_INDEX = "index.pinned"
 LOOSE_DIR = re.compile(r"[0-9a-f]{2}")
-READ_CHUNK = 1024 * 1024
+LOOSE_PACK = "pack-loose.pack"  # in its own object folder, indexed before git runs
+OBJECT_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 NOTHING_OUTSIDE = "nothing outside the target is read"
 LINK_OUT = f"holds a link or special file: refused, {NOTHING_OUTSIDE}"
 
@@ -98,8 +104,9 @@ class Pins:
     """Descriptors of checked files held open for one call (git gets them by number)."""
 
     fds: list[int] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
     objects: int = 0  # object-store entries seen
-    loose_bytes: int = 0
+    loose: LoosePack | None = None  # the loose objects, packed
 
     def hold(self, fd: int, link: Path) -> None:
         self.fds.append(fd)
@@ -111,6 +118,8 @@ class Pins:
         for fd in self.fds:
             os.close(fd)
         self.fds.clear()
+        for close in self.closers:
+            close()
 
 
 def build_shadow(layout: GitLayout, shadow: Path, pins: Pins) -> None:
@@ -211,33 +220,99 @@ def _objects(layout: GitLayout, destination: Path, pins: Pins) -> None:
                     _pin_pack(confine, pack, destination / name, pins)
             elif LOOSE_DIR.fullmatch(name):
                 with _subfolder(confine, fd, name) as loose:
-                    _copy_loose(confine, loose, destination / name, pins)
+                    _pack_loose(confine, loose, name, shadow_loose(destination.parent), pins)
             elif name == "info":
                 with _subfolder(confine, fd, name) as info_fd:
                     _pin_graph(confine, info_fd, destination / name, pins)
 
 
 def _pin_pack(confine: Confinement, fd: int, destination: Path, pins: Pins) -> None:
-    destination.mkdir()
+    destination.mkdir(exist_ok=True)
     for name, _ in _entries(fd):
         _count(pins, "pack")
         pins.hold(_checked(confine, fd, name, folder="pack"), destination / name)
 
 
-def _copy_loose(confine: Confinement, fd: int, destination: Path, pins: Pins) -> None:
-    destination.mkdir()
+def shadow_loose(shadow: Path) -> Path:
+    """The object folder of the packed loose objects: beside the shadow, apart from the
+    target's packs (whose names the target chooses)."""
+    return shadow.parent / "loose-objects"
+
+
+def _pack_loose(confine: Confinement, fd: int, folder: str, destination: Path, pins: Pins) -> None:
     for name, _ in _entries(fd):
-        _count(pins, destination.name)
-        opened = _checked(confine, fd, name, folder=destination.name)
-        with os.fdopen(opened, "rb") as source, open(destination / name, "wb") as copy:
-            while chunk := source.read(READ_CHUNK):
-                pins.loose_bytes += len(chunk)
-                if pins.loose_bytes > MAX_LOOSE_BYTES:
-                    raise GitRefused(
-                        f"the loose objects are larger than {MAX_LOOSE_BYTES} bytes: refused "
-                        "(`git gc` packs them)"
-                    )
-                copy.write(chunk)
+        _count(pins, folder)
+        if pins.loose is None:
+            (destination / "pack").mkdir(parents=True)
+            pins.loose = LoosePack(destination / "pack" / LOOSE_PACK, pins)
+        opened = _checked(confine, fd, name, folder=folder)
+        with os.fdopen(opened, "rb") as source:
+            pins.loose.count_bytes(os.fstat(opened).st_size)
+            pins.loose.add(source.read(MAX_LOOSE_BYTES))
+
+
+class LoosePack:
+    """Loose objects written as one pack (version 2, whole objects, no deltas)."""
+
+    def __init__(self, path: Path, pins: Pins) -> None:
+        self.path = path
+        self.out = open(path, "xb")  # noqa: SIM115 (closed by finish, or by the session)
+        self.out.write(bytes(12))  # the header, written once the count is known
+        self.count = 0
+        self.read = 0
+        pins.closers.append(self.out.close)
+
+    def count_bytes(self, size: int) -> None:
+        self.read += size
+        if self.read > MAX_LOOSE_BYTES:
+            raise GitRefused(
+                f"the loose objects are larger than {MAX_LOOSE_BYTES} bytes: refused "
+                "(`git gc` packs them)"
+            )
+
+    def add(self, stored: bytes) -> None:
+        """One loose object's file; what does not inflate to a well-formed object is left out
+        (git would refuse it too)."""
+        inflate = zlib.decompressobj()
+        try:
+            raw = inflate.decompress(stored, MAX_LOOSE_OBJECT + 64)
+        except zlib.error:
+            return
+        head, _, data = raw.partition(b"\0")
+        kind, _, size = head.partition(b" ")
+        if kind not in OBJECT_TYPES or size != str(len(data)).encode() or inflate.unconsumed_tail:
+            return
+        self.out.write(_entry_header(OBJECT_TYPES[kind], len(data)) + zlib.compress(data, 1))
+        self.count += 1
+
+    def finish(self, object_format: str) -> bool:
+        """Write the header and the checksum; False when there was nothing to pack."""
+        self.out.seek(0)
+        self.out.write(b"PACK" + struct.pack(">II", 2, self.count))
+        self.out.close()
+        if not self.count:
+            self.path.unlink()
+            return False
+        digest = hashlib.new(object_format)
+        with open(self.path, "rb") as packed:
+            while chunk := packed.read(1 << 20):
+                digest.update(chunk)
+        with open(self.path, "ab") as packed:
+            packed.write(digest.digest())
+        return True
+
+
+def _entry_header(kind: int, size: int) -> bytes:
+    """A pack entry's type and size: 3 bits of type, then the size 4 and 7 bits at a time."""
+    out = bytearray()
+    byte = (kind << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        out.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    out.append(byte)
+    return bytes(out)
 
 
 def _pin_graph(confine: Confinement, fd: int, destination: Path, pins: Pins) -> None:
