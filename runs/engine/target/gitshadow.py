@@ -340,7 +340,8 @@ def _checked(confine: Confinement, fd: int, name: str, *, folder: str = "") -> i
         raise GitRefused(f"{where} {LINK_OUT}") from None
     except HardLinked as exc:
         raise GitRefused(
-            f"{exc}; git history is not read (a local clone made with --no-hardlinks is)"
+            f"{exc}; git history is not read (a clone made with --no-hardlinks, or "
+            "`git repack -a -d` in this one, gives it files of its own)"
         ) from None
     except Refused as exc:
         raise GitRefused(str(exc)) from None
