@@ -86,7 +86,7 @@ class GitSession:
             (self._temp / "new-objects").mkdir()
             build_shadow(self.layout, self.shadow, self._pins)
             loose = self._pins.loose
-            if loose is not None and loose.finish(self.layout.object_format):
+            if loose is not None and loose.finish():
                 self.check("index-pack", str(loose.path))  # git finds it by its index
         except BaseException:
             self.__exit__(None, None, None)

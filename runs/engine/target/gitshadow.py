@@ -14,8 +14,9 @@ is only ever given files this process opened and checked through the target's co
   `/proc/self/fd/N`, and the descriptor is passed to git under the same number, so git opens
   the very inode that was checked, whatever the path leads to by then;
 - loose objects (small, and far too many to hold open or to copy one file each) are read
-  through checked descriptors and written into one pack in the shadow, which git indexes
-  (`index-pack` hashes every object, so a loose file can only ever give the object it is).
+  through checked descriptors, hashed (a file whose object is not the one its name says is
+  left out: git itself would trust the name) and written into one pack beside the shadow,
+  which git indexes before the call.
 Swapping `.git/objects` or `objects/pack` for a link to another repository therefore makes the
 call refuse (the walk meets the link), or changes nothing git reads.
 """
@@ -106,6 +107,7 @@ class Pins:
     fds: list[int] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     objects: int = 0  # object-store entries seen
+    object_format: str = "sha1"
     loose: LoosePack | None = None  # the loose objects, packed
 
     def hold(self, fd: int, link: Path) -> None:
@@ -127,6 +129,7 @@ def build_shadow(layout: GitLayout, shadow: Path, pins: Pins) -> None:
     it names by descriptor are held in `pins` until the caller closes them."""
     if not os.path.isdir(PINNED):
         raise GitRefused("git history needs /proc to hand git the checked files: not available")
+    pins.object_format = layout.object_format
     version = 1 if layout.object_format == "sha256" else 0
     config = SHADOW_CONFIG.format(version=version)
     if layout.object_format == "sha256":
@@ -244,18 +247,19 @@ def _pack_loose(confine: Confinement, fd: int, folder: str, destination: Path, p
         _count(pins, folder)
         if pins.loose is None:
             (destination / "pack").mkdir(parents=True)
-            pins.loose = LoosePack(destination / "pack" / LOOSE_PACK, pins)
+            pins.loose = LoosePack(destination / "pack" / LOOSE_PACK, pins, pins.object_format)
         opened = _checked(confine, fd, name, folder=folder)
         with os.fdopen(opened, "rb") as source:
             pins.loose.count_bytes(os.fstat(opened).st_size)
-            pins.loose.add(source.read(MAX_LOOSE_BYTES))
+            pins.loose.add(source.read(MAX_LOOSE_BYTES), f"{folder}{name}")
 
 
 class LoosePack:
     """Loose objects written as one pack (version 2, whole objects, no deltas)."""
 
-    def __init__(self, path: Path, pins: Pins) -> None:
+    def __init__(self, path: Path, pins: Pins, object_format: str) -> None:
         self.path = path
+        self.object_format = object_format
         self.out = open(path, "xb")  # noqa: SIM115 (closed by finish, or by the session)
         self.out.write(bytes(12))  # the header, written once the count is known
         self.count = 0
@@ -270,9 +274,9 @@ class LoosePack:
                 "(`git gc` packs them)"
             )
 
-    def add(self, stored: bytes) -> None:
-        """One loose object's file; what does not inflate to a well-formed object is left out
-        (git would refuse it too)."""
+    def add(self, stored: bytes, oid: str) -> None:
+        """One loose object's file, kept only when it inflates to a well-formed object whose
+        hash is its name `oid` (git would read any object a file holds under that name)."""
         inflate = zlib.decompressobj()
         try:
             raw = inflate.decompress(stored, MAX_LOOSE_OBJECT + 64)
@@ -282,10 +286,12 @@ class LoosePack:
         kind, _, size = head.partition(b" ")
         if kind not in OBJECT_TYPES or size != str(len(data)).encode() or inflate.unconsumed_tail:
             return
+        if hashlib.new(self.object_format, raw).hexdigest() != oid:
+            return  # another object under this one's name: left out, so git finds none
         self.out.write(_entry_header(OBJECT_TYPES[kind], len(data)) + zlib.compress(data, 1))
         self.count += 1
 
-    def finish(self, object_format: str) -> bool:
+    def finish(self) -> bool:
         """Write the header and the checksum; False when there was nothing to pack."""
         self.out.seek(0)
         self.out.write(b"PACK" + struct.pack(">II", 2, self.count))
@@ -293,7 +299,7 @@ class LoosePack:
         if not self.count:
             self.path.unlink()
             return False
-        digest = hashlib.new(object_format)
+        digest = hashlib.new(self.object_format)
         with open(self.path, "rb") as packed:
             while chunk := packed.read(1 << 20):
                 digest.update(chunk)
