@@ -159,7 +159,8 @@ def test_every_reader_answers_from_the_target_when_nothing_is_swapped(trees: Tre
     answers = {name: read() for name, read in _readers(trees).items()}
     assert [name for name, (ok, _) in answers.items() if not ok] == ["git_show borrowed"]
     assert not [name for name, (_, text) in answers.items() if SENTINEL in text]
-    assert "inside" in answers["git_show"][1] or "edited" in answers["git_show"][1]
+    assert "VALUE = 'edited'" in answers["git_show"][1]
+    assert "+    return 'working'" in answers["git_diff"][1]  # the working tree is read
 
 
 def test_no_reader_ever_reads_outside_while_folders_are_swapped_for_links(
