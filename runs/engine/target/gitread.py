@@ -44,7 +44,7 @@ class GitReader:
     def __init__(self, root: str | os.PathLike[str], *, limits: GitLimits | None = None) -> None:
         self.confine = Confinement(root)
         self.limits = limits or GitLimits()
-        self.refusal = _refusal(self.confine.root)
+        self.refusal = _refusal(self.confine)
 
     @property
     def available(self) -> bool:
@@ -109,6 +109,8 @@ class GitReader:
                 for name in _names(listing)
             ]
             return f"{rel} is a directory at {rev}:\n" + "\n".join(names)
+        if kind is None:
+            raise GitFailed(f"{rel} at {rev}: its object is missing from the repository")
         if kind != "blob":
             return f"{rel} at {rev} is a submodule (a commit of another repository)"
         data = self._blob(session, oid, rel, rev)
@@ -176,7 +178,7 @@ class GitReader:
     def _answer(self, work: Callable[[GitSession], str]) -> GitAnswer:
         """Run one answer in a fresh session; every failure becomes a sentence."""
         try:
-            layout = _layout(self.confine.root)
+            layout = _layout(self.confine)
             deadline = time.monotonic() + self.limits.timeout
             with GitSession(layout, self.limits, deadline) as session:
                 text = work(session)
@@ -303,16 +305,16 @@ def clean(text: str) -> str:
     return clean_text(redact(text.replace("\r\n", "\n")))
 
 
-def _refusal(root: Path) -> str | None:
+def _refusal(confine: Confinement) -> str | None:
     try:
-        _layout(root)
+        _layout(confine)
     except GitRefused as exc:
         return str(exc)
     return None
 
 
-def _layout(root: Path) -> GitLayout:
-    layout = locate(root)
+def _layout(confine: Confinement) -> GitLayout:
+    layout = locate(confine)
     if layout is None:
         raise GitRefused("the target has no .git at its top: git tools are not available")
     return layout

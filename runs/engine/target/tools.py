@@ -231,7 +231,7 @@ class ReadOnlyTools:
 
     def _list_dir(self, args: ListDirArgs) -> tuple[str, str]:
         base = self.confine.resolve(args.path)
-        if not base.is_dir():
+        if not stat.S_ISDIR(self.confine.stat(base).st_mode):
             raise Refused(f"{printable(args.path)} is not a directory")
         lines = []
         walk = self._walk(base, args.depth)
@@ -242,7 +242,7 @@ class ReadOnlyTools:
             elif is_secret_name(entry.rel):
                 lines.append(f"{shown}  [secret: not readable]")
             else:
-                lines.append(f"{shown}  ({_size(entry.real)} bytes)")
+                lines.append(f"{shown}  ({self._size(entry.real)} bytes)")
             if len(lines) >= self.limits.max_list_entries:
                 lines.append(f"[stopped at {len(lines)} entries]")
                 break
@@ -272,7 +272,7 @@ class ReadOnlyTools:
         walk = self._walk(base, depth=None, deadline=deadline)
         candidates = (
             iter([Entry(real=base, rel=self.confine.relative(base), is_dir=False)])
-            if base.is_file()
+            if stat.S_ISREG(self.confine.stat(base).st_mode)
             else iter(walk)
         )
         hits: list[str] = []
@@ -309,10 +309,7 @@ class ReadOnlyTools:
     def _file_info(self, args: FileInfoArgs) -> tuple[str, str]:
         real = self.confine.resolve(args.path)
         rel = self.confine.shown(real)
-        try:
-            info = os.stat(real)
-        except OSError as exc:
-            raise Refused(f"{rel}: cannot stat ({exc.strerror})") from None
+        info = self.confine.stat(real)  # the entry itself, reached without following a link
         modified = datetime.fromtimestamp(info.st_mtime, tz=UTC).isoformat(timespec="seconds")
         is_file = stat.S_ISREG(info.st_mode)
         kind = "directory" if stat.S_ISDIR(info.st_mode) else "file" if is_file else "special"
@@ -362,6 +359,12 @@ class ReadOnlyTools:
             deadline=deadline or Deadline(self.limits.search_seconds),
         )
 
+    def _size(self, real: Path) -> int:
+        try:
+            return self.confine.stat(real).st_size
+        except Refused:
+            return 0
+
     def _cap(self, text: str) -> str:
         limit = self.limits.max_output_chars
         if len(text) <= limit:
@@ -377,13 +380,6 @@ def _git_text(answer: GitAnswer) -> str:
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _error(message: str, summary: str) -> ToolResult:
