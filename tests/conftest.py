@@ -102,3 +102,18 @@ def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> It
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         connection.close()
+
+
+@pytest.fixture
+def alice_token(alice: Any) -> str:
+    """A live API token of alice's (the raw value, as she was shown it once)."""
+    from runs.api_tokens import create_token
+
+    return create_token(alice, "tests")[1]
+
+
+@pytest.fixture
+def bob_token(bob: Any) -> str:
+    from runs.api_tokens import create_token
+
+    return create_token(bob, "tests")[1]
