@@ -329,3 +329,25 @@ def test_the_events_stream_status_then_the_report_then_the_end(finished_run, ali
     ]
     assert kinds == ["status", "report", "end"]
     assert f'"status": "{finished_run.status}"' in text
+
+
+def test_the_admin_shows_a_new_token_once_and_keeps_only_its_hash(
+    client: Client, alice, django_user_model
+):
+    root = django_user_model.objects.create_superuser("root", password="root-pass-123")
+    client.force_login(root)
+    response = client.post(
+        "/admin/runs/apitoken/add/", {"owner": alice.pk, "name": "coder"}, follow=True
+    )
+    token = ApiToken.objects.get(owner=alice)
+    shown = [str(m) for m in response.context["messages"]]
+    [raw] = [word for m in shown for word in m.split() if word.startswith(token.prefix)]
+    assert token.digest != raw and len(token.digest) == 64
+    assert call(Client(), "get", "/api/v1/flows", raw).status_code == 200
+    page = client.get(f"/admin/runs/apitoken/{token.pk}/change/").content.decode()
+    assert raw not in page
+    client.post(
+        "/admin/runs/apitoken/",
+        {"action": "revoke_tokens", "_selected_action": [token.pk]},
+    )
+    assert call(Client(), "get", "/api/v1/flows", raw).status_code == 401
