@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "django_htmx",
+    "ninja",  # the API docs page then serves Swagger UI from ninja's own static files, no CDN
 ]
 
 MIDDLEWARE = [

@@ -251,7 +251,11 @@ def test_the_openapi_schema_and_docs_are_served(api: Client):
     schema = api.get("/api/v1/openapi.json").json()
     assert schema["info"]["version"] == "1"
     assert "/api/v1/runs" in schema["paths"]
-    assert api.get("/api/v1/docs").status_code == 200
+    docs = api.get("/api/v1/docs")
+    assert docs.status_code == 200
+    page = docs.content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in page
+    assert "cdn." not in page, "the docs page loads nothing from a CDN"
 
 
 def test_the_owners_active_run_cap_holds_for_api_launches(
@@ -351,3 +355,35 @@ def test_the_admin_shows_a_new_token_once_and_keeps_only_its_hash(
         {"action": "revoke_tokens", "_selected_action": [token.pk]},
     )
     assert call(Client(), "get", "/api/v1/flows", raw).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_events_stream_follows_a_live_run_until_it_ends(
+    alice, alice_token: str, target_dir: Path
+):
+    """A pending run's stream says so, then sends its change to cancelled, then ends."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from runs.services import cancel_run, launch_run
+
+    run = launch_run(flow="research", target=str(target_dir), owner=alice)
+
+    async def read() -> list[dict[str, Any]]:
+        response = await AsyncClient().get(
+            f"/api/v1/runs/{run.id}/events", headers={"Authorization": f"Bearer {alice_token}"}
+        )
+        events: list[dict[str, Any]] = []
+        async for chunk in response.streaming_content:
+            kind, data = chunk.decode().strip().split("\n")
+            events.append({"event": kind.removeprefix("event: "), **json.loads(data[6:])})
+            if len(events) == 1:
+                await sync_to_async(cancel_run)(run.id)
+        return events
+
+    events = asyncio.run(read())
+    assert [(e["event"], e.get("status")) for e in events if e["event"] != "report"] == [
+        ("status", RunStatus.PENDING),
+        ("status", RunStatus.CANCELLED),
+        ("end", RunStatus.CANCELLED),
+    ]
