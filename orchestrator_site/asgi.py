@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP, WebSockets (owner-checked in the consumer) and the worker channel."""
+"""ASGI entry point: HTTP (Django, and the MCP server at /mcp), WebSockets (owner-checked in
+the consumer) and the worker channel."""
 
 from __future__ import annotations
 
@@ -14,11 +15,23 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from runs.engine.worker import DispatchConsumer  # noqa: E402
+from runs.mcp_server import MCP_PATH, McpDoor  # noqa: E402
 from runs.routing import websocket_urlpatterns  # noqa: E402
+
+mcp_door = McpDoor()
+
+
+async def http(scope: dict, receive: object, send: object) -> None:
+    """/mcp goes to the MCP server (its own token check); everything else to Django."""
+    if scope["path"] == MCP_PATH or scope["path"].startswith(MCP_PATH + "/"):
+        await mcp_door(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)  # type: ignore[arg-type]
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -66,6 +66,17 @@ def env_json_object(name: str) -> dict[str, Any]:
     return value
 
 
+def env_origin(name: str, default: str) -> str:
+    """An origin: http(s)://host[:port], without a path."""
+    raw = env_str(name, default).rstrip("/")
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path or parts.query:
+        raise ImproperlyConfigured(
+            f"{name} must be an origin such as http://127.0.0.1:8000, got {raw!r}"
+        )
+    return raw
+
+
 def env_paths(name: str, default: list[Path]) -> list[Path]:
     """Colon-separated absolute directories, resolved (symlinks followed)."""
     raw = os.environ.get(name, "").strip()

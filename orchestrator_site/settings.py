@@ -16,6 +16,7 @@ from orchestrator_site.env import (
     env_float,
     env_int,
     env_json_object,
+    env_origin,
     env_paths,
     env_str,
 )
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "django_htmx",
+    "ninja",  # the API docs page then serves Swagger UI from ninja's own static files, no CDN
 ]
 
 MIDDLEWARE = [
@@ -129,6 +131,8 @@ ORCHESTRATOR_MAX_ATTEMPTS = env_int("ORCHESTRATOR_MAX_ATTEMPTS", 3, minimum=1)
 # Targets must lie under one of these directories.
 ORCHESTRATOR_ALLOWED_ROOTS = env_paths("ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()])
 ORCHESTRATOR_CHAT_WEBHOOK = env_str("ORCHESTRATOR_CHAT_WEBHOOK")
+# Where people reach this server (scheme, host, port): the MCP App frames the pane from here.
+ORCHESTRATOR_PUBLIC_URL = env_origin("ORCHESTRATOR_PUBLIC_URL", "http://127.0.0.1:8000")
 # A worker that stops heart-beating loses its steps after this long.
 ORCHESTRATOR_LEASE_SECONDS = env_float("ORCHESTRATOR_LEASE_SECONDS", 15.0, minimum=1.0)
 # The worker re-reads the database this often even when no wake-up message arrives.

@@ -17,10 +17,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 
-from runs import services
-from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
+from runs import api_tokens, services
+from runs.models import AgentEvent, AgentSession, ApiToken, FlowRun, FlowStep, StepStatus
 from runs.permissions import visible_runs
 
 
@@ -149,3 +150,48 @@ class AgentEventAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("session", "seq", "kind", "created_at")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in AgentEvent._meta.fields]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made here (shown once, in the message after saving) and revoked by action;
+    the secret itself is never stored, so nothing here can show it again."""
+
+    list_display = ("prefix", "owner", "name", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    fields = ("owner", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke_tokens"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        queryset = super().get_queryset(request)
+        if getattr(request.user, "is_superuser", False):
+            return queryset
+        return queryset.filter(owner_id=request.user.pk)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A token's owner and name are chosen once; afterwards it can only be revoked.
+        return ("owner", "name", *self.readonly_fields) if obj else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        # Staff make tokens for themselves; only a superuser may make one for someone else.
+        if db_field.name == "owner" and not getattr(request.user, "is_superuser", False):
+            kwargs["queryset"] = db_field.related_model.objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            return
+        token, raw = api_tokens.create_token(obj.owner, obj.name)
+        obj.pk, obj.prefix, obj.digest = token.pk, token.prefix, token.digest
+        obj.created_at = token.created_at
+        self.message_user(
+            request,
+            f"New token for {token.owner}: {raw} (shown this once; it is stored only as a hash)",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{revoked} token(s) revoked.")

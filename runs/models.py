@@ -392,3 +392,26 @@ class WorkspaceLayout(models.Model):
 
     def __str__(self) -> str:
         return f"workspace of {self.owner_id}"
+
+
+class ApiToken(models.Model):
+    """A person's key for the launch API and the MCP server. Only a hash of the secret is kept:
+    the token is shown once, at creation (runs.api_tokens), and a lost token is revoked and
+    replaced, never read back."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)  # what the person uses it for
+    prefix = models.CharField(max_length=16, db_index=True)  # visible, to tell tokens apart
+    digest = models.CharField(max_length=64, unique=True)  # sha256 of the whole token, hex
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)  # set once; a revoked token is 401
+
+    class Meta:
+        db_table = "api_tokens"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"

@@ -102,3 +102,59 @@ def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> It
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         connection.close()
+
+
+@pytest.fixture
+def alice_token(alice: Any) -> str:
+    """A live API token of alice's (the raw value, as she was shown it once)."""
+    from runs.api_tokens import create_token
+
+    return create_token(alice, "tests")[1]
+
+
+@pytest.fixture
+def bob_token(bob: Any) -> str:
+    from runs.api_tokens import create_token
+
+    return create_token(bob, "tests")[1]
+
+
+@pytest.fixture
+def served_site(scripted_model: Any, tmp_path: Path) -> Iterator[str]:
+    """`manage.py serve` (web, MCP and the engine in one process) on a free loopback port,
+    running runs on the scripted model; yields its URL. Needs django_db(transaction=True)."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from devtools.testing import free_port, manage_env, start_manage
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = manage_env(
+        ORCHESTRATOR_MODEL="demo/scripted",
+        ORCHESTRATOR_BASE_URL=scripted_model.url,
+        ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path.resolve()),
+        ORCHESTRATOR_PUBLIC_URL=url,
+    )
+    log = tmp_path / "serve.log"
+    process = start_manage("serve", "--port", str(port), env=env, log=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"serve did not start:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
