@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP, WebSockets (owner-checked in the consumer) and the worker channel."""
+"""ASGI entry point: HTTP, WebSockets (exact origins checked here, the owner in the consumer)
+and the worker channel."""
 
 from __future__ import annotations
 
@@ -11,17 +12,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from orchestrator_site.origins import SiteOriginValidator  # noqa: E402
 from runs.engine.worker import DispatchConsumer  # noqa: E402
 from runs.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "channel": ChannelNameRouter({"orchestrator.dispatch": DispatchConsumer.as_asgi()}),
     }
 )
