@@ -153,8 +153,10 @@ class RunConsumer(AsyncWebsocketConsumer):
         known = {step: after for step, after in have.items() if step in self.steps}
         unknown = sorted(set(have) - set(known))
         if unknown:
-            named = f"step {unknown[0]} is" if len(unknown) == 1 else f"{len(unknown)} steps are"
-            await self._refuse(f"{named} not an agent of this run")
+            if len(unknown) == 1:
+                await self._refuse(f"step {unknown[0]} is not an agent of this run")
+            else:
+                await self._refuse(f"{len(unknown)} steps are not agents of this run")
         if not known:
             return
         events = await database_sync_to_async(_events_for)(self.run_id, known)

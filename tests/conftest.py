@@ -102,3 +102,38 @@ def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> It
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         connection.close()
+
+
+@pytest.fixture
+def open_pane_socket() -> Any:
+    """`await open_pane_socket(user, run, origin=..., host=...)`: a WebsocketCommunicator on
+    the run's socket with the user's session cookie, and whether the handshake was accepted.
+    Origin None sends no Origin header. The caller always disconnects it."""
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.test import Client
+
+    from orchestrator_site.asgi import application
+
+    def cookie_for(user: Any) -> str:
+        client = Client()
+        client.force_login(user)
+        return f"sessionid={client.cookies['sessionid'].value}"
+
+    async def open_socket(
+        user: Any,
+        run: Any,
+        *,
+        origin: str | None = "http://127.0.0.1:8000",
+        host: str = "127.0.0.1:8000",
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> tuple[Any, bool]:
+        cookie = await database_sync_to_async(cookie_for)(user)
+        headers = [(b"host", host.encode()), (b"cookie", cookie.encode()), *(extra or [])]
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        communicator = WebsocketCommunicator(application, f"/ws/runs/{run.id}/", headers=headers)
+        connected, _ = await communicator.connect()
+        return communicator, connected
+
+    return open_socket

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.engine.agent.modelconfig import resolve_model
 from runs.hints import manage_command
+from runs.socket_messages import MAX_MESSAGE_CHARS
 
 log = logging.getLogger("runs")
 
@@ -74,6 +75,11 @@ class Command(BaseCommand):
             endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],
             ready_callable=start_worker,
             verbosity=0,
+            # A frame the consumer would refuse anyway is not buffered whole: over this
+            # the connection closes (1009). Four bytes a character: every message within
+            # the consumer's own limit (runs.socket_messages) still reaches it.
+            websocket_max_message_size=4 * MAX_MESSAGE_CHARS,
+            websocket_max_frame_size=4 * MAX_MESSAGE_CHARS,
         )
         server.run()
         self._embedded_database_note()
