@@ -71,21 +71,24 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.refreshed_at = -REFRESH_SECONDS
         self.bucket = TokenBucket()
         user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        # Counted before the database is asked anything, so a reconnect loop costs nothing.
+        refusal = OPEN_SOCKETS.take(user.pk, settings.ORCHESTRATOR_MAX_SOCKETS_PER_USER)
+        if refusal:
+            await self.accept()  # accepted only so that the sentence can be sent
+            await self._close_with(CLOSE_TOO_MANY_SOCKETS, refusal)
+            return
+        self.holder = user.pk
         roster = await database_sync_to_async(_roster)(user, self.run_id)
         if roster is None:
+            OPEN_SOCKETS.give_back(user.pk)
+            self.holder = None
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.steps = roster
         await self.accept()
-        limit = settings.ORCHESTRATOR_MAX_SOCKETS_PER_USER
-        if not OPEN_SOCKETS.take(user.pk, limit):
-            await self._close_with(
-                CLOSE_TOO_MANY_SOCKETS,
-                f"this pane was closed: you have {limit} run panes open on this server; "
-                "close one and reload",
-            )
-            return
-        self.holder = user.pk
         self.group = run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))

@@ -1,5 +1,5 @@
 """What one pane socket and one user may cost the server: messages per second per socket, and
-sockets per user in this process.
+per user in this process the sockets open and how fast new ones are opened.
 
 Daphne queues every frame a browser sends for the consumer without limit, and the consumer
 reads them one at a time; a socket that sends faster than its messages are handled grows
@@ -19,8 +19,18 @@ from dataclasses import dataclass, field
 BURST_MESSAGES = 60
 MESSAGES_PER_SECOND = 10.0
 
+# A person opening panes in several tabs, or reloading one, stays inside this; a script
+# reconnecting in a loop does not.
+BURST_CONNECTS = 20
+CONNECTS_PER_SECOND = 1.0
+
 CLOSE_TOO_FAST = 4429  # over the message rate (the reason is the last frame sent)
-CLOSE_TOO_MANY_SOCKETS = 4430  # the user holds too many pane sockets in this process
+CLOSE_TOO_MANY_SOCKETS = 4430  # too many pane sockets open, or opened too fast, by the user
+
+
+def now() -> float:
+    """The buckets' clock (a test moves it forward instead of sleeping)."""
+    return time.monotonic()
 
 
 @dataclass
@@ -30,44 +40,71 @@ class TokenBucket:
     capacity: float = BURST_MESSAGES
     rate: float = MESSAGES_PER_SECOND  # tokens added per second
     tokens: float = BURST_MESSAGES
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=lambda: now())
 
     def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
+        now_ = now()
+        self.tokens = min(self.capacity, self.tokens + (now_ - self.at) * self.rate)
+        self.at = now_
         if self.tokens < 1:
             return False
         self.tokens -= 1
         return True
 
+    def rested(self) -> bool:
+        """Full again by now: as if it had never been used."""
+        return self.tokens + (now() - self.at) * self.rate >= self.capacity
+
 
 class OpenSockets:
-    """Pane sockets held per user in this process (with several server processes the cap
-    holds in each: a process only knows its own sockets)."""
+    """Pane sockets per user in this process: how many are open, and how fast new ones are
+    opened (every connect reads the session, the run and a snapshot from the database, so a
+    reconnect loop costs what a flood of messages would). With several server processes the
+    limits hold in each: a process only knows its own sockets."""
 
     def __init__(self) -> None:
         self._held: dict[int, int] = {}
+        self._connects: dict[int, TokenBucket] = {}
 
-    def take(self, user_id: int, limit: int) -> bool:
-        held = self._held.get(user_id, 0)
-        if held >= limit:
-            return False
-        self._held[user_id] = held + 1
-        return True
+    def take(self, user_id: int, limit: int) -> str:
+        """Count one more socket of the user's, or say why not ("" when taken)."""
+        if self._held.get(user_id, 0) >= limit:
+            return (
+                f"this pane was closed: you have {limit} run panes open on this server; "
+                "close one and reload"
+            )
+        bucket = self._connects.get(user_id)
+        if bucket is None:
+            self._forget_rested()
+            bucket = self._connects[user_id] = TokenBucket(
+                capacity=BURST_CONNECTS, tokens=BURST_CONNECTS, rate=CONNECTS_PER_SECOND
+            )
+        if not bucket.take():
+            return "this pane was closed: it reconnected too often; reload the page in a minute"
+        self._held[user_id] = self._held.get(user_id, 0) + 1
+        return ""
 
     def give_back(self, user_id: int) -> None:
         held = self._held.get(user_id, 0) - 1
         if held > 0:
             self._held[user_id] = held
-        else:  # no entry stays behind for a user with no socket
+        else:  # no count stays behind for a user with no socket
             self._held.pop(user_id, None)
 
     def held(self, user_id: int) -> int:
         return self._held.get(user_id, 0)
 
     def users(self) -> int:
-        return len(self._held)
+        """Users with any state here: open sockets, or a connect rate not yet rested."""
+        self._forget_rested()
+        return len(self._held.keys() | self._connects.keys())
+
+    def _forget_rested(self) -> None:
+        """A user with no socket whose connect bucket has filled up again is forgotten: a
+        fresh bucket is the same, so the table only holds users active lately."""
+        for user_id, bucket in list(self._connects.items()):
+            if user_id not in self._held and bucket.rested():
+                del self._connects[user_id]
 
 
 # One per process: every consumer runs on daphne's one event loop, so no lock is needed.

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from runs import consumers
+from runs import consumers, socket_limits
 from runs.socket_limits import (
+    BURST_CONNECTS,
     CLOSE_TOO_FAST,
     CLOSE_TOO_MANY_SOCKETS,
+    CONNECTS_PER_SECOND,
     OPEN_SOCKETS,
     OpenSockets,
     TokenBucket,
@@ -28,18 +30,40 @@ def test_a_bucket_gives_its_burst_then_refills_at_its_rate():
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
     bucket.at -= 1.0  # a second passes: two more
     assert [bucket.take() for _ in range(3)] == [True, True, False]
+    assert not bucket.rested()
     bucket.at -= 60.0  # never more than the burst
+    assert bucket.rested()
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
 
 
-def test_socket_counts_leave_no_entry_behind():
+def test_sockets_per_user_are_counted_and_a_user_with_none_is_forgotten_once_rested(
+    monkeypatch,
+):
+    clock = [1000.0]
+    monkeypatch.setattr(socket_limits, "now", lambda: clock[0])
     counts = OpenSockets()
-    assert counts.take(7, 2) and counts.take(7, 2) and not counts.take(7, 2)
+    assert counts.take(7, 2) == "" and counts.take(7, 2) == ""
+    assert "you have 2 run panes open" in counts.take(7, 2)
     counts.give_back(7)
-    assert counts.take(7, 2)
+    assert counts.take(7, 2) == ""
     counts.give_back(7)
     counts.give_back(7)
-    assert counts.held(7) == 0 and counts.users() == 0
+    assert counts.held(7) == 0 and counts.users() == 1  # its connect rate is remembered
+    clock[0] += BURST_CONNECTS / CONNECTS_PER_SECOND
+    assert counts.users() == 0
+
+
+def test_a_user_reconnecting_in_a_loop_is_refused_until_the_rate_allows(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(socket_limits, "now", lambda: clock[0])
+    counts = OpenSockets()
+    for _ in range(BURST_CONNECTS):
+        assert counts.take(7, 100) == ""
+        counts.give_back(7)
+    assert "reconnected too often" in counts.take(7, 100)
+    assert counts.take(8, 100) == ""  # another user is not held back
+    clock[0] += 1 / CONNECTS_PER_SECOND
+    assert counts.take(7, 100) == ""
 
 
 @pytest.mark.django_db(transaction=True)
@@ -106,7 +130,7 @@ def test_one_socket_more_than_a_user_may_hold_is_closed_and_a_closed_one_frees_i
     assert "you have 2 run panes open on this server" in reason
     assert closed == {"type": "websocket.close", "code": CLOSE_TOO_MANY_SOCKETS}
     assert reopened
-    assert OPEN_SOCKETS.held(alice.pk) == 0 and OPEN_SOCKETS.users() == 0
+    assert OPEN_SOCKETS.held(alice.pk) == 0
 
 
 @pytest.mark.django_db(transaction=True)
