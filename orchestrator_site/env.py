@@ -111,11 +111,15 @@ def env_origins(name: str) -> list[str]:
     wildcard, no leading dot, which channels' origin check would read as "any subdomain")."""
     origins = []
     for part in os.environ.get(name, "").split():
+        wrong = ImproperlyConfigured(
+            f"{name} must list exact origins such as https://app.example.com:8443 "
+            f"(scheme, host and port only), got {part!r}"
+        )
         try:
             parts = urlsplit(part)
             port = parts.port
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}: {part!r} is not an origin") from None
+        except ValueError:  # a port that is not a number, or out of range
+            raise wrong from None
         host = parts.hostname or ""
         exact = (
             parts.scheme in {"http", "https"}
@@ -126,10 +130,7 @@ def env_origins(name: str) -> list[str]:
             and not (parts.query or parts.fragment or parts.username or parts.password)
         )
         if not exact:
-            raise ImproperlyConfigured(
-                f"{name} must list exact origins such as https://app.example.com:8443 "
-                f"(scheme, host and port only), got {part!r}"
-            )
+            raise wrong
         shown = f"[{host}]" if ":" in host else host
         origins.append(f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else ""))
     return origins

@@ -5,11 +5,15 @@ Origin and `null` included, is refused before the consumer runs."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from devtools.testing import ROOT
 from orchestrator_site.env import env_origins
 
 SITE = "127.0.0.1:8000"
@@ -121,3 +125,26 @@ class TestEmbedOriginsSetting:
         monkeypatch.setenv("ORCHESTRATOR_EMBED_ORIGINS", f"https://fine.example {value}")
         with pytest.raises(ImproperlyConfigured, match="ORCHESTRATOR_EMBED_ORIGINS"):
             env_origins("ORCHESTRATOR_EMBED_ORIGINS")
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "sentence"),
+        [
+            ("ORCHESTRATOR_EMBED_ORIGINS", "http://127.0.0.1:*", "must list exact origins"),
+            ("ORCHESTRATOR_MAX_SOCKETS_PER_USER", "0", "must be at least 1"),
+        ],
+    )
+    def test_the_service_refuses_to_start_with_a_sentence_not_a_traceback(
+        self, variable, value, sentence
+    ):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), "check"],
+            cwd=ROOT,
+            env={**os.environ, variable: value},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert f"Configuration error: {variable} {sentence}" in result.stderr
+        assert "Traceback" not in result.stderr
