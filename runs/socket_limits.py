@@ -20,7 +20,7 @@ BURST_MESSAGES = 60
 MESSAGES_PER_SECOND = 10.0
 
 # A person opening panes in several tabs, or reloading one, stays inside this; a script
-# reconnecting in a loop does not.
+# reconnecting in a loop does not. The burst is at least the sockets a user may hold.
 BURST_CONNECTS = 20
 CONNECTS_PER_SECOND = 1.0
 
@@ -76,8 +76,10 @@ class OpenSockets:
         bucket = self._connects.get(user_id)
         if bucket is None:
             self._forget_rested()
+            # Every pane a user may hold can be opened at once (a browser restoring its tabs).
+            burst = max(BURST_CONNECTS, limit)
             bucket = self._connects[user_id] = TokenBucket(
-                capacity=BURST_CONNECTS, tokens=BURST_CONNECTS, rate=CONNECTS_PER_SECOND
+                capacity=burst, tokens=burst, rate=CONNECTS_PER_SECOND
             )
         if not bucket.take():
             return "this pane was closed: it reconnected too often; reload the page in a minute"

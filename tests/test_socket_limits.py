@@ -58,12 +58,20 @@ def test_a_user_reconnecting_in_a_loop_is_refused_until_the_rate_allows(monkeypa
     monkeypatch.setattr(socket_limits, "now", lambda: clock[0])
     counts = OpenSockets()
     for _ in range(BURST_CONNECTS):
-        assert counts.take(7, 100) == ""
+        assert counts.take(7, 2) == ""
         counts.give_back(7)
-    assert "reconnected too often" in counts.take(7, 100)
-    assert counts.take(8, 100) == ""  # another user is not held back
+    assert "reconnected too often" in counts.take(7, 2)
+    assert counts.take(8, 2) == ""  # another user is not held back
     clock[0] += 1 / CONNECTS_PER_SECOND
-    assert counts.take(7, 100) == ""
+    assert counts.take(7, 2) == ""
+
+
+def test_every_socket_a_user_may_hold_can_be_opened_at_once(monkeypatch):
+    monkeypatch.setattr(socket_limits, "now", lambda: 1000.0)
+    counts = OpenSockets()
+    limit = BURST_CONNECTS * 2
+    assert [counts.take(7, limit) for _ in range(limit)] == [""] * limit
+    assert "you have 40 run panes open" in counts.take(7, limit)
 
 
 @pytest.mark.django_db(transaction=True)
