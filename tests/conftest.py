@@ -104,6 +104,17 @@ def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> It
         connection.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_socket_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no pane sockets counted and no connect rate spent: the counts
+    live as long as the process (runs/socket_limits.py), and tests connect far more often
+    than a person would."""
+    from runs import consumers
+    from runs.socket_limits import OpenSockets
+
+    monkeypatch.setattr(consumers, "OPEN_SOCKETS", OpenSockets())
+
+
 @pytest.fixture
 def open_pane_socket() -> Any:
     """`await open_pane_socket(user, run, origin=..., host=...)`: a WebsocketCommunicator on

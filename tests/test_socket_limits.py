@@ -17,7 +17,6 @@ from runs.socket_limits import (
     CLOSE_TOO_FAST,
     CLOSE_TOO_MANY_SOCKETS,
     CONNECTS_PER_SECOND,
-    OPEN_SOCKETS,
     OpenSockets,
     TokenBucket,
 )
@@ -107,7 +106,7 @@ def test_a_socket_over_its_rate_gets_the_reason_and_is_closed(
     assert "sent more messages than a pane does" in frames[5]
     assert closed["code"] == CLOSE_TOO_FAST
     assert quiet
-    assert OPEN_SOCKETS.held(alice.pk) == 0
+    assert consumers.OPEN_SOCKETS.held(alice.pk) == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -126,7 +125,7 @@ def test_one_socket_more_than_a_user_may_hold_is_closed_and_a_closed_one_frees_i
         reason = await third.receive_from(timeout=5)
         closed = await third.receive_output(timeout=5)
         await third.disconnect()
-        assert OPEN_SOCKETS.held(alice.pk) == 2
+        assert consumers.OPEN_SOCKETS.held(alice.pk) == 2
         await first.disconnect()
         again, _ = await open_pane_socket(alice, finished_run)
         snapshot = 'id="run-header"' in await again.receive_from(timeout=5)
@@ -138,7 +137,7 @@ def test_one_socket_more_than_a_user_may_hold_is_closed_and_a_closed_one_frees_i
     assert "you have 2 run panes open on this server" in reason
     assert closed == {"type": "websocket.close", "code": CLOSE_TOO_MANY_SOCKETS}
     assert reopened
-    assert OPEN_SOCKETS.held(alice.pk) == 0
+    assert consumers.OPEN_SOCKETS.held(alice.pk) == 0
 
 
 @pytest.mark.django_db(transaction=True)
