@@ -156,6 +156,8 @@ def orchestrated(
         tmp / f"serve-{n}.log",
         ORCHESTRATOR_SLOTS=str(n),
         ORCHESTRATOR_WORKER_CONCURRENCY=str(max(n, 16)),
+        # One bench user stands for every viewer: a pane per run, all open at once.
+        ORCHESTRATOR_MAX_SOCKETS_PER_USER=str(max(16, n)),
     )
     runs = [
         launch_run(flow="code-review", target=str(target), focus=f"delivery {n}", owner=user)

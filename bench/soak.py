@@ -121,6 +121,8 @@ class Soak:
         extra = {
             "ORCHESTRATOR_SLOTS": str(2 * self.args.concurrency),
             "ORCHESTRATOR_WORKER_CONCURRENCY": str(self.args.concurrency),
+            # One bench user stands for every viewer: --panes open at once, and rotating.
+            "ORCHESTRATOR_MAX_SOCKETS_PER_USER": str(max(16, self.args.panes + 4)),
         }
         if self.args.redis_url:
             extra["REDIS_URL"] = self.args.redis_url

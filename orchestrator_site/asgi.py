@@ -1,5 +1,5 @@
-"""ASGI entry point: HTTP (Django, and the MCP server at /mcp), WebSockets (owner-checked in
-the consumer) and the worker channel."""
+"""ASGI entry point: HTTP (Django, and the MCP server at /mcp), WebSockets (exact origins
+checked here, the owner in the consumer) and the worker channel."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from orchestrator_site.origins import SiteOriginValidator  # noqa: E402
 from runs.engine.worker import DispatchConsumer  # noqa: E402
 from runs.mcp_server import MCP_PATH, McpDoor  # noqa: E402
 from runs.routing import websocket_urlpatterns  # noqa: E402
@@ -32,9 +32,7 @@ async def http(scope: dict, receive: object, send: object) -> None:
 application = ProtocolTypeRouter(
     {
         "http": http,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "channel": ChannelNameRouter({"orchestrator.dispatch": DispatchConsumer.as_asgi()}),
     }
 )

@@ -114,3 +114,34 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
         "PORT": str(parts.port or ""),
         "OPTIONS": {key: values[0] for key, values in query.items()},
     }
+
+
+def env_origins(name: str) -> list[str]:
+    """Space-separated exact web origins (`https://host[:port]`), as browsers send them in
+    an Origin header: a scheme, a host and an optional port, nothing else (no path, no
+    wildcard, no leading dot, which channels' origin check would read as "any subdomain")."""
+    origins = []
+    for part in os.environ.get(name, "").split():
+        wrong = ImproperlyConfigured(
+            f"{name} must list exact origins such as https://app.example.com:8443 "
+            f"(scheme, host and port only), got {part!r}"
+        )
+        try:
+            parts = urlsplit(part)
+            port = parts.port
+        except ValueError:  # a port that is not a number, or out of range
+            raise wrong from None
+        host = parts.hostname or ""
+        exact = (
+            parts.scheme in {"http", "https"}
+            and host
+            and not host.startswith(".")
+            and "*" not in host
+            and parts.path in {"", "/"}
+            and not (parts.query or parts.fragment or parts.username or parts.password)
+        )
+        if not exact:
+            raise wrong
+        shown = f"[{host}]" if ":" in host else host
+        origins.append(f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else ""))
+    return origins

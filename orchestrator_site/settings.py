@@ -17,6 +17,7 @@ from orchestrator_site.env import (
     env_int,
     env_json_object,
     env_origin,
+    env_origins,
     env_paths,
     env_str,
 )
@@ -151,3 +152,13 @@ ORCHESTRATOR_MAX_EVENTS_PER_STEP = env_int("ORCHESTRATOR_MAX_EVENTS_PER_STEP", 2
 ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER", 4)
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)
+
+# --- The pane's WebSocket: who may open it and what one socket may cost ------------------
+# (runs/socket_limits.py holds the per-socket limits; docs/architecture.md "The live pane")
+# Pages on other origins allowed to open a run's socket (and, later, to frame the pane):
+# space-separated exact origins, scheme, host and port. The site itself is always allowed.
+ORCHESTRATOR_EMBED_ORIGINS = env_origins("ORCHESTRATOR_EMBED_ORIGINS")
+# Pane sockets one user may hold open at once in one server process; one more is closed
+# with the reason. Each browser tab showing a run holds one.
+ORCHESTRATOR_MAX_SOCKETS_PER_USER = env_int("ORCHESTRATOR_MAX_SOCKETS_PER_USER", 16, minimum=1)
+# --- end of the pane's WebSocket ---------------------------------------------------------

@@ -158,3 +158,49 @@ def served_site(scripted_model: Any, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_socket_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no pane sockets counted and no connect rate spent: the counts
+    live as long as the process (runs/socket_limits.py), and tests connect far more often
+    than a person would."""
+    from runs import consumers
+    from runs.socket_limits import OpenSockets
+
+    monkeypatch.setattr(consumers, "OPEN_SOCKETS", OpenSockets())
+
+
+@pytest.fixture
+def open_pane_socket() -> Any:
+    """`await open_pane_socket(user, run, origin=..., host=...)`: a WebsocketCommunicator on
+    the run's socket with the user's session cookie, and whether the handshake was accepted.
+    Origin None sends no Origin header. The caller always disconnects it."""
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.test import Client
+
+    from orchestrator_site.asgi import application
+
+    def cookie_for(user: Any) -> str:
+        client = Client()
+        client.force_login(user)
+        return f"sessionid={client.cookies['sessionid'].value}"
+
+    async def open_socket(
+        user: Any,
+        run: Any,
+        *,
+        origin: str | None = "http://127.0.0.1:8000",
+        host: str = "127.0.0.1:8000",
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> tuple[Any, bool]:
+        cookie = await database_sync_to_async(cookie_for)(user)
+        headers = [(b"host", host.encode()), (b"cookie", cookie.encode()), *(extra or [])]
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        communicator = WebsocketCommunicator(application, f"/ws/runs/{run.id}/", headers=headers)
+        connected, _ = await communicator.connect()
+        return communicator, connected
+
+    return open_socket

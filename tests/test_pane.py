@@ -335,7 +335,8 @@ def test_an_outsiders_socket_is_closed(bob, finished_run):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_foreign_origin_is_refused(alice, finished_run):
-    """AllowedHostsOriginValidator turns away pages from other sites."""
+    """Pages from other sites are turned away at the handshake (tests/test_socket_origins.py
+    covers other ports, schemes, null and a missing Origin)."""
 
     async def scenario() -> bool:
         ws = WebsocketCommunicator(

@@ -126,3 +126,33 @@ def log_in(
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/workspace/")
     return page
+
+
+@pytest.fixture
+def page_on_port(tmp_path: Path) -> Iterator[Any]:
+    """`page_on_port(port, html)`: serve one page from another local web server (a tiny
+    http.server on 127.0.0.1:port, as any other local app or dev server would) and return
+    its URL."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    servers: list[ThreadingHTTPServer] = []
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    def start(port: int, html: str) -> str:
+        folder = tmp_path / f"site-{port}"
+        folder.mkdir()
+        (folder / "index.html").write_text(html)
+        server = ThreadingHTTPServer(("127.0.0.1", port), partial(Quiet, directory=folder))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{port}/index.html"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
