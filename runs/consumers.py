@@ -56,6 +56,10 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.redraw_all = False  # the whole run needs a redraw (cancel, retry)
         self.refresh = False  # the header and timeline need a redraw (the axis ran out)
         self.refreshed_at = -REFRESH_SECONDS
+        # The markup of each part of the pane last sent (element id -> html): a live update
+        # sends only what changed, so an unchanged part (the Cancel button a person has
+        # focused, a row's badge) is never swapped under them.
+        self.shown: dict[str, str] = {}
         if not await database_sync_to_async(_allowed)(self.scope.get("user"), self.run_id):
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -191,6 +195,7 @@ class RunConsumer(AsyncWebsocketConsumer):
                 html, missed = await database_sync_to_async(_redraw)(
                     self.run_id, None if everything else steps, watched
                 )
+                html = self._changed(html)
                 if html:
                     await self.send(text_data=html)
                 for step_id, events in missed.items():
@@ -198,12 +203,23 @@ class RunConsumer(AsyncWebsocketConsumer):
             except Exception:  # a viewer missing a redraw must not lose its stream too
                 log.warning("could not redraw run %s", self.run_id, exc_info=True)
 
+    def _changed(self, html: str | list[tuple[str, str]]) -> str:
+        """A whole redraw as it is (it replaces every part); of a live update, the parts whose
+        markup differs from what this socket last sent."""
+        if isinstance(html, str):
+            self.shown.clear()
+            return html
+        fresh = [(key, part) for key, part in html if self.shown.get(key) != part]
+        self.shown.update(fresh)
+        return "".join(part for _, part in fresh)
+
 
 def _redraw(
     run_id: UUID, step_ids: set[int] | None, watched: dict[int, int]
-) -> tuple[str, dict[int, list[dict[str, Any]]]]:
-    """The run's redraw (everything when `step_ids` is None) and, per finished watched step,
-    the events stored after the last one sent."""
+) -> tuple[str | list[tuple[str, str]], dict[int, list[dict[str, Any]]]]:
+    """The run's redraw (everything when `step_ids` is None, as one string; else its parts)
+    and, per finished watched step, the events stored after the last one sent."""
+    html: str | list[tuple[str, str]]
     html = _snapshot(run_id) if step_ids is None else _step_update(run_id, step_ids)
     finished = FlowStep.objects.filter(id__in=watched, status__in=TERMINAL_STEP)
     missed = {
@@ -222,9 +238,9 @@ def _snapshot(run_id: UUID) -> str:
     return live.render_snapshot(FlowRun.objects.get(id=run_id))
 
 
-def _step_update(run_id: UUID, step_ids: set[int]) -> str:
-    """The changed rows, the header and the timeline; every row once the run ends."""
-    return live.render_update(FlowRun.objects.get(id=run_id), step_ids)
+def _step_update(run_id: UUID, step_ids: set[int]) -> list[tuple[str, str]]:
+    """The changed rows' parts, the header's and the timeline; every row once the run ends."""
+    return live.update_parts(FlowRun.objects.get(id=run_id), step_ids)
 
 
 def _events_for(run_id: UUID, step_id: int, after_id: int) -> list[dict[str, Any]] | None:

@@ -29,18 +29,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from runs.labels import duration
+from runs.labels import STRETCH_WORDS, duration
 from runs.models import ACTIVE_STEP, TERMINAL_RUN, AgentSession, FlowRun, FlowStep, StepStatus
 
-# What a stretch of a lane was spent on, in the order the legend shows them.
-KINDS = {
-    "waiting": "waiting for dependencies",
-    "queued": "queued for a model slot",
-    "first-byte": "waiting for the model's first byte",
-    "model": "model generating",
-    "tools": "running tools",
-    "earlier": "an earlier attempt",
-}
+# What a stretch of a lane was spent on, in the order the legend shows them (runs.labels owns
+# the words).
+KINDS = STRETCH_WORDS
 MODEL_OUTPUT = ("text", "reasoning")
 # Axis steps in seconds; the first that gives at most MAX_TICKS intervals is used.
 TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
