@@ -66,7 +66,9 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.group = run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))
+        html, parts = await database_sync_to_async(_snapshot)(self.run_id)
+        self.shown = dict(parts)
+        await self.send(text_data=html)
 
     async def disconnect(self, code: int) -> None:
         if self.redrawing is not None:
@@ -203,12 +205,13 @@ class RunConsumer(AsyncWebsocketConsumer):
             except Exception:  # a viewer missing a redraw must not lose its stream too
                 log.warning("could not redraw run %s", self.run_id, exc_info=True)
 
-    def _changed(self, html: str | list[tuple[str, str]]) -> str:
+    def _changed(self, html: tuple[str, list[tuple[str, str]]] | list[tuple[str, str]]) -> str:
         """A whole redraw as it is (it replaces every part); of a live update, the parts whose
         markup differs from what this socket last sent."""
-        if isinstance(html, str):
-            self.shown.clear()
-            return html
+        if isinstance(html, tuple):
+            whole, parts = html
+            self.shown = dict(parts)
+            return whole
         fresh = [(key, part) for key, part in html if self.shown.get(key) != part]
         self.shown.update(fresh)
         return "".join(part for _, part in fresh)
@@ -216,10 +219,12 @@ class RunConsumer(AsyncWebsocketConsumer):
 
 def _redraw(
     run_id: UUID, step_ids: set[int] | None, watched: dict[int, int]
-) -> tuple[str | list[tuple[str, str]], dict[int, list[dict[str, Any]]]]:
+) -> tuple[
+    tuple[str, list[tuple[str, str]]] | list[tuple[str, str]], dict[int, list[dict[str, Any]]]
+]:
     """The run's redraw (everything when `step_ids` is None, as one string; else its parts)
     and, per finished watched step, the events stored after the last one sent."""
-    html: str | list[tuple[str, str]]
+    html: tuple[str, list[tuple[str, str]]] | list[tuple[str, str]]
     html = _snapshot(run_id) if step_ids is None else _step_update(run_id, step_ids)
     finished = FlowStep.objects.filter(id__in=watched, status__in=TERMINAL_STEP)
     missed = {
@@ -234,8 +239,8 @@ def _allowed(user: Any, run_id: UUID) -> bool:
     return run is not None and can_see(user, run)
 
 
-def _snapshot(run_id: UUID) -> str:
-    return live.render_snapshot(FlowRun.objects.get(id=run_id))
+def _snapshot(run_id: UUID) -> tuple[str, list[tuple[str, str]]]:
+    return live.snapshot_and_parts(FlowRun.objects.get(id=run_id))
 
 
 def _step_update(run_id: UUID, step_ids: set[int]) -> list[tuple[str, str]]:

@@ -224,7 +224,17 @@ def render_socket_error(message: str) -> str:
 
 def render_snapshot(run: FlowRun) -> str:
     """Everything, as OOB swaps: what a WebSocket sends on connect and on a full redraw."""
+    return snapshot_and_parts(run)[0]
+
+
+def snapshot_and_parts(run: FlowRun) -> tuple[str, list[tuple[str, str]]]:
+    """The snapshot, and the parts a live update would send for the same moment (so the
+    socket knows what the browser shows and sends only what changes after it)."""
     state = pane_state(run)
+    return _snapshot_html(run, state), _parts(run, state, state.rows)
+
+
+def _snapshot_html(run: FlowRun, state: PaneState) -> str:
     return "".join(
         [
             render_header(state),
@@ -252,7 +262,10 @@ def update_parts(run: FlowRun, step_ids: set[int]) -> list[tuple[str, str]]:
     sent them, and none of them is the header or a row as a whole, so focus and selection
     inside the pane survive a run that streams."""
     state = pane_state(run)
-    rows = state.rows if run.is_finished else state.rows_for(step_ids)
+    return _parts(run, state, state.rows if run.is_finished else state.rows_for(step_ids))
+
+
+def _parts(run: FlowRun, state: PaneState, rows: list[AgentRow]) -> list[tuple[str, str]]:
     parts = header_parts(state)
     parts.append(("run-timeline", render_timeline(state)))
     for row in rows:

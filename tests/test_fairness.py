@@ -29,11 +29,6 @@ MODEL = "demo/scripted"
 
 
 @pytest.fixture
-def charlie(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
-
-
-@pytest.fixture
 def launch(target_dir: Path, settings: Any) -> Any:
     settings.ORCHESTRATOR_MODEL = MODEL
 
