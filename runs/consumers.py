@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +41,14 @@ from runs.socket_messages import Refresh, Refused, Subscribe, Unsubscribe, read_
 log = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 REFRESH_SECONDS = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Redraw:
+    """Parts of the pane to swap: all of them (`whole`), or a live update's."""
+
+    parts: list[tuple[str, str]]  # (element id, OOB fragment)
+    whole: bool
 
 
 class RunConsumer(AsyncWebsocketConsumer):
@@ -66,9 +75,9 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.group = run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        html, parts = await database_sync_to_async(_snapshot)(self.run_id)
-        self.shown = dict(parts)
-        await self.send(text_data=html)
+        await self.send(
+            text_data=self._changed(await database_sync_to_async(_snapshot)(self.run_id))
+        )
 
     async def disconnect(self, code: int) -> None:
         if self.redrawing is not None:
@@ -205,26 +214,22 @@ class RunConsumer(AsyncWebsocketConsumer):
             except Exception:  # a viewer missing a redraw must not lose its stream too
                 log.warning("could not redraw run %s", self.run_id, exc_info=True)
 
-    def _changed(self, html: tuple[str, list[tuple[str, str]]] | list[tuple[str, str]]) -> str:
-        """A whole redraw as it is (it replaces every part); of a live update, the parts whose
-        markup differs from what this socket last sent."""
-        if isinstance(html, tuple):
-            whole, parts = html
-            self.shown = dict(parts)
-            return whole
-        fresh = [(key, part) for key, part in html if self.shown.get(key) != part]
+    def _changed(self, parts: Redraw) -> str:
+        """A whole redraw's every part; of a live update, the parts whose markup differs from
+        what this socket last sent."""
+        if parts.whole:
+            self.shown = dict(parts.parts)
+            return "".join(html for _, html in parts.parts)
+        fresh = [(key, part) for key, part in parts.parts if self.shown.get(key) != part]
         self.shown.update(fresh)
         return "".join(part for _, part in fresh)
 
 
 def _redraw(
     run_id: UUID, step_ids: set[int] | None, watched: dict[int, int]
-) -> tuple[
-    tuple[str, list[tuple[str, str]]] | list[tuple[str, str]], dict[int, list[dict[str, Any]]]
-]:
+) -> tuple[Redraw, dict[int, list[dict[str, Any]]]]:
     """The run's redraw (everything when `step_ids` is None, as one string; else its parts)
     and, per finished watched step, the events stored after the last one sent."""
-    html: tuple[str, list[tuple[str, str]]] | list[tuple[str, str]]
     html = _snapshot(run_id) if step_ids is None else _step_update(run_id, step_ids)
     finished = FlowStep.objects.filter(id__in=watched, status__in=TERMINAL_STEP)
     missed = {
@@ -239,13 +244,13 @@ def _allowed(user: Any, run_id: UUID) -> bool:
     return run is not None and can_see(user, run)
 
 
-def _snapshot(run_id: UUID) -> tuple[str, list[tuple[str, str]]]:
-    return live.snapshot_and_parts(FlowRun.objects.get(id=run_id))
+def _snapshot(run_id: UUID) -> Redraw:
+    return Redraw(parts=live.snapshot_parts(FlowRun.objects.get(id=run_id)), whole=True)
 
 
-def _step_update(run_id: UUID, step_ids: set[int]) -> list[tuple[str, str]]:
+def _step_update(run_id: UUID, step_ids: set[int]) -> Redraw:
     """The changed rows' parts, the header's and the timeline; every row once the run ends."""
-    return live.update_parts(FlowRun.objects.get(id=run_id), step_ids)
+    return Redraw(parts=live.update_parts(FlowRun.objects.get(id=run_id), step_ids), whole=False)
 
 
 def _events_for(run_id: UUID, step_id: int, after_id: int) -> list[dict[str, Any]] | None:

@@ -224,25 +224,16 @@ def render_socket_error(message: str) -> str:
 
 def render_snapshot(run: FlowRun) -> str:
     """Everything, as OOB swaps: what a WebSocket sends on connect and on a full redraw."""
-    return snapshot_and_parts(run)[0]
+    return "".join(html for _, html in snapshot_parts(run))
 
 
-def snapshot_and_parts(run: FlowRun) -> tuple[str, list[tuple[str, str]]]:
-    """The snapshot, and the parts a live update would send for the same moment (so the
-    socket knows what the browser shows and sends only what changes after it)."""
+def snapshot_parts(run: FlowRun) -> list[tuple[str, str]]:
+    """Every part of the pane (the header's, the timeline, every row's, the report) as
+    (element id, OOB fragment) pairs. The page was rendered from the same partials, so even
+    a whole redraw swaps parts inside the header and the rows, never them: a person's focus
+    on Cancel or on an agent row survives the socket connecting, and a cancel or a retry."""
     state = pane_state(run)
-    return _snapshot_html(run, state), _parts(run, state, state.rows)
-
-
-def _snapshot_html(run: FlowRun, state: PaneState) -> str:
-    return "".join(
-        [
-            render_header(state),
-            render_report(run),
-            render_timeline(state),
-            render_rows(state, state.rows),
-        ]
-    )
+    return _parts(run, state, state.rows, report=True)
 
 
 # The header's parts a live update may swap, each a named partial with a stable id.
@@ -262,10 +253,13 @@ def update_parts(run: FlowRun, step_ids: set[int]) -> list[tuple[str, str]]:
     sent them, and none of them is the header or a row as a whole, so focus and selection
     inside the pane survive a run that streams."""
     state = pane_state(run)
-    return _parts(run, state, state.rows if run.is_finished else state.rows_for(step_ids))
+    rows = state.rows if run.is_finished else state.rows_for(step_ids)
+    return _parts(run, state, rows, report=run.is_finished)
 
 
-def _parts(run: FlowRun, state: PaneState, rows: list[AgentRow]) -> list[tuple[str, str]]:
+def _parts(
+    run: FlowRun, state: PaneState, rows: list[AgentRow], *, report: bool
+) -> list[tuple[str, str]]:
     parts = header_parts(state)
     parts.append(("run-timeline", render_timeline(state)))
     for row in rows:
@@ -273,7 +267,7 @@ def _parts(run: FlowRun, state: PaneState, rows: list[AgentRow]) -> list[tuple[s
         for name in ROW_PARTS:
             html = render_to_string(f"{PANE}#{name}", context)
             parts.append((f"{name}-{row.step.id}", html))
-    if run.is_finished:
+    if report:
         parts.append(("report", render_report(run)))
     return parts
 

@@ -172,7 +172,9 @@ def test_the_socket_sends_a_snapshot_then_streams_only_expanded_agents(alice, fi
         ws, connected = await connect(alice, finished_run)
         assert connected
         snapshot = await ws.receive_from()
-        assert 'id="run-header"' in snapshot and f'id="agent-row-{security.id}"' in snapshot
+        # Parts inside the header and the rows, never them (a focused control survives).
+        assert 'id="run-state"' in snapshot and f'id="agent-who-{security.id}"' in snapshot
+        assert 'id="run-header"' not in snapshot and f'id="agent-row-{security.id}"' not in snapshot
         await ws.send_to(
             text_data=json.dumps({"type": "subscribe", "step": security.id, "after": stored[0]})
         )
