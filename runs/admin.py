@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from runs import api_tokens, services
+from runs.labels import run_state
 from runs.models import AgentEvent, AgentSession, ApiToken, FlowRun, FlowStep, StepStatus
 from runs.permissions import visible_runs
 
@@ -69,9 +70,15 @@ class FlowStepInline(VisibleRunsMixin, ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(FlowRun)
 class FlowRunAdmin(VisibleRunsMixin, admin.ModelAdmin):
-    list_display = ("id", "flow", "band", "fast", "status", "confidence", "owner", "created_at")
+    list_display = ("id", "flow", "band", "fast", "state", "confidence", "owner", "created_at")
     list_filter = ("status", "flow", "band", "origin")
     search_fields = ("focus", "target", "id")
+
+    @admin.display(description="status", ordering="status")
+    def state(self, run: FlowRun) -> str:
+        """The run's status in the words every other view uses (runs.labels)."""
+        return run_state(run).text
+
     # templates/admin/runs/flowrun/change_form.html puts the steps first.
     fieldsets = [
         (None, {"fields": [("flow", "band", "fast", "status"), "pane_link", "target", "focus"]}),

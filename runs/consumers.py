@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -53,6 +54,14 @@ CLOSE_FORBIDDEN = 4403
 REFRESH_SECONDS = 1.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class Redraw:
+    """Parts of the pane to swap: all of them (`whole`), or a live update's."""
+
+    parts: list[tuple[str, str]]  # (element id, OOB fragment)
+    whole: bool
+
+
 class RunConsumer(AsyncWebsocketConsumer):
     run_id: UUID
     group: str
@@ -69,6 +78,10 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.redraw_all = False  # the whole run needs a redraw (cancel, retry)
         self.refresh = False  # the header and timeline need a redraw (the axis ran out)
         self.refreshed_at = -REFRESH_SECONDS
+        # The markup of each part of the pane last sent (element id -> html): a live update
+        # sends only what changed, so an unchanged part (the Cancel button a person has
+        # focused, a row's badge) is never swapped under them.
+        self.shown: dict[str, str] = {}
         self.bucket = TokenBucket()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -91,7 +104,9 @@ class RunConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.group = run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))
+        await self.send(
+            text_data=self._changed(await database_sync_to_async(_snapshot)(self.run_id))
+        )
 
     async def disconnect(self, code: int) -> None:
         """Everything this socket holds is let go: its group, its redraw, its count."""
@@ -252,6 +267,7 @@ class RunConsumer(AsyncWebsocketConsumer):
                 html, missed = await database_sync_to_async(_redraw)(
                     self.run_id, None if everything else steps, watched
                 )
+                html = self._changed(html)
                 if html:
                     await self.send(text_data=html)
                 for step_id, events in missed.items():
@@ -259,12 +275,22 @@ class RunConsumer(AsyncWebsocketConsumer):
             except Exception:  # a viewer missing a redraw must not lose its stream too
                 log.warning("could not redraw run %s", self.run_id, exc_info=True)
 
+    def _changed(self, parts: Redraw) -> str:
+        """A whole redraw's every part; of a live update, the parts whose markup differs from
+        what this socket last sent."""
+        if parts.whole:
+            self.shown = dict(parts.parts)
+            return "".join(html for _, html in parts.parts)
+        fresh = [(key, part) for key, part in parts.parts if self.shown.get(key) != part]
+        self.shown.update(fresh)
+        return "".join(part for _, part in fresh)
+
 
 def _redraw(
     run_id: UUID, step_ids: set[int] | None, watched: dict[int, int]
-) -> tuple[str, dict[int, list[dict[str, Any]]]]:
-    """The run's redraw (everything when `step_ids` is None) and, per finished watched step,
-    the events stored after the last one sent."""
+) -> tuple[Redraw, dict[int, list[dict[str, Any]]]]:
+    """The run's redraw (everything when `step_ids` is None, as one string; else its parts)
+    and, per finished watched step, the events stored after the last one sent."""
     html = _snapshot(run_id) if step_ids is None else _step_update(run_id, step_ids)
     finished = FlowStep.objects.filter(id__in=watched, status__in=TERMINAL_STEP)
     missed = {
@@ -282,13 +308,13 @@ def _roster(user: Any, run_id: UUID) -> frozenset[int] | None:
     return frozenset(run.steps.values_list("id", flat=True))
 
 
-def _snapshot(run_id: UUID) -> str:
-    return live.render_snapshot(FlowRun.objects.get(id=run_id))
+def _snapshot(run_id: UUID) -> Redraw:
+    return Redraw(parts=live.snapshot_parts(FlowRun.objects.get(id=run_id)), whole=True)
 
 
-def _step_update(run_id: UUID, step_ids: set[int]) -> str:
-    """The changed rows, the header and the timeline; every row once the run ends."""
-    return live.render_update(FlowRun.objects.get(id=run_id), step_ids)
+def _step_update(run_id: UUID, step_ids: set[int]) -> Redraw:
+    """The changed rows' parts, the header's and the timeline; every row once the run ends."""
+    return Redraw(parts=live.update_parts(FlowRun.objects.get(id=run_id), step_ids), whole=False)
 
 
 def _events_for(run_id: UUID, have: dict[int, int]) -> dict[int, list[dict[str, Any]]]:

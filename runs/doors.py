@@ -43,6 +43,7 @@ def run_state(run: FlowRun) -> dict[str, Any]:
         if run.status == RunStatus.PENDING
         else ""
     )
+    steps = list(run.steps.order_by("position"))
     return {
         "id": str(run.id),
         "flow": run.flow,
@@ -52,7 +53,7 @@ def run_state(run: FlowRun) -> dict[str, Any]:
         "focus": run.focus,
         "origin": run.origin,
         "status": run.status,
-        "status_label": labels.run_status_label(run.status),
+        "status_label": labels.run_state(run, steps, held=waiting).text,
         "finished": run.is_finished,
         "waiting": waiting,
         "created_at": run.created_at.isoformat(),
@@ -72,7 +73,7 @@ def run_state(run: FlowRun) -> dict[str, Any]:
                 "attempt": step.attempt,
                 "error": step.error,
             }
-            for step in run.steps.order_by("position")
+            for step in steps
         ],
     }
 

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 class RunStatus(models.TextChoices):
     PENDING = "pending"  # created or retried; no step claimed yet (or over its owner's cap)
     RUNNING = "running"  # at least one step has been claimed and the run is not over
-    SUCCEEDED = "succeeded"  # the validator gate finished; the report is final
+    SUCCEEDED = "succeeded"  # the validator gate finished and every agent succeeded
+    # The validator gate finished and the report is written, but some agents failed (or were
+    # skipped): the report names them and Confidence is capped.
+    FINISHED_WITH_FAILURES = "finished_with_failures"
     FAILED = "failed"  # the report could not be produced or validated (reasons in error)
     CANCELLED = "cancelled"  # a person stopped it; nothing more will start
 
@@ -37,7 +40,16 @@ class StepStatus(models.TextChoices):
     SKIPPED = "skipped"  # never ran because a dependency did not succeed
 
 
-TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_RUN = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FINISHED_WITH_FAILURES,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+    }
+)
+# Runs whose report is final (the validator gate finished), failures or not.
+REPORTED_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FINISHED_WITH_FAILURES})
 TERMINAL_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED}
 )
@@ -45,15 +57,17 @@ ACTIVE_STEP = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
 
 
 class StepPhase(models.TextChoices):
-    """What an active step is doing right now, within its status (a turn at a time)."""
+    """What an active step is doing right now, within its status (a turn at a time).
 
-    NONE = "", "none"  # not started, or between moments worth naming
-    SLOT = "slot", "waiting for a slot"  # in its model's line for a slot
-    FIRST_BYTE = "first_byte", "waiting for the server's first byte"  # request sent
-    GENERATING = "generating", "generating"  # the model is streaming this turn
-    TOOL = "tool", "running a tool"  # the slot went back while its tools run
-    RETRYING = "retrying", "retrying"  # the turn failed; the next try waits for phase_until
-    UNAVAILABLE = "unavailable", "server unavailable"  # the server cannot be reached; waiting
+    Values only: runs.labels alone turns a phase into words."""
+
+    NONE = ""  # not started, or between moments worth naming
+    SLOT = "slot"  # in its model's line for a slot
+    FIRST_BYTE = "first_byte"  # request sent, no byte back yet
+    GENERATING = "generating"  # the model is streaming this turn
+    TOOL = "tool"  # the slot went back while its tools run
+    RETRYING = "retrying"  # the turn failed; the next try waits for phase_until
+    UNAVAILABLE = "unavailable"  # the server cannot be reached; waiting
 
 
 class Origin(models.TextChoices):
@@ -88,7 +102,7 @@ class FlowRun(models.Model):
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.CLI)
     host_pane = models.CharField(max_length=10, choices=HostPane.choices, default=HostPane.NONE)
     status = models.CharField(
-        max_length=12, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+        max_length=24, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -155,6 +169,11 @@ class FlowRun(models.Model):
         return int(self.idle_seconds * 1000)
 
     @property
+    def failed_agents(self) -> int:
+        """How many agents the report names as failed or skipped."""
+        return len(self.report_data.get("failed_agents") or [])
+
+    @property
     def is_demo(self) -> bool:
         """Run on the scripted demo model, not a real one."""
         from runs.engine.agent.modelconfig import DEMO_PROVIDER
@@ -196,11 +215,13 @@ class FlowStep(models.Model):
     # True while this step occupies one of its model's slots (the cap holds across workers).
     # A step holds a slot for one model turn at a time and gives it back while its tools run.
     holds_slot = models.BooleanField(default=False)
-    # True while this step is in its model's queue, asking for a slot (ordered by queued_at).
+    # True while this step asks for one of its model's slots.
     wants_slot = models.BooleanField(default=False)
-    # The step's place in its model's line, set when claimed: about the claim time, moved
-    # ahead of other owners' backlogs to keep the line round robin (runs.engine.queue.fairness).
-    queued_at = models.DateTimeField(null=True, blank=True)
+    # When the step took its place at the end of its model's line (the line is ordered by
+    # it, so a place only moves forward); empty while another step of its owner is in the
+    # line ahead of it: each owner has one step in the line at a time (runs.engine.queue.slotsql).
+    line_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)  # when this attempt was claimed
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -29,19 +29,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from runs.labels import duration
+from runs.labels import STRETCH_WORDS, duration
 from runs.models import ACTIVE_STEP, TERMINAL_RUN, AgentSession, FlowRun, FlowStep, StepStatus
 
-# What a stretch of a lane was spent on, in the order the legend shows them.
-KINDS = {
-    "waiting": "waiting for dependencies",
-    "queued": "queued for a model slot",
-    "first-byte": "waiting for the model's first byte",
-    "model": "model generating",
-    "tools": "running tools",
-    "earlier": "an earlier attempt",
-    "idle": "idle: the run had finished, until a retry",
-}
+# What a stretch of a lane was spent on, in the order the legend shows them (runs.labels owns
+# the words).
+KINDS = STRETCH_WORDS
 # Kinds that are not the lane's own work: its busy time and the critical path leave them out
 # (a wait on the path counts only as a hand-off; an idle gap not at all).
 NOT_BUSY = frozenset({"waiting", "idle"})

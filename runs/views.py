@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
-from runs import exports, live, services
+from runs import exports, labels, live, services
 from runs.engine.queue import fairness
 from runs.models import FlowRun, RunStatus
 from runs.permissions import visible_runs
@@ -54,11 +54,21 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(runs.order_by("-created_at"), PAGE_SIZE).get_page(request.GET.get("page"))
     flows = visible_runs(request.user).values_list("flow", flat=True).distinct().order_by("flow")
     waiting = fairness.waiting_reasons(r.id for r in page if r.status == RunStatus.PENDING)
+    running = [run for run in page if run.status == RunStatus.RUNNING]
+    steps = {
+        run.id: run for run in runs.filter(id__in=[r.id for r in running]).prefetch_related("steps")
+    }
+    rows = []
+    for run in page:
+        held = waiting.get(run.id, "")
+        shown = steps.get(run.id)
+        state = labels.run_state(run, list(shown.steps.all()) if shown else None, held=held)
+        rows.append({"run": run, "waiting": held, "state": state})
     context = {
         "page": page,
-        "rows": [{"run": run, "waiting": waiting.get(run.id, "")} for run in page],
+        "rows": rows,
         "flows": flows,
-        "statuses": RunStatus.values,
+        "statuses": [(status, labels.RUN_WORDS[status]) for status in RunStatus.values],
         "filters": {"flow": flow, "status": status, "target": target, "q": query},
         "filtered": bool(flow or status or target or query),
     }

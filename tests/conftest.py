@@ -44,6 +44,12 @@ def bob(django_user_model: Any) -> Any:
 
 
 @pytest.fixture
+def charlie(django_user_model: Any) -> Any:
+    """A third user: one more owner in the model's line."""
+    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
+
+
+@pytest.fixture
 def finished_run(alice: Any, target_dir: Path) -> Any:
     """A finished code review with a few stored events on the security agent."""
     from runs.engine.queue import scheduler
@@ -74,6 +80,24 @@ def finished_run(alice: Any, target_dir: Path) -> Any:
             if key == "synthesis"
             else "Summary: One <img src=x onerror=alert(1)> issue.\nConfidence: high\nReasons: r"
         )
+        finish_step(step_id, "w", succeeded=True, output=output)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def run_with_a_failed_agent(alice: Any, target_dir: Path) -> Any:
+    """A code review whose Correctness agent failed; the others finished and the validator
+    passed, so the report is written."""
+    from runs.engine.queue import scheduler
+    from runs.services import launch_run
+
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+        failed = run.steps.get(id=step_id).key == "correctness"
+        finish_step(step_id, "w", succeeded=not failed, output="found", error="the model went away")
+    for output in ("- **Shell** (codebase) `app/views.py:6`", "Summary: ok.\nConfidence: high"):
+        [step_id] = scheduler.claim_steps("w", 10, run_id=run.id)
         finish_step(step_id, "w", succeeded=True, output=output)
     run.refresh_from_db()
     return run

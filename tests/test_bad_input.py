@@ -157,7 +157,7 @@ def test_the_socket_survives_any_message(alice: Any, target_dir: Path, messages:
         for message in messages:
             await ws.send_to(text_data=message)
         await get_channel_layer().group_send(run_group(run.id), {"type": "run.changed"})
-        while 'id="run-header"' not in (html := await ws.receive_from(timeout=5)):
+        while 'id="run-state"' not in (html := await ws.receive_from(timeout=5)):
             pass  # replies to a valid subscribe in the garbage may come first
         await ws.disconnect()
         return html

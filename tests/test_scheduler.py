@@ -86,7 +86,7 @@ def test_a_failed_specialist_lets_the_synthesizer_run_and_caps_confidence(run: F
         validation, "w1", succeeded=True, output="Summary: ok.\nConfidence: high\nReasons: r"
     )
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert run.confidence == "medium"
     assert "correctness" in run.report_data["failed_agents"]
     assert "model down" in run.report

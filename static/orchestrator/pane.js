@@ -60,8 +60,8 @@
   });
 
   function calibrate() {
-    const header = document.getElementById("run-header");
-    const serverNow = header ? Number(header.dataset.now) : 0;
+    const clock = document.getElementById("run-clock");
+    const serverNow = clock ? Number(clock.dataset.now) : 0;
     if (serverNow) skew = serverNow - Date.now();
   }
   const now = () => Date.now() + skew;

@@ -93,6 +93,16 @@ def server(serve: ServeProcess) -> str:
 
 
 @pytest.fixture
+def slow_server(settings: Any, tmp_path: Path) -> Iterator[str]:
+    """The server with a scripted model slow enough (5 tokens a second) that a run streams
+    for a minute: long enough to do things in the pane while it changes."""
+    settings.ORCHESTRATOR_MODEL = "demo/scripted"
+    process = ServeProcess(tmp_path, token_rate="5")
+    yield process.url
+    process.stop()
+
+
+@pytest.fixture
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is required: apt-get install chromium")

@@ -69,7 +69,6 @@ def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[
                         "reclaiming %s of run %s from %s", step.key, step.run_id, step.lease_owner
                     )
                 _lease(step, worker, now)
-            fairness.place_in_line(cursor, claims, now)
         steps = [claim.step for claim in claims]
         FlowStep.objects.bulk_update(steps, reset.lease_fields())
         run_ids = {step.run_id for step in steps}
@@ -109,14 +108,16 @@ def heartbeat(worker: str, step_ids: list[int]) -> set[int]:
 @dataclass(frozen=True, kw_only=True)
 class SlotAnswer:
     granted: bool
-    position: int  # 0 when granted; else the step's place in the model's line (1 = next)
+    # 0 when granted; else the step's place in the model's line (1 = next), 0 while it waits
+    # without a place (another step of its owner is in the line), -1 when it is lost.
+    position: int
 
 
 def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotAnswer:
     """Take one of the model's `slots` for this step's next turn, or join the model's queue.
 
-    The queue is first come first served by `queued_at` (the claim), across workers, so a
-    step coming back for its next turn goes ahead of the steps claimed after it.
+    The line is first come first served by the moment a step joined it, across workers, one
+    step per owner at a time (runs.engine.queue.slotsql), so a place only moves forward.
     """
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_model_slots(cursor, model)
@@ -125,6 +126,7 @@ def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotA
 
 def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> SlotAnswer:
     """The slot decision for one step; the caller holds the model's slot lock."""
+    cursor.execute(slotsql.PROMOTE, params)  # an owner whose step in line left sends the next
     cursor.execute(slotsql.PLACE, params)
     place = cursor.fetchone()
     if place is None:  # cancelled, or taken over by another worker
@@ -137,10 +139,15 @@ def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> Slo
         cursor.execute(slotsql.GRANT, params)
         if cursor.fetchone() is None:  # cancelled since PLACE looked
             return SlotAnswer(granted=False, position=-1)
+        cursor.execute(slotsql.PROMOTE, params)
         return SlotAnswer(granted=True, position=0)
     cursor.execute(slotsql.JOIN_LINE, params)
-    # Its place as every view counts it (one rule); absent: cancelled since PLACE looked.
-    position = _line_places(cursor, params, [params["step"]]).get(params["step"], -1)
+    # Its place as every view counts it (one rule): 0 while it waits without a place (another
+    # step of its owner is in the line); -1 when cancelled since PLACE looked.
+    cursor.execute(slotsql.STILL_WAITING, params)
+    if cursor.fetchone() is None:
+        return SlotAnswer(granted=False, position=-1)
+    position = _line_places(cursor, params, [params["step"]]).get(params["step"], 0)
     return SlotAnswer(granted=False, position=position)
 
 
@@ -179,7 +186,9 @@ def release_slot(
         _lock_model_slots(cursor, model)
         cursor.execute(slotsql.RELEASE if tools is None else slotsql.RELEASE_FOR_TOOLS, params)
         cursor.execute(slotsql.HAND_OVER, params)
-        return [row[0] for row in cursor.fetchall()]
+        granted = [row[0] for row in cursor.fetchall()]
+        cursor.execute(slotsql.PROMOTE, params)
+        return granted
 
 
 def _slot_params(model: str, **extra: Any) -> dict[str, Any]:
@@ -287,26 +296,11 @@ def finish_step(
             return Finished(recorded=False)
         AgentEvent.objects.bulk_create(final_events)
         moved = advance(run, worker=worker, claim=claim if run.status == RunStatus.RUNNING else 0)
-        _place_handed_on(run, moved.claimed)
         opened = [open_attempt(step, run, worker, loaded=moved.steps) for step in moved.claimed]
         granted = _grant_at_once(run.model, worker, opened, slots)
     # The report is written after this commits (reporting.finalize_run): it reads the target
     # for every citation, which must not happen while the run's rows are locked.
     return Finished(recorded=True, claimed=tuple(granted), run_done=moved.done)
-
-
-def _place_handed_on(run: FlowRun, claimed: list[FlowStep]) -> None:
-    """The dependants a finishing step leased take their fair place in the model's line."""
-    if not claimed:
-        return
-    party = run.owner_id or 0
-    leased_at = {step.id: step.queued_at for step in claimed}
-    with connection.cursor() as cursor:
-        claims = [fairness.Claimed(step, party, run.model) for step in claimed]
-        fairness.place_in_line(cursor, claims, claimed[0].queued_at or timezone.now())
-    moved = [step for step in claimed if step.queued_at != leased_at[step.id]]
-    if moved:  # usually none: at the end of the line, a dependant keeps its lease time
-        FlowStep.objects.bulk_update(moved, ["queued_at"])
 
 
 def _grant_at_once(

@@ -173,7 +173,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         )
     elif validation is not None and validation.status == StepStatus.SUCCEEDED:
         verdict = final_confidence(parse_verdict(validation.output), facts)
-        run.status = RunStatus.SUCCEEDED
+        # The report is final either way; a run some agents failed in says so in its status.
+        run.status = RunStatus.FINISHED_WITH_FAILURES if failed else RunStatus.SUCCEEDED
     else:
         verdict = Verdict(
             summary="The run failed: " + _failure_sentence(steps),
@@ -184,8 +185,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         run.status = RunStatus.FAILED
         run.error = _failure_sentence(steps)
 
-    # Compared with the previous run only when this one is complete (a partial report would
-    # show everything it did not reach as resolved).
+    # Compared with the previous run only when this one is complete, every agent included (a
+    # partial report would show everything it did not reach as resolved).
     compared = (
         report_evidence.comparison(run, findings) if run.status == RunStatus.SUCCEEDED else None
     )
