@@ -44,6 +44,7 @@ def run_state(run: FlowRun) -> dict[str, Any]:
         else ""
     )
     steps = list(run.steps.order_by("position"))
+    state = labels.run_state(run, steps, held=waiting)
     return {
         "id": str(run.id),
         "flow": run.flow,
@@ -53,7 +54,8 @@ def run_state(run: FlowRun) -> dict[str, Any]:
         "focus": run.focus,
         "origin": run.origin,
         "status": run.status,
-        "status_label": labels.run_state(run, steps, held=waiting).text,
+        "status_label": state.label,
+        "status_detail": state.detail,
         "finished": run.is_finished,
         "waiting": waiting,
         "created_at": run.created_at.isoformat(),

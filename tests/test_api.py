@@ -60,14 +60,14 @@ def test_the_status_shows_the_run_and_each_agent(api: Client, alice_token: str, 
     ).json()
     state = call(api, "get", f"/api/v1/runs/{launched['id']}", alice_token).json()
     assert state["status"] == RunStatus.PENDING
-    assert state["status_label"] == "Pending"
+    assert state["status_label"] == "pending"
     assert [a["key"] for a in state["agents"]] == [
         "correctness",
         "security",
         "synthesis",
         "validation",
     ]
-    assert state["agents"][0]["state"] == "ready (waiting for a worker)"
+    assert state["agents"][0]["state"] == "waiting (for a worker)"
     assert state["report_ready"] is False
 
 

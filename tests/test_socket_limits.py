@@ -119,7 +119,7 @@ def test_one_socket_more_than_a_user_may_hold_is_closed_and_a_closed_one_frees_i
         first, _ = await open_pane_socket(alice, finished_run)
         second, _ = await open_pane_socket(alice, finished_run)
         for ws in (first, second):
-            assert 'id="run-header"' in await ws.receive_from(timeout=5)
+            assert 'id="run-state"' in await ws.receive_from(timeout=5)
         third, accepted = await open_pane_socket(alice, finished_run)
         assert accepted  # accepted so that the reason can be sent
         reason = await third.receive_from(timeout=5)
@@ -128,7 +128,7 @@ def test_one_socket_more_than_a_user_may_hold_is_closed_and_a_closed_one_frees_i
         assert consumers.OPEN_SOCKETS.held(alice.pk) == 2
         await first.disconnect()
         again, _ = await open_pane_socket(alice, finished_run)
-        snapshot = 'id="run-header"' in await again.receive_from(timeout=5)
+        snapshot = 'id="run-state"' in await again.receive_from(timeout=5)
         for ws in (second, again):
             await ws.disconnect()
         return reason, closed, snapshot

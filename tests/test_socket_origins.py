@@ -25,7 +25,7 @@ def handshake(open_pane_socket: Any, user: Any, run: Any, **options: Any) -> boo
     async def scenario() -> bool:
         ws, connected = await open_pane_socket(user, run, **options)
         if connected:
-            assert 'id="run-header"' in await ws.receive_from(timeout=5)
+            assert 'id="run-state"' in await ws.receive_from(timeout=5)
         await ws.disconnect()
         return connected
 
