@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from csp.constants import NONCE
+
 from orchestrator_site.channel_layers import channel_layers
 from orchestrator_site.embedded_db import embedded_database_settings
 from orchestrator_site.env import (
     database_from_url,
     env_bool,
     env_float,
+    env_header,
     env_int,
     env_json_object,
     env_paths,
@@ -42,10 +45,13 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "django_htmx",
+    "csp",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "orchestrator_site.hardening.CleanQueryMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -68,6 +74,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "orchestrator_site.hardening.csp_nonce",
             ],
         },
     },
@@ -107,6 +114,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "runs": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+        # Every 500 with its traceback (the error page says it is in the server's log);
+        # ERROR only, so 404s and 403s stay out of it.
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
     },
 }
 
@@ -147,3 +157,34 @@ ORCHESTRATOR_MAX_EVENTS_PER_STEP = env_int("ORCHESTRATOR_MAX_EVENTS_PER_STEP", 2
 ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER", 4)
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)
+
+# --- Who may analyse what, and running behind TLS (issue 17) ----------------------------
+# Directories every signed-in user may analyse (a team that shares everything, stated);
+# each must lie inside ORCHESTRATOR_ALLOWED_ROOTS. Default none: see runs/targets.py.
+ORCHESTRATOR_SHARED_ROOTS = env_paths("ORCHESTRATOR_SHARED_ROOTS", [])
+# Runs one user may have waiting (pending) at once; a launch or retry past it is refused with
+# a sentence. 0 = no cap. Runs without an owner (the CLI's operator) are not capped.
+ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER", 20)
+# Behind a TLS-terminating proxy: cookies only over HTTPS, HSTS, and the header by which the
+# proxy says the browser's request was HTTPS (without it Django sees plain HTTP).
+SECURE_COOKIES = env_bool("SECURE_COOKIES", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_PROXY_SSL_HEADER = env_header("SECURE_PROXY_SSL_HEADER")
+# Content-Security-Policy on every response (django-csp). Scripts only from this site or
+# with the page's nonce, never inline handlers; styles may be inline (the pane's bars are
+# sized with style attributes, and htmx adds its indicator style).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'self'"],
+    }
+}

@@ -51,6 +51,7 @@ class ServeProcess:
             ORCHESTRATOR_MODEL="demo/scripted",
             ORCHESTRATOR_DEMO_TOKEN_RATE=token_rate,
             ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
+            ORCHESTRATOR_SHARED_ROOTS=str(tmp_path),
             ORCHESTRATOR_LEASE_SECONDS="2",
             **env,
         )
