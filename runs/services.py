@@ -29,6 +29,10 @@ class LaunchError(ValueError):
     """Bad input to a launch; the message is shown to the person as is."""
 
 
+class PendingCapReached(LaunchError):
+    """The owner already has ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER runs waiting."""
+
+
 def check_pending_room(owner: Any) -> None:
     """Refuse a launch or a retry that would give this user more pending runs than the cap.
 
@@ -39,7 +43,7 @@ def check_pending_room(owner: Any) -> None:
         return
     pending = FlowRun.objects.filter(owner_id=owner.pk, status=RunStatus.PENDING).count()
     if pending >= cap:
-        raise LaunchError(
+        raise PendingCapReached(
             f"You already have {pending} runs waiting to start (at most {cap}); wait for one "
             "to start or cancel one, then try again."
         )

@@ -30,7 +30,7 @@ REFUSAL = (
     "You cannot analyse that directory: it is not one you were given, or it does not exist. "
     "Ask an administrator for access to a project."
 )
-RUN_REFUSAL = "You no longer have access to this run's project directory."
+RUN_REFUSAL = "You no longer have access to the project directory of this run."
 
 
 class TargetRefused(ValueError):

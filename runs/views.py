@@ -48,6 +48,13 @@ def _usable_run(request: HttpRequest, run_id: UUID) -> FlowRun:
     return run
 
 
+def _refused(exc: services.LaunchError) -> HttpResponse:
+    """A door's refusal as its sentence: a full queue may clear (409), a target is not theirs."""
+    return HttpResponse(
+        str(exc), status=409 if isinstance(exc, services.PendingCapReached) else 403
+    )
+
+
 @login_required
 def history(request: HtmxHttpRequest) -> HttpResponse:
     runs = visible_runs(request.user)
@@ -102,7 +109,7 @@ def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
         if not services.retry_step(run.id, key, user=request.user):
             return HttpResponse("This step cannot be retried now.", status=409)
     except services.LaunchError as exc:
-        return HttpResponse(str(exc), status=403)
+        return _refused(exc)
     return HttpResponse(status=204, headers={"HX-Refresh": "true"})
 
 
@@ -114,7 +121,7 @@ def retry_cancelled(request: HttpRequest, run_id: UUID) -> HttpResponse:
         if not services.retry_cancelled(run.id, user=request.user):
             return HttpResponse("There is nothing cancelled to retry.", status=409)
     except services.LaunchError as exc:
-        return HttpResponse(str(exc), status=403)
+        return _refused(exc)
     return HttpResponse(status=204)
 
 
