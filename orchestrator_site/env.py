@@ -80,7 +80,7 @@ def env_header(name: str) -> tuple[str, str] | None:
     return "HTTP_" + header.upper().replace("-", "_"), value
 
 
-def env_paths(name: str, default: list[Path]) -> list[Path]:
+def env_paths(name: str, default: list[Path], *, user_part: bool = False) -> list[Path]:
     """Colon-separated absolute directories, resolved (symlinks followed)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -92,8 +92,10 @@ def env_paths(name: str, default: list[Path]) -> list[Path]:
         path = Path(part).expanduser()
         if not path.is_absolute():
             raise ImproperlyConfigured(f"{name} must list absolute paths, got {part!r}")
-        if "{" in part or "}" in part:
+        if ("{" in part or "}" in part) and user_part:
             paths.append(_user_pattern(name, path))
+        elif "{" in part or "}" in part:
+            raise ImproperlyConfigured(f"{name} takes plain directories, got {part!r}")
         else:
             paths.append(path.resolve())
     return paths

@@ -136,8 +136,11 @@ ORCHESTRATOR_RETRY_SECONDS = env_float("ORCHESTRATOR_RETRY_SECONDS", 180.0)
 # Attempts per step: an attempt whose worker died (or lost the database) is resumed by another
 # until this many have started; then the step fails, naming why the last one ended.
 ORCHESTRATOR_MAX_ATTEMPTS = env_int("ORCHESTRATOR_MAX_ATTEMPTS", 3, minimum=1)
-# Targets must lie under one of these directories.
-ORCHESTRATOR_ALLOWED_ROOTS = env_paths("ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()])
+# Targets must lie under one of these directories; an entry may hold `{user}`
+# (runs/targets.py).
+ORCHESTRATOR_ALLOWED_ROOTS = env_paths(
+    "ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()], user_part=True
+)
 ORCHESTRATOR_CHAT_WEBHOOK = env_str("ORCHESTRATOR_CHAT_WEBHOOK")
 # A worker that stops heart-beating loses its steps after this long.
 ORCHESTRATOR_LEASE_SECONDS = env_float("ORCHESTRATOR_LEASE_SECONDS", 15.0, minimum=1.0)

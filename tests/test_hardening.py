@@ -200,6 +200,7 @@ def test_settings_for_tls_are_read_from_the_environment_and_bad_ones_name_their_
         ("SECURE_PROXY_SSL_HEADER", "https"),
         ("ORCHESTRATOR_ALLOWED_ROOTS", "/srv/{user}-projects"),
         ("ORCHESTRATOR_ALLOWED_ROOTS", "/srv/{user}/{user}"),
+        ("ORCHESTRATOR_SHARED_ROOTS", "/srv/{user}"),
         ("ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER", "-1"),
     ]:
         bad = settings_in_a_new_process(**{name: value})

@@ -230,3 +230,14 @@ def test_a_single_user_install_launches_with_no_grant_and_others_are_told_to_ask
     assert str(projects) in workspace, "the workspace starts on the first allowed root"
     assert refusal_at_every_launch_door(alice, str(project)) == [REFUSAL] * 4
     assert str(projects) not in client_for(alice).get("/workspace/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_path_the_server_cannot_look_at_is_the_same_sentence_not_a_server_error(
+    alice: Any, alices_project: Path
+):
+    """A name too long for the file system, a loop of links: errors other than "missing"."""
+    (alices_project / "loop-a").symlink_to(alices_project / "loop-b")
+    (alices_project / "loop-b").symlink_to(alices_project / "loop-a")
+    for target in (str(alices_project / ("x" * 300)), str(alices_project / "loop-a")):
+        assert refusal_at_every_launch_door(alice, target) == [REFUSAL] * 4, target[-20:]
