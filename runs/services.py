@@ -133,10 +133,12 @@ def cancel_run(run_id: UUID) -> bool:
     return cancelled
 
 
-def check_retry(run_id: UUID, user: Any) -> None:
+def _check_retry(run_id: UUID, user: Any) -> None:
     """A retry is a new use of the run's target, so it asks the same rule a launch does, and
-    puts the run back among its owner's pending runs, so it counts against the same cap."""
+    puts the run back among its owner's pending runs, so it counts against the same cap
+    (inside the caller's transaction, with the owner's row locked as a launch holds it)."""
     run = FlowRun.objects.select_related("owner").get(id=run_id)
+    _lock_owner(run.owner)
     try:
         check_run(user, run)
     except TargetRefused as exc:
@@ -149,8 +151,7 @@ def retry_step(run_id: UUID, key: str, *, user: Any) -> bool:
     """Re-run a step (and what depends on it); LaunchError when `user` may not (None: the
     operator)."""
     with transaction.atomic():
-        _lock_owner(FlowRun.objects.get(id=run_id).owner)
-        check_retry(run_id, user)
+        _check_retry(run_id, user)
         retried = scheduler.retry_step(run_id, key)
     if retried:
         wake_workers()
@@ -167,8 +168,7 @@ def retry_cancelled(run_id: UUID, *, user: Any) -> bool:
         )
     )
     with transaction.atomic():
-        _lock_owner(FlowRun.objects.get(id=run_id).owner)
-        check_retry(run_id, user)
+        _check_retry(run_id, user)
         retried = bool(keys) and scheduler.retry_steps(run_id, keys)
     if retried:
         wake_workers()
