@@ -62,6 +62,9 @@ def main() -> None:
         from django.conf import settings
 
         settings.ORCHESTRATOR_ALLOWED_ROOTS = [Path(tmp).resolve()]
+        # the bench's users share its project, and its bursts wait uncapped
+        settings.ORCHESTRATOR_SHARED_ROOTS = [Path(tmp).resolve()]
+        settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         _, cookie = session_cookie()
         model = ModelProcess(token_rate=args.rate, pad_reasoning=pad)

@@ -75,6 +75,9 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
     logging.getLogger("runs").setLevel(logging.ERROR)
     target = str(make_target(tmp))
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    # the bench's users share its project, and its bursts wait uncapped
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     settings.ORCHESTRATOR_WORKER_CONCURRENCY = args.concurrency
     if args.cap is not None:
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = args.cap
@@ -133,6 +136,9 @@ def claim_cost(tmp: Path, args: argparse.Namespace) -> None:
     logging.getLogger("runs").setLevel(logging.ERROR)
     target = str(make_target(tmp))
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    # the bench's users share its project, and its bursts wait uncapped
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     settings.ORCHESTRATOR_MODEL = "demo/scripted"
     if args.cap is not None:
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = args.cap

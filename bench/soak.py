@@ -91,6 +91,9 @@ class Soak:
         from django.conf import settings
 
         settings.ORCHESTRATOR_ALLOWED_ROOTS = [self.tmp.resolve()]
+        # the bench's users share its project, and its bursts wait uncapped
+        settings.ORCHESTRATOR_SHARED_ROOTS = [self.tmp.resolve()]
+        settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         self.target = make_target(self.tmp)
         self.user, self.cookie = session_cookie()

@@ -77,7 +77,21 @@ def env_origin(name: str, default: str) -> str:
     return raw
 
 
-def env_paths(name: str, default: list[Path]) -> list[Path]:
+def env_header(name: str) -> tuple[str, str] | None:
+    """`Header-Name: value` (a proxy's HTTPS header) as Django's META key and value."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, colon, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not colon or not value or not header.replace("-", "").isalnum():
+        raise ImproperlyConfigured(
+            f"{name} must be `Header-Name: value`, such as `X-Forwarded-Proto: https`, got {raw!r}"
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def env_paths(name: str, default: list[Path], *, user_part: bool = False) -> list[Path]:
     """Colon-separated absolute directories, resolved (symlinks followed)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -89,8 +103,27 @@ def env_paths(name: str, default: list[Path]) -> list[Path]:
         path = Path(part).expanduser()
         if not path.is_absolute():
             raise ImproperlyConfigured(f"{name} must list absolute paths, got {part!r}")
-        paths.append(path.resolve())
+        if ("{" in part or "}" in part) and user_part:
+            paths.append(_user_pattern(name, path))
+        elif "{" in part or "}" in part:
+            raise ImproperlyConfigured(f"{name} takes plain directories, got {part!r}")
+        else:
+            paths.append(path.resolve())
     return paths
+
+
+def _user_pattern(name: str, path: Path) -> Path:
+    """An entry with a `{user}` part: the part before it resolved, `{user}` a whole name."""
+    parts = path.parts
+    if sum(p == "{user}" for p in parts) != 1 or any(
+        ("{" in p or "}" in p) and p != "{user}" for p in parts
+    ):
+        raise ImproperlyConfigured(
+            f"{name}: {str(path)!r} may hold `{{user}}` once, as a whole directory name "
+            "(such as /srv/projects/{user})"
+        )
+    at = parts.index("{user}")
+    return Path(*parts[:at]).resolve().joinpath(*parts[at:])
 
 
 def database_from_url(name: str, url: str) -> dict[str, Any]:

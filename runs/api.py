@@ -129,7 +129,11 @@ def cancel(request: HttpRequest, run_id: UUID) -> Status[dict[str, Any]]:
 @api.post("/runs/{run_id}/steps/{key}/retry", response={200: dict[str, Any], 409: ErrorOut})
 def retry(request: HttpRequest, run_id: UUID, key: str) -> Status[dict[str, Any]]:
     run = _run(request, run_id)
-    if not services.retry_step(run.id, key):
+    try:
+        retried = services.retry_step(run.id, key, user=request.auth)  # type: ignore[attr-defined]
+    except services.LaunchError as refused:
+        return Status(409, {"error": str(refused)})
+    if not retried:
         return Status(409, {"error": f"step {key!r} cannot be retried now"})
     run.refresh_from_db()
     return Status(200, doors.run_state(run))

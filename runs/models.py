@@ -436,3 +436,37 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+
+class TargetGrant(models.Model):
+    """A directory one user, or everyone in one group, may analyse (and everything under it).
+
+    Granted by a superuser in the admin; runs.targets is the one reader. A grant counts only
+    inside ORCHESTRATOR_ALLOWED_ROOTS, which stays the outer fence."""
+
+    directory = models.CharField(max_length=1000, help_text="an absolute real directory path")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="target_grants",
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="target_grants"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "target_grants"
+        ordering = ["directory"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="target_grant_to_a_user_or_a_group",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.directory} to {self.user or self.group}"

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,6 +20,7 @@ from runs import exports, labels, live, services
 from runs.engine.queue import fairness
 from runs.models import FlowRun, RunStatus
 from runs.permissions import visible_runs
+from runs.targets import TargetRefused, check_run
 from runs.workspace import remember_open
 
 PAGE_SIZE = 25
@@ -36,6 +38,24 @@ def home(request: HttpRequest) -> HttpResponse:
 def _run(request: HttpRequest, run_id: UUID) -> FlowRun:
     """Another user's run is a 404, never a 403 that would confirm it exists."""
     return get_object_or_404(visible_runs(request.user), id=run_id)
+
+
+def _usable_run(request: HttpRequest, run_id: UUID) -> FlowRun:
+    """A run whose target's contents leave the server (exports): its directory must still be
+    one this user may analyse (runs.targets); otherwise a 403 with the sentence."""
+    run = _run(request, run_id)
+    try:
+        check_run(request.user, run)
+    except TargetRefused as exc:
+        raise PermissionDenied(str(exc)) from None
+    return run
+
+
+def _refused(exc: services.LaunchError) -> HttpResponse:
+    """A door's refusal as its sentence: a full queue may clear (409), a target is not theirs."""
+    return HttpResponse(
+        str(exc), status=409 if isinstance(exc, services.PendingCapReached) else 403
+    )
 
 
 @login_required
@@ -98,8 +118,11 @@ def cancel(request: HttpRequest, run_id: UUID) -> HttpResponse:
 @require_POST
 def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
     run = _run(request, run_id)
-    if not services.retry_step(run.id, key):
-        return HttpResponse("This step cannot be retried now.", status=409)
+    try:
+        if not services.retry_step(run.id, key, user=request.user):
+            return HttpResponse("This step cannot be retried now.", status=409)
+    except services.LaunchError as exc:
+        return _refused(exc)
     return HttpResponse(status=204, headers={"HX-Refresh": "true"})
 
 
@@ -107,8 +130,11 @@ def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
 @require_POST
 def retry_cancelled(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = _run(request, run_id)
-    if not services.retry_cancelled(run.id):
-        return HttpResponse("There is nothing cancelled to retry.", status=409)
+    try:
+        if not services.retry_cancelled(run.id, user=request.user):
+            return HttpResponse("There is nothing cancelled to retry.", status=409)
+    except services.LaunchError as exc:
+        return _refused(exc)
     return HttpResponse(status=204)
 
 
@@ -141,7 +167,7 @@ def rerun_with_changes(request: HttpRequest, run_id: UUID) -> HttpResponse:
 
 @login_required
 def export(request: HttpRequest, run_id: UUID, fmt: str) -> HttpResponse:
-    run = _run(request, run_id)
+    run = _usable_run(request, run_id)
     name = f"{run.flow}-{str(run.id)[:8]}"
     if fmt == "md":
         response = HttpResponse(
@@ -159,7 +185,7 @@ def export(request: HttpRequest, run_id: UUID, fmt: str) -> HttpResponse:
 @login_required
 @require_POST
 def send_to_chat(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    run = _run(request, run_id)
+    run = _usable_run(request, run_id)
     if not run.report:
         return HttpResponse("There is no report yet.", status=409)
     return HttpResponse(exports.send_to_chat(run, request.user))

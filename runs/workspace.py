@@ -8,7 +8,6 @@ import unicodedata
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -23,6 +22,7 @@ from runs.markup import render_markdown
 from runs.models import ChatMessage, FlowRun, HostPane, Origin, WorkspaceLayout
 from runs.permissions import visible_runs
 from runs.services import LaunchError, launch_run, launch_settings
+from runs.targets import default_directory
 
 HOST_PANES = (HostPane.CHAT, HostPane.CODER)
 TITLES = {HostPane.CHAT: "Chat", HostPane.CODER: "Coder"}
@@ -35,7 +35,7 @@ CHAT_MESSAGES = 20
 def workspace(request: HttpRequest) -> HttpResponse:
     layout = WorkspaceLayout.objects.filter(owner_id=request.user.pk).first()
     remembered = layout.targets if layout else {}
-    default_target = str(settings.ORCHESTRATOR_ALLOWED_ROOTS[0])
+    default_target = default_directory(request.user)
     context: dict[str, Any] = {
         "panes": [
             {

@@ -19,7 +19,10 @@ def target_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _allow_tmp_targets(settings: Any, tmp_path: Path) -> None:
+    """Every test's own directory is the allowed root, shared by its users (a team that
+    shares everything); tests of who may use what (tests/test_targets.py) narrow it."""
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp_path.resolve()]
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp_path.resolve()]
 
 
 @pytest.fixture

@@ -295,6 +295,7 @@ def test_a_burst_of_runs_does_not_delay_another_users_first_request(settings, al
     from devtools.fakemodel.server import ScriptedModelServer
 
     settings.ORCHESTRATOR_SLOTS = 1
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0  # the burst waits, on purpose
     with ScriptedModelServer(token_rate=4000, pad_reasoning=100) as server:
         settings.ORCHESTRATOR_BASE_URL = server.url
         for number in range(30):

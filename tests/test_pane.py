@@ -126,8 +126,11 @@ class TestPages:
         response = client_for(bob).get("/admin/runs/flowrun/")
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
-    def test_history_filters_searches_and_paginates(self, alice, target_dir, finished_run):
+    def test_history_filters_searches_and_paginates(
+        self, settings, alice, target_dir, finished_run
+    ):
         """Newest first, by flow, status and text."""
+        settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0  # 30 waiting runs, on purpose
         for i in range(30):
             launch_run(flow="research", target=str(target_dir), owner=alice, focus=f"topic {i}")
         client = client_for(alice)

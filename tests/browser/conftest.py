@@ -24,6 +24,30 @@ ARGS = [
 ]
 
 
+# What Chromium refused under the Content-Security-Policy during the current test.
+CSP_REFUSALS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _nothing_refused_by_the_policy() -> Iterator[None]:
+    """Every page the browser tests open works under the CSP: Chromium reports each script,
+    style or connection the policy blocks on the console, and any one fails the test."""
+    CSP_REFUSALS.clear()
+    yield
+    assert CSP_REFUSALS == []
+
+
+def watch_policy(context: Any) -> Any:
+    """Every page of this browser context (later ones too) reports its refusals."""
+    context.on(
+        "console",
+        lambda message: (
+            CSP_REFUSALS.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return context
+
+
 @pytest.fixture(autouse=True)
 def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
     """Playwright's sync API runs an event loop in this thread; the tests' own ORM calls are
@@ -51,6 +75,7 @@ class ServeProcess:
             ORCHESTRATOR_MODEL="demo/scripted",
             ORCHESTRATOR_DEMO_TOKEN_RATE=token_rate,
             ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
+            ORCHESTRATOR_SHARED_ROOTS=str(tmp_path),
             ORCHESTRATOR_LEASE_SECONDS="2",
             **env,
         )
@@ -129,7 +154,7 @@ def log_in(
         options["timezone_id"] = timezone_id
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800}, **options)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
-    page = context.new_page()
+    page = watch_policy(context).new_page()
     page.goto(f"{base}/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runs.engine.target import roots
 from runs.engine.target.secrets import has_private_key, is_secret_name
 
 # A NUL in the first 8 KB makes a file binary (git's own rule); one anywhere is refused too,
@@ -103,8 +104,6 @@ def open_target(run: Any) -> Confinement:
     and inode) and still under ORCHESTRATOR_ALLOWED_ROOTS. Raises TargetChanged with a
     sentence otherwise. `run` is anything with `target` (and, for runs launched since the
     identity is recorded, `target_real_path` and `target_identity`)."""
-    from django.conf import settings  # here, so the confinement itself needs no Django
-
     recorded = str(getattr(run, "target_real_path", "") or run.target)
     identity = str(getattr(run, "target_identity", "") or "")
     try:
@@ -120,8 +119,7 @@ def open_target(run: Any) -> Confinement:
             f"the target {printable(recorded)} now leads to {printable(real)} (a link or a "
             "moved parent replaced it since the launch); nothing was read"
         )
-    roots = [Path(root) for root in settings.ORCHESTRATOR_ALLOWED_ROOTS]
-    if not any(Path(real) == root or Path(real).is_relative_to(root) for root in roots):
+    if not roots.in_fence(real):
         raise TargetChanged(
             f"the target {printable(real)} is no longer under ORCHESTRATOR_ALLOWED_ROOTS; "
             "nothing was read"
