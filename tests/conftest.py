@@ -163,6 +163,7 @@ def served_site(scripted_model: Any, tmp_path: Path) -> Iterator[str]:
         ORCHESTRATOR_MODEL="demo/scripted",
         ORCHESTRATOR_BASE_URL=scripted_model.url,
         ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path.resolve()),
+        ORCHESTRATOR_SHARED_ROOTS=str(tmp_path.resolve()),
         ORCHESTRATOR_PUBLIC_URL=url,
     )
     log = tmp_path / "serve.log"
