@@ -118,10 +118,10 @@ def test_public_keys_and_certificates_are_not_private_keys():
     assert not has_private_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 user@host")
 
 
-def test_a_key_block_cut_off_before_its_end_is_redacted_to_the_end():
-    """A truncated diff or a partial read still shows no key material."""
+def test_a_key_block_cut_off_before_its_end_is_redacted_to_the_end_line_for_line():
+    """A truncated diff or a partial read still shows no key material, and keeps its lines."""
     text = "before\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\nmore"
-    assert redact(text) == "before\n[private key redacted]"
+    assert redact(text) == "before" + "\n[private key redacted]" * 3
 
 
 @pytest.mark.parametrize(

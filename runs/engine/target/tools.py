@@ -35,7 +35,7 @@ from runs.engine.target.search import (
     compile_pattern,
     grep_file,
 )
-from runs.engine.target.secrets import is_secret_name, redact
+from runs.engine.target.secrets import is_secret_name, redact, shown_name
 
 log = logging.getLogger(__name__)
 # Longer tool arguments are refused before they are parsed (no tool needs more).
@@ -236,11 +236,11 @@ class ReadOnlyTools:
         lines = []
         walk = self._walk(base, args.depth)
         for entry in walk:
-            shown = printable(entry.rel)
+            shown = printable(shown_name(entry.rel))
             if entry.is_dir:
                 lines.append(f"{shown}/")
             elif is_secret_name(entry.rel):
-                lines.append(f"{shown}  [secret: not readable]")
+                lines.append(f"{shown}  [not readable]")
             else:
                 lines.append(f"{shown}  ({_size(entry.real)} bytes)")
             if len(lines) >= self.limits.max_list_entries:
@@ -298,8 +298,9 @@ class ReadOnlyTools:
         regex = compile_glob(args.pattern)
         walk = self._walk(self.root, depth=None)
         # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher.
-        shown_names = (printable(entry.rel) for entry in walk)
-        matches = [name for name in shown_names if regex.fullmatch(name)]
+        # A secret file's name is not shown; a glob that names it only learns that one matched.
+        named = ((printable(entry.rel), entry.rel) for entry in walk)
+        matches = [printable(shown_name(rel)) for name, rel in named if regex.fullmatch(name)]
         shown = matches[: self.limits.max_list_entries]
         if walk.stopped:
             shown.append(f"[search {walk.stopped}]")

@@ -1,0 +1,173 @@
+"""Secrets assigned to a secret-like name, in code and in configuration files of every kind:
+`SECRET_KEY = "..."`, `password: ...` (YAML, JSON), `db.password=...` (properties, .env),
+`export GITHUB_TOKEN=...`, `AccountKey=...;` (connection strings), `<password>...</password>`,
+`--password=...` and `mysql -p...` on a command line.
+
+The names are detect-secrets' keyword detector's list (its DENYLIST), plus `token`,
+`credential`, `passphrase` and `mnemonic` that gitleaks' generic rule also treats as secret. A
+name counts when it ends in one of them, word by word (`POSTGRES_PASSWORD`, `apiKey`,
+`aws_secret_access_key`, `secret_key_base`), so `PASSWORD_HASHERS`, `token_url` and
+`max_tokens` are left alone. What is replaced is the value only; a value that is plainly code
+(`os.environ[...]`, `get_secret()`, `None`, another variable named like a secret) or a
+placeholder (`${DB_PASSWORD}`, `{{ token }}`, `<your key>`) is kept, so the model still reads the
+code around it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import re2
+from detect_secrets.plugins.keyword import DENYLIST
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False
+# detect-secrets' keywords as words (`api_?key` -> `apikey`), and the few gitleaks adds.
+KEYWORDS = frozenset(
+    {word.replace("_?", "") for word in DENYLIST}
+    | {"token", "credential", "credentials", "passphrase", "mnemonic", "accesskey", "secretkey"}
+    | {"pass", "privkey", "signingkey", "encryptionkey", "masterkey", "sastoken"}
+)
+# Words that may follow the keyword and still name the secret itself (`secret_key_base`).
+_TRAILING = frozenset({"value", "val", "str", "string", "b64", "base64", "hex", "raw", "base"})
+# Values that are code or a placeholder, not a secret.
+_CODE_WORDS = frozenset(
+    {"none", "null", "nil", "true", "false", "undefined", "self", "this", "new", "await", "~"}
+    | {"str", "string", "bytes", "int", "bool", "any", "optional", "object", "secretstr"}
+)
+# Values written to be replaced (gitleaks' stopwords do the same).
+_STAND_INS = frozenset(
+    {"changeme", "change-me", "change_me", "placeholder", "example", "dummy", "todo", "tbd"}
+)
+# `form.cleaned_data`, `settings.SECRET_KEY`: an attribute read, code rather than a value.
+_ATTRIBUTE = re2.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$", _OPTIONS)
+_SUBSTRINGS = ("pass", "pwd", "secret", "token", "key", "credential", "mnemonic", "contrase")
+_NAME = r"[A-Za-z0-9_.\-]*(?:pass|pwd|secret|token|key|credential|mnemonic|contrase)[\w.\-]*"
+_VALUE = (
+    r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|`[^`\n]*`"
+    r"|[^\s\"'`,;&<>()\[\]{}]+"
+)
+_ASSIGNMENT = re2.compile(
+    rf"(?i)(?P<name>{_NAME})(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:)[ \t]*@?)"
+    rf"(?P<value>{_VALUE})(?P<after>[(.\[]?)",
+    _OPTIONS,
+)
+_XML_ELEMENT = re2.compile(
+    rf"(?i)(?P<head><(?P<name>{_NAME})(?:\s[^<>\n]*)?>)(?P<value>[^<\n]+)", _OPTIONS
+)
+# .NET appSettings and Java properties in XML: key="DbPassword" value="..."
+_XML_PAIR = re2.compile(
+    rf"(?i)(?P<head>(?:key|name)\s*=\s*[\"'](?P<name>{_NAME})[\"']\s+value\s*=\s*[\"'])"
+    r"(?P<value>[^\"'\n]*)",
+    _OPTIONS,
+)
+# Command lines: `--password hunter2`, `-pHunter2` after mysql, `curl -u user:pass`.
+_COMMAND = re2.compile(
+    rf"(?i)(?P<head>(?:\s|^)--(?P<name>{_NAME})(?:=|[ \t]+))(?P<value>[^\s\"'`;&|]+)"
+    r"|(?P<head2>\b(?:mysql|mysqldump|mysqladmin|mariadb|sshpass)\b[^\n]*?\s-p)(?P<value2>[^\s\"'`;&|]+)"
+    r"|(?P<head3>\s-u[ \t]+[^\s:\"']+:)(?P<value3>[^\s\"'`;&|]+)",
+    _OPTIONS,
+)
+REDACTED_VALUE = "[redacted]"
+
+
+def redact_assignments(text: str) -> str:
+    """The text with every value assigned to a secret-like name replaced."""
+    lowered = text.lower()
+    if not any(word in lowered for word in _SUBSTRINGS):
+        return text
+    text = _ASSIGNMENT.sub(_assignment, text)
+    if "<" in text:
+        text = _XML_ELEMENT.sub(_element, text)
+        text = _XML_PAIR.sub(_element, text)
+    if "-" in text:
+        text = _COMMAND.sub(_command, text)
+    return text
+
+
+def names_a_secret(name: str) -> bool:
+    """True when an identifier ends in a secret keyword (`DB_PASSWORD`, `apiKey`)."""
+    words = _words(name)
+    while words and (words[-1] in _TRAILING or words[-1].isdigit()):
+        words.pop()
+    if not words:
+        return False
+    last_two = "".join(words[-2:])
+    return words[-1] in KEYWORDS or last_two in KEYWORDS
+
+
+def _words(name: str) -> list[str]:
+    spaced = "".join(
+        f" {char}" if char.isupper() and index and name[index - 1].islower() else char
+        for index, char in enumerate(name)
+    )
+    return [word for word in _split(spaced.lower()) if word]
+
+
+def _split(text: str) -> list[str]:
+    words, current = [], []
+    for char in text:
+        if char.isalnum():
+            current.append(char)
+        else:
+            words.append("".join(current))
+            current = []
+    words.append("".join(current))
+    return words
+
+
+def _assignment(match: Any) -> str:
+    whole = str(match.group(0))
+    name, value = str(match.group("name")), str(match.group("value"))
+    if not names_a_secret(name) or not _is_secret_value(name, value, match.group("after")):
+        return whole
+    sep = str(match.group("sep"))
+    quote = value[0] if value[:1] in ("'", '"', "`") else ""
+    return f"{name}{sep}{quote}{REDACTED_VALUE}{quote}{match.group('after')}"
+
+
+def _element(match: Any) -> str:
+    whole = str(match.group(0))
+    if not names_a_secret(str(match.group("name"))) or _is_placeholder(match.group("value")):
+        return whole
+    return f"{match.group('head')}{REDACTED_VALUE}"
+
+
+def _command(match: Any) -> str:
+    for head, value in (("head", "value"), ("head2", "value2"), ("head3", "value3")):
+        if match.group(head) is None:
+            continue
+        if head == "head" and not names_a_secret(str(match.group("name"))):
+            break
+        if _is_placeholder(match.group(value)):
+            break
+        return f"{match.group(head)}{REDACTED_VALUE}"
+    return str(match.group(0))
+
+
+def _is_secret_value(name: str, value: str, after: str) -> bool:
+    quoted = value[:1] in ("'", '"', "`")
+    inner = value[1:-1] if quoted and len(value) >= 2 else value
+    if not inner.strip() or _is_placeholder(inner):
+        return False
+    if quoted:
+        return True
+    if after or inner.lower() in _CODE_WORDS or _ATTRIBUTE.search(inner) is not None:
+        return False  # a call, an attribute or an index: code, not a value
+    # Another name for a secret (`password = self.password`, `token = api_token`) is code.
+    return not names_a_secret(inner) and _squashed(inner) != _squashed(name)
+
+
+def _squashed(name: str) -> str:
+    return "".join(char for char in name.lower() if char.isalnum())
+
+
+def _is_placeholder(value: str) -> bool:
+    text = value.strip().strip("'\"`")
+    if not text or REDACTED_VALUE in text:
+        return True
+    if text[0] in "$%<{" or text.startswith("#{") or text in ("|", ">", "|-", ">-"):
+        return True  # `${VAR}`, `%(name)s`, `<your token>`, `{{ token }}`, a YAML block marker
+    if text.lower() in _STAND_INS or text.lower().startswith(("your_", "your-")):
+        return True
+    return set(text) <= {"*", "x", "X", ".", "-", "_"}  # masked already: `****`, `xxxx`
