@@ -30,6 +30,7 @@ from flows.report import (
 )
 from runs.engine.report import report_evidence
 from runs.engine.target import readonly_proof
+from runs.engine.target.secrets import redact
 from runs.engine.target.confinement import (
     Confinement,
     NoSuchFile,
@@ -85,7 +86,9 @@ class ConfinedLines:
             return CheckStatus.UNREADABLE
         if len(data) > MAX_CITED_FILE_BYTES:
             return CheckStatus.UNREADABLE
-        return data.decode("utf-8", errors="replace").splitlines()
+        # The lines as the model read them: a quote of a redacted line matches, and nothing
+        # kept or shown from here can hold what the tools withheld (redaction keeps lines).
+        return redact(data.decode("utf-8", errors="replace")).splitlines()
 
     def _relative(self, cited: str) -> str | None:
         """The cited path relative to the target, or None when it names a place outside."""
