@@ -36,9 +36,10 @@ def _lines(text: str, width: int = 64) -> str:
 
 GHP = "ghp_" + _b64("ghp", 36).replace("+", "a").replace("/", "b")
 AWS_ID = "AKIAQ7EXAMPLE3KEY7ZZ"
-AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzSECRET01"
+# Made-up secrets, planted for the suite to find.
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzSECRET01"  # noqa: S105
 DJANGO_KEY = "django-insecure-q8#n2k$v7w!x9z@p4m6r1t3y5u0i"
-PG_PASSWORD = "pg-S3cret-value-4411"
+PG_PASSWORD = "pg-S3cret-value-4411"  # noqa: S105
 
 SETTINGS_PY = f'''"""Settings for the shop."""
 import os
@@ -131,7 +132,8 @@ def write_secret_corpus(base: Path) -> SecretCorpus:
         'STRIPE = "sk_live_' + _b64("stripe", 24).replace("+", "a").replace("/", "b") + '"\n'
         'MAPS = "AIza' + _b64("gmaps", 35).replace("+", "a").replace("/", "b") + '"\n'
         'JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzaG9wLWp3dCJ9.' + _b64("jwt", 43) + '"\n',
-        "hardhat.config.js": f'module.exports = {{ networks: {{ main: {{ accounts: ["{ETH}"] }} }} }};\n',
+        "hardhat.config.js": "module.exports = { networks: { main: "
+        f'{{ accounts: ["{ETH}"] }} }} }};\n',
         "config/app.xml": "<config>\n  <password>xml-pw-2214</password>\n"
         '  <add key="DbPassword" value="xml-pw-2215"/>\n</config>\n',
     }

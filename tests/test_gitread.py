@@ -205,7 +205,9 @@ def test_clean_redacts_every_key_armour_and_url_credentials():
     assert clean("bell\x07 esc\x1b[31m crlf\r\n") == "bell\u2407 esc\u241b[31m crlf\n"
     # The one secret rule (runs/engine/target/secrets.py): any case, age keys too.
     other = "x AGE-SECRET-KEY-1" + "Q" * 58 + " y -----begin rsa private key-----\nSECRETH"
-    assert clean(other) == "x [private key redacted] y [private key redacted]\n[private key redacted]"
+    assert (
+        clean(other) == "x [private key redacted] y [private key redacted]\n[private key redacted]"
+    )
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,10 @@ def test_no_secret_in_any_form_reaches_the_model_through_any_tool(secret_corpus,
             examples.append((name, args, hits))
     with capsys.disabled():
         print(f"\nsecret suite, tools: {len(calls)} calls over 9 tools ({answered} answered)")
-        for form, values in [*secret_corpus.forms.items(), ("file names", secret_corpus.secret_files)]:
+        for form, values in [
+            *secret_corpus.forms.items(),
+            ("file names", secret_corpus.secret_files),
+        ]:
             print(f"  {form}: {len(values)} secrets, {leaked[form]} reached the model")
     assert examples == [], examples[:5]
     assert answered > len(calls) // 2, "most calls answer: the rule withholds values, not files"
@@ -128,19 +131,18 @@ def test_a_run_on_the_scripted_model_keeps_every_secret_out_of_events_lines_and_
         ),
         "report": run.report + json.dumps(run.report_data, ensure_ascii=False),
         "kept lines": "".join(
-            client.get(f"/runs/{run.id}/citations/{entry['n']}/").content.decode()
-            for entry in kept
+            client.get(f"/runs/{run.id}/citations/{entry['n']}/").content.decode() for entry in kept
         ),
         "export.md": client.get(f"/runs/{run.id}/export.md").content.decode(),
         "export.json": client.get(f"/runs/{run.id}/export.json").content.decode(),
     }
+    leaks = {place: secret_corpus.leaks(text) for place, text in places.items()}
     with capsys.disabled():
         print(f"\nsecret suite, one run: {len(scripted_model.requests)} model requests")
         for place, text in places.items():
-            print(f"  {place}: {len(text)} chars, {sum(map(len, secret_corpus.leaks(text).values()))} secrets")
-    assert {place: secret_corpus.leaks(text) for place, text in places.items()} == dict.fromkeys(
-        places, {}
-    )
+            found = sum(map(len, leaks[place].values()))
+            print(f"  {place}: {len(text)} chars, {found} secrets")
+    assert leaks == {place: {} for place in places}
     # The run still worked on the redacted text: citations of redacted lines were verified.
     assert kept and any("[redacted]" in line for entry in kept for line in entry["lines"])
     tool_texts = [
@@ -151,4 +153,6 @@ def test_a_run_on_the_scripted_model_keeps_every_secret_out_of_events_lines_and_
     ]
     lines = [line for text in tool_texts for line in text.splitlines()]
     assert "settings.py:7:DEBUG = False" in lines
-    assert "src/main/resources/application.properties:3:spring.datasource.password=[redacted]" in lines
+    assert (
+        "src/main/resources/application.properties:3:spring.datasource.password=[redacted]" in lines
+    )

@@ -30,7 +30,6 @@ from flows.report import (
 )
 from runs.engine.report import report_evidence
 from runs.engine.target import readonly_proof
-from runs.engine.target.secrets import redact
 from runs.engine.target.confinement import (
     Confinement,
     NoSuchFile,
@@ -40,6 +39,7 @@ from runs.engine.target.confinement import (
     TargetChanged,
     open_target,
 )
+from runs.engine.target.secrets import redact
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
 MAX_CITED_FILE_BYTES = 4_000_000

@@ -35,6 +35,8 @@ _CODE_WORDS = frozenset(
     {"none", "null", "nil", "true", "false", "undefined", "self", "this", "new", "await", "~"}
     | {"str", "string", "bytes", "int", "bool", "any", "optional", "object", "secretstr"}
 )
+# A lower-case word ending a sentence, or followed by more words: prose, not a value.
+_PROSE = re2.compile(r"^[a-z]+(?:[.,!?]|[ \t]+[A-Za-z]{2,}.*)$", _OPTIONS)
 # Values written to be replaced (gitleaks' stopwords do the same).
 _STAND_INS = frozenset(
     {"changeme", "change-me", "change_me", "placeholder", "example", "dummy", "todo", "tbd"}
@@ -45,11 +47,13 @@ _SUBSTRINGS = ("pass", "pwd", "secret", "token", "key", "credential", "mnemonic"
 _NAME = r"[A-Za-z0-9_.\-]*(?:pass|pwd|secret|token|key|credential|mnemonic|contrase)[\w.\-]*"
 _VALUE = (
     r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|`[^`\n]*`"
-    r"|[^\s\"'`,;&<>()\[\]{}]+"
+    r"|[^\s\x00-\x1f\"'`,;&<>()\[\]{}]+"
 )
 _ASSIGNMENT = re2.compile(
-    rf"(?i)(?P<name>{_NAME})(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:)[ \t]*@?)"
-    rf"(?P<value>{_VALUE})(?P<after>[(.\[]?)",
+    # `bol`: the name starts its line (config); `lead`: a slash before it makes it a path.
+    rf"(?im)(?P<bol>^[ \t\-\"']*)?(?P<lead>[/\\]?)(?P<name>{_NAME})"
+    rf"(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:)[ \t]*@?)"
+    rf"(?P<value>{_VALUE})(?P<after>[(.\[]?)(?P<words>[ \t]+[^\n#]*)?",
     _OPTIONS,
 )
 _XML_ELEMENT = re2.compile(
@@ -63,9 +67,9 @@ _XML_PAIR = re2.compile(
 )
 # Command lines: `--password hunter2`, `-pHunter2` after mysql, `curl -u user:pass`.
 _COMMAND = re2.compile(
-    rf"(?i)(?P<head>(?:\s|^)--(?P<name>{_NAME})(?:=|[ \t]+))(?P<value>[^\s\"'`;&|]+)"
-    r"|(?P<head2>\b(?:mysql|mysqldump|mysqladmin|mariadb|sshpass)\b[^\n]*?\s-p)(?P<value2>[^\s\"'`;&|]+)"
-    r"|(?P<head3>\s-u[ \t]+[^\s:\"']+:)(?P<value3>[^\s\"'`;&|]+)",
+    rf"(?i)(?P<head>(?:\s|^)--(?P<name>{_NAME})(?:=|[ \t]+))(?P<value>[^\s\x00-\x1f\"'`;&|]+)"
+    r"|(?P<head2>\b(?:mysql|mysqldump|mysqladmin|mariadb|sshpass)\b[^\n]*?\s-p)(?P<value2>[^\s\x00-\x1f\"'`;&|]+)"
+    r"|(?P<head3>\s-u[ \t]+[^\s:\"']+:)(?P<value3>[^\s\x00-\x1f\"'`;&|]+)",
     _OPTIONS,
 )
 REDACTED_VALUE = "[redacted]"
@@ -73,6 +77,8 @@ REDACTED_VALUE = "[redacted]"
 
 def redact_assignments(text: str) -> str:
     """The text with every value assigned to a secret-like name replaced."""
+    if "-" in text:  # command lines first: `mysql -p...` names no secret word
+        text = _COMMAND.sub(_command, text)
     lowered = text.lower()
     if not any(word in lowered for word in _SUBSTRINGS):
         return text
@@ -80,8 +86,6 @@ def redact_assignments(text: str) -> str:
     if "<" in text:
         text = _XML_ELEMENT.sub(_element, text)
         text = _XML_PAIR.sub(_element, text)
-    if "-" in text:
-        text = _COMMAND.sub(_command, text)
     return text
 
 
@@ -118,12 +122,22 @@ def _split(text: str) -> list[str]:
 
 def _assignment(match: Any) -> str:
     whole = str(match.group(0))
-    name, value = str(match.group("name")), str(match.group("value"))
-    if not names_a_secret(name) or not _is_secret_value(name, value, match.group("after")):
-        return whole
-    sep = str(match.group("sep"))
+    name, value, sep = str(match.group("name")), str(match.group("value")), str(match.group("sep"))
+    if match.group("lead") or not names_a_secret(name):
+        return whole  # `/etc/passwd:1` is a path, not an assignment
     quote = value[0] if value[:1] in ("'", '"', "`") else ""
-    return f"{name}{sep}{quote}{REDACTED_VALUE}{quote}{match.group('after')}"
+    if not quote and ("==" in sep or "!=" in sep):
+        return whole  # `token == expected`: a comparison of two names
+    if not _is_secret_value(name, value, match.group("after")):
+        return whole
+    words = match.group("words") or ""
+    bol, after = match.group("bol"), match.group("after")
+    if not quote and bol is None and _PROSE.search(value + words.rstrip()) is not None:
+        return whole  # `no token: refused.` within a line of words: a sentence
+    if not quote and bol is not None and words.strip():
+        # A configuration line: the value runs to the line's end (or its comment).
+        return f"{bol}{name}{sep}{REDACTED_VALUE}{after}{words[len(words.rstrip()) :]}"
+    return f"{bol or ''}{name}{sep}{quote}{REDACTED_VALUE}{quote}{after}{words}"
 
 
 def _element(match: Any) -> str:
@@ -154,6 +168,8 @@ def _is_secret_value(name: str, value: str, after: str) -> bool:
         return True
     if after or inner.lower() in _CODE_WORDS or _ATTRIBUTE.search(inner) is not None:
         return False  # a call, an attribute or an index: code, not a value
+    if inner.startswith("#") or (len(inner) <= 3 and inner.isalnum() and not inner.isupper()):
+        return False  # a comment, or prose (`no token: a word`) rather than a credential
     # Another name for a secret (`password = self.password`, `token = api_token`) is code.
     return not names_a_secret(inner) and _squashed(inner) != _squashed(name)
 

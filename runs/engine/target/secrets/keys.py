@@ -63,9 +63,7 @@ _JWK_PRIVATE = re2.compile(
     r'(?P<head>"(?:d|p|q|dp|dq|qi|k|oth)"\s*:\s*)(?P<value>"[^"\n]*"|\[[^\]]*\])', _OPTIONS
 )
 _XML_PRIVATE = re2.compile(r"(?P<head><(?:D|P|Q|DP|DQ|InverseQ)>)(?P<value>[^<]*)", _OPTIONS)
-_WIREGUARD = re2.compile(
-    r"(?i)(?P<head>PrivateKey\s*=\s*)(?P<value>[A-Za-z0-9+/]{43}=)", _OPTIONS
-)
+_WIREGUARD = re2.compile(r"(?i)(?P<head>PrivateKey\s*=\s*)(?P<value>[A-Za-z0-9+/]{43}=)", _OPTIONS)
 _KEY_WORDS = (b"private", b"putty", b"age-", b"ls0tls1", b"mi", b"mc4c", b"rw", b'"d"', b"<d")
 REDACTED_KEY = "[private key redacted]"
 REDACTED_VALUE = "[redacted]"

@@ -79,7 +79,23 @@ SECRET_NAMES = (
     "*credentials*.json",
     "service-account*.json",
     # `secret.yml`, `secrets.json`: configuration files named for what they hold
-    *(f"{stem}.{ext}" for stem in ("secret", "secrets") for ext in ("yml", "yaml", "json", "toml", "ini", "cfg", "conf", "env", "txt", "properties", "xml")),
+    *(
+        f"{stem}.{ext}"
+        for stem in ("secret", "secrets")
+        for ext in (
+            "yml",
+            "yaml",
+            "json",
+            "toml",
+            "ini",
+            "cfg",
+            "conf",
+            "env",
+            "txt",
+            "properties",
+            "xml",
+        )
+    ),
     # shell and database client histories hold pasted passwords and exported tokens
     ".*_history",
     ".histfile",
@@ -116,7 +132,7 @@ SAFE_NAMES = (
     "*.pub",
 )
 # What a listing shows in place of a secret file's name.
-SECRET_NAME_SHOWN = "[secret file]"
+SECRET_NAME_SHOWN = "[secret file]"  # noqa: S105 (a placeholder)
 
 
 def fold_name(name: str) -> str:

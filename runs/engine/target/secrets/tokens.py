@@ -84,11 +84,11 @@ EXTRA_PATTERNS = (
     r"[\"']0x[0-9a-fA-F]{64}[\"']",  # a quoted 32-byte hex value: an Ethereum private key
 )
 # Token characters a match is extended over (the lookaheads RE2 lacks asked for this much).
-_TOKEN_TAIL = r"[A-Za-z0-9_\-.+/=]*"
+_TOKEN_TAIL = r"[A-Za-z0-9_\-.+/=]*"  # noqa: S105 (a pattern)
 _LOOKAROUND = re2.compile(r"\(\?<?[=!](?:[^()]|\([^()]*\))*\)")
 # RE2 repeats at most 1000 times; the GitLab agent token asks for up to 1024.
 _REPEAT = re2.compile(r"\{(\d+),(\d{4,})\}")
-REDACTED_TOKEN = "[redacted]"
+REDACTED_TOKEN = "[redacted]"  # noqa: S105 (the marker)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +104,8 @@ def _for_re2(pattern: str) -> str:
 
 
 def _compile() -> tuple[list[_Detector], list[str]]:
-    detectors, skipped = [], []
+    detectors: list[_Detector] = []
+    skipped: list[str] = []
     sources = [(p, plugin.__name__) for plugin in _PLUGINS for p in plugin.denylist]
     for pattern, source in sources:
         flags = "(?i)" if pattern.flags & 2 else ""  # re.IGNORECASE
@@ -114,8 +115,8 @@ def _compile() -> tuple[list[_Detector], list[str]]:
             skipped.append(f"{source}: {pattern.pattern[:80]}")
             continue
         detectors.append(_Detector(regex=regex, source=source))
-    for pattern in EXTRA_PATTERNS:
-        regex = re2.compile(f"(?:{pattern}){_TOKEN_TAIL}", _OPTIONS)
+    for extra in EXTRA_PATTERNS:
+        regex = re2.compile(f"(?:{extra}){_TOKEN_TAIL}", _OPTIONS)
         detectors.append(_Detector(regex=regex, source="gitleaks"))
     return detectors, skipped
 

@@ -28,8 +28,9 @@ _URL_USERINFO = re2.compile(
     _OPTIONS,
 )
 _HOST_THEN_PATH = re2.compile(r"(?i)^[a-z0-9.\-\[\]]+(?::[0-9]{1,5})?/")
+_TEMPLATE = re2.compile(r"^(?:\{[^{}]*\}|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^<>]*>|%s)$")
 _PLAIN_NAME = re2.compile(r"^[a-z][a-z._\-]{0,31}$")
-_MARKS = ("://", ":\\/\\/", "%3a", "\\u003a")
+_MARKS = ("://", ":\\/\\/", "%3a", "%253a", "\\u003a")
 REDACTED_CREDENTIAL = "[redacted]"
 
 
@@ -51,8 +52,8 @@ def _redact_userinfo(match: Any) -> str:
     scheme, userinfo = match.group("scheme"), match.group("userinfo")
     at = match.group(0)[len(scheme) + len(userinfo) :]
     plain = _decoded(userinfo)
-    if REDACTED_CREDENTIAL in plain:
-        return str(match.group(0))
+    if REDACTED_CREDENTIAL in plain or _TEMPLATE.search(plain) is not None:
+        return str(match.group(0))  # redacted already, or a template: `{auth}@`, `${USER}@`
     if ":" in plain or "@" in plain:
         if _HOST_THEN_PATH.search(plain) is not None:
             return str(match.group(0))  # an at-sign in the path, after a host and port
