@@ -201,6 +201,18 @@ ASSIGNMENTS = {
     "<password>hunter2</password>": ("<password>[redacted]</password>", "hunter2"),
     "mysql -u root -pHunter2 db": ("mysql -u root -p[redacted] db", "Hunter2"),
     "run --password=hunter2 now": ("run --password=[redacted] now", "hunter2"),
+    "define('DB_PASSWORD', 'php-pw-1');": ("define('DB_PASSWORD', '[redacted]');", "php-pw-1"),
+    'user.setPassword("java-pw");': ('user.setPassword("[redacted]");', "java-pw"),
+    ":password => 'rb-pw'": (":password => '[redacted]'", "rb-pw"),
+    '"Server=x;Password=cs-pw;"': ('"Server=x;Password=[redacted];"', "cs-pw"),
+    'curl -H "Authorization: Basic dXNlcjpwYXNz" u': (
+        'curl -H "Authorization: Basic [redacted]" u',
+        "dXNlcjpwYXNz",
+    ),
+    "db:\n  password: correct horse battery staple # prod": (
+        "db:\n  password: [redacted] # prod",
+        "horse",
+    ),
     "PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=": (
         "PrivateKey = [redacted]",
         "yAnz5TF",
@@ -218,6 +230,12 @@ CODE = [
     "API_TOKEN=changeme",
     'password: "${DB_PASSWORD}"',
     "secret = None",
+    "if token == expected:",
+    "check_password(raw)",
+    'AUTH_USER_MODEL = "accounts.User"',
+    '"""Anonymous: no token: refused."""',
+    "see `/etc/passwd:1`",
+    'return f"postgresql://{auth}@{host}/db"',
 ]
 
 
@@ -340,7 +358,7 @@ def test_the_corpus_holds_every_secret_it_counts(secret_corpus):
         "password=" + "a" * 600_000,  # one long line
         ("password = '" + "\\" * 50) * 10_000,  # unterminated escapes
         "x" * 200_000 + "://" + ":" * 200_000 + "@" * 10,  # an endless user information
-        ("token: " + "=" * 30 + "\n") * 20_000,  # many candidates, none a value
+        ("token: " + "=" * 30 + "\n") * 5_000,  # many candidates, none a value
         "\x00".join(["SECRET_KEY=nul-1", "https://u:nul-2@h", "ghp_" + "n" * 36]),
     ],
     ids=["long-line", "escapes", "userinfo", "candidates", "nuls"],

@@ -156,7 +156,7 @@ def grep_file(
     try:
         if os.stat(entry.real).st_size > max_bytes:
             return []
-        text = redact(confine.read_bytes(entry.real, max_bytes).decode("utf-8", "replace"))
+        text = confine.read_bytes(entry.real, max_bytes).decode("utf-8", "replace")
     except (Refused, OSError, ValueError):
         return []
     shown = printable(entry.rel)
@@ -166,7 +166,11 @@ def grep_file(
             if deadline.expired():
                 break
             time.sleep(0)  # let the event loop's thread have the GIL now and then
-        if regex.search(line):  # whole lines: RE2 is linear, and a cut line fakes `$`
+        # Whole lines (RE2 is linear, and a cut line fakes `$`). A line is searched again as
+        # redacted, and only that counts: a pattern cannot probe a secret character by
+        # character, and only the lines that match are redacted (the rule is line by line for
+        # everything but keys, and a file holding a key is never read).
+        if regex.search(line) and regex.search(line := redact(line)):
             found.append(f"{shown}:{number}:{line.strip()[:SHOWN_LINE_CHARS]}")
             if len(found) >= room:
                 break

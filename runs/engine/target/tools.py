@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 MAX_ARGUMENT_CHARS = 65_536
 MAX_LINE_NUMBER = 10_000_000
 MAX_PATH = 4096
+# What is redacted past the output limit, so a secret across the cut is seen whole by the rule.
+CAP_MARGIN = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,9 +225,7 @@ class ReadOnlyTools:
             if isinstance(exc, OSError) and exc.strerror:
                 why = f"{exc.__class__.__name__} ({exc.strerror})"
             return _error(f"{name} failed{named}: {why}", f"{name} failed{named}")
-        return ToolResult(
-            ok=True, content=self._cap(redact(content)), summary=redact(summary)[:200]
-        )
+        return ToolResult(ok=True, content=self._cap(content), summary=redact(summary)[:200])
 
     # --- tools ---------------------------------------------------------------------------
 
@@ -364,10 +364,13 @@ class ReadOnlyTools:
         )
 
     def _cap(self, text: str) -> str:
+        """The answer redacted and cut to the output limit: only what can be shown (and a
+        margin) is redacted, so a huge answer costs the rule no more than a small one."""
         limit = self.limits.max_output_chars
-        if len(text) <= limit:
-            return text
-        return text[:limit] + f"\n[truncated: {len(text) - limit} more chars]"
+        redacted = redact(text[: limit + CAP_MARGIN])
+        if len(text) <= limit + CAP_MARGIN and len(redacted) <= limit:
+            return redacted
+        return redacted[:limit] + f"\n[truncated: {max(len(text) - limit, 1)} more chars]"
 
 
 def _git_text(answer: GitAnswer) -> str:

@@ -15,10 +15,13 @@ code around it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import re2
 from detect_secrets.plugins.keyword import DENYLIST
+
+from runs.engine.target.secrets.matches import named, offset
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
@@ -27,7 +30,11 @@ KEYWORDS = frozenset(
     {word.replace("_?", "") for word in DENYLIST}
     | {"token", "credential", "credentials", "passphrase", "mnemonic", "accesskey", "secretkey"}
     | {"pass", "privkey", "signingkey", "encryptionkey", "masterkey", "sastoken"}
+    | {"auth", "authorization"}
 )
+_FIRST_WORD = re2.compile(r"^([ \t]+)[^\s\"'`]+", _OPTIONS)
+# A value that only names the scheme of the credential after it: `Authorization: Bearer <here>`.
+_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey", "key"})
 # Words that may follow the keyword and still name the secret itself (`secret_key_base`).
 _TRAILING = frozenset({"value", "val", "str", "string", "b64", "base64", "hex", "raw", "base"})
 # Values that are code or a placeholder, not a secret.
@@ -43,16 +50,26 @@ _STAND_INS = frozenset(
 )
 # `form.cleaned_data`, `settings.SECRET_KEY`: an attribute read, code rather than a value.
 _ATTRIBUTE = re2.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$", _OPTIONS)
-_SUBSTRINGS = ("pass", "pwd", "secret", "token", "key", "credential", "mnemonic", "contrase")
-_NAME = r"[A-Za-z0-9_.\-]*(?:pass|pwd|secret|token|key|credential|mnemonic|contrase)[\w.\-]*"
+_SUBSTRINGS = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "mnemonic",
+    "contrase",
+    "auth",
+)
+_NAME = r"[A-Za-z0-9_.\-]*(?:pass|pwd|secret|token|key|credential|mnemonic|contrase|auth)[\w.\-]*"
 _VALUE = (
     r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|`[^`\n]*`"
     r"|[^\s\x00-\x1f\"'`,;&<>()\[\]{}]+"
 )
 _ASSIGNMENT = re2.compile(
     # `bol`: the name starts its line (config); `lead`: a slash before it makes it a path.
-    rf"(?im)(?P<bol>^[ \t\-\"']*)?(?P<lead>[/\\]?)(?P<name>{_NAME})"
-    rf"(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:)[ \t]*@?)"
+    rf"(?im)(?P<bol>^[ \t\-\"']*)?(?P<lead>[/\\]?)(?P<define>define\([ \t]*[\"'])?(?P<name>{_NAME})"
+    rf"(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:|\(|[\"'][ \t]*,)[ \t]*@?)"
     rf"(?P<value>{_VALUE})(?P<after>[(.\[]?)(?P<words>[ \t]+[^\n#]*)?",
     _OPTIONS,
 )
@@ -89,6 +106,7 @@ def redact_assignments(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
 def names_a_secret(name: str) -> bool:
     """True when an identifier ends in a secret keyword (`DB_PASSWORD`, `apiKey`)."""
     words = _words(name)
@@ -121,45 +139,55 @@ def _split(text: str) -> list[str]:
 
 
 def _assignment(match: Any) -> str:
-    whole = str(match.group(0))
-    name, value, sep = str(match.group("name")), str(match.group("value")), str(match.group("sep"))
-    if match.group("lead") or not names_a_secret(name):
+    g = named(match)
+    whole, name, value, sep = str(g["0"]), str(g["name"]), str(g["value"]), str(g["sep"])
+    if g["lead"] or not names_a_secret(name):
         return whole  # `/etc/passwd:1` is a path, not an assignment
     quote = value[0] if value[:1] in ("'", '"', "`") else ""
-    if not quote and ("==" in sep or "!=" in sep):
-        return whole  # `token == expected`: a comparison of two names
-    if not _is_secret_value(name, value, match.group("after")):
+    if "," in sep and not g["define"]:
+        return whole  # a list of strings (`["django.contrib.auth", "shop"]`), not PHP's define
+    if not quote and ("==" in sep or "!=" in sep or "(" in sep or "," in sep):
+        # `token == expected`, `check_password(raw)`: names, not values. A call or PHP's
+        # `define('DB_PASSWORD', '...')` counts only with a quoted value.
         return whole
-    words = match.group("words") or ""
-    bol, after = match.group("bol"), match.group("after")
+    words, bol, after = g["words"] or "", g["bol"], g["after"]
+    if not quote and value.lower() in _SCHEMES and words.strip():
+        # `Authorization: Bearer <token>`: the scheme stays, the credential after it goes.
+        head = whole[: len(whole) - len(words)]
+        return head + _FIRST_WORD.sub(lambda m: m[1] + REDACTED_VALUE, words, 1)
+    if not _is_secret_value(name, value, after, at_line_start=bol is not None):
+        return whole
+    # What stands before the name: the line's indent, or PHP's `define('`.
+    head = whole[: offset(match, "name")[0]]
     if not quote and bol is None and _PROSE.search(value + words.rstrip()) is not None:
         return whole  # `no token: refused.` within a line of words: a sentence
     if not quote and bol is not None and words.strip():
         # A configuration line: the value runs to the line's end (or its comment).
-        return f"{bol}{name}{sep}{REDACTED_VALUE}{after}{words[len(words.rstrip()) :]}"
-    return f"{bol or ''}{name}{sep}{quote}{REDACTED_VALUE}{quote}{after}{words}"
+        return f"{head}{name}{sep}{REDACTED_VALUE}{after}{words[len(words.rstrip()) :]}"
+    return f"{head}{name}{sep}{quote}{REDACTED_VALUE}{quote}{after}{words}"
 
 
 def _element(match: Any) -> str:
-    whole = str(match.group(0))
-    if not names_a_secret(str(match.group("name"))) or _is_placeholder(match.group("value")):
-        return whole
-    return f"{match.group('head')}{REDACTED_VALUE}"
+    g = named(match)
+    if not names_a_secret(str(g["name"])) or _is_placeholder(g["value"]):
+        return str(g["0"])
+    return f"{g['head']}{REDACTED_VALUE}"
 
 
 def _command(match: Any) -> str:
+    g = named(match)
     for head, value in (("head", "value"), ("head2", "value2"), ("head3", "value3")):
-        if match.group(head) is None:
+        if g[head] is None:
             continue
-        if head == "head" and not names_a_secret(str(match.group("name"))):
+        if head == "head" and not names_a_secret(str(g["name"])):
             break
-        if _is_placeholder(match.group(value)):
+        if _is_placeholder(g[value]):
             break
-        return f"{match.group(head)}{REDACTED_VALUE}"
-    return str(match.group(0))
+        return f"{g[head]}{REDACTED_VALUE}"
+    return str(g["0"])
 
 
-def _is_secret_value(name: str, value: str, after: str) -> bool:
+def _is_secret_value(name: str, value: str, after: str, *, at_line_start: bool) -> bool:
     quoted = value[:1] in ("'", '"', "`")
     inner = value[1:-1] if quoted and len(value) >= 2 else value
     if not inner.strip() or _is_placeholder(inner):
@@ -168,8 +196,10 @@ def _is_secret_value(name: str, value: str, after: str) -> bool:
         return True
     if after or inner.lower() in _CODE_WORDS or _ATTRIBUTE.search(inner) is not None:
         return False  # a call, an attribute or an index: code, not a value
-    if inner.startswith("#") or (len(inner) <= 3 and inner.isalnum() and not inner.isupper()):
-        return False  # a comment, or prose (`no token: a word`) rather than a credential
+    if inner.startswith("#") or (len(inner) <= 3 and inner.isdigit()):
+        return False  # a comment, or a small number (`SECRET = 1`)
+    if not at_line_start and len(inner) <= 3 and inner.isalpha() and inner.islower():
+        return False  # prose: `no token: a word`
     # Another name for a secret (`password = self.password`, `token = api_token`) is code.
     return not names_a_secret(inner) and _squashed(inner) != _squashed(name)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import re2
 
+from runs.engine.target.secrets.matches import named
+
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
 _B64 = "[A-Za-z0-9+/]"
@@ -92,8 +94,8 @@ def redact_keys(text: str) -> str:
 
 
 def _per_line(match: Any) -> str:
-    return "\n".join([REDACTED_KEY] * (match.group(0).count("\n") + 1))
+    return "\n".join([REDACTED_KEY] * (match[0].count("\n") + 1))
 
 
 def _value(match: Any) -> str:
-    return f"{match.group('head')}{REDACTED_VALUE}"
+    return f"{named(match)['head']}{REDACTED_VALUE}"

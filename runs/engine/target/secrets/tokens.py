@@ -13,6 +13,7 @@ secret key after `aws...key = '`), so the code around it stays.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,14 +142,20 @@ def redact_tokens(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=128)
+def _value_group(regexp: Any) -> int | None:
+    """The number of the pattern's `value` group (looked up once: the binding is slow)."""
+    return dict(regexp.groupindex).get("value")
+
+
 def _replacement(match: Any) -> str:
-    whole = str(match.group(0))
+    whole = str(match[0])
     if REDACTED_TOKEN in whole:
         return whole
-    group: int | None = match.re.groupindex.get("value")
-    if group is None and match.re.groups >= 1 and len(match.group(1) or "") >= 16:
+    group: int | None = _value_group(match.re)
+    if group is None and match.re.groups >= 1 and len(match[1] or "") >= 16:
         group = 1  # the pattern captured the secret itself (aws ... key = '<here>')
-    if group is not None and match.group(group):
+    if group is not None and match[group]:
         start, end = match.start(group) - match.start(), match.end(group) - match.start()
         return whole[:start] + REDACTED_TOKEN + whole[end:]
     return REDACTED_TOKEN

@@ -15,6 +15,8 @@ from urllib.parse import unquote
 
 import re2
 
+from runs.engine.target.secrets.matches import named
+
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
 _COLON = r"(?::|%(?:25)?3[Aa]|\\u003[Aa])"
@@ -39,27 +41,24 @@ def redact_urls(text: str) -> str:
     lowered = text.lower()
     if not any(mark in lowered for mark in _MARKS):
         return text
-    # Applied until nothing changes, since one URL's user information may hide a second URL.
-    for _ in range(4):
-        changed = _URL_USERINFO.sub(_redact_userinfo, text)
-        if changed == text:
-            break
-        text = changed
-    return text
+    # One pass: the user information runs to the last at-sign, so a URL hidden inside another's
+    # is redacted with it.
+    return str(_URL_USERINFO.sub(_redact_userinfo, text))
 
 
 def _redact_userinfo(match: Any) -> str:
-    scheme, userinfo = match.group("scheme"), match.group("userinfo")
-    at = match.group(0)[len(scheme) + len(userinfo) :]
+    g = named(match)
+    whole, scheme, userinfo = str(g["0"]), str(g["scheme"]), str(g["userinfo"])
+    at = whole[len(scheme) + len(userinfo) :]
     plain = _decoded(userinfo)
     if REDACTED_CREDENTIAL in plain or _TEMPLATE.search(plain) is not None:
-        return str(match.group(0))  # redacted already, or a template: `{auth}@`, `${USER}@`
+        return whole  # redacted already, or a template: `{auth}@`, `${USER}@`
     if ":" in plain or "@" in plain:
         if _HOST_THEN_PATH.search(plain) is not None:
-            return str(match.group(0))  # an at-sign in the path, after a host and port
+            return whole  # an at-sign in the path, after a host and port
         return f"{scheme}{REDACTED_CREDENTIAL}{at}"
     if any(mark in plain for mark in "/?#") or _PLAIN_NAME.search(plain) is not None:
-        return str(match.group(0))
+        return whole
     return f"{scheme}{REDACTED_CREDENTIAL}{at}"
 
 
