@@ -156,3 +156,19 @@ def test_a_run_on_the_scripted_model_keeps_every_secret_out_of_events_lines_and_
     assert (
         "src/main/resources/application.properties:3:spring.datasource.password=[redacted]" in lines
     )
+
+
+def test_a_folder_named_like_a_secret_file_keeps_its_name_and_its_code(tmp_path):
+    """`credentials/` holding a Django app is code: listed by name, its files readable."""
+    root = tmp_path / "app"
+    (root / "credentials").mkdir(parents=True)
+    (root / "credentials" / "models.py").write_text("class Credential:\n    pass\n")
+    (root / "credentials" / "credentials").write_text("key=folder-secret-1\n")
+    tools = ReadOnlyTools(root)
+    listing = tools.call("list_dir", {"path": ".", "depth": 2}).content.splitlines()
+    assert "credentials/" in listing
+    assert "credentials/models.py  (27 bytes)" in listing
+    assert "credentials/[secret file]  [not readable]" in listing
+    assert tools.call("read_file", {"path": "credentials/models.py"}).ok
+    globbed = tools.call("glob", {"pattern": "**"}).content
+    assert "folder-secret-1" not in globbed and "credentials/credentials" not in globbed

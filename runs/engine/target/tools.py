@@ -236,7 +236,8 @@ class ReadOnlyTools:
         lines = []
         walk = self._walk(base, args.depth)
         for entry in walk:
-            shown = printable(shown_name(entry.rel))
+            # A folder keeps its name (`credentials/` of code); a secret file's is withheld.
+            shown = printable(entry.rel if entry.is_dir else shown_name(entry.rel))
             if entry.is_dir:
                 lines.append(f"{shown}/")
             elif is_secret_name(entry.rel):
@@ -299,8 +300,11 @@ class ReadOnlyTools:
         walk = self._walk(self.root, depth=None)
         # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher.
         # A secret file's name is not shown; a glob that names it only learns that one matched.
-        named = ((printable(entry.rel), entry.rel) for entry in walk)
-        matches = [printable(shown_name(rel)) for name, rel in named if regex.fullmatch(name)]
+        matches = [
+            printable(entry.rel if entry.is_dir else shown_name(entry.rel))
+            for entry in walk
+            if regex.fullmatch(printable(entry.rel))
+        ]
         shown = matches[: self.limits.max_list_entries]
         if walk.stopped:
             shown.append(f"[search {walk.stopped}]")
