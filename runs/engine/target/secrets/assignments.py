@@ -67,8 +67,10 @@ _VALUE = (
     r"|[^\s\x00-\x1f\"'`,;&<>()\[\]{}]+"
 )
 _ASSIGNMENT = re2.compile(
-    # `bol`: the name starts its line (config); `lead`: a slash before it makes it a path.
-    rf"(?im)(?P<bol>^[ \t\-\"']*)?(?P<lead>[/\\]?)(?P<define>define\([ \t]*[\"'])?(?P<name>{_NAME})"
+    # `bol`: the name starts its line (config), perhaps after read_file's line number or a
+    # diff's `+`; `lead`: a slash before it makes it a path.
+    rf"(?im)(?P<bol>^(?:[ \t]*[0-9]+\t)?[ \t+\-\"']*)?(?P<lead>[/\\]?)"
+    rf"(?P<define>define\([ \t]*[\"'])?(?P<name>{_NAME})"
     rf"(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:|\(|[\"'][ \t]*,)[ \t]*@?)"
     rf"(?P<value>{_VALUE})(?P<after>[(.\[]?)(?P<words>[ \t]+[^\n#]*)?",
     _OPTIONS,
