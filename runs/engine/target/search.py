@@ -4,8 +4,8 @@ Patterns the model writes run on RE2, which matches in time linear in the text, 
 pattern (`(\\w+)+!` on a long identifier, `**/**/**/...`) can backtrack for minutes. RE2
 has no look-around or backreferences; such a pattern is refused with a sentence saying so.
 Every search also stops at a deadline and at an entry limit, and says where it stopped.
-What grep searches is the redacted text (runs.engine.target.secrets), so a pattern cannot be used
-to probe a credential one character at a time.
+A line grep reports must match as redacted (runs.engine.target.secrets), so a pattern cannot be
+used to probe a credential one character at a time.
 """
 
 from __future__ import annotations
