@@ -66,7 +66,11 @@ _JWK_PRIVATE = re2.compile(
 )
 _XML_PRIVATE = re2.compile(r"(?P<head><(?:D|P|Q|DP|DQ|InverseQ)>)(?P<value>[^<]*)", _OPTIONS)
 _WIREGUARD = re2.compile(r"(?i)(?P<head>PrivateKey\s*=\s*)(?P<value>[A-Za-z0-9+/]{43}=)", _OPTIONS)
-_KEY_WORDS = (b"private", b"putty", b"age-", b"ls0tls1", b"mi", b"mc4c", b"rw", b'"d"', b"<d")
+# Lower-case pieces every form starts with; a text holding none of them holds no key.
+_KEY_WORDS = (
+    *(b"private", b"putty", b"age-", b"minisign", b'"d"', b"<d", b"ls0tls1"),
+    *(b"mii", b"ageamb", b"agebb", b"mc4c", b"mhcc", b"rwrty0iy", b"rwqaaeiy"),
+)
 REDACTED_KEY = "[private key redacted]"
 REDACTED_VALUE = "[redacted]"
 
