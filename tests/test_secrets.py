@@ -213,6 +213,14 @@ ASSIGNMENTS = {
         "db:\n  password: [redacted] # prod",
         "horse",
     ),
+    'SECRET_KEY = os.environ.get("SECRET_KEY", "fallback-7")': (
+        'SECRET_KEY = os.environ.get("SECRET_KEY", "[redacted]")',
+        "fallback-7",
+    ),
+    "stringData:\n  password: |\n    block-pw-1\n    block-pw-2\n  user: bob": (
+        "stringData:\n  password: |\n    [redacted]\n    [redacted]\n  user: bob",
+        "block-pw",
+    ),
     "PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=": (
         "PrivateKey = [redacted]",
         "yAnz5TF",

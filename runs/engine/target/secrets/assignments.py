@@ -66,13 +66,30 @@ _VALUE = (
     r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|`[^`\n]*`"
     r"|[^\s\x00-\x1f\"'`,;&<>()\[\]{}]+"
 )
+# Calls whose second argument is the secret itself or its fallback: PHP's
+# `define('DB_PASSWORD', '...')`, `os.environ.get("SECRET_KEY", "...")`, `env("KEY", default=...)`.
+_LOOKUPS = r"(?:define|get|getenv|env|config|setdefault|getattr|str)"
+_DEFAULT = r"(?:default[ \t]*=[ \t]*)?"
+_QUOTED = r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'"
+_LOOKUP = re2.compile(
+    rf"(?i)(?P<head>\b{_LOOKUPS}\([ \t]*[\"'](?P<name>{_NAME})[\"'][ \t]*,[ \t]*{_DEFAULT})"
+    rf"(?P<value>{_QUOTED})",
+    _OPTIONS,
+)
 _ASSIGNMENT = re2.compile(
     # `bol`: the name starts its line (config), perhaps after read_file's line number or a
     # diff's `+`; `lead`: a slash before it makes it a path.
     rf"(?im)(?P<bol>^(?:[ \t]*[0-9]+\t)?[ \t+\-\"']*)?(?P<lead>[/\\]?)"
-    rf"(?P<define>define\([ \t]*[\"'])?(?P<name>{_NAME})"
-    rf"(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:|\(|[\"'][ \t]*,)[ \t]*@?)"
+    rf"(?P<name>{_NAME})"
+    rf"(?P<sep>[\"'\]]{{0,2}}[ \t]*(?:=>|:=|={{1,3}}|!==?|:|\()[ \t]*@?)"
     rf"(?P<value>{_VALUE})(?P<after>[(.\[]?)(?P<words>[ \t]+[^\n#]*)?",
+    _OPTIONS,
+)
+# `password: |` in YAML: the value is the more-indented lines that follow (their extent is
+# decided in `_block`, since RE2 cannot compare indents).
+_YAML_BLOCK = re2.compile(
+    rf"(?im)^(?P<head>(?P<indent>[ \t\-]*)(?P<name>{_NAME})[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*\n)"
+    r"(?P<body>(?:[ \t]+[^\n]*(?:\n|$))+)",
     _OPTIONS,
 )
 _XML_ELEMENT = re2.compile(
@@ -101,6 +118,10 @@ def redact_assignments(text: str) -> str:
     lowered = text.lower()
     if not any(word in lowered for word in _SUBSTRINGS):
         return text
+    if "|" in text or ">" in text:
+        text = _YAML_BLOCK.sub(_block, text)
+    if "(" in text:
+        text = _LOOKUP.sub(_lookup, text)
     text = _ASSIGNMENT.sub(_assignment, text)
     if "<" in text:
         text = _XML_ELEMENT.sub(_element, text)
@@ -146,11 +167,9 @@ def _assignment(match: Any) -> str:
     if g["lead"] or not names_a_secret(name):
         return whole  # `/etc/passwd:1` is a path, not an assignment
     quote = value[0] if value[:1] in ("'", '"', "`") else ""
-    if "," in sep and not g["define"]:
-        return whole  # a list of strings (`["django.contrib.auth", "shop"]`), not PHP's define
-    if not quote and ("==" in sep or "!=" in sep or "(" in sep or "," in sep):
-        # `token == expected`, `check_password(raw)`: names, not values. A call or PHP's
-        # `define('DB_PASSWORD', '...')` counts only with a quoted value.
+    if not quote and ("==" in sep or "!=" in sep or "(" in sep):
+        # `token == expected`, `check_password(raw)`: names, not values; a call counts only
+        # with a quoted value (`setPassword("...")`).
         return whole
     words, bol, after = g["words"] or "", g["bol"], g["after"]
     if not quote and value.lower() in _SCHEMES and words.strip():
@@ -159,7 +178,7 @@ def _assignment(match: Any) -> str:
         return head + _FIRST_WORD.sub(lambda m: m[1] + REDACTED_VALUE, words, 1)
     if not _is_secret_value(name, value, after, at_line_start=bol is not None):
         return whole
-    # What stands before the name: the line's indent, or PHP's `define('`.
+    # What stands before the name: the line's indent or a diff's sign.
     head = whole[: offset(match, "name")[0]]
     if not quote and bol is None and _PROSE.search(value + words.rstrip()) is not None:
         return whole  # `no token: refused.` within a line of words: a sentence
@@ -167,6 +186,31 @@ def _assignment(match: Any) -> str:
         # A configuration line: the value runs to the line's end (or its comment).
         return f"{head}{name}{sep}{REDACTED_VALUE}{after}{words[len(words.rstrip()) :]}"
     return f"{head}{name}{sep}{quote}{REDACTED_VALUE}{quote}{after}{words}"
+
+
+def _lookup(match: Any) -> str:
+    """`os.environ.get("SECRET_KEY", "<fallback>")`: the fallback is the secret."""
+    g = named(match)
+    value = str(g["value"])
+    if not names_a_secret(str(g["name"])) or _is_placeholder(value[1:-1]):
+        return str(g["0"])
+    return f"{g['head']}{value[0]}{REDACTED_VALUE}{value[0]}"
+
+
+def _block(match: Any) -> str:
+    """A YAML block value: its lines indented past the name are replaced, one for one."""
+    g = named(match)
+    if not names_a_secret(str(g["name"])):
+        return str(g["0"])
+    depth = len(str(g["indent"]))
+    lines = str(g["body"]).split("\n")
+    for number, line in enumerate(lines):
+        indent = len(line) - len(line.lstrip(" \t"))
+        if line.strip() and indent <= depth:
+            break  # the next key: the block ended
+        if line.strip():
+            lines[number] = line[:indent] + REDACTED_VALUE
+    return str(g["head"]) + "\n".join(lines)
 
 
 def _element(match: Any) -> str:
