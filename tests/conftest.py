@@ -37,6 +37,16 @@ def scripted_model(settings: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
+def secret_corpus(tmp_path: Path) -> Any:
+    """A git repository with a secret in every form the rule knows (devtools.secret_corpus)."""
+    from devtools.secret_corpus import commit_corpus, write_secret_corpus
+
+    corpus = write_secret_corpus(tmp_path)
+    commit_corpus(corpus)
+    return corpus
+
+
+@pytest.fixture
 def alice(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("alice", password="alice-pass-123")
 

@@ -63,7 +63,9 @@ def test_the_engine_is_grouped_by_what_each_part_does():
     assert top == ["__init__", "crashpoints", "dbthread", "problems", "storable", "worker"]
     groups = sorted(p.name for p in engine.iterdir() if (p / "__init__.py").exists())
     assert groups == ["agent", "queue", "report", "target"]
-    assert (engine / "queue/scheduler.py").exists() and (engine / "target/secrets.py").exists()
+    assert (engine / "queue/scheduler.py").exists() and (
+        engine / "target/secrets/__init__.py"
+    ).exists()
 
 
 def test_every_reset_of_a_step_goes_through_the_one_reset_function():

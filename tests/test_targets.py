@@ -142,7 +142,10 @@ def test_bob_cannot_retry_view_the_checked_lines_of_or_export_a_run_once_not_giv
     assert sent.status_code == 403 and not ChatMessage.objects.exists()
     failed.refresh_from_db()
     cancelled.refresh_from_db()
-    assert (failed.status, cancelled.status) == (RunStatus.FINISHED_WITH_FAILURES, RunStatus.CANCELLED)
+    assert (failed.status, cancelled.status) == (
+        RunStatus.FINISHED_WITH_FAILURES,
+        RunStatus.CANCELLED,
+    )
 
 
 @pytest.mark.django_db

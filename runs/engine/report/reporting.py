@@ -39,6 +39,7 @@ from runs.engine.target.confinement import (
     TargetChanged,
     open_target,
 )
+from runs.engine.target.secrets import redact
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
 MAX_CITED_FILE_BYTES = 4_000_000
@@ -85,7 +86,9 @@ class ConfinedLines:
             return CheckStatus.UNREADABLE
         if len(data) > MAX_CITED_FILE_BYTES:
             return CheckStatus.UNREADABLE
-        return data.decode("utf-8", errors="replace").splitlines()
+        # The lines as the model read them: a quote of a redacted line matches, and nothing
+        # kept or shown from here can hold what the tools withheld (redaction keeps lines).
+        return redact(data.decode("utf-8", errors="replace")).splitlines()
 
     def _relative(self, cited: str) -> str | None:
         """The cited path relative to the target, or None when it names a place outside."""

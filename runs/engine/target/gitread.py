@@ -24,7 +24,14 @@ from runs.engine.target.confinement import Confinement, Refused
 from runs.engine.target.gitlayout import GitLayout, GitRefused, locate
 from runs.engine.target.gitsession import GitFailed, GitLimits, GitSession
 from runs.engine.target.gitworktree import Change, compare, index_files, tree_files, within
-from runs.engine.target.secrets import KEY_START_ERE, has_private_key, is_secret_name, redact
+from runs.engine.target.secrets import (
+    KEY_START_ERE,
+    SECRET_NAME_SHOWN,
+    has_private_key,
+    is_secret_name,
+    redact,
+    shown_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +112,7 @@ class GitReader:
         if kind == "tree":
             listing = session.check("ls-tree", "-z", "--name-only", oid)
             names = [
-                name + ("  [secret: not readable]" if _hidden(f"{rel}/{name}") else "")
+                f"{SECRET_NAME_SHOWN}  [not readable]" if _hidden(f"{rel}/{name}") else name
                 for name in _names(listing)
             ]
             return f"{rel} is a directory at {rev}:\n" + "\n".join(names)
@@ -330,9 +337,12 @@ def _hidden(path: str) -> bool:
 def _hidden_note(paths: list[str], why: str) -> list[str]:
     if not paths:
         return []
+    count = len(paths)
+    if why == "secret":  # a secret file's name is not written out, only its folder
+        paths = list(dict.fromkeys(shown_name(path) for path in paths))
     named = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
-    plural = "files" if len(paths) > 1 else "file"
-    return [f"[not shown: {len(paths)} {why} {plural}: {named}]"]
+    plural = "files" if count > 1 else "file"
+    return [f"[not shown: {count} {why} {plural}: {named}]"]
 
 
 def _pathspecs(paths: Iterable[str]) -> list[str]:

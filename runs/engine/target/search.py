@@ -4,8 +4,8 @@ Patterns the model writes run on RE2, which matches in time linear in the text, 
 pattern (`(\\w+)+!` on a long identifier, `**/**/**/...`) can backtrack for minutes. RE2
 has no look-around or backreferences; such a pattern is refused with a sentence saying so.
 Every search also stops at a deadline and at an entry limit, and says where it stopped.
-What grep searches is the redacted text (runs.engine.target.secrets), so a pattern cannot be used
-to probe a credential one character at a time.
+A line grep reports must match as redacted (runs.engine.target.secrets), so a pattern cannot be
+used to probe a credential one character at a time.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def grep_file(
         return []
     if len(data) > max_bytes:
         return []
-    text = redact(data.decode("utf-8", "replace"))
+    text = data.decode("utf-8", "replace")
     shown = printable(entry.rel)
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -200,7 +200,11 @@ def grep_file(
             if deadline.expired():
                 break
             time.sleep(0)  # let the event loop's thread have the GIL now and then
-        if regex.search(line):  # whole lines: RE2 is linear, and a cut line fakes `$`
+        # Whole lines (RE2 is linear, and a cut line fakes `$`). A line is searched again as
+        # redacted, and only that counts: a pattern cannot probe a secret character by
+        # character, and only the lines that match are redacted (the rule is line by line for
+        # everything but keys, and a file holding a key is never read).
+        if regex.search(line) and regex.search(line := redact(line)):
             found.append(f"{shown}:{number}:{line.strip()[:SHOWN_LINE_CHARS]}")
             if len(found) >= room:
                 break

@@ -35,13 +35,15 @@ from runs.engine.target.search import (
     compile_pattern,
     grep_file,
 )
-from runs.engine.target.secrets import is_secret_name, redact
+from runs.engine.target.secrets import is_secret_name, redact, shown_name
 
 log = logging.getLogger(__name__)
 # Longer tool arguments are refused before they are parsed (no tool needs more).
 MAX_ARGUMENT_CHARS = 65_536
 MAX_LINE_NUMBER = 10_000_000
 MAX_PATH = 4096
+# What is redacted past the output limit, so a secret across the cut is seen whole by the rule.
+CAP_MARGIN = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,9 +225,7 @@ class ReadOnlyTools:
             if isinstance(exc, OSError) and exc.strerror:
                 why = f"{exc.__class__.__name__} ({exc.strerror})"
             return _error(f"{name} failed{named}: {why}", f"{name} failed{named}")
-        return ToolResult(
-            ok=True, content=self._cap(redact(content)), summary=redact(summary)[:200]
-        )
+        return ToolResult(ok=True, content=self._cap(content), summary=redact(summary)[:200])
 
     # --- tools ---------------------------------------------------------------------------
 
@@ -236,11 +236,12 @@ class ReadOnlyTools:
         lines = []
         walk = self._walk(base, args.depth)
         for entry in walk:
-            shown = printable(entry.rel)
+            # A folder keeps its name (`credentials/` of code); a secret file's is withheld.
+            shown = printable(entry.rel if entry.is_dir else shown_name(entry.rel))
             if entry.is_dir:
                 lines.append(f"{shown}/")
             elif is_secret_name(entry.rel):
-                lines.append(f"{shown}  [secret: not readable]")
+                lines.append(f"{shown}  [not readable]")
             else:
                 lines.append(f"{shown}  ({self._size(entry.real)} bytes)")
             if len(lines) >= self.limits.max_list_entries:
@@ -298,8 +299,12 @@ class ReadOnlyTools:
         regex = compile_glob(args.pattern)
         walk = self._walk(self.root, depth=None)
         # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher.
-        shown_names = (printable(entry.rel) for entry in walk)
-        matches = [name for name in shown_names if regex.fullmatch(name)]
+        # A secret file's name is not shown; a glob that names it only learns that one matched.
+        matches = [
+            printable(entry.rel if entry.is_dir else shown_name(entry.rel))
+            for entry in walk
+            if regex.fullmatch(printable(entry.rel))
+        ]
         shown = matches[: self.limits.max_list_entries]
         if walk.stopped:
             shown.append(f"[search {walk.stopped}]")
@@ -366,10 +371,13 @@ class ReadOnlyTools:
             return 0
 
     def _cap(self, text: str) -> str:
+        """The answer redacted and cut to the output limit: only what can be shown (and a
+        margin) is redacted, so a huge answer costs the rule no more than a small one."""
         limit = self.limits.max_output_chars
-        if len(text) <= limit:
-            return text
-        return text[:limit] + f"\n[truncated: {len(text) - limit} more chars]"
+        redacted = redact(text[: limit + CAP_MARGIN])
+        if len(text) <= limit + CAP_MARGIN and len(redacted) <= limit:
+            return redacted
+        return redacted[:limit] + f"\n[truncated: {max(len(text) - limit, 1)} more chars]"
 
 
 def _git_text(answer: GitAnswer) -> str:
