@@ -9,6 +9,7 @@ are shown as quoted text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -374,3 +375,9 @@ def _or(value: int | None, default: int) -> int:
 
 def _lower(level: str, ceiling: str) -> str:
     return min(level, ceiling, key=CONFIDENCE_LEVELS.index)
+
+
+def with_web_evidence(facts: EvidenceFacts, *, single_source: int) -> EvidenceFacts:
+    """The facts with single-source claims counted mechanically (flows.web_citations): a web
+    claim not corroborated by two verified sites counts, whatever the model wrote of it."""
+    return dataclasses.replace(facts, single_source=single_source)
