@@ -109,6 +109,8 @@ def address_refusal(address: IPAddress) -> str | None:
             inner = address_refusal(embedded)
             if inner:
                 return f"an IPv6 address embedding {inner} ({embedded})"
+            if address in NAT64:
+                return None  # a public IPv4 address reached through a NAT64 gateway
         if address in NAT64_LOCAL:
             return "a local-use NAT64 address"
     if address in METADATA:
@@ -125,9 +127,11 @@ def address_refusal(address: IPAddress) -> str | None:
         return "a carrier-grade NAT address (100.64.0.0/10)"
     if address.version == 6 and address in ipaddress.ip_network("fc00::/7"):
         return "a unique-local address"
+    if address.is_reserved:
+        return "a reserved address"
     if address.is_private:
         return "a private address"
-    if address.is_reserved or not address.is_global:
+    if not address.is_global:
         return "a reserved address"
     return None
 
