@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.web_citations import normal as normal_url
 from runs.engine.storable import clean_text
+from runs.engine.target import tools as target_tools
 from runs.engine.target.confinement import Confinement, Refused
 from runs.engine.target.search import Deadline, Walk
 from runs.engine.target.secrets import is_secret_name, redact
@@ -194,19 +195,18 @@ class WebToolbox(ReadOnlyTools):
         return [*super().available(), *WEB_TOOLS]
 
     def specs(self) -> list[dict[str, Any]]:
+        described = {**target_tools.DESCRIPTIONS, **DESCRIPTIONS}
+        schemas: dict[str, type[BaseModel]] = {**target_tools.ARGS, **ARGS}
         return [
-            *super().specs(),
-            *(
-                {
-                    "type": "function",
-                    "function": {
-                        "name": name,
-                        "description": DESCRIPTIONS[name],
-                        "parameters": ARGS[name].model_json_schema(),
-                    },
-                }
-                for name in WEB_TOOLS
-            ),
+            {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": described[name],
+                    "parameters": schemas[name].model_json_schema(),
+                },
+            }
+            for name in self.available()
         ]
 
     def call(self, name: str, arguments: str | dict[str, Any]) -> ToolResult:
