@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 SITES = ("127.0.0.1", "127.0.0.2")
+HOSTILE_RESULTS = ("injection", "redirect-2", "huge", "binary")
 AGREED = "The retry budget of the widget protocol is three attempts per request."
 PAGES = {
     "/docs/retries": (
@@ -59,6 +60,7 @@ class StandIn:
 
     ports: dict[str, int] = field(default_factory=dict)  # site address -> port
     mode: str = "ok"  # ok | limited (429) | no-json (403)
+    hostile: bool = False  # the results also lead to hostile pages (the attack suite)
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # site, path, Host
 
     @property
@@ -81,6 +83,10 @@ class StandIn:
                 "content": "Operators' notes on retries and idle connections.",
             },
             {"title": "Not a web page", "url": "ftp://127.0.0.1/file", "content": "dropped"},
+            *(
+                {"title": f"Hostile {name}", "url": self.url(SITES[0], f"/hostile/{name}")}
+                for name in (HOSTILE_RESULTS if self.hostile else ())
+            ),
         ]
 
 
@@ -182,9 +188,9 @@ def _handler(stand_in: StandIn, site: str) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving(mode: str = "ok") -> Iterator[StandIn]:
+def serving(mode: str = "ok", *, hostile: bool = False) -> Iterator[StandIn]:
     """The stand-in on both loopback sites, each on a free port, until the block ends."""
-    stand_in = StandIn(mode=mode)
+    stand_in = StandIn(mode=mode, hostile=hostile)
     servers = []
     for site in SITES:
         server = ThreadingHTTPServer((site, 0), _handler(stand_in, site))

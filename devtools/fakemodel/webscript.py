@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-MAX_FETCHES = 3
+MAX_FETCHES = 6
 _RESULT_URL = re.compile(r"^\s+(https?://\S+)\s*$", re.M)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 

@@ -109,3 +109,34 @@ def test_the_launcher_offers_the_web_switch_only_where_search_is_configured(
     from runs.models import FlowRun
 
     assert FlowRun.objects.get(id=launched.json()["id"]).web is True
+
+
+def test_hostile_pages_among_the_results_cannot_derail_a_run_or_reach_the_report(
+    settings, scripted_model, target_dir: Path, run_to_end, capsys
+):
+    """Prompt injection, script payloads, a redirect chain to the metadata address, a huge
+    and a binary body: each fetch ends in text or a sentence, and the run still reports."""
+    from devtools.websearch import HOSTILE_RESULTS, SITES, serving
+
+    with serving(hostile=True) as stand_in:
+        settings.ORCHESTRATOR_WEB_SEARCH_URL = stand_in.search_url
+        settings.ORCHESTRATOR_WEB_ALLOW_HOSTS = frozenset(SITES)
+        run = launch_run(
+            flow="research", band="medium", target=str(target_dir), focus="widgets", web=True
+        )
+        run = run_to_end(run)
+        served = [path for _, path, _ in stand_in.requests]
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    results = [
+        e.payload
+        for e in AgentEvent.objects.filter(session__step__run=run, kind="tool_result")
+        if e.payload.get("name") == "web_fetch"
+    ]
+    refused = [r for r in results if not r["ok"]]
+    assert len(results) == 2 + len(HOSTILE_RESULTS)
+    assert [r["summary"].split(":")[0] for r in refused] == ["web_fetch refused"] * 3
+    assert any("cloud metadata" in r["content"] for r in refused)
+    assert "<script" not in run.report and "onerror" not in run.report
+    assert "/latest/meta-data/" not in served  # the redirect's last hop never left the guard
+    with capsys.disabled():
+        print(f"\nhostile web pages in a run: {len(refused)} refused, 1 injection read as text")

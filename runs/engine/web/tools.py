@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
+from django.db import connection
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.web_citations import normal as normal_url
@@ -217,6 +218,10 @@ class WebToolbox(ReadOnlyTools):
         except Exception as exc:  # a page or a search service cannot crash the agent
             log.warning("web tool %s failed unexpectedly", name, exc_info=True)
             return _error(f"{name} failed: {exc.__class__.__name__}", f"{name} failed")
+        finally:
+            # Tool threads outlive runs: a web call (seconds of network anyway) does not keep
+            # a database connection open on one.
+            connection.close()
 
 
 def web_configured() -> bool:
