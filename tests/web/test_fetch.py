@@ -116,3 +116,44 @@ def test_text_from_a_page_is_nul_safe_and_its_url_credentials_are_redacted():
     assert "\x1b" not in text and "\x7f" not in text
     with pytest.raises(WebRefused, match="binary"):
         page_text(b"PK\x03\x04\x00\x00", "text/plain", "utf-8")
+
+
+def test_schemes_redirects_and_rebinding_attempts_are_all_refused_and_counted(
+    allowed, guarded, stand_in, resolver, transport, capsys
+):
+    schemes = [
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_INFO",
+        "ftp://127.0.0.1/",
+        "dict://127.0.0.1:11211/stat",
+        "ldap://127.0.0.1/",
+        "https://user:pw@127.0.0.1/",
+        "http://127.0.0.1@169.254.169.254/",
+    ]
+    redirects = ["redirect-1", "redirect-3", "to-private", "to-file", "loop"]
+    resolver.answers["mixed.example.org"] = [["93.184.215.14", "10.0.0.1"]]
+    resolver.answers["v6-mixed.example.org"] = [["2606:4700::1", "::ffff:169.254.169.254"]]
+    resolver.answers["rebound.example.org"] = [["127.0.0.1"]]
+    rebinding = ["mixed.example.org", "v6-mixed.example.org", "rebound.example.org"]
+    counts = {"schemes": 0, "redirects": 0, "rebinding": 0}
+    for url in schemes:
+        with pytest.raises(WebRefused):
+            allowed.fetch(url)
+        counts["schemes"] += 1
+    for name in redirects:
+        with pytest.raises(WebRefused):
+            allowed.fetch(stand_in.url(SITES[0], f"/hostile/{name}"))
+        counts["redirects"] += 1
+    for host in rebinding:
+        with pytest.raises(WebRefused, match="is not fetched"):
+            guarded.fetch(f"http://{host}/")
+        counts["rebinding"] += 1
+    with capsys.disabled():
+        print(
+            f"\nschemes and credentials: {counts['schemes']} of {len(schemes)} refused; "
+            f"redirect chains: {counts['redirects']} of {len(redirects)} refused at the bad hop; "
+            f"rebinding names: {counts['rebinding']} of {len(rebinding)} refused"
+        )
+    assert counts == {"schemes": 7, "redirects": 5, "rebinding": 3}
+    assert transport.refused == []  # nothing was even attempted beyond loopback
+    assert set(transport.connected) <= {"127.0.0.1"}
