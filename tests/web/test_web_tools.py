@@ -106,3 +106,13 @@ def test_schemes_and_credentials_are_refused_even_when_the_focus_names_them(web_
     )
     assert "refused" in session.call("web_fetch", {"url": "http://user:pw@127.0.0.1/x"}).content
     assert not session.call("web_fetch", {"url": "file:///etc/passwd"}).ok
+
+
+def test_a_web_tool_named_by_an_agent_without_the_web_gets_a_sentence_and_nothing_runs(
+    target_dir: Path,
+):
+    from runs.engine.target.tools import ReadOnlyTools
+
+    result = ReadOnlyTools(target_dir).call("web_fetch", {"url": "http://127.0.0.1/"})
+    assert not result.ok
+    assert "the web is not offered to this agent" in result.content

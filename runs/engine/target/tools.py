@@ -187,7 +187,7 @@ class ReadOnlyTools:
         if name not in self.available():
             offered = ", ".join(self.available())
             reason = (
-                "this agent is read-only"
+                _not_offered(name)
                 if name not in READ_ONLY_TOOLS
                 else (self.git.refusal or "no git here")
             )
@@ -367,6 +367,16 @@ class ReadOnlyTools:
         if len(text) <= limit:
             return text
         return text[:limit] + f"\n[truncated: {len(text) - limit} more chars]"
+
+
+def _not_offered(name: str) -> str:
+    """Why a tool outside the target set is refused (the web tools are offered elsewhere)."""
+    if name in ("web_search", "web_fetch"):
+        return (
+            "the web is not offered to this agent (the run's web switch is off, or its role "
+            "reads no outside sources)"
+        )
+    return "this agent is read-only"
 
 
 def _git_text(answer: GitAnswer) -> str:

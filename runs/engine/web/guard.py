@@ -58,7 +58,7 @@ class Destination:
 
     @property
     def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = f"[{self.host}]" if ":" in self.host else _ascii_host(self.host)
         return host if SCHEMES[self.scheme] == self.port else f"{host}:{self.port}"
 
     def address_url(self, path_and_query: str) -> str:
@@ -173,6 +173,14 @@ def destination(url: str, *, resolver: Resolver, allow_hosts: Collection[str] = 
                     kind="address",
                 )
     return Destination(url=url, scheme=scheme, host=host, port=port, address=answers[0])
+
+
+def _ascii_host(host: str) -> str:
+    """An internationalised name as the Host header and TLS carry it (punycode)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise WebRefused(f"the host name {host[:100]!r} cannot be encoded", kind="url") from None
 
 
 def _literal(host: str) -> IPAddress | None:
