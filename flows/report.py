@@ -377,7 +377,15 @@ def _lower(level: str, ceiling: str) -> str:
     return min(level, ceiling, key=CONFIDENCE_LEVELS.index)
 
 
-def with_web_evidence(facts: EvidenceFacts, *, single_source: int) -> EvidenceFacts:
-    """The facts with single-source claims counted mechanically (flows.web_citations): a web
-    claim not corroborated by two verified sites counts, whatever the model wrote of it."""
-    return dataclasses.replace(facts, single_source=single_source)
+def with_web_evidence(
+    facts: EvidenceFacts, *, single_source: int, corroborated: int = 0
+) -> EvidenceFacts:
+    """The facts with web claims counted mechanically (flows.web_citations): a web claim not
+    corroborated by two verified sites is single-source, whatever the model wrote of it; a
+    corroborated one (without code citations) stands on its own evidence, so it leaves the
+    share of findings that codebase citations must back."""
+    return dataclasses.replace(
+        facts,
+        single_source=single_source,
+        findings=max(0, facts.findings - corroborated),
+    )

@@ -83,3 +83,13 @@ def test_confidence_is_capped_at_medium_by_single_source_web_claims(single, capp
     ceiling, why = evidence_ceiling(facts)
     assert (ceiling == "medium") is capped
     assert any("single-source" in reason for reason in why) is capped
+
+
+def test_a_corroborated_web_finding_is_not_asked_for_code_backing_but_a_single_source_one_is():
+    facts = EvidenceFacts(findings=5, backed=4, verified=6, locations=5)
+    corroborated = with_web_evidence(facts, single_source=0, corroborated=1)
+    assert corroborated.findings == 4
+    assert evidence_ceiling(corroborated)[0] == "high"
+    single = with_web_evidence(facts, single_source=1, corroborated=0)
+    assert single.findings == 5
+    assert evidence_ceiling(single)[0] == "medium"

@@ -162,7 +162,7 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         body, checks, failed=failed, agents=len(specialists) + len(by_kind)
     )
     web = WebEvidence.of(run)
-    facts = web.facts(body, facts)
+    facts = web.facts(body, facts, checks)
     findings = _findings_data(body, checks)
     report_evidence.add_ids(findings, reader.target)
     checked_lines = report_evidence.checked_lines(checks, kept, reader.target)

@@ -4,11 +4,13 @@ in the body, and the list of pages read."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flows.citations import CitationCheck
 from flows.findings import read_findings
-from flows.report import EvidenceFacts, with_web_evidence
+from flows.report import EvidenceFacts, citations_by_finding, with_web_evidence
 from flows.web_citations import (
     WebCheck,
     check_web_citations,
@@ -46,16 +48,21 @@ class WebEvidence:
     def checks(self, body: str) -> list[WebCheck]:
         return check_web_citations(body, self.pages)
 
-    def facts(self, body: str, facts: EvidenceFacts) -> EvidenceFacts:
+    def facts(
+        self, body: str, facts: EvidenceFacts, code_checks: Sequence[CitationCheck]
+    ) -> EvidenceFacts:
         """Single-source claims counted mechanically: web findings not corroborated by two
-        verified sites, and any other finding the model itself marked single-source."""
+        verified sites, and any other finding the model itself marked single-source.
+        Corroborated web findings without code citations are not asked for code backing."""
         checks = self.checks(body)
         found = web_findings(body, checks)
         web_starts = {f.start for f in found}
         single = sum(not f.verdict.corroborated for f in found)
-        others = read_findings(body).findings
-        single += sum(f.single_source and f.start not in web_starts for f in others)
-        return with_web_evidence(facts, single_source=single)
+        read = read_findings(body, [c.citation.start_offset for c in code_checks])
+        single += sum(f.single_source and f.start not in web_starts for f in read.findings)
+        owned = citations_by_finding(read, code_checks)
+        corroborated = sum(f.verdict.corroborated and not owned.get(f.start) for f in found)
+        return with_web_evidence(facts, single_source=single, corroborated=corroborated)
 
     def mark(self, body: str) -> str:
         """The body with web citations and web findings marked, and the pages read listed."""
