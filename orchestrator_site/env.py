@@ -126,6 +126,34 @@ def _user_pattern(name: str, path: Path) -> Path:
     return Path(*parts[:at]).resolve().joinpath(*parts[at:])
 
 
+def env_url(name: str) -> str:
+    """An http(s) URL with a host, or "" when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    return raw
+
+
+def env_hosts(name: str) -> frozenset[str]:
+    """Comma-separated host names or addresses, lower-cased (IPv6 without brackets)."""
+    raw = os.environ.get(name, "")
+    hosts = set()
+    for part in raw.split(","):
+        host = part.strip().lower().removeprefix("[").removesuffix("]")
+        if not host:
+            continue
+        if any(c in host for c in "/@ ") or host.count(":") == 1:
+            raise ImproperlyConfigured(
+                f"{name} must list bare host names or addresses (no scheme, port or path), "
+                f"got {part.strip()!r}"
+            )
+        hosts.add(host)
+    return frozenset(hosts)
+
+
 def database_from_url(name: str, url: str) -> dict[str, Any]:
     """Django DATABASES entry from a postgres:// URL (host may come from ?host=/socket/dir)."""
     parts = urlsplit(url)

@@ -17,12 +17,14 @@ from orchestrator_site.env import (
     env_bool,
     env_float,
     env_header,
+    env_hosts,
     env_int,
     env_json_object,
     env_origin,
     env_origins,
     env_paths,
     env_str,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -163,6 +165,11 @@ ORCHESTRATOR_MAX_EVENTS_PER_STEP = env_int("ORCHESTRATOR_MAX_EVENTS_PER_STEP", 2
 # start in launch order as theirs end. 0 = no cap. Runs without an owner (launched from the
 # CLI without --user) are the operator's and are not capped.
 ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER", 4)
+# The web tools (runs/engine/web): a SearXNG-compatible JSON search endpoint; unset, no run
+# may use the web. Hosts listed in ALLOW_HOSTS may be fetched even at private or loopback
+# addresses (an intranet docs server); every other address is checked (docs/architecture.md).
+ORCHESTRATOR_WEB_SEARCH_URL = env_url("ORCHESTRATOR_WEB_SEARCH_URL")
+ORCHESTRATOR_WEB_ALLOW_HOSTS = env_hosts("ORCHESTRATOR_WEB_ALLOW_HOSTS")
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)
 

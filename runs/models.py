@@ -128,6 +128,8 @@ class FlowRun(models.Model):
     # a cap above the server's slots makes requests wait in the server's own queue.
     slots = models.PositiveSmallIntegerField(null=True, blank=True)
     server_slots = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The web tools are offered to the flow's web roles (launched only with a search endpoint).
+    web = models.BooleanField(default=False)
 
     class Meta:
         db_table = "flow_runs"
@@ -470,3 +472,29 @@ class TargetGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.directory} to {self.user or self.group}"
+
+
+class WebSource(models.Model):
+    """What the web gave a run: the URLs its searches returned (which its agents may then
+    fetch) and the text of every page fetched, which web citations are checked against."""
+
+    class Kind(models.TextChoices):
+        RESULT = "result"  # a URL a search of this run returned; text is its snippet
+        PAGE = "page"  # a page fetched during the run; text is its main text (capped)
+
+    run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="web_sources")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    url = models.TextField()  # as the agent asked (or as the search returned it)
+    final_url = models.TextField(blank=True)  # where redirects ended
+    title = models.CharField(max_length=300, blank=True)
+    text = models.TextField(blank=True)
+    step_key = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "web_sources"
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.url[:80]}"

@@ -17,6 +17,7 @@ from runs.engine.agent.modelconfig import configured_endpoint, configured_model_
 from runs.engine.queue import scheduler
 from runs.engine.report import reporting
 from runs.engine.target.confinement import target_identity
+from runs.engine.web.tools import web_configured
 from runs.models import FlowRun, FlowStep, HostPane, Origin, RunStatus, StepStatus
 from runs.targets import REFUSAL, TargetRefused, check_run, resolve_target
 
@@ -64,6 +65,7 @@ def launch_run(
     owner: Any = None,
     origin: str = Origin.CLI,
     host_pane: str = HostPane.NONE,
+    web: bool = False,
 ) -> FlowRun:
     """Validate, create the run and its steps in one transaction, then wake a worker."""
     try:
@@ -77,6 +79,7 @@ def launch_run(
         raise LaunchError(f"the focus text is too long ({len(focus)} > {MAX_FOCUS_CHARS} chars)")
     if origin not in Origin.values or host_pane not in HostPane.values:
         raise LaunchError("unknown origin or host pane")
+    check_web(web)
     try:
         real_target = resolve_target(target, owner)
         identity = target_identity(real_target)
@@ -104,6 +107,7 @@ def launch_run(
             endpoint_model=endpoint_model,
             origin=origin,
             host_pane=host_pane,
+            web=web,
         )
         FlowStep.objects.bulk_create(
             FlowStep(
@@ -124,6 +128,15 @@ def launch_run(
     return run
 
 
+def check_web(web: bool) -> None:
+    """The web may be switched on only where a search endpoint is configured."""
+    if web and not web_configured():
+        raise LaunchError(
+            "the web is not available on this server: set ORCHESTRATOR_WEB_SEARCH_URL to a "
+            "SearXNG-compatible JSON search endpoint to allow it"
+        )
+
+
 def launch_settings(run: FlowRun) -> dict[str, Any]:
     """What a run was launched with, as launch_run (and the launcher's fields) take it."""
     return {
@@ -132,6 +145,7 @@ def launch_settings(run: FlowRun) -> dict[str, Any]:
         "band": run.band,
         "fast": run.fast,
         "focus": run.focus,
+        "web": run.web,
     }
 
 

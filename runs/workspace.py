@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from flows.models import BANDS, FlowKind
 from flows.registry import CATALOG, slash_menu
+from runs.engine.web.tools import web_configured
 from runs.markup import render_markdown
 from runs.models import ChatMessage, FlowRun, HostPane, Origin, WorkspaceLayout
 from runs.permissions import visible_runs
@@ -57,6 +58,7 @@ def workspace(request: HttpRequest) -> HttpResponse:
         "catalog_size": len(CATALOG),
         "chat": chat_messages(request.user),
         "relaunch": _relaunch(request),
+        "web_available": web_configured(),
     }
     return render(request, "runs/workspace.html", context)
 
@@ -185,6 +187,7 @@ def launch(request: HttpRequest) -> JsonResponse:
             owner=request.user,
             origin=origin if origin in {Origin.SLASH, Origin.BUTTON} else Origin.BUTTON,
             host_pane=data.get("host_pane", HostPane.NONE),
+            web=data.get("web") in {"1", "true", "on"},
         )
     except LaunchError as exc:
         return JsonResponse({"error": str(exc)}, status=400)

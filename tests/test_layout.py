@@ -57,12 +57,13 @@ def test_the_demo_model_is_loaded_by_name_only_when_selected():
 
 
 def test_the_engine_is_grouped_by_what_each_part_does():
-    """queue, agent, target and report each own their modules; the top holds only the seams."""
+    """queue, agent, target, report and web each own their modules; the top holds only the
+    seams."""
     engine = ROOT / "runs/engine"
     top = sorted(p.stem for p in engine.glob("*.py"))
     assert top == ["__init__", "crashpoints", "dbthread", "problems", "storable", "worker"]
     groups = sorted(p.name for p in engine.iterdir() if (p / "__init__.py").exists())
-    assert groups == ["agent", "queue", "report", "target"]
+    assert groups == ["agent", "queue", "report", "target", "web"]
     assert (engine / "queue/scheduler.py").exists() and (
         engine / "target/secrets/__init__.py"
     ).exists()

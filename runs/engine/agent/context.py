@@ -24,6 +24,7 @@ from flows.registry import get_flow
 from runs.engine.agent.counters import SESSION_FIELDS, Counters
 from runs.engine.agent.modelconfig import DEMO_PROVIDER
 from runs.engine.storable import clean_text, storable
+from runs.engine.web.tools import uses_web
 from runs.models import AgentSession, FlowRun, FlowStep, StepStatus
 
 
@@ -57,6 +58,9 @@ class StepContext:
     endpoint_url: str = ""
     # Set when this attempt is one too many: why, as the step's error; nothing is run.
     exhausted: str = ""
+    # This step is a web role of a run that allows the web: it gets web_search and web_fetch.
+    web: bool = False
+    focus: str = ""  # the run's focus text (URLs in it may be fetched)
 
 
 def load_context(step_id: int, worker: str) -> StepContext | None:
@@ -99,6 +103,7 @@ def open_attempt(
             fast=run.fast,
             focus=run.focus,
             target_name=Path(run.target).name,
+            web=uses_web(run),
         )
         upstream = _upstream(step, loaded)
         transcript = [
@@ -142,6 +147,8 @@ def open_attempt(
         flow_kind=flow.kind,
         endpoint_url=run.endpoint_url,
         exhausted=_exhausted(step),
+        web=definition.web and uses_web(run),
+        focus=run.focus,
     )
 
 

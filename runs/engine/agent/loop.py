@@ -35,6 +35,7 @@ from runs.engine.storable import storable
 from runs.engine.target.confinement import open_target
 from runs.engine.target.tools import ReadOnlyTools, ToolResult
 from runs.engine.target.toolthreads import run_off_loop
+from runs.engine.web.tools import web_toolbox
 from runs.models import EventKind
 
 log = logging.getLogger(__name__)
@@ -365,6 +366,8 @@ def open_toolbox(ctx: StepContext) -> ReadOnlyTools:
     """Checked at every attempt: a target moved or swapped since the launch fails the step
     (TargetChanged). Off the event loop: it touches the disk and may ask git."""
     confinement = open_target(ctx)
+    if ctx.web:
+        return web_toolbox(confinement, run_id=ctx.run_id, step_key=ctx.key, focus=ctx.focus)
     return ReadOnlyTools(confinement.root, confinement=confinement)
 
 

@@ -40,6 +40,7 @@ from runs.engine.target.confinement import (
     open_target,
 )
 from runs.engine.target.secrets import redact
+from runs.engine.web.report import WebEvidence
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
 MAX_CITED_FILE_BYTES = 4_000_000
@@ -163,6 +164,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     facts = EvidenceFacts.assess(
         body, checks, failed=failed, agents=len(specialists) + len(by_kind)
     )
+    web = WebEvidence.of(run)
+    facts = web.facts(body, facts, checks)
     findings = _findings_data(body, checks)
     report_evidence.add_ids(findings, reader.target)
     checked_lines = report_evidence.checked_lines(checks, kept, reader.target)
@@ -196,7 +199,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     marked, checks = report_evidence.mark_changes(body, checks, findings)
     since = "\n\n" + render_comparison(compared) if compared else ""
     linked = neutralise(annotate(marked, checks, link=report_evidence.cite_link(checked_lines)))
-    body = neutralise(annotate(marked, checks))
+    body = web.mark(neutralise(annotate(marked, checks)))
+    linked = web.mark(linked)
 
     run.summary = verdict.summary
     run.confidence = verdict.confidence
@@ -222,6 +226,7 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "method": render_method(method),
         "target_state": method.target_state,
         "checked_lines": checked_lines,
+        "web": web.data(body),
         "comparison": compared,
         "linked_report": render_report(verdict=verdict, body=linked + since, method=method),
     }

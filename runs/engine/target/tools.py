@@ -189,7 +189,7 @@ class ReadOnlyTools:
         if name not in self.available():
             offered = ", ".join(self.available())
             reason = (
-                "this agent is read-only"
+                _not_offered(name)
                 if name not in READ_ONLY_TOOLS
                 else (self.git.refusal or "no git here")
             )
@@ -378,6 +378,16 @@ class ReadOnlyTools:
         if len(text) <= limit + CAP_MARGIN and len(redacted) <= limit:
             return redacted
         return redacted[:limit] + f"\n[truncated: {max(len(text) - limit, 1)} more chars]"
+
+
+def _not_offered(name: str) -> str:
+    """Why a tool outside the target set is refused (the web tools are offered elsewhere)."""
+    if name in ("web_search", "web_fetch"):
+        return (
+            "the web is not offered to this agent (the run's web switch is off, or its role "
+            "reads no outside sources)"
+        )
+    return "this agent is read-only"
 
 
 def _git_text(answer: GitAnswer) -> str:

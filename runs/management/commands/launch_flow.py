@@ -60,6 +60,12 @@ class Command(BaseCommand):
         parser.add_argument("--target", required=True, help="directory to analyse (read-only)")
         parser.add_argument("--band", default="small", help=f"one of {', '.join(BANDS)}")
         parser.add_argument("--fast", action="store_true", help="cap each agent's depth")
+        parser.add_argument(
+            "--web",
+            action="store_true",
+            help="let the flow's web roles search and read the web (needs "
+            "ORCHESTRATOR_WEB_SEARCH_URL)",
+        )
         parser.add_argument("--focus", default="", help="the question or focus for the agents")
         parser.add_argument("--wait", action="store_true", help="watch the run until it ends")
         parser.add_argument("--output", help="also write the report (Markdown) to this file")
@@ -78,6 +84,7 @@ class Command(BaseCommand):
                 fast=options["fast"],
                 focus=options["focus"],
                 owner=owner,
+                web=options["web"],
             )
         except (LaunchError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
