@@ -100,7 +100,7 @@ def test_confidence_falls_when_an_agent_fails(target_dir: Path):
         verdict=HIGH,
         fail="security",
     )
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert run.confidence == "medium"
     assert "1 agent(s) failed: security" in run.report
     assert "| security | failed (model server failed) |" in run.report
