@@ -232,7 +232,7 @@ class ReadOnlyTools:
     def _list_dir(self, args: ListDirArgs) -> tuple[str, str]:
         base = self.confine.resolve(args.path)
         if not stat.S_ISDIR(self.confine.stat(base).st_mode):
-            raise Refused(f"{printable(args.path)} is not a directory")
+            raise Refused(f"{printable(redact_name(args.path))} is not a directory")
         lines = []
         walk = self._walk(base, args.depth)
         for entry in walk:
@@ -336,17 +336,17 @@ class ReadOnlyTools:
 
     def _git_log(self, args: GitLogArgs) -> tuple[str, str]:
         answer = self.git.log(args.path, args.max_count)
-        return _git_text(answer), f"git_log {args.path or '.'}"
+        return _git_text(answer), f"git_log {redact_name(args.path or '.')}"
 
     def _git_show(self, args: GitShowArgs) -> tuple[str, str]:
         answer = self.git.show(args.rev, args.path)
-        where = f"{args.rev}:{args.path}" if args.path else args.rev
+        where = f"{args.rev}:{redact_name(args.path)}" if args.path else args.rev
         return _git_text(answer), f"git_show {where}"
 
     def _git_blame(self, args: GitBlameArgs) -> tuple[str, str]:
         end = args.end_line or args.start_line + self.limits.max_read_lines - 1
         answer = self.git.blame(args.path, args.start_line, end)
-        return _git_text(answer), f"git_blame {args.path}:{args.start_line}-{end}"
+        return _git_text(answer), f"git_blame {redact_name(args.path)}:{args.start_line}-{end}"
 
     def _git_diff(self, args: GitDiffArgs) -> tuple[str, str]:
         answer = self.git.diff(args.rev_from, args.rev_to, args.path)

@@ -205,7 +205,10 @@ def _assignment(match: Any) -> str:
         return whole
     quote = value[0] if value[:1] in ("'", '"', "`") else ""
     code_sep = "==" in sep or "!=" in sep or "(" in sep
-    if not quote and not code_sep and not _is_placeholder(value) and _is_file_name(value):
+    # A path component `name=value` is a file named with its credential (a `:` counts only
+    # before an extension: `/etc/passwd:1` is grep's line number).
+    file_named = _is_file_name(value) or (bool(g["lead"]) and "=" in sep and "/" not in value)
+    if not quote and not code_sep and not _is_placeholder(value) and file_named:
         # A file named with its credential (`backups/db_password=<value>.sql`), in a listing
         # or git's output: the value goes, the extension stays, as `redact_component` shows it.
         start, end = offset(match, "value")
