@@ -207,13 +207,14 @@ def _assignment(match: Any) -> str:
     code_sep = "==" in sep or "!=" in sep or "(" in sep
     # A path component `name=value` is a file named with its credential (a `:` counts only
     # before an extension: `/etc/passwd:1` is grep's line number).
-    file_named = _is_file_name(value) or (bool(g["lead"]) and "=" in sep and "/" not in value)
-    if not quote and not code_sep and not _is_placeholder(value) and file_named:
+    part, slash, below = value.partition("/")  # in a path, the value ends its component
+    file_named = _is_file_name(part) or (bool(g["lead"]) and "=" in sep)
+    if not quote and not code_sep and part and not _is_placeholder(part) and file_named:
         # A file named with its credential (`backups/db_password=<value>.sql`), in a listing
         # or git's output: the value goes, the extension stays, as `redact_component` shows it.
         start, end = offset(match, "value")
         rest = _ASSIGNMENT.sub(_assignment, whole[end:])  # the same name again in the line
-        return whole[:start] + _hidden_file_value(value) + rest
+        return whole[:start] + _hidden_file_value(part) + slash + below + rest
     if g["lead"]:
         return whole  # `/etc/passwd:1` is a path, not an assignment
     if not quote and ("==" in sep or "!=" in sep or "(" in sep):
