@@ -4,7 +4,8 @@ Tools, git, the citation checker, the kept lines and the exports all ask here; n
 list of its own. Three questions, three functions:
 
 - `is_secret_name(rel)`: a path that is never read, whatever it holds (`names.py`); where a
-  listing shows such a path, `shown_name(rel)` puts `[secret file]` in place of its name.
+  listing shows such a path, `shown_name(rel)` puts `[secret file]` in place of its name, and
+  `redact_name(rel)` hides a credential any other name carries (`db_password=...sql`).
 - `readable_contents(data)`: a file's bytes as a reader may show them (`keys.py`): a key in
   ordinary code has its material replaced line for line, a file that is essentially a key (or
   whose key's extent is uncertain) gives None and is refused whole. `has_private_key(data)`
