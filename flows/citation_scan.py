@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from flows import citation_forms as forms
+from flows.citation_claims import attach_claims, spaced_cite
 from flows.citation_tokens import (
     NUMBER,
     Token,
@@ -72,11 +74,32 @@ class Citation:
     end_offset: int  # where its mark goes: after it, its code span, link or emphasis
     in_code_block: bool = False  # then the mark goes in a note after the block
     close_fence: str = ""  # for a block left open: the fence that closes it before the note
+    mark_at: int = -1  # where the mark goes when not at end_offset (a block's close)
+    block: tuple[str, ...] = ()  # a code block shown as the cited lines
+    anywhere: bool = False  # the block's lines count from the block's own first line
+    claims: tuple[tuple[str, bool], ...] = ()  # the sentence's code (and whether it is ours)
+    near: bool = False  # "around line 40": a few lines of slack
+    context_start: int = -1  # where the citation's claims begin, when not its sentence
+    negated: bool = False  # the sentence speaks of absent or proposed code
+
+    @property
+    def mark_offset(self) -> int:
+        return self.end_offset if self.mark_at < 0 else self.mark_at
 
     @property
     def label(self) -> str:
         lines = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
         return f"{self.path}:{lines}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fence:
+    opening: int  # where the opening fence's line starts
+    content_start: int
+    close_end: int  # where the mark of the block's citations goes
+    close_fence: str
+    info: str
+    body: tuple[str, ...]
 
 
 @dataclass(kw_only=True)
@@ -89,8 +112,15 @@ class _Line:
 
 def scan(text: str) -> list[Citation]:
     """Every citation-like string in the text (up to MAX_SCAN_CHARS), in text order."""
-    scanner = _Scanner(text[:MAX_SCAN_CHARS])
-    return sorted(scanner.run(), key=lambda c: (c.start_offset, c.end_offset))
+    text = text[:MAX_SCAN_CHARS]
+    scanner = _Scanner(text)
+    found = scanner.run()
+    found += [scanner.found_at(f) for f in forms.json_citations(text) if scanner.free(f)]
+    taken = [(c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in found]
+    taken += scanner.covered
+    found += [scanner.found_at(f) for f in forms.loose_citations(text, taken)]
+    found = attach_claims(text, found, scanner.fences)
+    return sorted(found, key=lambda c: (c.start_offset, c.end_offset))
 
 
 class _Scanner:
@@ -101,6 +131,14 @@ class _Scanner:
         # The file a heading (### `app.py`) or a label line (**app.py**:) names: a bare
         # "Line 12:" under it cites that file.
         self.context: str | None = None
+        # (opening line start, content start, content end, close end, info) of each fence
+        self.fences: list[Fence] = []
+        self.fence_info = ("", 0)
+        self.fence_body: list[str] = []
+        self.fence_start = 0
+        self.covered: list[tuple[int, int]] = []  # link texts whose target is the citation
+        self.grep_heading: str | None = None  # rg's heading: a file name alone on a line
+        self.field_file: tuple[str, int, int, int] | None = None  # path, start, end, line start
 
     def run(self) -> list[Citation]:
         fence = ""
@@ -111,14 +149,19 @@ class _Scanner:
             opened = _FENCE.match(raw)
             if fence:
                 if opened and _closes(opened["fence"], fence) and raw.strip() == opened["fence"]:
-                    self._close_block(line.end, "")
+                    self._close_block(line.start, line.end, "")
                     fence = ""
                     continue
                 self._block_line(line)
+                self.fence_body.append(raw)
                 continue
             if opened and (opened["fence"][0] == "~" or "`" not in raw[opened.end() :]):
                 fence = opened["fence"]
+                self.fence_info = (raw[opened.end() :], line.start + opened.end())
+                self.fence_body, self.fence_start, self.grep_heading = [], line.start, None
                 continue
+            if not raw.strip():
+                self.field_file = None
             self._prepare(line)
             tokens = list(self._tokens(line))
             self._update_context(raw, tokens)
@@ -126,8 +169,25 @@ class _Scanner:
             self._prose(line, tokens, table)
             previous = line
         if fence:
-            self._close_block(len(self.text), "\n" + fence)
+            self._close_block(len(self.text), len(self.text), "\n" + fence)
         return self.found
+
+    def free(self, found: forms.Found) -> bool:
+        """No citation already starts inside this form's span."""
+        return not any(found.start <= c.start_offset < found.end for c in self.found)
+
+    def found_at(self, found: forms.Found) -> Citation:
+        """A citation for a whole-text form; one inside a fence is marked after the fence."""
+        cited = replace(
+            self._citation(found.path, found.first, found.last, found.form, found.start),
+            end_offset=found.end,
+            quote=found.quote,
+        )
+        for fence in self.fences:
+            if fence.content_start <= found.start < fence.close_end:
+                return replace(cited, in_code_block=True, mark_at=fence.close_end,
+                               close_fence=fence.close_fence)  # fmt: skip
+        return cited
 
     # --- structure ---------------------------------------------------------------------------
 
@@ -182,7 +242,10 @@ class _Scanner:
     def _prose(
         self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None] | None
     ) -> None:
+        self._tool_forms(line, tokens)
         for index, token in enumerate(tokens):
+            if token.used:
+                continue
             if token.kind == "cite" and token.cite:
                 path, first, last = token.cite
                 form = "anchor" if "#L" in token.text else "colon"
@@ -201,6 +264,41 @@ class _Scanner:
                 self._line_phrase(line, tokens, index, breaks)
             elif token.kind == "lnum":
                 self._l_in_path(line, tokens, index)
+
+    def _tool_forms(self, line: _Line, tokens: list[Token]) -> None:
+        """【F:path†L12】, `File:` / `Line:` fields, `path with spaces.py:12` in a code span,
+        and a link whose target is a citation (its text is not checked, its target is)."""
+        taken: list[tuple[int, int]] = []
+        for found in forms.f_citations(self.text, line.start, line.end):
+            self._emit(line, found.path, found.first, found.last, found.form, found.start,
+                       found.end)  # fmt: skip
+            taken.append((found.start, found.end))
+        for _, content_start, content_end, _ in line.spans:
+            content = self.text[content_start:content_end]
+            if " " in content.strip() and (cite := spaced_cite(content.strip())):
+                at = self.text.index(content.strip(), content_start)
+                self._emit(line, cite[0], cite[1], cite[2], "spaced", at, at + len(content.strip()))
+                taken.append((content_start, content_end))
+        for start, end in line.links:
+            label_end = self.text.find("](", start, end)
+            target = self.text[label_end + 2 : end - 1].split(" ", 1)[0].strip("<>")
+            if label_end != -1 and parse_cite(target.removeprefix("./")):
+                taken.append((start, label_end))
+                self.covered.append((start, label_end))
+        named = forms.field_file(self.text, line.start, line.end)
+        if named is not None:
+            self.field_file = (*named, line.start)
+        lines = forms.field_lines(self.text, line.start, line.end)
+        if lines is not None and self.field_file is not None:
+            path, _, _, group = self.field_file
+            first, last, start, end = lines
+            self._emit(line, path, first, last, "fields", start, end)
+            self.found[-1] = replace(self.found[-1], context_start=group)
+            taken.append((start, end))
+            self.field_file = None
+        for token in tokens:
+            if any(a <= token.start < b for a, b in taken):
+                token.used = True
 
     def _more_lines(self, line: _Line, tokens: list[Token], index: int, path: str) -> None:
         """app.py:15,21: the numbers after a comma cite more lines of the same file."""
@@ -340,7 +438,7 @@ class _Scanner:
             ):
                 last = line_range(tokens[index + 1])[1]
                 index += 2
-            ranges.append((first, max(first, last)))
+            ranges.append((first, last or first))
             if index < len(tokens) and tokens[index].text.lower() in LIST_WORDS:
                 index += 1  # "12 and 20": the next number joins the list
                 continue
@@ -414,12 +512,21 @@ class _Scanner:
     # --- code blocks and marks ---------------------------------------------------------------
 
     def _block_line(self, line: _Line) -> None:
-        """Inside a fenced block only self-contained citations and tracebacks count."""
+        """Inside a fenced block: grep output, self-contained citations and tracebacks."""
         tokens = list(self._tokens(line))
+        grep = forms.grep_line(self.text, line.start, line.end, self.grep_heading)
+        if grep is not None:
+            cited = self._citation(grep.path, grep.first, grep.last, grep.form, grep.start)
+            self.block.append(replace(cited, quote=grep.quote, end_offset=grep.end))
+            return
+        words = [t for t in tokens if t.text]
+        if len(words) == 1 and words[0].kind == "path":
+            self.grep_heading = words[0].text
         for index, token in enumerate(tokens):
             if token.kind == "cite" and token.cite:
                 path, first, last = token.cite
-                self.block.append(self._citation(path, first, last, "code-block", token.start))
+                cited = self._citation(path, first, last, "code-block", token.start)
+                self.block.append(replace(cited, end_offset=token.end))
             elif token.kind == "path" and index + 2 < len(tokens):
                 word, number = tokens[index + 1], tokens[index + 2]
                 if (
@@ -428,14 +535,29 @@ class _Scanner:
                     and self._adjacent(tokens, index, index + 2)
                 ):
                     first, last = line_range(number)
-                    self.block.append(
-                        self._citation(token.text, first, last, "code-block", token.start)
-                    )
+                    cited = self._citation(token.text, first, last, "code-block", token.start)
+                    self.block.append(replace(cited, end_offset=number.end))
 
-    def _close_block(self, offset: int, close_fence: str) -> None:
+    def _close_block(self, close_start: int, offset: int, close_fence: str) -> None:
+        info, info_offset = self.fence_info
+        content_start = self.text.find("\n", self.fence_start, close_start) + 1 or close_start
+        for found in forms.fence_citations(info, info_offset, self.fence_body):
+            cited = self._citation(found.path, found.first, found.last, found.form, found.start)
+            self.block.insert(0, replace(cited, end_offset=found.end, block=found.block,
+                                         anywhere=found.anywhere))  # fmt: skip
+        self.fences.append(Fence(opening=self.fence_start, content_start=content_start,
+                                 close_end=offset, close_fence=close_fence, info=info,
+                                 body=tuple(self.fence_body)))  # fmt: skip
         for item in self.block:
+            end = item.end_offset if item.end_offset > item.start_offset else item.start_offset
             self.found.append(
-                replace(item, end_offset=offset, in_code_block=True, close_fence=close_fence)
+                replace(
+                    item,
+                    end_offset=end,
+                    mark_at=offset,
+                    in_code_block=True,
+                    close_fence=close_fence,
+                )
             )
         self.block = []
 
@@ -443,7 +565,7 @@ class _Scanner:
         return Citation(
             path=path.removeprefix("file://"),
             start=first,
-            end=max(first, last),
+            end=last or first,
             quote=None,
             form=form,
             start_offset=start,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from flows.citations import CheckStatus, CitationCheck, LineReader
+from flows.citations import CheckStatus, CitationCheck, FileIndex, LineReader
 from flows.excerpts import excerpt
 from flows.finding_ids import CHANGE_MARKS, compare, finding_id, normalise_path
 from flows.findings import read_findings
@@ -33,6 +33,9 @@ class KeptLines:
         self.reader = reader
         self.files: dict[str, Sequence[str] | CheckStatus] = {}
 
+    def files_named(self, name: str, /) -> Sequence[str]:
+        return self.reader.files_named(name) if isinstance(self.reader, FileIndex) else []
+
     def __call__(self, cited_path: str, /) -> Sequence[str] | CheckStatus:
         if cited_path not in self.files:
             self.files[cited_path] = self.reader(cited_path)
@@ -44,7 +47,7 @@ def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str)
     result: list[dict[str, Any]] = []
     total = 0
     for index, item in enumerate(checks):
-        lines = kept.files.get(item.citation.path)
+        lines = kept.files.get(item.path)
         if not item.verified or isinstance(lines, CheckStatus) or lines is None:
             continue
         shown = excerpt(item.citation, lines, redact=lambda text: clean_text(redact(text)))
@@ -57,7 +60,7 @@ def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str)
                 "n": index,
                 "citation": item.citation.label,
                 "cited_path": item.citation.path,
-                "path": normalise_path(item.citation.path, target),
+                "path": normalise_path(item.path, target),
                 "quote": item.citation.quote,
                 **shown,
             }
@@ -156,6 +159,11 @@ def mark_changes(
                 item.citation,
                 start_offset=moved(item.citation.start_offset, before_marker=True),
                 end_offset=moved(item.citation.end_offset, before_marker=False),
+                mark_at=(
+                    moved(item.citation.mark_at, before_marker=False)
+                    if item.citation.mark_at >= 0
+                    else -1
+                ),
             ),
         )
         for item in checks

@@ -39,9 +39,13 @@ from runs.engine.target.confinement import (
     TargetChanged,
     open_target,
 )
+from runs.engine.target.search import Deadline, Walk
+from runs.engine.target.secrets import is_secret_name
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
 MAX_CITED_FILE_BYTES = 4_000_000
+MAX_LISTED_ENTRIES = 20_000  # entries walked to find a bare file name's file
+LISTING_SECONDS = 5.0
 
 
 class ConfinedLines:
@@ -54,6 +58,7 @@ class ConfinedLines:
 
     def __init__(self, target: str, *, identity: str = "") -> None:
         self.target = target
+        self._names: dict[str, list[str]] | None = None
         launched = SimpleNamespace(target=target, target_real_path=target, target_identity=identity)
         try:
             # The same check every attempt makes: real path, device:inode, allowed roots.
@@ -86,6 +91,28 @@ class ConfinedLines:
         if len(data) > MAX_CITED_FILE_BYTES:
             return CheckStatus.UNREADABLE
         return data.decode("utf-8", errors="replace").splitlines()
+
+    def files_named(self, name: str, /) -> list[str]:
+        """The readable files in the target with this name (for a citation of a bare name).
+
+        The same walk as the search tools (links out of the target are invisible), and secret
+        files are never offered: a name resolves only to a file the checker may read.
+        """
+        if self.confinement is None or "/" in name or not name:
+            return []
+        if self._names is None:
+            walk = Walk(
+                confine=self.confinement,
+                base=self.confinement.root,
+                depth=None,
+                limit=MAX_LISTED_ENTRIES,
+                deadline=Deadline(LISTING_SECONDS),
+            )
+            self._names = {}
+            for entry in walk:
+                if not entry.is_dir and not is_secret_name(entry.rel):
+                    self._names.setdefault(entry.rel.rsplit("/", 1)[-1], []).append(entry.rel)
+        return list(self._names.get(name, []))
 
     def _relative(self, cited: str) -> str | None:
         """The cited path relative to the target, or None when it names a place outside."""
