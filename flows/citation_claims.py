@@ -9,8 +9,9 @@ elsewhere in the file the reason says where, so a reader can see the citation is
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -57,7 +58,7 @@ def judge(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, str]:
     if end < start:
         return Verdict.REVERSED, f"reversed range {start}-{end}"
     if start < 1 or end > len(lines):
-        return Verdict.NO_LINES, f"no such lines (the file has {len(lines)})"
+        return Verdict.NO_LINES, ""
     slack = NEAR_SLACK if citation.near else 0
     low, high = max(1, start - slack), min(len(lines), end + slack)
     cited = _squash(" ".join(lines[low - 1 : high]))
@@ -91,7 +92,7 @@ def _judge_quote(citation: Citation, lines: Sequence[str], cited: str) -> tuple[
             Verdict.QUOTE_ELSEWHERE,
             f"quoted code found at line {where}, cited {_lines_label(citation)}",
         )
-    return Verdict.QUOTE_MISSING, "quoted code not in the file"
+    return Verdict.QUOTE_MISSING, ""
 
 
 def _judge_block(
@@ -138,10 +139,10 @@ def _judge_anywhere(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, 
 
 
 def sentence_claims(
-    text: str, start: int, end: int, skip: list[tuple[int, int]]
+    text: str, start: int, end: int, skip: Callable[[int, int], bool]
 ) -> list[tuple[str, int]]:
-    """The code spans and identifiers in text[start:end], with their offsets, skipping the
-    citations' own spans and anything that is a path or a citation."""
+    """The code spans and identifiers in text[start:end], with their offsets, skipping what
+    `skip` says is a citation's own span and anything that is a path or a citation."""
     claims: list[tuple[str, int]] = []
     blanked = list(text[start:end])
     for match in _SPAN.finditer(text, start, end):
@@ -149,20 +150,20 @@ def sentence_claims(
         where = match.start()
         for index in range(match.start() - start, match.end() - start):
             blanked[index] = " "
-        if _overlaps(where, match.end(), skip) or not _code_like(body):
+        if skip(where, match.end()) or not _code_like(body):
             continue
         claims.append((body, where))
     plain = "".join(blanked)
     for match in _WORD.finditer(plain):
         word = match.group().rstrip(".")
         where = start + match.start()
-        if _overlaps(where, where + len(word), skip) or is_path_like(word.removesuffix("()")):
+        if skip(where, where + len(word)) or is_path_like(word.removesuffix("()")):
             continue
         bare = word.removesuffix("()")
         if word.endswith("()") or _SNAKE.fullmatch(bare) or _CAMEL.fullmatch(bare):
             claims.append((word, where))
     claims.sort(key=lambda item: item[1])
-    return claims[:MAX_CLAIMS]
+    return claims
 
 
 def negated(text: str) -> bool:
@@ -174,10 +175,6 @@ def _code_like(body: str) -> bool:
     if len(body) < 2 or body.isdigit() or "://" in body:
         return False
     return not (parse_cite(body) or is_path_like(body))
-
-
-def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
-    return any(a < end and start < b for a, b in spans)
 
 
 def _variants(claim: str) -> list[str]:
@@ -256,12 +253,15 @@ _SPACED = re.compile(
     r"(?P<path>[^:#`\n]{1,300}\.[A-Za-z0-9]{1,10})"
     r"(?::L?(?P<a>\d{1,9})(?:\s?[-\u2013\u2014]\s?L?(?P<b>\d{1,9}))?|#L(?P<c>\d{1,9})(?:-L?(?P<d>\d{1,9}))?)"
 )
-_NOT_PATH_WORDS = frozenset(  # noqa: SIM905 (a word list reads better as words)
-    "see in at on from of file open edit run check line lines and or the calls call".split()
+_NOT_PATH_WORDS = frozenset(
+    ("see", "in", "at", "on", "from", "of", "file", "open", "edit", "run", "check", "line")
 )
 _BREAK = re.compile(r"[.!?](?=\s)")
 _BLOCK_LINE = re.compile(r"\s*(?:[-*+#>|]|\d{1,3}[.)]|```|~~~)")
 MAX_CONTEXT_CHARS = 2_000
+CLAIM_WINDOW = 400  # characters either side of a citation where its sentence's claims count
+BUCKET = 1_024  # claims are read once per stretch of this many characters
+MAX_PEERS = 50
 
 
 def spaced_cite(content: str) -> tuple[str, int, int] | None:
@@ -281,33 +281,94 @@ def spaced_cite(content: str) -> tuple[str, int, int] | None:
 
 
 def attach_claims(text: str, citations: list[Citation], fences: Sequence[Fence]) -> list[Citation]:
-    """Each citation with the claims it can be checked by (its sentence's code, a block)."""
-    spans = [(c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in citations]
+    """Each citation with the claims it can be checked by (its sentence's code, a block).
+
+    Linear in the text: each line's sentence breaks and each stretch's claims are read once,
+    and a citation looks only at a bounded window of its sentence.
+    """
+    reading = _Reading(text, citations)
     openings = {f.opening: f for f in fences}
-    contexts = [(-1, -1) if c.in_code_block else _context(text, c) for c in citations]
     result = []
     for index, citation in enumerate(citations):
         if citation.in_code_block or citation.block:
             result.append(citation)
             continue
-        start, end = contexts[index]
-        peers = [i for i, other in enumerate(citations) if contexts[i] == (start, end)] or [index]
-        found = sentence_claims(text, start, end, spans)
+        start, end = reading.context(citation)
+        peers = reading.peers(start, end) or [index]
         claims = tuple(
-            (claim, _nearest(where, peers, citations) == index) for claim, where in found
+            (claim, _nearest(where, peers, citations) == index)
+            for claim, where in reading.claims(start, end)
         )
         before = text[max(start, citation.start_offset - 24) : citation.start_offset]
-        block = _following_block(text, citation, openings)
         result.append(
             replace(
                 citation,
                 claims=claims,
                 near=NEAR.search(before) is not None,
-                negated=negated(text[start:end]),
-                block=block,
+                negated=reading.negated(start, end),
+                block=_following_block(text, citation, openings),
             )
         )
     return result
+
+
+class _Reading:
+    """What attach_claims reads once per text: citation spans, sentence breaks, claims."""
+
+    def __init__(self, text: str, citations: list[Citation]) -> None:
+        self.text = text
+        order = sorted(range(len(citations)), key=lambda i: citations[i].start_offset)
+        self.order = order
+        self.starts = [citations[i].start_offset for i in order]
+        self.spans = sorted(
+            (c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in citations
+        )
+        self.breaks: dict[int, list[int]] = {}
+        self.bucket_claims: dict[int, list[tuple[str, int]]] = {}
+        self.negations: dict[int, list[int]] = {}
+
+    def context(self, citation: Citation) -> tuple[int, int]:
+        """The citation's sentence (or row, or field group), cut to a window around it."""
+        start, end = _context(self.text, citation, self._breaks)
+        at, mark = citation.start_offset, max(citation.mark_offset, citation.start_offset)
+        return max(start, at - CLAIM_WINDOW), min(end, mark + CLAIM_WINDOW)
+
+    def peers(self, start: int, end: int) -> list[int]:
+        low = bisect.bisect_left(self.starts, start)
+        high = bisect.bisect_left(self.starts, end)
+        return self.order[low:high][:MAX_PEERS]
+
+    def claims(self, start: int, end: int) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
+        for bucket in range(start // BUCKET, end // BUCKET + 1):
+            if bucket not in self.bucket_claims:
+                low, high = bucket * BUCKET, min(len(self.text), (bucket + 1) * BUCKET)
+                self.bucket_claims[bucket] = sentence_claims(self.text, low, high, self._overlap)
+            found += [c for c in self.bucket_claims[bucket] if start <= c[1] < end]
+        return found[:MAX_CLAIMS]
+
+    def negated(self, start: int, end: int) -> bool:
+        """Does a negating word (not, missing, should, ...) sit in text[start:end]?"""
+        for bucket in range(start // BUCKET, end // BUCKET + 1):
+            if bucket not in self.negations:
+                low, high = bucket * BUCKET, min(len(self.text), (bucket + 1) * BUCKET)
+                self.negations[bucket] = [
+                    m.start() for m in _NEGATED.finditer(self.text, low, high)
+                ]
+            if any(start <= where < end for where in self.negations[bucket]):
+                return True
+        return False
+
+    def _overlap(self, start: int, end: int) -> bool:
+        index = bisect.bisect_left(self.spans, (end, -1)) - 1
+        return any(a < end and start < b for a, b in self.spans[max(0, index - 2) : index + 1])
+
+    def _breaks(self, line_start: int, line_end: int) -> list[int]:
+        if line_start not in self.breaks:
+            self.breaks[line_start] = [
+                m.end() for m in _BREAK.finditer(self.text, line_start, line_end)
+            ]
+        return self.breaks[line_start]
 
 
 def _nearest(where: int, peers: list[int], citations: list[Citation]) -> int:
@@ -320,7 +381,7 @@ def _following_block(text: str, citation: Citation, openings: dict[int, Fence]) 
     if line_end == -1 or text[citation.mark_offset : line_end].strip(" \t:.*_)`-—") != "":
         return ()
     position = line_end + 1
-    while True:
+    for _ in range(3):
         nxt = text.find("\n", position)
         if nxt == -1 or text[position:nxt].strip():
             break
@@ -329,7 +390,9 @@ def _following_block(text: str, citation: Citation, openings: dict[int, Fence]) 
     return fence.body if fence is not None else ()
 
 
-def _context(text: str, citation: Citation) -> tuple[int, int]:
+def _context(
+    text: str, citation: Citation, breaks: Callable[[int, int], list[int]]
+) -> tuple[int, int]:
     """Where the citation's claims are: its sentence, its table row, or its field group."""
     at = citation.start_offset
     line_start = text.rfind("\n", 0, at) + 1
@@ -339,35 +402,35 @@ def _context(text: str, citation: Citation) -> tuple[int, int]:
         return citation.context_start, end if end != -1 else min(len(text), at + MAX_CONTEXT_CHARS)
     if text[line_start:line_end].lstrip().startswith("|"):
         return line_start, line_end
-    start = line_start
+    start, here, here_end = line_start, line_start, line_end
     for _ in range(3):  # a sentence wrapped over lines
-        breaks = [m.end() for m in _BREAK.finditer(text, start, at)]
-        if breaks:
-            start = breaks[-1]
+        found = breaks(here, here_end)
+        index = bisect.bisect_right(found, at) - 1
+        if index >= 0:
+            start = found[index]
             break
-        if start == 0 or _BLOCK_LINE.match(text, start):
+        if here == 0 or _BLOCK_LINE.match(text, here):
             break
-        previous = text.rfind("\n", 0, start - 1) + 1
-        if not text[previous : start - 1].strip():
+        previous = text.rfind("\n", 0, here - 1) + 1
+        if not text[previous : here - 1].strip():
             break
-        start = previous
-    end = line_end
+        here, here_end, start = previous, here - 1, previous
     mark = max(citation.mark_offset, at)
-    found = _BREAK.search(text, mark, line_end)
-    if found:
-        end = found.start() + 1
-    else:
-        for _ in range(3):
-            if end >= len(text):
-                break
-            nxt = _line_end(text, end + 1)
-            following = text[end + 1 : nxt]
-            if not following.strip() or _BLOCK_LINE.match(following):
-                break
-            found = _BREAK.search(text, end + 1, nxt)
-            end = found.start() + 1 if found else nxt
-            if found:
-                break
+    found = breaks(line_start, line_end)
+    index = bisect.bisect_right(found, mark)
+    if index < len(found):
+        return start, found[index]
+    end = line_end
+    for _ in range(3):
+        if end >= len(text):
+            break
+        nxt = _line_end(text, end + 1)
+        if not text[end + 1 : nxt].strip() or _BLOCK_LINE.match(text, end + 1):
+            break
+        found = breaks(end + 1, nxt)
+        end = found[0] if found else nxt
+        if found:
+            break
     return start, end
 
 

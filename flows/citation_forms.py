@@ -9,6 +9,7 @@ one line (or one brace-free object), so none can backtrack across the text.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ _FIELD_LINE = re.compile(
     r"(?:^|[\s|,;(])[*_]{0,2}(?:lines?|line numbers?|line no\.?|line range|ln)[*_]{0,2}[ \t]*:"
     r"[ \t]*[*_`]{0,2}[ \t]*L?(?P<a>\d{1,9})(?:[ \t]*(?:[-\u2013\u2014]|to|through)[ \t]*L?"
     r"(?P<b>\d{1,9}))?",
-    re.I,
+    re.I | re.M,
 )
 _GREP = re.compile(r"[ \t]*(?P<path>[^\s:]{1,1000}):(?P<n>\d{1,9}):(?:\d{1,6}:)?(?P<rest>.*)")
 _HEADED_MATCH = re.compile(r"(?P<n>\d{1,9}):(?P<rest>.*)")
@@ -95,7 +96,7 @@ def fence_citations(info: str, offset: int, body: list[str]) -> list[Found]:
                         end=at + len(word.group()),
                         form="fence-info",
                         block=tuple(body),
-                    )  # fmt: skip
+                    )
                 ]
         return []
     path = next(g for g in title.groups() if g)
@@ -205,9 +206,11 @@ def json_citations(text: str) -> list[Found]:
 def loose_citations(text: str, taken: list[tuple[int, int]]) -> list[Found]:
     """Anything else shaped like `name.ext:12` that no form took: marked, never left bare."""
     found = []
+    taken = sorted(taken)
     for match in _LOOSE.finditer(text):
         start, end = match.start(), match.end()
-        if any(a <= start < b or a < end <= b for a, b in taken):
+        index = bisect.bisect_right(taken, (end, end)) - 1
+        if any(a < end and start < b for a, b in taken[max(0, index - 3) : index + 1]):
             continue
         before = text[max(0, start - 300) : start].rsplit(None, 1)[-1] if start else ""
         if "://" in before or "@" in before:

@@ -136,7 +136,8 @@ class _Scanner:
         self.fence_info = ("", 0)
         self.fence_body: list[str] = []
         self.fence_start = 0
-        self.covered: list[tuple[int, int]] = []  # link texts whose target is the citation
+        self.covered: list[tuple[int, int]] = []
+        self.starts: list[int] = []  # link texts whose target is the citation
         self.grep_heading: str | None = None  # rg's heading: a file name alone on a line
         self.field_file: tuple[str, int, int, int] | None = None  # path, start, end, line start
 
@@ -174,7 +175,10 @@ class _Scanner:
 
     def free(self, found: forms.Found) -> bool:
         """No citation already starts inside this form's span."""
-        return not any(found.start <= c.start_offset < found.end for c in self.found)
+        if len(self.starts) != len(self.found):
+            self.starts = sorted(c.start_offset for c in self.found)
+        index = bisect.bisect_left(self.starts, found.start)
+        return index >= len(self.starts) or self.starts[index] >= found.end
 
     def found_at(self, found: forms.Found) -> Citation:
         """A citation for a whole-text form; one inside a fence is marked after the fence."""
@@ -183,7 +187,9 @@ class _Scanner:
             end_offset=found.end,
             quote=found.quote,
         )
-        for fence in self.fences:
+        index = bisect.bisect_right([f.content_start for f in self.fences], found.start) - 1
+        if index >= 0:
+            fence = self.fences[index]
             if fence.content_start <= found.start < fence.close_end:
                 return replace(cited, in_code_block=True, mark_at=fence.close_end,
                                close_fence=fence.close_fence)  # fmt: skip

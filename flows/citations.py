@@ -227,7 +227,7 @@ def _marks(
     *,
     labelled: bool,
 ) -> str:
-    if not labelled:
+    if not labelled or len({(item.grade, item.reason) for _, item in indexed}) == 1:
         return _mark(indexed[0][0], indexed[0][1], link)
     return " ".join(f"`{item.citation.label}` {_mark(i, item, link)}" for i, item in indexed)
 

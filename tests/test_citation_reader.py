@@ -45,8 +45,8 @@ def status(target: Path, text: str) -> CheckStatus:
 @pytest.mark.parametrize(
     ("cited", "expected"),
     [
-        ("app/views.py:4", CheckStatus.VERIFIED),
-        ("./app/views.py:4", CheckStatus.VERIFIED),
+        ("app/views.py:4", CheckStatus.LINES_EXIST),
+        ("./app/views.py:4", CheckStatus.LINES_EXIST),
         ("app/views.py:40", CheckStatus.NO_SUCH_LINES),
         ("app/nope.py:1", CheckStatus.NO_SUCH_FILE),
         (".env:1", CheckStatus.SECRET),
@@ -71,7 +71,7 @@ def test_each_citation_gets_the_status_the_tools_rules_give_it(
 
 
 def test_absolute_paths_inside_the_target_are_read_as_the_relative_path_they_name(target: Path):
-    assert status(target, f"`{target}/app/views.py:4`") == CheckStatus.VERIFIED
+    assert status(target, f"`{target}/app/views.py:4`") == CheckStatus.LINES_EXIST
     assert status(target, f"`{target}/app/views.py:40`") == CheckStatus.NO_SUCH_LINES
     assert status(target, f"`{target}/.env:1`") == CheckStatus.SECRET
     assert status(target, f"`{target}/../outside.py:1`") == CheckStatus.OUTSIDE_ROOT
@@ -85,9 +85,9 @@ def test_a_loop_or_a_fifo_fails_only_its_own_citation(target: Path):
     assert [c.status for c in checks] == [
         CheckStatus.UNREADABLE,
         CheckStatus.UNREADABLE,
-        CheckStatus.VERIFIED,
+        CheckStatus.LINES_EXIST,
         CheckStatus.OUTSIDE_ROOT,
-        CheckStatus.VERIFIED,
+        CheckStatus.LINES_EXIST,
     ]
 
 

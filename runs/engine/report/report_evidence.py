@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from flows.citations import CheckStatus, CitationCheck, FileIndex, LineReader
+from flows.citations import CheckStatus, CitationCheck, FileIndex, Grade, LineReader
 from flows.excerpts import excerpt
 from flows.finding_ids import CHANGE_MARKS, compare, finding_id, normalise_path
 from flows.findings import read_findings
@@ -43,12 +43,14 @@ class KeptLines:
 
 
 def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str) -> list[dict]:
-    """The lines each verified citation named, as the run read them (redacted and capped)."""
+    """The lines each citation that was read named, as the run read them (redacted, capped):
+    the verified ones and those whose lines exist, each with its grade."""
     result: list[dict[str, Any]] = []
     total = 0
     for index, item in enumerate(checks):
         lines = kept.files.get(item.path)
-        if not item.verified or isinstance(lines, CheckStatus) or lines is None:
+        readable = item.grade in (Grade.VERIFIED, Grade.LINES_EXIST)
+        if not readable or isinstance(lines, CheckStatus) or lines is None:
             continue
         shown = excerpt(item.citation, lines, redact=lambda text: clean_text(redact(text)))
         size = sum(len(line) for line in shown["lines"])
@@ -62,6 +64,8 @@ def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str)
                 "cited_path": item.citation.path,
                 "path": normalise_path(item.path, target),
                 "quote": item.citation.quote,
+                "grade": item.grade.value,
+                "reason": item.reason,
                 **shown,
             }
         )

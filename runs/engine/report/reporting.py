@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import PurePosixPath
 from types import SimpleNamespace
 from uuid import UUID
@@ -14,6 +15,7 @@ from django.utils import timezone
 from flows.citations import CheckStatus, CitationCheck, annotate, check_all
 from flows.finding_ids import render_comparison
 from flows.findings import read_findings
+from flows.model_text import clean
 from flows.models import StepKind
 from flows.report import (
     CONFIDENCE_EXPLAINED,
@@ -181,11 +183,27 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     reader = ConfinedLines.for_run(run)
     method = method_facts(run, steps, reader)
     body = synthesis.output if synthesis and synthesis.status == StepStatus.SUCCEEDED else ""
+    body = clean(body)  # no reasoning, no check marks of the model's own
     kept = report_evidence.KeptLines(reader)
     checks = check_all(body, kept)
     specialists = [s for s in steps if s.kind == StepKind.SPECIALIST]
+    judged = (
+        parse_verdict(clean(validation.output))
+        if validation is not None and validation.status == StepStatus.SUCCEEDED
+        else None
+    )
+    # The validator's summary and reasons are checked like the body: a citation there is
+    # marked, and a false one counts against the evidence.
+    said = {
+        "summary": check_all(judged.summary, kept) if judged else [],
+        "reasons": check_all(judged.reasons, kept) if judged else [],
+    }
     facts = EvidenceFacts.assess(
-        body, checks, failed=failed, agents=len(specialists) + len(by_kind)
+        body,
+        checks,
+        failed=failed,
+        agents=len(specialists) + len(by_kind),
+        elsewhere=[*said["summary"], *said["reasons"]],
     )
     findings = _findings_data(body, checks)
     report_evidence.add_ids(findings, reader.target)
@@ -199,7 +217,13 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
             evidence=(facts.basis(),),
         )
     elif validation is not None and validation.status == StepStatus.SUCCEEDED:
-        verdict = final_confidence(parse_verdict(validation.output), facts)
+        verdict = final_confidence(judged, facts)
+        if judged is not None:
+            verdict = replace(
+                verdict,
+                summary=annotate(judged.summary, said["summary"]),
+                model_reasons=annotate(judged.reasons, said["reasons"]),
+            )
         run.status = RunStatus.SUCCEEDED
     else:
         verdict = Verdict(
@@ -217,7 +241,9 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         report_evidence.comparison(run, findings) if run.status == RunStatus.SUCCEEDED else None
     )
     marked, checks = report_evidence.mark_changes(body, checks, findings)
-    since = "\n\n" + render_comparison(compared) if compared else ""
+    since_text = render_comparison(compared) if compared else ""
+    said["since"] = check_all(since_text, kept)
+    since = "\n\n" + annotate(since_text, said["since"]) if compared else ""
     linked = neutralise(annotate(marked, checks, link=report_evidence.cite_link(checked_lines)))
     body = neutralise(annotate(marked, checks))
 
@@ -233,7 +259,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "body": body,
         "failed_agents": failed,
         "findings": findings,
-        "citations": [_citation_data(c) for c in checks],
+        "citations": [_citation_data(c) for c in checks]
+        + [_citation_data(c, part=part) for part, found in said.items() for c in found],
         "evidence": {
             "findings": facts.findings,
             "backed": facts.backed,
@@ -254,7 +281,7 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
 
 
 def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> MethodFacts:
-    checked = {s.key: check_all(s.output, reader) for s in steps}
+    checked = {s.key: check_all(clean(s.output), reader) for s in steps}
     return MethodFacts(
         flow=run.flow,
         band=run.band,
@@ -275,7 +302,7 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
                 seconds=s.elapsed_seconds,
                 error=s.error if s.status == StepStatus.FAILED else "",
                 citations_verified=sum(c.verified for c in checked[s.key]),
-                citations_broken=sum(not c.verified for c in checked[s.key]),
+                citations_broken=sum(c.flagged for c in checked[s.key]),
                 spent_in=max(s.tokens_spent_in, s.tokens_in),
                 spent_out=max(s.tokens_spent_out, s.tokens_out),
                 cache_reuse=s.cache_reuse,
@@ -305,17 +332,21 @@ def _findings_data(body: str, checks: list[CitationCheck]) -> list[dict[str, obj
             "single_source": f.single_source,
             "text": f.text,
             "citations": [_citation_data(c) for c in owned.get(f.start, [])],
-            "backed": bool(owned.get(f.start)) and all(c.verified for c in owned[f.start]),
+            "backed": any(c.verified for c in owned.get(f.start, []))
+            and not any(c.flagged for c in owned.get(f.start, [])),
         }
         for f in read.findings
     ]
 
 
-def _citation_data(item: CitationCheck) -> dict[str, object]:
+def _citation_data(item: CitationCheck, *, part: str = "body") -> dict[str, object]:
     c = item.citation
     return {
         "citation": c.label,
-        "path": c.path,
+        "part": part,
+        "grade": item.grade.value,
+        "reason": item.reason,
+        "path": item.path,
         "start": c.start,
         "end": c.end,
         "quote": c.quote,
