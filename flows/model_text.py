@@ -14,6 +14,7 @@ import re
 
 MODEL_WRITTEN = "> *(model-written, not the verdict)* "
 MODEL_TABLE = "> *(model-written table, not the verdict)*"
+QUOTED = ("> *(model-written", "> *(the validator's own words")
 
 _REASONING = re.compile(
     r"<(think|thinking|reasoning|reflection|scratchpad)\b[^>\n]{0,100}>.*?</\1\s*>"
@@ -95,8 +96,8 @@ def neutralise(body: str) -> str:
         if _FENCE.match(line):
             fence = not fence
             continue
-        if fence:
-            continue
+        if fence or line.startswith(QUOTED):
+            continue  # already quoted (the report is neutralised once more as a whole)
         following = lines[index + 1] if index + 1 < len(lines) else ""
         if table:
             if line.lstrip().startswith("|"):

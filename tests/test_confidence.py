@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import re
+from collections.abc import Sequence
 
 import pytest
 
@@ -377,3 +376,32 @@ def test_the_validators_fake_basis_is_quoted_under_the_real_one():
     assert "> *(the validator's own words, not the verdict)* 4 of 4 findings" in report
     assert "> *(model-written, not the verdict)* 6 of 6 findings" in report
     assert "- 1 of 2 findings (50%) are backed by verified codebase citations" in report
+
+
+def test_a_finding_laid_out_field_per_line_is_one_finding_with_its_headings_trust_class():
+    """A Llama-style finding (File:, Line:, Description:, Recommendation:) is one finding."""
+    body = "\n".join(
+        [
+            "## Findings",
+            "### 1. SQL injection (codebase, high)",
+            "- **File:** app/db.py",
+            "- **Line:** 3",
+            "- **Description:** the query is built with an f-string.",
+            "- **Recommendation:** use parameters.",
+            "",
+            "### 2. Debug on",
+            "**File:** app/settings.py",
+            "**Line:** 1",
+            "**Trust:** codebase",
+            "",
+            "| # | Finding | Trust | Location |",
+            "|---|---|---|---|",
+            "| 3 | Root user | codebase | `app/docker.py:5` |",
+        ]
+    )
+    found = read_findings(body).findings
+    assert [(f.claim, f.trust, f.severity) for f in found] == [
+        ("SQL injection", "codebase", "high"),
+        ("Debug on", "codebase", None),
+        ("Root user", "codebase", None),
+    ]

@@ -260,7 +260,11 @@ def test_schema_shaped_twins_of_the_corpus_are_checked_exactly_as_the_key_says(
                 # a true citation is verified, or its lines exist; never flagged.
                 true += 1
                 verified += checked.grade in (Grade.VERIFIED, Grade.LINES_EXIST)
-                wrong += entry["expect"] == "verified" and bool(checked.citation.quote) and not checked.verified
+                wrong += (
+                    entry["expect"] == "verified"
+                    and bool(checked.citation.quote)
+                    and not checked.verified
+                )
             else:
                 false += 1
                 flagged += checked.grade == Grade.FLAGGED

@@ -84,7 +84,29 @@ def add_ids(findings: list[dict[str, Any]], target: str) -> None:
 
 
 def previous_run(run: FlowRun) -> FlowRun | None:
-    """The same owner's latest succeeded run of the same flow on the same target before it."""
+    """The same owner's latest succeeded run before it of the same flow on the same target,
+    with the same band and fast mode: only like runs are compared (a small run does not look
+    for what a medium one does, so its findings would read as resolved)."""
+    return _earlier_runs(run).filter(band=run.band, fast=run.fast).first()
+
+
+def unlike_previous(run: FlowRun) -> dict[str, Any] | None:
+    """When the latest earlier run of the flow on the target differs in band or fast mode:
+    what differs, so the pane can say why nothing was compared."""
+    latest = _earlier_runs(run).first()
+    if latest is None or (latest.band, latest.fast) == (run.band, run.fast):
+        return None
+    differs = []
+    if latest.band != run.band:
+        differs.append(f"band {latest.band}, this run {run.band}")
+    if latest.fast != run.fast:
+        differs.append(
+            f"fast mode {'on' if latest.fast else 'off'}, this run {'on' if run.fast else 'off'}"
+        )
+    return {"previous": {"id": str(latest.id)}, "differs": differs}
+
+
+def _earlier_runs(run: FlowRun) -> Any:
     runs = FlowRun.objects.filter(
         owner_id=run.owner_id,
         flow=run.flow,
@@ -96,7 +118,7 @@ def previous_run(run: FlowRun) -> FlowRun | None:
         runs = runs.filter(target_real_path=run.target_real_path)
     else:
         runs = runs.filter(target=run.target)
-    return runs.order_by("-created_at").first()
+    return runs.order_by("-created_at")
 
 
 def comparison(run: FlowRun, findings: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -116,6 +138,8 @@ def comparison(run: FlowRun, findings: list[dict[str, Any]]) -> dict[str, Any] |
         "previous": {
             "id": str(previous.id),
             "finished_at": previous.finished_at.isoformat(),
+            # the focus is shown when it differs: the same lens may have looked elsewhere
+            "focus": previous.focus if previous.focus != run.focus else None,
         },
         "counts": result["counts"],
         "resolved": [

@@ -273,6 +273,11 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "target_state": method.target_state,
         "checked_lines": checked_lines,
         "comparison": compared,
+        "comparison_unlike": (
+            report_evidence.unlike_previous(run)
+            if compared is None and run.status == RunStatus.SUCCEEDED
+            else None
+        ),
         "linked_report": render_report(verdict=verdict, body=linked + since, method=method),
     }
     run.fingerprint = readonly_proof.summary(run.fingerprint)
