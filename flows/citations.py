@@ -29,6 +29,7 @@ MAX_CHECKED = 1_000  # citations checked per text; the rest are marked "not chec
 MAX_FILES = 200  # distinct files read per text
 MARK_VERIFIED = "✓"
 MARK_LINES_EXIST = "lines exist, claim not checked"
+MAX_WRAPPED = 1_200  # a citation wrapped whole in its link is at most this long
 
 __all__ = [
     "MARK_LINES_EXIST",
@@ -188,7 +189,8 @@ def annotate(
 ) -> str:
     """Mark each citation in place with its grade.
 
-    `link`, given a check's index, may return a link target: the mark then links there.
+    `link`, given a check's index, may return a link target: the whole citation and its mark
+    then link there (only the mark, where the citation cannot be wrapped in a link).
     """
     inline: dict[int, list[tuple[int, CitationCheck]]] = {}
     blocks: dict[int, list[tuple[int, CitationCheck]]] = {}
@@ -198,6 +200,18 @@ def annotate(
     pieces = []
     cursor = 0
     for offset in sorted(inline.keys() | blocks.keys()):
+        group = inline.get(offset, [])
+        wrapped = _wrappable(text, cursor, group, link)
+        if wrapped is not None:
+            index, item, target, start = wrapped
+            pieces.append(text[cursor:start])
+            words = mark_text(item)
+            shown = words if item.grade == Grade.VERIFIED else f"**[{words}]**"
+            pieces.append(f"[{text[start:offset]} {shown}]({target})")
+            cursor = offset
+            if offset in blocks:
+                pieces.append(_block_note(blocks[offset], link))
+            continue
         pieces.append(text[cursor:offset])
         if offset in inline:
             pieces.append(" " + _marks(inline[offset], link, labelled=len(inline[offset]) > 1))
@@ -210,6 +224,31 @@ def annotate(
             f"\n\n**[not checked: citations after the first {MAX_SCAN_CHARS:,} characters]**\n"
         )
     return "".join(pieces)
+
+
+def _wrappable(
+    text: str,
+    cursor: int,
+    group: list[tuple[int, CitationCheck]],
+    link: Callable[[int], str | None] | None,
+) -> tuple[int, CitationCheck, str, int] | None:
+    """A lone citation whose written form can become a link as a whole: its index, its check
+    and the link target; None where it is inside a link already or spans brackets or lines."""
+    if link is None or len(group) != 1:
+        return None
+    index, item = group[0]
+    target = link(index)
+    start, end = item.citation.start_offset, item.citation.mark_offset
+    while start > cursor and start > end - MAX_WRAPPED and text[start - 1] in "`*_":
+        start -= 1  # the code span or emphasis the citation is written in
+    written = text[start:end]
+    if target is None or start < cursor or not written or any(c in written for c in "[]()\n"):
+        return None
+    if written.count("`") % 2 or written.count("*") % 2:
+        return None
+    if "[" in text[max(0, start - 2) : start] or "](" in text[end : end + 2]:
+        return None
+    return index, item, target, start
 
 
 def _mark(index: int, item: CitationCheck, link: Callable[[int], str | None] | None) -> str:
