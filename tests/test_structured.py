@@ -241,6 +241,18 @@ def _twin(name: str, entries: list[dict[str, str]]) -> str:
     return render(parse(Shape.FINDINGS, findings_json(*findings)))
 
 
+# A twin keeps each citation's path, lines and quote, not the code its sentence names, the
+# block a tool showed, the reversed order of a range or the name as written.
+CLAIMS_A_TWIN_DROPS = frozenset(
+    {
+        "named code not at those lines",
+        "reversed line range",
+        "ambiguous file name",
+        "quoted text is at other lines",
+    }
+)
+
+
 def test_schema_shaped_twins_of_the_corpus_are_checked_exactly_as_the_key_says(
     settings: Any, capsys: pytest.CaptureFixture[str]
 ):
@@ -250,7 +262,16 @@ def test_schema_shaped_twins_of_the_corpus_are_checked_exactly_as_the_key_says(
     reader = ConfinedLines(str(TARGET))
     true = verified = false = flagged = wrong = 0
     prose_findings = twin_findings = prose_labelled = 0
-    for name, entries in key.items():
+    for name, written in key.items():
+        # Paths with spaces or backslashes are prose forms (the schema's paths cannot hold
+        # them), and a schema citation has no "around" to give its quote slack.
+        entries = [
+            e
+            for e in written
+            if not any(c in e["cite"] for c in " \\")
+            and not e["form"].startswith("around")
+            and e["expect"] not in CLAIMS_A_TWIN_DROPS
+        ]
         twin = _twin(name, entries)
         checks = check_all(twin, reader)
         assert len(checks) == len(entries), name
