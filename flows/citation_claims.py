@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from flows.citation_tokens import is_path_like, parse_cite
 
 if TYPE_CHECKING:
-    from flows.citation_scan import Citation, Fence
+    from flows.citation_layout import Citation, Fence
 
 MAX_QUOTE_CHARS = 2_000
 MAX_CLAIMS = 12  # claims read from one sentence

@@ -18,10 +18,20 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from flows import citation_forms as forms
 from flows.citation_claims import attach_claims, spaced_cite
+from flows.citation_layout import (
+    Citation,
+    Fence,
+    TextLine,
+    closes,
+    enclosing,
+    prepare,
+    table_row,
+    table_state,
+)
 from flows.citation_tokens import (
     NUMBER,
     Token,
@@ -41,73 +51,13 @@ _DASH_PIECE = re.compile(r"(?:[^\u2013\u2014]|[\u2013\u2014](?=L?\d))+")
 _HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
 _ITEM_START = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_`]*")
 _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
-_BACKTICKS = re.compile(r"`+")
-# [label](target) on one line; label and target cannot nest, so each character is looked at
-# a bounded number of times.
-_LINK = re.compile(r"\[[^\[\]\n]{0,300}\]\([^()\s]{1,1000}(?:\s+\"[^\"\n]{0,200}\")?\)")
 _SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
 _QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
 _SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
-# | --- | :---: |, written so that no two parts can match the same spaces (no backtracking)
-_TABLE_SEPARATOR = re.compile(
-    r"[ \t]*(?:\|[ \t]*)?:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*(?:\|[ \t]*)?"
-)
-
 LIST_WORDS = frozenset({"and", "&"})
 BEFORE_LINE = frozenset({"at", "on", "near", "around", "in", "from"})
 BEFORE_PATH = frozenset({"of", "in", "from"})
 FILLER = frozenset({"the", "file", "module", "script"})
-FILE_HEADERS = frozenset({"file", "path", "file path", "filepath", "location", "where", "source"})
-LINE_HEADERS = frozenset({"line", "lines", "line(s)", "ln", "line no.", "line number", "line no"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class Citation:
-    """One citation-like string: the cited path as written and the lines it names."""
-
-    path: str  # as written (a file:// prefix dropped), e.g. "./app/auth.py" or "/abs/x.py"
-    start: int
-    end: int
-    quote: str | None
-    form: str  # how it was written (colon, anchor, line-of, table, ...): for statistics
-    start_offset: int  # where the citation-like string begins in the text
-    end_offset: int  # where its mark goes: after it, its code span, link or emphasis
-    in_code_block: bool = False  # then the mark goes in a note after the block
-    close_fence: str = ""  # for a block left open: the fence that closes it before the note
-    mark_at: int = -1  # where the mark goes when not at end_offset (a block's close)
-    block: tuple[str, ...] = ()  # a code block shown as the cited lines
-    anywhere: bool = False  # the block's lines count from the block's own first line
-    claims: tuple[tuple[str, bool], ...] = ()  # the sentence's code (and whether it is ours)
-    near: bool = False  # "around line 40": a few lines of slack
-    context_start: int = -1  # where the citation's claims begin, when not its sentence
-    negated: bool = False  # the sentence speaks of absent or proposed code
-
-    @property
-    def mark_offset(self) -> int:
-        return self.end_offset if self.mark_at < 0 else self.mark_at
-
-    @property
-    def label(self) -> str:
-        lines = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
-        return f"{self.path}:{lines}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Fence:
-    opening: int  # where the opening fence's line starts
-    content_start: int
-    close_end: int  # where the mark of the block's citations goes
-    close_fence: str
-    info: str
-    body: tuple[str, ...]
-
-
-@dataclass(kw_only=True)
-class _Line:
-    start: int
-    end: int
-    spans: list[tuple[int, int, int, int]] = field(default_factory=list)  # code spans
-    links: list[tuple[int, int]] = field(default_factory=list)
 
 
 def scan(text: str) -> list[Citation]:
@@ -144,12 +94,12 @@ class _Scanner:
     def run(self) -> list[Citation]:
         fence = ""
         table: tuple[int | None, int | None] | None = None  # (file column, line column)
-        previous: _Line | None = None
+        previous: TextLine | None = None
         for line in self._lines():
             raw = self.text[line.start : line.end]
             opened = _FENCE.match(raw)
             if fence:
-                if opened and _closes(opened["fence"], fence) and raw.strip() == opened["fence"]:
+                if opened and closes(opened["fence"], fence) and raw.strip() == opened["fence"]:
                     self._close_block(line.start, line.end, "")
                     fence = ""
                     continue
@@ -163,10 +113,10 @@ class _Scanner:
                 continue
             if not raw.strip():
                 self.field_file = None
-            self._prepare(line)
+            prepare(self.text, line)
             tokens = list(self._tokens(line))
             self._update_context(raw, tokens)
-            table = self._table_state(table, previous, line, raw)
+            table = table_state(self.text, table, previous, raw)
             self._prose(line, tokens, table)
             previous = line
         if fence:
@@ -197,36 +147,17 @@ class _Scanner:
 
     # --- structure ---------------------------------------------------------------------------
 
-    def _lines(self) -> Iterator[_Line]:
+    def _lines(self) -> Iterator[TextLine]:
         start = 0
         size = len(self.text)
         while start <= size:
             end = self.text.find("\n", start)
             if end == -1:
                 end = size
-            yield _Line(start=start, end=end)
+            yield TextLine(start=start, end=end)
             start = end + 1
 
-    def _prepare(self, line: _Line) -> None:
-        """The line's code spans (CommonMark pairing of equal backtick runs) and links."""
-        runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(self.text, line.start, line.end)]
-        following: dict[int, int] = {}
-        next_same: list[int | None] = [None] * len(runs)
-        for index in range(len(runs) - 1, -1, -1):
-            length = runs[index][1] - runs[index][0]
-            next_same[index] = following.get(length)
-            following[length] = index
-        index = 0
-        while index < len(runs):
-            close = next_same[index]
-            if close is None:
-                index += 1
-                continue
-            line.spans.append((runs[index][0], runs[index][1], runs[close][0], runs[close][1]))
-            index = close + 1
-        line.links = [(m.start(), m.end()) for m in _LINK.finditer(self.text, line.start, line.end)]
-
-    def _tokens(self, line: _Line) -> Iterator[Token]:
+    def _tokens(self, line: TextLine) -> Iterator[Token]:
         for match in _TOKEN.finditer(self.text, line.start, line.end):
             word = match.group()
             if "\u2013" in word or "\u2014" in word:
@@ -246,7 +177,7 @@ class _Scanner:
     # --- the forms ---------------------------------------------------------------------------
 
     def _prose(
-        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None] | None
+        self, line: TextLine, tokens: list[Token], table: tuple[int | None, int | None] | None
     ) -> None:
         self._tool_forms(line, tokens)
         for index, token in enumerate(tokens):
@@ -258,8 +189,8 @@ class _Scanner:
                 self._emit(line, path, first, last, form, token.start, token.end)
                 token.used = True
                 self._more_lines(line, tokens, index, path)
-        if table is not None:
-            self._table_row(line, tokens, table)
+        if table is not None and (row := table_row(self.text, line, tokens, table)):
+            self._emit(line, row[0], row[1], row[2], "table", row[3], row[4])
         breaks = [m.start() for m in _SENTENCE_BREAK.finditer(self.text, line.start, line.end)]
         for index, token in enumerate(tokens):
             if token.used:
@@ -271,7 +202,7 @@ class _Scanner:
             elif token.kind == "lnum":
                 self._l_in_path(line, tokens, index)
 
-    def _tool_forms(self, line: _Line, tokens: list[Token]) -> None:
+    def _tool_forms(self, line: TextLine, tokens: list[Token]) -> None:
         """【F:path†L12】, `File:` / `Line:` fields, `path with spaces.py:12` in a code span,
         and a link whose target is a citation (its text is not checked, its target is)."""
         taken: list[tuple[int, int]] = []
@@ -306,7 +237,7 @@ class _Scanner:
             if any(a <= token.start < b for a, b in taken):
                 token.used = True
 
-    def _more_lines(self, line: _Line, tokens: list[Token], index: int, path: str) -> None:
+    def _more_lines(self, line: TextLine, tokens: list[Token], index: int, path: str) -> None:
         """app.py:15,21: the numbers after a comma cite more lines of the same file."""
         while index + 1 < len(tokens) and tokens[index + 1].kind == "num":
             if self._between(tokens, index) not in (",", ", "):
@@ -318,7 +249,7 @@ class _Scanner:
                 line, path, first, last, "colon-list", tokens[index].start, tokens[index].end
             )
 
-    def _after_path(self, line: _Line, tokens: list[Token], index: int) -> None:
+    def _after_path(self, line: TextLine, tokens: list[Token], index: int) -> None:
         """`path`:12, `path` line 12, `path` (lines 12-20), File "path", line 12, path L12."""
         path = tokens[index]
         nxt = self._next(tokens, index)
@@ -348,7 +279,9 @@ class _Scanner:
         for first, last in ranges:
             self._emit(line, path.text, first, last, "path-line", path.start, tokens[after - 1].end)
 
-    def _line_phrase(self, line: _Line, tokens: list[Token], index: int, breaks: list[int]) -> None:
+    def _line_phrase(
+        self, line: TextLine, tokens: list[Token], index: int, breaks: list[int]
+    ) -> None:
         """lines 12-20 of `path`, line 12 in path; else "line 12" after a path in the sentence."""
         ranges, after = self._numbers(tokens, index + 1)
         if not ranges:
@@ -386,7 +319,7 @@ class _Scanner:
 
     def _cite_phrase(
         self,
-        line: _Line,
+        line: TextLine,
         tokens: list[Token],
         index: int,
         after: int,
@@ -400,7 +333,7 @@ class _Scanner:
         for first, last in ranges:
             self._emit(line, path, first, last, "line-in-sentence", start, end)
 
-    def _l_in_path(self, line: _Line, tokens: list[Token], index: int) -> None:
+    def _l_in_path(self, line: TextLine, tokens: list[Token], index: int) -> None:
         """L12 in path, L12-L20 of `path`; a list item opening with L12 under a file heading."""
         probe = index + 1
         if probe >= len(tokens) or tokens[probe].text.lower() not in BEFORE_PATH:
@@ -472,52 +405,9 @@ class _Scanner:
             for index in range(left, right)
         )
 
-    # --- tables ------------------------------------------------------------------------------
-
-    def _table_state(
-        self,
-        table: tuple[int | None, int | None] | None,
-        previous: _Line | None,
-        line: _Line,
-        raw: str,
-    ) -> tuple[int | None, int | None] | None:
-        """Inside a table with File and Line columns: their indexes; else None."""
-        if "|" not in raw:
-            return None
-        if previous is not None and _TABLE_SEPARATOR.fullmatch(raw):
-            headers = [c.strip(" *`").lower() for c in _cells(self.text, previous)]
-            files = [i for i, h in enumerate(headers) if h in FILE_HEADERS]
-            lines = [i for i, h in enumerate(headers) if h in LINE_HEADERS]
-            if files and lines:
-                return files[0], lines[0]
-            return None
-        return table
-
-    def _table_row(
-        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None]
-    ) -> None:
-        """| `app.py` | 12-20 | ... |: a file cell and a line cell make one citation."""
-        file_column, line_column = table
-        bounds = _cell_bounds(self.text, line)
-        if file_column is None or line_column is None:
-            return
-        if len(bounds) <= max(file_column, line_column):
-            return
-        in_file = [t for t in tokens if _within(t, bounds[file_column])]
-        in_line = [t for t in tokens if _within(t, bounds[line_column])]
-        paths = [t for t in in_file if t.kind == "path" and not t.used]
-        numbers = [t for t in in_line if t.kind in ("num", "lnum") and not t.used]
-        if len(paths) != 1 or not numbers:
-            return
-        first, last = line_range(numbers[0])
-        paths[0].used = numbers[0].used = True
-        start = min(paths[0].start, numbers[0].start)
-        end = max(paths[0].end, numbers[0].end)
-        self._emit(line, paths[0].text, first, last, "table", start, end)
-
     # --- code blocks and marks ---------------------------------------------------------------
 
-    def _block_line(self, line: _Line) -> None:
+    def _block_line(self, line: TextLine) -> None:
         """Inside a fenced block: grep output, self-contained citations and tracebacks."""
         tokens = list(self._tokens(line))
         grep = forms.grep_line(self.text, line.start, line.end, self.grep_heading)
@@ -579,7 +469,7 @@ class _Scanner:
         )
 
     def _emit(
-        self, line: _Line, path: str, first: int, last: int, form: str, start: int, end: int
+        self, line: TextLine, path: str, first: int, last: int, form: str, start: int, end: int
     ) -> None:
         phrase = self.text[start:end]
         if phrase.count("(") > phrase.count(")") and self.text[end : end + 1] == ")":
@@ -592,14 +482,14 @@ class _Scanner:
         cited = self._citation(path, first, last, form, start)
         self.found.append(replace(cited, quote=self._quote(line, mark), end_offset=mark))
 
-    def _mark_position(self, line: _Line, start: int, end: int) -> int:
+    def _mark_position(self, line: TextLine, start: int, end: int) -> int:
         """After the citation, its code span, its link and closing emphasis."""
         position = end
         for offset in (start, end):
-            span = _enclosing(line.spans, offset)
+            span = enclosing(line.spans, offset)
             if span is not None and span[1] <= offset <= span[2]:
                 position = max(position, span[3])
-        link = _enclosing(line.links, start)
+        link = enclosing(line.links, start)
         if link is not None and start < link[1]:
             position = max(position, link[1])
         skipped = 0
@@ -608,7 +498,7 @@ class _Scanner:
             skipped += 1
         return position
 
-    def _quote(self, line: _Line, mark: int) -> str | None:
+    def _quote(self, line: TextLine, mark: int) -> str | None:
         """A code span right after the citation is the text it claims is at those lines."""
         index = bisect.bisect_left(line.spans, (mark, 0, 0, 0))
         if index >= len(line.spans):
@@ -620,45 +510,3 @@ class _Scanner:
         if len(content) < 3 or parse_cite(content) or is_path_like(content):
             return None
         return content
-
-
-def _closes(candidate: str, fence: str) -> bool:
-    return candidate[0] == fence[0] and len(candidate) >= len(fence)
-
-
-def _cells(text: str, line: _Line) -> list[str]:
-    return [text[a:b] for a, b in _cell_bounds(text, line)]
-
-
-def _cell_bounds(text: str, line: _Line) -> list[tuple[int, int]]:
-    """The [start, end) of each table cell of a `| a | b |` line (escaped pipes kept)."""
-    bounds = []
-    start = line.start
-    while start < line.end and text[start] in " \t":
-        start += 1
-    if start < line.end and text[start] == "|":
-        start += 1
-    position = start
-    while True:
-        bar = text.find("|", position, line.end)
-        if bar > 0 and text[bar - 1] == "\\":
-            position = bar + 1
-            continue
-        if bar == -1:
-            if text[start : line.end].strip():
-                bounds.append((start, line.end))
-            return bounds
-        bounds.append((start, bar))
-        start = position = bar + 1
-
-
-def _enclosing(
-    items: list[tuple[int, int]] | list[tuple[int, int, int, int]], offset: int
-) -> tuple[int, ...] | None:
-    """The last of the sorted, non-overlapping items that starts at or before offset."""
-    index = bisect.bisect_right(items, (offset, float("inf"))) - 1
-    return items[index] if index >= 0 else None
-
-
-def _within(token: Token, bounds: tuple[int, int]) -> bool:
-    return bounds[0] <= token.start and token.end <= bounds[1]
