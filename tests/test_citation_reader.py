@@ -110,3 +110,21 @@ def test_a_file_too_large_to_check_is_flagged(target: Path):
 
     (target / "big.txt").write_text("x\n" * (reporting.MAX_CITED_FILE_BYTES // 2 + 1))
     assert status(target, "`big.txt:1`") == CheckStatus.UNREADABLE
+
+
+def test_a_bare_name_resolves_only_to_a_file_the_reader_may_read(target: Path):
+    """`views.py:4` finds app/views.py; a secret, a link out of the target or a name two
+    files carry never resolves to something the tools could not show."""
+    reader = ConfinedLines(str(target))
+    [check] = check_all("`views.py:4` — `def run(cmd):`", reader)
+    assert (check.status, check.resolved) == (CheckStatus.VERIFIED, "app/views.py")
+    assert reader.files_named("secrets.yml") == []
+    assert reader.files_named("outside.py") == []
+    assert reader.files_named("escape.py") == []  # a link leading out is invisible
+    (target / "lib").mkdir()
+    (target / "lib" / "views.py").write_text("x = 1\n")
+    [twice] = check_all("`views.py:1`", ConfinedLines(str(target)))
+    assert twice.status == CheckStatus.AMBIGUOUS
+    assert twice.reason.startswith("ambiguous: 2 files named views.py")
+    [secret] = check_all("`secrets.yml:1`", ConfinedLines(str(target)))
+    assert secret.status == CheckStatus.SECRET
