@@ -28,6 +28,16 @@ MAX_SEARCH_LINES = 20_000  # lines searched for a quote that is not at the cited
 
 _SPAN = re.compile(r"(`+)([^`\n]{1,300}?)\1(?!`)")
 _WORD = re.compile(r"[A-Za-z_][\w.]*(?:\(\))?")
+_KWARG = re.compile(r"\b[A-Za-z_]\w{0,60}=(?:True|False|None|\d{1,12})\b")
+FILE_EXTENSIONS = frozenset(
+    (  # noqa: SIM905 (a word list reads better as words)
+        "py pyi js mjs cjs ts tsx jsx go rs java kt kts rb php c h cc cpp hpp cs md txt json "
+        "yaml yml toml ini cfg conf env sh bash zsh html htm css scss sass less sql xml lock csv "
+        "log swift mod sum proto graphql gql vue svelte gradle properties pem key crt tf tfvars "
+        "j2 jinja tpl rst bat ps1 mk cmake lua pl r scala ex exs erl hs ml dart zig nim m mm "
+        "ipynb cfg service desktop plist gemspec podspec"
+    ).split()
+)
 _CALL = re.compile(r"([A-Za-z_][\w.]*)\s*\(.*\)\s*;?")
 _SNAKE = re.compile(r"[A-Za-z]\w*_\w*[A-Za-z0-9]|__\w+__")
 _CAMEL = re.compile(r"[a-z]+[A-Z]\w*")
@@ -157,11 +167,15 @@ def sentence_claims(
     for match in _WORD.finditer(plain):
         word = match.group().rstrip(".")
         where = start + match.start()
-        if skip(where, where + len(word)) or is_path_like(word.removesuffix("()")):
+        if skip(where, where + len(word)) or _file_name(word.removesuffix("()")):
             continue
         bare = word.removesuffix("()")
         if word.endswith("()") or _SNAKE.fullmatch(bare) or _CAMEL.fullmatch(bare):
             claims.append((word, where))
+    for match in _KWARG.finditer(plain):
+        where = start + match.start()
+        if not skip(where, where + len(match.group())):
+            claims.append((match.group(), where))
     claims.sort(key=lambda item: item[1])
     return claims
 
@@ -174,7 +188,14 @@ def negated(text: str) -> bool:
 def _code_like(body: str) -> bool:
     if len(body) < 2 or body.isdigit() or "://" in body:
         return False
-    return not (parse_cite(body) or is_path_like(body))
+    return not (parse_cite(body) or _file_name(body))
+
+
+def _file_name(word: str) -> bool:
+    """A path or a file name with a file's extension (`hashlib.md5` is code, `app.py` a file)."""
+    if not is_path_like(word):
+        return False
+    return "/" in word or "." not in word or word.rsplit(".", 1)[1].lower() in FILE_EXTENSIONS
 
 
 def _variants(claim: str) -> list[str]:
@@ -255,6 +276,11 @@ _SPACED = re.compile(
 )
 _NOT_PATH_WORDS = frozenset(
     ("see", "in", "at", "on", "from", "of", "file", "open", "edit", "run", "check", "line")
+)
+_FIELD_START = re.compile(
+    r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_]{0,2}(?:file|path|location|where|source|lines?)"
+    r"[*_]{0,2}[ \t]*:",
+    re.I,
 )
 _BREAK = re.compile(r"[.!?](?=\s)")
 _BLOCK_LINE = re.compile(r"\s*(?:[-*+#>|]|\d{1,3}[.)]|```|~~~)")
@@ -397,6 +423,8 @@ def _context(
     at = citation.start_offset
     line_start = text.rfind("\n", 0, at) + 1
     line_end = _line_end(text, at)
+    if citation.context_start < 0 and _FIELD_START.match(text, line_start):
+        citation = replace(citation, context_start=line_start)  # `**Location:** path:12`
     if citation.context_start >= 0:
         end = text.find("\n\n", at, at + MAX_CONTEXT_CHARS)
         return citation.context_start, end if end != -1 else min(len(text), at + MAX_CONTEXT_CHARS)

@@ -52,6 +52,7 @@ _HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
 _ITEM_START = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_`]*")
 _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
 _SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
+_NAME = re.compile(r"[A-Za-z_][\w.]{0,200}(?:\(\))?")
 _QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
 _SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
 LIST_WORDS = frozenset({"and", "&"})
@@ -509,4 +510,6 @@ class _Scanner:
         content = self.text[content_start:content_end].strip()
         if len(content) < 3 or parse_cite(content) or is_path_like(content):
             return None
+        if _NAME.fullmatch(content):
+            return None  # a name is the sentence's subject, not the line: a claim, not a quote
         return content
