@@ -16,13 +16,15 @@ MODEL_WRITTEN = "> *(model-written, not the verdict)* "
 MODEL_TABLE = "> *(model-written table, not the verdict)*"
 QUOTED = ("> *(model-written", "> *(the validator's own words")
 
+# Tags only where a model puts them, at the start of a line: a report that mentions `<think>`
+# in its prose keeps its text.
 _REASONING = re.compile(
-    r"<(think|thinking|reasoning|reflection|scratchpad)\b[^>\n]{0,100}>.*?</\1\s*>"
-    r"|◁think▷.*?◁/think▷",
-    re.I | re.S,
+    r"^[ \t]*<(think|thinking|reasoning|reflection|scratchpad)\b[^>\n]{0,100}>.*?</\1\s*>"
+    r"|^[ \t]*◁think▷.*?◁/think▷",
+    re.I | re.S | re.M,
 )
-_REASONING_OPEN = re.compile(r"<(?:think|thinking|reasoning)\b[^>\n]{0,100}>", re.I)
-_REASONING_CLOSE = re.compile(r"</(?:think|thinking|reasoning)\s*>", re.I)
+_REASONING_OPEN = re.compile(r"^[ \t]*<(?:think|thinking|reasoning)\b[^>\n]{0,100}>", re.I | re.M)
+_REASONING_CLOSE = re.compile(r"</(?:think|thinking|reasoning)\s*>[ \t]*$", re.I | re.M)
 _THINKING = re.compile(r"^[ \t]*Thinking\.\.\.[ \t]*\n.*?^[ \t]*\.\.\.done thinking\.?[ \t]*$\n?",
                        re.M | re.S)  # fmt: skip
 

@@ -405,3 +405,12 @@ def test_a_finding_laid_out_field_per_line_is_one_finding_with_its_headings_trus
         ("Debug on", "codebase", None),
         ("Root user", "codebase", None),
     ]
+
+
+def test_a_report_that_mentions_think_tags_in_its_prose_keeps_its_text():
+    from flows.model_text import clean
+
+    body = "- **Leak** (codebase) the UI shows `<think>` blocks to users; see below.\nmore"
+    assert clean(body) == body
+    assert clean("</think>\nAnswer") == "Answer"
+    assert clean("Answer\n<think>\ncut off mid-thought") == "Answer"
