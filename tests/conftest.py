@@ -28,7 +28,7 @@ def _allow_tmp_targets(settings: Any, tmp_path: Path) -> None:
 @pytest.fixture
 def scripted_model(settings: Any) -> Iterator[Any]:
     """The project's scripted model server on a free port; runs use it over real HTTP."""
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     with ScriptedModelServer() as server:
         settings.ORCHESTRATOR_MODEL = "demo/scripted"

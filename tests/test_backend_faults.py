@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from devtools.fakemodel.faults import fault_plan
-from devtools.fakemodel.server import ScriptedModelServer
+from runs.demo.faults import fault_plan
+from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,

@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from devtools.fakemodel.faults import fault_plan
+from runs.demo.faults import fault_plan
 from runs.engine.target.tools import ReadOnlyTools
 from runs.models import AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.progress import step_line, step_numbers

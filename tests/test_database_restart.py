@@ -81,7 +81,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path
 def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
     own_postgres: OwnPostgres, tmp_path: Path, target_dir: Path
 ):
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     db = own_postgres
     with ScriptedModelServer(token_rate=60) as model:

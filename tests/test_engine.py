@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from devtools.fakemodel.faults import fault_plan
+from runs.demo.faults import fault_plan
 from runs.engine.dbthread import close_pool
 from runs.engine.worker import HEARTBEAT_SECONDS, Engine
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus

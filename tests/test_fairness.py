@@ -292,7 +292,7 @@ def focus_of(body: dict[str, Any]) -> str:
 def test_a_burst_of_runs_does_not_delay_another_users_first_request(settings, alice, bob, launch):
     """Alice launches 30 runs; Bob's first request reaches the model after at most a couple
     of Alice's turns (arrival order at the model, not time), not after her 8 running steps."""
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     settings.ORCHESTRATOR_SLOTS = 1
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0  # the burst waits, on purpose

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.fakemodel.scripts import ScriptedReply, marker
-from devtools.fakemodel.server import ScriptedModelServer
 from devtools.testing import free_port, manage_env, start_manage
+from runs.demo.scripts import ScriptedReply, marker
+from runs.demo.server import ScriptedModelServer
 from runs.engine.worker import Engine
 from runs.models import (
     TERMINAL_STEP,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from devtools.testing import ROOT
 
@@ -14,7 +13,7 @@ WEB_MODULES = {"runs.views", "runs.live", "runs.consumers", "runs.workspace", "r
 def imports_of(package: str) -> dict[str, set[str]]:
     """Every module of a package and the modules it imports, at any depth of the code."""
     found: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).rglob("*.py")):
+    for path in sorted((ROOT / package.replace(".", "/")).rglob("*.py")):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
@@ -51,9 +50,13 @@ def test_the_engine_never_reaches_up_into_the_web_layer():
     assert upward == []
 
 
-def test_the_demo_model_is_loaded_by_name_only_when_selected():
-    source = Path(ROOT / "runs/engine/agent/modelconfig.py").read_text()
-    assert 'import_module("devtools.demo")' in source
+def test_the_demo_model_is_product_code_the_demo_provider_imports_directly():
+    """`demo/scripted` needs no development package: the provider and its scripted server
+    live in runs/demo, and nothing there reaches into devtools or tests."""
+    demo = imports_of("runs.demo")
+    assert {"runs.demo.server", "runs.demo.scripts", "runs.demo.provider"} <= set(demo)
+    assert "runs.demo.provider" in imports_of("runs")["runs.engine.agent.modelconfig"]
+    assert offenders("runs", ("devtools", "tests")) == []
 
 
 def test_the_engine_is_grouped_by_what_each_part_does():

@@ -23,8 +23,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from devtools.fakemodel.faults import fault_plan
-from devtools.fakemodel.server import HOSTILE_TEXT
+from runs.demo.faults import fault_plan
+from runs.demo.server import HOSTILE_TEXT
 from runs.engine.agent.context import load_context
 from runs.engine.agent.events import EventSink, StorageRefused
 from runs.engine.dbthread import db_async

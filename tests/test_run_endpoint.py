@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devtools.fakemodel.server import ScriptedModelServer
+from runs.demo.server import ScriptedModelServer
 from runs.models import RunStatus
 from runs.services import launch_run
 from tests.test_engine import run_to_end

@@ -18,9 +18,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from devtools.fakemodel.faults import fault_plan
-from devtools.fakemodel.server import ScriptedModelServer
 from devtools.testing import free_port
+from runs.demo.faults import fault_plan
+from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from devtools.fakemodel.server import ScriptedModelServer
+from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.openai import probe_props, server_root
 from runs.live import pane_state, render_header
 from runs.models import FlowRun, RunStatus

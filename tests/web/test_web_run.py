@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from devtools.fakemodel.scripts import marker
+from runs.demo.scripts import marker
 from runs.models import AgentEvent, RunStatus, WebSource
 from runs.services import LaunchError, launch_run
 

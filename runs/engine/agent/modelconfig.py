@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from runs.demo.provider import demo_server_url
 from runs.engine.agent.backends.base import EndpointConfig
 from runs.engine.problems import validation_problems
 
@@ -121,8 +121,8 @@ def resolve_model(model_id: str | None = None, *, base_url: str = "") -> ModelTa
         conf = ProviderConf()
     base_url = base_url or settings.ORCHESTRATOR_BASE_URL or conf.base_url
     if provider == DEMO_PROVIDER and not base_url:
-        # The scripted model is a development aid: loaded by name, only when it is selected.
-        base_url = importlib.import_module("devtools.demo").demo_server_url()
+        # The scripted demo model ships with the product; it starts on first use only.
+        base_url = demo_server_url()
     if not str(base_url).startswith(("http://", "https://")):
         raise ImproperlyConfigured(
             f"the base URL for provider {provider!r} must be http(s)://..., got {base_url!r}"
