@@ -18,7 +18,6 @@ import psycopg
 import pytest
 
 from devtools.testing import start_manage
-from tests.test_processes import manage, stop, worker_env
 
 pytestmark = pytest.mark.slow
 DATABASE = "restart_test"
@@ -65,10 +64,16 @@ def own_postgres() -> Iterator[OwnPostgres]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def manage_ok(*args: str, env: dict[str, str]) -> str:
-    result = manage(*args, env=env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+@pytest.fixture
+def manage_ok(manage: Any) -> Any:
+    """`manage_ok(*args, env=...)`: `manage.py` run to a clean exit; its output."""
+
+    def run(*args: str, env: dict[str, str]) -> str:
+        result = manage(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        return str(result.stdout)
+
+    return run
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -79,7 +84,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path
 
 
 def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
-    own_postgres: OwnPostgres, tmp_path: Path, target_dir: Path
+    manage_ok, stop, worker_env, own_postgres: OwnPostgres, tmp_path: Path, target_dir: Path
 ):
     from runs.demo.server import ScriptedModelServer
 

@@ -23,7 +23,6 @@ from runs.engine.worker import Engine
 from runs.models import FlowRun, FlowStep, RunStatus
 from runs.progress import snapshot
 from runs.services import launch_run
-from tests.test_pane import client_for
 
 MODEL = "demo/scripted"
 
@@ -129,7 +128,9 @@ class TestTheCap:
         third.refresh_from_db()
         assert third.status == RunStatus.PENDING
 
-    def test_the_pane_the_history_and_the_cli_show_why_a_run_waits(self, settings, alice, launch):
+    def test_the_pane_the_history_and_the_cli_show_why_a_run_waits(
+        self, client_for, settings, alice, launch
+    ):
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 1
         launch(alice, focus="first")
         waiting = launch(alice, focus="second")

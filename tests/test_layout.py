@@ -100,3 +100,19 @@ def test_every_reset_of_a_step_goes_through_the_one_reset_function():
                 if keyword.arg in cleared and isinstance(keyword.value, ast.Constant):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {keyword.arg}")
     assert found == []
+
+
+def test_no_test_module_imports_another_test_module():
+    """Helpers tests share are fixtures in the conftest.py of their package, not imports from
+    another test file (a test file imported twice runs its tests twice)."""
+    tests = imports_of("tests")
+    test_modules = [m for m in tests if m.rpartition(".")[2].startswith("test_")]
+    assert len(test_modules) > 50, "the test modules were not found"
+    found = [
+        f"{module} imports {name}"
+        for module in test_modules
+        for name in sorted(tests[module])
+        if any(part.startswith("test_") for part in name.split(".")[1:])
+        and name.startswith("tests.")
+    ]
+    assert found == []

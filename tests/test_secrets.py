@@ -167,10 +167,11 @@ def test_redaction_of_hostile_text_finishes():
 
 
 @pytest.mark.django_db
-def test_the_exports_and_the_chat_redact_whatever_reached_the_report(alice, finished_run):
+def test_the_exports_and_the_chat_redact_whatever_reached_the_report(
+    client_for, alice, finished_run
+):
     """Defence in depth: a credential or key in a step's output or the report never leaves."""
     from runs.models import ChatMessage
-    from tests.test_pane import client_for
 
     leak = "https://deploy:exp0rt-TOKEN@git.example.com/r " + KEY_BLOCKS["openssh"]
     finished_run.report += f"\n\n{leak}\n"
