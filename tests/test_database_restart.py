@@ -144,6 +144,7 @@ def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
     }
     lost = [row for row in committed if after.get(row[0]) != row]
     assert not lost, f"{len(lost)} committed events changed or vanished"
+    assert done, "some steps had finished before the outage"
     for key, attempt, output in done:
         again = db.query(
             "SELECT status, attempt, output FROM flow_steps WHERE run_id = %s AND key = %s",
@@ -156,6 +157,7 @@ def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
     )
     assert not gaps, f"seq gaps in sessions {gaps}"
     steps = db.query("SELECT key, status FROM flow_steps WHERE run_id = %s", run_id)
+    assert steps, "the run's steps are in the restarted database"
     assert all(s == "succeeded" for _, s in steps), steps
     print(
         f"outage of 3 s under a run: {len(committed)} committed events and {len(done)} "

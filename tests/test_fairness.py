@@ -404,6 +404,7 @@ class TestAPlaceInLine:
             moved = {i: after_turn[i] for i in before if i != holder}
             assert moved == {i: place - 1 for i, place in before.items() if i != holder}
             before = after_turn
+        assert seen, "the places in line were watched"
         for step_id, places in seen.items():
             numbered = [p for p in places if p > 0]
             assert places == [0] * (len(places) - len(numbered)) + numbered, (step_id, places)

@@ -138,6 +138,7 @@ def test_a_hostile_model_gets_no_secret_and_no_byte_from_outside_the_target(
 
     checks = results_in_order(run, "performance")
     greps, huge = checks[: len(patterns)], checks[len(patterns) :]
+    assert len(greps) == len(patterns) > 0, checks
     assert all(r["ok"] and "time limit" not in r["content"] for r in greps), greps
     assert len(huge) == len(hostile.HUGE_ARGUMENTS)
     assert not any(r["ok"] for r in huge), [r["content"][:100] for r in huge if r["ok"]]

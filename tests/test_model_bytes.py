@@ -86,7 +86,9 @@ def test_a_model_streaming_nul_and_control_bytes_is_stored_visibly_and_the_run_s
     assert "␀ nul ␁␂␇ bell ␛[31mred" in reasoning
     assert "lone\ufffd end" in reasoning
     outputs = [s.output for s in run.steps.all()]
+    assert outputs, "the run has steps whose outputs to check"
     assert all("␀" in output and not RAW.search(output) for output in outputs)
+    assert AgentSession.objects.filter(step__run=run).exists()
     for session in AgentSession.objects.filter(step__run=run):
         assert not [text for text in _strings(session.transcript) if RAW.search(text)]
     for step in run.steps.all():

@@ -31,6 +31,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, logs: lis
 
 
 def assert_each_step_completed_once(run: FlowRun) -> None:
+    assert run.steps.exists(), f"run {run.id} has no steps to check"
     for step in run.steps.all():
         assert step.status == StepStatus.SUCCEEDED, (step.key, step.error)
         sessions = list(step.sessions.order_by("attempt"))

@@ -143,6 +143,7 @@ def test_a_code_review_stores_every_byte_visibly_and_shows_speed_and_cache_per_a
         code, out, _ = launch_flow(target_dir, "--fast")
     run = FlowRun.objects.get()
     steps = list(run.steps.order_by("position"))
+    assert steps, "the run has no steps to check"
     assert all(step.status in TERMINAL_STEP for step in steps)
     assert (run.slots, run.server_slots) == (2, 2)
     assert metrics.processing <= 2 and metrics.deferred == 0
