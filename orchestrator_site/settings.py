@@ -129,7 +129,7 @@ LOGGING = {
 # The model every agent of a run uses, as provider/model.
 ORCHESTRATOR_MODEL = env_str("ORCHESTRATOR_MODEL", "llama-swap/qwen3.6-35b-a3b-mxfp4")
 # Overrides the selected provider's base URL (e.g. a llama-swap on another port).
-ORCHESTRATOR_BASE_URL = env_str("ORCHESTRATOR_BASE_URL")
+ORCHESTRATOR_BASE_URL = env_url("ORCHESTRATOR_BASE_URL")
 # Extra or overridden providers: {"name": {"base_url": "...", "slots": 2, ...}}.
 ORCHESTRATOR_PROVIDERS = env_json_object("ORCHESTRATOR_PROVIDERS")
 # Concurrent requests the model server takes (llama.cpp --parallel); 0 = ask the server
@@ -146,7 +146,7 @@ ORCHESTRATOR_MAX_ATTEMPTS = env_int("ORCHESTRATOR_MAX_ATTEMPTS", 3, minimum=1)
 ORCHESTRATOR_ALLOWED_ROOTS = env_paths(
     "ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()], user_part=True
 )
-ORCHESTRATOR_CHAT_WEBHOOK = env_str("ORCHESTRATOR_CHAT_WEBHOOK")
+ORCHESTRATOR_CHAT_WEBHOOK = env_url("ORCHESTRATOR_CHAT_WEBHOOK")
 # Where people reach this server (scheme, host, port): the MCP App frames the pane from here.
 ORCHESTRATOR_PUBLIC_URL = env_origin("ORCHESTRATOR_PUBLIC_URL", "http://127.0.0.1:8000")
 # A worker that stops heart-beating loses its steps after this long.

@@ -5,29 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
-
-from runs.models import FlowRun
-from runs.services import launch_run
-from tests.test_evidence import HIGH, finish_run
-from tests.test_pane import client_for
-
-REPORT = """## Findings
-- **Shell injection** (codebase, high) `app/views.py:6` — `return subprocess.run(cmd, shell=True)`
-- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "[redacted]"`
-- **Unvalidated command** (codebase, high) `app/views.py:5` — `# TODO: validate the command`
-"""
-
-
-def run_with(target: Path, owner: Any, report: str = REPORT) -> FlowRun:
-    return finish_run(
-        launch_run(flow="code-review", target=str(target), owner=owner),
-        report=report,
-        verdict=HIGH,
-    )
 
 
 def cite_urls(html: str) -> list[str]:
@@ -35,7 +14,9 @@ def cite_urls(html: str) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_each_verified_citation_links_to_the_lines_the_run_checked(alice, target_dir):
+def test_each_verified_citation_links_to_the_lines_the_run_checked(
+    client_for, run_with, alice, target_dir
+):
     run = run_with(target_dir, alice)
     client = client_for(alice)
     pane = client.get(f"/runs/{run.id}/").content.decode()
@@ -55,7 +36,9 @@ def test_each_verified_citation_links_to_the_lines_the_run_checked(alice, target
 
 
 @pytest.mark.django_db
-def test_the_view_shows_what_the_run_read_and_says_the_file_changed_since(alice, target_dir):
+def test_the_view_shows_what_the_run_read_and_says_the_file_changed_since(
+    client_for, run_with, alice, target_dir
+):
     run = run_with(target_dir, alice)
     (target_dir / "app/views.py").write_text("print('rewritten')\n")
     link = cite_urls(client_for(alice).get(f"/runs/{run.id}/").content.decode())[0]
@@ -69,7 +52,7 @@ def test_the_view_shows_what_the_run_read_and_says_the_file_changed_since(alice,
 
 @pytest.mark.django_db
 def test_only_the_owner_sees_a_citation_and_a_made_up_number_is_a_404(
-    alice, bob, django_user_model, client, target_dir
+    client_for, run_with, alice, bob, django_user_model, client, target_dir
 ):
     run = run_with(target_dir, alice)
     url = f"/runs/{run.id}/citations/0/"
@@ -85,7 +68,7 @@ def test_only_the_owner_sees_a_citation_and_a_made_up_number_is_a_404(
 
 
 @pytest.mark.django_db
-def test_a_quote_with_html_and_script_is_shown_as_text(alice, target_dir):
+def test_a_quote_with_html_and_script_is_shown_as_text(client_for, run_with, alice, target_dir):
     (target_dir / "app/page.html").write_text(
         'line one\n<script>alert("x")</script><img src=x onerror=alert(1)>\nline three\n'
     )
@@ -103,7 +86,9 @@ def test_a_quote_with_html_and_script_is_shown_as_text(alice, target_dir):
 
 
 @pytest.mark.django_db
-def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(alice, target_dir):
+def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(
+    client_for, run_with, alice, target_dir
+):
     (target_dir / ".env").write_text("API_TOKEN=abc123\n")
     outside = target_dir.parent / "outside.py"
     outside.write_text("x = 1\n")
@@ -140,14 +125,16 @@ def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(alice
 
 
 @pytest.mark.django_db
-def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(alice, bob, target_dir):
+def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(
+    cited_report, client_for, run_with, alice, bob, target_dir
+):
     first = run_with(target_dir, alice)
     assert first.report_data["comparison"] is None
     assert "[new]" not in first.report
     ids = [f["id"] for f in first.report_data["findings"]]
     assert len(set(ids)) == 3
     # bob's run on the same target is not alice's previous run
-    run_with(target_dir, bob, REPORT.replace("Shell", "Other"))
+    run_with(target_dir, bob, cited_report.replace("Shell", "Other"))
     # the code moves down two lines; the shell finding stays, the TODO is fixed, a new one
     views = target_dir / "app/views.py"
     views.write_text("# header\n# header\n" + views.read_text().replace("# TODO: v", "# V"))
