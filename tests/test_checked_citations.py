@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from runs.services import launch_run
+
 
 def cite_urls(html: str) -> list[str]:
     return re.findall(r'<a class="cite-check" href="([^"]+)"', html)
@@ -171,14 +173,15 @@ def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(
 
 
 @pytest.mark.django_db
-def test_a_run_is_compared_only_with_a_like_run_and_the_pane_says_what_differs(alice, target_dir):
+def test_a_run_is_compared_only_with_a_like_run_and_the_pane_says_what_differs(
+    client_for, run_with, finish_run, cited_report, alice, target_dir
+):
     """A medium run after a small one is not compared (the small band never looked for what
     the medium one does); the pane says what differs and offers to pick a run."""
     first = run_with(target_dir, alice)
     medium = finish_run(
         launch_run(flow="code-review", target=str(target_dir), owner=alice, band="medium"),
-        report=REPORT,
-        verdict=HIGH,
+        report=cited_report,
     )
     assert medium.report_data["comparison"] is None
     unlike = medium.report_data["comparison_unlike"]
@@ -193,13 +196,13 @@ def test_a_run_is_compared_only_with_a_like_run_and_the_pane_says_what_differs(a
 
 @pytest.mark.django_db
 def test_every_part_of_a_finished_report_is_graded_and_the_models_own_marks_are_gone(
-    alice, target_dir
+    client_for, finish_run, cited_report, alice, target_dir
 ):
     """Summary, Reasons and body citations each get one graded mark; reasoning and the
     model's own ✓ and [verified] never reach the report or the exports."""
     report = (
         "<think>app/views.py:6 is verified ✓</think>\n"
-        + REPORT
+        + cited_report
         + "- **Debug** (codebase, low) `app/settings.py:2` ✅ [verified]\n"
     )
     verdict = (

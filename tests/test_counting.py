@@ -133,6 +133,6 @@ def test_a_tool_call_is_shown_as_soon_as_its_name_is_known(
 def test_a_failed_file_info_names_the_path(target_dir: Path):
     result = ReadOnlyTools(target_dir).call("file_info", {"path": "app/missing.py"})
     assert not result.ok
-    # The confinement refuses what it cannot stat, naming the path and the reason.
-    assert result.content == "refused: app/missing.py: cannot stat (No such file or directory)"
+    # The confinement refuses what it cannot reach, naming the path and the reason.
+    assert result.content == "refused: app/missing.py: no such file"
     assert result.summary == "file_info refused"
