@@ -16,7 +16,7 @@ from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from flows.citation_tokens import is_path_like, parse_cite
+from flows.citation_tokens import is_path_like, is_spaced_path, parse_cite
 
 if TYPE_CHECKING:
     from flows.citation_layout import Citation, Fence
@@ -38,7 +38,13 @@ FILE_EXTENSIONS = frozenset(
         "ipynb cfg service desktop plist gemspec podspec"
     ).split()
 )
-_CALL = re.compile(r"([A-Za-z_][\w.]*)\s*\(.*\)\s*;?")
+_CALL = re.compile(r"([A-Za-z_][\w.]*)\s*\([^()]*\)\s*;?")  # one call, not an expression
+_DEFINITION = re.compile(
+    r"\s*(?:(?:export|public|private|protected|static|async|pub|override)\s+)*"
+    r"(?:def|class|function|func|fn|fun|sub|interface|struct|impl)\s+[A-Za-z_]"
+)
+DEFINITION_REACH = 30  # lines looked through for the definition the cited lines are in
+_PLAIN_NAME = re.compile(r"[A-Za-z_]\w*(?:\(\))?")
 _SNAKE = re.compile(r"[A-Za-z]\w*_\w*[A-Za-z0-9]|__\w+__")
 _CAMEL = re.compile(r"[a-z]+[A-Z]\w*")
 _NEGATED = re.compile(
@@ -78,18 +84,63 @@ def judge(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, str]:
         verdict = _judge_block(citation, lines, low, high)
         if verdict is not None:
             return verdict
-    found = [c for c, _ in citation.claims if _present(c, cited)]
-    if found:
+    # Every name the sentence gives this citation is its claim: one found does not vouch for
+    # another that is absent. Names nearer another citation of the sentence are that one's.
+    own = [c for c, mine in citation.claims if mine]
+    missing = [c for c in own if not _present(c, cited)]
+    if missing:
+        missing = _outside_definition(missing, lines, low, high)
+    if own and not missing:
         return Verdict.FOUND, ""
-    missing = [c for c, own in citation.claims if own]
     if missing and not citation.negated:
         first = missing[0]
         where = _locate(lines, [first], whole_word=True)
         label = _lines_label(citation)
         if where:
             return Verdict.SYMBOL_MISSING, f"`{first}` is at line {where}, not {label}"
+        if len(missing) < len(own):
+            return Verdict.SYMBOL_MISSING, f"named code not at those lines: {first}"
         return Verdict.SYMBOL_MISSING, f"`{first}` is not at {label}"
+    if any(_present(c, cited) for c, _ in citation.claims):
+        return Verdict.FOUND, ""  # a negated sentence, or only another citation's names
     return Verdict.NOTHING, ""
+
+
+def _outside_definition(missing: list[str], lines: Sequence[str], low: int, high: int) -> list[str]:
+    """The missing names that the cited lines' own definition does not account for.
+
+    A sentence may name the function the cited lines are in (`run_report` ... `eval` at its
+    line 12) or its parameters: a plain name in the definition's lines above the cited ones is
+    context, not a false claim. A citation of a definition's header line alone cites the
+    definition: its body (to where its indentation ends) counts as cited. Dotted names and
+    expressions get no such slack above the lines.
+    """
+    header = 0
+    for number in range(low, max(0, low - DEFINITION_REACH) - 1, -1):
+        if _DEFINITION.match(lines[number - 1]):
+            header = number
+            break
+    above = _squash(" ".join(lines[header - 1 : low - 1])) if header else ""
+    body = ""
+    if low == high and header == low:
+        indent = _indent(lines[low - 1])
+        end = low
+        while end < min(len(lines), low + DEFINITION_REACH):
+            line = lines[end]
+            if line.strip() and _indent(line) <= indent:
+                break
+            end += 1
+        body = _squash(" ".join(lines[low:end]))
+    return [
+        claim
+        for claim in missing
+        if not (body and _present(claim, body))
+        and not (above and _PLAIN_NAME.fullmatch(claim) and _present(claim, above))
+    ]
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _judge_quote(citation: Citation, lines: Sequence[str], cited: str) -> tuple[Verdict, str]:
@@ -199,7 +250,11 @@ def _file_name(word: str) -> bool:
 
 
 def _variants(claim: str) -> list[str]:
-    """The claim as written, and the name it calls (`retry(x)` -> `retry`)."""
+    """The claim as written, and the name a single call calls (`retry(x)` -> `retry`).
+
+    A dotted name stays whole (`pickle.loads` is not `json.loads`), and an expression is
+    not reduced to one of its tokens (`cents = -cents` is not `cents`).
+    """
     text = _squash(claim)
     found = [text]
     call = _CALL.fullmatch(text)
@@ -207,22 +262,26 @@ def _variants(claim: str) -> list[str]:
         found.append(call.group(1))
     if text.endswith("()"):
         found.append(text[:-2])
-    for item in list(found):
-        if "." in item and re.fullmatch(r"[\w.]+", item):
-            found.append(item.rsplit(".", 1)[1])
     return [v for v in found if v]
 
 
 def _present(claim: str, cited: str) -> bool:
+    """Is the claim at the cited text, case-sensitively and at word boundaries?"""
     for variant in _variants(claim):
-        pattern = (r"(?<!\w)" if variant[0].isalnum() or variant[0] == "_" else "") + re.escape(
-            variant
-        )
-        if variant[-1].isalnum() or variant[-1] == "_":
-            pattern += r"(?!\w)"
-        if re.search(pattern, cited):
+        if re.search(_bounded(variant), cited):
             return True
+    # the same code spaced differently (`cents=-cents` for `cents = -cents`)
+    text = _squash(claim)
+    if " " in text and not re.fullmatch(r"[\w. ]+", text):
+        return re.search(_bounded(text.replace(" ", "")), cited.replace(" ", "")) is not None
     return False
+
+
+def _bounded(variant: str) -> str:
+    pattern = (r"(?<!\w)" if variant[0].isalnum() or variant[0] == "_" else "") + re.escape(variant)
+    if variant[-1].isalnum() or variant[-1] == "_":
+        pattern += r"(?!\w)"
+    return pattern
 
 
 def _locate(lines: Sequence[str], pieces: list[str], *, whole_word: bool = False) -> int:
@@ -274,15 +333,13 @@ _SPACED = re.compile(
     r"(?P<path>[^:#`\n]{1,300}\.[A-Za-z0-9]{1,10})"
     r"(?::L?(?P<a>\d{1,9})(?:\s?[-\u2013\u2014]\s?L?(?P<b>\d{1,9}))?|#L(?P<c>\d{1,9})(?:-L?(?P<d>\d{1,9}))?)"
 )
-_NOT_PATH_WORDS = frozenset(
-    ("see", "in", "at", "on", "from", "of", "file", "open", "edit", "run", "check", "line")
-)
 _FIELD_START = re.compile(
     r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_]{0,2}(?:file|path|location|where|source|lines?)"
     r"[*_]{0,2}[ \t]*:",
     re.I,
 )
 _BREAK = re.compile(r"[.!?](?=\s)")
+_CLAUSE_BREAK = re.compile(r"[,;]|\s(?:and|but|while|whereas|whilst|or)\s|\s[\u2014\u2013-]\s")
 _BLOCK_LINE = re.compile(r"\s*(?:[-*+#>|]|\d{1,3}[.)]|```|~~~)")
 MAX_CONTEXT_CHARS = 2_000
 CLAIM_WINDOW = 400  # characters either side of a citation where its sentence's claims count
@@ -296,10 +353,7 @@ def spaced_cite(content: str) -> tuple[str, int, int] | None:
     if match is None:
         return None
     path = match["path"]
-    words = path.split(" ")
-    if len(words) > 5 or words[0].lower() in _NOT_PATH_WORDS or path != path.strip():
-        return None
-    if any(w.endswith((":", ",")) for w in words) or not is_path_like(path.replace(" ", "_")):
+    if not is_spaced_path(path):
         return None
     first = int(match["a"] or match["c"])
     last = int(match["b"] or match["d"] or first)
@@ -322,7 +376,7 @@ def attach_claims(text: str, citations: list[Citation], fences: Sequence[Fence])
         start, end = reading.context(citation)
         peers = reading.peers(start, end) or [index]
         claims = tuple(
-            (claim, _nearest(where, peers, citations) == index)
+            (claim, _nearest(text, where, peers, citations) == index)
             for claim, where in reading.claims(start, end)
         )
         before = text[max(start, citation.start_offset - 24) : citation.start_offset]
@@ -397,8 +451,22 @@ class _Reading:
         return self.breaks[line_start]
 
 
-def _nearest(where: int, peers: list[int], citations: list[Citation]) -> int:
-    return min(peers, key=lambda i: abs(citations[i].start_offset - where))
+def _nearest(text: str, where: int, peers: list[int], citations: list[Citation]) -> int:
+    """The citation a claim at `where` belongs to: the nearest one in its own clause.
+
+    "`DB_PATH` in db.py:5 and `DATABASE` in settings.py:4": `DATABASE` is nearer the first
+    citation's end, but "and" stands between them, so it is the second one's.
+    """
+
+    def distance(index: int) -> tuple[bool, int]:
+        cited = citations[index]
+        low, high = sorted((where, cited.start_offset))
+        if where > cited.start_offset:
+            low = min(where, max(cited.mark_offset, cited.start_offset))
+        between = text[low:high]
+        return _CLAUSE_BREAK.search(between) is not None, high - low
+
+    return min(peers, key=distance)
 
 
 def _following_block(text: str, citation: Citation, openings: dict[int, Fence]) -> tuple[str, ...]:

@@ -36,6 +36,8 @@ from flows.citation_tokens import (
     NUMBER,
     Token,
     is_path_like,
+    is_spaced_path,
+    line_number,
     line_range,
     parse_cite,
     read_token,
@@ -54,6 +56,7 @@ _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
 _SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
 _NAME = re.compile(r"[A-Za-z_][\w.]{0,200}(?:\(\))?")
 _QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
+_TRACEBACK = re.compile(r"[ \t]*File \"(?P<path>[^\"\n]{1,1000})\", line (?P<n>\d{1,9})\b")
 _SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
 LIST_WORDS = frozenset({"and", "&"})
 BEFORE_LINE = frozenset({"at", "on", "near", "around", "in", "from"})
@@ -66,7 +69,8 @@ def scan(text: str) -> list[Citation]:
     text = text[:MAX_SCAN_CHARS]
     scanner = _Scanner(text)
     found = scanner.run()
-    found += [scanner.found_at(f) for f in forms.json_citations(text) if scanner.free(f)]
+    blocks = [(f.content_start, "\n".join(f.body), f.info) for f in scanner.fences]
+    found += [scanner.found_at(f) for f in forms.json_citations(text, blocks) if scanner.free(f)]
     taken = [(c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in found]
     taken += scanner.covered
     found += [scanner.found_at(f) for f in forms.loose_citations(text, taken)]
@@ -91,6 +95,8 @@ class _Scanner:
         self.starts: list[int] = []  # link texts whose target is the citation
         self.grep_heading: str | None = None  # rg's heading: a file name alone on a line
         self.field_file: tuple[str, int, int, int] | None = None  # path, start, end, line start
+        # a traceback's `File` line and its indent: its next, deeper line is the cited code
+        self.traced: tuple[Citation, int] | None = None
 
     def run(self) -> list[Citation]:
         fence = ""
@@ -411,10 +417,26 @@ class _Scanner:
     def _block_line(self, line: TextLine) -> None:
         """Inside a fenced block: grep output, self-contained citations and tracebacks."""
         tokens = list(self._tokens(line))
+        traced, self.traced = self.traced, None
+        if traced is not None and self.block and self.block[-1] is traced[0]:
+            raw = self.text[line.start : line.end]
+            code = raw.strip()
+            deeper = len(raw) - len(raw.lstrip()) > traced[1]
+            if deeper and code and not code.startswith(("File ", "^", "~")):
+                # a traceback prints the cited line right under its `File "...", line N`
+                self.block[-1] = replace(traced[0], quote=code, form="traceback")
+                return
         grep = forms.grep_line(self.text, line.start, line.end, self.grep_heading)
         if grep is not None:
             cited = self._citation(grep.path, grep.first, grep.last, grep.form, grep.start)
             self.block.append(replace(cited, quote=grep.quote, end_offset=grep.end))
+            return
+        trace = _TRACEBACK.match(self.text, line.start, line.end)
+        if trace and (is_spaced_path if " " in trace["path"] else is_path_like)(trace["path"]):
+            at = line_number(trace["n"])
+            cited = self._citation(trace["path"], at, at, "code-block", trace.start("path"))
+            self.block.append(replace(cited, end_offset=trace.end("n")))
+            self.traced = (self.block[-1], trace.start("path") - line.start - len('File "'))
             return
         words = [t for t in tokens if t.text]
         if len(words) == 1 and words[0].kind == "path":
