@@ -52,6 +52,7 @@ _NEGATED = re.compile(
     r"recommend(?:ed)?|could|would|add|replace|use|switch|n't)\b",
     re.I,
 )
+_ABSENT_AFTER = re.compile(r"n't\b|\b(?:not|no longer|missing|absent|never|nowhere)\b", re.I)
 NEAR = re.compile(r"\b(?:around|near|nearby|about|approximately|approx\.?|roughly)\b|~\s*$", re.I)
 _ELIDED_LINE = re.compile(r"\s*(?:(?://|#|--|/\*|\*)\s*)?(?:\.\.\.|…)\s*(?:\*/)?\s*")
 
@@ -92,7 +93,7 @@ def judge(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, str]:
         missing = _outside_definition(missing, lines, low, high)
     if own and not missing:
         return Verdict.FOUND, ""
-    if missing and not citation.negated:
+    if missing:
         first = missing[0]
         where = _locate(lines, [first], whole_word=True)
         label = _lines_label(citation)
@@ -102,7 +103,7 @@ def judge(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, str]:
             return Verdict.SYMBOL_MISSING, f"named code not at those lines: {first}"
         return Verdict.SYMBOL_MISSING, f"`{first}` is not at {label}"
     if any(_present(c, cited) for c, _ in citation.claims):
-        return Verdict.FOUND, ""  # a negated sentence, or only another citation's names
+        return Verdict.FOUND, ""  # names said to be absent or proposed, or another citation's
     return Verdict.NOTHING, ""
 
 
@@ -111,8 +112,9 @@ def _outside_definition(missing: list[str], lines: Sequence[str], low: int, high
 
     A sentence may name the function the cited lines are in (`run_report` ... `eval` at its
     line 12) or its parameters: a plain name in the definition's lines above the cited ones is
-    context, not a false claim. A citation of a definition's header line alone cites the
-    definition: its body (to where its indentation ends) counts as cited. Dotted names and
+    context, not a false claim. A citation of a definition's or a block's header line alone
+    (`def f():`, `if not ok:`) cites the block: its body (to where its indentation ends)
+    counts as cited. Dotted names and
     expressions get no such slack above the lines.
     """
     header = 0
@@ -122,7 +124,7 @@ def _outside_definition(missing: list[str], lines: Sequence[str], low: int, high
             break
     above = _squash(" ".join(lines[header - 1 : low - 1])) if header else ""
     body = ""
-    if low == high and header == low:
+    if low == high and (header == low or lines[low - 1].rstrip().endswith((":", "{"))):
         indent = _indent(lines[low - 1])
         end = low
         while end < min(len(lines), low + DEFINITION_REACH):
@@ -229,11 +231,6 @@ def sentence_claims(
             claims.append((match.group(), where))
     claims.sort(key=lambda item: item[1])
     return claims
-
-
-def negated(text: str) -> bool:
-    """A sentence that speaks of code that is absent or proposed: its names need not be there."""
-    return _NEGATED.search(text) is not None
 
 
 def _code_like(body: str) -> bool:
@@ -345,6 +342,7 @@ MAX_CONTEXT_CHARS = 2_000
 CLAIM_WINDOW = 400  # characters either side of a citation where its sentence's claims count
 BUCKET = 1_024  # claims are read once per stretch of this many characters
 MAX_PEERS = 50
+CLAUSE_CHARS = 160  # how far a name's clause is read for a negating word
 
 
 def spaced_cite(content: str) -> tuple[str, int, int] | None:
@@ -376,7 +374,11 @@ def attach_claims(text: str, citations: list[Citation], fences: Sequence[Fence])
         start, end = reading.context(citation)
         peers = reading.peers(start, end) or [index]
         claims = tuple(
-            (claim, _nearest(text, where, peers, citations) == index)
+            (
+                claim,
+                _nearest(text, where, peers, citations) == index
+                and not _negated_clause(text, claim, where, start, end),
+            )
             for claim, where in reading.claims(start, end)
         )
         before = text[max(start, citation.start_offset - 24) : citation.start_offset]
@@ -385,7 +387,6 @@ def attach_claims(text: str, citations: list[Citation], fences: Sequence[Fence])
                 citation,
                 claims=claims,
                 near=NEAR.search(before) is not None,
-                negated=reading.negated(start, end),
                 block=_following_block(text, citation, openings),
             )
         )
@@ -405,7 +406,6 @@ class _Reading:
         )
         self.breaks: dict[int, list[int]] = {}
         self.bucket_claims: dict[int, list[tuple[str, int]]] = {}
-        self.negations: dict[int, list[int]] = {}
 
     def context(self, citation: Citation) -> tuple[int, int]:
         """The citation's sentence (or row, or field group), cut to a window around it."""
@@ -427,18 +427,6 @@ class _Reading:
             found += [c for c in self.bucket_claims[bucket] if start <= c[1] < end]
         return found[:MAX_CLAIMS]
 
-    def negated(self, start: int, end: int) -> bool:
-        """Does a negating word (not, missing, should, ...) sit in text[start:end]?"""
-        for bucket in range(start // BUCKET, end // BUCKET + 1):
-            if bucket not in self.negations:
-                low, high = bucket * BUCKET, min(len(self.text), (bucket + 1) * BUCKET)
-                self.negations[bucket] = [
-                    m.start() for m in _NEGATED.finditer(self.text, low, high)
-                ]
-            if any(start <= where < end for where in self.negations[bucket]):
-                return True
-        return False
-
     def _overlap(self, start: int, end: int) -> bool:
         index = bisect.bisect_left(self.spans, (end, -1)) - 1
         return any(a < end and start < b for a, b in self.spans[max(0, index - 2) : index + 1])
@@ -449,6 +437,26 @@ class _Reading:
                 m.end() for m in _BREAK.finditer(self.text, line_start, line_end)
             ]
         return self.breaks[line_start]
+
+
+def _negated_clause(text: str, claim: str, where: int, start: int, end: int) -> bool:
+    """Is the name said to be absent or proposed ("no `csrf_token`", "should use `x`")?
+
+    Read in the name's own clause only: "`sign_payload` signs with `hashlib.md5`; use
+    `hashlib.sha256`" excuses sha256, not md5. After the name only words that deny it count
+    ("`x` is missing"): in "`md5` instead of `sha256`" the claim is md5.
+    """
+    after = text.find(claim, where, where + len(claim) + 8)
+    after = after + len(claim) if after != -1 else where + 1
+    before = text[max(start, where - CLAUSE_CHARS) : where]
+    breaks = list(_CLAUSE_BREAK.finditer(before))
+    if breaks:
+        before = before[breaks[-1].end() :]
+    rest = text[after : min(end, after + CLAUSE_CHARS)]
+    cut = _CLAUSE_BREAK.search(rest)
+    if cut:
+        rest = rest[: cut.start()]
+    return _NEGATED.search(before) is not None or _ABSENT_AFTER.search(rest) is not None
 
 
 def _nearest(text: str, where: int, peers: list[int], citations: list[Citation]) -> int:
