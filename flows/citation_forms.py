@@ -51,6 +51,7 @@ _FIELD_LINE = re.compile(
 )
 # grep's path runs from the line's start to the first `:N:`, spaces and all
 _GREP = re.compile(r"[ \t]*(?P<path>[^\t\n:]{1,1000}):(?P<n>\d{1,9}):(?:\d{1,6}:)?(?P<rest>.*)")
+_TRACEBACK = re.compile(r"[ \t]*File \"(?P<path>[^\"\n]{1,1000})\", line (?P<n>\d{1,9})\b")
 _HEADED_MATCH = re.compile(r"(?P<n>\d{1,9}):(?P<rest>.*)")
 _TOOL_MESSAGE = re.compile(r"\s?(?:error|warning|note|info|hint|[A-Z]{1,4}\d{2,5})\b", re.I)
 _LOOSE = re.compile(
@@ -192,6 +193,18 @@ def grep_line(text: str, start: int, end: int, heading: str | None) -> Found | N
     number = line_number(line)
     return Found(path=path, first=number, last=number, start=begin, end=end, form="grep",
                  quote=rest.strip() or None)  # fmt: skip
+
+
+def traceback_line(text: str, start: int, end: int) -> Found | None:
+    """A Python traceback's `File "path", line N, in f` (its next line shows the code)."""
+    match = _TRACEBACK.match(text, start, end)
+    if match is None or not (is_spaced_path if " " in match["path"] else is_path_like)(
+        match["path"]
+    ):
+        return None
+    number = line_number(match["n"])
+    return Found(path=match["path"], first=number, last=number, start=match.start("path"),
+                 end=match.end("n"), form="code-block")  # fmt: skip
 
 
 def json_citations(text: str, blocks: Sequence[tuple[int, str, str]] = ()) -> list[Found]:

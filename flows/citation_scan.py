@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from flows import citation_forms as forms
-from flows.citation_claims import attach_claims, spaced_cite
+from flows.citation_context import attach_claims, spaced_cite
 from flows.citation_layout import (
     Citation,
     Fence,
@@ -36,8 +36,6 @@ from flows.citation_tokens import (
     NUMBER,
     Token,
     is_path_like,
-    is_spaced_path,
-    line_number,
     line_range,
     parse_cite,
     read_token,
@@ -56,7 +54,6 @@ _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
 _SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
 _NAME = re.compile(r"[A-Za-z_][\w.]{0,200}(?:\(\))?")
 _QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
-_TRACEBACK = re.compile(r"[ \t]*File \"(?P<path>[^\"\n]{1,1000})\", line (?P<n>\d{1,9})\b")
 _SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
 LIST_WORDS = frozenset({"and", "&"})
 BEFORE_LINE = frozenset({"at", "on", "near", "around", "in", "from"})
@@ -431,12 +428,11 @@ class _Scanner:
             cited = self._citation(grep.path, grep.first, grep.last, grep.form, grep.start)
             self.block.append(replace(cited, quote=grep.quote, end_offset=grep.end))
             return
-        trace = _TRACEBACK.match(self.text, line.start, line.end)
-        if trace and (is_spaced_path if " " in trace["path"] else is_path_like)(trace["path"]):
-            at = line_number(trace["n"])
-            cited = self._citation(trace["path"], at, at, "code-block", trace.start("path"))
-            self.block.append(replace(cited, end_offset=trace.end("n")))
-            self.traced = (self.block[-1], trace.start("path") - line.start - len('File "'))
+        trace = forms.traceback_line(self.text, line.start, line.end)
+        if trace is not None:
+            cited = self._citation(trace.path, trace.first, trace.last, trace.form, trace.start)
+            self.block.append(replace(cited, end_offset=trace.end))
+            self.traced = (self.block[-1], trace.start - line.start - len('File "'))
             return
         words = [t for t in tokens if t.text]
         if len(words) == 1 and words[0].kind == "path":
