@@ -31,7 +31,9 @@ _FIELD_START = re.compile(
     re.I,
 )
 _BREAK = re.compile(r"[.!?](?=\s)")
-_CLAUSE_BREAK = re.compile(r"[,;]|\s(?:and|but|while|whereas|whilst|or)\s|\s[\u2014\u2013-]\s")
+_CLAUSE_BREAK = re.compile(
+    r"[,;]|[.!?](?=\s)|\n\n|\s(?:and|but|while|whereas|whilst|or)\s|\s[\u2014\u2013-]\s"
+)
 _BLOCK_LINE = re.compile(r"\s*(?:[-*+#>|]|\d{1,3}[.)]|```|~~~)")
 MAX_CONTEXT_CHARS = 2_000
 CLAIM_WINDOW = 400  # characters either side of a citation where its sentence's claims count
@@ -71,8 +73,8 @@ def attach_claims(text: str, citations: list[Citation], fences: Sequence[Fence])
         claims = tuple(
             (
                 claim,
-                _nearest(text, where, peers, citations) == index
-                and not _negated_clause(text, claim, where, start, end),
+                reading.nearest(where, peers, citations) == index
+                and not reading.denied(claim, where),
             )
             for claim, where in reading.claims(start, end)
         )
@@ -100,6 +102,9 @@ class _Reading:
             (c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in citations
         )
         self.breaks: dict[int, list[int]] = {}
+        # (start, end) of each clause break: commas, semicolons, "and", sentence ends
+        self.clause_breaks = [(m.start(), m.end()) for m in _CLAUSE_BREAK.finditer(text)]
+        self.denials: dict[int, bool] = {}
         self.bucket_claims: dict[int, list[tuple[str, int]]] = {}
 
     def context(self, citation: Citation) -> tuple[int, int]:
@@ -122,6 +127,57 @@ class _Reading:
             found += [c for c in self.bucket_claims[bucket] if start <= c[1] < end]
         return found[:MAX_CLAIMS]
 
+    def nearest(self, where: int, peers: list[int], citations: list[Citation]) -> int:
+        """The citation a claim at `where` belongs to: the nearest one in its own clause.
+
+        "`DB_PATH` in db.py:5 and `DATABASE` in settings.py:4": `DATABASE` is nearer the first
+        citation's end, but "and" stands between them, so it is the second one's. Only the
+        citations either side of the claim can be nearest (farther ones have as many breaks
+        between), so each claim costs two looks however many citations its sentence has.
+        """
+        at = bisect.bisect_right(peers, where, key=lambda i: citations[i].start_offset)
+        sides = [peers[k] for k in (at - 1, at) if 0 <= k < len(peers)]
+
+        def distance(index: int) -> tuple[bool, int]:
+            cited = citations[index]
+            low, high = sorted((where, cited.start_offset))
+            if where > cited.start_offset:
+                low = min(where, max(cited.mark_offset, cited.start_offset))
+            return self._clause_break(low, high), high - low
+
+        return min(sides, key=distance)
+
+    def denied(self, claim: str, where: int) -> bool:
+        """Is the name said to be absent or proposed ("no `csrf_token`", "should use `x`")?
+
+        Read in the name's own clause only: "`sign_payload` signs with `hashlib.md5`; use
+        `hashlib.sha256`" excuses sha256, not md5. After the name only words that deny it
+        count ("`x` is missing"): in "`md5` instead of `sha256`" the claim is md5.
+        """
+        if where in self.denials:
+            return self.denials[where]
+        text = self.text
+        found = text.find(claim, where, where + len(claim) + 8)
+        after = found + len(claim) if found != -1 else where + 1
+        low = max(0, where - CLAUSE_CHARS)
+        index = bisect.bisect_left(self.clause_breaks, (where, -1)) - 1
+        if index >= 0 and self.clause_breaks[index][0] >= low:
+            low = self.clause_breaks[index][1]
+        high = min(len(text), after + CLAUSE_CHARS)
+        index = bisect.bisect_left(self.clause_breaks, (after, after))
+        if index < len(self.clause_breaks) and self.clause_breaks[index][0] < high:
+            high = self.clause_breaks[index][0]
+        denied = (
+            NEGATED.search(text, low, max(low, where)) is not None
+            or _ABSENT_AFTER.search(text, after, max(after, high)) is not None
+        )
+        self.denials[where] = denied
+        return denied
+
+    def _clause_break(self, low: int, high: int) -> bool:
+        index = bisect.bisect_left(self.clause_breaks, (low, low))
+        return index < len(self.clause_breaks) and self.clause_breaks[index][0] < high
+
     def _overlap(self, start: int, end: int) -> bool:
         index = bisect.bisect_left(self.spans, (end, -1)) - 1
         return any(a < end and start < b for a, b in self.spans[max(0, index - 2) : index + 1])
@@ -132,44 +188,6 @@ class _Reading:
                 m.end() for m in _BREAK.finditer(self.text, line_start, line_end)
             ]
         return self.breaks[line_start]
-
-
-def _negated_clause(text: str, claim: str, where: int, start: int, end: int) -> bool:
-    """Is the name said to be absent or proposed ("no `csrf_token`", "should use `x`")?
-
-    Read in the name's own clause only: "`sign_payload` signs with `hashlib.md5`; use
-    `hashlib.sha256`" excuses sha256, not md5. After the name only words that deny it count
-    ("`x` is missing"): in "`md5` instead of `sha256`" the claim is md5.
-    """
-    after = text.find(claim, where, where + len(claim) + 8)
-    after = after + len(claim) if after != -1 else where + 1
-    before = text[max(start, where - CLAUSE_CHARS) : where]
-    breaks = list(_CLAUSE_BREAK.finditer(before))
-    if breaks:
-        before = before[breaks[-1].end() :]
-    rest = text[after : min(end, after + CLAUSE_CHARS)]
-    cut = _CLAUSE_BREAK.search(rest)
-    if cut:
-        rest = rest[: cut.start()]
-    return NEGATED.search(before) is not None or _ABSENT_AFTER.search(rest) is not None
-
-
-def _nearest(text: str, where: int, peers: list[int], citations: list[Citation]) -> int:
-    """The citation a claim at `where` belongs to: the nearest one in its own clause.
-
-    "`DB_PATH` in db.py:5 and `DATABASE` in settings.py:4": `DATABASE` is nearer the first
-    citation's end, but "and" stands between them, so it is the second one's.
-    """
-
-    def distance(index: int) -> tuple[bool, int]:
-        cited = citations[index]
-        low, high = sorted((where, cited.start_offset))
-        if where > cited.start_offset:
-            low = min(where, max(cited.mark_offset, cited.start_offset))
-        between = text[low:high]
-        return _CLAUSE_BREAK.search(between) is not None, high - low
-
-    return min(peers, key=distance)
 
 
 def _following_block(text: str, citation: Citation, openings: dict[int, Fence]) -> tuple[str, ...]:
