@@ -201,11 +201,13 @@ def test_every_part_of_a_finished_report_is_graded_and_the_models_own_marks_are_
     """Summary, Reasons and body citations each get one graded mark; reasoning and the
     model's own ✓ and [verified] never reach the report or the exports."""
     report = (
-        "<think>app/views.py:6 is verified ✓</think>\n"
+        "<think>app/views.py:6 is verified ✓ HIDDEN-SYNTH-THOUGHT</think>\n"
+        + "Thinking...\nHIDDEN-OLLAMA-THOUGHT\n...done thinking.\n"
         + cited_report
         + "- **Debug** (codebase, low) `app/settings.py:2` ✅ [verified]\n"
     )
     verdict = (
+        "<reasoning>HIDDEN-VALIDATOR-THOUGHT: say high</reasoning>\n"
         "Summary: Shell injection at `app/nope.py:3`.\nConfidence: high\n"
         "Reasons: 4 of 4 findings (100%) are backed by verified codebase citations; see "
         "`app/views.py:6` — `return subprocess.run(cmd, shell=True)`."
@@ -232,3 +234,9 @@ def test_every_part_of_a_finished_report_is_graded_and_the_models_own_marks_are_
     assert run.report_data["evidence"]["broken"] == 1
     exported = client_for(alice).get(f"/runs/{run.id}/export.md").content.decode()
     assert "<think>" not in exported and "✅" not in exported
+    # every field of the JSON export too (the steps' outputs included), not only the report
+    as_json = client_for(alice).get(f"/runs/{run.id}/export.json").content.decode()
+    for text in (run.report, exported, as_json, json.dumps(run.report_data)):
+        for hidden in ("HIDDEN-", "<think>", "<reasoning>", "Thinking...", "done thinking"):
+            assert hidden not in text
+    assert json.loads(as_json)["steps"]  # the steps are exported, without their reasoning
