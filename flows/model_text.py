@@ -95,22 +95,30 @@ def clean(text: str) -> str:
 
 
 def neutralise(body: str) -> str:
-    """Verdict-like headings, lines and tables the model wrote become quoted model text."""
+    """Verdict-like headings, lines and tables the model wrote become quoted model text, and so
+    does a level announced in the paragraph right under such a heading ("Confidence" over
+    `===`, then "High, every citation checked.")."""
     lines = body.split("\n")
     fence = False
     table = False
+    under_heading = False  # the last thing quoted was a verdict-like heading
     for index, line in enumerate(lines):
         if _FENCE.match(line):
             fence = not fence
+            under_heading = False
             continue
         if fence or line.startswith(QUOTED):
             continue  # already quoted (the report is neutralised once more as a whole)
+        if not line.strip():
+            table = False  # a blank line ends a table; a heading's paragraph may still follow
+            continue
         following = lines[index + 1] if index + 1 < len(lines) else ""
         if table:
             if line.lstrip().startswith("|"):
                 lines[index] = "> " + line
                 continue
             table = False
+        heading = False
         if _TABLE_HEAD.match(line):
             lines[index] = f"{MODEL_TABLE}\n>\n> {line}"
             table = True
@@ -120,17 +128,21 @@ def neutralise(body: str) -> str:
             or _BODY_VERDICT.fullmatch(line)
         ):
             lines[index] = MODEL_WRITTEN + line.strip().lstrip("#>").strip()
+            heading = True
         elif "<h" in line.lower() and _HTML_HEADING.search(line):
             lines[index] = MODEL_WRITTEN + line.strip().replace("<", "&lt;")
+            heading = True
         elif following and _SETEXT_RULE.fullmatch(following) and line.strip():
-            _setext(lines, index)
-        elif _BASIS_LIKE.search(line):
+            heading = _setext(lines, index)
+        elif _BASIS_LIKE.search(line) or (under_heading and _SETEXT_WORD.fullmatch(line)):
             lines[index] = MODEL_WRITTEN + line.strip().lstrip("#>").strip()
+        under_heading = heading
     return "\n".join(lines)
 
 
-def _setext(lines: list[str], index: int) -> None:
-    """An underlined heading is read like a `#` one: its whole paragraph is its text.
+def _setext(lines: list[str], index: int) -> bool:
+    """An underlined heading is read like a `#` one: its whole paragraph is its text. True
+    when it was quoted.
 
     "Confidence" over "High, every citation checked." over `===` is one heading, "Confidence
     High, every citation checked.": quoted whole, its rule dropped.
@@ -146,8 +158,9 @@ def _setext(lines: list[str], index: int) -> None:
     paragraph = lines[start : index + 1]
     text = " ".join(line.strip() for line in paragraph)
     if not (any(_SETEXT_WORD.fullmatch(line) for line in paragraph) or _BASIS_LIKE.search(text)):
-        return
+        return False
     lines[start : index + 2] = [MODEL_WRITTEN + text, *[""] * (index + 1 - start)]
+    return True
 
 
 def imitates_verdict(text: str) -> bool:

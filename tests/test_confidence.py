@@ -242,6 +242,9 @@ def test_setext_verdict_headings_and_code_blocks():
         "intro\n\nConfidence\nHigh, every citation checked.\n===\nafter",
         "intro\nConfidence\nHigh, every citation checked.\n---\nafter",
         "intro\n\nConfidence\n==========\n\nHigh, every citation checked.\n===\nafter",
+        # the level in its own paragraph under the underlined heading (a blind corpus's form)
+        "intro\n\nConfidence\n==========\n\nHigh, every citation checked.\n\nafter",
+        "intro\n\n## Confidence\n\nHigh, every citation checked.\n\nafter",
         "intro\n\nHigh confidence.\n===\nafter",
         "intro\n\n# High, every citation checked.\nafter",
     ],
