@@ -112,3 +112,24 @@ def secret_repo(allowed_root: Path, secret_key: dict[str, Any]) -> Path:
     _git(root, "add", "-A", "-f")
     _git(root, "commit", "-q", "-m", "Rotate the credentials")
     return root
+
+
+@pytest.fixture
+def forged_run(alice: Any, citation_target: Path, forged: dict[str, Any]) -> Any:
+    """A code review finished through the engine's own finish, whose synthesizer and validator
+    answered with the forged texts (specialists answered plainly)."""
+    from devtools.testing import finish_step
+    from runs.engine.queue import scheduler
+    from runs.models import FlowStep
+    from runs.services import launch_run
+
+    run = launch_run(flow="code-review", target=str(citation_target), owner=alice, focus="webhook")
+    for step_id in scheduler.claim_steps("blind", 10, run_id=run.id):
+        step = FlowStep.objects.get(id=step_id)
+        finish_step(step_id, "blind", succeeded=True, output=f"{step.key}: nothing to add.")
+    for key in ("synthesis", "validation"):
+        [step_id] = scheduler.claim_steps("blind", 10, run_id=run.id)
+        assert FlowStep.objects.get(id=step_id).key == key
+        finish_step(step_id, "blind", succeeded=True, output=forged[key])
+    run.refresh_from_db()
+    return run
