@@ -86,7 +86,7 @@ def _git(root: Path, *args: str) -> None:
             "GIT_COMMITTER_NAME": "Blind Tester",
             "GIT_COMMITTER_EMAIL": "blind@example.invalid",
             "GIT_CONFIG_NOSYSTEM": "1",
-            "HOME": str(root),
+            "HOME": str(root.parent),
             "PATH": "/usr/bin:/bin",
         },
     )
@@ -100,8 +100,8 @@ def secret_key() -> dict[str, Any]:
 
 @pytest.fixture
 def secret_repo(allowed_root: Path, secret_key: dict[str, Any]) -> Path:
-    """The secret-laden project as a git repository: a first commit, then a second that rotates
-    one secret (so the old value lives only in history) and adds the files the key lists."""
+    """The secret-laden project as a git repository: a first commit of every file, then a second
+    that rotates the secrets the key's history lists (the old values live only in history)."""
     root = Path(shutil.copytree(DATA / "secrets" / "target", allowed_root / "vault"))
     _git(root, "init", "-q", "-b", "main")
     _git(root, "add", "-A", "-f")
