@@ -62,6 +62,9 @@ def main() -> None:
         from django.conf import settings
 
         settings.ORCHESTRATOR_ALLOWED_ROOTS = [Path(tmp).resolve()]
+        # the bench's users share its project, and its bursts wait uncapped
+        settings.ORCHESTRATOR_SHARED_ROOTS = [Path(tmp).resolve()]
+        settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         _, cookie = session_cookie()
         model = ModelProcess(token_rate=args.rate, pad_reasoning=pad)
@@ -156,6 +159,8 @@ def orchestrated(
         tmp / f"serve-{n}.log",
         ORCHESTRATOR_SLOTS=str(n),
         ORCHESTRATOR_WORKER_CONCURRENCY=str(max(n, 16)),
+        # One bench user stands for every viewer: a pane per run, all open at once.
+        ORCHESTRATOR_MAX_SOCKETS_PER_USER=str(max(16, n)),
     )
     runs = [
         launch_run(flow="code-review", target=str(target), focus=f"delivery {n}", owner=user)

@@ -75,6 +75,9 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
     logging.getLogger("runs").setLevel(logging.ERROR)
     target = str(make_target(tmp))
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    # the bench's users share its project, and its bursts wait uncapped
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     settings.ORCHESTRATOR_WORKER_CONCURRENCY = args.concurrency
     if args.cap is not None:
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = args.cap
@@ -133,6 +136,9 @@ def claim_cost(tmp: Path, args: argparse.Namespace) -> None:
     logging.getLogger("runs").setLevel(logging.ERROR)
     target = str(make_target(tmp))
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    # the bench's users share its project, and its bursts wait uncapped
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     settings.ORCHESTRATOR_MODEL = "demo/scripted"
     if args.cap is not None:
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = args.cap
@@ -190,7 +196,8 @@ def fifo_claim(worker: str, limit: int) -> list[int]:
     from django.db.models import Q
     from django.utils import timezone
 
-    from runs.engine.queue.scheduler import LEASE_FIELDS, _lease
+    from runs.engine.queue.reset import lease_fields
+    from runs.engine.queue.scheduler import _lease
     from runs.models import ACTIVE_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
     now = timezone.now()
@@ -204,7 +211,7 @@ def fifo_claim(worker: str, limit: int) -> list[int]:
         steps = list(query[:limit])
         for step in steps:
             _lease(step, worker, now)
-        FlowStep.objects.bulk_update(steps, LEASE_FIELDS)
+        FlowStep.objects.bulk_update(steps, lease_fields())
         FlowRun.objects.filter(
             id__in={step.run_id for step in steps}, status=RunStatus.PENDING
         ).update(status=RunStatus.RUNNING, started_at=now)

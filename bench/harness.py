@@ -132,6 +132,8 @@ def orchestrator_env(model_url: str, root: Path, **extra: str) -> dict[str, str]
         ORCHESTRATOR_MODEL="demo/scripted",
         ORCHESTRATOR_BASE_URL=model_url,
         ORCHESTRATOR_ALLOWED_ROOTS=str(root),
+        ORCHESTRATOR_SHARED_ROOTS=str(root),  # the bench's users share its project
+        ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER="0",  # its bursts wait uncapped
         LOG_LEVEL="WARNING",
         **extra,
     )

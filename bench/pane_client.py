@@ -65,7 +65,7 @@ class Pane:
 
     async def open(self, steps: list[int]) -> Pane:
         """Connect (the snapshot arrives first) and expand every given step."""
-        # The Origin must name an allowed host (AllowedHostsOriginValidator), as a browser's does.
+        # The Origin must be the site itself (scheme, host and port), as a browser's is.
         self._ws = await connect(
             f"ws://{self.host}/ws/runs/{self.run_id}/",
             origin=f"http://{self.host}",  # type: ignore[arg-type]

@@ -42,6 +42,9 @@ def measure(tmp: Path, flow: str, band: str) -> None:
 
     target = make_target(tmp)
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    # the bench's users share its project, and its bursts wait uncapped
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     with ScriptedModelServer() as server:
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         settings.ORCHESTRATOR_BASE_URL = server.url

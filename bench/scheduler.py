@@ -79,6 +79,9 @@ def measure(tmp: Path, runs: int, slots: int, rate: float, rounds: int) -> list[
 
     target = make_target(tmp)
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    # the bench's users share its project, and its bursts wait uncapped
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     results = []
     with TaggedServer(token_rate=rate) as server:
         server.streams = []

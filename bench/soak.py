@@ -91,6 +91,9 @@ class Soak:
         from django.conf import settings
 
         settings.ORCHESTRATOR_ALLOWED_ROOTS = [self.tmp.resolve()]
+        # the bench's users share its project, and its bursts wait uncapped
+        settings.ORCHESTRATOR_SHARED_ROOTS = [self.tmp.resolve()]
+        settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         self.target = make_target(self.tmp)
         self.user, self.cookie = session_cookie()
@@ -121,6 +124,8 @@ class Soak:
         extra = {
             "ORCHESTRATOR_SLOTS": str(2 * self.args.concurrency),
             "ORCHESTRATOR_WORKER_CONCURRENCY": str(self.args.concurrency),
+            # One bench user stands for every viewer: --panes open at once, and rotating.
+            "ORCHESTRATOR_MAX_SOCKETS_PER_USER": str(max(16, self.args.panes + 4)),
         }
         if self.args.redis_url:
             extra["REDIS_URL"] = self.args.redis_url

@@ -48,6 +48,9 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
 
     target = make_target(tmp)
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    # the bench's users share its project, and its bursts wait uncapped
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     settings.ORCHESTRATOR_MODEL = "demo/scripted"
     model = ModelProcess(token_rate=args.rate, pad_reasoning=args.pad, record_emissions=True)
     server = None

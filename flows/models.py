@@ -66,6 +66,8 @@ class StepDef(Frozen):
     # A synthesizer still runs when some specialists failed, and says which; other steps are
     # skipped when a dependency did not succeed.
     tolerates_failed_deps: bool = False
+    # Offered web_search and web_fetch when the run allows the web (the outside-sources lens).
+    web: bool = False
 
 
 class FlowDef(Frozen):

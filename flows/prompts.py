@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flows.contracts import VALIDATOR_OUTPUT, checklist_for, shared_contracts
+from flows.contracts import VALIDATOR_OUTPUT, checklist_for, shared_contracts, web_part
 from flows.models import Depth, FlowDef, FlowKind, StepDef, StepKind
 
 PREAMBLE = """\
@@ -30,6 +30,7 @@ class RunBrief:
     fast: bool
     focus: str
     target_name: str
+    web: bool = False  # the run allows the web (and a search endpoint is configured)
 
 
 def system_prompt(brief: RunBrief, step: StepDef, depth: Depth) -> str:
@@ -37,7 +38,7 @@ def system_prompt(brief: RunBrief, step: StepDef, depth: Depth) -> str:
     shared = "\n\n".join(
         [
             PREAMBLE,
-            shared_contracts(producing=brief.flow.kind == FlowKind.DRAFT),
+            shared_contracts(producing=brief.flow.kind == FlowKind.DRAFT, web=brief.web),
             f"## This run\nFlow: {brief.flow.slug} ({brief.flow.title})\nBand: {brief.band}"
             f"\nFast mode: {'on' if brief.fast else 'off'}",
         ]
@@ -51,6 +52,8 @@ def system_prompt(brief: RunBrief, step: StepDef, depth: Depth) -> str:
         "",
         step.prompt.strip(),
     ]
+    if step.web:
+        own += ["", web_part(allowed=brief.web)]
     if step.kind == StepKind.VALIDATOR:
         checklist = "\n".join(f"- {item}" for item in checklist_for(brief.flow.family))
         own += ["", "## Checklist", checklist, "", VALIDATOR_OUTPUT]

@@ -9,6 +9,7 @@ are shown as quoted text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -374,3 +375,17 @@ def _or(value: int | None, default: int) -> int:
 
 def _lower(level: str, ceiling: str) -> str:
     return min(level, ceiling, key=CONFIDENCE_LEVELS.index)
+
+
+def with_web_evidence(
+    facts: EvidenceFacts, *, single_source: int, corroborated: int = 0
+) -> EvidenceFacts:
+    """The facts with web claims counted mechanically (flows.web_citations): a web claim not
+    corroborated by two verified sites is single-source, whatever the model wrote of it; a
+    corroborated one (without code citations) stands on its own evidence, so it leaves the
+    share of findings that codebase citations must back."""
+    return dataclasses.replace(
+        facts,
+        single_source=single_source,
+        findings=max(0, facts.findings - corroborated),
+    )

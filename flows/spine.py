@@ -23,6 +23,7 @@ class Lens:
     title: str
     prompt: str
     from_band: Band = "small"
+    web: bool = False  # reads outside sources: offered the web tools when the run allows it
 
     def bands(self) -> frozenset[Band]:
         return frozenset(BANDS[BANDS.index(self.from_band) :])
@@ -48,6 +49,7 @@ def spine_flow(
             kind=StepKind.SPECIALIST,
             prompt=lens.prompt,
             bands=lens.bands(),
+            web=lens.web,
         )
         for lens in lenses
     ]

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP, WebSockets (owner-checked in the consumer) and the worker channel."""
+"""ASGI entry point: HTTP (Django, and the MCP server at /mcp), WebSockets (exact origins
+checked here, the owner in the consumer) and the worker channel."""
 
 from __future__ import annotations
 
@@ -11,17 +12,27 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from orchestrator_site.origins import SiteOriginValidator  # noqa: E402
 from runs.engine.worker import DispatchConsumer  # noqa: E402
+from runs.mcp_server import MCP_PATH, McpDoor  # noqa: E402
 from runs.routing import websocket_urlpatterns  # noqa: E402
+
+mcp_door = McpDoor()
+
+
+async def http(scope: dict, receive: object, send: object) -> None:
+    """/mcp goes to the MCP server (its own token check); everything else to Django."""
+    if scope["path"] == MCP_PATH or scope["path"].startswith(MCP_PATH + "/"):
+        await mcp_door(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)  # type: ignore[arg-type]
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "http": http,
+        "websocket": SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "channel": ChannelNameRouter({"orchestrator.dispatch": DispatchConsumer.as_asgi()}),
     }
 )

@@ -66,7 +66,32 @@ def env_json_object(name: str) -> dict[str, Any]:
     return value
 
 
-def env_paths(name: str, default: list[Path]) -> list[Path]:
+def env_origin(name: str, default: str) -> str:
+    """An origin: http(s)://host[:port], without a path."""
+    raw = env_str(name, default).rstrip("/")
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path or parts.query:
+        raise ImproperlyConfigured(
+            f"{name} must be an origin such as http://127.0.0.1:8000, got {raw!r}"
+        )
+    return raw
+
+
+def env_header(name: str) -> tuple[str, str] | None:
+    """`Header-Name: value` (a proxy's HTTPS header) as Django's META key and value."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, colon, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not colon or not value or not header.replace("-", "").isalnum():
+        raise ImproperlyConfigured(
+            f"{name} must be `Header-Name: value`, such as `X-Forwarded-Proto: https`, got {raw!r}"
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def env_paths(name: str, default: list[Path], *, user_part: bool = False) -> list[Path]:
     """Colon-separated absolute directories, resolved (symlinks followed)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -78,8 +103,55 @@ def env_paths(name: str, default: list[Path]) -> list[Path]:
         path = Path(part).expanduser()
         if not path.is_absolute():
             raise ImproperlyConfigured(f"{name} must list absolute paths, got {part!r}")
-        paths.append(path.resolve())
+        if ("{" in part or "}" in part) and user_part:
+            paths.append(_user_pattern(name, path))
+        elif "{" in part or "}" in part:
+            raise ImproperlyConfigured(f"{name} takes plain directories, got {part!r}")
+        else:
+            paths.append(path.resolve())
     return paths
+
+
+def _user_pattern(name: str, path: Path) -> Path:
+    """An entry with a `{user}` part: the part before it resolved, `{user}` a whole name."""
+    parts = path.parts
+    if sum(p == "{user}" for p in parts) != 1 or any(
+        ("{" in p or "}" in p) and p != "{user}" for p in parts
+    ):
+        raise ImproperlyConfigured(
+            f"{name}: {str(path)!r} may hold `{{user}}` once, as a whole directory name "
+            "(such as /srv/projects/{user})"
+        )
+    at = parts.index("{user}")
+    return Path(*parts[:at]).resolve().joinpath(*parts[at:])
+
+
+def env_url(name: str) -> str:
+    """An http(s) URL with a host, or "" when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    return raw
+
+
+def env_hosts(name: str) -> frozenset[str]:
+    """Comma-separated host names or addresses, lower-cased (IPv6 without brackets)."""
+    raw = os.environ.get(name, "")
+    hosts = set()
+    for part in raw.split(","):
+        host = part.strip().lower().removeprefix("[").removesuffix("]")
+        if not host:
+            continue
+        if any(c in host for c in "/@ ") or host.count(":") == 1:
+            raise ImproperlyConfigured(
+                f"{name} must list bare host names or addresses (no scheme, port or path), "
+                f"got {part.strip()!r}"
+            )
+        hosts.add(host)
+    return frozenset(hosts)
 
 
 def database_from_url(name: str, url: str) -> dict[str, Any]:
@@ -103,3 +175,34 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
         "PORT": str(parts.port or ""),
         "OPTIONS": {key: values[0] for key, values in query.items()},
     }
+
+
+def env_origins(name: str) -> list[str]:
+    """Space-separated exact web origins (`https://host[:port]`), as browsers send them in
+    an Origin header: a scheme, a host and an optional port, nothing else (no path, no
+    wildcard, no leading dot, which channels' origin check would read as "any subdomain")."""
+    origins = []
+    for part in os.environ.get(name, "").split():
+        wrong = ImproperlyConfigured(
+            f"{name} must list exact origins such as https://app.example.com:8443 "
+            f"(scheme, host and port only), got {part!r}"
+        )
+        try:
+            parts = urlsplit(part)
+            port = parts.port
+        except ValueError:  # a port that is not a number, or out of range
+            raise wrong from None
+        host = parts.hostname or ""
+        exact = (
+            parts.scheme in {"http", "https"}
+            and host
+            and not host.startswith(".")
+            and "*" not in host
+            and parts.path in {"", "/"}
+            and not (parts.query or parts.fragment or parts.username or parts.password)
+        )
+        if not exact:
+            raise wrong
+        shown = f"[{host}]" if ":" in host else host
+        origins.append(f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else ""))
+    return origins

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from csp.constants import NONCE
+
 from orchestrator_site.channel_layers import channel_layers
 from orchestrator_site.embedded_db import embedded_database_settings
 from orchestrator_site.env import (
     database_from_url,
     env_bool,
     env_float,
+    env_header,
+    env_hosts,
     env_int,
     env_json_object,
+    env_origin,
+    env_origins,
     env_paths,
     env_str,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,10 +49,14 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "django_htmx",
+    "ninja",  # the API docs page then serves Swagger UI from ninja's own static files, no CDN
+    "csp",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # outside the query check, so its 400 has the policy too
+    "orchestrator_site.hardening.CleanQueryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -68,6 +79,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "orchestrator_site.hardening.csp_nonce",
             ],
         },
     },
@@ -107,6 +119,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "runs": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+        # Every 500 with its traceback (the error page says it is in the server's log);
+        # ERROR only, so 404s and 403s stay out of it.
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
     },
 }
 
@@ -126,9 +141,14 @@ ORCHESTRATOR_RETRY_SECONDS = env_float("ORCHESTRATOR_RETRY_SECONDS", 180.0)
 # Attempts per step: an attempt whose worker died (or lost the database) is resumed by another
 # until this many have started; then the step fails, naming why the last one ended.
 ORCHESTRATOR_MAX_ATTEMPTS = env_int("ORCHESTRATOR_MAX_ATTEMPTS", 3, minimum=1)
-# Targets must lie under one of these directories.
-ORCHESTRATOR_ALLOWED_ROOTS = env_paths("ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()])
+# Targets must lie under one of these directories; an entry may hold `{user}`
+# (runs/targets.py).
+ORCHESTRATOR_ALLOWED_ROOTS = env_paths(
+    "ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()], user_part=True
+)
 ORCHESTRATOR_CHAT_WEBHOOK = env_str("ORCHESTRATOR_CHAT_WEBHOOK")
+# Where people reach this server (scheme, host, port): the MCP App frames the pane from here.
+ORCHESTRATOR_PUBLIC_URL = env_origin("ORCHESTRATOR_PUBLIC_URL", "http://127.0.0.1:8000")
 # A worker that stops heart-beating loses its steps after this long.
 ORCHESTRATOR_LEASE_SECONDS = env_float("ORCHESTRATOR_LEASE_SECONDS", 15.0, minimum=1.0)
 # The worker re-reads the database this often even when no wake-up message arrives.
@@ -145,5 +165,50 @@ ORCHESTRATOR_MAX_EVENTS_PER_STEP = env_int("ORCHESTRATOR_MAX_EVENTS_PER_STEP", 2
 # start in launch order as theirs end. 0 = no cap. Runs without an owner (launched from the
 # CLI without --user) are the operator's and are not capped.
 ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER", 4)
+# The web tools (runs/engine/web): a SearXNG-compatible JSON search endpoint; unset, no run
+# may use the web. Hosts listed in ALLOW_HOSTS may be fetched even at private or loopback
+# addresses (an intranet docs server); every other address is checked (docs/architecture.md).
+ORCHESTRATOR_WEB_SEARCH_URL = env_url("ORCHESTRATOR_WEB_SEARCH_URL")
+ORCHESTRATOR_WEB_ALLOW_HOSTS = env_hosts("ORCHESTRATOR_WEB_ALLOW_HOSTS")
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)
+
+# --- The pane's WebSocket: who may open it and what one socket may cost ------------------
+# (runs/socket_limits.py holds the per-socket limits; docs/architecture.md "The live pane")
+# Pages on other origins allowed to open a run's socket (and, later, to frame the pane):
+# space-separated exact origins, scheme, host and port. The site itself is always allowed.
+ORCHESTRATOR_EMBED_ORIGINS = env_origins("ORCHESTRATOR_EMBED_ORIGINS")
+# Pane sockets one user may hold open at once in one server process; one more is closed
+# with the reason. Each browser tab showing a run holds one.
+ORCHESTRATOR_MAX_SOCKETS_PER_USER = env_int("ORCHESTRATOR_MAX_SOCKETS_PER_USER", 16, minimum=1)
+# --- end of the pane's WebSocket ---------------------------------------------------------
+# --- Who may analyse what, and running behind TLS (issue 17) ----------------------------
+# Directories every signed-in user may analyse (a team that shares everything, stated);
+# each must lie inside ORCHESTRATOR_ALLOWED_ROOTS. Default none: see runs/targets.py.
+ORCHESTRATOR_SHARED_ROOTS = env_paths("ORCHESTRATOR_SHARED_ROOTS", [])
+# Runs one user may have waiting (pending) at once; a launch or retry past it is refused with
+# a sentence. 0 = no cap. Runs without an owner (the CLI's operator) are not capped.
+ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER", 20)
+# Behind a TLS-terminating proxy: cookies only over HTTPS, HSTS, and the header by which the
+# proxy says the browser's request was HTTPS (without it Django sees plain HTTP).
+SECURE_COOKIES = env_bool("SECURE_COOKIES", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_PROXY_SSL_HEADER = env_header("SECURE_PROXY_SSL_HEADER")
+# Content-Security-Policy on every response (django-csp). Scripts only from this site or
+# with the page's nonce, never inline handlers; styles may be inline (the pane's bars are
+# sized with style attributes, and htmx adds its indicator style).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'self'"],
+    }
+}

@@ -14,14 +14,44 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 
-from runs import services
-from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
+from runs import api_tokens, services
+from runs.labels import run_state
+from runs.models import (
+    AgentEvent,
+    AgentSession,
+    ApiToken,
+    FlowRun,
+    FlowStep,
+    StepStatus,
+    TargetGrant,
+)
 from runs.permissions import visible_runs
+from runs.targets import TargetRefused, check_grant_directory
+
+
+class TargetGrantForm(forms.ModelForm):
+    class Meta:
+        model = TargetGrant
+        fields = ["directory", "user", "group"]
+
+    def clean_directory(self) -> str:
+        try:
+            return check_grant_directory(self.cleaned_data.get("directory") or "")
+        except TargetRefused as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if bool(data.get("user")) == bool(data.get("group")):
+            raise forms.ValidationError("Grant the directory to one user or to one group.")
+        return data
 
 
 class VisibleRunsMixin:
@@ -43,6 +73,9 @@ class ReadOnlyMixin:
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the engine owns these rows; deleting one under a running step breaks it
 
 
 class FlowStepInline(VisibleRunsMixin, ReadOnlyMixin, admin.TabularInline):
@@ -68,9 +101,15 @@ class FlowStepInline(VisibleRunsMixin, ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(FlowRun)
 class FlowRunAdmin(VisibleRunsMixin, admin.ModelAdmin):
-    list_display = ("id", "flow", "band", "fast", "status", "confidence", "owner", "created_at")
+    list_display = ("id", "flow", "band", "fast", "state", "confidence", "owner", "created_at")
     list_filter = ("status", "flow", "band", "origin")
     search_fields = ("focus", "target", "id")
+
+    @admin.display(description="status", ordering="status")
+    def state(self, run: FlowRun) -> str:
+        """The run's status in the words every other view uses (runs.labels)."""
+        return run_state(run).text
+
     # templates/admin/runs/flowrun/change_form.html puts the steps first.
     fieldsets = [
         (None, {"fields": [("flow", "band", "fast", "status"), "pane_link", "target", "focus"]}),
@@ -103,6 +142,11 @@ class FlowRunAdmin(VisibleRunsMixin, admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # view-only; cancel and retry are actions, not edits
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A deleted run under a running engine leaves its steps' writes pointing at nothing;
+        # cancel it instead (its history stays).
+        return False
+
     @admin.display(description="pane")
     def pane_link(self, run: FlowRun) -> str:
         return format_html('<a href="{}">open the run\'s pane</a>', run.get_absolute_url())
@@ -120,12 +164,19 @@ class FlowRunAdmin(VisibleRunsMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry failed steps of selected runs")
     def retry_failed_steps(self, request: HttpRequest, queryset: QuerySet[FlowRun]) -> None:
-        retried = 0
+        retried, refusals = 0, set()
         for run in queryset:
             failed = run.steps.filter(status=StepStatus.FAILED).order_by("position").first()
-            if failed is not None and services.retry_step(run.id, failed.key):
-                retried += 1
+            try:
+                if failed is not None and services.retry_step(
+                    run.id, failed.key, user=request.user
+                ):
+                    retried += 1
+            except services.LaunchError as exc:
+                refusals.add(str(exc))
         self.message_user(request, f"Retrying {retried} run(s).", messages.SUCCESS)
+        for refusal in sorted(refusals):
+            self.message_user(request, refusal, messages.WARNING)
 
 
 @admin.register(FlowStep)
@@ -149,3 +200,75 @@ class AgentEventAdmin(VisibleRunsMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("session", "seq", "kind", "created_at")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in AgentEvent._meta.fields]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made here (shown once, in the message after saving) and revoked by action;
+    the secret itself is never stored, so nothing here can show it again."""
+
+    list_display = ("prefix", "owner", "name", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    fields = ("owner", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke_tokens"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        queryset = super().get_queryset(request)
+        if getattr(request.user, "is_superuser", False):
+            return queryset
+        return queryset.filter(owner_id=request.user.pk)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A token's owner and name are chosen once; afterwards it can only be revoked.
+        return ("owner", "name", *self.readonly_fields) if obj else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        # Staff make tokens for themselves; only a superuser may make one for someone else.
+        if db_field.name == "owner" and not getattr(request.user, "is_superuser", False):
+            kwargs["queryset"] = db_field.related_model.objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            return
+        token, raw = api_tokens.create_token(obj.owner, obj.name)
+        obj.pk, obj.prefix, obj.digest = token.pk, token.prefix, token.digest
+        obj.created_at = token.created_at
+        self.message_user(
+            request,
+            f"New token for {token.owner}: {raw} (shown this once; it is stored only as a hash)",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{revoked} token(s) revoked.")
+
+
+@admin.register(TargetGrant)
+class TargetGrantAdmin(admin.ModelAdmin):
+    """Who may analyse which directory (runs.targets). Only superusers see or change grants:
+    a staff user who could grant would grant themselves anything."""
+
+    list_display = ("directory", "user", "group", "created_at")
+    list_filter = ("group",)
+    search_fields = ("directory", "user__username", "group__name")
+    fields = ("directory", "user", "group")
+    form = TargetGrantForm
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(getattr(request.user, "is_superuser", False))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(getattr(request.user, "is_superuser", False))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(getattr(request.user, "is_superuser", False))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a grant is added or deleted, never edited into another one
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(getattr(request.user, "is_superuser", False))

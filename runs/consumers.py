@@ -11,7 +11,11 @@ follow the last event sent brings the missing ones from the database first, and 
 status change (which comes after its last events) catches its expanded stream up too.
 
 What the browser sends is read strictly (runs.socket_messages): a message that cannot be
-read gets an error frame (the pane's notice line) and the socket stays open.
+read gets an error frame (the pane's notice line) and the socket stays open. What a socket
+may cost is bounded (runs.socket_limits): a socket over its message rate, or one more than
+its user may hold, gets the sentence why as its last frame and is closed. Step ids are checked
+against the run's roster, read once on connect (a run's steps are all created at launch), so
+ids that are not the run's cost no database round trip.
 
 A consumer handles its messages one at a time, so status redraws (which read the database)
 run in a task of their own: the stream fragments queued behind them are not held up, and a
@@ -24,17 +28,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from runs import live
 from runs.engine.agent.events import run_group
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep
 from runs.permissions import can_see
+from runs.socket_limits import (
+    CLOSE_TOO_FAST,
+    CLOSE_TOO_MANY_SOCKETS,
+    OPEN_SOCKETS,
+    TokenBucket,
+)
 from runs.socket_messages import Refresh, Refused, Subscribe, Unsubscribe, read_message
 
 log = logging.getLogger(__name__)
@@ -42,10 +54,20 @@ CLOSE_FORBIDDEN = 4403
 REFRESH_SECONDS = 1.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class Redraw:
+    """Parts of the pane to swap: all of them (`whole`), or a live update's."""
+
+    parts: list[tuple[str, str]]  # (element id, OOB fragment)
+    whole: bool
+
+
 class RunConsumer(AsyncWebsocketConsumer):
     run_id: UUID
     group: str
     redrawing: asyncio.Task[None] | None = None
+    holder: int | None = None  # the user whose socket count this socket holds
+    closing = False  # closed by the server: what the browser had queued is dropped unread
 
     async def connect(self) -> None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
@@ -56,28 +78,68 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.redraw_all = False  # the whole run needs a redraw (cancel, retry)
         self.refresh = False  # the header and timeline need a redraw (the axis ran out)
         self.refreshed_at = -REFRESH_SECONDS
-        if not await database_sync_to_async(_allowed)(self.scope.get("user"), self.run_id):
+        # The markup of each part of the pane last sent (element id -> html): a live update
+        # sends only what changed, so an unchanged part (the Cancel button a person has
+        # focused, a row's badge) is never swapped under them.
+        self.shown: dict[str, str] = {}
+        self.bucket = TokenBucket()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        # Counted before the database is asked anything, so a reconnect loop costs nothing.
+        refusal = OPEN_SOCKETS.take(user.pk, settings.ORCHESTRATOR_MAX_SOCKETS_PER_USER)
+        if refusal:
+            await self.accept()  # accepted only so that the sentence can be sent
+            await self._close_with(CLOSE_TOO_MANY_SOCKETS, refusal)
+            return
+        self.holder = user.pk
+        roster = await database_sync_to_async(_roster)(user, self.run_id)
+        if roster is None:
+            OPEN_SOCKETS.give_back(user.pk)
+            self.holder = None
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.steps = roster
+        await self.accept()
         self.group = run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        await self.send(text_data=await database_sync_to_async(_snapshot)(self.run_id))
+        await self.send(
+            text_data=self._changed(await database_sync_to_async(_snapshot)(self.run_id))
+        )
 
     async def disconnect(self, code: int) -> None:
+        """Everything this socket holds is let go: its group, its redraw, its count."""
+        self.closing = True
         if self.redrawing is not None:
             self.redrawing.cancel()
+            self.redrawing = None
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.holder is not None:
+            OPEN_SOCKETS.give_back(self.holder)
+            self.holder = None
+        for held in ("sent", "position", "dirty"):
+            getattr(self, held, {}).clear()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """A bad message gets an error frame and the socket stays open, whatever it was."""
+        """A bad message gets an error frame and the socket stays open, whatever it was; a
+        socket over its rate is closed before its message is read."""
+        if self.closing:
+            return
+        if not self.bucket.take():
+            await self._close_with(
+                CLOSE_TOO_FAST,
+                "this pane's connection was closed: it sent more messages than a pane does "
+                "(reload the page to reconnect)",
+            )
+            return
         message = read_message(text_data, bytes_data)
         try:
             if isinstance(message, Refused):
                 await self._refuse(message.reason)
             elif isinstance(message, Subscribe):
-                await self._subscribe(message.step, message.after)
+                await self._subscribe({message.step: message.after})
             elif isinstance(message, Unsubscribe):
                 self.sent.pop(message.step, None)
                 self.position.pop(message.step, None)
@@ -89,23 +151,37 @@ class RunConsumer(AsyncWebsocketConsumer):
                     self.refresh = True
                     self._schedule_redraw()
             else:
-                for step, after in message.have.items():
-                    await self._subscribe(step, after)
+                await self._subscribe(message.have)
         except Exception:
             log.warning("run %s: could not handle a pane message", self.run_id, exc_info=True)
             await self._refuse("the server could not handle that message; it was ignored")
 
+    async def _close_with(self, code: int, reason: str) -> None:
+        """Daphne drops a close frame's reason text, so the sentence is the last frame."""
+        self.closing = True
+        await self._refuse(reason)
+        await self.close(code=code)
+
     async def _refuse(self, reason: str) -> None:
         await self.send(text_data=live.render_socket_error(reason))
 
-    async def _subscribe(self, step_id: int, after_id: int) -> None:
-        events = await database_sync_to_async(_events_for)(self.run_id, step_id, after_id)
-        if events is None:
-            await self._refuse(f"step {step_id} is not an agent of this run")
+    async def _subscribe(self, have: dict[int, int]) -> None:
+        """Replay each of the run's steps after the event id the browser holds, all read in
+        one trip to the database; ids that are not the run's get one sentence."""
+        known = {step: after for step, after in have.items() if step in self.steps}
+        unknown = sorted(set(have) - set(known))
+        if unknown:
+            if len(unknown) == 1:
+                await self._refuse(f"step {unknown[0]} is not an agent of this run")
+            else:
+                await self._refuse(f"{len(unknown)} steps are not agents of this run")
+        if not known:
             return
-        self.sent[step_id] = after_id
-        self.position.pop(step_id, None)
-        await self._send_fresh(step_id, events)
+        events = await database_sync_to_async(_events_for)(self.run_id, known)
+        for step_id, after_id in known.items():
+            self.sent[step_id] = after_id
+            self.position.pop(step_id, None)
+            await self._send_fresh(step_id, events[step_id])
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections before every handler, on the one thread that
@@ -191,6 +267,7 @@ class RunConsumer(AsyncWebsocketConsumer):
                 html, missed = await database_sync_to_async(_redraw)(
                     self.run_id, None if everything else steps, watched
                 )
+                html = self._changed(html)
                 if html:
                     await self.send(text_data=html)
                 for step_id, events in missed.items():
@@ -198,12 +275,22 @@ class RunConsumer(AsyncWebsocketConsumer):
             except Exception:  # a viewer missing a redraw must not lose its stream too
                 log.warning("could not redraw run %s", self.run_id, exc_info=True)
 
+    def _changed(self, parts: Redraw) -> str:
+        """A whole redraw's every part; of a live update, the parts whose markup differs from
+        what this socket last sent."""
+        if parts.whole:
+            self.shown = dict(parts.parts)
+            return "".join(html for _, html in parts.parts)
+        fresh = [(key, part) for key, part in parts.parts if self.shown.get(key) != part]
+        self.shown.update(fresh)
+        return "".join(part for _, part in fresh)
+
 
 def _redraw(
     run_id: UUID, step_ids: set[int] | None, watched: dict[int, int]
-) -> tuple[str, dict[int, list[dict[str, Any]]]]:
-    """The run's redraw (everything when `step_ids` is None) and, per finished watched step,
-    the events stored after the last one sent."""
+) -> tuple[Redraw, dict[int, list[dict[str, Any]]]]:
+    """The run's redraw (everything when `step_ids` is None, as one string; else its parts)
+    and, per finished watched step, the events stored after the last one sent."""
     html = _snapshot(run_id) if step_ids is None else _step_update(run_id, step_ids)
     finished = FlowStep.objects.filter(id__in=watched, status__in=TERMINAL_STEP)
     missed = {
@@ -213,21 +300,23 @@ def _redraw(
     return html, {step_id: events for step_id, events in missed.items() if events}
 
 
-def _allowed(user: Any, run_id: UUID) -> bool:
+def _roster(user: Any, run_id: UUID) -> frozenset[int] | None:
+    """The run's step ids, or None when the user may not see the run."""
     run = FlowRun.objects.filter(id=run_id).first()
-    return run is not None and can_see(user, run)
-
-
-def _snapshot(run_id: UUID) -> str:
-    return live.render_snapshot(FlowRun.objects.get(id=run_id))
-
-
-def _step_update(run_id: UUID, step_ids: set[int]) -> str:
-    """The changed rows, the header and the timeline; every row once the run ends."""
-    return live.render_update(FlowRun.objects.get(id=run_id), step_ids)
-
-
-def _events_for(run_id: UUID, step_id: int, after_id: int) -> list[dict[str, Any]] | None:
-    if not FlowStep.objects.filter(id=step_id, run_id=run_id).exists():
+    if run is None or not can_see(user, run):
         return None
-    return live.stored_events(step_id, after_id)
+    return frozenset(run.steps.values_list("id", flat=True))
+
+
+def _snapshot(run_id: UUID) -> Redraw:
+    return Redraw(parts=live.snapshot_parts(FlowRun.objects.get(id=run_id)), whole=True)
+
+
+def _step_update(run_id: UUID, step_ids: set[int]) -> Redraw:
+    """The changed rows' parts, the header's and the timeline; every row once the run ends."""
+    return Redraw(parts=live.update_parts(FlowRun.objects.get(id=run_id), step_ids), whole=False)
+
+
+def _events_for(run_id: UUID, have: dict[int, int]) -> dict[int, list[dict[str, Any]]]:
+    """Per step of the run, the events stored after the id given."""
+    return {step_id: live.stored_events(step_id, after_id) for step_id, after_id in have.items()}

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -24,6 +25,7 @@ from runs.engine.report.reporting import ConfinedLines
 from runs.markup import render_markdown
 from runs.models import FlowRun
 from runs.permissions import visible_runs
+from runs.targets import TargetRefused, check_run
 
 # The ✓ of a kept citation links to "#cite-N" in the report's linked copy; in the pane it
 # becomes a link to the citation's page that htmx opens inline (a plain link without JS).
@@ -63,6 +65,10 @@ def report_html(run: FlowRun) -> SafeString:
 def citation(request: HttpRequest, run_id: UUID, number: int) -> HttpResponse:
     """The cited lines with context, the quote highlighted; a fragment for htmx."""
     run = get_object_or_404(visible_runs(request.user), id=run_id)
+    try:
+        check_run(request.user, run)
+    except TargetRefused as exc:
+        raise PermissionDenied(str(exc)) from None
     entry = next((e for e in _kept(run) if e.get("n") == number), None)
     if entry is None:
         raise Http404("no lines were kept for this citation")

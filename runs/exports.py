@@ -13,13 +13,23 @@ import httpx
 from django.conf import settings
 
 from runs.engine.target.secrets import redact
-from runs.models import ChatMessage, FlowRun
+from runs.labels import run_state
+from runs.models import ChatMessage, FlowRun, RunStatus
 
 log = logging.getLogger(__name__)
 
 
 def report_markdown(run: FlowRun) -> str:
-    return redact(run.report)
+    """The report; a run that did not plainly succeed says first how it ended (a report whose
+    agents partly failed reads like a clean one otherwise)."""
+    if run.status == RunStatus.SUCCEEDED or not run.report:
+        return redact(run.report)
+    return redact(f"**Run {status_text(run)}**\n\n{run.report}")
+
+
+def status_text(run: FlowRun) -> str:
+    """The run's status in words: "finished with failures (1 agent failed)"."""
+    return run_state(run).text
 
 
 def run_as_json(run: FlowRun) -> dict[str, Any]:
@@ -37,6 +47,8 @@ def run_as_json(run: FlowRun) -> dict[str, Any]:
                 "slots": run.slots,
                 "server_slots": run.server_slots,
                 "status": run.status,
+                "status_words": status_text(run),
+                "failed_agents": run.failed_agents,
                 "created_at": run.created_at.isoformat(),
                 "finished_at": run.finished_at.isoformat() if run.finished_at else None,
                 "tokens_in": run.tokens_in,
@@ -51,8 +63,8 @@ def run_as_json(run: FlowRun) -> dict[str, Any]:
                     "attempt": s.attempt,
                     "tokens_in": s.tokens_in,
                     "tokens_out": s.tokens_out,
-                    "tokens_spent_in": max(s.tokens_spent_in, s.tokens_in),
-                    "tokens_spent_out": max(s.tokens_spent_out, s.tokens_out),
+                    "tokens_spent_in": s.counters.tokens_spent_in,
+                    "tokens_spent_out": s.counters.tokens_spent_out,
                     "cached_tokens": s.cached_tokens,
                     "decode_tokens_per_second": s.decode_rate,
                     "truncated": s.truncated,
@@ -83,7 +95,10 @@ def _redacted(value: Any) -> Any:
 
 def send_to_chat(run: FlowRun, user: Any) -> str:
     """POST the report to ORCHESTRATOR_CHAT_WEBHOOK, or into the workspace's chat pane."""
-    text = f"Orchestrator report: {run.flow} on {run.target}\n\n{report_markdown(run)}"
+    text = (
+        f"Orchestrator report: {run.flow} on {run.target} ({status_text(run)})\n\n"
+        f"{redact(run.report)}"
+    )
     webhook = settings.ORCHESTRATOR_CHAT_WEBHOOK
     if not webhook:
         ChatMessage.objects.create(owner=user, run=run, text=text)

@@ -1,21 +1,56 @@
-"""What a run's and a step's states are called, for the pane, the history and the terminal.
+"""What a run's and a step's states are called: the one module that turns them into words.
 
-One owner for the words: the templates and `progress` ask here, so a state reads the same
-everywhere. `step_state` says what an agent is doing at this moment (the badge: waiting for a
-slot, for the server's first byte, generating, running a tool, retrying, server unavailable);
-`step_words` adds what the status alone cannot say (which place in the model's queue, which
-dependencies, which attempt).
+The pane, the history, the stream's status lines, the timeline, the terminal, the exports and
+the admin all ask here, so a state reads the same everywhere (tests/test_one_vocabulary.py
+checks that no other module spells these words). `run_state` is a run's badge; `step_state`
+says what an agent is doing at this moment: its label (the badge) and its detail (its place in
+the model's line, the dependencies it waits for, its run's cap, the attempt, the reason).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
 
-from runs.models import ACTIVE_STEP, TERMINAL_STEP, FlowStep, RunStatus, StepPhase, StepStatus
+from runs.models import (
+    ACTIVE_STEP,
+    TERMINAL_STEP,
+    FlowRun,
+    FlowStep,
+    RunStatus,
+    StepPhase,
+    StepStatus,
+)
+
+# A run's status in words (its badge).
+RUN_WORDS: dict[str, str] = {
+    RunStatus.PENDING: "pending",
+    RunStatus.RUNNING: "running",
+    RunStatus.SUCCEEDED: "succeeded",
+    RunStatus.FINISHED_WITH_FAILURES: "finished with failures",
+    RunStatus.FAILED: "failed",
+    RunStatus.CANCELLED: "cancelled",
+}
+# What an active step is doing at this turn (its phase), in words.
+PHASE_WORDS: dict[str, str] = {
+    StepPhase.SLOT: "waiting for a model slot",
+    StepPhase.FIRST_BYTE: "waiting for the server's first byte",
+    StepPhase.GENERATING: "generating",
+    StepPhase.TOOL: "running a tool",
+    StepPhase.RETRYING: "retrying",
+    StepPhase.UNAVAILABLE: "server unavailable",
+}
+# The state keys the agent's stream events carry (runs.engine.agent), as the phase they report.
+EVENT_PHASES: dict[str, str] = {
+    "queued": StepPhase.SLOT,
+    "waiting_first_byte": StepPhase.FIRST_BYTE,
+    "running": StepPhase.GENERATING,
+    "retrying": StepPhase.RETRYING,
+    "unavailable": StepPhase.UNAVAILABLE,
+}
 
 # Progress groups for the run header, in the order they are shown.
 PROGRESS_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -31,9 +66,29 @@ PROGRESS_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
 ALWAYS_SHOWN = frozenset({"done", "running", "queued", "failed"})
 
 
-def run_status_label(status: str) -> str:
-    """The run's badge: its status, capitalised."""
-    return RunStatus(status).label if status in RunStatus.values else str(status)
+def run_state(run: FlowRun, steps: Sequence[FlowStep] | None = None, *, held: str = "") -> State:
+    """The run's badge. A running run says "running" only while one of its agents does
+    something (generates, waits for its first byte, runs a tool); while all of them wait it
+    says what for. `held`: why a pending run waits (its owner's cap, from
+    runs.engine.queue.fairness)."""
+    status = run.status
+    if status == RunStatus.PENDING:
+        if held:
+            return State(key="held", label="waiting", detail=held, waiting=True)
+        return State(key=status, label="pending", detail="no agent has started yet", waiting=True)
+    if status == RunStatus.FINISHED_WITH_FAILURES:
+        failed = run.failed_agents
+        detail = f"{failed} agent{'s' if failed != 1 else ''} failed"
+        return State(key=status, label=RUN_WORDS[status], detail=detail)
+    if status != RunStatus.RUNNING or steps is None:
+        return State(key=status, label=RUN_WORDS.get(status, str(status)))
+    states = [step_state(step) for step in steps if step.status in ACTIVE_STEP]
+    if any(not state.waiting for state in states):
+        return State(key=status, label=RUN_WORDS[status])
+    if states and all(state.key == StepPhase.SLOT for state in states):
+        return State(key="slot", label=PHASE_WORDS[StepPhase.SLOT], waiting=True)
+    doing = ", ".join(sorted({state.label for state in states}))
+    return State(key="waiting", label="waiting", detail=doing or "for a worker", waiting=True)
 
 
 def duration(seconds: float | None, *, tenths: bool = False) -> str:
@@ -59,44 +114,9 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def queue_words(position: int | None, *, holds_slot: bool) -> str:
-    """A queued step's place, in words."""
-    if holds_slot:
-        return "waiting for the model's first byte"
-    if position:
-        return f"waiting for a model slot, {ordinal(position)}"
-    return "waiting for a model slot"
-
-
-def step_words(
-    *,
-    status: str,
-    position: int | None = None,
-    holds_slot: bool = False,
-    attempt: int = 0,
-    waiting_on: list[str] | None = None,
-    error: str = "",
-) -> str:
-    """What the badge cannot say: the queue place, the dependencies, the attempt, the reason."""
-    words = ""
-    if status == StepStatus.QUEUED:
-        words = queue_words(position, holds_slot=holds_slot)
-    elif status == StepStatus.PENDING:
-        words = f"waiting for {', '.join(waiting_on)}" if waiting_on else "waiting"
-    elif status == StepStatus.READY:
-        words = "ready, waiting for a worker"
-    elif status in (StepStatus.FAILED, StepStatus.SKIPPED):
-        words = error
-    elif status == StepStatus.CANCELLED:
-        words = "stopped when the run was cancelled"
-    if attempt > 1 and status in ACTIVE_STEP:
-        words = f"{words}, attempt {attempt}" if words else f"attempt {attempt}"
-    return words
-
-
 @dataclass(frozen=True, kw_only=True)
 class State:
-    """What a step is doing, in words: `label` is short (a badge), `detail` says more."""
+    """What a run or a step is doing, in words: `label` is short (a badge), `detail` says more."""
 
     key: str  # a stable word for styling: a status, or an active step's phase
     label: str
@@ -108,19 +128,25 @@ class State:
         return f"{self.label} ({self.detail})" if self.detail else self.label
 
 
-_FINISHED: dict[str, str] = {
-    StepStatus.PENDING: "waiting for its dependencies",
-    StepStatus.READY: "waiting for a worker",
-    StepStatus.SKIPPED: "a dependency did not succeed",
-    StepStatus.CANCELLED: "the run was cancelled",
-}
+def place_words(position: int | None) -> str:
+    """A step's place in its model's line for a slot: "2nd in line"."""
+    return f"{ordinal(position)} in line" if position else "in line"
 
 
-def step_state(step: FlowStep, position: int | None = None, now: datetime | None = None) -> State:
-    """The truth about a step at this moment; `position` is its place in its model's line
-    for a slot (from queue_positions), when it is in it."""
+def step_state(
+    step: FlowStep,
+    position: int | None = None,
+    now: datetime | None = None,
+    *,
+    waiting_on: Sequence[str] = (),
+    held: str = "",
+) -> State:
+    """The truth about a step at this moment, the only words pane, CLI, timeline and exports
+    show for it. `position`: its place in its model's line for a slot (from
+    queue_positions); `waiting_on`: the titles of its unfinished dependencies; `held`: why
+    its run has not started (its owner's cap)."""
     if step.status not in ACTIVE_STEP:
-        return _settled_state(step)
+        return _settled_state(step, waiting_on, held)
     state = _active_state(step, position, now or timezone.now())
     if step.attempt > 1:
         attempt = f"attempt {step.attempt}"
@@ -129,36 +155,67 @@ def step_state(step: FlowStep, position: int | None = None, now: datetime | None
     return state
 
 
-def _settled_state(step: FlowStep) -> State:
-    if step.status == StepStatus.FAILED:
-        return State(key=step.status, label="failed", detail=step.error)
-    if step.status == StepStatus.SUCCEEDED and step.truncated:
-        return State(key=step.status, label="succeeded", detail="answer cut off at the limit")
-    return State(key=step.status, label=str(step.status), detail=_FINISHED.get(step.status, ""))
+def _settled_state(step: FlowStep, waiting_on: Sequence[str], held: str) -> State:
+    status = step.status
+    if status in (StepStatus.PENDING, StepStatus.READY):
+        # Not claimed yet: for its dependencies, for its owner's cap, or for a worker.
+        if status == StepStatus.PENDING:
+            detail = f"for {', '.join(waiting_on)}" if waiting_on else "for its dependencies"
+        else:
+            detail = held or "for a worker"
+        return State(key=status, label="waiting", detail=detail, waiting=True)
+    if status == StepStatus.FAILED:
+        return State(key=status, label="failed", detail=step.error)
+    if status == StepStatus.SKIPPED:
+        return State(key=status, label="skipped", detail=step.error or _SKIPPED)
+    if status == StepStatus.SUCCEEDED and step.truncated:
+        return State(key=status, label="succeeded", detail="answer cut off at the limit")
+    if status == StepStatus.CANCELLED:
+        return State(key=status, label="cancelled", detail="stopped when the run was cancelled")
+    return State(key=status, label=str(status))
+
+
+_SKIPPED = "a dependency did not succeed"
 
 
 def _active_state(step: FlowStep, position: int | None, now: datetime) -> State:
     phase = step.phase
     if phase == StepPhase.SLOT or (step.wants_slot and not step.holds_slot):
-        where = f"#{position} in line" if position else "in line"
-        return State(key="slot", label="waiting for a slot", detail=where, waiting=True)
+        return phase_state(StepPhase.SLOT, position=position)
     if phase in (StepPhase.RETRYING, StepPhase.UNAVAILABLE):
         due = step.phase_until
         if due is not None and due > now:
             seconds = max(1, round((due - now).total_seconds()))
-            label = "retrying" if phase == StepPhase.RETRYING else "server unavailable"
             detail = f"{step.phase_note}; next try in {seconds} s"
-            return State(key=phase, label=label, detail=detail, waiting=True)
-        return State(
-            key="first_byte", label="waiting for the server's first byte", detail=step.phase_note
-        )
+            return State(key=phase, label=PHASE_WORDS[phase], detail=detail, waiting=True)
+        return phase_state(StepPhase.FIRST_BYTE, note=step.phase_note)
     if phase == StepPhase.FIRST_BYTE or (phase == "" and step.holds_slot):
-        return State(key="first_byte", label="waiting for the server's first byte")
-    if phase == StepPhase.GENERATING:
-        return State(key="generating", label="generating")
-    if phase == StepPhase.TOOL:
-        return State(key="tool", label="running a tool", detail=step.phase_note)
+        return phase_state(StepPhase.FIRST_BYTE)
+    if phase in (StepPhase.GENERATING, StepPhase.TOOL):
+        return phase_state(phase, note=step.phase_note if phase == StepPhase.TOOL else "")
     return State(key="starting", label="starting", detail="claimed by a worker")
+
+
+def phase_state(phase: str, *, position: int | None = None, note: str = "") -> State:
+    """An active step's phase in words (the row's badge and its stream's status lines)."""
+    if phase == StepPhase.SLOT:
+        return State(
+            key=phase, label=PHASE_WORDS[phase], detail=place_words(position), waiting=True
+        )
+    waiting = phase in (StepPhase.RETRYING, StepPhase.UNAVAILABLE)
+    return State(key=phase, label=PHASE_WORDS[phase], detail=note, waiting=waiting)
+
+
+# The run timeline's stretches (runs.timeline), named as the rows name the same moments.
+STRETCH_WORDS: dict[str, str] = {
+    "waiting": "waiting (for dependencies, a worker or your run cap)",
+    "queued": PHASE_WORDS[StepPhase.SLOT],
+    "first-byte": PHASE_WORDS[StepPhase.FIRST_BYTE],
+    "model": PHASE_WORDS[StepPhase.GENERATING],
+    "tools": PHASE_WORDS[StepPhase.TOOL],
+    "earlier": "an earlier attempt",
+    "idle": "idle: the run had finished, until a retry",
+}
 
 
 def waiting_on(
@@ -180,18 +237,18 @@ def progress_counts(statuses: list[str]) -> list[tuple[str, int]]:
 
 
 def event_words(payload: dict[str, object]) -> str:
-    """A status event in an agent's stream, in words."""
+    """A status event in an agent's stream, in the words its row uses for the same moment."""
     state = str(payload.get("state", ""))
-    position = payload.get("position")
-    if state == "queued":
-        place = position if isinstance(position, int) else None
-        return f"queued: {queue_words(place, holds_slot=False)}"
-    if state == "waiting_first_byte":
-        return f"model slot granted; {queue_words(None, holds_slot=True)}"
-    if state in ("retrying", "unavailable"):
-        word = "retrying" if state == "retrying" else "server unavailable"
-        words = f"{word} (attempt {payload.get('attempt')}): {payload.get('reason', '')}"
+    phase = EVENT_PHASES.get(state)
+    if phase in (StepPhase.RETRYING, StepPhase.UNAVAILABLE):
+        words = (
+            f"{PHASE_WORDS[phase]} (attempt {payload.get('attempt')}): {payload.get('reason', '')}"
+        )
         return f"{words} · {payload['detail']}" if payload.get("detail") else words
+    if phase is not None:
+        position = payload.get("position")
+        place = position if isinstance(position, int) and not isinstance(position, bool) else None
+        return phase_state(phase, position=place).text
     if state == "resumed":
         return f"resumed after turn {payload.get('turn')}"
     if state == "stopped":

@@ -20,9 +20,8 @@ from runs.labels import (
     duration,
     event_words,
     progress_counts,
-    run_status_label,
+    run_state,
     step_state,
-    step_words,
     waiting_on,
 )
 from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
@@ -61,7 +60,6 @@ class AgentRow:
     state: State  # what it is doing now, for the badge (runs.labels owns the words)
     position: int | None  # its place in its model's line for a slot, when in it
     numbers: Numbers  # tokens kept and spent, cache reuse, decode speed
-    words: str
     started: Moment | None
     finished: Moment | None
     elapsed: str  # "2.2 s", ticking in the browser while the agent is active
@@ -77,7 +75,7 @@ class AgentRow:
 @dataclass(frozen=True, kw_only=True)
 class Header:
     run: FlowRun
-    status_label: str
+    state: State  # the run's badge: runs.labels.run_state
     demo: bool
     counts: list[tuple[str, int]]
     total: int
@@ -115,30 +113,25 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     positions = queue_positions(run) if waiting else {}
     statuses = {s.key: s.status for s in steps}
     titles = {s.key: s.title for s in steps}
+    held = fairness.waiting_reason(run)
     model_seconds = {lane.step.id: lane.totals.get("model", 0.0) for lane in lanes.lanes}
-    rows = [
-        _row(run, step, positions.get(step.id), statuses, titles, model_seconds[step.id])
-        for step in steps
-    ]
-    return PaneState(run=run, header=_header(run, steps, now), rows=rows, timeline=lanes)
+    rows = []
+    for step in steps:
+        state = step_state(
+            step,
+            positions.get(step.id),
+            now,
+            waiting_on=waiting_on(step.depends_on, statuses, titles),
+            held=held,
+        )
+        rows.append(_row(run, step, state, positions.get(step.id), model_seconds[step.id]))
+    header = _header(run, steps, now, held)
+    return PaneState(run=run, header=header, rows=rows, timeline=lanes)
 
 
 def _row(
-    run: FlowRun,
-    step: FlowStep,
-    position: int | None,
-    statuses: dict[str, str],
-    titles: dict[str, str],
-    model_seconds: float,
+    run: FlowRun, step: FlowStep, state: State, position: int | None, model_seconds: float
 ) -> AgentRow:
-    words = step_words(
-        status=step.status,
-        position=position,
-        holds_slot=step.holds_slot,
-        attempt=step.attempt,
-        waiting_on=waiting_on(step.depends_on, statuses, titles),
-        error=step.error,
-    )
     first_token = step.first_token_seconds
     numbers = step_numbers(step)
     rate = numbers.decode_rate
@@ -149,10 +142,9 @@ def _row(
     current = step.last_tool if step.status in ACTIVE_STEP else ""
     return AgentRow(
         step=step,
-        state=step_state(step, position),
+        state=state,
         position=position,
         numbers=numbers,
-        words=words,
         started=moment(step.started_at),
         finished=moment(step.finished_at if step.started_at else None),
         elapsed=_seconds(step.elapsed_seconds),
@@ -166,7 +158,7 @@ def _row(
     )
 
 
-def _header(run: FlowRun, steps: list[FlowStep], now: datetime) -> Header:
+def _header(run: FlowRun, steps: list[FlowStep], now: datetime, held: str) -> Header:
     """Token totals are summed live from the steps until the run writes its own."""
     if run.is_finished:
         tokens_in, tokens_out = run.tokens_in, run.tokens_out
@@ -175,14 +167,12 @@ def _header(run: FlowRun, steps: list[FlowStep], now: datetime) -> Header:
         tokens_out = sum(s.tokens_out for s in steps)
     counts = progress_counts([s.status for s in steps])
     total = len(steps)
-    elapsed = None
-    if run.started_at is not None:
-        elapsed = ((run.finished_at or now) - run.started_at).total_seconds()
+    elapsed = run.active_seconds(now)  # idle gaps before retries left out
     rate = tokens_out / elapsed if elapsed and elapsed >= MIN_RATE_SECONDS else None
     cancelled = any(s.status == StepStatus.CANCELLED for s in steps)
     return Header(
         run=run,
-        status_label=run_status_label(run.status),
+        state=run_state(run, steps, held=held),
         demo=run.is_demo,
         counts=counts,
         total=total,
@@ -195,7 +185,7 @@ def _header(run: FlowRun, steps: list[FlowStep], now: datetime) -> Header:
         tokens_out=f"{tokens_out:,}",
         rate=f"{rate:,.1f}" if rate is not None else "",
         can_retry_cancelled=run.status == RunStatus.CANCELLED and cancelled,
-        waiting=fairness.waiting_reason(run),
+        waiting=held,
         slot_warning=run.slot_warning,
     )
 
@@ -232,26 +222,57 @@ def render_socket_error(message: str) -> str:
 
 def render_snapshot(run: FlowRun) -> str:
     """Everything, as OOB swaps: what a WebSocket sends on connect and on a full redraw."""
+    return "".join(html for _, html in snapshot_parts(run))
+
+
+def snapshot_parts(run: FlowRun) -> list[tuple[str, str]]:
+    """Every part of the pane (the header's, the timeline, every row's, the report) as
+    (element id, OOB fragment) pairs. The page was rendered from the same partials, so even
+    a whole redraw swaps parts inside the header and the rows, never them: a person's focus
+    on Cancel or on an agent row survives the socket connecting, and a cancel or a retry."""
     state = pane_state(run)
-    return "".join(
-        [
-            render_header(state),
-            render_report(run),
-            render_timeline(state),
-            render_rows(state, state.rows),
-        ]
-    )
+    return _parts(run, state, state.rows, report=True)
+
+
+# The header's parts a live update may swap, each a named partial with a stable id.
+HEADER_PARTS = ("run-state", "run-progress", "run-metrics", "run-notes", "run-actions", "run-clock")
+ROW_PARTS = ("agent-who", "agent-metrics", "agent-actions")
 
 
 def render_update(run: FlowRun, step_ids: set[int]) -> str:
-    """The header, the timeline and the changed rows; every row and the report once the run
-    has ended (skips, retry buttons)."""
+    """The header's parts, the timeline and the changed rows' parts."""
+    return "".join(html for _, html in update_parts(run, step_ids))
+
+
+def update_parts(run: FlowRun, step_ids: set[int]) -> list[tuple[str, str]]:
+    """A live update as (element id, OOB fragment) pairs: the header's parts, the timeline,
+    the changed rows' parts (every row's once the run has ended: skips, retry buttons) and
+    the report when done. The socket sends only the parts whose markup changed since it last
+    sent them, and none of them is the header or a row as a whole, so focus and selection
+    inside the pane survive a run that streams."""
     state = pane_state(run)
     rows = state.rows if run.is_finished else state.rows_for(step_ids)
-    parts = [render_header(state), render_timeline(state), render_rows(state, rows)]
-    if run.is_finished:
-        parts.append(render_report(run))
-    return "".join(parts)
+    return _parts(run, state, rows, report=run.is_finished)
+
+
+def _parts(
+    run: FlowRun, state: PaneState, rows: list[AgentRow], *, report: bool
+) -> list[tuple[str, str]]:
+    parts = header_parts(state)
+    parts.append(("run-timeline", render_timeline(state)))
+    for row in rows:
+        context = {"row": row, "run": state.run, "part": True}
+        for name in ROW_PARTS:
+            html = render_to_string(f"{PANE}#{name}", context)
+            parts.append((f"{name}-{row.step.id}", html))
+    if report:
+        parts.append(("report", render_report(run)))
+    return parts
+
+
+def header_parts(state: PaneState) -> list[tuple[str, str]]:
+    context = {"run": state.run, "header": state.header, "part": True}
+    return [(name, render_to_string(f"{PANE}#{name}", context)) for name in HEADER_PARTS]
 
 
 def render_header(state: PaneState, *, oob: bool = True) -> str:

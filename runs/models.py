@@ -6,18 +6,25 @@ PostgreSQL rows are the truth; everything else (channel messages, the pane) foll
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.urls import reverse
 
+if TYPE_CHECKING:
+    from runs.engine.agent.counters import Counters
+
 
 class RunStatus(models.TextChoices):
     PENDING = "pending"  # created or retried; no step claimed yet (or over its owner's cap)
     RUNNING = "running"  # at least one step has been claimed and the run is not over
-    SUCCEEDED = "succeeded"  # the validator gate finished; the report is final
+    SUCCEEDED = "succeeded"  # the validator gate finished and every agent succeeded
+    # The validator gate finished and the report is written, but some agents failed (or were
+    # skipped): the report names them and Confidence is capped.
+    FINISHED_WITH_FAILURES = "finished_with_failures"
     FAILED = "failed"  # the report could not be produced or validated (reasons in error)
     CANCELLED = "cancelled"  # a person stopped it; nothing more will start
 
@@ -33,7 +40,16 @@ class StepStatus(models.TextChoices):
     SKIPPED = "skipped"  # never ran because a dependency did not succeed
 
 
-TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_RUN = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FINISHED_WITH_FAILURES,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+    }
+)
+# Runs whose report is final (the validator gate finished), failures or not.
+REPORTED_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FINISHED_WITH_FAILURES})
 TERMINAL_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED}
 )
@@ -41,15 +57,17 @@ ACTIVE_STEP = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
 
 
 class StepPhase(models.TextChoices):
-    """What an active step is doing right now, within its status (a turn at a time)."""
+    """What an active step is doing right now, within its status (a turn at a time).
 
-    NONE = "", "none"  # not started, or between moments worth naming
-    SLOT = "slot", "waiting for a slot"  # in its model's line for a slot
-    FIRST_BYTE = "first_byte", "waiting for the server's first byte"  # request sent
-    GENERATING = "generating", "generating"  # the model is streaming this turn
-    TOOL = "tool", "running a tool"  # the slot went back while its tools run
-    RETRYING = "retrying", "retrying"  # the turn failed; the next try waits for phase_until
-    UNAVAILABLE = "unavailable", "server unavailable"  # the server cannot be reached; waiting
+    Values only: runs.labels alone turns a phase into words."""
+
+    NONE = ""  # not started, or between moments worth naming
+    SLOT = "slot"  # in its model's line for a slot
+    FIRST_BYTE = "first_byte"  # request sent, no byte back yet
+    GENERATING = "generating"  # the model is streaming this turn
+    TOOL = "tool"  # the slot went back while its tools run
+    RETRYING = "retrying"  # the turn failed; the next try waits for phase_until
+    UNAVAILABLE = "unavailable"  # the server cannot be reached; waiting
 
 
 class Origin(models.TextChoices):
@@ -84,14 +102,17 @@ class FlowRun(models.Model):
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.CLI)
     host_pane = models.CharField(max_length=10, choices=HostPane.choices, default=HostPane.NONE)
     status = models.CharField(
-        max_length=12, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+        max_length=24, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     # The target's fingerprint when the first attempt started (runs.engine.target.readonly_proof);
-    # only its summary stays once the report has compared it with the target at the end.
+    # kept with the run, so every report (a retry's too) compares against the same snapshot.
     fingerprint = models.JSONField(default=dict, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the run sat finished before a retry started it again, as [finished, retried] ISO
+    # pairs: elapsed and the critical path count active time, and the timeline shows the gap.
+    idle_spans = models.JSONField(default=list, blank=True)
     report = models.TextField(blank=True)
     report_data = models.JSONField(default=dict, blank=True)
     summary = models.TextField(blank=True)
@@ -107,6 +128,8 @@ class FlowRun(models.Model):
     # a cap above the server's slots makes requests wait in the server's own queue.
     slots = models.PositiveSmallIntegerField(null=True, blank=True)
     server_slots = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The web tools are offered to the flow's web roles (launched only with a search endpoint).
+    web = models.BooleanField(default=False)
 
     class Meta:
         db_table = "flow_runs"
@@ -121,6 +144,36 @@ class FlowRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL_RUN
+
+    def active_seconds(self, now: datetime | None = None) -> float | None:
+        """Elapsed time since the first claim, the idle gaps before retries left out."""
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or now or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds() - self.idle_seconds)
+
+    @property
+    def idle(self) -> list[tuple[datetime, datetime]]:
+        """The spans the run sat finished before a retry, oldest first."""
+        return [
+            (datetime.fromisoformat(finished), datetime.fromisoformat(retried))
+            for finished, retried in self.idle_spans
+        ]
+
+    @property
+    def idle_seconds(self) -> float:
+        return sum((retried - finished).total_seconds() for finished, retried in self.idle)
+
+    @property
+    def idle_ms(self) -> int:
+        return int(self.idle_seconds * 1000)
+
+    @property
+    def failed_agents(self) -> int:
+        """How many agents the report names as failed or skipped."""
+        return len(self.report_data.get("failed_agents") or [])
 
     @property
     def is_demo(self) -> bool:
@@ -156,16 +209,21 @@ class FlowStep(models.Model):
         max_length=10, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True
     )
     attempt = models.PositiveSmallIntegerField(default=0)
+    # The attempts made before the latest retry: a retry starts afresh, so ORCHESTRATOR_MAX_ATTEMPTS
+    # counts `attempt - attempt_base`, and only sessions after it may be resumed.
+    attempt_base = models.PositiveSmallIntegerField(default=0)
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # True while this step occupies one of its model's slots (the cap holds across workers).
     # A step holds a slot for one model turn at a time and gives it back while its tools run.
     holds_slot = models.BooleanField(default=False)
-    # True while this step is in its model's queue, asking for a slot (ordered by queued_at).
+    # True while this step asks for one of its model's slots.
     wants_slot = models.BooleanField(default=False)
-    # The step's place in its model's line, set when claimed: about the claim time, moved
-    # ahead of other owners' backlogs to keep the line round robin (runs.engine.queue.fairness).
-    queued_at = models.DateTimeField(null=True, blank=True)
+    # When the step took its place at the end of its model's line (the line is ordered by
+    # it, so a place only moves forward); empty while another step of its owner is in the
+    # line ahead of it: each owner has one step in the line at a time (runs.engine.queue.slotsql).
+    line_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)  # when this attempt was claimed
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -217,6 +275,18 @@ class FlowStep(models.Model):
         if self.started_at is None or self.first_token_at is None:
             return None
         return max(0.0, (self.first_token_at - self.started_at).total_seconds())
+
+    @property
+    def counters(self) -> Counters:
+        """What this step's attempts counted, as one value (spent never below kept)."""
+        from runs.engine.agent.counters import Counters
+
+        return Counters.of(self)
+
+    @property
+    def attempts_this_retry(self) -> int:
+        """The attempt number counted since the latest retry (the attempt cap's count)."""
+        return self.attempt - self.attempt_base
 
     @property
     def decode_rate(self) -> float | None:
@@ -345,3 +415,86 @@ class WorkspaceLayout(models.Model):
 
     def __str__(self) -> str:
         return f"workspace of {self.owner_id}"
+
+
+class ApiToken(models.Model):
+    """A person's key for the launch API and the MCP server. Only a hash of the secret is kept:
+    the token is shown once, at creation (runs.api_tokens), and a lost token is revoked and
+    replaced, never read back."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)  # what the person uses it for
+    prefix = models.CharField(max_length=16, db_index=True)  # visible, to tell tokens apart
+    digest = models.CharField(max_length=64, unique=True)  # sha256 of the whole token, hex
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)  # set once; a revoked token is 401
+
+    class Meta:
+        db_table = "api_tokens"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+
+class TargetGrant(models.Model):
+    """A directory one user, or everyone in one group, may analyse (and everything under it).
+
+    Granted by a superuser in the admin; runs.targets is the one reader. A grant counts only
+    inside ORCHESTRATOR_ALLOWED_ROOTS, which stays the outer fence."""
+
+    directory = models.CharField(max_length=1000, help_text="an absolute real directory path")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="target_grants",
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="target_grants"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "target_grants"
+        ordering = ["directory"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="target_grant_to_a_user_or_a_group",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.directory} to {self.user or self.group}"
+
+
+class WebSource(models.Model):
+    """What the web gave a run: the URLs its searches returned (which its agents may then
+    fetch) and the text of every page fetched, which web citations are checked against."""
+
+    class Kind(models.TextChoices):
+        RESULT = "result"  # a URL a search of this run returned; text is its snippet
+        PAGE = "page"  # a page fetched during the run; text is its main text (capped)
+
+    run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="web_sources")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    url = models.TextField()  # as the agent asked (or as the search returned it)
+    final_url = models.TextField(blank=True)  # where redirects ended
+    title = models.CharField(max_length=300, blank=True)
+    text = models.TextField(blank=True)
+    step_key = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "web_sources"
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.url[:80]}"

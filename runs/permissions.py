@@ -19,3 +19,11 @@ def visible_runs(user: Any) -> QuerySet[FlowRun]:
 
 def can_see(user: Any, run: FlowRun) -> bool:
     return visible_runs(user).filter(id=run.id).exists()
+
+
+def token_runs(user: Any) -> QuerySet[FlowRun]:
+    """What an API or MCP token sees: its owner's own runs, superuser or not (a token handed
+    to a host app acts for one person, never as the operator)."""
+    if user is None or not user.is_authenticated:
+        return FlowRun.objects.none()
+    return FlowRun.objects.filter(owner_id=user.pk)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from runs.engine.queue import fairness, scheduler
-from runs.labels import State, step_state, step_words
+from runs.labels import State, run_state, step_state, waiting_on
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepPhase, StepStatus
 
 __all__ = [
@@ -35,15 +35,8 @@ def queue_positions(run: FlowRun) -> dict[int, int]:
 
 
 def status_label(step: FlowStep, position: int | None) -> str:
-    """The status with its words (runs.labels owns them), e.g. `queued (waiting for a model
-    slot, 2nd)`."""
-    words = step_words(
-        status=step.status,
-        position=position,
-        holds_slot=step.holds_slot,
-        attempt=step.attempt,
-    )
-    return f"{step.status} ({words})" if words and step.status in ACTIVE_STEP else str(step.status)
+    """The step's state in words (runs.labels owns them), with what it adds."""
+    return step_state(step, position).text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,16 +72,18 @@ def step_numbers(step: FlowStep) -> Numbers:
     return Numbers(
         tokens_in=step.tokens_in,
         tokens_out=step.tokens_out,
-        spent_in=max(step.tokens_spent_in, step.tokens_in),
-        spent_out=max(step.tokens_spent_out, step.tokens_out),
+        spent_in=step.counters.tokens_spent_in,
+        spent_out=step.counters.tokens_spent_out,
         cache_reuse=step.cache_reuse,
         decode_rate=step.decode_rate,
         tool_calls=step.tool_calls,
     )
 
 
-def step_line(step: FlowStep, position: int | None = None, width: int = 18) -> str:
-    state = step_state(step, position)
+def step_line(
+    step: FlowStep, position: int | None = None, width: int = 18, state: State | None = None
+) -> str:
+    state = state or step_state(step, position)
     numbers = step_numbers(step)
     elapsed = step.elapsed_seconds
     parts = [
@@ -123,19 +118,28 @@ def snapshot(run_id: UUID) -> Snapshot:
     steps = list(run.steps.all())
     positions = queue_positions(run)
     width = max((len(s.key) for s in steps), default=10) + 2
-    header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · {run.status}"
-    if waiting := fairness.waiting_reason(run):
-        header += f" ({waiting})"
+    held = fairness.waiting_reason(run)
+    header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · "
+    header += run_state(run, steps, held=held).text
+    statuses = {s.key: s.status for s in steps}
+    titles = {s.key: s.title for s in steps}
     states = {}
+    lines = []
     for s in steps:
-        state = step_state(s, positions.get(s.id))
+        state = step_state(
+            s,
+            positions.get(s.id),
+            waiting_on=waiting_on(s.depends_on, statuses, titles),
+            held=held,
+        )
         # A retry's countdown changes every second; its log line changes with the try.
         retrying = state.key in (StepPhase.RETRYING, StepPhase.UNAVAILABLE)
         words = f"{state.label} ({s.phase_note})" if retrying else state.text
         states[s.key] = (words, s.last_tool)
+        lines.append(step_line(s, positions.get(s.id), width, state))
     return Snapshot(
         header=header,
-        lines=[step_line(s, positions.get(s.id), width) for s in steps],
+        lines=lines,
         states=states,
         notes=tuple(note for note in (run.slot_warning,) if note),
     )

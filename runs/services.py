@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from flows.registry import check_band, get_flow
@@ -17,7 +17,9 @@ from runs.engine.agent.modelconfig import configured_endpoint, configured_model_
 from runs.engine.queue import scheduler
 from runs.engine.report import reporting
 from runs.engine.target.confinement import target_identity
-from runs.models import FlowRun, FlowStep, HostPane, Origin, StepStatus
+from runs.engine.web.tools import web_configured
+from runs.models import FlowRun, FlowStep, HostPane, Origin, RunStatus, StepStatus
+from runs.targets import REFUSAL, TargetRefused, check_run, resolve_target
 
 log = logging.getLogger(__name__)
 DISPATCH_CHANNEL = "orchestrator.dispatch"
@@ -28,26 +30,29 @@ class LaunchError(ValueError):
     """Bad input to a launch; the message is shown to the person as is."""
 
 
-def resolve_target(raw: str) -> Path:
-    """The target as an absolute real directory under one of the allowed roots."""
-    if not raw or not raw.strip():
-        raise LaunchError("a target directory is required")
-    if "\x00" in raw:
-        raise LaunchError("the target path contains a NUL byte")
-    path = Path(raw.strip()).expanduser()
-    if not path.exists():
-        raise LaunchError(f"target {raw!r} does not exist")
-    if not path.is_dir():
-        raise LaunchError(f"target {raw!r} is not a directory")
-    real = path.resolve()
-    roots = settings.ORCHESTRATOR_ALLOWED_ROOTS
-    if not any(real == root or real.is_relative_to(root) for root in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise LaunchError(
-            f"target {str(real)!r} is outside the allowed roots ({allowed}); "
-            "set ORCHESTRATOR_ALLOWED_ROOTS to allow it"
+class PendingCapReached(LaunchError):
+    """The owner already has ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER runs waiting."""
+
+
+def check_pending_room(owner: Any) -> None:
+    """Refuse a launch or a retry that would give this user more pending runs than the cap.
+
+    The caller holds the owner's row locked (`_lock_owner`), so two launches at once cannot
+    both take the last place. Runs without an owner (the CLI's operator) are not capped."""
+    cap = settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER
+    if not cap or not getattr(owner, "pk", None):
+        return
+    pending = FlowRun.objects.filter(owner_id=owner.pk, status=RunStatus.PENDING).count()
+    if pending >= cap:
+        raise PendingCapReached(
+            f"You already have {pending} runs waiting to start (at most {cap}); wait for one "
+            "to start or cancel one, then try again."
         )
-    return real
+
+
+def _lock_owner(owner: Any) -> None:
+    if getattr(owner, "pk", None):
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
 
 
 def launch_run(
@@ -60,6 +65,7 @@ def launch_run(
     owner: Any = None,
     origin: str = Origin.CLI,
     host_pane: str = HostPane.NONE,
+    web: bool = False,
 ) -> FlowRun:
     """Validate, create the run and its steps in one transaction, then wake a worker."""
     try:
@@ -73,15 +79,20 @@ def launch_run(
         raise LaunchError(f"the focus text is too long ({len(focus)} > {MAX_FOCUS_CHARS} chars)")
     if origin not in Origin.values or host_pane not in HostPane.values:
         raise LaunchError("unknown origin or host pane")
-    real_target = resolve_target(target)
+    check_web(web)
     try:
+        real_target = resolve_target(target, owner)
         identity = target_identity(real_target)
+    except TargetRefused as exc:
+        raise LaunchError(str(exc)) from None
     except OSError:
-        raise LaunchError(f"target {target!r} cannot be read") from None
+        raise LaunchError(REFUSAL) from None
     model_id = configured_model_id()
     # The run owns its endpoint: every worker runs its steps there, whatever its own settings.
     endpoint_url, endpoint_model = configured_endpoint(model_id)
     with transaction.atomic():
+        _lock_owner(owner)
+        check_pending_room(owner)
         run = FlowRun.objects.create(
             owner=owner if getattr(owner, "pk", None) else None,
             flow=definition.slug,
@@ -96,6 +107,7 @@ def launch_run(
             endpoint_model=endpoint_model,
             origin=origin,
             host_pane=host_pane,
+            web=web,
         )
         FlowStep.objects.bulk_create(
             FlowStep(
@@ -116,6 +128,35 @@ def launch_run(
     return run
 
 
+def check_web(web: bool) -> None:
+    """The web may be switched on only where a search endpoint is configured."""
+    if web and not web_configured():
+        raise LaunchError(
+            "the web is not available on this server: set ORCHESTRATOR_WEB_SEARCH_URL to a "
+            "SearXNG-compatible JSON search endpoint to allow it"
+        )
+
+
+def launch_settings(run: FlowRun) -> dict[str, Any]:
+    """What a run was launched with, as launch_run (and the launcher's fields) take it."""
+    return {
+        "flow": run.flow,
+        "target": run.target,
+        "band": run.band,
+        "fast": run.fast,
+        "focus": run.focus,
+        "web": run.web,
+    }
+
+
+def rerun(run: FlowRun, owner: Any) -> FlowRun:
+    """A new run with the same settings as `run` (finished or not), launched by `owner`; the
+    target is checked again like any launch's. LaunchError says why it cannot start."""
+    return launch_run(
+        **launch_settings(run), owner=owner, origin=Origin.BUTTON, host_pane=run.host_pane
+    )
+
+
 def cancel_run(run_id: UUID) -> bool:
     cancelled = scheduler.cancel_run(run_id)
     if cancelled:
@@ -125,23 +166,43 @@ def cancel_run(run_id: UUID) -> bool:
     return cancelled
 
 
-def retry_step(run_id: UUID, key: str) -> bool:
-    retried = scheduler.retry_step(run_id, key)
+def _check_retry(run_id: UUID, user: Any) -> None:
+    """A retry is a new use of the run's target, so it asks the same rule a launch does, and
+    puts the run back among its owner's pending runs, so it counts against the same cap
+    (inside the caller's transaction, with the owner's row locked as a launch holds it)."""
+    run = FlowRun.objects.select_related("owner").get(id=run_id)
+    _lock_owner(run.owner)
+    try:
+        check_run(user, run)
+    except TargetRefused as exc:
+        raise LaunchError(str(exc)) from None
+    if run.status != RunStatus.PENDING:
+        check_pending_room(run.owner)
+
+
+def retry_step(run_id: UUID, key: str, *, user: Any) -> bool:
+    """Re-run a step (and what depends on it); LaunchError when `user` may not (None: the
+    operator)."""
+    with transaction.atomic():
+        _check_retry(run_id, user)
+        retried = scheduler.retry_step(run_id, key)
     if retried:
         wake_workers()
         tell_viewers(run_id)
     return retried
 
 
-def retry_cancelled(run_id: UUID) -> bool:
+def retry_cancelled(run_id: UUID, *, user: Any) -> bool:
     """Re-run a cancelled run's cancelled steps (and what depends on them); the finished
-    work stays."""
+    work stays. LaunchError when `user` may not."""
     keys = list(
         FlowStep.objects.filter(run_id=run_id, status=StepStatus.CANCELLED).values_list(
             "key", flat=True
         )
     )
-    retried = bool(keys) and scheduler.retry_steps(run_id, keys)
+    with transaction.atomic():
+        _check_retry(run_id, user)
+        retried = bool(keys) and scheduler.retry_steps(run_id, keys)
     if retried:
         wake_workers()
         tell_viewers(run_id)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_MESSAGE_CHARS = 64 * 1024  # a resume of every agent of the largest run is well under 8 KB
-MAX_RESUMED_STEPS = 256  # more agents than any flow has
+# Ids in one resume: the largest roster has 8 agents (fabricated benchmark runs 20); every id
+# costs a look-up, so a message may not carry more than a pane could ever have expanded.
+MAX_RESUMED_STEPS = 64
 MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints
 
 

@@ -29,18 +29,15 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from runs.labels import duration
+from runs.labels import STRETCH_WORDS, duration
 from runs.models import ACTIVE_STEP, TERMINAL_RUN, AgentSession, FlowRun, FlowStep, StepStatus
 
-# What a stretch of a lane was spent on, in the order the legend shows them.
-KINDS = {
-    "waiting": "waiting for dependencies",
-    "queued": "queued for a model slot",
-    "first-byte": "waiting for the model's first byte",
-    "model": "model generating",
-    "tools": "running tools",
-    "earlier": "an earlier attempt",
-}
+# What a stretch of a lane was spent on, in the order the legend shows them (runs.labels owns
+# the words).
+KINDS = STRETCH_WORDS
+# Kinds that are not the lane's own work: its busy time and the critical path leave them out
+# (a wait on the path counts only as a hand-off; an idle gap not at all).
+NOT_BUSY = frozenset({"waiting", "idle"})
 MODEL_OUTPUT = ("text", "reasoning")
 # Axis steps in seconds; the first that gives at most MAX_TICKS intervals is used.
 TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
@@ -110,7 +107,7 @@ class Lane:
 
     @property
     def busy_seconds(self) -> float:
-        return sum(v for k, v in self.totals.items() if k != "waiting")
+        return sum(v for k, v in self.totals.items() if k not in NOT_BUSY)
 
     @property
     def track(self) -> SafeString:
@@ -232,8 +229,12 @@ def build(
     # pending with its old attempt count until it is claimed again).
     retried = [s.id for s in steps if s.attempt > 1 or (s.attempt and s.status in _NOT_STARTED)]
     attempts = _attempts(retried)
+    idle = [
+        ((finished - origin).total_seconds(), (retried - origin).total_seconds())
+        for finished, retried in run.idle
+    ]
     lanes = [
-        _lane(step, origin, now, marks.get(step.id, []), attempts.get(step.id, []), live)
+        _lane(step, origin, now, marks.get(step.id, []), attempts.get(step.id, []), live, idle)
         for step in steps
     ]
     path = _critical_path(lanes, now)
@@ -242,7 +243,10 @@ def build(
     span = _span(now, live)
     for lane in lanes:
         lane.drawn = _draw(lane.segments, span)
-    totals = _critical_totals(path)
+    # The path counts from the run's first claim, as its elapsed time does: waiting for the
+    # owner's turn before it is not part of it.
+    first_claim = (run.started_at - origin).total_seconds() if run.started_at else 0.0
+    totals = _critical_totals(path, first_claim)
     return Timeline(
         origin=origin,
         span=span,
@@ -327,6 +331,7 @@ def _lane(
     marks: list[Mark],
     attempts: list[Attempt],
     live: bool,
+    idle: list[tuple[float, float]],
 ) -> Lane:
     started = step.queued_at is not None and step.status not in _NOT_STARTED
     active = step.status in ACTIVE_STEP or (live and step.status in _NOT_STARTED)
@@ -351,7 +356,7 @@ def _lane(
                 mine = [m for m in marks if current is None or m.session == current]
                 _model_phase(cursor, mine, first_byte)
     cursor.to(end, cursor.kind)
-    segments = cursor.segments
+    segments = _cut_idle(cursor.segments, idle)
     if active and segments:
         last = segments[-1]
         segments[-1] = Segment(kind=last.kind, start=last.start, end=last.end, open=True)
@@ -408,14 +413,38 @@ def _critical_path(lanes: list[Lane], now: float) -> list[Lane]:
     return path[::-1]
 
 
-def _critical_totals(path: list[Lane]) -> list[tuple[str, float]]:
-    """Where the critical path's time went: each lane's own time, and the hand-offs between
-    them (a lane's wait after the dependency before it on the path had ended)."""
+def _cut_idle(segments: list[Segment], idle: list[tuple[float, float]]) -> list[Segment]:
+    """The segments with every stretch inside an idle span (the run finished, before a retry)
+    marked idle: a retried step's wait for its new claim is mostly that gap."""
+    for idle_start, idle_end in idle:
+        cut: list[Segment] = []
+        for seg in segments:
+            lo, hi = max(seg.start, idle_start), min(seg.end, idle_end)
+            if lo >= hi:
+                cut.append(seg)
+                continue
+            if seg.start < lo:
+                cut.append(Segment(kind=seg.kind, start=seg.start, end=lo))
+            cut.append(Segment(kind="idle", start=lo, end=hi))
+            if hi < seg.end:
+                cut.append(Segment(kind=seg.kind, start=hi, end=seg.end, open=seg.open))
+        segments = cut
+    return segments
+
+
+def _critical_totals(path: list[Lane], first_claim: float = 0.0) -> list[tuple[str, float]]:
+    """Where the critical path's time went from the run's first claim on: each lane's own
+    time after the dependency before it on the path had ended (its waits then are hand-offs).
+    What a lane did before that, such as an earlier attempt of a retried step, overlaps the
+    path's time already; idle gaps before retries are not counted at all. So the path is never
+    longer than the run's active time."""
     totals: dict[str, float] = {}
-    previous_end = 0.0
+    previous_end = first_claim
     for lane in path:
         for segment in lane.segments:
-            start = max(segment.start, previous_end) if segment.kind == "waiting" else segment.start
+            if segment.kind == "idle":
+                continue
+            start = max(segment.start, previous_end)
             if segment.end > start:
                 totals[segment.kind] = totals.get(segment.kind, 0.0) + segment.end - start
         previous_end = lane.segments[-1].end if lane.segments else previous_end

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
-from runs import exports, live, services
+from runs import exports, labels, live, services
 from runs.engine.queue import fairness
 from runs.models import FlowRun, RunStatus
 from runs.permissions import visible_runs
+from runs.targets import TargetRefused, check_run
+from runs.workspace import remember_open
 
 PAGE_SIZE = 25
 
@@ -35,6 +40,24 @@ def _run(request: HttpRequest, run_id: UUID) -> FlowRun:
     return get_object_or_404(visible_runs(request.user), id=run_id)
 
 
+def _usable_run(request: HttpRequest, run_id: UUID) -> FlowRun:
+    """A run whose target's contents leave the server (exports): its directory must still be
+    one this user may analyse (runs.targets); otherwise a 403 with the sentence."""
+    run = _run(request, run_id)
+    try:
+        check_run(request.user, run)
+    except TargetRefused as exc:
+        raise PermissionDenied(str(exc)) from None
+    return run
+
+
+def _refused(exc: services.LaunchError) -> HttpResponse:
+    """A door's refusal as its sentence: a full queue may clear (409), a target is not theirs."""
+    return HttpResponse(
+        str(exc), status=409 if isinstance(exc, services.PendingCapReached) else 403
+    )
+
+
 @login_required
 def history(request: HtmxHttpRequest) -> HttpResponse:
     runs = visible_runs(request.user)
@@ -51,11 +74,21 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(runs.order_by("-created_at"), PAGE_SIZE).get_page(request.GET.get("page"))
     flows = visible_runs(request.user).values_list("flow", flat=True).distinct().order_by("flow")
     waiting = fairness.waiting_reasons(r.id for r in page if r.status == RunStatus.PENDING)
+    running = [run for run in page if run.status == RunStatus.RUNNING]
+    steps = {
+        run.id: run for run in runs.filter(id__in=[r.id for r in running]).prefetch_related("steps")
+    }
+    rows = []
+    for run in page:
+        held = waiting.get(run.id, "")
+        shown = steps.get(run.id)
+        state = labels.run_state(run, list(shown.steps.all()) if shown else None, held=held)
+        rows.append({"run": run, "waiting": held, "state": state})
     context = {
         "page": page,
-        "rows": [{"run": run, "waiting": waiting.get(run.id, "")} for run in page],
+        "rows": rows,
         "flows": flows,
-        "statuses": RunStatus.values,
+        "statuses": [(status, labels.RUN_WORDS[status]) for status in RunStatus.values],
         "filters": {"flow": flow, "status": status, "target": target, "q": query},
         "filtered": bool(flow or status or target or query),
     }
@@ -85,8 +118,11 @@ def cancel(request: HttpRequest, run_id: UUID) -> HttpResponse:
 @require_POST
 def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
     run = _run(request, run_id)
-    if not services.retry_step(run.id, key):
-        return HttpResponse("This step cannot be retried now.", status=409)
+    try:
+        if not services.retry_step(run.id, key, user=request.user):
+            return HttpResponse("This step cannot be retried now.", status=409)
+    except services.LaunchError as exc:
+        return _refused(exc)
     return HttpResponse(status=204, headers={"HX-Refresh": "true"})
 
 
@@ -94,14 +130,44 @@ def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
 @require_POST
 def retry_cancelled(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = _run(request, run_id)
-    if not services.retry_cancelled(run.id):
-        return HttpResponse("There is nothing cancelled to retry.", status=409)
+    try:
+        if not services.retry_cancelled(run.id, user=request.user):
+            return HttpResponse("There is nothing cancelled to retry.", status=409)
+    except services.LaunchError as exc:
+        return _refused(exc)
     return HttpResponse(status=204)
 
 
 @login_required
-def export(request: HttpRequest, run_id: UUID, fmt: str) -> HttpResponse:
+@require_POST
+def rerun(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
+    """Launch the same run again and open its pane (in place of this one when embedded)."""
     run = _run(request, run_id)
+    if not run.is_finished:
+        return HttpResponse("This run is still going; re-run it once it has finished.", status=409)
+    try:
+        new = services.rerun(run, request.user)
+    except services.LaunchError as exc:
+        return HttpResponse(f"This run cannot be launched again: {exc}", status=400)
+    remember_open(request.user, new)
+    if not request.htmx:  # a plain form post, without JavaScript
+        return redirect(new)
+    # From an embedded pane the new run opens embedded in its place.
+    embedded = "embed=1" in (request.htmx.current_url or "")
+    url = new.get_absolute_url() + ("?embed=1" if embedded else "")
+    return HttpResponse(status=204, headers={"HX-Redirect": url})
+
+
+@login_required
+def rerun_with_changes(request: HttpRequest, run_id: UUID) -> HttpResponse:
+    """The workspace with the launcher open, filled in with this run's settings."""
+    run = _run(request, run_id)
+    return redirect(f"{reverse('runs:workspace')}?{urlencode({'from': run.id})}")
+
+
+@login_required
+def export(request: HttpRequest, run_id: UUID, fmt: str) -> HttpResponse:
+    run = _usable_run(request, run_id)
     name = f"{run.flow}-{str(run.id)[:8]}"
     if fmt == "md":
         response = HttpResponse(
@@ -119,7 +185,7 @@ def export(request: HttpRequest, run_id: UUID, fmt: str) -> HttpResponse:
 @login_required
 @require_POST
 def send_to_chat(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    run = _run(request, run_id)
+    run = _usable_run(request, run_id)
     if not run.report:
         return HttpResponse("There is no report yet.", status=409)
     return HttpResponse(exports.send_to_chat(run, request.user))

@@ -8,7 +8,6 @@ import unicodedata
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -19,10 +18,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from flows.models import BANDS, FlowKind
 from flows.registry import CATALOG, slash_menu
+from runs.engine.web.tools import web_configured
 from runs.markup import render_markdown
 from runs.models import ChatMessage, FlowRun, HostPane, Origin, WorkspaceLayout
 from runs.permissions import visible_runs
-from runs.services import LaunchError, launch_run
+from runs.services import LaunchError, launch_run, launch_settings
+from runs.targets import default_directory
 
 HOST_PANES = (HostPane.CHAT, HostPane.CODER)
 TITLES = {HostPane.CHAT: "Chat", HostPane.CODER: "Coder"}
@@ -35,7 +36,7 @@ CHAT_MESSAGES = 20
 def workspace(request: HttpRequest) -> HttpResponse:
     layout = WorkspaceLayout.objects.filter(owner_id=request.user.pk).first()
     remembered = layout.targets if layout else {}
-    default_target = str(settings.ORCHESTRATOR_ALLOWED_ROOTS[0])
+    default_target = default_directory(request.user)
     context: dict[str, Any] = {
         "panes": [
             {
@@ -56,8 +57,21 @@ def workspace(request: HttpRequest) -> HttpResponse:
         ],
         "catalog_size": len(CATALOG),
         "chat": chat_messages(request.user),
+        "relaunch": _relaunch(request),
+        "web_available": web_configured(),
     }
     return render(request, "runs/workspace.html", context)
+
+
+def _relaunch(request: HttpRequest) -> dict[str, Any] | None:
+    """The settings of the run named by `?from=` (re-run with changes): the launcher opens
+    filled in with them. Another person's run, or no run, opens nothing."""
+    try:
+        run_id = UUID(request.GET.get("from", ""))
+    except ValueError:
+        return None
+    run = visible_runs(request.user).filter(id=run_id).first()
+    return launch_settings(run) if run is not None else None
 
 
 def _open_runs(request: HttpRequest, layout: WorkspaceLayout | None) -> list[FlowRun]:
@@ -173,6 +187,7 @@ def launch(request: HttpRequest) -> JsonResponse:
             owner=request.user,
             origin=origin if origin in {Origin.SLASH, Origin.BUTTON} else Origin.BUTTON,
             host_pane=data.get("host_pane", HostPane.NONE),
+            web=data.get("web") in {"1", "true", "on"},
         )
     except LaunchError as exc:
         return JsonResponse({"error": str(exc)}, status=400)

@@ -19,7 +19,10 @@ def target_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _allow_tmp_targets(settings: Any, tmp_path: Path) -> None:
+    """Every test's own directory is the allowed root, shared by its users (a team that
+    shares everything); tests of who may use what (tests/test_targets.py) narrow it."""
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp_path.resolve()]
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp_path.resolve()]
 
 
 @pytest.fixture
@@ -34,6 +37,16 @@ def scripted_model(settings: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
+def secret_corpus(tmp_path: Path) -> Any:
+    """A git repository with a secret in every form the rule knows (devtools.secret_corpus)."""
+    from devtools.secret_corpus import commit_corpus, write_secret_corpus
+
+    corpus = write_secret_corpus(tmp_path)
+    commit_corpus(corpus)
+    return corpus
+
+
+@pytest.fixture
 def alice(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("alice", password="alice-pass-123")
 
@@ -41,6 +54,12 @@ def alice(django_user_model: Any) -> Any:
 @pytest.fixture
 def bob(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("bob", password="bob-pass-123")
+
+
+@pytest.fixture
+def charlie(django_user_model: Any) -> Any:
+    """A third user: one more owner in the model's line."""
+    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
 
 
 @pytest.fixture
@@ -79,6 +98,24 @@ def finished_run(alice: Any, target_dir: Path) -> Any:
     return run
 
 
+@pytest.fixture
+def run_with_a_failed_agent(alice: Any, target_dir: Path) -> Any:
+    """A code review whose Correctness agent failed; the others finished and the validator
+    passed, so the report is written."""
+    from runs.engine.queue import scheduler
+    from runs.services import launch_run
+
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+        failed = run.steps.get(id=step_id).key == "correctness"
+        finish_step(step_id, "w", succeeded=not failed, output="found", error="the model went away")
+    for output in ("- **Shell** (codebase) `app/views.py:6`", "Summary: ok.\nConfidence: high"):
+        [step_id] = scheduler.claim_steps("w", 10, run_id=run.id)
+        finish_step(step_id, "w", succeeded=True, output=output)
+    run.refresh_from_db()
+    return run
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """Consumers talk to the database on asgiref's shared thread, whose persistent connection
@@ -102,3 +139,106 @@ def _close_async_connections(django_db_setup: Any, django_db_blocker: Any) -> It
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         connection.close()
+
+
+@pytest.fixture
+def alice_token(alice: Any) -> str:
+    """A live API token of alice's (the raw value, as she was shown it once)."""
+    from runs.api_tokens import create_token
+
+    return create_token(alice, "tests")[1]
+
+
+@pytest.fixture
+def bob_token(bob: Any) -> str:
+    from runs.api_tokens import create_token
+
+    return create_token(bob, "tests")[1]
+
+
+@pytest.fixture
+def served_site(scripted_model: Any, tmp_path: Path) -> Iterator[str]:
+    """`manage.py serve` (web, MCP and the engine in one process) on a free loopback port,
+    running runs on the scripted model; yields its URL. Needs django_db(transaction=True)."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from devtools.testing import free_port, manage_env, start_manage
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = manage_env(
+        ORCHESTRATOR_MODEL="demo/scripted",
+        ORCHESTRATOR_BASE_URL=scripted_model.url,
+        ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path.resolve()),
+        ORCHESTRATOR_SHARED_ROOTS=str(tmp_path.resolve()),
+        ORCHESTRATOR_PUBLIC_URL=url,
+    )
+    log = tmp_path / "serve.log"
+    process = start_manage("serve", "--port", str(port), env=env, log=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"serve did not start:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_socket_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no pane sockets counted and no connect rate spent: the counts
+    live as long as the process (runs/socket_limits.py), and tests connect far more often
+    than a person would."""
+    from runs import consumers
+    from runs.socket_limits import OpenSockets
+
+    monkeypatch.setattr(consumers, "OPEN_SOCKETS", OpenSockets())
+
+
+@pytest.fixture
+def open_pane_socket() -> Any:
+    """`await open_pane_socket(user, run, origin=..., host=...)`: a WebsocketCommunicator on
+    the run's socket with the user's session cookie, and whether the handshake was accepted.
+    Origin None sends no Origin header. The caller always disconnects it."""
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.test import Client
+
+    from orchestrator_site.asgi import application
+
+    def cookie_for(user: Any) -> str:
+        client = Client()
+        client.force_login(user)
+        return f"sessionid={client.cookies['sessionid'].value}"
+
+    async def open_socket(
+        user: Any,
+        run: Any,
+        *,
+        origin: str | None = "http://127.0.0.1:8000",
+        host: str = "127.0.0.1:8000",
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> tuple[Any, bool]:
+        cookie = await database_sync_to_async(cookie_for)(user)
+        headers = [(b"host", host.encode()), (b"cookie", cookie.encode()), *(extra or [])]
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        communicator = WebsocketCommunicator(application, f"/ws/runs/{run.id}/", headers=headers)
+        connected, _ = await communicator.connect()
+        return communicator, connected
+
+    return open_socket

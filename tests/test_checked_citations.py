@@ -17,7 +17,7 @@ from tests.test_pane import client_for
 
 REPORT = """## Findings
 - **Shell injection** (codebase, high) `app/views.py:6` — `return subprocess.run(cmd, shell=True)`
-- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "hunter2"`
+- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "[redacted]"`
 - **Unvalidated command** (codebase, high) `app/views.py:5` — `# TODO: validate the command`
 """
 
@@ -155,7 +155,7 @@ def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(alice,
         "## Findings\n"
         "- **Shell injection, renamed** (codebase, high) `app/views.py:8` — "
         "`return   subprocess.run(cmd, shell=True)`\n"
-        '- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "hunter2"`\n'
+        '- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "[redacted]"`\n'
         "- **Debug on** (codebase, medium) `app/settings.py:1` — `DEBUG = True`\n"
     )
     second = run_with(target_dir, alice, second_report)

@@ -67,7 +67,7 @@ def test_a_model_fault_on_one_agent_fails_that_agent_and_the_report_says_so(
     security = run.steps.get(key="security")
     assert security.status == StepStatus.FAILED
     assert "500" in security.error
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert run.confidence in {"medium", "low"}
     assert "security" in run.report_data["failed_agents"]
     retries = AgentEvent.objects.filter(step=security, kind="status", payload__state="retrying")
@@ -92,7 +92,7 @@ def test_fast_mode_caps_a_looping_agent(scripted_model, target_dir):
     assert security.tool_calls <= 6
     last_request = [r for r in scripted_model.requests if "Agent role: security" in str(r)][-1]
     assert not last_request.get("tools"), "the final turn offers no tools"
-    assert run.status in {RunStatus.SUCCEEDED, RunStatus.FAILED}
+    assert run.status in {RunStatus.SUCCEEDED, RunStatus.FINISHED_WITH_FAILURES, RunStatus.FAILED}
 
 
 def test_cancel_stops_running_agents_within_a_second(settings, scripted_model, target_dir):

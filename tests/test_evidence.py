@@ -17,7 +17,7 @@ from runs.services import launch_run
 
 REPORT = """## Findings
 - **Shell injection** (codebase, high) `app/views.py:6` — `return subprocess.run(cmd, shell=True)`
-- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "hunter2"`
+- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "[redacted]"`
 - **Invented helper** (codebase, high) `app/auth.py:12` — `def check_token(t):`
 - **Wrong line** (codebase, low) `app/views.py:40` — `result += item.price`
 - **Flask 1.x is end of life** (web, single-source) according to one blog post
@@ -100,7 +100,7 @@ def test_confidence_falls_when_an_agent_fails(target_dir: Path):
         verdict=HIGH,
         fail="security",
     )
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert run.confidence == "medium"
     assert "1 agent(s) failed: security" in run.report
     assert "| security | failed (model server failed) |" in run.report
@@ -133,6 +133,19 @@ def test_clean_cited_evidence_keeps_the_models_high_confidence(target_dir: Path)
     assert run.report.startswith("## Summary\nTwo real problems.\n\n## Confidence: high")
     assert "- 3 of 3 findings (100%) are backed by verified codebase citations" in run.report
     assert run.report_data["confidence_explained"] in run.report
+
+
+@pytest.mark.django_db
+def test_a_quote_holding_the_secret_itself_is_not_verified(target_dir: Path):
+    """Citations are checked against the lines as the model read them (redacted), so a ✓ can
+    never confirm a guessed secret, and the guess is not kept as a checked line."""
+    guessed = REPORT.replace('password = "[redacted]"', 'password = "hunter2"')
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir)), report=guessed, verdict=HIGH
+    )
+    assert "`app/settings.py:3` ✓" not in run.report
+    kept = [line for entry in run.report_data["checked_lines"] for line in entry["lines"]]
+    assert 'password = "[redacted]"' not in kept and not any("hunter2" in line for line in kept)
 
 
 @pytest.mark.django_db

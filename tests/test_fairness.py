@@ -29,11 +29,6 @@ MODEL = "demo/scripted"
 
 
 @pytest.fixture
-def charlie(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
-
-
-@pytest.fixture
 def launch(target_dir: Path, settings: Any) -> Any:
     settings.ORCHESTRATOR_MODEL = MODEL
 
@@ -74,7 +69,7 @@ class TestTheCap:
         assert claimed_runs(scheduler.claim_steps("w", 100)) == [first.id, second.id]
         third.refresh_from_db()
         assert third.status == RunStatus.PENDING
-        assert fairness.waiting_reason(third) == "waiting: 2 of your runs are active"
+        assert fairness.waiting_reason(third) == "2 of your runs are active"
         first.refresh_from_db()
         assert fairness.waiting_reason(first) == ""
 
@@ -90,7 +85,7 @@ class TestTheCap:
         assert claimed_runs(scheduler.claim_steps("w", 100)) == [second.id]
         third.refresh_from_db()
         assert third.status == RunStatus.PENDING
-        assert fairness.waiting_reason(third) == "waiting: 1 of your runs is active"
+        assert fairness.waiting_reason(third) == "1 of your runs is active"
 
     def test_the_cap_counts_each_user_on_their_own(self, settings, alice, bob, launch):
         """Alice at her cap does not stop Bob."""
@@ -125,7 +120,7 @@ class TestTheCap:
         assert scheduler.retry_step(first.id, "security")
         first.refresh_from_db()
         assert first.status == RunStatus.PENDING
-        assert fairness.waiting_reason(first) == "waiting: 1 of your runs is active"
+        assert fairness.waiting_reason(first) == "1 of your runs is active"
         assert scheduler.claim_steps("w", 100) == []
         finish_run(second)
         assert claimed_runs(scheduler.claim_steps("w", 100)) == [first.id]
@@ -139,13 +134,13 @@ class TestTheCap:
         launch(alice, focus="first")
         waiting = launch(alice, focus="second")
         scheduler.claim_steps("w", 100)
-        reason = "waiting: 1 of your runs is active"
+        reason = "1 of your runs is active"
         client = client_for(alice)
         pane = client.get(f"/runs/{waiting.id}/").content.decode()
         assert f'data-testid="run-waiting">{reason}</span>' in pane
         history = client.get("/runs/").content.decode()
         assert history.count('data-testid="run-waiting"') == 1 and reason in history
-        assert snapshot(waiting.id).header.endswith(f"· pending ({reason})")
+        assert snapshot(waiting.id).header.endswith(f"· waiting ({reason})")
 
     def test_a_bad_cap_setting_stops_the_service_naming_the_variable(self):
         env = {**os.environ, "ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER": "-1"}
@@ -211,19 +206,22 @@ class TestTheModelLine:
     def test_another_users_steps_take_turns_with_a_backlog_for_the_slot(
         self, settings, alice, bob, launch
     ):
-        """Alice's 8 steps wait for the one slot; Bob's two alternate with hers."""
+        """Alice's 8 steps wait for the one slot, one of them in the line; Bob's first joins
+        the line behind it, and from then on the two take turns."""
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 4
         for _ in range(6):
             launch(alice)
         alices = scheduler.claim_steps("w", 100)
         assert len(alices) == 8
         answers = [scheduler.try_acquire_slot(i, "w", MODEL, 1) for i in alices]
-        assert [a.position for a in answers] == list(range(8)), "the first holds the slot"
+        assert [a.position for a in answers] == [0, 1, 0, 0, 0, 0, 0, 0], (
+            "the first holds the slot, the second has the line's one place of hers"
+        )
         launch(bob)
         bobs = scheduler.claim_steps("w", 100)
         positions = [scheduler.try_acquire_slot(i, "w", MODEL, 1).position for i in bobs]
-        assert positions == [1, 3], "after alice's first, and after her second"
-        holders = [alices[0], bobs[0], alices[1], bobs[1], alices[2]]
+        assert positions == [2, 0], "at the end of the line, behind alice's one step in it"
+        holders = [alices[0], alices[1], bobs[0], alices[2], bobs[1], alices[3]]
         for holder, following in itertools.pairwise(holders):
             assert scheduler.release_slot(holder, "w", MODEL, 1) == [following]
 
@@ -297,6 +295,7 @@ def test_a_burst_of_runs_does_not_delay_another_users_first_request(settings, al
     from devtools.fakemodel.server import ScriptedModelServer
 
     settings.ORCHESTRATOR_SLOTS = 1
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0  # the burst waits, on purpose
     with ScriptedModelServer(token_rate=4000, pad_reasoning=100) as server:
         settings.ORCHESTRATOR_BASE_URL = server.url
         for number in range(30):
@@ -357,3 +356,55 @@ def test_a_wake_up_that_lands_during_a_sweep_is_not_lost(
     [run] = launched
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+class TestAPlaceInLine:
+    def test_a_place_only_moves_forward_while_three_owners_keep_claiming(
+        self, settings, alice, bob, charlie, launch
+    ):
+        """One slot; Alice's backlog waits; Bob and Charlie launch and their steps are claimed
+        between the turns. A claim never moves anyone's place; each turn (a step leaving the
+        line for the slot) moves every placed step up by exactly one; so the places a step's
+        stream shows only count down (0: in line without a place yet, behind its owner's
+        step in the line)."""
+        settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 0
+        launch(alice)
+        launch(alice)
+        waiting = scheduler.claim_steps("w", 100)
+        [holder] = [i for i in waiting if scheduler.try_acquire_slot(i, "w", MODEL, 1).granted]
+        waiting.remove(holder)
+        newcomers = [bob, charlie, bob, charlie]
+        seen: dict[int, list[int]] = {}
+
+        def poll() -> dict[int, int]:
+            answers = {i: scheduler.try_acquire_slot(i, "w", MODEL, 1).position for i in waiting}
+            placed = {i: p for i, p in answers.items() if p > 0}
+            # Every view counts the line as the engine does.
+            assert scheduler.queue_positions(MODEL, waiting) == placed
+            for step_id, place in answers.items():
+                if not seen.setdefault(step_id, []) or seen[step_id][-1] != place:
+                    seen[step_id].append(place)
+            return placed
+
+        before = poll()
+        while waiting:
+            if newcomers:
+                launch(newcomers.pop(0))
+                waiting += scheduler.claim_steps("w", 100)
+                after_claims = poll()
+                assert {i: after_claims[i] for i in before} == before, "a claim moved a place"
+                before = after_claims
+            handed = scheduler.release_slot(holder, "w", MODEL, 1)
+            finish_step(holder, "w", succeeded=True, output="done")
+            [holder] = handed
+            waiting.remove(holder)
+            after_turn = poll()
+            moved = {i: after_turn[i] for i in before if i != holder}
+            assert moved == {i: place - 1 for i, place in before.items() if i != holder}
+            before = after_turn
+        for step_id, places in seen.items():
+            numbered = [p for p in places if p > 0]
+            assert places == [0] * (len(places) - len(numbered)) + numbered, (step_id, places)
+            assert numbered == list(range(numbered[0], 0, -1)) if numbered else True
+        assert max(len(places) for places in seen.values()) >= 4

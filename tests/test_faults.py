@@ -70,7 +70,7 @@ def test_a_persistent_model_fault_fails_only_that_agent_and_the_report_names_it(
     security = run.steps.get(key="security")
     assert security.status == StepStatus.FAILED
     assert message in security.error, security.error
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert "security" in run.report_data["failed_agents"]
     assert f"| security | failed ({security.error}) |" in run.report
     assert run.confidence != "high"

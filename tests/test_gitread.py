@@ -199,13 +199,15 @@ def test_clean_redacts_every_key_armour_and_url_credentials():
     )
     assert "SECRET" not in clean(text) and clean(text).startswith("a\n[private key redacted]")
     putty = "PuTTY-User-Key-File-3: ssh-ed25519\nPrivate-Lines: 1\nSECRETE\nPrivate-MAC: ab\nok"
-    assert clean(putty) == "[private key redacted]\nok"
+    assert clean(putty) == "[private key redacted]\n" * 4 + "ok"  # line for line
     urls = "https://me:SECRETF@h.example/x ssh://ghp_0123456789abcdefSECRETG@h ssh://git@h.example"
     assert clean(urls) == ("https://[redacted]@h.example/x ssh://[redacted]@h ssh://git@h.example")
     assert clean("bell\x07 esc\x1b[31m crlf\r\n") == "bell\u2407 esc\u241b[31m crlf\n"
     # The one secret rule (runs/engine/target/secrets.py): any case, age keys too.
     other = "x AGE-SECRET-KEY-1" + "Q" * 58 + " y -----begin rsa private key-----\nSECRETH"
-    assert clean(other) == "x [private key redacted] y [private key redacted]"
+    assert (
+        clean(other) == "x [private key redacted] y [private key redacted]\n[private key redacted]"
+    )
 
 
 @pytest.mark.parametrize(

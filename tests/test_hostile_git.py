@@ -347,7 +347,7 @@ def test_no_secret_reaches_any_git_answer(tmp_path: Path, capsys):
     assert head.ok and "hello again" in head.content and "not shown" in head.content
     worktree = results[("git_diff", "{}")].content
     assert "notes.txt: changed, holds a private key" in worktree
-    assert "[not shown:" in worktree and ".env" in worktree
+    assert "[not shown:" in worktree and "[secret file]" in worktree and ".env" not in worktree
     ci = results[("git_blame", repr({"path": "ci.yml"}))]
     assert ci.ok and "[redacted]@git.example.com" in ci.content
 

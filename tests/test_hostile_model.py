@@ -242,7 +242,7 @@ def test_a_retry_on_a_moved_or_swapped_target_fails_with_a_sentence(
     scripted_model.responder = None
     asked_before = len(scripted_model.requests)
 
-    assert retry_step(run.id, "security")
+    assert retry_step(run.id, "security", user=None)
     run = run_to_end(run)
 
     security = run.steps.get(key="security")

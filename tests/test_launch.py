@@ -38,8 +38,8 @@ def test_larger_bands_run_more_specialists(target_dir: Path):
     [
         ({"flow": "nope"}, "unknown flow 'nope'; valid flows: api-design, architectural-analysis"),
         ({"band": "huge"}, "unknown band 'huge'; valid bands: small, medium, large"),
-        ({"target": "/definitely/not/here"}, "does not exist"),
-        ({"target": ""}, "a target directory is required"),
+        ({"target": "/definitely/not/here"}, "it is not one you were given, or it does not exist"),
+        ({"target": ""}, "A target directory is required"),
         ({"focus": "x" * 5000}, "focus text is too long"),
         ({"focus": "auth\x00"}, "the focus text contains a NUL byte"),
     ],
@@ -56,14 +56,14 @@ def test_bad_input_is_refused_with_a_clear_message_and_nothing_is_created(
 
 def test_a_file_is_not_a_target(target_dir: Path):
     """The target must be a directory."""
-    with pytest.raises(LaunchError, match="is not a directory"):
+    with pytest.raises(LaunchError, match="That path is not a directory"):
         launch_run(flow="research", target=str(target_dir / "README.md"))
 
 
 def test_targets_outside_the_allowed_roots_are_refused(settings, target_dir: Path, tmp_path):
     """ORCHESTRATOR_ALLOWED_ROOTS fences where agents may read."""
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp_path / "elsewhere"]
-    with pytest.raises(LaunchError, match="outside the allowed roots"):
+    with pytest.raises(LaunchError, match="not one you were given, or it does not exist"):
         launch_run(flow="research", target=str(target_dir))
 
 
@@ -73,5 +73,5 @@ def test_a_symlink_into_a_forbidden_place_is_judged_by_where_it_leads(settings, 
     allowed.mkdir()
     (allowed / "escape").symlink_to("/etc")
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [allowed]
-    with pytest.raises(LaunchError, match="outside the allowed roots"):
+    with pytest.raises(LaunchError, match="not one you were given, or it does not exist"):
         launch_run(flow="research", target=str(allowed / "escape"))

@@ -57,10 +57,43 @@ def test_the_demo_model_is_loaded_by_name_only_when_selected():
 
 
 def test_the_engine_is_grouped_by_what_each_part_does():
-    """queue, agent, target and report each own their modules; the top holds only the seams."""
+    """queue, agent, target, report and web each own their modules; the top holds only the
+    seams."""
     engine = ROOT / "runs/engine"
     top = sorted(p.stem for p in engine.glob("*.py"))
     assert top == ["__init__", "crashpoints", "dbthread", "problems", "storable", "worker"]
     groups = sorted(p.name for p in engine.iterdir() if (p / "__init__.py").exists())
-    assert groups == ["agent", "queue", "report", "target"]
-    assert (engine / "queue/scheduler.py").exists() and (engine / "target/secrets.py").exists()
+    assert groups == ["agent", "queue", "report", "target", "web"]
+    assert (engine / "queue/scheduler.py").exists() and (
+        engine / "target/secrets/__init__.py"
+    ).exists()
+
+
+def test_every_reset_of_a_step_goes_through_the_one_reset_function():
+    """No UPDATE in the engine clears a step's slot, lease, times, output or retry count by
+    hand: runs.engine.queue.reset.reset_step says what each moment of an attempt clears."""
+    cleared = {
+        "holds_slot",
+        "wants_slot",
+        "lease_owner",
+        "lease_expires_at",
+        "started_at",
+        "first_token_at",
+        "finished_at",
+        "output",
+        "truncated",
+        "attempt_base",
+    }
+    found = []
+    for path in sorted((ROOT / "runs" / "engine").rglob("*.py")):
+        if path.name == "reset.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr != "update":
+                continue
+            for keyword in node.keywords:
+                if keyword.arg in cleared and isinstance(keyword.value, ast.Constant):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {keyword.arg}")
+    assert found == []

@@ -139,7 +139,7 @@ def test_a_batch_of_events_the_database_refuses_fails_the_step_with_the_reason(
     assert failed.error.startswith("the agent's events could not be stored: IntegrityError")
     assert "agent_event_seq_unique" in failed.error
     assert failed.attempt == 1, "failed at once, not re-run after its lease"
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert failed.key in run.report_data["failed_agents"]
 
 
@@ -203,7 +203,7 @@ def test_a_step_that_keeps_losing_its_worker_fails_after_the_attempt_cap_naming_
     last_end = "its worker was stopped" if released else "its lease lapsed"
     assert step.error.endswith(last_end)
     assert not [r for r in scripted_model.requests if "Agent role: security" in str(r)]
-    assert run.status == RunStatus.SUCCEEDED  # the other lenses and the report carried on
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES  # the other lenses and the report went on
 
 
 def test_an_answer_cut_at_the_output_limit_is_marked_in_the_stream_the_step_and_the_method(

@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db.models import F
 from django.test import Client
 
 from devtools.testing import finish_step
@@ -125,8 +126,11 @@ class TestPages:
         response = client_for(bob).get("/admin/runs/flowrun/")
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
-    def test_history_filters_searches_and_paginates(self, alice, target_dir, finished_run):
+    def test_history_filters_searches_and_paginates(
+        self, settings, alice, target_dir, finished_run
+    ):
         """Newest first, by flow, status and text."""
+        settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0  # 30 waiting runs, on purpose
         for i in range(30):
             launch_run(flow="research", target=str(target_dir), owner=alice, focus=f"topic {i}")
         client = client_for(alice)
@@ -171,7 +175,9 @@ def test_the_socket_sends_a_snapshot_then_streams_only_expanded_agents(alice, fi
         ws, connected = await connect(alice, finished_run)
         assert connected
         snapshot = await ws.receive_from()
-        assert 'id="run-header"' in snapshot and f'id="agent-row-{security.id}"' in snapshot
+        # Parts inside the header and the rows, never them (a focused control survives).
+        assert 'id="run-state"' in snapshot and f'id="agent-who-{security.id}"' in snapshot
+        assert 'id="run-header"' not in snapshot and f'id="agent-row-{security.id}"' not in snapshot
         await ws.send_to(
             text_data=json.dumps({"type": "subscribe", "step": security.id, "after": stored[0]})
         )
@@ -207,12 +213,17 @@ def test_the_socket_sends_a_snapshot_then_streams_only_expanded_agents(alice, fi
         )
         live = await ws.receive_from()
         assert event_ids(live) == [stored[-1] + 1000] and "fresh" in live
+        # A step that changed brings the parts of its row that changed, not the row itself.
+        await database_sync_to_async(FlowStep.objects.filter(id=correctness.id).update)(
+            tool_calls=F("tool_calls") + 7
+        )
         await layer.group_send(
             run_group(finished_run.id), {"type": "run.step", "step_id": correctness.id}
         )
-        assert f'id="agent-row-{correctness.id}" class="agent-row status-succeeded"' in (
-            await ws.receive_from()
-        )
+        update = await ws.receive_from()
+        assert f'id="agent-metrics-{correctness.id}"' in update
+        assert f'id="agent-row-{correctness.id}"' not in update
+        assert f'id="agent-who-{correctness.id}"' not in update, "its badge did not change"
         await ws.disconnect()
         # A reconnect says what it holds; the gap comes from the database.
         again, _ = await connect(alice, finished_run)
@@ -335,7 +346,8 @@ def test_an_outsiders_socket_is_closed(bob, finished_run):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_foreign_origin_is_refused(alice, finished_run):
-    """AllowedHostsOriginValidator turns away pages from other sites."""
+    """Pages from other sites are turned away at the handshake (tests/test_socket_origins.py
+    covers other ports, schemes, null and a missing Origin)."""
 
     async def scenario() -> bool:
         ws = WebsocketCommunicator(

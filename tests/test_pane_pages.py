@@ -54,16 +54,17 @@ class TestPaneAtAGlance:
         assert 'data-testid="demo-chip"' in html
 
     def test_a_queued_agent_says_its_place_in_words(self, alice, target_dir):
-        """Two claimed steps wait for a slot: the second is 2nd in line."""
+        """Two claimed steps of one owner wait for a slot: the first has the owner's place in
+        the line, the second waits in line behind it without a place of its own."""
         run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
         claimed = scheduler.claim_steps("w", 10, run_id=run.id)
         assert len(claimed) == 2
         for step_id in claimed:  # no slot is free: both join the model's line, in claim order
             assert not scheduler.try_acquire_slot(step_id, "w", run.model, 0).granted
         html = client_for(alice).get(f"/runs/{run.id}/").content.decode()
-        assert "waiting for a model slot, 2nd" in html
-        assert "waiting for a model slot, 1st" in html
-        assert "waiting for Correctness, Security" in html  # the synthesizer
+        assert html.count(">waiting for a model slot</span>") == 2
+        assert ">1st in line</span>" in html and ">in line</span>" in html
+        assert ">for Correctness, Security</span>" in html  # the synthesizer
         assert "#0" not in text(html), "no attempt numbers for agents that never ran"
 
     def test_every_row_carries_every_metric(self, alice, finished_run):
@@ -112,7 +113,8 @@ class TestPaneAtAGlance:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_live_pane_asks_for_a_longer_axis_at_most_once_a_second(alice, finished_run):
-    """`refresh` brings the header and the timeline; a flood of them brings one."""
+    """`refresh` brings the header's parts that changed (its server clock) and the timeline;
+    a flood of them brings one. The parts that did not change (the actions) are not sent."""
     FlowRun.objects.filter(id=finished_run.id).update(status="running")
 
     async def scenario() -> list[str]:
@@ -130,7 +132,8 @@ def test_a_live_pane_asks_for_a_longer_axis_at_most_once_a_second(alice, finishe
 
     got = asyncio.run(scenario())
     assert len(got) == 1
-    assert 'id="run-header"' in got[0] and 'id="run-timeline"' in got[0]
+    assert 'id="run-clock"' in got[0] and 'id="run-timeline"' in got[0]
+    assert 'id="run-header"' not in got[0] and 'id="run-actions"' not in got[0]
 
 
 @pytest.mark.django_db

@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from devtools.testing import finish_step
 from runs import services
+from runs.engine.agent.context import Start, checkpoint, open_attempt
+from runs.engine.agent.counters import Counters
 from runs.engine.queue import scheduler
 from runs.models import FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import launch_run
@@ -84,7 +86,7 @@ def test_a_failed_specialist_lets_the_synthesizer_run_and_caps_confidence(run: F
         validation, "w1", succeeded=True, output="Summary: ok.\nConfidence: high\nReasons: r"
     )
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert run.confidence == "medium"
     assert "correctness" in run.report_data["failed_agents"]
     assert "model down" in run.report
@@ -195,3 +197,37 @@ def test_retry_reruns_a_failed_step_and_what_depends_on_it_only(run: FlowRun):
     run.refresh_from_db()
     assert run.status == RunStatus.PENDING and run.report == ""  # through the cap again
     assert not scheduler.retry_step(run.id, "security")
+
+
+def test_a_retry_starts_the_step_afresh_and_a_lost_lease_resumes_it(run: FlowRun):
+    """After a lost lease the next attempt continues the same transcript (resume); after a
+    retry it gets a new one from the current upstream outputs, zero kept counters, the spent
+    ones carried, `truncated` cleared and the attempt cap counted from the retry."""
+    claimed = claim_all("w1", run)
+    ctx = open_attempt(FlowStep.objects.get(id=claimed["correctness"]), run, "w1")
+    assert ctx.start is Start.FRESH
+    said = [*ctx.transcript, {"role": "assistant", "content": "old answer"}]
+    checkpoint(ctx, said, Counters(turns=1, tokens_in=50, tokens_out=7, last_tool="grep"))
+    FlowStep.objects.filter(id=ctx.step_id).update(lease_expires_at=timezone.now())
+    claim_all("w2", run)
+    resumed = open_attempt(FlowStep.objects.get(id=ctx.step_id), run, "w2")
+    assert resumed.start is Start.RESUME and resumed.transcript == said
+    assert (resumed.attempt, resumed.counters.tokens_in) == (2, 50)
+
+    finish_step(ctx.step_id, "w2", succeeded=False, error="the server kept failing")
+    finish_step(claimed["security"], "w1", succeeded=True, output="security said this")
+    synthesis_id = claim_all("w1", run)["synthesis"]
+    finish_step(synthesis_id, "w1", succeeded=True, output="cut", truncated=True)
+    finish_step(claim_all("w1", run)["validation"], "w1", succeeded=True, output="v")
+    assert scheduler.retry_step(run.id, "correctness")
+    step = FlowStep.objects.get(id=ctx.step_id)
+    assert (step.error, step.tokens_in, step.tokens_spent_in, step.last_tool) == ("", 0, 50, "")
+    assert (step.attempt, step.attempt_base, step.attempts_this_retry) == (2, 2, 0)
+    synthesis = FlowStep.objects.get(id=synthesis_id)
+    assert (synthesis.status, synthesis.truncated, synthesis.output) == ("pending", False, "")
+
+    claim_all("w3", run)
+    fresh = open_attempt(FlowStep.objects.get(id=ctx.step_id), run, "w3")
+    assert fresh.start is Start.FRESH and fresh.exhausted == ""
+    assert "old answer" not in str(fresh.transcript)
+    assert fresh.counters == Counters(tokens_spent_in=50, tokens_spent_out=7)

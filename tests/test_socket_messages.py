@@ -109,7 +109,7 @@ def test_malformed_messages_get_error_frames_and_the_socket_keeps_serving(alice,
         replay = await ws.receive_from(timeout=5)
         await get_channel_layer().group_send(run_group(finished_run.id), {"type": "run.changed"})
         redraw = await ws.receive_from(timeout=5)
-        while 'id="run-header"' not in redraw:
+        while 'id="run-state"' not in redraw:
             redraw = await ws.receive_from(timeout=5)
         await ws.disconnect()
         return notices, replay, redraw
@@ -166,7 +166,7 @@ def test_a_failure_while_handling_a_message_is_an_error_frame_not_a_closed_socke
         await ws.send_to(text_data=json.dumps({"type": "subscribe", "step": step.id}))
         answer = await ws.receive_from(timeout=5)
         await get_channel_layer().group_send(run_group(finished_run.id), {"type": "run.changed"})
-        still_open = 'id="run-header"' in await ws.receive_from(timeout=5)
+        still_open = 'id="run-state"' in await ws.receive_from(timeout=5)
         await ws.disconnect()
         return answer, still_open
 

@@ -31,11 +31,16 @@ def make_step(**fields: Any) -> FlowStep:
 @pytest.mark.parametrize(
     ("fields", "position", "label", "detail"),
     [
-        ({"status": StepStatus.PENDING}, None, "pending", "waiting for its dependencies"),
-        ({"status": StepStatus.READY}, None, "ready", "waiting for a worker"),
+        ({"status": StepStatus.PENDING}, None, "waiting", "for its dependencies"),
+        ({"status": StepStatus.READY}, None, "waiting", "for a worker"),
         ({"status": StepStatus.QUEUED}, None, "starting", "claimed by a worker"),
         # The bug: a later turn in line for a slot said "running".
-        ({"phase": StepPhase.SLOT, "wants_slot": True}, 2, "waiting for a slot", "#2 in line"),
+        (
+            {"phase": StepPhase.SLOT, "wants_slot": True},
+            2,
+            "waiting for a model slot",
+            "2nd in line",
+        ),
         (
             {"status": StepStatus.QUEUED, "phase": StepPhase.FIRST_BYTE, "holds_slot": True},
             None,
@@ -132,7 +137,7 @@ def test_a_later_turn_waiting_for_a_slot_says_so_and_never_running(
         step_state(make_step(status=status, phase=phase, wants_slot=wants, holds_slot=holds)).label
         for _, status, phase, wants, holds, _ in later
     }
-    expected = {"running a tool", "waiting for a slot", "waiting for the server's first byte"}
+    expected = {"running a tool", "waiting for a model slot", "waiting for the server's first byte"}
     assert expected | {"generating"} <= words, words
     assert "running" not in words
     print(f"{len(log)} phase changes; a later turn of security said: {sorted(words)}")
@@ -146,7 +151,7 @@ def test_the_pane_and_the_cli_say_the_same_words(target_dir: Path):
         status=StepStatus.RUNNING, phase=StepPhase.TOOL, phase_note="grep 'password'"
     )
     FlowStep.objects.filter(id=second).update(
-        status=StepStatus.RUNNING, phase=StepPhase.SLOT, wants_slot=True
+        status=StepStatus.RUNNING, phase=StepPhase.SLOT, wants_slot=True, line_at=timezone.now()
     )
     steps = list(run.steps.filter(id__in=[first, second]))
     pane = pane_state(run, steps)
@@ -156,5 +161,6 @@ def test_the_pane_and_the_cli_say_the_same_words(target_dir: Path):
         state = step_state(step, 1 if step.id == second else None)
         assert f">{state.label}" in html
         assert any(line.startswith(step.key) and state.label in line for line in lines)
-    assert ">waiting for a slot #1</span>" in html
-    assert "#1 in line" in step_line(FlowStep.objects.get(id=second), 1)
+    # One wording per row: the badge, then what it adds (no second phrase for the same state).
+    assert ">waiting for a model slot</span>" in html and ">1st in line</span>" in html
+    assert "1st in line" in step_line(FlowStep.objects.get(id=second), 1)

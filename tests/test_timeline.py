@@ -33,7 +33,7 @@ def make_run(alice: Any, target: str, status: str = "succeeded", end: float = 10
 def make_step(run: FlowRun, key: str, position: int, **fields: Any) -> FlowStep:
     times = {
         name: at(fields.pop(name))
-        for name in ("queued_at", "started_at", "first_token_at", "finished_at")
+        for name in ("queued_at", "line_at", "started_at", "first_token_at", "finished_at")
         if name in fields
     }
     defaults = {"status": "succeeded", "attempt": 1, "role": key, "title": key.title()}
@@ -195,7 +195,7 @@ class TestLanes:
         lane = timeline.build(run).lanes[0]
         assert lane.segments[0].start == 0 and lane.segments[-1].end == 5
         assert labels.event_words({"state": "queued", "position": "<b>1</b>"}) == (
-            "queued: waiting for a model slot"
+            "waiting for a model slot (in line)"
         )
 
 
@@ -228,6 +228,50 @@ class TestCriticalPath:
         )
         assert line.critical_seconds == pytest.approx(12.0)
 
+    def test_a_retried_run_shows_its_idle_gap_and_its_path_counts_active_time(
+        self, alice, target_dir
+    ):
+        """First finished at 10 with Security failed; retried at 40, finished again at 50.
+        The 30 s between are idle: drawn as such, and neither elapsed nor the path counts them."""
+        run = make_run(alice, str(target_dir), end=50)
+        FlowRun.objects.filter(id=run.id).update(
+            idle_spans=[[at(10).isoformat(), at(40).isoformat()]]
+        )
+        run.refresh_from_db()
+        security = make_step(
+            run,
+            "security",
+            0,
+            attempt=2,
+            queued_at=40,
+            started_at=40,
+            first_token_at=41,
+            finished_at=45,
+        )
+        first = add_events(security, [(2, "tool_call", {}), (4, "error", {})], attempt=1)
+        AgentSession.objects.filter(id=first.id).update(created_at=at(1), updated_at=at(4))
+        synthesis = make_step(
+            run,
+            "synthesis",
+            1,
+            attempt=2,
+            depends_on=["security"],
+            queued_at=45.5,
+            started_at=46,
+            first_token_at=46.5,
+            finished_at=50,
+        )
+        earlier = add_events(synthesis, [(9, "status", {"state": "succeeded"})], attempt=1)
+        AgentSession.objects.filter(id=earlier.id).update(created_at=at(5), updated_at=at(10))
+        add_events(synthesis, [(47, "text", {"text": "x"})], attempt=2)
+
+        line = timeline.build(run)
+        assert run.active_seconds() == pytest.approx(20.0)
+        assert ("idle", 10, 40) in kinds(line.lanes[0]) and ("idle", 10, 40) in kinds(line.lanes[1])
+        assert [lane.step.key for lane in line.critical_path] == ["security", "synthesis"]
+        assert "idle" not in dict(line.critical_totals)
+        assert line.critical_seconds == pytest.approx(run.active_seconds())
+
     def test_a_twenty_agent_four_minute_run_answers_why_it_took_that_long(self, alice, target_dir):
         """The fabricated run: 18 specialists on 4 slots, then the synthesizer and validator."""
         run = fabricate_run(alice, str(target_dir), agents=20, tokens=20_000)
@@ -244,15 +288,21 @@ class TestWords:
         assert [labels.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
             "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"
         ]  # fmt: skip
-        assert labels.step_words(status="queued", position=3) == "waiting for a model slot, 3rd"
-        assert labels.step_words(status="queued", holds_slot=True) == (
-            "waiting for the model's first byte"
+        queued = FlowStep(key="k", status="queued", attempt=1, wants_slot=True)
+        assert labels.step_state(queued, 3).text == "waiting for a model slot (3rd in line)"
+        first_byte = FlowStep(key="k", status="queued", attempt=1, holds_slot=True)
+        assert labels.step_state(first_byte).text == "waiting for the server's first byte"
+        running = FlowStep(key="k", status="running", attempt=2, phase="generating")
+        assert labels.step_state(running).text == "generating (attempt 2)"
+        pending = FlowStep(key="k", status="pending")
+        assert labels.step_state(pending, waiting_on=["Correctness", "Security"]).text == (
+            "waiting (for Correctness, Security)"
         )
-        assert labels.step_words(status="running", attempt=2) == "attempt 2"
-        assert labels.step_words(status="pending", waiting_on=["Correctness", "Security"]) == (
-            "waiting for Correctness, Security"
+        assert labels.step_state(pending).text == "waiting (for its dependencies)"
+        # A stream's status line says what the row said at that moment.
+        assert labels.event_words({"state": "queued", "position": 3}) == (
+            labels.step_state(queued, 3).text
         )
-        assert labels.step_words(status="pending", attempt=0) == "waiting"
 
     def test_durations_read_as_seconds_then_minutes_then_hours(self):
         """Tenths for the ticking clocks; whole seconds once it is minutes in a summary."""
@@ -277,36 +327,42 @@ class TestWords:
         """progress.status_label asks runs.labels."""
         from runs.progress import status_label
 
-        step = FlowStep(key="k", status="queued", attempt=1)
-        assert status_label(step, 2) == "queued (waiting for a model slot, 2nd)"
+        step = FlowStep(key="k", status="queued", attempt=1, wants_slot=True)
+        assert status_label(step, 2) == "waiting for a model slot (2nd in line)"
         assert status_label(FlowStep(key="k", status="succeeded"), None) == "succeeded"
 
 
 @pytest.mark.django_db
-def test_queue_places_count_the_live_steps_of_the_same_model_claimed_earlier(alice, target_dir):
-    """Across runs of one model: a live step asking for a slot and claimed earlier is ahead; a
-    step holding a slot, one not asking, another model's step, a dead lease or a finished step
-    is not (the scheduler's one rule, scheduler.queue_positions)."""
+def test_queue_places_count_the_live_steps_of_the_same_model_that_joined_earlier(
+    alice, bob, charlie, target_dir
+):
+    """Across runs of one model: a live step waiting for a slot that took its place earlier is
+    ahead; a step holding a slot, one not asking, one without a place yet (behind its owner's
+    step in the line), another model's step, a dead lease or a finished step is not (the
+    scheduler's one rule, scheduler.queue_positions)."""
     from runs.progress import queue_positions
 
     mine = make_run(alice, str(target_dir), status="running")
-    other = make_run(alice, str(target_dir), status="running")
+    other = make_run(bob, str(target_dir), status="running")
+    third = make_run(charlie, str(target_dir), status="running")
     elsewhere = make_run(alice, str(target_dir), status="running")
     FlowRun.objects.filter(id=elsewhere.id).update(model="llama-swap/other")
     live = timezone.now() + timedelta(minutes=5)
     queued = {"status": "queued", "holds_slot": False, "wants_slot": True, "lease_expires_at": live}
-    make_step(other, "a", 0, queued_at=1, **queued)  # ahead of everything below
+    make_step(other, "a", 0, queued_at=1, line_at=1, **queued)  # ahead of everything below
     make_step(other, "b", 1, queued_at=2, **{**queued, "holds_slot": True})  # has a slot
     make_step(other, "i", 3, queued_at=2, **{**queued, "wants_slot": False})  # not asking yet
+    make_step(other, "k", 5, queued_at=0, **queued)  # no place yet: bob's "a" is in the line
     dead = timezone.now() - timedelta(seconds=1)
-    make_step(other, "j", 4, queued_at=2, **{**queued, "lease_expires_at": dead})  # worker gone
-    make_step(elsewhere, "c", 0, queued_at=0, **queued)  # another model's queue
+    make_step(other, "j", 4, queued_at=2, line_at=0, **{**queued, "lease_expires_at": dead})
+    make_step(elsewhere, "c", 0, queued_at=0, line_at=0, **queued)  # another model's line
     make_step(other, "d", 2, queued_at=0, finished_at=3, status="succeeded")  # finished
-    first = make_step(mine, "e", 0, queued_at=3, **queued)
-    second = make_step(mine, "f", 1, queued_at=4, **queued)
-    tie = make_step(mine, "g", 2, queued_at=4, **queued)  # same claim time: by id
+    first = make_step(mine, "e", 0, queued_at=3, line_at=3, **queued)
+    second = make_step(third, "f", 1, queued_at=4, line_at=4, **queued)
+    tie = make_step(mine, "g", 2, queued_at=4, line_at=4, **queued)  # same moment: by id
     make_step(mine, "h", 3, queued_at=5, status="running", holds_slot=True, lease_expires_at=live)
-    assert queue_positions(mine) == {first.id: 2, second.id: 3, tie.id: 4}
+    assert queue_positions(mine) == {first.id: 2, tie.id: 4}
+    assert queue_positions(third) == {second.id: 3}
 
 
 @pytest.mark.django_db

@@ -158,10 +158,13 @@ def test_an_invalid_regex_and_bad_arguments_get_clear_errors(toolbox: ReadOnlyTo
 
 
 def test_list_dir_marks_secrets_and_does_not_follow_links_out(toolbox: ReadOnlyTools):
-    """The model may see that a secret exists, never what is in it."""
+    """The model may see that a secret file exists, never its name or what is in it."""
     result = toolbox.call("list_dir", {"path": ".", "depth": 2})
     assert "src/pkg/" in result.content
-    assert ".env  [secret: not readable]" in result.content
+    assert "[secret file]  [not readable]" in result.content
+    assert ".env.example  (19 bytes)" in result.content
+    names = [line.split("  ")[0] for line in result.content.splitlines()]
+    assert ".env" not in names and ".env.production" not in names and "id_rsa" not in names
     assert "escape_dir" not in result.content
     assert "README.md  (9 bytes)" in result.content
 

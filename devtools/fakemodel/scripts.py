@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from devtools.fakemodel.webscript import web_specialist
+
 # What each lens greps for; roles not listed use DEFAULT_PATTERN.
 ROLE_PATTERNS = {
     "security": r"password|secret|token|eval\(|exec\(|subprocess|pickle|md5|sha1",
@@ -90,6 +92,9 @@ def _specialist(body: dict[str, Any]) -> ScriptedReply:
     messages = body.get("messages") or []
     rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
     offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    if "web_search" in offered:  # a web role of a run that allows the web
+        first_user = next((_text(m) for m in messages if m.get("role") == "user"), "")
+        return ScriptedReply(**web_specialist(body, role, _focus(first_user)))
     pattern = ROLE_PATTERNS.get(role, DEFAULT_PATTERN)
     hits = _grep_hits(messages)
     if rounds == 0 and "list_dir" in offered:
@@ -204,6 +209,8 @@ def _merge(user_text: str) -> tuple[list[str], list[str]]:
             cited = _CITED.search(line)
             if cited:
                 findings.setdefault((cited["cite"], cited["quote"] or ""), _as_item(line))
+            elif "(web" in line and line.lstrip().startswith("- **"):
+                findings.setdefault((line.strip(), "web"), _as_item(line))
     return list(findings.values()), agents
 
 

@@ -84,6 +84,7 @@ SECURITY_REVIEW = _analysis(
             from_band="large",
             prompt="List dependencies and pinning; flag unpinned or risky ones (web claims "
             "about known vulnerabilities are single-source unless corroborated).",
+            web=True,
         ),
     ],
     "Write a security report: ## Findings by severity (critical, high, medium, low) with "
@@ -100,6 +101,7 @@ GAP_ANALYSIS = _analysis(
             role="claims",
             title="Claims",
             prompt="Collect what README, docs and the focus text say the system does.",
+            web=True,
         ),
         Lens(
             role="reality",
@@ -184,6 +186,7 @@ ISSUE_TRIAGE = _analysis(
             role="impact",
             title="Impact",
             prompt="Judge who is affected and how badly, from the code paths involved.",
+            web=True,
         ),
         Lens(
             role="history",

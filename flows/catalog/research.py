@@ -26,9 +26,9 @@ FLOW = spine_flow(
             role="web-sources",
             title="Outside sources",
             prompt="Name the outside knowledge the question depends on (libraries, protocols, "
-            "standards). You cannot browse: mark each such claim `web` and `single-source` "
-            "unless the project itself vendors or cites the source.",
+            "standards) and what the sources say about it.",
             from_band="medium",
+            web=True,
         ),
         Lens(
             role="counterpoint",

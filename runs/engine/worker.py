@@ -24,9 +24,10 @@ from channels.worker import Worker
 from django.conf import settings
 from django.db import Error as DatabaseError
 
+from runs.engine.agent.attempt import execute_step
 from runs.engine.agent.context import StepContext
 from runs.engine.agent.events import publish
-from runs.engine.agent.loop import BackendFactory, SlotWaiters, execute_step
+from runs.engine.agent.loop import BackendFactory, SlotWaiters
 from runs.engine.dbthread import close_pool, db_async
 from runs.engine.queue import scheduler
 from runs.engine.report import reporting

@@ -60,8 +60,8 @@
   });
 
   function calibrate() {
-    const header = document.getElementById("run-header");
-    const serverNow = header ? Number(header.dataset.now) : 0;
+    const clock = document.getElementById("run-clock");
+    const serverNow = clock ? Number(clock.dataset.now) : 0;
     if (serverNow) skew = serverNow - Date.now();
   }
   const now = () => Date.now() + skew;
@@ -82,7 +82,8 @@
       const started = Number(el.dataset.started);
       if (!started) return;
       const end = Number(el.dataset.finished) || at;
-      el.textContent = duration(Math.max(0, end - started) / 1000);
+      // Idle gaps before retries are not part of a run's elapsed time.
+      el.textContent = duration(Math.max(0, end - started - (Number(el.dataset.idle) || 0)) / 1000);
     });
   }
 

@@ -172,6 +172,8 @@
   }
 
   document.querySelectorAll(".composer").forEach(setupComposer);
+  // "Re-run with changes" lands here with the launcher filled in by the server: open it.
+  if (launcher.hasAttribute("data-open-filled")) launcher.showModal();
   launcher.querySelector("[data-testid=launch]").addEventListener("click", async () => {
     const form = launcher.querySelector("form");
     const error = launcher.querySelector(".launcher-error");

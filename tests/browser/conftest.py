@@ -24,6 +24,30 @@ ARGS = [
 ]
 
 
+# What Chromium refused under the Content-Security-Policy during the current test.
+CSP_REFUSALS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _nothing_refused_by_the_policy() -> Iterator[None]:
+    """Every page the browser tests open works under the CSP: Chromium reports each script,
+    style or connection the policy blocks on the console, and any one fails the test."""
+    CSP_REFUSALS.clear()
+    yield
+    assert CSP_REFUSALS == []
+
+
+def watch_policy(context: Any) -> Any:
+    """Every page of this browser context (later ones too) reports its refusals."""
+    context.on(
+        "console",
+        lambda message: (
+            CSP_REFUSALS.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return context
+
+
 @pytest.fixture(autouse=True)
 def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
     """Playwright's sync API runs an event loop in this thread; the tests' own ORM calls are
@@ -51,6 +75,7 @@ class ServeProcess:
             ORCHESTRATOR_MODEL="demo/scripted",
             ORCHESTRATOR_DEMO_TOKEN_RATE=token_rate,
             ORCHESTRATOR_ALLOWED_ROOTS=str(tmp_path),
+            ORCHESTRATOR_SHARED_ROOTS=str(tmp_path),
             ORCHESTRATOR_LEASE_SECONDS="2",
             **env,
         )
@@ -93,6 +118,16 @@ def server(serve: ServeProcess) -> str:
 
 
 @pytest.fixture
+def slow_server(settings: Any, tmp_path: Path) -> Iterator[str]:
+    """The server with a scripted model slow enough (5 tokens a second) that a run streams
+    for a minute: long enough to do things in the pane while it changes."""
+    settings.ORCHESTRATOR_MODEL = "demo/scripted"
+    process = ServeProcess(tmp_path, token_rate="5")
+    yield process.url
+    process.stop()
+
+
+@pytest.fixture
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is required: apt-get install chromium")
@@ -119,10 +154,40 @@ def log_in(
         options["timezone_id"] = timezone_id
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800}, **options)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
-    page = context.new_page()
+    page = watch_policy(context).new_page()
     page.goto(f"{base}/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/workspace/")
     return page
+
+
+@pytest.fixture
+def page_on_port(tmp_path: Path) -> Iterator[Any]:
+    """`page_on_port(port, html)`: serve one page from another local web server (a tiny
+    http.server on 127.0.0.1:port, as any other local app or dev server would) and return
+    its URL."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    servers: list[ThreadingHTTPServer] = []
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    def start(port: int, html: str) -> str:
+        folder = tmp_path / f"site-{port}"
+        folder.mkdir()
+        (folder / "index.html").write_text(html)
+        server = ThreadingHTTPServer(("127.0.0.1", port), partial(Quiet, directory=folder))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{port}/index.html"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

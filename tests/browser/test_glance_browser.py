@@ -96,7 +96,7 @@ def test_the_pane_shows_every_metric_and_its_progress_at_every_width(
     # The queue in words: one slot, two specialists.
     frame.locator(
         "[data-testid=step-words]",
-        has_text=re.compile(r"waiting for a model slot, \d+(st|nd|rd|th)"),
+        has_text=re.compile(r"\d+(st|nd|rd|th) in line"),
     ).first.wait_for(timeout=20_000)
     metrics_shown(frame, width)
     assert not one_line(frame), "two lines in a narrow pane"

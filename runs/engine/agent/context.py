@@ -1,9 +1,16 @@
-"""Loading what a step attempt needs from the database, and checkpointing its turns."""
+"""Opening a step attempt from the database, and checkpointing its turns.
+
+An attempt starts one of two ways (`Start`): *resume* continues the same attempt's
+checkpointed transcript and counters (after a crash or a lost lease), *fresh* builds a new
+transcript from the current upstream outputs (a first attempt, or the first after a retry:
+earlier sessions then belong to the attempts before the retry and are never resumed).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -14,9 +21,16 @@ from django.db import transaction
 from flows.models import Depth, StepKind
 from flows.prompts import RunBrief, UpstreamOutput, system_prompt, user_prompt
 from flows.registry import get_flow
+from runs.engine.agent.counters import SESSION_FIELDS, Counters
 from runs.engine.agent.modelconfig import DEMO_PROVIDER
 from runs.engine.storable import clean_text, storable
+from runs.engine.web.tools import uses_web
 from runs.models import AgentSession, FlowRun, FlowStep, StepStatus
+
+
+class Start(StrEnum):
+    RESUME = "resume"  # the transcript and counters of this retry's last checkpoint
+    FRESH = "fresh"  # a new transcript from the current upstream outputs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,11 +46,9 @@ class StepContext:
     target: Path
     depth: Depth
     transcript: list[dict[str, Any]]
-    turns_completed: int
-    tool_calls: int
-    tokens_in: int
-    tokens_out: int
-    last_tool: str
+    start: Start
+    # Kept: this attempt's checkpoint (zero when fresh); spent: every attempt so far.
+    counters: Counters
     holds_slot: bool = False  # granted a model slot together with its claim
     # What the target was at launch (runs.engine.target.confinement.open_target checks it again).
     target_real_path: str = ""
@@ -44,14 +56,11 @@ class StepContext:
     flow_kind: str = ""  # analysis or draft: which step kinds answer schema-shaped
     # The run's endpoint, recorded at launch ("" = this worker's own configuration).
     endpoint_url: str = ""
-    # What every earlier attempt spent and the kept turns' server timings, carried forward.
-    tokens_spent_in: int = 0
-    tokens_spent_out: int = 0
-    cached_tokens: int = 0
-    decode_tokens: int = 0
-    decode_seconds: float = 0.0
     # Set when this attempt is one too many: why, as the step's error; nothing is run.
     exhausted: str = ""
+    # This step is a web role of a run that allows the web: it gets web_search and web_fetch.
+    web: bool = False
+    focus: str = ""  # the run's focus text (URLs in it may be fetched)
 
 
 def load_context(step_id: int, worker: str) -> StepContext | None:
@@ -77,14 +86,24 @@ def open_attempt(
     depth = flow.depth.for_mode(fast=run.fast)
     previous = _last_checkpointed(step)
     if previous is not None:
+        start = Start.RESUME
         transcript = list(previous.transcript)
+        counters = step.counters.replace(
+            turns=previous.turns_completed,
+            tool_calls=previous.tool_calls,
+            tokens_in=previous.tokens_in,
+            tokens_out=previous.tokens_out,
+        )
     else:
+        start = Start.FRESH
+        counters = step.counters.fresh()
         brief = RunBrief(
             flow=flow,
             band=run.band,
             fast=run.fast,
             focus=run.focus,
             target_name=Path(run.target).name,
+            web=uses_web(run),
         )
         upstream = _upstream(step, loaded)
         transcript = [
@@ -98,11 +117,8 @@ def open_attempt(
         backend="scripted" if run.model.startswith(DEMO_PROVIDER + "/") else "openai",
         model=run.model,
         transcript=transcript,
-        turns_completed=previous.turns_completed if previous else 0,
-        resumed_from_turn=previous.turns_completed if previous else 0,
-        tool_calls=previous.tool_calls if previous else 0,
-        tokens_in=previous.tokens_in if previous else 0,
-        tokens_out=previous.tokens_out if previous else 0,
+        resumed_from_turn=counters.turns,
+        **counters.session_fields(),
     )
     # One INSERT ... ON CONFLICT (an upsert, should this attempt's session exist already):
     # this runs between a dependency finishing and the dependant's first request.
@@ -126,31 +142,27 @@ def open_attempt(
         target_identity=run.target_identity,
         depth=depth,
         transcript=transcript,
-        turns_completed=session.turns_completed,
-        tool_calls=session.tool_calls,
-        tokens_in=session.tokens_in,
-        tokens_out=session.tokens_out,
-        last_tool=step.last_tool,
+        start=start,
+        counters=counters,
         flow_kind=flow.kind,
         endpoint_url=run.endpoint_url,
-        tokens_spent_in=max(step.tokens_spent_in, session.tokens_in),
-        tokens_spent_out=max(step.tokens_spent_out, session.tokens_out),
-        cached_tokens=step.cached_tokens,
-        decode_tokens=step.decode_tokens,
-        decode_seconds=step.decode_seconds,
         exhausted=_exhausted(step),
+        web=definition.web and uses_web(run),
+        focus=run.focus,
     )
 
 
 def _exhausted(step: FlowStep) -> str:
-    """Why this attempt must not run: the earlier ones used up ORCHESTRATOR_MAX_ATTEMPTS."""
+    """Why this attempt must not run: the earlier ones since the latest retry used up
+    ORCHESTRATOR_MAX_ATTEMPTS (a retry is a person's decision and starts the count again)."""
     limit = settings.ORCHESTRATOR_MAX_ATTEMPTS
-    if step.attempt <= limit:
+    if step.attempts_this_retry <= limit:
         return ""
-    last = step.sessions.filter(attempt__lt=step.attempt).order_by("-attempt").first()
+    earlier = step.sessions.filter(attempt__lt=step.attempt, attempt__gt=step.attempt_base)
+    last = earlier.order_by("-attempt").first()
     why = (last.ended if last else "") or "its worker stopped heart-beating and its lease lapsed"
     return (
-        f"gave up after {step.attempt - 1} attempts without an outcome "
+        f"gave up after {step.attempts_this_retry - 1} attempts without an outcome "
         f"(ORCHESTRATOR_MAX_ATTEMPTS={limit}); the last one ended: {why}"
     )
 
@@ -161,19 +173,18 @@ SESSION_UPDATE_FIELDS = [
     "backend",
     "model",
     "transcript",
-    "turns_completed",
     "resumed_from_turn",
-    "tool_calls",
-    "tokens_in",
-    "tokens_out",
+    *SESSION_FIELDS,
 ]
 
 
 def _last_checkpointed(step: FlowStep) -> AgentSession | None:
-    """The latest earlier attempt with a completed turn (a first attempt has none)."""
-    if step.attempt <= 1:
+    """The latest earlier attempt since the latest retry with a completed turn: what a
+    resumed attempt continues (none for the first attempt, or the first after a retry)."""
+    if step.attempts_this_retry <= 1:
         return None
-    return step.sessions.filter(turns_completed__gt=0).order_by("-attempt").first()
+    since_retry = step.sessions.filter(attempt__gt=step.attempt_base, attempt__lt=step.attempt)
+    return since_retry.filter(turns_completed__gt=0).order_by("-attempt").first()
 
 
 def _upstream(step: FlowStep, loaded: Sequence[FlowStep]) -> list[UpstreamOutput]:
@@ -194,20 +205,7 @@ def _upstream(step: FlowStep, loaded: Sequence[FlowStep]) -> list[UpstreamOutput
     ]
 
 
-# The step's counters a checkpoint (and a failing or cancelled attempt) writes.
-STEP_COUNTERS = (
-    "tool_calls",
-    "tokens_in",
-    "tokens_out",
-    "tokens_spent_in",
-    "tokens_spent_out",
-    "cached_tokens",
-    "decode_tokens",
-    "decode_seconds",
-)
-
-
-def checkpoint(ctx: StepContext, messages: list[dict[str, Any]], totals: dict[str, Any]) -> None:
+def checkpoint(ctx: StepContext, messages: list[dict[str, Any]], counters: Counters) -> None:
     """Persist a completed turn, so a resumed attempt continues from here.
 
     The transcript holds model text and file contents: it is made storable here, the one
@@ -215,20 +213,14 @@ def checkpoint(ctx: StepContext, messages: list[dict[str, Any]], totals: dict[st
     """
     with transaction.atomic():
         AgentSession.objects.filter(id=ctx.session_id).update(
-            transcript=storable(messages),
-            turns_completed=totals["turns"],
-            tool_calls=totals["tool_calls"],
-            tokens_in=totals["tokens_in"],
-            tokens_out=totals["tokens_out"],
+            transcript=storable(messages), **counters.session_fields()
         )
-        record_counters(ctx, totals)
+        record_counters(ctx, counters)
 
 
-def record_counters(ctx: StepContext, totals: dict[str, Any]) -> None:
+def record_counters(ctx: StepContext, counters: Counters) -> None:
     """Write the step's counters (tokens kept and spent, timings, tools) as they stand; also
     for an attempt that fails or is cancelled between checkpoints, so nothing spent is lost.
     A cancelled step is still this worker's to count."""
-    FlowStep.objects.filter(id=ctx.step_id, lease_owner=ctx.worker).update(
-        last_tool=clean_text(totals["last_tool"])[:200],
-        **{name: totals[name] for name in STEP_COUNTERS},
-    )
+    fields = counters.replace(last_tool=clean_text(counters.last_tool)[:200]).step_fields()
+    FlowStep.objects.filter(id=ctx.step_id, lease_owner=ctx.worker).update(**fields)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
-
-from django.db import Error as DatabaseError
 
 from flows import structured
 from runs.engine.agent.backends.base import (
@@ -18,13 +15,11 @@ from runs.engine.agent.backends.base import (
     StructuredOutputRejected,
     ToolCall,
 )
-from runs.engine.agent.caps import CapExceeded
-from runs.engine.agent.context import StepContext, checkpoint, load_context, record_counters
-from runs.engine.agent.events import EventSink, StorageRefused, publish_step_changed
+from runs.engine.agent.context import Start, StepContext, checkpoint
+from runs.engine.agent.events import EventSink, publish_step_changed
 from runs.engine.agent.modelconfig import ModelTarget
 from runs.engine.agent.servers import ServerDirectory
 from runs.engine.agent.turn import (
-    StepFailed,
     TurnState,
     answer_of_turn,
     assistant_message,
@@ -33,16 +28,14 @@ from runs.engine.agent.turn import (
     count_turn,
     one_turn,
     refuse_cut_calls,
-    totals,
 )
 from runs.engine.dbthread import db_async
 from runs.engine.queue import scheduler
-from runs.engine.report import reporting
-from runs.engine.storable import is_outage, storable, write_refusal
-from runs.engine.target import readonly_proof
-from runs.engine.target.confinement import TargetChanged, open_target
+from runs.engine.storable import storable
+from runs.engine.target.confinement import open_target
 from runs.engine.target.tools import ReadOnlyTools, ToolResult
 from runs.engine.target.toolthreads import run_off_loop
+from runs.engine.web.tools import web_toolbox
 from runs.models import EventKind
 
 log = logging.getLogger(__name__)
@@ -141,149 +134,6 @@ class StepHost(Protocol):
         ...
 
 
-async def execute_step(
-    step_id: int, worker: str, host: StepHost, ctx: StepContext | None = None
-) -> None:
-    """Run one claimed step to its end (`ctx`: its session, when opened with the claim).
-    Cancellation (lost lease, cancelled run) propagates."""
-    if ctx is None:
-        ctx = await db_async(load_context)(step_id, worker)
-    if ctx is None:
-        return
-    sink = EventSink(ctx.run_id, ctx.step_id, ctx.session_id, next_seq=1)
-    sink.start()
-    state = TurnState.resume(ctx)
-    slot: ModelSlot | None = None
-    try:
-        if ctx.exhausted:
-            raise StepFailed(ctx.exhausted)
-        model = await host.backends.target(ctx.model_id, ctx.endpoint_url)
-        await host.backends.servers.note_run(ctx.run_id, model)
-        slot = ModelSlot(ctx, sink, model, host.waiters)
-        toolbox = await run_off_loop(_open_toolbox, ctx)
-        if await db_async(readonly_proof.needs_before)(ctx.run_id):
-            before = await run_off_loop(readonly_proof.take_fingerprint, toolbox.root)
-            await db_async(readonly_proof.save_before)(ctx.run_id, before)
-        backend = host.backends.backend(model)
-        output = await _converse(ctx, sink, backend, toolbox, slot, state)
-    except asyncio.CancelledError:
-        sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
-        await asyncio.shield(_stop_attempt(ctx, state, slot, host))
-        raise
-    except StepLost:
-        sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
-    except DatabaseError as exc:
-        if not is_outage(exc):  # refused for what it holds: trying again cannot help
-            why = f"the step could not be stored: {write_refusal(exc)}"
-            await _fail(ctx, sink, host, state, why)
-        else:
-            # Not the step's fault: leave it unfinished; once its lease lapses an engine
-            # resumes it from the last turn that was committed.
-            log.warning("step %s (%s) paused, database unavailable: %s", ctx.key, ctx.step_id, exc)
-    except StorageRefused as exc:
-        await _fail(ctx, sink, host, state, f"the agent's events could not be stored: {exc}")
-    except (BackendError, StepFailed, TargetChanged, CapExceeded) as exc:
-        await _fail(ctx, sink, host, state, str(exc))
-    except Exception as exc:  # a bug must fail this step, not wedge the worker
-        log.exception("step %s (%s) crashed", ctx.key, ctx.step_id)
-        await _fail(ctx, sink, host, state, f"internal error: {exc!r}")
-    else:
-        await _finish(ctx, sink, host, succeeded=True, output=output, truncated=state.truncated)
-    finally:
-        await asyncio.shield(_close(sink))
-
-
-async def _stop_attempt(
-    ctx: StepContext, state: TurnState, slot: ModelSlot | None, host: StepHost
-) -> None:
-    """A cancelled attempt: give back a slot it holds with no request open (one granted with
-    its claim, before its first turn began), and count what it spent."""
-    try:
-        if slot is not None:
-            await slot.release()  # a no-op unless held: a turn gives its slot back itself
-        elif ctx.holds_slot:
-            slots = host.backends.slots(ctx.model_id)
-            await db_async(scheduler.release_slot)(ctx.step_id, ctx.worker, ctx.model_id, slots)
-    except DatabaseError as exc:  # its lease lapses instead
-        log.warning("slot of step %s not given back: %s", ctx.step_id, exc)
-    await _count_what_was_spent(ctx, state)
-
-
-async def _count_what_was_spent(ctx: StepContext, state: TurnState) -> None:
-    """A cancelled or failing attempt still spent tokens: write them down (best effort)."""
-    state.drop_inflight()
-    try:
-        await db_async(record_counters)(ctx, totals(state))
-    except DatabaseError as exc:
-        log.warning("tokens spent by step %s not saved: %s", ctx.step_id, exc)
-
-
-async def _fail(
-    ctx: StepContext, sink: EventSink, host: StepHost, state: TurnState, error: str
-) -> None:
-    await _count_what_was_spent(ctx, state)
-    await _finish(ctx, sink, host, succeeded=False, error=error)
-
-
-async def _close(sink: EventSink) -> None:
-    try:
-        await sink.close()
-    except StorageRefused:
-        pass  # recorded in sink.refused, and logged
-    except DatabaseError as exc:  # uncommitted events of an attempt that will be resumed
-        log.warning("last events of step %s not saved: %s", sink.step_id, exc)
-
-
-async def _finish(
-    ctx: StepContext,
-    sink: EventSink,
-    host: StepHost,
-    *,
-    succeeded: bool,
-    output: str = "",
-    error: str = "",
-    truncated: bool = False,
-) -> None:
-    host.finishing(ctx.step_id)
-    with contextlib.suppress(StorageRefused):  # its reason is in sink.refused
-        await sink.stop()
-    if sink.refused and succeeded:
-        succeeded, output = False, ""
-        error = f"the agent's events could not be stored: {sink.refused}"
-    last: list[tuple[str, dict[str, Any]]] = []
-    if error:
-        last.append((EventKind.ERROR, {"message": error}))
-    last.append((EventKind.STATUS, {"state": "succeeded" if succeeded else "failed"}))
-    final_events = sink.seal(last)
-    finish = functools.partial(
-        db_async(scheduler.finish_step),
-        ctx.step_id,
-        ctx.worker,
-        succeeded=succeeded,
-        output=storable(output),
-        error=storable(error),
-        claim=host.room(),
-        slots=host.backends.slots(ctx.model_id),
-        truncated=truncated,
-    )
-    try:
-        recorded = await finish(final_events=final_events)
-    except DatabaseError as exc:
-        if is_outage(exc):
-            raise
-        # The outcome must not wait on events the database refuses: record it without them.
-        log.warning("last events of step %s refused: %s", ctx.step_id, exc)
-        final_events = []
-        recorded = await finish(final_events=final_events)
-    # The dependants start before this step's clean-up: it is their hand-off.
-    host.adopt(recorded.claimed, finishing=ctx.step_id)
-    if recorded:
-        await sink.announce(final_events)
-    if recorded.run_done:
-        await db_async(reporting.finalize_run)(ctx.run_id)
-    await publish_step_changed(ctx.run_id, ctx.step_id)
-
-
 class ModelSlot:
     """A step attempt's place in its model's queue. It holds a slot for one model turn at a
     time: the slot goes back (to the next in line) while the step's tools run, and the step
@@ -346,7 +196,7 @@ class ModelSlot:
                 self.waiters.forget(ctx.step_id)
 
 
-async def _converse(
+async def converse(
     ctx: StepContext,
     sink: EventSink,
     backend: AgentBackend,
@@ -354,8 +204,11 @@ async def _converse(
     slot: ModelSlot,
     state: TurnState,
 ) -> str:
-    if ctx.turns_completed:
-        sink.emit(EventKind.STATUS, state="resumed", turn=ctx.turns_completed)
+    """The attempt's turns until its final answer. A resumed attempt continues its transcript
+    (and returns its answer at once if the checkpoint already ends with one: only a resume
+    may, never a fresh start after a retry)."""
+    if ctx.start is Start.RESUME:
+        sink.emit(EventKind.STATUS, state="resumed", turn=ctx.counters.turns)
         if answer := _final_answer(state.messages):
             return answer  # the last attempt died after its answer was checkpointed
     depth = ctx.depth
@@ -387,9 +240,9 @@ async def _converse(
             else:
                 state.cut_calls = 0
                 await _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls)
-            await db_async(checkpoint)(ctx, state.messages, totals(state))
+            await db_async(checkpoint)(ctx, state.messages, state.counters())
             continue
-        await db_async(checkpoint)(ctx, state.messages, totals(state))
+        await db_async(checkpoint)(ctx, state.messages, state.counters())
         check_storage(sink)
         answer = answer_of_turn(sink, state, result, depth.max_output_tokens)
         shape = structured.shape_for(ctx.kind, ctx.flow_kind)
@@ -448,13 +301,13 @@ async def _restate(
         cut = " (cut off at the token limit)" if result.finish_reason == "length" else ""
         reason = f"structured answer unusable{cut}: {exc}; the prose answer stands"
         sink.emit(EventKind.STATUS, state="structured_unusable", reason=reason[:300])
-        await db_async(checkpoint)(ctx, state.messages, totals(state))
+        await db_async(checkpoint)(ctx, state.messages, state.counters())
         return prose
     rendered = structured.render(answer)
     sink.emit(EventKind.STATUS, state="structured", shape=shape.value)
     # Checkpointed as the answer, so a resumed attempt returns it rather than the JSON.
     state.messages = [*asked, {"role": "assistant", "content": rendered}]
-    await db_async(checkpoint)(ctx, state.messages, totals(state))
+    await db_async(checkpoint)(ctx, state.messages, state.counters())
     return rendered
 
 
@@ -509,10 +362,12 @@ async def _run_tools(
             state.messages.append({"role": "tool", "tool_call_id": call.id, "content": message})
 
 
-def _open_toolbox(ctx: StepContext) -> ReadOnlyTools:
+def open_toolbox(ctx: StepContext) -> ReadOnlyTools:
     """Checked at every attempt: a target moved or swapped since the launch fails the step
     (TargetChanged). Off the event loop: it touches the disk and may ask git."""
     confinement = open_target(ctx)
+    if ctx.web:
+        return web_toolbox(confinement, run_id=ctx.run_id, step_key=ctx.key, focus=ctx.focus)
     return ReadOnlyTools(confinement.root, confinement=confinement)
 
 

@@ -30,7 +30,8 @@ from runs.engine.agent.backends.base import (
     estimate_tokens,
 )
 from runs.engine.agent.caps import AgentLimits
-from runs.engine.agent.context import STEP_COUNTERS, StepContext
+from runs.engine.agent.context import StepContext
+from runs.engine.agent.counters import STEP_FIELDS, Counters
 from runs.engine.agent.events import EventSink, StorageRefused, publish_step_changed
 from runs.engine.dbthread import db_async
 from runs.engine.queue import scheduler
@@ -68,19 +69,12 @@ class TurnState:
 
     @classmethod
     def resume(cls, ctx: StepContext) -> TurnState:
-        return cls(
-            messages=list(ctx.transcript),
-            turns=ctx.turns_completed,
-            tool_calls=ctx.tool_calls,
-            tokens_in=ctx.tokens_in,
-            tokens_out=ctx.tokens_out,
-            last_tool=ctx.last_tool,
-            tokens_spent_in=ctx.tokens_spent_in,  # at least the kept ones (load_context)
-            tokens_spent_out=ctx.tokens_spent_out,
-            cached_tokens=ctx.cached_tokens,
-            decode_tokens=ctx.decode_tokens,
-            decode_seconds=ctx.decode_seconds,
-        )
+        """The tally an attempt starts from: its transcript and counters as opened."""
+        return cls(messages=list(ctx.transcript), **_tally(ctx.counters))
+
+    def counters(self) -> Counters:
+        """The tally as the one counters value checkpoints and counts write."""
+        return Counters(turns=self.turns, **{name: getattr(self, name) for name in STEP_FIELDS})
 
     def drop_inflight(self) -> None:
         """The try under way ended without a result: count what it cost as spent."""
@@ -329,10 +323,5 @@ def count_turn(sink: EventSink, state: TurnState, result: TurnResult) -> None:
     )
 
 
-def totals(state: TurnState) -> dict[str, Any]:
-    totals: dict[str, Any] = {
-        "turns": state.turns,
-        "last_tool": state.last_tool,
-    }
-    totals.update({name: getattr(state, name) for name in STEP_COUNTERS})
-    return totals
+def _tally(counters: Counters) -> dict[str, Any]:
+    return {"turns": counters.turns, **{name: getattr(counters, name) for name in STEP_FIELDS}}

@@ -9,15 +9,16 @@ shown as waiting is exactly a run the claim passes over.
   without an owner (the CLI without --user) are the operator's and are not capped.
 - **Round robin by owner**: among the claimable steps, the owner with the fewest live claimed
   steps goes first, then the oldest run. One user's backlog of 200 runs is one party among
-  the others: their 201st step never goes ahead of another user's first.
+  the others: their 201st step never goes ahead of another user's first. The model's line
+  for a slot is round robin by owner too, by who may join it (runs.engine.queue.slotsql: one
+  step per owner in the line, each joining at its end, so no place ever moves backwards).
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -32,8 +33,6 @@ _ACTIVE_STEPS = [str(status) for status in ACTIVE_STEP]
 # several workers claiming at the same moment, skipping each other's rows, still fill theirs.
 CLAIM_POOL_FACTOR = 4
 CLAIM_POOL_SLACK = 16
-# Steps claimed together are placed this far apart, so later claims fit between them.
-PLACE_SPACING = timedelta(milliseconds=1)
 
 # `party` keys an owner (runs without one share the key 0: user ids start at 1).
 # `waiting`: each owner's pending runs in launch order, with how many of theirs are running;
@@ -98,16 +97,6 @@ _CLAIM = f"""
     FOR UPDATE OF s SKIP LOCKED
 """  # noqa: S608 - built from constants only
 
-# Each model's line: its claimed steps whose worker is alive, in the slot SQL's order.
-_LIVE_LINE = """
-    SELECT r.model, coalesce(r.owner_id, 0), s.queued_at
-    FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
-    WHERE r.model = ANY(%(models)s) AND s.status = ANY(%(active_steps)s)
-        AND s.lease_expires_at > %(now)s AND s.queued_at IS NOT NULL
-        AND NOT s.id = ANY(%(claimed)s)
-    ORDER BY s.queued_at, s.id
-"""
-
 # The pending runs the claim passes over because their owner is at the cap.
 _WAITING = f"""
     WITH {_ADMISSION}
@@ -151,59 +140,6 @@ class Claimed:
     model: str
 
 
-def place_in_line(cursor: CursorWrapper, claimed: Sequence[Claimed], now: datetime) -> None:
-    """Set each claimed step's place in its model's line for a slot (`queued_at`), in order.
-
-    The line is ordered by queued_at (the slot SQL in runs.engine.queue.scheduler grants in that
-    order, and keeps a step's place for its whole attempt). Arrival order alone would let a
-    user who has many steps claimed hold every slot for their whole backlog, so the line is
-    round robin by owner instead: a step goes just ahead of the first step whose owner has
-    more steps at or ahead of it than this step's owner will have. Another user's first
-    step therefore waits for one model turn per owner ahead of it, not for every step of
-    someone's backlog; one owner's own steps keep their claim order.
-    """
-    if not claimed:
-        return
-    params: dict[str, Any] = {
-        "models": sorted({claim.model for claim in claimed}),
-        "active_steps": _ACTIVE_STEPS,
-        "now": now,
-        "claimed": [claim.step.id for claim in claimed],
-    }
-    cursor.execute(_LIVE_LINE, params)
-    lines: dict[str, list[tuple[int, datetime]]] = defaultdict(list)
-    for model, party, at in cursor.fetchall():
-        lines[model].append((party, at))
-    for number, claim in enumerate(claimed):
-        line = lines[claim.model]
-        index = _round_robin_index(line, claim.party)
-        at = _time_at(line, index, end=now + number * PLACE_SPACING)
-        line.insert(index, (claim.party, at))
-        claim.step.queued_at = at
-
-
-def _round_robin_index(line: list[tuple[int, datetime]], party: int) -> int:
-    """Where a new step of `party` goes: before the first step that is deeper in its owner's
-    share of the line than the new step will be in its own."""
-    depth = sum(1 for owner, _ in line if owner == party) + 1
-    seen: Counter[int] = Counter()
-    for index, (owner, _) in enumerate(line):
-        seen[owner] += 1
-        if seen[owner] > depth:
-            return index
-    return len(line)
-
-
-def _time_at(line: list[tuple[int, datetime]], index: int, *, end: datetime) -> datetime:
-    """A queued_at that sorts at `index` of the line: halfway between its neighbours (the
-    slot SQL breaks a tie by step id, so two equal times cost at most one place)."""
-    if index == len(line):
-        return max(end, line[-1][1] + PLACE_SPACING) if line else end
-    after = line[index][1]
-    before = line[index - 1][1] if index > 0 else after - 2 * PLACE_SPACING
-    return before + (after - before) / 2
-
-
 def waiting_reasons(run_ids: Iterable[UUID]) -> dict[UUID, str]:
     """Why each given run has not started, for those waiting for their owner's cap."""
     ids = list(run_ids)
@@ -223,4 +159,4 @@ def waiting_reason(run: Any) -> str:
 
 
 def waiting_reason_text(cap: int) -> str:
-    return f"waiting: {cap} of your runs {'is' if cap == 1 else 'are'} active"
+    return f"{cap} of your runs {'is' if cap == 1 else 'are'} active"

@@ -11,11 +11,10 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Value
@@ -23,7 +22,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from runs.engine.agent.context import StepContext, open_attempt
-from runs.engine.queue import fairness, slotsql
+from runs.engine.queue import fairness, reset, slotsql
+from runs.engine.queue.reset import Reset, lease_delta, reset_step
 from runs.engine.storable import clean_text
 from runs.models import (
     ACTIVE_STEP,
@@ -41,40 +41,10 @@ from runs.models import (
 log = logging.getLogger(__name__)
 
 
-def lease_delta() -> timedelta:
-    return timedelta(seconds=settings.ORCHESTRATOR_LEASE_SECONDS)
-
-
-LEASE_FIELDS = [
-    "status",
-    "attempt",
-    "lease_owner",
-    "lease_expires_at",
-    "holds_slot",
-    "wants_slot",
-    "queued_at",
-    "started_at",
-    "first_token_at",
-    "error",
-    "phase",
-    "phase_note",
-    "phase_until",
-]
-
-
 def _lease(step: FlowStep, worker: str, now: datetime) -> None:
-    """Make `step` the next attempt, leased to `worker` (the caller saves LEASE_FIELDS)."""
-    step.status = StepStatus.QUEUED
-    step.attempt += 1
-    step.lease_owner = worker
-    step.lease_expires_at = now + lease_delta()
-    step.holds_slot = step.wants_slot = False
-    # Its place in the model's queue for the whole attempt: a step that has started keeps
-    # priority over steps claimed after it each time it asks for a slot again.
-    step.queued_at = now
-    step.started_at = step.first_token_at = None  # this attempt's, set by its first turn
-    step.error = ""
-    step.phase, step.phase_note, step.phase_until = StepPhase.NONE, "", None
+    """Make `step` the next attempt, leased to `worker` (the caller saves lease_fields())."""
+    fields = reset_step(Reset.LEASE, now, attempt=step.attempt + 1, lease_owner=worker)
+    reset.apply(step, fields)
 
 
 def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[int]:
@@ -99,9 +69,8 @@ def claim_steps(worker: str, limit: int, *, run_id: UUID | None = None) -> list[
                         "reclaiming %s of run %s from %s", step.key, step.run_id, step.lease_owner
                     )
                 _lease(step, worker, now)
-            fairness.place_in_line(cursor, claims, now)
         steps = [claim.step for claim in claims]
-        FlowStep.objects.bulk_update(steps, LEASE_FIELDS)
+        FlowStep.objects.bulk_update(steps, reset.lease_fields())
         run_ids = {step.run_id for step in steps}
         # A retried run keeps the moment it first started.
         FlowRun.objects.filter(id__in=run_ids, status=RunStatus.PENDING).update(
@@ -139,14 +108,16 @@ def heartbeat(worker: str, step_ids: list[int]) -> set[int]:
 @dataclass(frozen=True, kw_only=True)
 class SlotAnswer:
     granted: bool
-    position: int  # 0 when granted; else the step's place in the model's line (1 = next)
+    # 0 when granted; else the step's place in the model's line (1 = next), 0 while it waits
+    # without a place (another step of its owner is in the line), -1 when it is lost.
+    position: int
 
 
 def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotAnswer:
     """Take one of the model's `slots` for this step's next turn, or join the model's queue.
 
-    The queue is first come first served by `queued_at` (the claim), across workers, so a
-    step coming back for its next turn goes ahead of the steps claimed after it.
+    The line is first come first served by the moment a step joined it, across workers, one
+    step per owner at a time (runs.engine.queue.slotsql), so a place only moves forward.
     """
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_model_slots(cursor, model)
@@ -155,6 +126,7 @@ def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotA
 
 def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> SlotAnswer:
     """The slot decision for one step; the caller holds the model's slot lock."""
+    cursor.execute(slotsql.PROMOTE, params)  # an owner whose step in line left sends the next
     cursor.execute(slotsql.PLACE, params)
     place = cursor.fetchone()
     if place is None:  # cancelled, or taken over by another worker
@@ -167,10 +139,15 @@ def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> Slo
         cursor.execute(slotsql.GRANT, params)
         if cursor.fetchone() is None:  # cancelled since PLACE looked
             return SlotAnswer(granted=False, position=-1)
+        cursor.execute(slotsql.PROMOTE, params)
         return SlotAnswer(granted=True, position=0)
     cursor.execute(slotsql.JOIN_LINE, params)
-    # Its place as every view counts it (one rule); absent: cancelled since PLACE looked.
-    position = _line_places(cursor, params, [params["step"]]).get(params["step"], -1)
+    # Its place as every view counts it (one rule): 0 while it waits without a place (another
+    # step of its owner is in the line); -1 when cancelled since PLACE looked.
+    cursor.execute(slotsql.STILL_WAITING, params)
+    if cursor.fetchone() is None:
+        return SlotAnswer(granted=False, position=-1)
+    position = _line_places(cursor, params, [params["step"]]).get(params["step"], 0)
     return SlotAnswer(granted=False, position=position)
 
 
@@ -209,7 +186,9 @@ def release_slot(
         _lock_model_slots(cursor, model)
         cursor.execute(slotsql.RELEASE if tools is None else slotsql.RELEASE_FOR_TOOLS, params)
         cursor.execute(slotsql.HAND_OVER, params)
-        return [row[0] for row in cursor.fetchall()]
+        granted = [row[0] for row in cursor.fetchall()]
+        cursor.execute(slotsql.PROMOTE, params)
+        return granted
 
 
 def _slot_params(model: str, **extra: Any) -> dict[str, Any]:
@@ -255,14 +234,7 @@ def release_step(step_id: int, worker: str, reason: str = "its worker was stoppe
         attempt = step.values_list("attempt", flat=True).first()
         if attempt is None:
             return
-        step.update(
-            lease_expires_at=timezone.now(),
-            holds_slot=False,
-            wants_slot=False,
-            phase="",
-            phase_note="",
-            phase_until=None,
-        )
+        step.update(**reset_step(Reset.RELEASE, timezone.now()))
         AgentSession.objects.filter(step_id=step_id, attempt=attempt).update(ended=reason)
 
 
@@ -311,42 +283,24 @@ def finish_step(
         updated = FlowStep.objects.filter(
             id=step_id, lease_owner=worker, status__in=ACTIVE_STEP
         ).update(
-            status=StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED,
-            output=clean_text(output),
-            error=clean_text(error),
-            finished_at=timezone.now(),
-            holds_slot=False,
-            wants_slot=False,
-            lease_expires_at=None,
-            phase="",
-            phase_note="",
-            phase_until=None,
-            **({"truncated": True} if truncated else {}),
+            **reset_step(
+                Reset.FINISH,
+                timezone.now(),
+                status=StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED,
+                output=clean_text(output),
+                error=clean_text(error),
+                truncated=truncated,
+            )
         )
         if not updated:
             return Finished(recorded=False)
         AgentEvent.objects.bulk_create(final_events)
         moved = advance(run, worker=worker, claim=claim if run.status == RunStatus.RUNNING else 0)
-        _place_handed_on(run, moved.claimed)
         opened = [open_attempt(step, run, worker, loaded=moved.steps) for step in moved.claimed]
         granted = _grant_at_once(run.model, worker, opened, slots)
     # The report is written after this commits (reporting.finalize_run): it reads the target
     # for every citation, which must not happen while the run's rows are locked.
     return Finished(recorded=True, claimed=tuple(granted), run_done=moved.done)
-
-
-def _place_handed_on(run: FlowRun, claimed: list[FlowStep]) -> None:
-    """The dependants a finishing step leased take their fair place in the model's line."""
-    if not claimed:
-        return
-    party = run.owner_id or 0
-    leased_at = {step.id: step.queued_at for step in claimed}
-    with connection.cursor() as cursor:
-        claims = [fairness.Claimed(step, party, run.model) for step in claimed]
-        fairness.place_in_line(cursor, claims, claimed[0].queued_at or timezone.now())
-    moved = [step for step in claimed if step.queued_at != leased_at[step.id]]
-    if moved:  # usually none: at the end of the line, a dependant keeps its lease time
-        FlowStep.objects.bulk_update(moved, ["queued_at"])
 
 
 def _grant_at_once(
@@ -399,7 +353,7 @@ def advance(run: FlowRun, *, worker: str = "", claim: int = 0) -> Advanced:
             continue
         if status[step.key] == StepStatus.READY and len(claimed) < claim:
             _lease(step, worker, now)
-            step.save(update_fields=LEASE_FIELDS)
+            step.save(update_fields=reset.lease_fields())
             claimed.append(step)
             continue
         step.status = status[step.key]
@@ -444,14 +398,8 @@ def cancel_run(run_id: UUID) -> bool:
             return False
         now = timezone.now()
         unfinished = run.steps.exclude(status__in=TERMINAL_STEP)
-        stopped = {
-            "status": StepStatus.CANCELLED,
-            "finished_at": now,
-            "wants_slot": False,
-            "phase": StepPhase.NONE,
-        }
-        unfinished.filter(holds_slot=False).update(**stopped, lease_expires_at=None)
-        unfinished.filter(holds_slot=True).update(**stopped)
+        unfinished.filter(holds_slot=False).update(**reset_step(Reset.CANCEL, now))
+        unfinished.filter(holds_slot=True).update(**reset_step(Reset.CANCEL, now, holds_slot=True))
         run.status = RunStatus.CANCELLED
         run.save(update_fields=["status"])
     return True
@@ -480,18 +428,13 @@ def retry_steps(run_id: UUID, keys: Sequence[str]) -> bool:
                 if step.key not in redo and redo & set(step.depends_on):
                     redo.add(step.key)
                     grew = True
-        FlowStep.objects.filter(run=run, key__in=redo).update(
-            status=StepStatus.PENDING,
-            output="",
-            error="",
-            finished_at=None,
-            first_token_at=None,
-            started_at=None,
-            lease_owner="",
-            lease_expires_at=None,
-        )
+        now = timezone.now()
+        FlowStep.objects.filter(run=run, key__in=redo).update(**reset_step(Reset.RETRY, now))
         # Pending again, so the retry passes its owner's cap like a launch (queue.fairness);
-        # the claim makes it running. It keeps its launch time, so it is first of theirs to go.
+        # the claim makes it running. It keeps its launch time, so it is first of theirs to go;
+        # the time it sat finished is idle, not part of its elapsed time.
+        if run.finished_at is not None and now > run.finished_at:
+            run.idle_spans = [*run.idle_spans, [run.finished_at.isoformat(), now.isoformat()]]
         run.status = RunStatus.PENDING
         run.finished_at = None
         run.report = run.summary = run.confidence = run.error = ""

@@ -1,4 +1,13 @@
-"""The model slot queue's SQL, in one place (runs.engine.queue.scheduler calls it by name)."""
+"""The model slot queue's SQL, in one place (runs.engine.queue.scheduler calls it by name).
+
+The line for a model's slots: a step's place in it only ever moves forward, and only when a
+step ahead of it leaves the line (granted, cancelled, its worker gone). A step joins at the
+end (`line_at`), never ahead of anyone already waiting. Round robin by owner comes from who
+may join: each owner (runs without one share the key 0) has one step in the line at a time;
+their other waiting steps are "in line" without a place until it leaves, then the first of
+them (in claim order) joins at the end, behind the other owners' steps. One user's backlog
+thus costs another user's first step at most one turn per owner ahead of it.
+"""
 
 from __future__ import annotations
 
@@ -11,38 +20,44 @@ from __future__ import annotations
 # now waits for the server's first byte.
 LIVE = """
     WITH live AS (
-        SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at
+        SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at,
+            s.line_at, coalesce(r.owner_id, 0) AS party,
+            (s.wants_slot AND NOT s.holds_slot AND s.status = ANY(%(active)s)) AS waits
         FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
         WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
             AND s.status = ANY(%(slotted)s) AND (s.status = ANY(%(active)s) OR s.holds_slot)
     )"""
-# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it.
+# The end of the line: a moment after everyone in it (and not before now).
+_TAIL = """greatest(%(now)s, (SELECT max(line_at) FROM live WHERE waits AND line_at IS NOT NULL)
+    + interval '1 microsecond')"""
+# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it
+# (a step without a place is behind everyone in the line).
 PLACE = f"""{LIVE}
     SELECT me.holds_slot,
         (SELECT count(*) FROM live WHERE live.holds_slot),
-        (SELECT count(*) FROM live WHERE live.wants_slot AND NOT live.holds_slot
-            AND live.status = ANY(%(active)s)
-            AND (live.queued_at, live.id) < (me.queued_at, me.id))
+        (SELECT count(*) FROM live WHERE live.waits AND live.line_at IS NOT NULL
+            AND (me.line_at IS NULL OR (live.line_at, live.id) < (me.line_at, me.id)))
     FROM live me
     WHERE me.id = %(step)s AND me.lease_owner = %(worker)s AND me.status = ANY(%(active)s)
 """
-# The model's line of waiters, first come first served: each step's place in it (1 = next).
+# The model's line, first come first served: each placed step's place in it (1 = next).
 LINE = f"""{LIVE},
     line AS (
-        SELECT id, row_number() OVER (ORDER BY queued_at, id) AS place
-        FROM live WHERE wants_slot AND NOT holds_slot AND status = ANY(%(active)s)
+        SELECT id, row_number() OVER (ORDER BY line_at, id) AS place
+        FROM live WHERE waits AND line_at IS NOT NULL
     )
     SELECT id, place FROM line WHERE id = ANY(%(steps)s)
 """
-# Grant the free slots to the waiters first in line; returns their ids.
+# Grant the free slots to the waiters first in line (then, while slots are left, to those
+# without a place yet, in claim order); returns their ids.
 HAND_OVER = f"""{LIVE},
     chosen AS (
         SELECT id FROM live
-        WHERE wants_slot AND NOT holds_slot AND status = ANY(%(active)s)
-        ORDER BY queued_at, id
+        WHERE waits
+        ORDER BY line_at NULLS LAST, queued_at, id
         LIMIT greatest(0, %(slots)s - (SELECT count(*) FROM live WHERE holds_slot))
     )
-    UPDATE flow_steps SET holds_slot = true, wants_slot = false,
+    UPDATE flow_steps SET holds_slot = true, wants_slot = false, line_at = NULL,
         started_at = coalesce(started_at, %(now)s),
         phase = 'first_byte', phase_note = '', phase_until = NULL
     WHERE id IN (SELECT id FROM chosen)
@@ -51,19 +66,40 @@ HAND_OVER = f"""{LIVE},
 """
 # Grant this step a slot.
 GRANT = """
-    UPDATE flow_steps SET holds_slot = true, wants_slot = false,
+    UPDATE flow_steps SET holds_slot = true, wants_slot = false, line_at = NULL,
         started_at = coalesce(started_at, %(now)s),
         phase = 'first_byte', phase_note = '', phase_until = NULL
     WHERE id = %(step)s AND lease_owner = %(worker)s
         AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
     RETURNING id
 """
-# Put this step in the line (once: it polls while it waits).
-JOIN_LINE = """
-    UPDATE flow_steps SET wants_slot = true, phase = 'slot', phase_note = '', phase_until = NULL
+# Ask for a slot (once: it polls while it waits): at the end of the line, or without a place
+# while another step of its owner is in the line.
+JOIN_LINE = f"""{LIVE}
+    UPDATE flow_steps SET wants_slot = true, phase = 'slot', phase_note = '', phase_until = NULL,
+        line_at = CASE WHEN EXISTS (
+            SELECT 1 FROM live other JOIN live me ON me.id = %(step)s
+            WHERE other.waits AND other.line_at IS NOT NULL AND other.party = me.party
+                AND other.id <> me.id
+        ) THEN NULL ELSE {_TAIL} END
     WHERE id = %(step)s AND lease_owner = %(worker)s
         AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
         AND (NOT wants_slot OR phase <> 'slot')
+"""
+# Each owner with waiting steps but none in the line: their first (in claim order) joins at
+# the end, owners in the order their steps were claimed.
+PROMOTE = f"""{LIVE},
+    placed AS (SELECT DISTINCT party FROM live WHERE waits AND line_at IS NOT NULL),
+    firsts AS (
+        SELECT DISTINCT ON (party) id, queued_at FROM live
+        WHERE waits AND line_at IS NULL AND party NOT IN (SELECT party FROM placed)
+        ORDER BY party, queued_at, id
+    ),
+    joining AS (
+        SELECT id, row_number() OVER (ORDER BY queued_at, id) AS n FROM firsts
+    )
+    UPDATE flow_steps s SET line_at = {_TAIL} + j.n * interval '1 microsecond'
+    FROM joining j WHERE s.id = j.id
 """
 # Give this step's slot back (its request is closed); `RELEASE_FOR_TOOLS` also says its tools
 # run now.
@@ -75,4 +111,10 @@ RELEASE_FOR_TOOLS = """
     UPDATE flow_steps SET holds_slot = false, wants_slot = false,
         phase = 'tool', phase_note = %(tools)s, phase_until = NULL
     WHERE id = %(step)s AND lease_owner = %(worker)s
+"""
+# Is this step still this worker's and waiting (not cancelled, not taken over)?
+STILL_WAITING = """
+    SELECT 1 FROM flow_steps
+    WHERE id = %(step)s AND lease_owner = %(worker)s AND wants_slot AND NOT holds_slot
+        AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
 """

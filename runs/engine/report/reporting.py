@@ -39,6 +39,8 @@ from runs.engine.target.confinement import (
     TargetChanged,
     open_target,
 )
+from runs.engine.target.secrets import redact
+from runs.engine.web.report import WebEvidence
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
 MAX_CITED_FILE_BYTES = 4_000_000
@@ -85,7 +87,9 @@ class ConfinedLines:
             return CheckStatus.UNREADABLE
         if len(data) > MAX_CITED_FILE_BYTES:
             return CheckStatus.UNREADABLE
-        return data.decode("utf-8", errors="replace").splitlines()
+        # The lines as the model read them: a quote of a redacted line matches, and nothing
+        # kept or shown from here can hold what the tools withheld (redaction keeps lines).
+        return redact(data.decode("utf-8", errors="replace")).splitlines()
 
     def _relative(self, cited: str) -> str | None:
         """The cited path relative to the target, or None when it names a place outside."""
@@ -160,6 +164,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     facts = EvidenceFacts.assess(
         body, checks, failed=failed, agents=len(specialists) + len(by_kind)
     )
+    web = WebEvidence.of(run)
+    facts = web.facts(body, facts, checks)
     findings = _findings_data(body, checks)
     report_evidence.add_ids(findings, reader.target)
     checked_lines = report_evidence.checked_lines(checks, kept, reader.target)
@@ -173,7 +179,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         )
     elif validation is not None and validation.status == StepStatus.SUCCEEDED:
         verdict = final_confidence(parse_verdict(validation.output), facts)
-        run.status = RunStatus.SUCCEEDED
+        # The report is final either way; a run some agents failed in says so in its status.
+        run.status = RunStatus.FINISHED_WITH_FAILURES if failed else RunStatus.SUCCEEDED
     else:
         verdict = Verdict(
             summary="The run failed: " + _failure_sentence(steps),
@@ -184,15 +191,16 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         run.status = RunStatus.FAILED
         run.error = _failure_sentence(steps)
 
-    # Compared with the previous run only when this one is complete (a partial report would
-    # show everything it did not reach as resolved).
+    # Compared with the previous run only when this one is complete, every agent included (a
+    # partial report would show everything it did not reach as resolved).
     compared = (
         report_evidence.comparison(run, findings) if run.status == RunStatus.SUCCEEDED else None
     )
     marked, checks = report_evidence.mark_changes(body, checks, findings)
     since = "\n\n" + render_comparison(compared) if compared else ""
     linked = neutralise(annotate(marked, checks, link=report_evidence.cite_link(checked_lines)))
-    body = neutralise(annotate(marked, checks))
+    body = web.mark(neutralise(annotate(marked, checks)))
+    linked = web.mark(linked)
 
     run.summary = verdict.summary
     run.confidence = verdict.confidence
@@ -218,10 +226,10 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "method": render_method(method),
         "target_state": method.target_state,
         "checked_lines": checked_lines,
+        "web": web.data(body),
         "comparison": compared,
         "linked_report": render_report(verdict=verdict, body=linked + since, method=method),
     }
-    run.fingerprint = readonly_proof.summary(run.fingerprint)
     run.tokens_in = sum(s.tokens_in for s in steps)
     run.tokens_out = sum(s.tokens_out for s in steps)
 
@@ -249,8 +257,8 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
                 error=s.error if s.status == StepStatus.FAILED else "",
                 citations_verified=sum(c.verified for c in checked[s.key]),
                 citations_broken=sum(not c.verified for c in checked[s.key]),
-                spent_in=max(s.tokens_spent_in, s.tokens_in),
-                spent_out=max(s.tokens_spent_out, s.tokens_out),
+                spent_in=s.counters.tokens_spent_in,
+                spent_out=s.counters.tokens_spent_out,
                 cache_reuse=s.cache_reuse,
                 decode_rate=s.decode_rate,
                 truncated=s.truncated,

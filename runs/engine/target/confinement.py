@@ -1,35 +1,51 @@
 """Path confinement: nothing outside the target; what is secret is runs.engine.target.secrets' rule.
 
-Every path an agent names is relative to the target root. It is resolved with symlinks
-followed and must still lie inside the root's real path; only regular files with a single
-link are opened, with O_NOFOLLOW | O_NONBLOCK, so a swapped-in FIFO or link can neither
-block nor escape.
+This module is the one owner of where a path may go and of how anything in the target is
+opened. Every path an agent names is relative to the target root; `resolve` maps it to a real
+path (links inside the target followed) that must lie inside the root. That is only a guide:
+every reader then opens what it names by a descriptor walk. The root is opened from `/` one
+name at a time with O_NOFOLLOW (and checked to be the directory the run was launched on, by
+device and inode), then each component with `openat(O_NOFOLLOW | O_DIRECTORY)` from its
+parent's descriptor, and the last one with O_NOFOLLOW | O_NONBLOCK. A directory swapped for a
+link at any moment makes the walk fail (ELOOP), never lead outside, and a FIFO never blocks.
+What was opened is checked on its descriptor: a regular file, one link, the root's device.
+Directories are listed the same way (`os.scandir` on a descriptor from the walk).
 
 The root itself is checked again at every use, not only at launch: `open_target(run)` fails
 with a sentence when the directory the run was launched on has moved, was replaced (by
 another directory or by a link) or is no longer under ORCHESTRATOR_ALLOWED_ROOTS, and
 `Confinement.verify()` repeats the check before each tool call.
 
-Hard links: a regular file with more than one link is refused. Its other names may be a
-secret (`.env`) or lie outside the target, and nothing on the file says which, so such a
-file is not read at all; the refusal says so.
+Hard links: a regular file with more than one link is refused, in the working tree and in the
+git directory alike. Its other names may be a secret (`.env`) or lie outside the target (another
+repository's objects), and nothing on the file says which, so such a file is not read at all;
+the refusal says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runs.engine.target import roots
 from runs.engine.target.secrets import has_private_key, is_secret_name
 
 # A NUL in the first 8 KB makes a file binary (git's own rule); one anywhere is refused too,
 # as no NUL may reach the model's transcript or the database.
 BINARY_SNIFF = 8192
 MAX_PATH_CHARS = 4096
+# Directories on the way are opened as bare paths (no read permission needed to pass through,
+# as with a path); a directory to list is opened readable; the last name never follows a link
+# nor waits on a FIFO.
+DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 HARD_LINK_REFUSAL = (
     "has {links} hard links; a hard-linked file may be a secret or a file outside the "
     "target under another name, so it is not read"
@@ -46,6 +62,14 @@ class OutsideTarget(Refused):
 
 class SecretFile(Refused):
     """A secret by name or by content: never shown, never checked."""
+
+
+class NotRegular(Refused):
+    """A folder, link, FIFO, device or socket where a regular file is needed."""
+
+
+class HardLinked(Refused):
+    """A regular file with more than one link: its other names may be secret or outside."""
 
 
 class NoSuchFile(Refused):
@@ -80,8 +104,6 @@ def open_target(run: Any) -> Confinement:
     and inode) and still under ORCHESTRATOR_ALLOWED_ROOTS. Raises TargetChanged with a
     sentence otherwise. `run` is anything with `target` (and, for runs launched since the
     identity is recorded, `target_real_path` and `target_identity`)."""
-    from django.conf import settings  # here, so the confinement itself needs no Django
-
     recorded = str(getattr(run, "target_real_path", "") or run.target)
     identity = str(getattr(run, "target_identity", "") or "")
     try:
@@ -97,8 +119,7 @@ def open_target(run: Any) -> Confinement:
             f"the target {printable(recorded)} now leads to {printable(real)} (a link or a "
             "moved parent replaced it since the launch); nothing was read"
         )
-    roots = [Path(root) for root in settings.ORCHESTRATOR_ALLOWED_ROOTS]
-    if not any(Path(real) == root or Path(real).is_relative_to(root) for root in roots):
+    if not roots.in_fence(real):
         raise TargetChanged(
             f"the target {printable(real)} is no longer under ORCHESTRATOR_ALLOWED_ROOTS; "
             "nothing was read"
@@ -118,6 +139,7 @@ class Confinement:
     def __init__(self, root: str | os.PathLike[str], *, identity: str | None = None) -> None:
         self.root = Path(os.path.realpath(root, strict=True))
         self.identity = identity or target_identity(self.root)
+        self.device = int(self.identity.split(":", 1)[0])
 
     def verify(self) -> None:
         """Raise TargetChanged unless the root is still the directory this was opened on."""
@@ -171,41 +193,26 @@ class Confinement:
         """The relative path as the model may see it."""
         return printable(self.relative(real))
 
+    # --- opening: one descriptor walk from the root, no link followed anywhere -------------
+
     def check_readable(self, real: Path) -> os.stat_result:
         """Refuse secrets, hard links, special files and anything not a regular file."""
+        self.refuse_secret(real)
         rel = self.shown(real)
-        if is_secret_name(self.relative(real)):
-            raise SecretFile(f"{rel}: secret file, not shown")
-        try:
-            info = os.stat(real)
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                raise Refused(f"{rel}: permission denied") from None
-            raise NoSuchFile(f"{rel}: no such file") from None
-        if stat.S_ISDIR(info.st_mode):
-            raise Refused(f"{rel} is a directory; use list_dir")
-        if not stat.S_ISREG(info.st_mode):
-            raise Refused(f"{rel}: not a regular file (device, FIFO or socket), refused")
-        if info.st_nlink > 1:
-            raise Refused(f"{rel}: " + HARD_LINK_REFUSAL.format(links=info.st_nlink))
+        info = self.stat(real)
+        self.check_file(info, rel)
         return info
+
+    def refuse_secret(self, real: Path) -> None:
+        if is_secret_name(self.relative(real)):
+            raise SecretFile(f"{self.shown(real)}: secret file, not shown")
 
     def read_bytes(self, real: Path, limit: int) -> bytes:
         """At most `limit` bytes of a checked regular file, or Refused."""
-        self.check_readable(real)
+        self.refuse_secret(real)
         rel = self.shown(real)
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-        except OSError as exc:
-            raise Refused(f"{rel}: cannot open ({exc.strerror})") from None
+        fd = self.open_file(real)
         with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise Refused(f"{rel}: not a regular file, refused")
-            if info.st_nlink > 1:  # linked between the check and the open
-                raise Refused(f"{rel}: " + HARD_LINK_REFUSAL.format(links=info.st_nlink))
-            if not self._opened_inside(fd):
-                raise OutsideTarget(f"{rel} is outside the target")
             try:
                 data = handle.read(limit)
             except OSError as exc:
@@ -216,11 +223,143 @@ class Confinement:
             raise Refused(f"{rel}: binary file, refused")
         return data
 
-    def _opened_inside(self, fd: int) -> bool:
-        """Where the open file really is (a parent swapped for a link between the resolve and
-        the open would otherwise go unnoticed). Where /proc is missing, trust the resolve."""
+    def stat(self, real: Path) -> os.stat_result:
+        """What is at `real` itself (a link is not followed), reached by the descriptor walk."""
+        parts = self._parts(real)
+        if not parts:
+            with self.directory(self.root) as fd:
+                return os.fstat(fd)
+        with self.directory(self.root.joinpath(*parts[:-1])) as fd:
+            try:
+                return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            except OSError as exc:
+                raise _walk_error(exc, self.shown(real)) from None
+
+    def open_file(self, real: Path) -> int:
+        """A descriptor of the checked regular file at `real` (the caller closes it)."""
+        parts = self._parts(real)
+        if not parts:
+            raise Refused(". is a directory; use list_dir")
+        with self.directory(self.root.joinpath(*parts[:-1])) as fd:
+            return self.open_at(fd, parts[-1], self.shown(real))
+
+    def open_at(self, dir_fd: int, name: str, shown: str) -> int:
+        """The checked regular file `name` in a directory reached by the walk: looked at before
+        it is opened (a device is never opened), opened without following a link or waiting
+        on a FIFO, and checked again on the descriptor (the same file, one link, this device)."""
         try:
-            where = os.readlink(f"/proc/self/fd/{fd}")
+            before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as exc:
+            raise _walk_error(exc, shown) from None
+        self.check_file(before, shown)
+        try:
+            fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutsideTarget(f"{shown} became a link while it was read; refused") from None
+            raise Refused(f"{shown}: cannot open ({exc.strerror})") from None
+        try:
+            opened = os.fstat(fd)
+            self.check_file(opened, shown)
+            if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+                raise Refused(f"{shown} was replaced while it was read; refused")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def check_file(self, info: os.stat_result, shown: str) -> None:
+        """The rule for what may be read: a regular file with one link on the root's device."""
+        if stat.S_ISDIR(info.st_mode):
+            raise NotRegular(f"{shown} is a directory; use list_dir")
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegular(f"{shown}: not a regular file (device, FIFO, socket or link), refused")
+        if info.st_nlink > 1:
+            raise HardLinked(f"{shown}: " + HARD_LINK_REFUSAL.format(links=info.st_nlink))
+        if info.st_dev != self.device:
+            raise OutsideTarget(f"{shown}: on another file system than the target, refused")
+
+    @contextlib.contextmanager
+    def directory(self, real: Path, *, listing: bool = False) -> Iterator[int]:
+        """A descriptor of the directory `real`, reached from the root one name at a time with
+        no link followed; `listing` opens it readable (for os.scandir), else as a bare path."""
+        fd = self._open_root()
+        for part in self._parts(real):
+            fd = self._step(fd, part, real)  # each step closes the descriptor it started from
+        if listing:
+            fd = self._step(fd, ".", real, flags=LIST_FLAGS)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def open_dir_at(self, dir_fd: int, name: str, *, listing: bool = False) -> int | None:
+        """A subdirectory's descriptor for a walk, or None when it is a link, gone, unreadable
+        or on another device (a walk skips it, as it skips a link out of the target)."""
+        flags = LIST_FLAGS if listing else DIR_FLAGS
+        try:
+            fd = os.open(name, flags, dir_fd=dir_fd)
         except OSError:
-            return True
-        return Path(where).is_relative_to(self.root)
+            return None
+        if os.fstat(fd).st_dev != self.device:
+            os.close(fd)
+            return None
+        return fd
+
+    def _step(self, fd: int, part: str, real: Path, *, flags: int = 0) -> int:
+        """One name further down from `fd` (closed here either way)."""
+        try:
+            return os.open(part, flags or DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ENOTDIR and _is_link(fd, part):
+                exc.errno = errno.ELOOP  # O_DIRECTORY says ENOTDIR for a link: say what it is
+            raise _walk_error(exc, self.shown(real)) from None
+        finally:
+            os.close(fd)
+
+    def _open_root(self) -> int:
+        """The root's descriptor, walked from `/` without following a link and checked to be
+        the directory this confinement was opened on (device and inode)."""
+        fd = os.open("/", DIR_FLAGS)
+        try:
+            for part in self.root.parts[1:]:
+                fd = self._step(fd, part, self.root)
+        except Refused:
+            raise Refused(self._replaced()) from None
+        info = os.fstat(fd)
+        if f"{info.st_dev}:{info.st_ino}" != self.identity:
+            os.close(fd)
+            raise Refused(self._replaced())
+        return fd
+
+    def _replaced(self) -> str:
+        return f"the target {printable(str(self.root))} was moved or replaced while it was read"
+
+    def _parts(self, real: Path) -> list[str]:
+        if real != self.root and not real.is_relative_to(self.root):
+            raise OutsideTarget(f"{printable(str(real)[:200])} is outside the target")
+        parts = real.relative_to(self.root).parts
+        if any(part in (".", "..") for part in parts):
+            raise OutsideTarget(f"{self.shown(real)} is outside the target")
+        return list(parts)
+
+
+def _walk_error(exc: OSError, shown: str) -> Refused:
+    """What a failed step of the walk means, as a refusal naming the path."""
+    if exc.errno == errno.ELOOP:
+        return OutsideTarget(
+            f"{shown}: a link on the way (changed while it was read); nothing outside the "
+            "target is read"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Refused(f"{shown}: permission denied")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NoSuchFile(f"{shown}: no such file")
+    return Refused(f"{shown}: cannot open ({exc.strerror})")
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False

@@ -17,10 +17,9 @@ import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from runs.engine.target.confinement import Confinement
+from runs.engine.target.confinement import Confinement, Refused
 from runs.engine.target.gitlayout import GitLayout, GitRefused, locate, read_head
 from runs.engine.target.gitsession import GitFailed, GitLimits, GitSession
 from runs.engine.target.gitworktree import compare as compare_worktree
@@ -95,7 +94,7 @@ def take(
     digest = hashlib.sha256()
     files = 0
     note = ""
-    for path, entry in _walk(confine.root):
+    for path, entry in _walk(confine):
         if len(entries) >= max_entries:
             note = f"stopped at {max_entries} paths"
             break
@@ -191,39 +190,44 @@ def _fields(entry: str) -> tuple[str, str, str, str]:
     return kind, size, mtime, mode
 
 
-def _walk(root: Path) -> Iterator[tuple[str, str]]:
-    """(relative path, entry) depth first with names sorted; links are recorded, not followed."""
-    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", _sorted(root))]
-    while stack:
-        prefix, entries = stack[-1]
-        entry = next(entries, None)
-        if entry is None:
-            stack.pop()
-            continue
-        path = f"{prefix}{entry.name}"
+def _walk(confine: Confinement) -> Iterator[tuple[str, str]]:
+    """(relative path, entry) depth first with names sorted; links are recorded, not followed.
+    Folders are entered through the confinement's descriptors, so one swapped for a link is
+    never listed."""
+    try:
+        with confine.directory(confine.root, listing=True) as fd:
+            yield from _folder(confine, fd, "")
+    except Refused:
+        return
+
+
+def _folder(confine: Confinement, fd: int, prefix: str) -> Iterator[tuple[str, str]]:
+    try:
+        with os.scandir(fd) as found:
+            names = sorted(entry.name for entry in found)
+    except OSError:
+        return
+    for name in names:
+        path = f"{prefix}{name}"
         if path == ".git":
             continue  # the repository's own files: HEAD and the index are recorded instead
         try:
-            info = entry.stat(follow_symlinks=False)
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except OSError:
             yield path, "?"
             continue
         if stat.S_ISDIR(info.st_mode):
             yield path, f"d:0:0:{stat.S_IMODE(info.st_mode):o}"
-            stack.append((f"{path}/", _sorted(Path(entry.path))))
+            child = confine.open_dir_at(fd, name, listing=True)
+            if child is not None:
+                try:
+                    yield from _folder(confine, child, f"{path}/")
+                finally:
+                    os.close(child)
         else:
             kind = "f" if stat.S_ISREG(info.st_mode) else "l" if stat.S_ISLNK(info.st_mode) else "s"
             mode = f"{stat.S_IMODE(info.st_mode):o}"
             yield path, f"{kind}:{info.st_size}:{info.st_mtime_ns}:{mode}"
-
-
-def _sorted(folder: Path) -> Iterator[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as found:
-            entries = sorted(found, key=lambda e: e.name)
-    except OSError:
-        return iter(())
-    return iter(entries)
 
 
 def _order(path: str) -> tuple[str, ...]:
@@ -233,7 +237,7 @@ def _order(path: str) -> tuple[str, ...]:
 
 def _repository_state(confine: Confinement, deadline: float) -> dict[str, Any]:
     try:
-        layout = locate(confine.root)
+        layout = locate(confine)
         if layout is None:
             return {"repository": "not a git repository"}
         head, branch = read_head(layout)

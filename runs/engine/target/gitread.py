@@ -24,7 +24,14 @@ from runs.engine.target.confinement import Confinement, Refused
 from runs.engine.target.gitlayout import GitLayout, GitRefused, locate
 from runs.engine.target.gitsession import GitFailed, GitLimits, GitSession
 from runs.engine.target.gitworktree import Change, compare, index_files, tree_files, within
-from runs.engine.target.secrets import KEY_START_ERE, has_private_key, is_secret_name, redact
+from runs.engine.target.secrets import (
+    KEY_START_ERE,
+    SECRET_NAME_SHOWN,
+    has_private_key,
+    is_secret_name,
+    redact,
+    shown_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +51,7 @@ class GitReader:
     def __init__(self, root: str | os.PathLike[str], *, limits: GitLimits | None = None) -> None:
         self.confine = Confinement(root)
         self.limits = limits or GitLimits()
-        self.refusal = _refusal(self.confine.root)
+        self.refusal = _refusal(self.confine)
 
     @property
     def available(self) -> bool:
@@ -105,10 +112,12 @@ class GitReader:
         if kind == "tree":
             listing = session.check("ls-tree", "-z", "--name-only", oid)
             names = [
-                name + ("  [secret: not readable]" if _hidden(f"{rel}/{name}") else "")
+                f"{SECRET_NAME_SHOWN}  [not readable]" if _hidden(f"{rel}/{name}") else name
                 for name in _names(listing)
             ]
             return f"{rel} is a directory at {rev}:\n" + "\n".join(names)
+        if kind is None:
+            raise GitFailed(f"{rel} at {rev}: its object is missing from the repository")
         if kind != "blob":
             return f"{rel} at {rev} is a submodule (a commit of another repository)"
         data = self._blob(session, oid, rel, rev)
@@ -176,7 +185,7 @@ class GitReader:
     def _answer(self, work: Callable[[GitSession], str]) -> GitAnswer:
         """Run one answer in a fresh session; every failure becomes a sentence."""
         try:
-            layout = _layout(self.confine.root)
+            layout = _layout(self.confine)
             deadline = time.monotonic() + self.limits.timeout
             with GitSession(layout, self.limits, deadline) as session:
                 text = work(session)
@@ -303,16 +312,16 @@ def clean(text: str) -> str:
     return clean_text(redact(text.replace("\r\n", "\n")))
 
 
-def _refusal(root: Path) -> str | None:
+def _refusal(confine: Confinement) -> str | None:
     try:
-        _layout(root)
+        _layout(confine)
     except GitRefused as exc:
         return str(exc)
     return None
 
 
-def _layout(root: Path) -> GitLayout:
-    layout = locate(root)
+def _layout(confine: Confinement) -> GitLayout:
+    layout = locate(confine)
     if layout is None:
         raise GitRefused("the target has no .git at its top: git tools are not available")
     return layout
@@ -328,9 +337,12 @@ def _hidden(path: str) -> bool:
 def _hidden_note(paths: list[str], why: str) -> list[str]:
     if not paths:
         return []
+    count = len(paths)
+    if why == "secret":  # a secret file's name is not written out, only its folder
+        paths = list(dict.fromkeys(shown_name(path) for path in paths))
     named = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
-    plural = "files" if len(paths) > 1 else "file"
-    return [f"[not shown: {len(paths)} {why} {plural}: {named}]"]
+    plural = "files" if count > 1 else "file"
+    return [f"[not shown: {count} {why} {plural}: {named}]"]
 
 
 def _pathspecs(paths: Iterable[str]) -> list[str]:

@@ -1,10 +1,11 @@
 """git calls for one tool call: a fresh shadow git directory, a clean environment, one deadline.
 
-Every call runs the system `git` in its own process group with an environment we build from
-nothing (no global, system or user config, no pager, no prompts, no replace refs, no lazy
-fetch), against the shadow directory of `gitlayout`. A call that outlives the deadline or
-prints more than the cap is killed; a git process, unlike code inside this one, can always be
-stopped, whatever a hostile object store or a FIFO makes it do.
+The object files git reads are the ones `gitshadow` opened and checked, handed to git as
+descriptors. Every call runs the system `git` in its own process group with an environment
+we build from nothing (no global, system or user config, no pager, no prompts, no replace
+refs, no lazy fetch), against the shadow directory of `gitshadow`. A call that outlives the
+deadline or prints more than the cap is killed; a git process, unlike code inside this one,
+can always be stopped, whatever a hostile object store or a FIFO makes it do.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from runs.engine.target.gitlayout import GitLayout, build_shadow
+from runs.engine.target.gitlayout import GitLayout
+from runs.engine.target.gitshadow import PINNED_INDEX, Pins, build_shadow, shadow_loose
 
 STDERR_CAP = 16_384
 CHUNK = 65_536
@@ -73,6 +75,7 @@ class GitSession:
         self.limits = limits
         self.deadline = deadline
         self._temp: Path | None = None
+        self._pins = Pins()  # the checked files git reads, open until the call ends
 
     def __enter__(self) -> GitSession:
         self._temp = Path(tempfile.mkdtemp(prefix="orchestrator-git-"))
@@ -81,7 +84,10 @@ class GitSession:
             (self._temp / "home").mkdir()
             (self._temp / "worktree").mkdir()
             (self._temp / "new-objects").mkdir()
-            build_shadow(self.layout, self.shadow)
+            build_shadow(self.layout, self.shadow, self._pins)
+            loose = self._pins.loose
+            if loose is not None and loose.finish():
+                self.check("index-pack", str(loose.path))  # git finds it by its index
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -93,6 +99,7 @@ class GitSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._pins.close()
         if self._temp is not None:
             shutil.rmtree(self._temp, ignore_errors=True)  # unlinks links, never follows them
             self._temp = None
@@ -127,7 +134,13 @@ class GitSession:
             raise GitFailed(f"git took longer than {self.limits.timeout:g} s: stopped")
         cap = max_bytes or self.limits.max_output_bytes
         code, out, err, stopped = _bounded(
-            [git, *args], self._env(with_index), cwd or self.scratch, stdin, self.deadline, cap
+            [git, *args],
+            self._env(with_index),
+            cwd or self.scratch,
+            stdin,
+            self.deadline,
+            cap,
+            pass_fds=tuple(self._pins.fds),
         )
         if stopped == "time":
             raise GitFailed(f"git took longer than {self.limits.timeout:g} s: stopped")
@@ -222,7 +235,9 @@ class GitSession:
             # Reads go through the shadow's links; anything git might write lands here instead,
             # never in the target's object store.
             "GIT_OBJECT_DIRECTORY": str(self.scratch / "new-objects"),
-            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.shadow / "objects"),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(
+                [str(self.shadow / "objects"), str(shadow_loose(self.shadow))]
+            ),
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_SYSTEM": os.devnull,
             "GIT_CONFIG_GLOBAL": os.devnull,
@@ -236,8 +251,8 @@ class GitSession:
             "LC_ALL": "C",
             "TZ": "UTC",
         }
-        index = self.layout.index
-        if with_index and index is not None:
+        index = self.shadow / PINNED_INDEX
+        if with_index and os.path.lexists(index):
             env["GIT_INDEX_FILE"] = str(index)
             env["GIT_WORK_TREE"] = str(self.scratch / "worktree")  # empty: nothing is read there
         return env
@@ -250,6 +265,8 @@ def _bounded(
     stdin: bytes | None,
     deadline: float,
     cap: int,
+    *,
+    pass_fds: tuple[int, ...] = (),
 ) -> tuple[int, bytes, bytes, str | None]:
     """Run argv, feeding stdin and collecting output until it exits, the deadline or the cap."""
     proc = subprocess.Popen(
@@ -260,6 +277,7 @@ def _bounded(
         env=env,
         cwd=cwd,
         start_new_session=True,  # its own process group, killed whole
+        pass_fds=pass_fds,  # under the same numbers, so the shadow's /proc/self/fd links hold
     )
     out, err = bytearray(), bytearray()
     stopped: str | None = None

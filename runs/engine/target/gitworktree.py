@@ -14,10 +14,17 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from runs.engine.target.confinement import Confinement, Refused
+from runs.engine.target.confinement import (
+    Confinement,
+    NoSuchFile,
+    NotRegular,
+    OutsideTarget,
+    Refused,
+    printable,
+)
 from runs.engine.target.gitsession import GitSession
+from runs.engine.target.secrets import is_secret_name
 
 LISTING_CAP = 64 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
@@ -220,26 +227,33 @@ def _cost(new: WorkFile, confine: Confinement, path: str) -> int:
 
 
 def read_work_file(confine: Confinement, path: str, object_format: str, max_bytes: int) -> WorkFile:
-    """The working-tree side of a tracked path, as git would record it without filters."""
+    """The working-tree side of a tracked path, as git would record it without filters.
+
+    Its folder is reached by the confinement's descriptor walk: a folder on the way that is a
+    link (or became one a moment ago) makes the file missing, as git would see it, and nothing
+    behind the link is read."""
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         return WorkFile(state="refused", note="not a plain relative path")
-    here = confine.root
-    for part in parts[:-1]:
-        here = here / part
-        try:
-            if not stat.S_ISDIR(os.lstat(here).st_mode):
-                return WorkFile(state="missing")  # behind a link or a file: git sees it gone
-        except OSError:
-            return WorkFile(state="missing")
-    full = here / parts[-1]
     try:
-        info = os.lstat(full)
+        with confine.directory(confine.root.joinpath(*parts[:-1])) as folder:
+            return _read_at(confine, folder, path, parts[-1], object_format, max_bytes)
+    except (NoSuchFile, OutsideTarget):
+        return WorkFile(state="missing")  # behind a link or a file: git sees it gone
+    except Refused as exc:
+        return WorkFile(state="refused", note=str(exc))
+
+
+def _read_at(
+    confine: Confinement, folder: int, path: str, name: str, object_format: str, max_bytes: int
+) -> WorkFile:
+    try:
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
     except OSError:
         return WorkFile(state="missing")
     if stat.S_ISLNK(info.st_mode):
         try:
-            target = os.fsencode(os.readlink(full))
+            target = os.fsencode(os.readlink(name, dir_fd=folder))
         except OSError:
             return WorkFile(state="missing")
         return WorkFile(
@@ -249,23 +263,21 @@ def read_work_file(confine: Confinement, path: str, object_format: str, max_byte
         return WorkFile(state="missing")  # a directory where a file was tracked
     if not stat.S_ISREG(info.st_mode):
         return WorkFile(state="special", note="not a regular file (FIFO, socket or device)")
+    if is_secret_name(path):
+        return WorkFile(state="refused", note=f"{printable(path)}: secret file, not shown")
     try:
-        confine.check_readable(full)
+        fd = confine.open_at(folder, name, printable(path))
+    except NotRegular:
+        return WorkFile(state="special", note="not a regular file")
     except Refused as exc:
         return WorkFile(state="refused", note=str(exc))
-    return _read_regular(full, info, object_format, max_bytes)
+    return _read_regular(fd, object_format, max_bytes)
 
 
-def _read_regular(full: Path, info: os.stat_result, object_format: str, max_bytes: int) -> WorkFile:
-    mode = "100755" if info.st_mode & stat.S_IXUSR else "100644"
-    try:
-        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        return WorkFile(state="refused", note=f"cannot be opened ({exc.strerror})")
+def _read_regular(fd: int, object_format: str, max_bytes: int) -> WorkFile:
     with os.fdopen(fd, "rb") as handle:
         opened = os.fstat(handle.fileno())
-        if not stat.S_ISREG(opened.st_mode):
-            return WorkFile(state="special", note="not a regular file")
+        mode = "100755" if opened.st_mode & stat.S_IXUSR else "100644"
         digest = hashlib.new(object_format)
         digest.update(b"blob %d\0" % opened.st_size)
         kept = bytearray()

@@ -2,8 +2,9 @@
 
 The first attempt of a run records the "before" fingerprint (runs.engine.target.fingerprint: taken
 without running anything from the target); the report compares it with the target as it is
-then and says in Method whether the target was unchanged, or what changed. Once compared, the
-per-path entries are dropped and only the summary stays with the run.
+then and says in Method whether the target was unchanged, or what changed. The per-path
+entries stay with the run (bounded by MAX_ENTRIES): a retry's report compares against the
+snapshot of the run's first attempt too, and without them every file would look new.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from runs.engine.storable import storable
 from runs.engine.target.fingerprint import Fingerprint, describe, take
 from runs.models import FlowRun
 
-# Bounds for a run's fingerprint: it is stored on the run until the report compares it.
+# Bounds for a run's fingerprint: it is stored on the run for every report it gets.
 MAX_ENTRIES = 50_000
 TIME_LIMIT = 10.0
 
@@ -45,8 +46,3 @@ def target_state(run: FlowRun, root: str | os.PathLike[str]) -> str:
     before = Fingerprint.from_dict(run.fingerprint)
     after = Fingerprint.from_dict(take_fingerprint(root))
     return describe(before, after)
-
-
-def summary(data: dict[str, Any]) -> dict[str, Any]:
-    """What stays with a finished run: everything but the per-path entries."""
-    return {key: value for key, value in data.items() if key != "entries"}

@@ -4,8 +4,8 @@ Patterns the model writes run on RE2, which matches in time linear in the text, 
 pattern (`(\\w+)+!` on a long identifier, `**/**/**/...`) can backtrack for minutes. RE2
 has no look-around or backreferences; such a pattern is refused with a sentence saying so.
 Every search also stops at a deadline and at an entry limit, and says where it stopped.
-What grep searches is the redacted text (runs.engine.target.secrets), so a pattern cannot be used
-to probe a credential one character at a time.
+A line grep reports must match as redacted (runs.engine.target.secrets), so a pattern cannot be
+used to probe a credential one character at a time.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ class Entry:
 @dataclass
 class Walk:
     """Entries under a base, once, depth-first in name order, within a limit and a deadline.
-    Links that lead out of the root are invisible; `stopped` says why it ended early."""
+    Directories are listed through descriptors from the confinement's walk and entered with
+    no link followed, so a folder swapped for a link is never listed; links that lead out of
+    the root are invisible; `stopped` says why it ended early."""
 
     confine: Confinement
     base: Path
@@ -79,32 +81,63 @@ class Walk:
     visited: int = 0
 
     def __iter__(self) -> Iterator[Entry]:
+        prefix = self.confine.relative(self.base)
+        try:
+            with self.confine.directory(self.base, listing=True) as fd:
+                yield from self._folder(fd, "" if prefix == "." else f"{prefix}/", 0)
+        except Refused:
+            return  # the base is gone, unreadable or no longer a folder: nothing to list
+
+    def _folder(self, fd: int, prefix: str, level: int) -> Iterator[Entry]:
+        """One folder's entries (folders first, then files, each by name), then its folders'."""
+        try:
+            with os.scandir(fd) as found:
+                listed = [(entry.name, _is_dir(entry), entry.is_symlink()) for entry in found]
+        except OSError:
+            return
+        dirs = sorted(item for item in listed if item[1] and item[0] not in SKIP_DIRS)
+        files = sorted(item for item in listed if not item[1])
+        for name, is_dir, is_link in [*dirs, *files]:
+            if self.visited >= self.limit:
+                self.stopped = f"stopped after {self.limit} entries"
+                return
+            if self.visited % 64 == 0 and self.deadline.expired():
+                self.stopped = f"stopped at the {self.deadline.seconds:g} s time limit"
+                return
+            self.visited += 1
+            real = self._real(f"{prefix}{name}", is_link)
+            if real is not None:
+                yield Entry(real=real, rel=f"{prefix}{name}", is_dir=is_dir)
+        if self.depth is not None and level + 1 >= self.depth:
+            return
+        for name, _, is_link in dirs:
+            if self.stopped or is_link:
+                continue  # links are listed, never entered
+            child = self.confine.open_dir_at(fd, name, listing=True)
+            if child is None:
+                continue
+            try:
+                yield from self._folder(child, f"{prefix}{name}/", level + 1)
+            finally:
+                os.close(child)
+
+    def _real(self, rel: str, is_link: bool) -> Path | None:
+        """Where an entry leads: itself, or for a link its target when that stays inside."""
         root = self.confine.root
-        base_depth = len(self.base.relative_to(root).parts)
-        for current, dirs, files in os.walk(self.base, followlinks=False):
-            here = Path(current)
-            level = len(here.relative_to(root).parts) - base_depth
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-            entries = [(d, True) for d in dirs] + [(f, False) for f in sorted(files)]
-            for name, is_dir in entries:
-                if self.visited >= self.limit:
-                    self.stopped = f"stopped after {self.limit} entries"
-                    return
-                if self.visited % 64 == 0 and self.deadline.expired():
-                    self.stopped = f"stopped at the {self.deadline.seconds:g} s time limit"
-                    return
-                self.visited += 1
-                try:
-                    real = Path(os.path.realpath(here / name))
-                except (OSError, RuntimeError, ValueError):
-                    continue
-                if not real.is_relative_to(root):
-                    continue  # a symlink leading out of the target: invisible
-                yield Entry(
-                    real=real, rel=(here / name).relative_to(root).as_posix(), is_dir=is_dir
-                )
-            if self.depth is not None and level + 1 >= self.depth:
-                dirs[:] = []
+        if not is_link:
+            return root / rel
+        try:
+            real = Path(os.path.realpath(root / rel))
+        except (OSError, RuntimeError, ValueError):
+            return None
+        return real if real.is_relative_to(root) else None  # a link out: invisible
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def compile_pattern(pattern: str) -> Any:
@@ -154,11 +187,12 @@ def grep_file(
         return []
     time.sleep(0)  # between files, let the event loop's thread have the GIL
     try:
-        if os.stat(entry.real).st_size > max_bytes:
-            return []
-        text = redact(confine.read_bytes(entry.real, max_bytes).decode("utf-8", "replace"))
+        data = confine.read_bytes(entry.real, max_bytes + 1)
     except (Refused, OSError, ValueError):
         return []
+    if len(data) > max_bytes:
+        return []
+    text = data.decode("utf-8", "replace")
     shown = printable(entry.rel)
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -166,7 +200,11 @@ def grep_file(
             if deadline.expired():
                 break
             time.sleep(0)  # let the event loop's thread have the GIL now and then
-        if regex.search(line):  # whole lines: RE2 is linear, and a cut line fakes `$`
+        # Whole lines (RE2 is linear, and a cut line fakes `$`). A line is searched again as
+        # redacted, and only that counts: a pattern cannot probe a secret character by
+        # character, and only the lines that match are redacted (the rule is line by line for
+        # everything but keys, and a file holding a key is never read).
+        if regex.search(line) and regex.search(line := redact(line)):
             found.append(f"{shown}:{number}:{line.strip()[:SHOWN_LINE_CHARS]}")
             if len(found) >= room:
                 break

@@ -35,13 +35,15 @@ from runs.engine.target.search import (
     compile_pattern,
     grep_file,
 )
-from runs.engine.target.secrets import is_secret_name, redact
+from runs.engine.target.secrets import is_secret_name, redact, shown_name
 
 log = logging.getLogger(__name__)
 # Longer tool arguments are refused before they are parsed (no tool needs more).
 MAX_ARGUMENT_CHARS = 65_536
 MAX_LINE_NUMBER = 10_000_000
 MAX_PATH = 4096
+# What is redacted past the output limit, so a secret across the cut is seen whole by the rule.
+CAP_MARGIN = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,7 +189,7 @@ class ReadOnlyTools:
         if name not in self.available():
             offered = ", ".join(self.available())
             reason = (
-                "this agent is read-only"
+                _not_offered(name)
                 if name not in READ_ONLY_TOOLS
                 else (self.git.refusal or "no git here")
             )
@@ -223,26 +225,25 @@ class ReadOnlyTools:
             if isinstance(exc, OSError) and exc.strerror:
                 why = f"{exc.__class__.__name__} ({exc.strerror})"
             return _error(f"{name} failed{named}: {why}", f"{name} failed{named}")
-        return ToolResult(
-            ok=True, content=self._cap(redact(content)), summary=redact(summary)[:200]
-        )
+        return ToolResult(ok=True, content=self._cap(content), summary=redact(summary)[:200])
 
     # --- tools ---------------------------------------------------------------------------
 
     def _list_dir(self, args: ListDirArgs) -> tuple[str, str]:
         base = self.confine.resolve(args.path)
-        if not base.is_dir():
+        if not stat.S_ISDIR(self.confine.stat(base).st_mode):
             raise Refused(f"{printable(args.path)} is not a directory")
         lines = []
         walk = self._walk(base, args.depth)
         for entry in walk:
-            shown = printable(entry.rel)
+            # A folder keeps its name (`credentials/` of code); a secret file's is withheld.
+            shown = printable(entry.rel if entry.is_dir else shown_name(entry.rel))
             if entry.is_dir:
                 lines.append(f"{shown}/")
             elif is_secret_name(entry.rel):
-                lines.append(f"{shown}  [secret: not readable]")
+                lines.append(f"{shown}  [not readable]")
             else:
-                lines.append(f"{shown}  ({_size(entry.real)} bytes)")
+                lines.append(f"{shown}  ({self._size(entry.real)} bytes)")
             if len(lines) >= self.limits.max_list_entries:
                 lines.append(f"[stopped at {len(lines)} entries]")
                 break
@@ -272,7 +273,7 @@ class ReadOnlyTools:
         walk = self._walk(base, depth=None, deadline=deadline)
         candidates = (
             iter([Entry(real=base, rel=self.confine.relative(base), is_dir=False)])
-            if base.is_file()
+            if stat.S_ISREG(self.confine.stat(base).st_mode)
             else iter(walk)
         )
         hits: list[str] = []
@@ -298,8 +299,12 @@ class ReadOnlyTools:
         regex = compile_glob(args.pattern)
         walk = self._walk(self.root, depth=None)
         # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher.
-        shown_names = (printable(entry.rel) for entry in walk)
-        matches = [name for name in shown_names if regex.fullmatch(name)]
+        # A secret file's name is not shown; a glob that names it only learns that one matched.
+        matches = [
+            printable(entry.rel if entry.is_dir else shown_name(entry.rel))
+            for entry in walk
+            if regex.fullmatch(printable(entry.rel))
+        ]
         shown = matches[: self.limits.max_list_entries]
         if walk.stopped:
             shown.append(f"[search {walk.stopped}]")
@@ -309,10 +314,7 @@ class ReadOnlyTools:
     def _file_info(self, args: FileInfoArgs) -> tuple[str, str]:
         real = self.confine.resolve(args.path)
         rel = self.confine.shown(real)
-        try:
-            info = os.stat(real)
-        except OSError as exc:
-            raise Refused(f"{rel}: cannot stat ({exc.strerror})") from None
+        info = self.confine.stat(real)  # the entry itself, reached without following a link
         modified = datetime.fromtimestamp(info.st_mtime, tz=UTC).isoformat(timespec="seconds")
         is_file = stat.S_ISREG(info.st_mode)
         kind = "directory" if stat.S_ISDIR(info.st_mode) else "file" if is_file else "special"
@@ -362,11 +364,30 @@ class ReadOnlyTools:
             deadline=deadline or Deadline(self.limits.search_seconds),
         )
 
+    def _size(self, real: Path) -> int:
+        try:
+            return self.confine.stat(real).st_size
+        except Refused:
+            return 0
+
     def _cap(self, text: str) -> str:
+        """The answer redacted and cut to the output limit: only what can be shown (and a
+        margin) is redacted, so a huge answer costs the rule no more than a small one."""
         limit = self.limits.max_output_chars
-        if len(text) <= limit:
-            return text
-        return text[:limit] + f"\n[truncated: {len(text) - limit} more chars]"
+        redacted = redact(text[: limit + CAP_MARGIN])
+        if len(text) <= limit + CAP_MARGIN and len(redacted) <= limit:
+            return redacted
+        return redacted[:limit] + f"\n[truncated: {max(len(text) - limit, 1)} more chars]"
+
+
+def _not_offered(name: str) -> str:
+    """Why a tool outside the target set is refused (the web tools are offered elsewhere)."""
+    if name in ("web_search", "web_fetch"):
+        return (
+            "the web is not offered to this agent (the run's web switch is off, or its role "
+            "reads no outside sources)"
+        )
+    return "this agent is read-only"
 
 
 def _git_text(answer: GitAnswer) -> str:
@@ -377,13 +398,6 @@ def _git_text(answer: GitAnswer) -> str:
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _error(message: str, summary: str) -> ToolResult:

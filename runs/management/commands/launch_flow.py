@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,28 @@ from django.db.migrations.executor import MigrationExecutor
 from flows.models import BANDS
 from runs.engine.worker import Engine
 from runs.hints import manage_command
-from runs.models import RunStatus, StepStatus
+from runs.labels import run_state
+from runs.models import REPORTED_RUN, FlowRun, RunStatus, StepStatus
 from runs.progress import Snapshot, snapshot
 from runs.services import LaunchError, launch_run
 
 REFRESH_SECONDS = 0.5
 EXIT_RUN_FAILED = 1
 EXIT_AGENTS_FAILED = 3
+
+
+def exit_code(run: FlowRun, say: Callable[[str], object]) -> int:
+    """0: every agent succeeded; 3: the report is final but some agents failed (or a run
+    that says succeeded has a step that did not); 1: no final report (failed, cancelled)."""
+    if run.status not in REPORTED_RUN:
+        say(f"run {run_state(run).text}: {run.error or run.summary}")
+        return EXIT_RUN_FAILED
+    failed = list(run.steps.exclude(status=StepStatus.SUCCEEDED).values_list("key", "status"))
+    if run.status == RunStatus.FINISHED_WITH_FAILURES or failed:
+        agents = ", ".join(f"{key} ({status})" for key, status in failed)
+        say(f"run {run_state(run).text}: {agents}")
+        return EXIT_AGENTS_FAILED
+    return 0
 
 
 class Command(BaseCommand):
@@ -44,6 +60,12 @@ class Command(BaseCommand):
         parser.add_argument("--target", required=True, help="directory to analyse (read-only)")
         parser.add_argument("--band", default="small", help=f"one of {', '.join(BANDS)}")
         parser.add_argument("--fast", action="store_true", help="cap each agent's depth")
+        parser.add_argument(
+            "--web",
+            action="store_true",
+            help="let the flow's web roles search and read the web (needs "
+            "ORCHESTRATOR_WEB_SEARCH_URL)",
+        )
         parser.add_argument("--focus", default="", help="the question or focus for the agents")
         parser.add_argument("--wait", action="store_true", help="watch the run until it ends")
         parser.add_argument("--output", help="also write the report (Markdown) to this file")
@@ -62,6 +84,7 @@ class Command(BaseCommand):
                 fast=options["fast"],
                 focus=options["focus"],
                 owner=owner,
+                web=options["web"],
             )
         except (LaunchError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
@@ -75,14 +98,8 @@ class Command(BaseCommand):
         self.stdout.write(run.report)
         if options.get("output"):
             self._write_report(Path(options["output"]), run.report)
-        if run.status != RunStatus.SUCCEEDED:
-            self.stderr.write(f"run {run.status}: {run.error or run.summary}")
-            sys.exit(EXIT_RUN_FAILED)
-        failed = list(run.steps.exclude(status=StepStatus.SUCCEEDED).values_list("key", "status"))
-        if failed:
-            agents = ", ".join(f"{key} ({status})" for key, status in failed)
-            self.stderr.write(f"run succeeded, but not every agent did: {agents}")
-            sys.exit(EXIT_AGENTS_FAILED)
+        if code := exit_code(run, self.stderr.write):
+            sys.exit(code)
 
     def _ensure_migrated(self) -> None:
         """A fresh database gets its tables first: the embedded one is set up here and now

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.engine.agent.modelconfig import resolve_model
 from runs.hints import manage_command
+from runs.socket_messages import MAX_MESSAGE_CHARS
 
 log = logging.getLogger("runs")
 
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         from twisted.internet import reactor
 
         from orchestrator_site.asgi import application
+        from orchestrator_site.websocket_server import pace_websockets
         from runs.engine.worker import EngineWorker
 
         self._check_model()
@@ -50,7 +52,9 @@ class Command(BaseCommand):
             )
             worker.handle_signals = False
 
-        def start_worker() -> None:
+        def on_ready() -> None:
+            # Before the reactor runs, so every WebSocket connection is a paced one.
+            pace_websockets(server)
             if worker is not None:
                 asyncio.get_event_loop().create_task(worker.handle())
 
@@ -72,8 +76,13 @@ class Command(BaseCommand):
         server = Server(
             application=app,
             endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],
-            ready_callable=start_worker,
+            ready_callable=on_ready,
             verbosity=0,
+            # A frame the consumer would refuse anyway is not buffered whole: over this
+            # the connection closes (1009). Four bytes a character: every message within
+            # the consumer's own limit (runs.socket_messages) still reaches it.
+            websocket_max_message_size=4 * MAX_MESSAGE_CHARS,
+            websocket_max_frame_size=4 * MAX_MESSAGE_CHARS,
         )
         server.run()
         self._embedded_database_note()
