@@ -80,6 +80,42 @@ JWK_D = _b64("jwk", 86).replace("+", "-").replace("/", "_")
 RSA_D = _b64("rsad", 172)
 MINISIGN = "RWRTY0Iy" + _b64("minisign", 150)
 ETH = "0x" + _hex("eth")
+EC_BODY = "MHcCAQEEI" + _b64("ec", 110)
+WG_NOTE = _b64("wgnote", 43) + "="
+JWKS_D = _b64("jwksd", 86).replace("+", "-").replace("/", "_")
+# Ordinary files that embed a key: each is read with the key redacted and its code kept.
+EMBEDDED_KEYS = {
+    "app/tls_client.py": "import ssl\n\n"
+    f'CLIENT_KEY = """{PEM}"""\n\n\ndef context() -> ssl.SSLContext:\n'
+    "    return ssl.create_default_context()\n",
+    "auth/jwks.json": '{"keys": [{"kty": "RSA", "kid": "signing-2024", "use": "sig", '
+    f'"e": "AQAB", "n": "{_b64("jwksn", 86)}", "d": "{JWKS_D}"}}]}}\n',
+    "auth/jwks.js": "export const jwk = {\n"
+    '  "kty": "EC", "crv": "P-256", "use": "sig",\n'
+    f'  "d": "{JWKS_D[:30]}" +\n    "{JWKS_D[30:60]}",\n'
+    "};\nexport default jwk;\n",
+    "k8s/web-tls.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-tls\n"
+    "type: kubernetes.io/tls\ndata:\n  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\n"
+    f"  tls.key: {base64.b64encode(PEM.encode()).decode()}\n",
+    "notes/vpn-setup.txt": "Notes from setting up the office VPN.\n\n[Interface]\n"
+    f"Address = 10.8.0.1/24\nPrivateKey = {WG_NOTE}\nListenPort = 51820\n",
+    "src/main/java/shop/Signer.java": "package shop;\n\npublic final class Signer {\n"
+    '    static final String KEY = "-----BEGIN EC PRIVATE KEY-----\\n"\n'
+    f'        + "{EC_BODY[:64]}\\n"\n        + "{EC_BODY[64:]}\\n"\n'
+    '        + "-----END EC PRIVATE KEY-----\\n";\n\n'
+    "    public String sign(String payload) {\n        return payload;\n    }\n}\n",
+}
+EMBEDDED_KEY_SECRETS = [
+    PEM.splitlines()[3], PEM.splitlines()[-2], base64.b64encode(PEM.encode()).decode()[60:120],
+    JWKS_D, JWKS_D[:30], JWKS_D[30:60], WG_NOTE, EC_BODY[9:64], EC_BODY[64:],
+]  # fmt: skip
+# Files named with the credential they hold, and the values the names carry.
+CREDENTIAL_NAMES = {
+    "backups/postgres_shop_password=DumpTxLNOUkKjx.sql": "DumpTxLNOUkKjx",
+    "exports/api_key:KeyInName7731.csv": "KeyInName7731",
+    "tmp/deploy_token=TokInName5512": "TokInName5512",
+    "mirror/ftp_admin:FtpPwInName88@files.example.com.txt": "FtpPwInName88",
+}
 
 
 @dataclass(kw_only=True)
@@ -182,7 +218,10 @@ def write_secret_corpus(base: Path) -> SecretCorpus:
         "gcloud/application_default_credentials.json", ".config/rclone/rclone.conf",
         ".config/hub",
     ]  # fmt: skip
-    files = {**tokens, **keys, **urls}
+    corpus.forms["keys in ordinary files"] = EMBEDDED_KEY_SECRETS
+    corpus.forms["credentials in file names"] = list(CREDENTIAL_NAMES.values())
+    files = {**tokens, **keys, **urls, **EMBEDDED_KEYS}
+    files.update({path: "id,total\n1,20\n" for path in CREDENTIAL_NAMES})
     for number, path in enumerate(named):
         files[path] = f"value=file-name-secret-{number:02d}\n"
     corpus.forms["file contents"] = [f"file-name-secret-{n:02d}" for n in range(len(named))]
@@ -190,7 +229,7 @@ def write_secret_corpus(base: Path) -> SecretCorpus:
     for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
-    corpus.ordinary = sorted({*tokens, *urls})
+    corpus.ordinary = sorted({*tokens, *urls, *EMBEDDED_KEYS})
     return corpus
 
 

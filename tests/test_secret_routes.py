@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from devtools.secret_corpus import SETTINGS_CODE, SETTINGS_PY
+from devtools.secret_corpus import (
+    CREDENTIAL_NAMES,
+    EMBEDDED_KEY_SECRETS,
+    EMBEDDED_KEYS,
+    SETTINGS_CODE,
+    SETTINGS_PY,
+)
+from runs.engine.report.reporting import ConfinedLines
 from runs.engine.target.tools import ReadOnlyTools
 
 
@@ -105,6 +113,80 @@ def test_listings_show_a_placeholder_for_secret_files_and_keep_the_rest(secret_c
     globbed = tools.call("glob", {"pattern": "**/*.yml"}).content.splitlines()
     assert "docker-compose.yml" in globbed and "config/[secret file]" in globbed
     assert "config/secret.yml" not in globbed
+
+
+def code_lines(text: str) -> dict[int, str]:
+    """The lines of a file that hold no key material, by number."""
+    return {
+        number: line
+        for number, line in enumerate(text.splitlines(), start=1)
+        if not any(piece in line for piece in ("PRIVATE KEY", "PrivateKey", '"d"', "tls.key"))
+        and not any(secret in line for secret in EMBEDDED_KEY_SECRETS)
+        and re.fullmatch(r'[\s+"]*[A-Za-z0-9+/=_\\-]{16,}(\\n)?["\s+,;]*', line) is None
+    }
+
+
+@pytest.mark.parametrize("path", sorted(EMBEDDED_KEYS))
+def test_an_ordinary_file_with_a_key_reads_with_only_the_key_redacted(secret_corpus, path):
+    """read_file, grep, git show, git blame and the citation reader all give the file with its
+    line count, every line of code around the key verbatim, and none of the key."""
+    tools = ReadOnlyTools(secret_corpus.root)
+    original = EMBEDDED_KEYS[path]
+    total = len(original.splitlines())
+    kept = code_lines(original)
+    read = tools.call("read_file", {"path": path})
+    assert read.ok, read.content
+    shown = dict(line.lstrip().split("\t", 1) for line in read.content.splitlines()[1:])
+    assert len(shown) == total
+    assert all(shown[str(number)] == line for number, line in kept.items())
+    blamed = tools.call("git_blame", {"path": path}).content
+    committed = tools.call("git_show", {"rev": "HEAD", "path": path}).content
+    grepped = tools.call("grep", {"pattern": ".", "path": path, "max_results": 200}).content
+    cited = ConfinedLines(str(secret_corpus.root))(path)
+    assert isinstance(cited, list) and len(cited) == total
+    assert all(cited[number - 1] == line for number, line in kept.items())
+    for answer in (read.content, blamed, committed, grepped, "\n".join(cited)):
+        assert not [secret for secret in EMBEDDED_KEY_SECRETS if secret in answer]
+        assert "[private key redacted]" in answer or "[redacted]" in answer
+    assert all(line in committed and line in blamed for line in kept.values() if line.strip())
+    for number, line in kept.items():
+        if line.strip():
+            assert f"{path}:{number}:{line.strip()}" in grepped
+
+
+@pytest.mark.parametrize("middle", [3, 6])
+def test_a_line_range_inside_a_key_shows_no_part_of_it(secret_corpus, middle):
+    tools = ReadOnlyTools(secret_corpus.root)
+    for path in ("app/tls_client.py", "src/main/java/shop/Signer.java"):
+        part = tools.call("read_file", {"path": path, "start_line": middle, "end_line": middle + 1})
+        blamed = tools.call("git_blame", {"path": path, "start_line": middle})
+        for answer in (part.content, blamed.content):
+            assert not [secret for secret in EMBEDDED_KEY_SECRETS if secret in answer]
+
+
+def test_a_file_named_with_a_credential_shows_it_redacted_wherever_its_name_appears(
+    secret_corpus,
+):
+    tools = ReadOnlyTools(secret_corpus.root)
+    answers = [
+        tools.call("list_dir", {"path": ".", "depth": 3}).content,
+        tools.call("glob", {"pattern": "**/*"}).content,
+        tools.call("grep", {"pattern": "total", "max_results": 200}).content,
+        tools.call("git_show", {"rev": "HEAD~1"}).content,
+        tools.call("git_show", {"rev": "HEAD", "path": "backups"}).content,
+        tools.call("git_show", {"rev": "HEAD~1", "path": "mirror"}).content,
+        tools.call("glob", {"pattern": "**/*Dump*"}).content,  # no probing the value
+    ]
+    for answer in answers:
+        assert not [value for value in CREDENTIAL_NAMES.values() if value in answer], answer
+    listing, globbed, grepped, shown = answers[:4]
+    for folder in ("backups/postgres_shop_password=[redacted].sql", "exports/api_key:[redacted].csv",
+                   "tmp/deploy_token=[redacted]", "mirror/[redacted]@files.example.com.txt"):  # fmt: skip
+        assert f"{folder}  (" in listing and folder in globbed.splitlines()
+        assert f"{folder}:1:id,total" in grepped and folder in shown
+    assert answers[-1] == "(no matches)"
+    read = tools.call("read_file", {"path": "backups/postgres_shop_password=DumpTxLNOUkKjx.sql"})
+    assert read.ok and read.content.startswith("backups/postgres_shop_password=[redacted].sql")
 
 
 @pytest.mark.django_db(transaction=True)

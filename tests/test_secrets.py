@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from runs.engine.target.secrets import (
     REDACTED_CREDENTIAL,
     has_private_key,
     is_secret_name,
+    readable_contents,
     redact,
+    redact_name,
     shown_name,
 )
 
@@ -350,7 +354,9 @@ def test_the_corpus_holds_every_secret_it_counts(secret_corpus):
         for p in secret_corpus.root.rglob("*")
         if p.is_file() and ".git" not in p.parts
     )
-    listing = "\n".join(secret_corpus.secret_files)
+    listing = "\n".join(
+        [*secret_corpus.secret_files, *(p.as_posix() for p in secret_corpus.root.rglob("*"))]
+    )
     found = secret_corpus.leaks(raw + "\n" + listing)
     for form, values in secret_corpus.forms.items():
         assert found.get(form) == values, form
@@ -416,3 +422,97 @@ def test_ordinary_code_loses_few_lines_to_redaction(capsys):
     with capsys.disabled():
         print(f"\nfalse positives: {changed} of {lines} lines in {len(files)} files changed")
     assert changed <= lines // 1000
+
+
+CREDENTIAL_FILE_NAMES = [
+    ("backups/postgres_shop_password=DumpTxLNOUkKjx.sql", "backups/postgres_shop_password=[redacted].sql"),
+    ("dumps/db_passwd=Qz8kLmPw22.sql.gz", "dumps/db_passwd=[redacted].sql.gz"),
+    ("tmp/github_token=ghTok9912", "tmp/github_token=[redacted]"),
+    ("notes/app_secret: Sx7Lm0Qa.txt", "notes/app_secret: [redacted].txt"),
+    ("exports/api_key=>Ak19ZzQ.csv", "exports/api_key=>[redacted].csv"),
+    ("creds/password=Pw9Zx/readme.md", "creds/password=[redacted]/readme.md"),
+    ("mirror/ftp_admin:FtpPw88@files.example.com.txt", "mirror/[redacted]@files.example.com.txt"),
+    ("links/https%3A%2F%2Fbob%3APctPw71%40host.txt", "links/https%3A%2F%2F[redacted]%40host.txt"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "shown"), CREDENTIAL_FILE_NAMES)
+def test_a_name_carrying_a_credential_shows_it_redacted_in_a_listing_and_in_any_text(name, shown):
+    assert shown_name(name) == shown == redact_name(name)
+    value = name.split("=")[-1].split(":")[-1].split("@")[0].split("%3A")[-1].split("%40")[0]
+    value = value.lstrip("> ").split(".")[0].split("/")[0]
+    # git's output names the file in running text: the value goes there too
+    for line in (f"diff --git a/{name} b/{name}", f" {name} | 2 +"):
+        assert value not in redact(line), line
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["src/password_reset.py", "a/b=c.txt", "mail/alice@example.com", "x/c:d.txt",
+     "db_password=${DB_PASSWORD}.sql", "docs/token_refresh.md", "etc/passwd"],
+)  # fmt: skip
+def test_an_ordinary_name_is_shown_as_it_is(name):
+    assert shown_name(name) == name and redact(name) == name
+
+
+PEM_BODY = ["MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" + "Ab3d" * 8, *("Qm9keUxpbmU" + "x" * 53,) * 3]
+PEM_TEXT = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(PEM_BODY) + "\n-----END PRIVATE KEY-----\n"
+
+
+def test_a_key_in_a_python_module_is_redacted_line_for_line_and_the_code_kept():
+    source = f'import ssl\n\nKEY = """{PEM_TEXT}"""\n\n\ndef context():\n    return ssl.create_default_context()\n'
+    shown = readable_contents(source.encode())
+    assert shown is not None
+    lines, original = shown.decode().splitlines(), source.splitlines()
+    assert len(lines) == len(original)
+    assert lines[:2] == original[:2] and lines[-3:] == original[-3:]
+    assert lines[2] == 'KEY = """[private key redacted]'
+    assert not any(piece[:20] in shown.decode() for piece in PEM_BODY)
+
+
+def test_a_key_split_over_string_concatenations_is_redacted_whole():
+    java = (
+        'class Signer {\n  static final String KEY = "-----BEGIN EC PRIVATE KEY-----\\n"\n'
+        + "".join(f'    + "{line}\\n"\n' for line in PEM_BODY)
+        + '    + "-----END EC PRIVATE KEY-----";\n  String sign(String body) { return body; }\n}\n'
+    )
+    js = (
+        'const jwk = {\n  "kty": "EC", "crv": "P-256",\n  "d": "ZDFhYmNkZWZnaGlqa2xt" +\n'
+        '    "bm9wcXJzdHV2d3h5ejAx",\n};\nexport default jwk;\n'
+    )
+    for source, pieces in ((java, [p[:24] for p in PEM_BODY]), (js, ["ZDFhYmNk", "bm9wcXJz"])):
+        shown = readable_contents(source.encode())
+        assert shown is not None
+        text = shown.decode()
+        assert text.count("\n") == source.count("\n")
+        assert not [piece for piece in pieces if piece in text]
+        assert source.splitlines()[-2] in text.splitlines()
+
+
+def test_a_wrapped_base64_key_in_yaml_is_redacted_to_its_last_line():
+    encoded = base64.b64encode(PEM_TEXT.encode()).decode()
+    wrapped = "\n".join("    " + encoded[i : i + 60] for i in range(0, len(encoded), 60))
+    yaml = f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: web\ndata:\n  tls.key: |\n{wrapped}\n"
+    yaml = yaml.replace("tls.key: |\n    ", "tls.key: ")
+    shown = readable_contents(yaml.encode())
+    assert shown is not None
+    assert not [line for line in wrapped.splitlines()[1:] if line.strip() in shown.decode()]
+    assert "  name: web" in shown.decode().splitlines()
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [
+        PEM_TEXT,  # a key and nothing else, whatever the file is called
+        f"# key\n{PEM_TEXT}",
+        f'import ssl\nKEY = """{PEM_TEXT[:-30]}\n\ndef context():\n    return None\n',  # unterminated
+        'config = {"d": "' + "A" * 40 + '", "name": "not a jwk but holds a d member"}\n',
+    ],
+)
+def test_a_key_file_or_a_key_whose_extent_is_unsure_is_refused_whole(contents):
+    assert readable_contents(contents.encode()) is None
+
+
+def test_contents_without_a_key_pass_unchanged_and_not_utf8_with_a_key_is_refused():
+    assert readable_contents(b"print('hello')\n") == b"print('hello')\n"
+    assert readable_contents(b"\xff\xfe" + PEM_TEXT.encode() + b"x = 1\n" * 20) is None

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from runs.engine.target import roots
-from runs.engine.target.secrets import has_private_key, is_secret_name
+from runs.engine.target.secrets import is_secret_name, readable_contents, redact_name
 
 # A NUL in the first 8 KB makes a file binary (git's own rule); one anywhere is refused too,
 # as no NUL may reach the model's transcript or the database.
@@ -190,8 +190,8 @@ class Confinement:
         return rel or "."
 
     def shown(self, real: Path) -> str:
-        """The relative path as the model may see it."""
-        return printable(self.relative(real))
+        """The relative path as the model may see it (a credential in a name redacted)."""
+        return printable(redact_name(self.relative(real)))
 
     # --- opening: one descriptor walk from the root, no link followed anywhere -------------
 
@@ -208,7 +208,8 @@ class Confinement:
             raise SecretFile(f"{self.shown(real)}: secret file, not shown")
 
     def read_bytes(self, real: Path, limit: int) -> bytes:
-        """At most `limit` bytes of a checked regular file, or Refused."""
+        """At most `limit` bytes of a checked regular file, or Refused. A private key in it is
+        redacted line for line; a file that is a key is refused (the secret rule decides)."""
         self.refuse_secret(real)
         rel = self.shown(real)
         fd = self.open_file(real)
@@ -217,11 +218,12 @@ class Confinement:
                 data = handle.read(limit)
             except OSError as exc:
                 raise Refused(f"{rel}: cannot read ({exc.strerror})") from None
-        if has_private_key(data):
+        shown = readable_contents(data)
+        if shown is None:
             raise SecretFile(f"{rel}: contains a private key, not shown")
-        if b"\x00" in data:
+        if b"\x00" in shown:
             raise Refused(f"{rel}: binary file, refused")
-        return data
+        return shown
 
     def stat(self, real: Path) -> os.stat_result:
         """What is at `real` itself (a link is not followed), reached by the descriptor walk."""

@@ -27,9 +27,10 @@ from runs.engine.target.gitworktree import Change, compare, index_files, tree_fi
 from runs.engine.target.secrets import (
     KEY_START_ERE,
     SECRET_NAME_SHOWN,
-    has_private_key,
     is_secret_name,
+    readable_contents,
     redact,
+    redact_name,
     shown_name,
 )
 
@@ -112,7 +113,9 @@ class GitReader:
         if kind == "tree":
             listing = session.check("ls-tree", "-z", "--name-only", oid)
             names = [
-                f"{SECRET_NAME_SHOWN}  [not readable]" if _hidden(f"{rel}/{name}") else name
+                f"{SECRET_NAME_SHOWN}  [not readable]"
+                if _hidden(f"{rel}/{name}")
+                else redact_name(name)
                 for name in _names(listing)
             ]
             return f"{rel} is a directory at {rev}:\n" + "\n".join(names)
@@ -130,14 +133,16 @@ class GitReader:
         oid = out.decode("ascii", "replace").strip()
         if code != 0 or session.object_type(oid) != "blob":
             raise GitFailed(f"{rel} is not a file at HEAD: git_blame reads committed files")
-        lines = self._blob(session, oid, rel, "HEAD").count(b"\n") or 1
+        shown = self._blob(session, oid, rel, "HEAD")
+        lines = shown.count(b"\n") or 1
         if start > lines:
             raise GitFailed(f"{rel} has only {lines} lines at HEAD")
         last = min(end or lines, lines)
         if last < start:
             raise GitFailed("end_line is before start_line")
         out = session.check("blame", "--date=short", "-L", f"{start},{last}", head, "--", rel)
-        return f"{rel} at HEAD ({head[:12]}), lines {start}-{last}:\n{_text(out)}"
+        blamed = _blame_redacted(_text(out), session.blobs([oid]).get(oid, b""), shown, start)
+        return f"{rel} at HEAD ({head[:12]}), lines {start}-{last}:\n{blamed}"
 
     def _diff_revisions(
         self, session: GitSession, rev_from: str, rev_to: str, path: str | None
@@ -259,9 +264,10 @@ class GitReader:
         data = session.blobs([oid]).get(oid, b"")
         if b"\0" in data[:BINARY_SNIFF]:
             raise GitFailed(f"{rel} at {rev} is a binary file ({size} bytes): not shown")
-        if has_private_key(data):
+        shown = readable_contents(data)
+        if shown is None:
             raise GitFailed(f"{rel} at {rev} contains a private key: not shown")
-        return data
+        return shown
 
     def _worktree_patch(self, session: GitSession, changes: list[Change]) -> tuple[str, list[str]]:
         """A unified patch of changed tracked files, made by git from private copies."""
@@ -284,9 +290,10 @@ class GitReader:
                 notes.append(f"[{change.path}: changed, too large to show]")
             elif budget < 0:
                 notes.append(f"[{change.path}: changed, not shown: the patch is already large]")
-            elif has_private_key(old or b"") or has_private_key(new or b""):
+            elif _refused(old) or _refused(new):
                 notes.append(f"[{change.path}: changed, holds a private key: not shown]")
-            else:
+            else:  # a key in ordinary code is compared redacted, line for line
+                old, new = _readable(old), _readable(new)
                 _place(folder / "a", change.path, old, change.old.mode if change.old else "")
                 _place(folder / "b", change.path, new, change.new.mode)
         code, out, err = session.run(
@@ -340,9 +347,36 @@ def _hidden_note(paths: list[str], why: str) -> list[str]:
     count = len(paths)
     if why == "secret":  # a secret file's name is not written out, only its folder
         paths = list(dict.fromkeys(shown_name(path) for path in paths))
+    else:
+        paths = [redact_name(path) for path in paths]
     named = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
     plural = "files" if count > 1 else "file"
     return [f"[not shown: {count} {why} {plural}: {named}]"]
+
+
+def _refused(data: bytes | None) -> bool:
+    return data is not None and readable_contents(data) is None
+
+
+def _readable(data: bytes | None) -> bytes | None:
+    return None if data is None else readable_contents(data)
+
+
+def _blame_redacted(text: str, original: bytes, shown: bytes, start: int) -> str:
+    """Blame's lines with the content of every redacted line replaced as `_blob` shows it
+    (git blames the stored bytes, so a key in ordinary code would otherwise pass)."""
+    if original == shown:
+        return text
+    before = original.decode("utf-8", "replace").split("\n")
+    after = shown.decode("utf-8", "replace").split("\n")
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        number = start - 1 + index
+        if number >= len(before) or before[number] == after[number]:
+            continue
+        head = line[: len(line) - len(before[number])] if line.endswith(before[number]) else ""
+        lines[index] = head + after[number] if head else after[number]
+    return "\n".join(lines)
 
 
 def _pathspecs(paths: Iterable[str]) -> list[str]:

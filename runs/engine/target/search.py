@@ -21,7 +21,7 @@ from typing import Any
 import re2
 
 from runs.engine.target.confinement import Confinement, Refused, printable
-from runs.engine.target.secrets import is_secret_name, redact
+from runs.engine.target.secrets import is_secret_name, redact, redact_name
 
 # Folders no search walks into: tooling caches, dependencies, and git's internals.
 SKIP_DIRS = frozenset(
@@ -193,7 +193,7 @@ def grep_file(
     if len(data) > max_bytes:
         return []
     text = data.decode("utf-8", "replace")
-    shown = printable(entry.rel)
+    shown = printable(redact_name(entry.rel))
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
         if number % 256 == 0:
@@ -203,7 +203,7 @@ def grep_file(
         # Whole lines (RE2 is linear, and a cut line fakes `$`). A line is searched again as
         # redacted, and only that counts: a pattern cannot probe a secret character by
         # character, and only the lines that match are redacted (the rule is line by line for
-        # everything but keys, and a file holding a key is never read).
+        # everything but keys, which `read_bytes` already redacted over the whole file).
         if regex.search(line) and regex.search(line := redact(line)):
             found.append(f"{shown}:{number}:{line.strip()[:SHOWN_LINE_CHARS]}")
             if len(found) >= room:

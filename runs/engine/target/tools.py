@@ -35,7 +35,7 @@ from runs.engine.target.search import (
     compile_pattern,
     grep_file,
 )
-from runs.engine.target.secrets import is_secret_name, redact, shown_name
+from runs.engine.target.secrets import is_secret_name, redact, redact_name, shown_name
 
 log = logging.getLogger(__name__)
 # Longer tool arguments are refused before they are parsed (no tool needs more).
@@ -232,12 +232,12 @@ class ReadOnlyTools:
     def _list_dir(self, args: ListDirArgs) -> tuple[str, str]:
         base = self.confine.resolve(args.path)
         if not stat.S_ISDIR(self.confine.stat(base).st_mode):
-            raise Refused(f"{printable(args.path)} is not a directory")
+            raise Refused(f"{printable(redact_name(args.path))} is not a directory")
         lines = []
         walk = self._walk(base, args.depth)
         for entry in walk:
             # A folder keeps its name (`credentials/` of code); a secret file's is withheld.
-            shown = printable(entry.rel if entry.is_dir else shown_name(entry.rel))
+            shown = printable(redact_name(entry.rel) if entry.is_dir else shown_name(entry.rel))
             if entry.is_dir:
                 lines.append(f"{shown}/")
             elif is_secret_name(entry.rel):
@@ -278,7 +278,7 @@ class ReadOnlyTools:
         )
         hits: list[str] = []
         for entry in candidates:
-            if entry.is_dir or (wanted and not wanted.fullmatch(printable(entry.rel))):
+            if entry.is_dir or (wanted and not wanted.fullmatch(printable(redact_name(entry.rel)))):
                 continue
             room = args.max_results - len(hits)
             hits += grep_file(
@@ -298,12 +298,13 @@ class ReadOnlyTools:
     def _glob(self, args: GlobArgs) -> tuple[str, str]:
         regex = compile_glob(args.pattern)
         walk = self._walk(self.root, depth=None)
-        # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher.
+        # Names are matched as they are shown: one that is not UTF-8 cannot trip the matcher,
+        # and a credential in a name cannot be probed character by character.
         # A secret file's name is not shown; a glob that names it only learns that one matched.
         matches = [
-            printable(entry.rel if entry.is_dir else shown_name(entry.rel))
+            printable(redact_name(entry.rel) if entry.is_dir else shown_name(entry.rel))
             for entry in walk
-            if regex.fullmatch(printable(entry.rel))
+            if regex.fullmatch(printable(redact_name(entry.rel)))
         ]
         shown = matches[: self.limits.max_list_entries]
         if walk.stopped:
@@ -335,17 +336,17 @@ class ReadOnlyTools:
 
     def _git_log(self, args: GitLogArgs) -> tuple[str, str]:
         answer = self.git.log(args.path, args.max_count)
-        return _git_text(answer), f"git_log {args.path or '.'}"
+        return _git_text(answer), f"git_log {redact_name(args.path or '.')}"
 
     def _git_show(self, args: GitShowArgs) -> tuple[str, str]:
         answer = self.git.show(args.rev, args.path)
-        where = f"{args.rev}:{args.path}" if args.path else args.rev
+        where = f"{args.rev}:{redact_name(args.path)}" if args.path else args.rev
         return _git_text(answer), f"git_show {where}"
 
     def _git_blame(self, args: GitBlameArgs) -> tuple[str, str]:
         end = args.end_line or args.start_line + self.limits.max_read_lines - 1
         answer = self.git.blame(args.path, args.start_line, end)
-        return _git_text(answer), f"git_blame {args.path}:{args.start_line}-{end}"
+        return _git_text(answer), f"git_blame {redact_name(args.path)}:{args.start_line}-{end}"
 
     def _git_diff(self, args: GitDiffArgs) -> tuple[str, str]:
         answer = self.git.diff(args.rev_from, args.rev_to, args.path)

@@ -4,9 +4,12 @@ Tools, git, the citation checker, the kept lines and the exports all ask here; n
 list of its own. Three questions, three functions:
 
 - `is_secret_name(rel)`: a path that is never read, whatever it holds (`names.py`); where a
-  listing shows such a path, `shown_name(rel)` puts `[secret file]` in place of its name.
-- `has_private_key(data)`: contents holding a private key in any form (`keys.py`); such a
-  file is refused whole.
+  listing shows such a path, `shown_name(rel)` puts `[secret file]` in place of its name, and
+  `redact_name(rel)` hides a credential any other name carries (`db_password=...sql`).
+- `readable_contents(data)`: a file's bytes as a reader may show them (`keys.py`): a key in
+  ordinary code has its material replaced line for line, a file that is essentially a key (or
+  whose key's extent is uncertain) gives None and is refused whole. `has_private_key(data)`
+  tells whether contents hold a key at all.
 - `redact(text)`: what may pass on from any other text. The value is replaced, not the line,
   so the code around a secret still reads and line numbers stay true:
   private keys (`keys.py`), URL credentials in every encoding (`urls.py`), values assigned to
@@ -23,12 +26,14 @@ from runs.engine.target.secrets.keys import (
     KEY_START_ERE,
     REDACTED_KEY,
     has_private_key,
+    readable_contents,
     redact_keys,
 )
 from runs.engine.target.secrets.names import (
     SECRET_NAME_SHOWN,
     fold_name,
     is_secret_name,
+    redact_name,
     shown_name,
 )
 from runs.engine.target.secrets.tokens import redact_tokens
@@ -42,7 +47,9 @@ __all__ = [
     "fold_name",
     "has_private_key",
     "is_secret_name",
+    "readable_contents",
     "redact",
+    "redact_name",
     "shown_name",
 ]
 

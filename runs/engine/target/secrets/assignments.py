@@ -109,6 +109,43 @@ _COMMAND = re2.compile(
     _OPTIONS,
 )
 REDACTED_VALUE = "[redacted]"
+# A file name's extension (perhaps compressed): what `backups/db_password=<value>.sql.gz` keeps.
+_EXTENSION = re2.compile(
+    r"(?i)\.(?:sql|dump|bak|backup|gz|tgz|zip|tar|bz2|xz|7z|txt|log|csv|json|ya?ml|xml|conf|cfg"
+    r"|ini|env|sh|py|md|pdf|db|sqlite3?|properties|toml)(?:\.(?:gz|bz2|xz|zip))?$",
+    _OPTIONS,
+)
+# A path component that assigns a value to a name (`postgres_password=...sql`), with any
+# separator an assignment takes.
+_NAMED_COMPONENT = re2.compile(
+    r"^(?P<head>(?:.*[^A-Za-z0-9_.\-])?(?P<name>[A-Za-z0-9_.\-]+)[ \t]*(?:=>|:=|={1,3}|:)[ \t]*)"
+    r"(?P<value>.+)$",
+    _OPTIONS,
+)
+# A path component carrying a URL's user information: `admin:S3cret@files.example.com.txt`.
+_USERINFO_COMPONENT = re2.compile(r"^(?P<userinfo>[^@]*:[^@]*)(?P<rest>@[^@]*)$", _OPTIONS)
+
+
+def redact_component(part: str) -> str:
+    """One path component with a credential it carries replaced (its extension kept), so a
+    file name shows `db_password=[redacted].sql` wherever it is shown."""
+    if "@" in part:
+        found = _USERINFO_COMPONENT.search(part)
+        if found is not None and not _is_placeholder(found["userinfo"].rpartition(":")[2]):
+            return REDACTED_VALUE + found["rest"]
+    found = _NAMED_COMPONENT.search(part)
+    if found is None or not names_a_secret(found["name"]):
+        return part
+    value = found["value"]
+    if _is_placeholder(value):
+        return part
+    return found["head"] + _hidden_file_value(value)
+
+
+def _hidden_file_value(value: str) -> str:
+    extension = _EXTENSION.search(value)
+    kept = extension[0] if extension is not None and extension.start() > 0 else ""
+    return REDACTED_VALUE + kept
 
 
 def redact_assignments(text: str) -> str:
@@ -164,9 +201,22 @@ def _split(text: str) -> list[str]:
 def _assignment(match: Any) -> str:
     g = named(match)
     whole, name, value, sep = str(g["0"]), str(g["name"]), str(g["value"]), str(g["sep"])
-    if g["lead"] or not names_a_secret(name):
-        return whole  # `/etc/passwd:1` is a path, not an assignment
+    if not names_a_secret(name):
+        return whole
     quote = value[0] if value[:1] in ("'", '"', "`") else ""
+    code_sep = "==" in sep or "!=" in sep or "(" in sep
+    # A path component `name=value` is a file named with its credential (a `:` counts only
+    # before an extension: `/etc/passwd:1` is grep's line number).
+    part, slash, below = value.partition("/")  # in a path, the value ends its component
+    file_named = _is_file_name(part) or (bool(g["lead"]) and "=" in sep)
+    if not quote and not code_sep and part and not _is_placeholder(part) and file_named:
+        # A file named with its credential (`backups/db_password=<value>.sql`), in a listing
+        # or git's output: the value goes, the extension stays, as `redact_component` shows it.
+        start, end = offset(match, "value")
+        rest = _ASSIGNMENT.sub(_assignment, whole[end:])  # the same name again in the line
+        return whole[:start] + _hidden_file_value(part) + slash + below + rest
+    if g["lead"]:
+        return whole  # `/etc/passwd:1` is a path, not an assignment
     if not quote and ("==" in sep or "!=" in sep or "(" in sep):
         # `token == expected`, `check_password(raw)`: names, not values; a call counts only
         # with a quoted value (`setPassword("...")`).
@@ -248,6 +298,11 @@ def _is_secret_value(name: str, value: str, after: str, *, at_line_start: bool) 
         return False  # prose: `no token: a word`
     # Another name for a secret (`password = self.password`, `token = api_token`) is code.
     return not names_a_secret(inner) and _squashed(inner) != _squashed(name)
+
+
+def _is_file_name(value: str) -> bool:
+    extension = _EXTENSION.search(value)
+    return extension is not None and extension.start() > 0 and "/" not in value
 
 
 def _squashed(name: str) -> str:

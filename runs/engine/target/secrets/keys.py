@@ -61,8 +61,11 @@ _KEY_BLOCK = re2.compile(
     _OPTIONS,
 )
 # Members of a key that are secret: the private ones of a JWK, of an RSAKeyValue, WireGuard's.
+# A value may be split over string concatenations (`"d": "ab" +\n "cd"`), all of it secret.
 _JWK_PRIVATE = re2.compile(
-    r'(?P<head>"(?:d|p|q|dp|dq|qi|k|oth)"\s*:\s*)(?P<value>"[^"\n]*"|\[[^\]]*\])', _OPTIONS
+    r'(?P<head>"(?:d|p|q|dp|dq|qi|k|oth)"\s*:\s*)'
+    r'(?P<value>"[^"\n]*"(?:\s*\+\s*"[^"\n]*")*|\[[^\]]*\])',
+    _OPTIONS,
 )
 _XML_PRIVATE = re2.compile(r"(?P<head><(?:D|P|Q|DP|DQ|InverseQ)>)(?P<value>[^<]*)", _OPTIONS)
 _WIREGUARD = re2.compile(r"(?i)(?P<head>PrivateKey\s*=\s*)(?P<value>[A-Za-z0-9+/]{43}=)", _OPTIONS)
@@ -71,6 +74,17 @@ _KEY_WORDS = (
     *(b"private", b"putty", b"age-", b"minisign", b'"d"', b"<d", b"ls0tls1"),
     *(b"mii", b"ageamb", b"agebb", b"mc4c", b"mhcc", b"rwrty0iy", b"rwqaaeiy"),
 )
+# A line that is only more of a key body: base64 perhaps quoted, escaped, concatenated or led
+# by a diff's sign (a body wrapped in YAML, or split over string literals).
+_BODY_ONLY = re2.compile(
+    r"^[ \t+\-]*[\"'`]?[A-Za-z0-9+/_\-]{16,}=*(?:\\n)?[\"'`]?[ \t]*[+,;)]*[ \t]*\r?$", _OPTIONS
+)
+# What tells a key's armour is closed: a PEM's END line, PuTTY's MAC.
+_PEM_BEGIN = re2.compile(r"(?i)-{4,5} ?BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", _OPTIONS)
+_PEM_END = re2.compile(r"(?i)-{4,5} ?END[ A-Z0-9]{0,40}PRIVATE KEY", _OPTIONS)
+# A file with fewer characters than this outside its keys (spaces aside) is a key file,
+# refused whole.
+_MIN_OTHER_CHARS = 24
 REDACTED_KEY = "[private key redacted]"
 REDACTED_VALUE = "[redacted]"
 
@@ -94,7 +108,51 @@ def redact_keys(text: str) -> str:
         text = _JWK_PRIVATE.sub(_value, text)
     if "<RSAKeyValue" in text or "<RSAKeyPair" in text:
         text = _XML_PRIVATE.sub(_value, text)
-    return _WIREGUARD.sub(_value, text)
+    return _following_body(_WIREGUARD.sub(_value, text))
+
+
+def readable_contents(data: bytes) -> bytes | None:
+    """A file's contents as a reader may show them: unchanged when they hold no key, the key
+    material replaced line for line when the key sits in ordinary code or configuration, and
+    None (refuse the file whole) when the file is essentially a key or a key's extent is not
+    certain (an armour never closed, text that is not UTF-8, a key start left after redaction).
+    """
+    if not has_private_key(data):
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(_PEM_BEGIN.findall(text)) != len(_PEM_END.findall(text)):
+        return None  # an armour never closed (or an end without its start): unsure, refuse
+    if "PuTTY-User-Key-File-" in text and "Private-MAC:" not in text:
+        return None
+    redacted = redact_keys(text)
+    if has_private_key(redacted):
+        return None  # a start the redaction did not take away: its extent is not known
+    rest = redacted.replace(REDACTED_KEY, "").replace(REDACTED_VALUE, "")
+    if len("".join(rest.split())) < _MIN_OTHER_CHARS:
+        return None  # little but the key: a key file, whatever its name
+    return redacted.encode("utf-8")
+
+
+def _following_body(text: str) -> str:
+    """Lines of base64 right after a redacted key are more of its body (a wrapped YAML value, a
+    body split over string literals): they are redacted too."""
+    if REDACTED_KEY not in text and REDACTED_VALUE not in text:
+        return text
+    lines = text.split("\n")
+    after_key = False
+    for number, line in enumerate(lines):
+        if after_key and _BODY_ONLY.search(line) is not None:
+            lines[number] = REDACTED_KEY
+            continue
+        after_key = REDACTED_KEY in line or _ends_redacted_value(line)
+    return "\n".join(lines)
+
+
+def _ends_redacted_value(line: str) -> bool:
+    return line.rstrip().rstrip(",;+").rstrip().endswith(REDACTED_VALUE)
 
 
 def _per_line(match: Any) -> str:
@@ -102,4 +160,6 @@ def _per_line(match: Any) -> str:
 
 
 def _value(match: Any) -> str:
-    return f"{named(match)['head']}{REDACTED_VALUE}"
+    """The member's value replaced, one marker per line it took (line numbers stay true)."""
+    g = named(match)
+    return str(g["head"]) + "\n".join([REDACTED_VALUE] * (str(g["value"]).count("\n") + 1))

@@ -15,6 +15,9 @@ import fnmatch
 import unicodedata
 from pathlib import PurePosixPath
 
+from runs.engine.target.secrets.assignments import redact_component
+from runs.engine.target.secrets.urls import redact_urls
+
 # File names (the last path component), as lower-case globs.
 SECRET_NAMES = (
     # environment files: `.env`, `.env1`, `.env.production`, `prod.env`, Flask's `.flaskenv`
@@ -156,9 +159,19 @@ def is_secret_name(relative: str) -> bool:
     return any(tuple(parts[-len(tail) :]) == tail for tail in SECRET_PATHS)
 
 
-def shown_name(relative: str) -> str:
-    """The path as a listing may show it: a secret file's name replaced by a placeholder."""
-    if not is_secret_name(relative):
+def redact_name(relative: str) -> str:
+    """The path with a credential any component carries replaced: `password=...`, `token:...`
+    (any separator an assignment takes) or a URL's user information, percent-encoded too."""
+    if not any(mark in relative for mark in "=:@%"):
         return relative
-    folder = relative.rstrip("/").rpartition("/")[0]
+    parts = redact_urls(relative).split("/")
+    return "/".join(redact_component(part) for part in parts)
+
+
+def shown_name(relative: str) -> str:
+    """The path as a listing may show it: a secret file's name replaced by a placeholder, and
+    a credential in any other name redacted (`redact_name`)."""
+    if not is_secret_name(relative):
+        return redact_name(relative)
+    folder = redact_name(relative.rstrip("/").rpartition("/")[0])
     return f"{folder}/{SECRET_NAME_SHOWN}" if folder else SECRET_NAME_SHOWN

@@ -32,18 +32,32 @@ _URL_USERINFO = re2.compile(
 _HOST_THEN_PATH = re2.compile(r"(?i)^[a-z0-9.\-\[\]]+(?::[0-9]{1,5})?/")
 _TEMPLATE = re2.compile(r"^(?:\{[^{}]*\}|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^<>]*>|%s)$")
 _PLAIN_NAME = re2.compile(r"^[a-z][a-z._\-]{0,31}$")
+# User information in a path component, without a scheme: `mirror/admin:pw@files.example.com`.
+_PATH_USERINFO = re2.compile(
+    r"(?P<lead>/)(?P<userinfo>[A-Za-z0-9._\-]+:[^\s/@'\"<>`]+)(?P<at>@[A-Za-z0-9\-]+\.[A-Za-z0-9.\-]+)",
+    _OPTIONS,
+)
 _MARKS = ("://", ":\\/\\/", "%3a", "%253a", "\\u003a")
 REDACTED_CREDENTIAL = "[redacted]"
 
 
 def redact_urls(text: str) -> str:
     """The text with the user information of every URL that carries a credential replaced."""
+    if "@" in text and ":" in text and "/" in text:
+        text = _PATH_USERINFO.sub(_redact_path_userinfo, text)
     lowered = text.lower()
     if not any(mark in lowered for mark in _MARKS):
         return text
     # One pass: the user information runs to the last at-sign, so a URL hidden inside another's
     # is redacted with it.
     return str(_URL_USERINFO.sub(_redact_userinfo, text))
+
+
+def _redact_path_userinfo(match: Any) -> str:
+    g = named(match)
+    if REDACTED_CREDENTIAL in str(g["userinfo"]) or _TEMPLATE.search(str(g["userinfo"])):
+        return str(g["0"])
+    return f"{g['lead']}{REDACTED_CREDENTIAL}{g['at']}"
 
 
 def _redact_userinfo(match: Any) -> str:
