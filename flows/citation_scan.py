@@ -18,8 +18,20 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from flows import citation_forms as forms
+from flows.citation_claims import attach_claims, spaced_cite
+from flows.citation_layout import (
+    Citation,
+    Fence,
+    TextLine,
+    closes,
+    enclosing,
+    prepare,
+    table_row,
+    table_state,
+)
 from flows.citation_tokens import (
     NUMBER,
     Token,
@@ -39,58 +51,27 @@ _DASH_PIECE = re.compile(r"(?:[^\u2013\u2014]|[\u2013\u2014](?=L?\d))+")
 _HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
 _ITEM_START = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_`]*")
 _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
-_BACKTICKS = re.compile(r"`+")
-# [label](target) on one line; label and target cannot nest, so each character is looked at
-# a bounded number of times.
-_LINK = re.compile(r"\[[^\[\]\n]{0,300}\]\([^()\s]{1,1000}(?:\s+\"[^\"\n]{0,200}\")?\)")
 _SENTENCE_BREAK = re.compile(r"[.!?](?=\s|$)")
+_NAME = re.compile(r"[A-Za-z_][\w.]{0,200}(?:\(\))?")
 _QUOTE_GAP = re.compile(r"[\s:,=>→(*_\u2014\u2013-]{0,16}")
 _SMALL_GAP = re.compile(r"[\s`*_,:()\"']{0,8}")
-# | --- | :---: |, written so that no two parts can match the same spaces (no backtracking)
-_TABLE_SEPARATOR = re.compile(
-    r"[ \t]*(?:\|[ \t]*)?:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*(?:\|[ \t]*)?"
-)
-
 LIST_WORDS = frozenset({"and", "&"})
 BEFORE_LINE = frozenset({"at", "on", "near", "around", "in", "from"})
 BEFORE_PATH = frozenset({"of", "in", "from"})
 FILLER = frozenset({"the", "file", "module", "script"})
-FILE_HEADERS = frozenset({"file", "path", "file path", "filepath", "location", "where", "source"})
-LINE_HEADERS = frozenset({"line", "lines", "line(s)", "ln", "line no.", "line number", "line no"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class Citation:
-    """One citation-like string: the cited path as written and the lines it names."""
-
-    path: str  # as written (a file:// prefix dropped), e.g. "./app/auth.py" or "/abs/x.py"
-    start: int
-    end: int
-    quote: str | None
-    form: str  # how it was written (colon, anchor, line-of, table, ...): for statistics
-    start_offset: int  # where the citation-like string begins in the text
-    end_offset: int  # where its mark goes: after it, its code span, link or emphasis
-    in_code_block: bool = False  # then the mark goes in a note after the block
-    close_fence: str = ""  # for a block left open: the fence that closes it before the note
-
-    @property
-    def label(self) -> str:
-        lines = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
-        return f"{self.path}:{lines}"
-
-
-@dataclass(kw_only=True)
-class _Line:
-    start: int
-    end: int
-    spans: list[tuple[int, int, int, int]] = field(default_factory=list)  # code spans
-    links: list[tuple[int, int]] = field(default_factory=list)
 
 
 def scan(text: str) -> list[Citation]:
     """Every citation-like string in the text (up to MAX_SCAN_CHARS), in text order."""
-    scanner = _Scanner(text[:MAX_SCAN_CHARS])
-    return sorted(scanner.run(), key=lambda c: (c.start_offset, c.end_offset))
+    text = text[:MAX_SCAN_CHARS]
+    scanner = _Scanner(text)
+    found = scanner.run()
+    found += [scanner.found_at(f) for f in forms.json_citations(text) if scanner.free(f)]
+    taken = [(c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in found]
+    taken += scanner.covered
+    found += [scanner.found_at(f) for f in forms.loose_citations(text, taken)]
+    found = attach_claims(text, found, scanner.fences)
+    return sorted(found, key=lambda c: (c.start_offset, c.end_offset))
 
 
 class _Scanner:
@@ -101,66 +82,83 @@ class _Scanner:
         # The file a heading (### `app.py`) or a label line (**app.py**:) names: a bare
         # "Line 12:" under it cites that file.
         self.context: str | None = None
+        # (opening line start, content start, content end, close end, info) of each fence
+        self.fences: list[Fence] = []
+        self.fence_info = ("", 0)
+        self.fence_body: list[str] = []
+        self.fence_start = 0
+        self.covered: list[tuple[int, int]] = []
+        self.starts: list[int] = []  # link texts whose target is the citation
+        self.grep_heading: str | None = None  # rg's heading: a file name alone on a line
+        self.field_file: tuple[str, int, int, int] | None = None  # path, start, end, line start
 
     def run(self) -> list[Citation]:
         fence = ""
         table: tuple[int | None, int | None] | None = None  # (file column, line column)
-        previous: _Line | None = None
+        previous: TextLine | None = None
         for line in self._lines():
             raw = self.text[line.start : line.end]
             opened = _FENCE.match(raw)
             if fence:
-                if opened and _closes(opened["fence"], fence) and raw.strip() == opened["fence"]:
-                    self._close_block(line.end, "")
+                if opened and closes(opened["fence"], fence) and raw.strip() == opened["fence"]:
+                    self._close_block(line.start, line.end, "")
                     fence = ""
                     continue
                 self._block_line(line)
+                self.fence_body.append(raw)
                 continue
             if opened and (opened["fence"][0] == "~" or "`" not in raw[opened.end() :]):
                 fence = opened["fence"]
+                self.fence_info = (raw[opened.end() :], line.start + opened.end())
+                self.fence_body, self.fence_start, self.grep_heading = [], line.start, None
                 continue
-            self._prepare(line)
+            if not raw.strip():
+                self.field_file = None
+            prepare(self.text, line)
             tokens = list(self._tokens(line))
             self._update_context(raw, tokens)
-            table = self._table_state(table, previous, line, raw)
+            table = table_state(self.text, table, previous, raw)
             self._prose(line, tokens, table)
             previous = line
         if fence:
-            self._close_block(len(self.text), "\n" + fence)
+            self._close_block(len(self.text), len(self.text), "\n" + fence)
         return self.found
+
+    def free(self, found: forms.Found) -> bool:
+        """No citation already starts inside this form's span."""
+        if len(self.starts) != len(self.found):
+            self.starts = sorted(c.start_offset for c in self.found)
+        index = bisect.bisect_left(self.starts, found.start)
+        return index >= len(self.starts) or self.starts[index] >= found.end
+
+    def found_at(self, found: forms.Found) -> Citation:
+        """A citation for a whole-text form; one inside a fence is marked after the fence."""
+        cited = replace(
+            self._citation(found.path, found.first, found.last, found.form, found.start),
+            end_offset=found.end,
+            quote=found.quote,
+        )
+        index = bisect.bisect_right([f.content_start for f in self.fences], found.start) - 1
+        if index >= 0:
+            fence = self.fences[index]
+            if fence.content_start <= found.start < fence.close_end:
+                return replace(cited, in_code_block=True, mark_at=fence.close_end,
+                               close_fence=fence.close_fence)  # fmt: skip
+        return cited
 
     # --- structure ---------------------------------------------------------------------------
 
-    def _lines(self) -> Iterator[_Line]:
+    def _lines(self) -> Iterator[TextLine]:
         start = 0
         size = len(self.text)
         while start <= size:
             end = self.text.find("\n", start)
             if end == -1:
                 end = size
-            yield _Line(start=start, end=end)
+            yield TextLine(start=start, end=end)
             start = end + 1
 
-    def _prepare(self, line: _Line) -> None:
-        """The line's code spans (CommonMark pairing of equal backtick runs) and links."""
-        runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(self.text, line.start, line.end)]
-        following: dict[int, int] = {}
-        next_same: list[int | None] = [None] * len(runs)
-        for index in range(len(runs) - 1, -1, -1):
-            length = runs[index][1] - runs[index][0]
-            next_same[index] = following.get(length)
-            following[length] = index
-        index = 0
-        while index < len(runs):
-            close = next_same[index]
-            if close is None:
-                index += 1
-                continue
-            line.spans.append((runs[index][0], runs[index][1], runs[close][0], runs[close][1]))
-            index = close + 1
-        line.links = [(m.start(), m.end()) for m in _LINK.finditer(self.text, line.start, line.end)]
-
-    def _tokens(self, line: _Line) -> Iterator[Token]:
+    def _tokens(self, line: TextLine) -> Iterator[Token]:
         for match in _TOKEN.finditer(self.text, line.start, line.end):
             word = match.group()
             if "\u2013" in word or "\u2014" in word:
@@ -180,17 +178,20 @@ class _Scanner:
     # --- the forms ---------------------------------------------------------------------------
 
     def _prose(
-        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None] | None
+        self, line: TextLine, tokens: list[Token], table: tuple[int | None, int | None] | None
     ) -> None:
+        self._tool_forms(line, tokens)
         for index, token in enumerate(tokens):
+            if token.used:
+                continue
             if token.kind == "cite" and token.cite:
                 path, first, last = token.cite
                 form = "anchor" if "#L" in token.text else "colon"
                 self._emit(line, path, first, last, form, token.start, token.end)
                 token.used = True
                 self._more_lines(line, tokens, index, path)
-        if table is not None:
-            self._table_row(line, tokens, table)
+        if table is not None and (row := table_row(self.text, line, tokens, table)):
+            self._emit(line, row[0], row[1], row[2], "table", row[3], row[4])
         breaks = [m.start() for m in _SENTENCE_BREAK.finditer(self.text, line.start, line.end)]
         for index, token in enumerate(tokens):
             if token.used:
@@ -202,7 +203,42 @@ class _Scanner:
             elif token.kind == "lnum":
                 self._l_in_path(line, tokens, index)
 
-    def _more_lines(self, line: _Line, tokens: list[Token], index: int, path: str) -> None:
+    def _tool_forms(self, line: TextLine, tokens: list[Token]) -> None:
+        """【F:path†L12】, `File:` / `Line:` fields, `path with spaces.py:12` in a code span,
+        and a link whose target is a citation (its text is not checked, its target is)."""
+        taken: list[tuple[int, int]] = []
+        for found in forms.f_citations(self.text, line.start, line.end):
+            self._emit(line, found.path, found.first, found.last, found.form, found.start,
+                       found.end)  # fmt: skip
+            taken.append((found.start, found.end))
+        for _, content_start, content_end, _ in line.spans:
+            content = self.text[content_start:content_end]
+            if " " in content.strip() and (cite := spaced_cite(content.strip())):
+                at = self.text.index(content.strip(), content_start)
+                self._emit(line, cite[0], cite[1], cite[2], "spaced", at, at + len(content.strip()))
+                taken.append((content_start, content_end))
+        for start, end in line.links:
+            label_end = self.text.find("](", start, end)
+            target = self.text[label_end + 2 : end - 1].split(" ", 1)[0].strip("<>")
+            if label_end != -1 and parse_cite(target.removeprefix("./")):
+                taken.append((start, label_end))
+                self.covered.append((start, label_end))
+        named = forms.field_file(self.text, line.start, line.end)
+        if named is not None:
+            self.field_file = (*named, line.start)
+        lines = forms.field_lines(self.text, line.start, line.end)
+        if lines is not None and self.field_file is not None:
+            path, _, _, group = self.field_file
+            first, last, start, end = lines
+            self._emit(line, path, first, last, "fields", start, end)
+            self.found[-1] = replace(self.found[-1], context_start=group)
+            taken.append((start, end))
+            self.field_file = None
+        for token in tokens:
+            if any(a <= token.start < b for a, b in taken):
+                token.used = True
+
+    def _more_lines(self, line: TextLine, tokens: list[Token], index: int, path: str) -> None:
         """app.py:15,21: the numbers after a comma cite more lines of the same file."""
         while index + 1 < len(tokens) and tokens[index + 1].kind == "num":
             if self._between(tokens, index) not in (",", ", "):
@@ -214,7 +250,7 @@ class _Scanner:
                 line, path, first, last, "colon-list", tokens[index].start, tokens[index].end
             )
 
-    def _after_path(self, line: _Line, tokens: list[Token], index: int) -> None:
+    def _after_path(self, line: TextLine, tokens: list[Token], index: int) -> None:
         """`path`:12, `path` line 12, `path` (lines 12-20), File "path", line 12, path L12."""
         path = tokens[index]
         nxt = self._next(tokens, index)
@@ -244,7 +280,9 @@ class _Scanner:
         for first, last in ranges:
             self._emit(line, path.text, first, last, "path-line", path.start, tokens[after - 1].end)
 
-    def _line_phrase(self, line: _Line, tokens: list[Token], index: int, breaks: list[int]) -> None:
+    def _line_phrase(
+        self, line: TextLine, tokens: list[Token], index: int, breaks: list[int]
+    ) -> None:
         """lines 12-20 of `path`, line 12 in path; else "line 12" after a path in the sentence."""
         ranges, after = self._numbers(tokens, index + 1)
         if not ranges:
@@ -282,7 +320,7 @@ class _Scanner:
 
     def _cite_phrase(
         self,
-        line: _Line,
+        line: TextLine,
         tokens: list[Token],
         index: int,
         after: int,
@@ -296,7 +334,7 @@ class _Scanner:
         for first, last in ranges:
             self._emit(line, path, first, last, "line-in-sentence", start, end)
 
-    def _l_in_path(self, line: _Line, tokens: list[Token], index: int) -> None:
+    def _l_in_path(self, line: TextLine, tokens: list[Token], index: int) -> None:
         """L12 in path, L12-L20 of `path`; a list item opening with L12 under a file heading."""
         probe = index + 1
         if probe >= len(tokens) or tokens[probe].text.lower() not in BEFORE_PATH:
@@ -340,7 +378,7 @@ class _Scanner:
             ):
                 last = line_range(tokens[index + 1])[1]
                 index += 2
-            ranges.append((first, max(first, last)))
+            ranges.append((first, last or first))
             if index < len(tokens) and tokens[index].text.lower() in LIST_WORDS:
                 index += 1  # "12 and 20": the next number joins the list
                 continue
@@ -368,58 +406,24 @@ class _Scanner:
             for index in range(left, right)
         )
 
-    # --- tables ------------------------------------------------------------------------------
-
-    def _table_state(
-        self,
-        table: tuple[int | None, int | None] | None,
-        previous: _Line | None,
-        line: _Line,
-        raw: str,
-    ) -> tuple[int | None, int | None] | None:
-        """Inside a table with File and Line columns: their indexes; else None."""
-        if "|" not in raw:
-            return None
-        if previous is not None and _TABLE_SEPARATOR.fullmatch(raw):
-            headers = [c.strip(" *`").lower() for c in _cells(self.text, previous)]
-            files = [i for i, h in enumerate(headers) if h in FILE_HEADERS]
-            lines = [i for i, h in enumerate(headers) if h in LINE_HEADERS]
-            if files and lines:
-                return files[0], lines[0]
-            return None
-        return table
-
-    def _table_row(
-        self, line: _Line, tokens: list[Token], table: tuple[int | None, int | None]
-    ) -> None:
-        """| `app.py` | 12-20 | ... |: a file cell and a line cell make one citation."""
-        file_column, line_column = table
-        bounds = _cell_bounds(self.text, line)
-        if file_column is None or line_column is None:
-            return
-        if len(bounds) <= max(file_column, line_column):
-            return
-        in_file = [t for t in tokens if _within(t, bounds[file_column])]
-        in_line = [t for t in tokens if _within(t, bounds[line_column])]
-        paths = [t for t in in_file if t.kind == "path" and not t.used]
-        numbers = [t for t in in_line if t.kind in ("num", "lnum") and not t.used]
-        if len(paths) != 1 or not numbers:
-            return
-        first, last = line_range(numbers[0])
-        paths[0].used = numbers[0].used = True
-        start = min(paths[0].start, numbers[0].start)
-        end = max(paths[0].end, numbers[0].end)
-        self._emit(line, paths[0].text, first, last, "table", start, end)
-
     # --- code blocks and marks ---------------------------------------------------------------
 
-    def _block_line(self, line: _Line) -> None:
-        """Inside a fenced block only self-contained citations and tracebacks count."""
+    def _block_line(self, line: TextLine) -> None:
+        """Inside a fenced block: grep output, self-contained citations and tracebacks."""
         tokens = list(self._tokens(line))
+        grep = forms.grep_line(self.text, line.start, line.end, self.grep_heading)
+        if grep is not None:
+            cited = self._citation(grep.path, grep.first, grep.last, grep.form, grep.start)
+            self.block.append(replace(cited, quote=grep.quote, end_offset=grep.end))
+            return
+        words = [t for t in tokens if t.text]
+        if len(words) == 1 and words[0].kind == "path":
+            self.grep_heading = words[0].text
         for index, token in enumerate(tokens):
             if token.kind == "cite" and token.cite:
                 path, first, last = token.cite
-                self.block.append(self._citation(path, first, last, "code-block", token.start))
+                cited = self._citation(path, first, last, "code-block", token.start)
+                self.block.append(replace(cited, end_offset=token.end))
             elif token.kind == "path" and index + 2 < len(tokens):
                 word, number = tokens[index + 1], tokens[index + 2]
                 if (
@@ -428,14 +432,29 @@ class _Scanner:
                     and self._adjacent(tokens, index, index + 2)
                 ):
                     first, last = line_range(number)
-                    self.block.append(
-                        self._citation(token.text, first, last, "code-block", token.start)
-                    )
+                    cited = self._citation(token.text, first, last, "code-block", token.start)
+                    self.block.append(replace(cited, end_offset=number.end))
 
-    def _close_block(self, offset: int, close_fence: str) -> None:
+    def _close_block(self, close_start: int, offset: int, close_fence: str) -> None:
+        info, info_offset = self.fence_info
+        content_start = self.text.find("\n", self.fence_start, close_start) + 1 or close_start
+        for found in forms.fence_citations(info, info_offset, self.fence_body):
+            cited = self._citation(found.path, found.first, found.last, found.form, found.start)
+            self.block.insert(0, replace(cited, end_offset=found.end, block=found.block,
+                                         anywhere=found.anywhere))  # fmt: skip
+        self.fences.append(Fence(opening=self.fence_start, content_start=content_start,
+                                 close_end=offset, close_fence=close_fence, info=info,
+                                 body=tuple(self.fence_body)))  # fmt: skip
         for item in self.block:
+            end = item.end_offset if item.end_offset > item.start_offset else item.start_offset
             self.found.append(
-                replace(item, end_offset=offset, in_code_block=True, close_fence=close_fence)
+                replace(
+                    item,
+                    end_offset=end,
+                    mark_at=offset,
+                    in_code_block=True,
+                    close_fence=close_fence,
+                )
             )
         self.block = []
 
@@ -443,7 +462,7 @@ class _Scanner:
         return Citation(
             path=path.removeprefix("file://"),
             start=first,
-            end=max(first, last),
+            end=last or first,
             quote=None,
             form=form,
             start_offset=start,
@@ -451,7 +470,7 @@ class _Scanner:
         )
 
     def _emit(
-        self, line: _Line, path: str, first: int, last: int, form: str, start: int, end: int
+        self, line: TextLine, path: str, first: int, last: int, form: str, start: int, end: int
     ) -> None:
         phrase = self.text[start:end]
         if phrase.count("(") > phrase.count(")") and self.text[end : end + 1] == ")":
@@ -464,14 +483,14 @@ class _Scanner:
         cited = self._citation(path, first, last, form, start)
         self.found.append(replace(cited, quote=self._quote(line, mark), end_offset=mark))
 
-    def _mark_position(self, line: _Line, start: int, end: int) -> int:
+    def _mark_position(self, line: TextLine, start: int, end: int) -> int:
         """After the citation, its code span, its link and closing emphasis."""
         position = end
         for offset in (start, end):
-            span = _enclosing(line.spans, offset)
+            span = enclosing(line.spans, offset)
             if span is not None and span[1] <= offset <= span[2]:
                 position = max(position, span[3])
-        link = _enclosing(line.links, start)
+        link = enclosing(line.links, start)
         if link is not None and start < link[1]:
             position = max(position, link[1])
         skipped = 0
@@ -480,7 +499,7 @@ class _Scanner:
             skipped += 1
         return position
 
-    def _quote(self, line: _Line, mark: int) -> str | None:
+    def _quote(self, line: TextLine, mark: int) -> str | None:
         """A code span right after the citation is the text it claims is at those lines."""
         index = bisect.bisect_left(line.spans, (mark, 0, 0, 0))
         if index >= len(line.spans):
@@ -491,46 +510,6 @@ class _Scanner:
         content = self.text[content_start:content_end].strip()
         if len(content) < 3 or parse_cite(content) or is_path_like(content):
             return None
+        if _NAME.fullmatch(content):
+            return None  # a name is the sentence's subject, not the line: a claim, not a quote
         return content
-
-
-def _closes(candidate: str, fence: str) -> bool:
-    return candidate[0] == fence[0] and len(candidate) >= len(fence)
-
-
-def _cells(text: str, line: _Line) -> list[str]:
-    return [text[a:b] for a, b in _cell_bounds(text, line)]
-
-
-def _cell_bounds(text: str, line: _Line) -> list[tuple[int, int]]:
-    """The [start, end) of each table cell of a `| a | b |` line (escaped pipes kept)."""
-    bounds = []
-    start = line.start
-    while start < line.end and text[start] in " \t":
-        start += 1
-    if start < line.end and text[start] == "|":
-        start += 1
-    position = start
-    while True:
-        bar = text.find("|", position, line.end)
-        if bar > 0 and text[bar - 1] == "\\":
-            position = bar + 1
-            continue
-        if bar == -1:
-            if text[start : line.end].strip():
-                bounds.append((start, line.end))
-            return bounds
-        bounds.append((start, bar))
-        start = position = bar + 1
-
-
-def _enclosing(
-    items: list[tuple[int, int]] | list[tuple[int, int, int, int]], offset: int
-) -> tuple[int, ...] | None:
-    """The last of the sorted, non-overlapping items that starts at or before offset."""
-    index = bisect.bisect_right(items, (offset, float("inf"))) - 1
-    return items[index] if index >= 0 else None
-
-
-def _within(token: Token, bounds: tuple[int, int]) -> bool:
-    return bounds[0] <= token.start and token.end <= bounds[1]

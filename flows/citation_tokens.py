@@ -41,6 +41,14 @@ KNOWN_NAMES = frozenset(
         "changes history install codeowners owners build workspace version manifest"
     ).split()
 )
+# Known names that are also ordinary words: a file only when written with a capital
+# (`BUILD:6`, `License:1`), never as a word of the sentence (`build:6-8`, `the install:2 step`).
+WORD_NAMES = frozenset(
+    (  # noqa: SIM905
+        "license licence copying notice authors contributors readme changelog changes history "
+        "install owners build workspace version manifest"
+    ).split()
+)
 # Extensions that make a bare `name.ext:N` a host and port rather than a file.
 HOST_SUFFIXES = frozenset(
     (  # noqa: SIM905
@@ -83,7 +91,7 @@ def read_token(raw: str, start: int) -> Token:
             token.kind, token.cite = "colon", ("", first, last)
             return token
     lowered = text.lower()
-    if lowered in KNOWN_NAMES or (marked and is_path_like(text.removeprefix("file://"))):
+    if known_name(text) or (marked and is_path_like(text.removeprefix("file://"))):
         token.kind = "path"
     elif lowered in LINE_WORDS:
         token.kind = "line"
@@ -141,10 +149,20 @@ def line_number(digits: str | None) -> int:
     return int(digits) if len(digits) <= 9 else TOO_LONG_LINE
 
 
+def known_name(name: str) -> bool:
+    """A well-known extensionless file name, as written (see WORD_NAMES)."""
+    lowered = name.lower()
+    if lowered not in KNOWN_NAMES:
+        return False
+    return lowered not in WORD_NAMES or name != lowered
+
+
 def _is_file_name(name: str) -> bool:
     lowered = name.lower()
-    if lowered in KNOWN_NAMES:
+    if known_name(name):
         return True
+    if lowered in KNOWN_NAMES:
+        return False
     if lowered in NOT_FILES:
         return False
     if name.startswith(".") and len(name) > 1 and name[1].isalpha():

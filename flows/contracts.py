@@ -30,8 +30,11 @@ EVIDENCE_RULE = """\
 ## Evidence rule
 Every claim that drives a conclusion names its trust class and its evidence:
 - `codebase`: the current code, tests and config. Authoritative on what the system does today.
-  Cite it as `path:line` or `path:start-end`, and quote the line in backticks where you can.
-  Only cite lines you have read with a tool; citations are checked mechanically.
+  Cite it as `path:line` or `path:start-end` and quote the code you cite in backticks right
+  after it (`path:12` — `the code on line 12`). Only cite lines you have read with a tool;
+  citations are checked mechanically: a citation is verified only when its quote (or the
+  code its sentence names) is at exactly those lines; without one it only shows the lines
+  exist. Do not mark your own citations as verified.
 - `web`: anything from outside the trust boundary (docs, articles, issues). A web claim that
   bears on a recommendation needs two independent sources, or is marked `single-source` and
   cannot stand alone. Cite a page you read as `(web: <URL> "exact words from the page")`;

@@ -9,7 +9,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flows.citations import QUOTE_SLACK, Citation
+from flows.citation_claims import NEAR_SLACK as QUOTE_SLACK
+from flows.citation_scan import Citation
 
 CONTEXT_LINES = 3  # shown either side of the cited lines
 MAX_CITED_LINES = 40  # a longer range keeps its first lines and says how many were left

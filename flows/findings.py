@@ -24,11 +24,26 @@ _ITEM = re.compile(r"(?P<indent>[ \t]*)(?:[-*+]|\d{1,3}[.)])[ \t]+(?P<text>\S.*)
 _HEADING = re.compile(r"[ \t]{0,3}(?P<hashes>#{1,6})(?:[ \t]+(?P<text>.*))?")
 _FENCE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
 _BOLD = re.compile(r"\*\*(?P<claim>[^*\n]{1,300})\*\*|__(?P<under>[^_\n]{1,300})__")
-_TRUST = re.compile(r"\((?P<trust>codebase|web|provided|no evidence)[^)\n]{0,200}\)", re.I)
+_TRUST = re.compile(
+    r"[(\[](?P<trust>codebase|web|provided|no evidence)[^)\]\n]{0,200}[)\]]"
+    r"|\btrust(?: class)?[*_]{0,2}[ \t]*[:=][*_ \t`]{0,4}"
+    r"(?P<field>codebase|web|provided|no evidence)"
+    r"|\|[ \t*_`]{0,4}(?P<cell>codebase|web|provided|no evidence)[ \t*_`]{0,4}(?=\|)",
+    re.I,
+)
+# A field of a finding written one per line ("File:", "Line:", "Description:", ...): the
+# fields together are one finding, not one each.
+_FIELD = re.compile(
+    r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_]{0,2}(?:file|path|location|lines?|description"
+    r"|details?|recommendation|fix|remediation|suggested fix|severity|impact|trust(?: class)?"
+    r"|evidence|code|snippet|category|type|risk|why|cwe|references?)[*_]{0,2}[ \t]*:",
+    re.I,
+)
 _SEVERITY = re.compile(r"\b(critical|high|medium|low)\b", re.I)
 _SKIPPED_SECTION = re.compile(
     r"cut list|open question|reopen|agents|method|not covered|what was not", re.I
 )
+_NUMBERING = re.compile(r"^[ \t]*(?:finding[ \t]*)?#?\d{1,3}[.):]?[ \t]*", re.I)
 _NO_EVIDENCE_SECTION = re.compile(r"no[- ]evidence", re.I)
 # | --- | :---: |, written so that no two parts can match the same spaces (no backtracking)
 _TABLE_SEPARATOR = re.compile(
@@ -107,6 +122,8 @@ def _lines(body: str) -> Iterator[_Line]:
 def _list_findings(body: str, lines: list[_Line], cited: list[int]) -> list[Finding]:
     findings = []
     current: tuple[int, int, int, _Line] | None = None  # (indent, start, end, first line)
+    fields = False  # the current finding is a group of field lines
+    heading: _Line | None = None  # a heading with only blank lines since
 
     def close() -> None:
         if current is not None:
@@ -123,13 +140,26 @@ def _list_findings(body: str, lines: list[_Line], cited: list[int]) -> list[Find
         item = _ITEM.fullmatch(line.text)
         if item is None and _HEADING.fullmatch(line.text):
             close()
-            current = None
+            current, fields, heading = None, False, line
             continue
+        if _FIELD.match(line.text):
+            indent = len(line.text) - len(line.text.lstrip(" \t"))
+            if current is not None and (fields or indent > current[0]):
+                current = (current[0], current[1], line.end, current[3])
+                continue
+            close()
+            first = heading if heading is not None else line
+            current, fields = (indent, first.start, line.end, first), True
+            if _SKIPPED_SECTION.search(line.section):
+                current = None
+            continue
+        if line.text.strip():
+            heading = None
         if item is not None:
             indent = len(item["indent"].expandtabs(4))
             if current is None or indent <= current[0]:
                 close()
-                current = None
+                current, fields = None, False
                 if not _SKIPPED_SECTION.search(line.section):
                     current = (indent, line.start, line.end, line)
                 continue
@@ -213,16 +243,22 @@ def _finding(
     first = text.split("\n", 1)[0]
     item = _ITEM.fullmatch(first)
     shown = (item["text"] if item else first).strip(" |") + text[len(first) :]
-    claim = _BOLD.search(shown)
+    claim = next(
+        (m for m in _BOLD.finditer(shown) if not m.group().rstrip("*_").endswith(":")), None
+    )
     trust = _TRUST.search(shown)
+    heading = _HEADING.fullmatch(first)
     if not (claim or trust or row or _has_citation(cited, start, end)):
         return None  # plain bullets (agent lists, notes) are not findings
-    label = trust["trust"].lower() if trust else "unlabelled"
+    found = (trust["trust"] or trust["field"] or trust["cell"]) if trust else None
+    label = found.lower() if found else "unlabelled"
     if label == "unlabelled" and _NO_EVIDENCE_SECTION.search(section):
         label = NO_EVIDENCE
     lowered = shown.lower()
     severity = _SEVERITY.search(lowered)
     claim_text = (claim["claim"] or claim["under"]) if claim else _first_words(shown)
+    if heading and heading["text"]:  # a finding laid out as a heading and its fields
+        claim_text = _NUMBERING.sub("", heading["text"]).split("(", 1)[0].strip(" *_#")
     return Finding(
         claim=claim_text[:200].strip(),
         trust=label,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from flows.citation_scan import MAX_SCAN_CHARS
-from flows.citations import CitationCheck
+from flows.citations import CitationCheck, Grade
 from flows.findings import (
     SEVERITIES,
     TRUST_CLASSES,
@@ -25,6 +25,7 @@ from flows.findings import (
     parse_findings,
     read_findings,
 )
+from flows.model_text import MODEL_WRITTEN, imitates_verdict, neutralise
 
 __all__ = [
     "CONFIDENCE_EXPLAINED",
@@ -58,18 +59,7 @@ HIGH_BACKED = 2  # backed findings that high needs
 
 # "Summary: ...", also "**Summary:** ..." and "**Summary**: ..." as models like to write it.
 _VERDICT_LINE = re.compile(r"^\s*\**(summary|confidence|reasons)\**\s*:\**\s*(.*)$", re.I)
-_VERDICT_WORDS = r"(?:overall |final |executive )?(?:summary|confidence|reasons?|verdict|method)"
-_BODY_HEADING = re.compile(rf"[ \t]{{0,3}}#{{1,6}}[ \t]*[*_]*{_VERDICT_WORDS}\b.*", re.I)
-_BODY_VERDICT = re.compile(
-    rf"[ \t]*(?:(?:[-*+]|\d{{1,3}}[.)])[ \t]+|>[ \t]*)*[*_]*{_VERDICT_WORDS}[*_]*[ \t]*[:=].*",
-    re.I,
-)
-_SETEXT_WORD = re.compile(rf"[ \t]{{0,3}}[*_]*{_VERDICT_WORDS}\b.*", re.I)
-_SETEXT_RULE = re.compile(r"[ \t]{0,3}(?:=+|-+)[ \t]*")
-_HTML_HEADING = re.compile(rf"<h[1-6][^>\n]{{0,200}}>[ \t]*{_VERDICT_WORDS}\b", re.I)
-_FENCE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
 _BLOCK_START = re.compile(r"[ \t]*(?:[#>=+*|-]|\d{1,9}[.)])")
-MODEL_WRITTEN = "> *(model-written, not the verdict)* "
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +68,8 @@ class Verdict:
     confidence: str  # one of CONFIDENCE_LEVELS
     reasons: str  # the validator's own words (plus the cap, when one applied)
     evidence: tuple[str, ...] = ()  # what the evidence rule found, one line each
+    model_reasons: str = ""  # the validator's words alone (shown quoted, as model text)
+    cap: str = ""  # "Capped at ...": what the evidence did to the validator's level
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +140,9 @@ class EvidenceFacts:
     backed: int = 0  # of those, backed by a verified citation and no broken one
     verified: int = 0  # citations checked against the target and found
     locations: int = 0  # distinct verified (path, line) places
-    broken: int = 0  # citations that point at missing files, lines or quotes
+    broken: int = 0  # flagged citations: missing files, lines, quotes or named code
+    lines_exist: int = 0  # citations whose lines exist but which claim nothing checkable
+    not_checked: int = 0  # citation-like strings that could not be checked
     single_source: int = 0  # web claims marked single-source
     no_evidence: int = 0  # claims labelled no evidence
     failed_agents: tuple[str, ...] = ()
@@ -164,17 +158,23 @@ class EvidenceFacts:
         *,
         failed: Sequence[str] = (),
         agents: int = 0,
+        elsewhere: Sequence[CitationCheck] = (),
     ) -> Self:
-        """Count the body's findings and which of them the checked citations back."""
+        """Count the body's findings and which of them the checked citations back.
+
+        `elsewhere`: citations in other parts of the report (the summary, the validator's
+        reasons); they count as citations but belong to no finding.
+        """
         read = read_findings(body, [c.citation.start_offset for c in checks])
         per_finding = citations_by_finding(read, checks)
         weighed = [f for f in read.findings if not f.no_evidence]
         backed = 0
         for finding in weighed:
             own = per_finding.get(finding.start, [])
-            if own and all(c.verified for c in own):
+            if any(c.verified for c in own) and not any(c.flagged for c in own):
                 backed += 1
-        verified = [c for c in checks if c.verified]
+        every = [*checks, *elsewhere]
+        verified = [c for c in every if c.verified]
         return cls(
             findings=len(weighed),
             backed=backed,
@@ -182,7 +182,9 @@ class EvidenceFacts:
             locations=len(
                 {(c.citation.path.removeprefix("./"), c.citation.start) for c in verified}
             ),
-            broken=len(checks) - len(verified),
+            broken=sum(c.flagged for c in every),
+            lines_exist=sum(c.grade == Grade.LINES_EXIST for c in every),
+            not_checked=sum(c.grade == Grade.NOT_CHECKED for c in every),
             single_source=sum(f.single_source for f in weighed),
             no_evidence=len(read.findings) - len(weighed),
             failed_agents=tuple(failed),
@@ -201,7 +203,12 @@ class EvidenceFacts:
             )
         else:
             head = "the report states no findings to weigh"
-        return f"{head}; {self.verified} citations verified, {self.broken} not"
+        tail = f"{self.verified} citations verified, {self.broken} flagged"
+        if self.lines_exist:
+            tail += f", {self.lines_exist} with lines that exist but no claim checked"
+        if self.not_checked:
+            tail += f", {self.not_checked} not checked"
+        return f"{head}; {tail}"
 
 
 def citations_by_finding(
@@ -281,39 +288,33 @@ def final_confidence(verdict: Verdict | None, facts: EvidenceFacts) -> Verdict:
         )
     level = _lower(verdict.confidence, ceiling)
     reasons = verdict.reasons
-    if level != verdict.confidence:
-        reasons = f"{reasons} Capped at {level}: {'; '.join(why)}.".strip()
-    return Verdict(summary=verdict.summary, confidence=level, reasons=reasons, evidence=evidence)
-
-
-def neutralise(body: str) -> str:
-    """Verdict-like headings and lines the model wrote in the body become quoted text."""
-    lines = body.split("\n")
-    fence = False
-    for index, line in enumerate(lines):
-        if _FENCE.match(line):
-            fence = not fence
-            continue
-        if fence:
-            continue
-        following = lines[index + 1] if index + 1 < len(lines) else ""
-        if _BODY_HEADING.fullmatch(line) or _BODY_VERDICT.fullmatch(line):
-            lines[index] = MODEL_WRITTEN + line.strip().lstrip("#>").strip()
-        elif "<h" in line.lower() and _HTML_HEADING.search(line):
-            lines[index] = MODEL_WRITTEN + line.strip().replace("<", "&lt;")
-        elif _SETEXT_WORD.fullmatch(line) and following and _SETEXT_RULE.fullmatch(following):
-            lines[index] = MODEL_WRITTEN + line.strip()
-            lines[index + 1] = ""
-    return "\n".join(lines)
+    cap = f"Capped at {level}: {'; '.join(why)}." if level != verdict.confidence else ""
+    if cap:
+        reasons = f"{reasons} {cap}".strip()
+    return Verdict(
+        summary=verdict.summary,
+        confidence=level,
+        reasons=reasons,
+        evidence=evidence,
+        model_reasons=verdict.reasons,
+        cap=cap,
+    )
 
 
 def render_report(*, verdict: Verdict, body: str, method: MethodFacts) -> str:
     evidence = [f"- {_inline(line)}" for line in verdict.evidence]
-    if verdict.reasons:
-        evidence.append(f"- Validator: {_inline(verdict.reasons)}")
+    own = verdict.model_reasons
+    if verdict.cap:
+        evidence.append(f"- {_inline(verdict.cap)}")
+    elif not own and verdict.reasons:
+        evidence.append(f"- {_inline(verdict.reasons)}")  # the Orchestrator's own reason
+    if own.strip():
+        # The validator's words are model text: quoted, never a line of the basis.
+        evidence += ["", f"> *(the validator's own words, not the verdict)* {_inline(own)}"]
+    summary = _inline(verdict.summary)
     parts = [
         "## Summary",
-        _inline(verdict.summary),
+        MODEL_WRITTEN + summary if imitates_verdict(summary) else summary,
         "",
         f"## Confidence: {verdict.confidence}",
         f"_{CONFIDENCE_EXPLAINED}_",

@@ -30,6 +30,10 @@ from runs.targets import TargetRefused, check_run
 # The ✓ of a kept citation links to "#cite-N" in the report's linked copy; in the pane it
 # becomes a link to the citation's page that htmx opens inline (a plain link without JS).
 _CITE_HREF = re.compile(r'<a href="#cite-(\d{1,6})"')
+# The end of a kept citation's link: its lines' slot goes right after it.
+_CITE_END = re.compile(
+    r'data-cite="(\d{1,6})"[^>]{0,4000}>[^<]{0,4000}(?:<(?!/a>)[^>]{0,400}>[^<]{0,4000}){0,20}</a>'
+)
 _CHANGE_MARK = re.compile(r"<strong>\[(new|still present|resolved)\]</strong>")
 
 
@@ -38,16 +42,20 @@ def report_html(run: FlowRun) -> SafeString:
     data = run.report_data or {}
     linked = data.get("linked_report") if isinstance(data, dict) else None
     html = render_markdown(linked if isinstance(linked, str) and linked else run.report)
-    kept = {int(entry["n"]) for entry in _kept(run)}
+    kept = {int(entry["n"]): entry for entry in _kept(run)}
 
     def cite_link(match: re.Match[str]) -> str:
         number = int(match[1])
         if number not in kept:
             return '<a class="cite-check"'
         url = escape(reverse("runs:citation", args=[run.id, number]))
+        checked = escape(what_was_checked(kept[number]))
+        # The lines open in place: in a slot right after the citation, inside its finding.
         return (
-            f'<a class="cite-check" href="{url}" hx-get="{url}" hx-target="#citation-panel" '
-            'hx-swap="innerHTML" title="show the cited lines" data-testid="cite-check"'
+            f'<a class="cite-check" href="{url}" hx-get="{url}" '
+            f'hx-target="#cite-lines-{number}" hx-swap="innerHTML" title="{checked}" '
+            f'aria-label="{checked}; show the checked lines" aria-controls="cite-lines-{number}" '
+            f'data-testid="cite-check" data-cite="{number}"'
         )
 
     def change_mark(match: re.Match[str]) -> str:
@@ -58,6 +66,13 @@ def report_html(run: FlowRun) -> SafeString:
         )
 
     html = _CHANGE_MARK.sub(change_mark, _CITE_HREF.sub(cite_link, html))
+    html = _CITE_END.sub(
+        lambda m: (
+            f'{m[0]}<span id="cite-lines-{m[1]}" class="cite-lines" data-testid="cite-lines" '
+            'aria-live="polite"></span>'
+        ),
+        html,
+    )
     return mark_safe(html)  # noqa: S308 (sanitised by nh3; only our own attributes added)
 
 
@@ -75,6 +90,16 @@ def citation(request: HttpRequest, run_id: UUID, number: int) -> HttpResponse:
     context = {"run": run, "entry": entry, "rows": _rows(entry), "changed": _changed(run, entry)}
     template = "runs/citation.html#excerpt" if _is_htmx(request) else "runs/citation.html"
     return render(request, template, context)
+
+
+def what_was_checked(entry: dict[str, Any]) -> str:
+    """The mark's words on hover and to screen readers: what the checker found."""
+    citation = str(entry.get("citation") or "")
+    if entry.get("grade", "verified") == "verified":
+        if entry.get("quote"):
+            return f"{citation} verified: the quoted code is at the cited lines"
+        return f"{citation} verified: code its sentence names is at the cited lines"
+    return f"{citation}: the lines exist, but the citation claims nothing that could be checked"
 
 
 def _kept(run: FlowRun) -> list[dict[str, Any]]:

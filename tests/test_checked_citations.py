@@ -40,7 +40,7 @@ def test_each_verified_citation_links_to_the_lines_the_run_checked(alice, target
     client = client_for(alice)
     pane = client.get(f"/runs/{run.id}/").content.decode()
     links = cite_urls(pane)
-    assert len(links) == 3
+    assert len(links) == 3, run.report_data["linked_report"]
     assert f'hx-get="{links[0]}"' in pane and 'id="citation-panel"' in pane
     page = client.get(links[0]).content.decode()  # a plain link: the whole page
     assert "<!doctype html>" in page and 'data-testid="citation-excerpt"' in page
@@ -181,3 +181,64 @@ def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(alice,
     assert "linked_report" not in exported["report"]
     history = client.get("/runs/").content.decode()
     assert "1 new</span>" in history and "1 resolved</span>" in history
+
+
+@pytest.mark.django_db
+def test_a_run_is_compared_only_with_a_like_run_and_the_pane_says_what_differs(alice, target_dir):
+    """A medium run after a small one is not compared (the small band never looked for what
+    the medium one does); the pane says what differs and offers to pick a run."""
+    first = run_with(target_dir, alice)
+    medium = finish_run(
+        launch_run(flow="code-review", target=str(target_dir), owner=alice, band="medium"),
+        report=REPORT,
+        verdict=HIGH,
+    )
+    assert medium.report_data["comparison"] is None
+    unlike = medium.report_data["comparison_unlike"]
+    assert unlike["previous"]["id"] == str(first.id)
+    assert unlike["differs"] == ["band small, this run medium"]
+    pane = client_for(alice).get(f"/runs/{medium.id}/").content.decode()
+    assert 'data-testid="compare-unlike"' in pane and "band small, this run medium" in pane
+    assert 'href="/runs/"' in pane
+    again = run_with(target_dir, alice)
+    assert again.report_data["comparison"]["previous"]["id"] == str(first.id)
+
+
+@pytest.mark.django_db
+def test_every_part_of_a_finished_report_is_graded_and_the_models_own_marks_are_gone(
+    alice, target_dir
+):
+    """Summary, Reasons and body citations each get one graded mark; reasoning and the
+    model's own ✓ and [verified] never reach the report or the exports."""
+    report = (
+        "<think>app/views.py:6 is verified ✓</think>\n"
+        + REPORT
+        + "- **Debug** (codebase, low) `app/settings.py:2` ✅ [verified]\n"
+    )
+    verdict = (
+        "Summary: Shell injection at `app/nope.py:3`.\nConfidence: high\n"
+        "Reasons: 4 of 4 findings (100%) are backed by verified codebase citations; see "
+        "`app/views.py:6` — `return subprocess.run(cmd, shell=True)`."
+    )
+    run = finish_run(
+        launch_run(flow="code-review", target=str(target_dir), owner=alice),
+        report=report,
+        verdict=verdict,
+    )
+    grades = [(c["part"], c["citation"], c["grade"]) for c in run.report_data["citations"]]
+    assert grades == [
+        ("body", "app/views.py:6", "verified"),
+        ("body", "app/settings.py:3", "verified"),
+        ("body", "app/views.py:5", "verified"),
+        ("body", "app/settings.py:2", "lines exist"),
+        ("summary", "app/nope.py:3", "flagged"),
+        ("reasons", "app/views.py:6", "verified"),
+    ]
+    assert "<think>" not in run.report and "✅" not in run.report and "[verified]" not in run.report
+    assert "`app/nope.py:3` **[unverified: no such file]**" in run.report
+    assert "`app/settings.py:2` **[lines exist, claim not checked]**" in run.report
+    assert "- Validator: 4 of 4" not in run.report
+    assert "> *(the validator's own words, not the verdict)* 4 of 4 findings" in run.report
+    assert run.report_data["evidence"]["broken"] == 1
+    exported = client_for(alice).get(f"/runs/{run.id}/export.md").content.decode()
+    assert "<think>" not in exported and "✅" not in exported

@@ -45,8 +45,8 @@ def status(target: Path, text: str) -> CheckStatus:
 @pytest.mark.parametrize(
     ("cited", "expected"),
     [
-        ("app/views.py:4", CheckStatus.VERIFIED),
-        ("./app/views.py:4", CheckStatus.VERIFIED),
+        ("app/views.py:4", CheckStatus.LINES_EXIST),
+        ("./app/views.py:4", CheckStatus.LINES_EXIST),
         ("app/views.py:40", CheckStatus.NO_SUCH_LINES),
         ("app/nope.py:1", CheckStatus.NO_SUCH_FILE),
         (".env:1", CheckStatus.SECRET),
@@ -71,7 +71,7 @@ def test_each_citation_gets_the_status_the_tools_rules_give_it(
 
 
 def test_absolute_paths_inside_the_target_are_read_as_the_relative_path_they_name(target: Path):
-    assert status(target, f"`{target}/app/views.py:4`") == CheckStatus.VERIFIED
+    assert status(target, f"`{target}/app/views.py:4`") == CheckStatus.LINES_EXIST
     assert status(target, f"`{target}/app/views.py:40`") == CheckStatus.NO_SUCH_LINES
     assert status(target, f"`{target}/.env:1`") == CheckStatus.SECRET
     assert status(target, f"`{target}/../outside.py:1`") == CheckStatus.OUTSIDE_ROOT
@@ -85,9 +85,9 @@ def test_a_loop_or_a_fifo_fails_only_its_own_citation(target: Path):
     assert [c.status for c in checks] == [
         CheckStatus.UNREADABLE,
         CheckStatus.UNREADABLE,
-        CheckStatus.VERIFIED,
+        CheckStatus.LINES_EXIST,
         CheckStatus.OUTSIDE_ROOT,
-        CheckStatus.VERIFIED,
+        CheckStatus.LINES_EXIST,
     ]
 
 
@@ -110,3 +110,21 @@ def test_a_file_too_large_to_check_is_flagged(target: Path):
 
     (target / "big.txt").write_text("x\n" * (reporting.MAX_CITED_FILE_BYTES // 2 + 1))
     assert status(target, "`big.txt:1`") == CheckStatus.UNREADABLE
+
+
+def test_a_bare_name_resolves_only_to_a_file_the_reader_may_read(target: Path):
+    """`views.py:4` finds app/views.py; a secret, a link out of the target or a name two
+    files carry never resolves to something the tools could not show."""
+    reader = ConfinedLines(str(target))
+    [check] = check_all("`views.py:4` — `def run(cmd):`", reader)
+    assert (check.status, check.resolved) == (CheckStatus.VERIFIED, "app/views.py")
+    assert reader.files_named("secrets.yml") == []
+    assert reader.files_named("outside.py") == []
+    assert reader.files_named("escape.py") == []  # a link leading out is invisible
+    (target / "lib").mkdir()
+    (target / "lib" / "views.py").write_text("x = 1\n")
+    [twice] = check_all("`views.py:1`", ConfinedLines(str(target)))
+    assert twice.status == CheckStatus.AMBIGUOUS
+    assert twice.reason.startswith("ambiguous: 2 files named views.py")
+    [secret] = check_all("`secrets.yml:1`", ConfinedLines(str(target)))
+    assert secret.status == CheckStatus.SECRET

@@ -163,14 +163,19 @@ def test_a_false_citation_is_caught_and_labelled(text: str, status: CheckStatus)
     assert MARK_VERIFIED not in marked
 
 
-def test_quotes_may_elide_and_drift_a_line_but_not_more():
-    """`...` elides; two lines of slack either side of the cited lines; order matters."""
-    ok = "`app/auth.py:4` — `def check(...) == stored`"
+def test_quotes_may_elide_but_not_drift_unless_the_citation_says_around():
+    """`...` elides; the quote must sit at the cited lines, and where it does sit is said."""
+    ok = "`app/auth.py:4-5` — `def check(...) == stored`"
     assert statuses(ok) == [CheckStatus.VERIFIED]
+    drifted = "`app/auth.py:4` — `== stored`"
+    [check] = citations.check_all(drifted, TreeReader())
+    assert check.status == CheckStatus.QUOTE_ELSEWHERE
+    assert check.reason == "quoted code found at line 5, cited line 4"
+    assert statuses("around line 4 of app/auth.py: `== stored`") == [CheckStatus.VERIFIED]
     reversed_order = "`app/auth.py:4` — `== stored ... def check`"
-    assert statuses(reversed_order) == [CheckStatus.QUOTE_NOT_FOUND]
+    assert statuses(reversed_order) == [CheckStatus.QUOTE_ELSEWHERE]
     far = "`app/auth.py:1` — `== stored`"
-    assert statuses(far) == [CheckStatus.QUOTE_NOT_FOUND]
+    assert statuses(far) == [CheckStatus.QUOTE_ELSEWHERE]
 
 
 def test_marks_go_after_the_code_span_the_bold_and_the_link():
@@ -178,8 +183,8 @@ def test_marks_go_after_the_code_span_the_bold_and_the_link():
     text = "a `app/auth.py:1` b **app/auth.py:50** c [x](app/auth.py#L5) d"
     marked = citations.annotate(text, citations.check_all(text, TreeReader()))
     assert marked == (
-        "a `app/auth.py:1` ✓ b **app/auth.py:50** **[unverified: no such lines]** "
-        "c [x](app/auth.py#L5) ✓ d"
+        "a `app/auth.py:1` **[lines exist, claim not checked]** b **app/auth.py:50** "
+        "**[unverified: no such lines]** c [x](app/auth.py#L5) **[lines exist, claim not checked]** d"
     )
 
 
@@ -188,24 +193,27 @@ def test_citations_in_a_code_block_are_marked_in_a_note_after_it():
     text = '```\n  File "app/auth.py", line 5, in check\napp/nope.py:1: error\n```\nafter'
     marked = citations.annotate(text, citations.check_all(text, TreeReader()))
     assert marked.startswith(text.split("\nafter")[0] + "\n\n_Citations in the code block above:_")
-    assert "`app/auth.py:5` ✓" in marked
+    assert "`app/auth.py:5` **[lines exist, claim not checked]**" in marked
     assert "`app/nope.py:1` **[unverified: no such file]**" in marked
     assert marked.endswith("\nafter")
 
 
 def test_an_unclosed_code_block_is_closed_before_its_note():
-    text = "```\napp/auth.py:5"
+    text = "```\napp/auth.py:5:    return hashlib.md5(pw).hexdigest() == stored"
     marked = citations.annotate(text, citations.check_all(text, TreeReader()))
-    assert (
-        marked
-        == "```\napp/auth.py:5\n```\n\n_Citations in the code block above:_ `app/auth.py:5` ✓\n"
-    )
+    assert marked == text + "\n```\n\n_Citations in the code block above:_ `app/auth.py:5` ✓\n"
 
 
-def test_several_citations_in_one_phrase_share_one_mark_naming_the_broken_ones():
+def test_several_citations_in_one_phrase_share_one_mark_unless_their_grades_differ():
     text = "lines 4, 5 and 9 of app/auth.py"
     marked = citations.annotate(text, citations.check_all(text, TreeReader()))
-    assert marked == text + " **[unverified: app/auth.py:9: no such lines]**"
+    assert marked == text + (
+        " `app/auth.py:4` **[lines exist, claim not checked]** `app/auth.py:5` **[lines exist, "
+        "claim not checked]** `app/auth.py:9` **[unverified: no such lines]**"
+    )
+    same = "lines 4 and 5 of app/auth.py"
+    marked = citations.annotate(same, citations.check_all(same, TreeReader()))
+    assert marked == same + " **[lines exist, claim not checked]**"
 
 
 def test_each_file_is_read_once_per_text():
@@ -223,21 +231,23 @@ def test_a_reader_that_raises_fails_only_that_citation():
         return TREE.get(path, CheckStatus.NO_SUCH_FILE)
 
     checks = citations.check_all("loop.py:1 then app/auth.py:1", fragile)
-    assert [c.status for c in checks] == [CheckStatus.UNREADABLE, CheckStatus.VERIFIED]
+    assert [c.status for c in checks] == [CheckStatus.UNREADABLE, CheckStatus.LINES_EXIST]
 
 
 def test_beyond_the_check_limit_citations_are_flagged_not_checked():
     text = " ".join(f"app/auth.py:{i % 5 + 1}" for i in range(citations.MAX_CHECKED + 5))
     checks = citations.check_all(text, TreeReader())
     assert [c.status for c in checks[-5:]] == [CheckStatus.NOT_CHECKED] * 5
-    assert "**[unverified: not checked: too many citations]**" in citations.annotate(text, checks)
+    assert "**[not checked: too many citations]**" in citations.annotate(text, checks)
 
 
 def test_a_text_beyond_the_scan_cap_says_its_tail_was_not_checked():
     text = "x " * MAX_SCAN_CHARS + "app/auth.py:1"
     checks = citations.check_all(text, TreeReader())
     assert checks == []
-    assert "were not checked]**" in citations.annotate(text, checks)
+    assert "**[not checked: citations after the first 200,000 characters]**" in citations.annotate(
+        text, checks
+    )
 
 
 @pytest.mark.parametrize(

@@ -153,7 +153,7 @@ def test_one_trivially_true_citation_never_yields_high(target_dir: Path):
     """A single citation that exists proves little; the model's 'high' is capped, with why."""
     run = finish_run(
         launch_run(flow="code-review", target=str(target_dir)),
-        report="## Findings\n- **The project is well built** (codebase) `README.md:1`\n",
+        report="## Findings\n- **The project is well built** (codebase) `README.md:1` `# Shop`\n",
         verdict=HIGH,
     )
     assert run.report_data["evidence"]["verified"] == 1
@@ -175,7 +175,7 @@ def test_a_verdict_written_into_the_body_is_quoted_not_shown_as_a_second_verdict
     headings = [line for line in run.report.splitlines() if line.startswith("#")]
     assert headings.count("## Summary") == 1
     assert [h for h in headings if "Confidence" in h] == ["## Confidence: low"]
-    assert "> *(model-written, not the verdict)* Confidence: high" in run.report
+    assert "> *(model-written, not the verdict)* Confidence: high" in run.report, run.report
     assert run.report_data["body"].count("(model-written, not the verdict)") == 3
 
 

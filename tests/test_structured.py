@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flows.citation_scan import scan
-from flows.citations import check_all
+from flows.citations import Grade, check_all
 from flows.findings import read_findings
 from flows.models import FlowKind, StepKind
 from flows.report import parse_verdict
@@ -241,27 +241,55 @@ def _twin(name: str, entries: list[dict[str, str]]) -> str:
     return render(parse(Shape.FINDINGS, findings_json(*findings)))
 
 
+# A twin keeps each citation's path, lines and quote, not the code its sentence names, the
+# block a tool showed, the reversed order of a range or the name as written.
+CLAIMS_A_TWIN_DROPS = frozenset(
+    {
+        "named code not at those lines",
+        "reversed line range",
+        "ambiguous file name",
+        "quoted text is at other lines",
+    }
+)
+
+
 def test_schema_shaped_twins_of_the_corpus_are_checked_exactly_as_the_key_says(
     settings: Any, capsys: pytest.CaptureFixture[str]
 ):
-    """Every keyed citation, true or false, comes out of a twin with the key's status."""
+    """Every keyed citation, true or false, comes out of a twin with the key's grade."""
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [TARGET]
     key = tomllib.loads((CORPUS / "key.toml").read_text())
     reader = ConfinedLines(str(TARGET))
     true = verified = false = flagged = wrong = 0
     prose_findings = twin_findings = prose_labelled = 0
-    for name, entries in key.items():
+    for name, written in key.items():
+        # Paths with spaces or backslashes are prose forms (the schema's paths cannot hold
+        # them), and a schema citation has no "around" to give its quote slack.
+        entries = [
+            e
+            for e in written
+            if not any(c in e["cite"] for c in " \\")
+            and not e["form"].startswith("around")
+            and e["expect"] not in CLAIMS_A_TWIN_DROPS
+        ]
         twin = _twin(name, entries)
         checks = check_all(twin, reader)
         assert len(checks) == len(entries), name
         for entry, checked in zip(entries, checks, strict=True):
-            if entry["expect"] == "verified":
+            if entry["expect"] in ("verified", "lines exist"):
+                # A twin keeps the quote written after a citation, not its sentence's code:
+                # a true citation is verified, or its lines exist; never flagged.
                 true += 1
-                verified += checked.verified
+                verified += checked.grade in (Grade.VERIFIED, Grade.LINES_EXIST)
+                wrong += (
+                    entry["expect"] == "verified"
+                    and bool(checked.citation.quote)
+                    and not checked.verified
+                )
             else:
                 false += 1
-                flagged += not checked.verified
-            wrong += checked.status.value != entry["expect"]
+                flagged += checked.grade == Grade.FLAGGED
+                wrong += checked.status.value != entry["expect"]
         prose = (CORPUS / name).read_text()
         found = read_findings(prose, [c.start_offset for c in scan(prose)]).findings
         prose_findings += len(found)

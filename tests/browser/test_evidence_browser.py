@@ -35,7 +35,7 @@ def test_a_citation_opens_inline_from_the_pane_with_the_quoted_lines(
     check.wait_for()
     url = page.url
     check.click()
-    excerpt = page.locator("#citation-panel [data-testid=citation-excerpt]")
+    excerpt = page.locator("[data-testid=cite-lines] [data-testid=citation-excerpt]").first
     excerpt.wait_for(timeout=10_000)
     assert page.url == url, "opened inline, not by leaving the pane"
     quoted = excerpt.locator("mark").first.inner_text()
@@ -48,6 +48,32 @@ def test_a_citation_opens_inline_from_the_pane_with_the_quoted_lines(
     plain = page.context.new_page()
     plain.goto(f"{server}{href}")
     assert plain.locator("[data-testid=citation-excerpt] mark").first.inner_text() == quoted
+
+
+def test_clicking_a_citation_at_560_px_opens_its_lines_under_its_finding(
+    server, browser, alice, target_dir
+):
+    """The whole citation is the link (not a 10 px mark), it says what was checked, and its
+    lines open inside the finding it belongs to, at a narrow width too."""
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    page = log_in(browser, server, "alice", "alice-pass-123")
+    page.set_viewport_size({"width": 560, "height": 900})
+    page.goto(f"{server}/runs/{run.id}/")
+    page.locator("[data-testid=report]").wait_for(timeout=90_000)
+    citation = page.locator("li [data-testid=cite-check]").first
+    citation.wait_for()
+    assert "verified" in (citation.get_attribute("title") or "")
+    assert "show the checked lines" in (citation.get_attribute("aria-label") or "")
+    assert citation.locator("code").count() >= 1, "the citation itself is inside the link"
+    box = citation.bounding_box()
+    assert box is not None and box["width"] > 40
+    citation.locator("code").first.click()
+    finding = citation.locator("xpath=ancestor::li[1]")
+    excerpt = finding.locator("[data-testid=cite-lines] [data-testid=citation-excerpt]")
+    excerpt.wait_for(timeout=10_000)
+    assert excerpt.locator("tr.cited").count() >= 1
+    assert excerpt.bounding_box()["x"] >= 0  # type: ignore[index]
+    assert "Verified" in excerpt.locator("[data-testid=cite-checked]").inner_text()
 
 
 def test_a_rerun_shows_what_is_new_still_present_and_resolved(

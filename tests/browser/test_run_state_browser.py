@@ -59,7 +59,7 @@ def test_focus_stays_on_cancel_run_and_on_an_agent_row_while_the_run_streams(
     row.focus()
     page.keyboard.press("Enter")
     page.wait_for_function(
-        f"window.swapped.filter(id => id === 'agent-metrics-{security}').length >= 3",
+        f"() => window.swapped.filter(id => id === 'agent-metrics-{security}').length >= 3",
         timeout=60_000,
     )
     assert page.evaluate("document.activeElement.id") == f"agent-row-{security}"
@@ -69,7 +69,7 @@ def test_focus_stays_on_cancel_run_and_on_an_agent_row_while_the_run_streams(
     page.locator("[data-testid=cancel]").focus()
     page.evaluate("window.swapped = []")
     page.wait_for_function(
-        "window.swapped.filter(id => id === 'run-metrics').length >= 5", timeout=60_000
+        "() => window.swapped.filter(id => id === 'run-metrics').length >= 5", timeout=60_000
     )
     assert page.evaluate("document.activeElement.dataset.testid") == "cancel"
     assert page.locator("[data-testid=run-status]").inner_text() in (

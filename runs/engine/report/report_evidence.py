@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from flows.citations import CheckStatus, CitationCheck, LineReader
+from flows.citations import CheckStatus, CitationCheck, FileIndex, Grade, LineReader
 from flows.excerpts import excerpt
 from flows.finding_ids import CHANGE_MARKS, compare, finding_id, normalise_path
 from flows.findings import read_findings
@@ -33,6 +33,9 @@ class KeptLines:
         self.reader = reader
         self.files: dict[str, Sequence[str] | CheckStatus] = {}
 
+    def files_named(self, name: str, /) -> Sequence[str]:
+        return self.reader.files_named(name) if isinstance(self.reader, FileIndex) else []
+
     def __call__(self, cited_path: str, /) -> Sequence[str] | CheckStatus:
         if cited_path not in self.files:
             self.files[cited_path] = self.reader(cited_path)
@@ -40,12 +43,14 @@ class KeptLines:
 
 
 def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str) -> list[dict]:
-    """The lines each verified citation named, as the run read them (redacted and capped)."""
+    """The lines each citation that was read named, as the run read them (redacted, capped):
+    the verified ones and those whose lines exist, each with its grade."""
     result: list[dict[str, Any]] = []
     total = 0
     for index, item in enumerate(checks):
-        lines = kept.files.get(item.citation.path)
-        if not item.verified or isinstance(lines, CheckStatus) or lines is None:
+        lines = kept.files.get(item.path)
+        readable = item.grade in (Grade.VERIFIED, Grade.LINES_EXIST)
+        if not readable or isinstance(lines, CheckStatus) or lines is None:
             continue
         shown = excerpt(item.citation, lines, redact=lambda text: clean_text(redact(text)))
         size = sum(len(line) for line in shown["lines"])
@@ -57,8 +62,10 @@ def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str)
                 "n": index,
                 "citation": item.citation.label,
                 "cited_path": item.citation.path,
-                "path": normalise_path(item.citation.path, target),
+                "path": normalise_path(item.path, target),
                 "quote": item.citation.quote,
+                "grade": item.grade.value,
+                "reason": item.reason,
                 **shown,
             }
         )
@@ -77,7 +84,29 @@ def add_ids(findings: list[dict[str, Any]], target: str) -> None:
 
 
 def previous_run(run: FlowRun) -> FlowRun | None:
-    """The same owner's latest succeeded run of the same flow on the same target before it."""
+    """The same owner's latest succeeded run before it of the same flow on the same target,
+    with the same band and fast mode: only like runs are compared (a small run does not look
+    for what a medium one does, so its findings would read as resolved)."""
+    return _earlier_runs(run).filter(band=run.band, fast=run.fast).first()
+
+
+def unlike_previous(run: FlowRun) -> dict[str, Any] | None:
+    """When the latest earlier run of the flow on the target differs in band or fast mode:
+    what differs, so the pane can say why nothing was compared."""
+    latest = _earlier_runs(run).first()
+    if latest is None or (latest.band, latest.fast) == (run.band, run.fast):
+        return None
+    differs = []
+    if latest.band != run.band:
+        differs.append(f"band {latest.band}, this run {run.band}")
+    if latest.fast != run.fast:
+        differs.append(
+            f"fast mode {'on' if latest.fast else 'off'}, this run {'on' if run.fast else 'off'}"
+        )
+    return {"previous": {"id": str(latest.id)}, "differs": differs}
+
+
+def _earlier_runs(run: FlowRun) -> Any:
     runs = FlowRun.objects.filter(
         owner_id=run.owner_id,
         flow=run.flow,
@@ -89,7 +118,7 @@ def previous_run(run: FlowRun) -> FlowRun | None:
         runs = runs.filter(target_real_path=run.target_real_path)
     else:
         runs = runs.filter(target=run.target)
-    return runs.order_by("-created_at").first()
+    return runs.order_by("-created_at")
 
 
 def comparison(run: FlowRun, findings: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -109,6 +138,8 @@ def comparison(run: FlowRun, findings: list[dict[str, Any]]) -> dict[str, Any] |
         "previous": {
             "id": str(previous.id),
             "finished_at": previous.finished_at.isoformat(),
+            # the focus is shown when it differs: the same lens may have looked elsewhere
+            "focus": previous.focus if previous.focus != run.focus else None,
         },
         "counts": result["counts"],
         "resolved": [
@@ -156,6 +187,11 @@ def mark_changes(
                 item.citation,
                 start_offset=moved(item.citation.start_offset, before_marker=True),
                 end_offset=moved(item.citation.end_offset, before_marker=False),
+                mark_at=(
+                    moved(item.citation.mark_at, before_marker=False)
+                    if item.citation.mark_at >= 0
+                    else -1
+                ),
             ),
         )
         for item in checks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import PurePosixPath
 from types import SimpleNamespace
 from uuid import UUID
@@ -14,6 +15,7 @@ from django.utils import timezone
 from flows.citations import CheckStatus, CitationCheck, annotate, check_all
 from flows.finding_ids import render_comparison
 from flows.findings import read_findings
+from flows.model_text import clean
 from flows.models import StepKind
 from flows.report import (
     CONFIDENCE_EXPLAINED,
@@ -39,11 +41,14 @@ from runs.engine.target.confinement import (
     TargetChanged,
     open_target,
 )
-from runs.engine.target.secrets import redact
+from runs.engine.target.search import Deadline, Walk
+from runs.engine.target.secrets import is_secret_name, redact
 from runs.engine.web.report import WebEvidence
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep, RunStatus, StepStatus
 
 MAX_CITED_FILE_BYTES = 4_000_000
+MAX_LISTED_ENTRIES = 20_000  # entries walked to find a bare file name's file
+LISTING_SECONDS = 5.0
 
 
 class ConfinedLines:
@@ -56,6 +61,7 @@ class ConfinedLines:
 
     def __init__(self, target: str, *, identity: str = "") -> None:
         self.target = target
+        self._names: dict[str, list[str]] | None = None
         launched = SimpleNamespace(target=target, target_real_path=target, target_identity=identity)
         try:
             # The same check every attempt makes: real path, device:inode, allowed roots.
@@ -90,6 +96,28 @@ class ConfinedLines:
         # The lines as the model read them: a quote of a redacted line matches, and nothing
         # kept or shown from here can hold what the tools withheld (redaction keeps lines).
         return redact(data.decode("utf-8", errors="replace")).splitlines()
+
+    def files_named(self, name: str, /) -> list[str]:
+        """The readable files in the target with this name (for a citation of a bare name).
+
+        The same walk as the search tools (links out of the target are invisible), and secret
+        files are never offered: a name resolves only to a file the checker may read.
+        """
+        if self.confinement is None or "/" in name or not name:
+            return []
+        if self._names is None:
+            walk = Walk(
+                confine=self.confinement,
+                base=self.confinement.root,
+                depth=None,
+                limit=MAX_LISTED_ENTRIES,
+                deadline=Deadline(LISTING_SECONDS),
+            )
+            self._names = {}
+            for entry in walk:
+                if not entry.is_dir and not is_secret_name(entry.rel):
+                    self._names.setdefault(entry.rel.rsplit("/", 1)[-1], []).append(entry.rel)
+        return list(self._names.get(name, []))
 
     def _relative(self, cited: str) -> str | None:
         """The cited path relative to the target, or None when it names a place outside."""
@@ -158,11 +186,27 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
     reader = ConfinedLines.for_run(run)
     method = method_facts(run, steps, reader)
     body = synthesis.output if synthesis and synthesis.status == StepStatus.SUCCEEDED else ""
+    body = clean(body)  # no reasoning, no check marks of the model's own
     kept = report_evidence.KeptLines(reader)
     checks = check_all(body, kept)
     specialists = [s for s in steps if s.kind == StepKind.SPECIALIST]
+    judged = (
+        parse_verdict(clean(validation.output))
+        if validation is not None and validation.status == StepStatus.SUCCEEDED
+        else None
+    )
+    # The validator's summary and reasons are checked like the body: a citation there is
+    # marked, and a false one counts against the evidence.
+    said = {
+        "summary": check_all(judged.summary, kept) if judged else [],
+        "reasons": check_all(judged.reasons, kept) if judged else [],
+    }
     facts = EvidenceFacts.assess(
-        body, checks, failed=failed, agents=len(specialists) + len(by_kind)
+        body,
+        checks,
+        failed=failed,
+        agents=len(specialists) + len(by_kind),
+        elsewhere=[*said["summary"], *said["reasons"]],
     )
     web = WebEvidence.of(run)
     facts = web.facts(body, facts, checks)
@@ -178,7 +222,13 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
             evidence=(facts.basis(),),
         )
     elif validation is not None and validation.status == StepStatus.SUCCEEDED:
-        verdict = final_confidence(parse_verdict(validation.output), facts)
+        verdict = final_confidence(judged, facts)
+        if judged is not None:
+            verdict = replace(
+                verdict,
+                summary=annotate(judged.summary, said["summary"]),
+                model_reasons=annotate(judged.reasons, said["reasons"]),
+            )
         # The report is final either way; a run some agents failed in says so in its status.
         run.status = RunStatus.FINISHED_WITH_FAILURES if failed else RunStatus.SUCCEEDED
     else:
@@ -197,7 +247,9 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         report_evidence.comparison(run, findings) if run.status == RunStatus.SUCCEEDED else None
     )
     marked, checks = report_evidence.mark_changes(body, checks, findings)
-    since = "\n\n" + render_comparison(compared) if compared else ""
+    since_text = render_comparison(compared) if compared else ""
+    said["since"] = check_all(since_text, kept)
+    since = "\n\n" + annotate(since_text, said["since"]) if compared else ""
     linked = neutralise(annotate(marked, checks, link=report_evidence.cite_link(checked_lines)))
     body = web.mark(neutralise(annotate(marked, checks)))
     linked = web.mark(linked)
@@ -214,7 +266,8 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "body": body,
         "failed_agents": failed,
         "findings": findings,
-        "citations": [_citation_data(c) for c in checks],
+        "citations": [_citation_data(c) for c in checks]
+        + [_citation_data(c, part=part) for part, found in said.items() for c in found],
         "evidence": {
             "findings": facts.findings,
             "backed": facts.backed,
@@ -228,6 +281,11 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
         "checked_lines": checked_lines,
         "web": web.data(body),
         "comparison": compared,
+        "comparison_unlike": (
+            report_evidence.unlike_previous(run)
+            if compared is None and run.status == RunStatus.SUCCEEDED
+            else None
+        ),
         "linked_report": render_report(verdict=verdict, body=linked + since, method=method),
     }
     run.tokens_in = sum(s.tokens_in for s in steps)
@@ -235,7 +293,7 @@ def _write_report(run: FlowRun, steps: list[FlowStep]) -> None:
 
 
 def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> MethodFacts:
-    checked = {s.key: check_all(s.output, reader) for s in steps}
+    checked = {s.key: check_all(clean(s.output), reader) for s in steps}
     return MethodFacts(
         flow=run.flow,
         band=run.band,
@@ -256,7 +314,7 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
                 seconds=s.elapsed_seconds,
                 error=s.error if s.status == StepStatus.FAILED else "",
                 citations_verified=sum(c.verified for c in checked[s.key]),
-                citations_broken=sum(not c.verified for c in checked[s.key]),
+                citations_broken=sum(c.flagged for c in checked[s.key]),
                 spent_in=s.counters.tokens_spent_in,
                 spent_out=s.counters.tokens_spent_out,
                 cache_reuse=s.cache_reuse,
@@ -286,17 +344,21 @@ def _findings_data(body: str, checks: list[CitationCheck]) -> list[dict[str, obj
             "single_source": f.single_source,
             "text": f.text,
             "citations": [_citation_data(c) for c in owned.get(f.start, [])],
-            "backed": bool(owned.get(f.start)) and all(c.verified for c in owned[f.start]),
+            "backed": any(c.verified for c in owned.get(f.start, []))
+            and not any(c.flagged for c in owned.get(f.start, [])),
         }
         for f in read.findings
     ]
 
 
-def _citation_data(item: CitationCheck) -> dict[str, object]:
+def _citation_data(item: CitationCheck, *, part: str = "body") -> dict[str, object]:
     c = item.citation
     return {
         "citation": c.label,
-        "path": c.path,
+        "part": part,
+        "grade": item.grade.value,
+        "reason": item.reason,
+        "path": item.path,
         "start": c.start,
         "end": c.end,
         "quote": c.quote,
