@@ -32,6 +32,14 @@ def hostile(n: int) -> dict[str, str]:
         "'L1 in' again and again": "L1 in " * (n // 6),
         "control bytes": "\x00\x01a.py:1" * (n // 8),
         "a 200k-digit line number": "a.py:" + "9" * (n - 10),
+        "names around many citations": "`a_b` and `c_d` at a.py:1, not `e_f`; " * (n // 38),
+        "one sentence of citations": "x_y a.py:1 " * (n // 11),
+        "a JSON block of objects": "```json\n["
+        + '{"file": "a.py", "line": 1, "code": "\\"{"}, ' * (n // 45)
+        + "{}]\n```",
+        "open quotes and braces": '{"\\"' * (n // 4),
+        "grep paths with spaces": "```\n" + "a b c d.py:1:x\n" * (n // 15) + "```",
+        "traceback lines": "```\n" + '  File "a.py", line 1, in f\n    x = 1\n' * (n // 38),
     }
 
 

@@ -69,7 +69,7 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     # 200 launches with nobody listening on the dispatch channel: keep its warnings out.
     logging.getLogger("runs").setLevel(logging.ERROR)

@@ -49,7 +49,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeou
 def _model_main(conn: Connection, options: dict[str, Any]) -> None:
     """Child process: serve until told; `collect` answers with the emission log, `set`
     changes the server's plain attributes (token_rate, first_byte_delay)."""
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     server = ScriptedModelServer(**options).start()
     conn.send(server.url)
@@ -77,7 +77,7 @@ def _model_main(conn: Connection, options: dict[str, Any]) -> None:
 
 def _label(body: dict[str, Any]) -> tuple[str, str]:
     """(run focus, agent role): which step a stream belongs to, when each run has its focus."""
-    from devtools.fakemodel.scripts import marker
+    from runs.demo.scripts import marker
 
     focus = ""
     for message in body.get("messages") or []:
@@ -89,7 +89,7 @@ def _label(body: dict[str, Any]) -> tuple[str, str]:
 
 
 class ModelProcess:
-    """The scripted model server (devtools.fakemodel.server) in its own process."""
+    """The scripted model server (runs.demo.server) in its own process."""
 
     def __init__(self, **options: Any) -> None:
         ctx = multiprocessing.get_context("spawn")

@@ -24,7 +24,7 @@ _EVENT = re.compile(r'class="ev ([\w-]+)[^"]*" data-id="(\d+)"')
 _TEXT = re.compile(r'<span class="ev (?:text|reasoning)" data-id="\d+">([^<]*)</span>')
 _STATUS = re.compile(r'id="run-header" class="run-header status-(\w+)"')
 _FINISHED = {"succeeded", "failed", "cancelled"}
-_PIECE = re.compile(r"\S+\s*|\s+")  # the scripted model's token (devtools/fakemodel/stream.py)
+_PIECE = re.compile(r"\S+\s*|\s+")  # the scripted model's token (runs/demo/stream.py)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def run_once(target: Path, flow: str, band: str, fast: bool):  # type: ignore[no
 def measure(tmp: Path, flow: str, band: str) -> None:
     from django.conf import settings
 
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     target = make_target(tmp)
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]

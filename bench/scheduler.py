@@ -62,7 +62,7 @@ def main() -> None:
 def measure(tmp: Path, runs: int, slots: int, rate: float, rounds: int) -> list[Round]:
     from django.conf import settings
 
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
     from runs.engine.worker import Engine
     from runs.models import FlowRun
     from runs.services import launch_run

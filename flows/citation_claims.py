@@ -9,17 +9,15 @@ elsewhere in the file the reason says where, so a reader can see the citation is
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from flows.citation_tokens import is_path_like, parse_cite
 
 if TYPE_CHECKING:
-    from flows.citation_layout import Citation, Fence
+    from flows.citation_layout import Citation
 
 MAX_QUOTE_CHARS = 2_000
 MAX_CLAIMS = 12  # claims read from one sentence
@@ -38,10 +36,16 @@ FILE_EXTENSIONS = frozenset(
         "ipynb cfg service desktop plist gemspec podspec"
     ).split()
 )
-_CALL = re.compile(r"([A-Za-z_][\w.]*)\s*\(.*\)\s*;?")
+_CALL = re.compile(r"([A-Za-z_][\w.]*)\s*\([^()]*\)\s*;?")  # one call, not an expression
+_DEFINITION = re.compile(
+    r"\s*(?:(?:export|public|private|protected|static|async|pub|override)\s+)*"
+    r"(?:def|class|function|func|fn|fun|sub|interface|struct|impl)\s+[A-Za-z_]"
+)
+DEFINITION_REACH = 30  # lines looked through for the definition the cited lines are in
+_PLAIN_NAME = re.compile(r"[A-Za-z_]\w*(?:\(\))?")
 _SNAKE = re.compile(r"[A-Za-z]\w*_\w*[A-Za-z0-9]|__\w+__")
 _CAMEL = re.compile(r"[a-z]+[A-Z]\w*")
-_NEGATED = re.compile(
+NEGATED = re.compile(
     r"\b(?:no|not|without|missing|lacks?|lacking|never|absent|instead|should|consider|"
     r"recommend(?:ed)?|could|would|add|replace|use|switch|n't)\b",
     re.I,
@@ -78,18 +82,64 @@ def judge(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, str]:
         verdict = _judge_block(citation, lines, low, high)
         if verdict is not None:
             return verdict
-    found = [c for c, _ in citation.claims if _present(c, cited)]
-    if found:
+    # Every name the sentence gives this citation is its claim: one found does not vouch for
+    # another that is absent. Names nearer another citation of the sentence are that one's.
+    own = [c for c, mine in citation.claims if mine]
+    missing = [c for c in own if not _present(c, cited)]
+    if missing:
+        missing = _outside_definition(missing, lines, low, high)
+    if own and not missing:
         return Verdict.FOUND, ""
-    missing = [c for c, own in citation.claims if own]
-    if missing and not citation.negated:
+    if missing:
         first = missing[0]
         where = _locate(lines, [first], whole_word=True)
         label = _lines_label(citation)
         if where:
             return Verdict.SYMBOL_MISSING, f"`{first}` is at line {where}, not {label}"
+        if len(missing) < len(own):
+            return Verdict.SYMBOL_MISSING, f"named code not at those lines: {first}"
         return Verdict.SYMBOL_MISSING, f"`{first}` is not at {label}"
+    if any(_present(c, cited) for c, _ in citation.claims):
+        return Verdict.FOUND, ""  # names said to be absent or proposed, or another citation's
     return Verdict.NOTHING, ""
+
+
+def _outside_definition(missing: list[str], lines: Sequence[str], low: int, high: int) -> list[str]:
+    """The missing names that the cited lines' own definition does not account for.
+
+    A sentence may name the function the cited lines are in (`run_report` ... `eval` at its
+    line 12) or its parameters: a plain name in the definition's lines above the cited ones is
+    context, not a false claim. A citation of a definition's or a block's header line alone
+    (`def f():`, `if not ok:`) cites the block: its body (to where its indentation ends)
+    counts as cited. Dotted names and
+    expressions get no such slack above the lines.
+    """
+    header = 0
+    for number in range(low, max(0, low - DEFINITION_REACH) - 1, -1):
+        if _DEFINITION.match(lines[number - 1]):
+            header = number
+            break
+    above = _squash(" ".join(lines[header - 1 : low - 1])) if header else ""
+    body = ""
+    if low == high and (header == low or lines[low - 1].rstrip().endswith((":", "{"))):
+        indent = _indent(lines[low - 1])
+        end = low
+        while end < min(len(lines), low + DEFINITION_REACH):
+            line = lines[end]
+            if line.strip() and _indent(line) <= indent:
+                break
+            end += 1
+        body = _squash(" ".join(lines[low:end]))
+    return [
+        claim
+        for claim in missing
+        if not (body and _present(claim, body))
+        and not (above and _PLAIN_NAME.fullmatch(claim) and _present(claim, above))
+    ]
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _judge_quote(citation: Citation, lines: Sequence[str], cited: str) -> tuple[Verdict, str]:
@@ -180,11 +230,6 @@ def sentence_claims(
     return claims
 
 
-def negated(text: str) -> bool:
-    """A sentence that speaks of code that is absent or proposed: its names need not be there."""
-    return _NEGATED.search(text) is not None
-
-
 def _code_like(body: str) -> bool:
     if len(body) < 2 or body.isdigit() or "://" in body:
         return False
@@ -199,7 +244,11 @@ def _file_name(word: str) -> bool:
 
 
 def _variants(claim: str) -> list[str]:
-    """The claim as written, and the name it calls (`retry(x)` -> `retry`)."""
+    """The claim as written, and the name a single call calls (`retry(x)` -> `retry`).
+
+    A dotted name stays whole (`pickle.loads` is not `json.loads`), and an expression is
+    not reduced to one of its tokens (`cents = -cents` is not `cents`).
+    """
     text = _squash(claim)
     found = [text]
     call = _CALL.fullmatch(text)
@@ -207,22 +256,26 @@ def _variants(claim: str) -> list[str]:
         found.append(call.group(1))
     if text.endswith("()"):
         found.append(text[:-2])
-    for item in list(found):
-        if "." in item and re.fullmatch(r"[\w.]+", item):
-            found.append(item.rsplit(".", 1)[1])
     return [v for v in found if v]
 
 
 def _present(claim: str, cited: str) -> bool:
+    """Is the claim at the cited text, case-sensitively and at word boundaries?"""
     for variant in _variants(claim):
-        pattern = (r"(?<!\w)" if variant[0].isalnum() or variant[0] == "_" else "") + re.escape(
-            variant
-        )
-        if variant[-1].isalnum() or variant[-1] == "_":
-            pattern += r"(?!\w)"
-        if re.search(pattern, cited):
+        if re.search(_bounded(variant), cited):
             return True
+    # the same code spaced differently (`cents=-cents` for `cents = -cents`)
+    text = _squash(claim)
+    if " " in text and not re.fullmatch(r"[\w. ]+", text):
+        return re.search(_bounded(text.replace(" ", "")), cited.replace(" ", "")) is not None
     return False
+
+
+def _bounded(variant: str) -> str:
+    pattern = (r"(?<!\w)" if variant[0].isalnum() or variant[0] == "_" else "") + re.escape(variant)
+    if variant[-1].isalnum() or variant[-1] == "_":
+        pattern += r"(?!\w)"
+    return pattern
 
 
 def _locate(lines: Sequence[str], pieces: list[str], *, whole_word: bool = False) -> int:
@@ -268,200 +321,3 @@ def _elisions(quote: str) -> list[str]:
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
-
-
-_SPACED = re.compile(
-    r"(?P<path>[^:#`\n]{1,300}\.[A-Za-z0-9]{1,10})"
-    r"(?::L?(?P<a>\d{1,9})(?:\s?[-\u2013\u2014]\s?L?(?P<b>\d{1,9}))?|#L(?P<c>\d{1,9})(?:-L?(?P<d>\d{1,9}))?)"
-)
-_NOT_PATH_WORDS = frozenset(
-    ("see", "in", "at", "on", "from", "of", "file", "open", "edit", "run", "check", "line")
-)
-_FIELD_START = re.compile(
-    r"[ \t>]*(?:(?:[-*+]|\d{1,3}[.)])[ \t]+)?[*_]{0,2}(?:file|path|location|where|source|lines?)"
-    r"[*_]{0,2}[ \t]*:",
-    re.I,
-)
-_BREAK = re.compile(r"[.!?](?=\s)")
-_BLOCK_LINE = re.compile(r"\s*(?:[-*+#>|]|\d{1,3}[.)]|```|~~~)")
-MAX_CONTEXT_CHARS = 2_000
-CLAIM_WINDOW = 400  # characters either side of a citation where its sentence's claims count
-BUCKET = 1_024  # claims are read once per stretch of this many characters
-MAX_PEERS = 50
-
-
-def spaced_cite(content: str) -> tuple[str, int, int] | None:
-    """`monthly report.py:12` in a code span: a path with spaces and its lines."""
-    match = _SPACED.fullmatch(content)
-    if match is None:
-        return None
-    path = match["path"]
-    words = path.split(" ")
-    if len(words) > 5 or words[0].lower() in _NOT_PATH_WORDS or path != path.strip():
-        return None
-    if any(w.endswith((":", ",")) for w in words) or not is_path_like(path.replace(" ", "_")):
-        return None
-    first = int(match["a"] or match["c"])
-    last = int(match["b"] or match["d"] or first)
-    return path, first, last
-
-
-def attach_claims(text: str, citations: list[Citation], fences: Sequence[Fence]) -> list[Citation]:
-    """Each citation with the claims it can be checked by (its sentence's code, a block).
-
-    Linear in the text: each line's sentence breaks and each stretch's claims are read once,
-    and a citation looks only at a bounded window of its sentence.
-    """
-    reading = _Reading(text, citations)
-    openings = {f.opening: f for f in fences}
-    result = []
-    for index, citation in enumerate(citations):
-        if citation.in_code_block or citation.block:
-            result.append(citation)
-            continue
-        start, end = reading.context(citation)
-        peers = reading.peers(start, end) or [index]
-        claims = tuple(
-            (claim, _nearest(where, peers, citations) == index)
-            for claim, where in reading.claims(start, end)
-        )
-        before = text[max(start, citation.start_offset - 24) : citation.start_offset]
-        result.append(
-            replace(
-                citation,
-                claims=claims,
-                near=NEAR.search(before) is not None,
-                negated=reading.negated(start, end),
-                block=_following_block(text, citation, openings),
-            )
-        )
-    return result
-
-
-class _Reading:
-    """What attach_claims reads once per text: citation spans, sentence breaks, claims."""
-
-    def __init__(self, text: str, citations: list[Citation]) -> None:
-        self.text = text
-        order = sorted(range(len(citations)), key=lambda i: citations[i].start_offset)
-        self.order = order
-        self.starts = [citations[i].start_offset for i in order]
-        self.spans = sorted(
-            (c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in citations
-        )
-        self.breaks: dict[int, list[int]] = {}
-        self.bucket_claims: dict[int, list[tuple[str, int]]] = {}
-        self.negations: dict[int, list[int]] = {}
-
-    def context(self, citation: Citation) -> tuple[int, int]:
-        """The citation's sentence (or row, or field group), cut to a window around it."""
-        start, end = _context(self.text, citation, self._breaks)
-        at, mark = citation.start_offset, max(citation.mark_offset, citation.start_offset)
-        return max(start, at - CLAIM_WINDOW), min(end, mark + CLAIM_WINDOW)
-
-    def peers(self, start: int, end: int) -> list[int]:
-        low = bisect.bisect_left(self.starts, start)
-        high = bisect.bisect_left(self.starts, end)
-        return self.order[low:high][:MAX_PEERS]
-
-    def claims(self, start: int, end: int) -> list[tuple[str, int]]:
-        found: list[tuple[str, int]] = []
-        for bucket in range(start // BUCKET, end // BUCKET + 1):
-            if bucket not in self.bucket_claims:
-                low, high = bucket * BUCKET, min(len(self.text), (bucket + 1) * BUCKET)
-                self.bucket_claims[bucket] = sentence_claims(self.text, low, high, self._overlap)
-            found += [c for c in self.bucket_claims[bucket] if start <= c[1] < end]
-        return found[:MAX_CLAIMS]
-
-    def negated(self, start: int, end: int) -> bool:
-        """Does a negating word (not, missing, should, ...) sit in text[start:end]?"""
-        for bucket in range(start // BUCKET, end // BUCKET + 1):
-            if bucket not in self.negations:
-                low, high = bucket * BUCKET, min(len(self.text), (bucket + 1) * BUCKET)
-                self.negations[bucket] = [
-                    m.start() for m in _NEGATED.finditer(self.text, low, high)
-                ]
-            if any(start <= where < end for where in self.negations[bucket]):
-                return True
-        return False
-
-    def _overlap(self, start: int, end: int) -> bool:
-        index = bisect.bisect_left(self.spans, (end, -1)) - 1
-        return any(a < end and start < b for a, b in self.spans[max(0, index - 2) : index + 1])
-
-    def _breaks(self, line_start: int, line_end: int) -> list[int]:
-        if line_start not in self.breaks:
-            self.breaks[line_start] = [
-                m.end() for m in _BREAK.finditer(self.text, line_start, line_end)
-            ]
-        return self.breaks[line_start]
-
-
-def _nearest(where: int, peers: list[int], citations: list[Citation]) -> int:
-    return min(peers, key=lambda i: abs(citations[i].start_offset - where))
-
-
-def _following_block(text: str, citation: Citation, openings: dict[int, Fence]) -> tuple[str, ...]:
-    """A fenced block right after the citation's line (its rest only punctuation) shows it."""
-    line_end = text.find("\n", citation.mark_offset)
-    if line_end == -1 or text[citation.mark_offset : line_end].strip(" \t:.*_)`-—") != "":
-        return ()
-    position = line_end + 1
-    for _ in range(3):
-        nxt = text.find("\n", position)
-        if nxt == -1 or text[position:nxt].strip():
-            break
-        position = nxt + 1
-    fence = openings.get(position)
-    return fence.body if fence is not None else ()
-
-
-def _context(
-    text: str, citation: Citation, breaks: Callable[[int, int], list[int]]
-) -> tuple[int, int]:
-    """Where the citation's claims are: its sentence, its table row, or its field group."""
-    at = citation.start_offset
-    line_start = text.rfind("\n", 0, at) + 1
-    line_end = _line_end(text, at)
-    if citation.context_start < 0 and _FIELD_START.match(text, line_start):
-        citation = replace(citation, context_start=line_start)  # `**Location:** path:12`
-    if citation.context_start >= 0:
-        end = text.find("\n\n", at, at + MAX_CONTEXT_CHARS)
-        return citation.context_start, end if end != -1 else min(len(text), at + MAX_CONTEXT_CHARS)
-    if text[line_start:line_end].lstrip().startswith("|"):
-        return line_start, line_end
-    start, here, here_end = line_start, line_start, line_end
-    for _ in range(3):  # a sentence wrapped over lines
-        found = breaks(here, here_end)
-        index = bisect.bisect_right(found, at) - 1
-        if index >= 0:
-            start = found[index]
-            break
-        if here == 0 or _BLOCK_LINE.match(text, here):
-            break
-        previous = text.rfind("\n", 0, here - 1) + 1
-        if not text[previous : here - 1].strip():
-            break
-        here, here_end, start = previous, here - 1, previous
-    mark = max(citation.mark_offset, at)
-    found = breaks(line_start, line_end)
-    index = bisect.bisect_right(found, mark)
-    if index < len(found):
-        return start, found[index]
-    end = line_end
-    for _ in range(3):
-        if end >= len(text):
-            break
-        nxt = _line_end(text, end + 1)
-        if not text[end + 1 : nxt].strip() or _BLOCK_LINE.match(text, end + 1):
-            break
-        found = breaks(end + 1, nxt)
-        end = found[0] if found else nxt
-        if found:
-            break
-    return start, end
-
-
-def _line_end(text: str, at: int) -> int:
-    end = text.find("\n", at)
-    return len(text) if end == -1 else end

@@ -12,9 +12,16 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from flows.citation_tokens import HOST_SUFFIXES, is_path_like, line_number, parse_cite
+from flows.citation_tokens import (
+    HOST_SUFFIXES,
+    is_path_like,
+    is_spaced_path,
+    line_number,
+    parse_cite,
+)
 
 MAX_OBJECT_CHARS = 4_000  # a JSON object read for file and line fields
 
@@ -42,7 +49,9 @@ _FIELD_LINE = re.compile(
     r"(?P<b>\d{1,9}))?",
     re.I | re.M,
 )
-_GREP = re.compile(r"[ \t]*(?P<path>[^\s:]{1,1000}):(?P<n>\d{1,9}):(?:\d{1,6}:)?(?P<rest>.*)")
+# grep's path runs from the line's start to the first `:N:`, spaces and all
+_GREP = re.compile(r"[ \t]*(?P<path>[^\t\n:]{1,1000}):(?P<n>\d{1,9}):(?:\d{1,6}:)?(?P<rest>.*)")
+_TRACEBACK = re.compile(r"[ \t]*File \"(?P<path>[^\"\n]{1,1000})\", line (?P<n>\d{1,9})\b")
 _HEADED_MATCH = re.compile(r"(?P<n>\d{1,9}):(?P<rest>.*)")
 _TOOL_MESSAGE = re.compile(r"\s?(?:error|warning|note|info|hint|[A-Z]{1,4}\d{2,5})\b", re.I)
 _LOOSE = re.compile(
@@ -52,7 +61,10 @@ FILE_KEYS = frozenset({"file", "path", "filename", "file_path", "filepath", "sou
 LINE_KEYS = ("line", "lines", "line_number", "linenumber", "start_line", "startline",
              "line_start", "linestart", "start")  # fmt: skip
 END_KEYS = ("end_line", "endline", "line_end", "lineend", "end")
-QUOTE_KEYS = ("code", "snippet", "quote", "excerpt", "line_text", "match")
+QUOTE_KEYS = ("code", "snippet", "quote", "text", "excerpt", "line_text", "match")
+JSON_INFOS = frozenset({"json", "jsonc", "json5", "jsonl", "ndjson"})
+MAX_JSON_DEPTH = 50
+_JSON_MARKS = re.compile(r'\\.|["{}\n]')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +180,7 @@ def field_lines(text: str, start: int, end: int) -> tuple[int, int, int, int] | 
 def grep_line(text: str, start: int, end: int, heading: str | None) -> Found | None:
     """`path:12:text` (grep -n, rg -n) or, under an rg heading line naming a file, `12:text`."""
     match = _GREP.fullmatch(text, start, end)
-    if match and is_path_like(match["path"]):
+    if match and (is_spaced_path if " " in match["path"] else is_path_like)(match["path"]):
         path, line, rest = match["path"], match["n"], match["rest"]
         begin = match.start("path")
     elif heading is not None and (headed := _HEADED_MATCH.fullmatch(text, start, end)):
@@ -183,24 +195,116 @@ def grep_line(text: str, start: int, end: int, heading: str | None) -> Found | N
                  quote=rest.strip() or None)  # fmt: skip
 
 
-def json_citations(text: str) -> list[Found]:
-    """JSON objects with a file field and a line field (each object read on its own)."""
-    found = []
-    position = text.find("{")
-    while position != -1:
-        close = text.find("}", position + 1, position + MAX_OBJECT_CHARS)
-        inner = text.find("{", position + 1, close if close != -1 else None)
-        if close == -1:
-            position = text.find("{", position + 1)
+def traceback_line(text: str, start: int, end: int) -> Found | None:
+    """A Python traceback's `File "path", line N, in f` (its next line shows the code)."""
+    match = _TRACEBACK.match(text, start, end)
+    if match is None or not (is_spaced_path if " " in match["path"] else is_path_like)(
+        match["path"]
+    ):
+        return None
+    number = line_number(match["n"])
+    return Found(path=match["path"], first=number, last=number, start=match.start("path"),
+                 end=match.end("n"), form="code-block")  # fmt: skip
+
+
+def json_citations(text: str, blocks: Sequence[tuple[int, str, str]] = ()) -> list[Found]:
+    """JSON objects with a file field and a line field.
+
+    A fenced block (`blocks`: content offset, body, info) that parses as JSON is read whole:
+    every object in it, nested at any depth, with strings that hold quotes or braces. The rest
+    of the text is scanned tolerantly, each innermost object read on its own.
+    """
+    found: list[Found] = []
+    parsed: list[tuple[int, int]] = []
+    for offset, body, info in blocks:
+        words = info.split()
+        if words and words[0].lower() not in JSON_INFOS:
             continue
-        if inner != -1:
-            position = inner
+        items = _json_block(body, offset)
+        if items is not None:
+            found += items
+            parsed.append((offset, offset + len(body)))
+    for start, end, leaf in _object_spans(text, 0, len(text), strict=False):
+        if not leaf or end - start > MAX_OBJECT_CHARS:
             continue
-        item = _json_object(text, position, close + 1)
+        if any(a <= start < b for a, b in parsed):
+            continue
+        try:
+            data = json.loads(text[start:end])
+        except ValueError:
+            continue
+        item = _json_object(data, start, end)
         if item is not None:
             found.append(item)
-        position = text.find("{", close + 1)
-    return found
+    return sorted(found, key=lambda f: f.start)
+
+
+def _json_block(body: str, offset: int) -> list[Found] | None:
+    """Every citing object of a block that parses as JSON (or JSON Lines), else None."""
+    try:
+        documents = [(json.loads(body), 0, len(body))]
+    except ValueError:
+        documents = []
+        position = 0
+        for line in body.split("\n"):
+            if line.strip():
+                try:
+                    documents.append((json.loads(line), position, position + len(line)))
+                except ValueError:
+                    return None
+            position += len(line) + 1
+    found = []
+    for data, start, end in documents:
+        objects = list(_walk(data))
+        spans = sorted(_object_spans(body, start, end, strict=True))
+        if len(spans) != len(objects):
+            return None
+        # the n-th object in document order opens at the n-th brace outside strings
+        for item, (first, last, _) in zip(objects, spans, strict=True):
+            cited = _json_object(item, offset + first, offset + last)
+            if cited is not None:
+                found.append(cited)
+    return found if documents else None
+
+
+def _walk(data: object, depth: int = 0) -> Iterator[dict[str, object]]:
+    """The objects of a parsed document in document order (each before what it holds)."""
+    if depth > MAX_JSON_DEPTH:
+        return
+    if isinstance(data, dict):
+        yield data
+        for value in data.values():
+            yield from _walk(value, depth + 1)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _walk(value, depth + 1)
+
+
+def _object_spans(text: str, start: int, end: int, *, strict: bool) -> list[tuple[int, int, bool]]:
+    """(start, end, innermost) of each brace-delimited object, braces in strings skipped.
+
+    One left-to-right pass over escapes, quotes, braces and newlines: linear in the text. Not
+    strict (prose around the JSON), a quote left open closes at the line's end.
+    """
+    spans: list[tuple[int, int, bool]] = []
+    stack: list[list[int]] = []  # [start, has a child object]
+    in_string = False
+    for match in _JSON_MARKS.finditer(text, start, end):
+        mark = match.group()
+        if mark == '"':
+            in_string = not in_string
+        elif mark == "\n":
+            in_string = in_string and strict
+        elif in_string or mark[0] == "\\":
+            continue
+        elif mark == "{":
+            if stack:
+                stack[-1][1] = 1
+            stack.append([match.start(), 0])
+        elif stack:
+            opened, child = stack.pop()
+            spans.append((opened, match.end(), not child))
+    return spans
 
 
 def loose_citations(text: str, taken: list[tuple[int, int]]) -> list[Found]:
@@ -224,17 +328,12 @@ def loose_citations(text: str, taken: list[tuple[int, int]]) -> list[Found]:
     return found
 
 
-def _json_object(text: str, start: int, end: int) -> Found | None:
-    raw = text[start:end]
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
+def _json_object(data: object, start: int, end: int) -> Found | None:
     if not isinstance(data, dict):
         return None
     keys = {str(k).lower(): v for k, v in data.items()}
     path = next((v for k, v in keys.items() if k in FILE_KEYS and isinstance(v, str)), None)
-    if not path or not is_path_like(path.strip()):
+    if not path or not is_spaced_path(path.strip()):  # a JSON string may hold spaces
         return None
     first = last = 0
     for key in LINE_KEYS:

@@ -42,7 +42,6 @@ class Citation:
     claims: tuple[tuple[str, bool], ...] = ()  # the sentence's code (and whether it is ours)
     near: bool = False  # "around line 40": a few lines of slack
     context_start: int = -1  # where the citation's claims begin, when not its sentence
-    negated: bool = False  # the sentence speaks of absent or proposed code
 
     @property
     def mark_offset(self) -> int:

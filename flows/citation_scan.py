@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from flows import citation_forms as forms
-from flows.citation_claims import attach_claims, spaced_cite
+from flows.citation_context import attach_claims, spaced_cite
 from flows.citation_layout import (
     Citation,
     Fence,
@@ -66,7 +66,8 @@ def scan(text: str) -> list[Citation]:
     text = text[:MAX_SCAN_CHARS]
     scanner = _Scanner(text)
     found = scanner.run()
-    found += [scanner.found_at(f) for f in forms.json_citations(text) if scanner.free(f)]
+    blocks = [(f.content_start, "\n".join(f.body), f.info) for f in scanner.fences]
+    found += [scanner.found_at(f) for f in forms.json_citations(text, blocks) if scanner.free(f)]
     taken = [(c.start_offset, max(c.end_offset, c.start_offset + 1)) for c in found]
     taken += scanner.covered
     found += [scanner.found_at(f) for f in forms.loose_citations(text, taken)]
@@ -91,6 +92,8 @@ class _Scanner:
         self.starts: list[int] = []  # link texts whose target is the citation
         self.grep_heading: str | None = None  # rg's heading: a file name alone on a line
         self.field_file: tuple[str, int, int, int] | None = None  # path, start, end, line start
+        # a traceback's `File` line and its indent: its next, deeper line is the cited code
+        self.traced: tuple[Citation, int] | None = None
 
     def run(self) -> list[Citation]:
         fence = ""
@@ -411,10 +414,25 @@ class _Scanner:
     def _block_line(self, line: TextLine) -> None:
         """Inside a fenced block: grep output, self-contained citations and tracebacks."""
         tokens = list(self._tokens(line))
+        traced, self.traced = self.traced, None
+        if traced is not None and self.block and self.block[-1] is traced[0]:
+            raw = self.text[line.start : line.end]
+            code = raw.strip()
+            deeper = len(raw) - len(raw.lstrip()) > traced[1]
+            if deeper and code and not code.startswith(("File ", "^", "~")):
+                # a traceback prints the cited line right under its `File "...", line N`
+                self.block[-1] = replace(traced[0], quote=code, form="traceback")
+                return
         grep = forms.grep_line(self.text, line.start, line.end, self.grep_heading)
         if grep is not None:
             cited = self._citation(grep.path, grep.first, grep.last, grep.form, grep.start)
             self.block.append(replace(cited, quote=grep.quote, end_offset=grep.end))
+            return
+        trace = forms.traceback_line(self.text, line.start, line.end)
+        if trace is not None:
+            cited = self._citation(trace.path, trace.first, trace.last, trace.form, trace.start)
+            self.block.append(replace(cited, end_offset=trace.end))
+            self.traced = (self.block[-1], trace.start - line.start - len('File "'))
             return
         words = [t for t in tokens if t.text]
         if len(words) == 1 and words[0].kind == "path":

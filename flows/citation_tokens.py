@@ -124,6 +124,21 @@ def is_path_like(path: str) -> bool:
     return _is_file_name(name)
 
 
+_NOT_PATH_WORDS = frozenset(
+    ("see", "in", "at", "on", "from", "of", "file", "open", "edit", "run", "check", "line")
+)
+
+
+def is_spaced_path(path: str) -> bool:
+    """A path that may hold spaces (`tools/export report.py`), not a phrase ending in one."""
+    words = path.split(" ")
+    if len(words) > 5 or words[0].lower() in _NOT_PATH_WORDS or path != path.strip():
+        return False
+    if any(not w or w.endswith((":", ",")) for w in words):
+        return False
+    return is_path_like(path.replace(" ", "_"))
+
+
 def parse_cite(token: str) -> tuple[str, int, int] | None:
     """(path, first line, last line) for a path with its lines attached, else None."""
     match = _CITE.fullmatch(token.removeprefix("file://"))

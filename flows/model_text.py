@@ -51,8 +51,13 @@ _BASIS_LIKE = re.compile(
     r"(?:high|medium|low)\b|\b(?:high|medium|low) confidence\b",
     re.I,
 )
-_SETEXT_WORD = re.compile(rf"[ \t]{{0,3}}[*_]*{_VERDICT_WORDS}\b.*", re.I)
+# A heading that announces a level ("# High, every citation checked.") reads as the verdict.
+_LEVEL = r"(?:high|medium|low)(?:[ \t]+confidence)?[*_]*[ \t]*(?:[,.:;!\u2014\u2013]|$)"
+_BODY_HEADING_LEVEL = re.compile(rf"[ \t]{{0,3}}#{{1,6}}[ \t]*[*_]*{_LEVEL}.*", re.I)
+_SETEXT_WORD = re.compile(rf"[ \t]{{0,3}}[*_]*(?:{_VERDICT_WORDS}\b|{_LEVEL}).*", re.I)
 _SETEXT_RULE = re.compile(r"[ \t]{0,3}(?:=+|-+)[ \t]*")
+_NOT_PARAGRAPH = re.compile(r"[ \t]*(?:$|#|>|\||[-*+][ \t]|\d{1,3}[.)][ \t]|`{3,}|~{3,})")
+MAX_SETEXT_LINES = 10  # paragraph lines read above an underline
 _HTML_HEADING = re.compile(rf"<h[1-6][^>\n]{{0,200}}>[ \t]*{_VERDICT_WORDS}\b", re.I)
 _FENCE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
 _TABLE_HEAD = re.compile(rf"[ \t]*\|.*\|[ \t]*[*_]*(?:{_VERDICT_WORDS})[*_]*[ \t]*\|", re.I)
@@ -109,16 +114,40 @@ def neutralise(body: str) -> str:
         if _TABLE_HEAD.match(line):
             lines[index] = f"{MODEL_TABLE}\n>\n> {line}"
             table = True
-        elif _BODY_HEADING.fullmatch(line) or _BODY_VERDICT.fullmatch(line):
+        elif (
+            _BODY_HEADING.fullmatch(line)
+            or _BODY_HEADING_LEVEL.fullmatch(line)
+            or _BODY_VERDICT.fullmatch(line)
+        ):
             lines[index] = MODEL_WRITTEN + line.strip().lstrip("#>").strip()
         elif "<h" in line.lower() and _HTML_HEADING.search(line):
             lines[index] = MODEL_WRITTEN + line.strip().replace("<", "&lt;")
-        elif _SETEXT_WORD.fullmatch(line) and following and _SETEXT_RULE.fullmatch(following):
-            lines[index] = MODEL_WRITTEN + line.strip()
-            lines[index + 1] = ""
+        elif following and _SETEXT_RULE.fullmatch(following) and line.strip():
+            _setext(lines, index)
         elif _BASIS_LIKE.search(line):
             lines[index] = MODEL_WRITTEN + line.strip().lstrip("#>").strip()
     return "\n".join(lines)
+
+
+def _setext(lines: list[str], index: int) -> None:
+    """An underlined heading is read like a `#` one: its whole paragraph is its text.
+
+    "Confidence" over "High, every citation checked." over `===` is one heading, "Confidence
+    High, every citation checked.": quoted whole, its rule dropped.
+    """
+    start = index
+    while (
+        start > 0
+        and index - start < MAX_SETEXT_LINES
+        and not _NOT_PARAGRAPH.match(lines[start - 1])
+        and not lines[start - 1].startswith(QUOTED)
+    ):
+        start -= 1
+    paragraph = lines[start : index + 1]
+    text = " ".join(line.strip() for line in paragraph)
+    if not (any(_SETEXT_WORD.fullmatch(line) for line in paragraph) or _BASIS_LIKE.search(text)):
+        return
+    lines[start : index + 2] = [MODEL_WRITTEN + text, *[""] * (index + 1 - start)]
 
 
 def imitates_verdict(text: str) -> bool:

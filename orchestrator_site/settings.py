@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from csp.constants import NONCE
+from django.core.exceptions import ImproperlyConfigured
 
 from orchestrator_site.channel_layers import channel_layers
 from orchestrator_site.embedded_db import embedded_database_settings
 from orchestrator_site.env import (
     database_from_url,
     env_bool,
+    env_choice,
     env_float,
     env_header,
     env_hosts,
@@ -129,7 +131,7 @@ LOGGING = {
 # The model every agent of a run uses, as provider/model.
 ORCHESTRATOR_MODEL = env_str("ORCHESTRATOR_MODEL", "llama-swap/qwen3.6-35b-a3b-mxfp4")
 # Overrides the selected provider's base URL (e.g. a llama-swap on another port).
-ORCHESTRATOR_BASE_URL = env_str("ORCHESTRATOR_BASE_URL")
+ORCHESTRATOR_BASE_URL = env_url("ORCHESTRATOR_BASE_URL")
 # Extra or overridden providers: {"name": {"base_url": "...", "slots": 2, ...}}.
 ORCHESTRATOR_PROVIDERS = env_json_object("ORCHESTRATOR_PROVIDERS")
 # Concurrent requests the model server takes (llama.cpp --parallel); 0 = ask the server
@@ -146,7 +148,7 @@ ORCHESTRATOR_MAX_ATTEMPTS = env_int("ORCHESTRATOR_MAX_ATTEMPTS", 3, minimum=1)
 ORCHESTRATOR_ALLOWED_ROOTS = env_paths(
     "ORCHESTRATOR_ALLOWED_ROOTS", [Path.home().resolve()], user_part=True
 )
-ORCHESTRATOR_CHAT_WEBHOOK = env_str("ORCHESTRATOR_CHAT_WEBHOOK")
+ORCHESTRATOR_CHAT_WEBHOOK = env_url("ORCHESTRATOR_CHAT_WEBHOOK")
 # Where people reach this server (scheme, host, port): the MCP App frames the pane from here.
 ORCHESTRATOR_PUBLIC_URL = env_origin("ORCHESTRATOR_PUBLIC_URL", "http://127.0.0.1:8000")
 # A worker that stops heart-beating loses its steps after this long.
@@ -175,8 +177,9 @@ ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)
 
 # --- The pane's WebSocket: who may open it and what one socket may cost ------------------
 # (runs/socket_limits.py holds the per-socket limits; docs/architecture.md "The live pane")
-# Pages on other origins allowed to open a run's socket (and, later, to frame the pane):
-# space-separated exact origins, scheme, host and port. The site itself is always allowed.
+# Pages on other origins allowed to frame the pane (`?embed=1`), to exchange its postMessage
+# events and to open a run's socket: space-separated exact origins, scheme, host and port.
+# The site itself is always allowed (runs/embedding.py; docs/embedding.md).
 ORCHESTRATOR_EMBED_ORIGINS = env_origins("ORCHESTRATOR_EMBED_ORIGINS")
 # Pane sockets one user may hold open at once in one server process; one more is closed
 # with the reason. Each browser tab showing a run holds one.
@@ -193,6 +196,23 @@ ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = env_int("ORCHESTRATOR_MAX_PENDING_RUNS_
 # proxy says the browser's request was HTTPS (without it Django sees plain HTTP).
 SECURE_COOKIES = env_bool("SECURE_COOKIES", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_COOKIES
+# A host on another site (not another port of this host) frames the pane only if the session
+# and CSRF cookies say SameSite=None, which browsers accept only with Secure (README,
+# "Embedding in a host app"); same-site hosts work with the default Lax.
+ORCHESTRATOR_EMBED_COOKIES = env_choice(
+    "ORCHESTRATOR_EMBED_COOKIES", ("same-site", "cross-site"), "same-site"
+)
+if ORCHESTRATOR_EMBED_COOKIES == "cross-site" and not SECURE_COOKIES:
+    raise ImproperlyConfigured(
+        "ORCHESTRATOR_EMBED_COOKIES=cross-site needs SECURE_COOKIES=true: browsers drop"
+        " SameSite=None cookies that are not Secure, and Secure cookies need HTTPS"
+    )
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = (
+    "None" if ORCHESTRATOR_EMBED_COOKIES == "cross-site" else "Lax"
+)
+# Every page refuses frames (X-Frame-Options and frame-ancestors 'self' below) except the
+# embedded pane, whose view allows the site and ORCHESTRATOR_EMBED_ORIGINS (runs/embedding.py).
+X_FRAME_OPTIONS = "DENY"
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_PROXY_SSL_HEADER = env_header("SECURE_PROXY_SSL_HEADER")

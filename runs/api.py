@@ -2,26 +2,29 @@
 docs at `/api/v1/docs`).
 
 Every request carries `Authorization: Bearer <token>` (runs.api_tokens) and acts for that
-token's owner: no session, so no CSRF; only the owner's runs are visible, and another
-person's run is the same 404 as one that does not exist. Launch, cancel and retry go through
-runs.services, so the launch form's checks and sentences, and the per-user limits, are the
-same here. Every error is JSON with a sentence: `{"error": "..."}`.
+token's owner: no session, so no CSRF. The site's own pages (the workspace) call it with the
+signed-in session instead, and then Django's CSRF check applies. Either way only the owner's
+runs are visible, and another person's run is the same 404 as one that does not exist.
+Launch, cancel and retry go through runs.services, so the launch form's checks and
+sentences, and the per-user limits, are the same here. Every error is JSON with a
+sentence: `{"error": "..."}`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer
+from ninja.security import APIKeyCookie, HttpBearer
+from ninja.utils import check_csrf
 
 from runs import api_tokens, doors, exports, services
-from runs.models import FlowRun, Origin
+from runs.models import FlowRun
 from runs.permissions import token_runs
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,31 @@ class BearerToken(HttpBearer):
         return api_tokens.user_for(token)
 
 
+class SameOriginSession(APIKeyCookie):
+    """The signed-in browser on this site's own pages (the workspace launches through the API
+    it offers hosts, so it proves that contract): the session cookie plus Django's CSRF check,
+    exactly as a form post. A request that carries a token is the token's alone."""
+
+    param_name = "sessionid"
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        if "Authorization" in request.headers or not request.user.is_authenticated:
+            return None
+        if check_csrf(request) is not None:
+            raise HttpError(403, CSRF_NEEDED)
+        return "session"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        return request.user if key else None
+
+
+CSRF_NEEDED = "a signed-in browser must send the page's CSRF token (X-CSRFToken)"
+
 api = NinjaAPI(
     title="Orchestrator launch API",
     version="1",
     description="Launch flows, follow their runs and read their reports from a host app.",
-    auth=BearerToken(),
+    auth=[BearerToken(), SameOriginSession()],
     urls_namespace="api-v1",
 )
 
@@ -48,6 +71,11 @@ class LaunchIn(Schema):
     band: str = "small"
     fast: bool = False
     focus: str = ""
+    web: bool = False
+    # Which of the host's doors and panes launched it (a host's slash menu, its launcher
+    # button; its chat or coder pane), recorded with the run as the workspace's are.
+    origin: Literal["api", "slash", "button"] = "api"
+    host_pane: Literal["chat", "coder", "none"] = "none"
 
 
 class LaunchOut(Schema):
@@ -82,7 +110,9 @@ def launch(request: HttpRequest, body: LaunchIn) -> Status[dict[str, Any]]:
             fast=body.fast,
             focus=body.focus,
             owner=request.auth,  # type: ignore[attr-defined]
-            origin=Origin.API,
+            origin=body.origin,
+            host_pane=body.host_pane,
+            web=body.web,
         )
     except services.LaunchError as exc:
         return Status(400, {"error": str(exc)})

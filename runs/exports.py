@@ -1,7 +1,8 @@
 """A run's report as files, and sent to a chat. Never written into the target.
 
 What leaves here passes through runs.engine.target.secrets.redact: a private key or a URL credential
-that reached a step's output or the report somehow still does not leave.
+that reached a step's output or the report somehow still does not leave. A step's output leaves
+without its reasoning blocks (flows.model_text), which only the agent's stream shows.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from flows.model_text import strip_reasoning
 from runs.engine.target.secrets import redact
 from runs.labels import run_state
 from runs.models import ChatMessage, FlowRun, RunStatus
@@ -69,7 +71,8 @@ def run_as_json(run: FlowRun) -> dict[str, Any]:
                     "decode_tokens_per_second": s.decode_rate,
                     "truncated": s.truncated,
                     "tool_calls": s.tool_calls,
-                    "output": s.output,
+                    # reasoning stays in the agent's stream, out of every export
+                    "output": strip_reasoning(s.output),
                     "error": s.error,
                 }
                 for s in run.steps.all()

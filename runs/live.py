@@ -235,7 +235,15 @@ def snapshot_parts(run: FlowRun) -> list[tuple[str, str]]:
 
 
 # The header's parts a live update may swap, each a named partial with a stable id.
-HEADER_PARTS = ("run-state", "run-progress", "run-metrics", "run-notes", "run-actions", "run-clock")
+HEADER_PARTS = (
+    "run-state",
+    "run-progress",
+    "run-elapsed",
+    "run-metrics",
+    "run-notes",
+    "run-actions",
+    "run-clock",
+)
 ROW_PARTS = ("agent-who", "agent-metrics", "agent-actions")
 
 

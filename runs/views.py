@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
 from runs import exports, labels, live, services
+from runs.embedding import MESSAGE_VERSION, allow_framing, host_origins
 from runs.engine.queue import fairness
 from runs.models import FlowRun, RunStatus
 from runs.permissions import visible_runs
@@ -99,11 +100,12 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def pane(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = _run(request, run_id)
-    context = {**live.page_context(run), "embed": request.GET.get("embed") == "1"}
+    embed = request.GET.get("embed") == "1"
+    context = {**live.page_context(run), "embed": embed}
+    if embed:  # the pane's events go to these origins only (static/orchestrator/host.js)
+        context["host"] = {"origins": host_origins(request), "version": MESSAGE_VERSION}
     response = render(request, "runs/pane.html", context)
-    if context["embed"]:
-        response["X-Frame-Options"] = "SAMEORIGIN"
-    return response
+    return allow_framing(response) if embed else response
 
 
 @login_required

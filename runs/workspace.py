@@ -18,7 +18,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from flows.models import BANDS, FlowKind
 from flows.registry import CATALOG, slash_menu
+from runs.band_durations import median_durations
 from runs.engine.web.tools import web_configured
+from runs.labels import duration
 from runs.markup import render_markdown
 from runs.models import ChatMessage, FlowRun, HostPane, Origin, WorkspaceLayout
 from runs.permissions import visible_runs
@@ -56,11 +58,34 @@ def workspace(request: HttpRequest) -> HttpResponse:
             ("Drafts", [f for f in CATALOG.values() if f.kind == FlowKind.DRAFT]),
         ],
         "catalog_size": len(CATALOG),
+        "band_facts": band_facts(request.user),
         "chat": chat_messages(request.user),
         "relaunch": _relaunch(request),
         "web_available": web_configured(),
     }
     return render(request, "runs/workspace.html", context)
+
+
+def band_facts(user: Any) -> dict[str, dict[str, dict[str, str]]]:
+    """For the launcher, per flow and band: which agents it runs, and how long such runs
+    took here before (the median of this person's finished runs), or that none ran yet."""
+    took = median_durations(user)
+    facts: dict[str, dict[str, dict[str, str]]] = {}
+    for flow in CATALOG.values():
+        facts[flow.slug] = {}
+        for band in BANDS:
+            roster = flow.roster(band)
+            seen = took.get((flow.slug, band))
+            facts[flow.slug][band] = {
+                "agents": f"{len(roster)} agents: " + ", ".join(step.title for step in roster),
+                "took": (
+                    f"took {duration(seen[0])} here (median of {seen[1]} "
+                    f"run{'s' if seen[1] != 1 else ''})"
+                    if seen
+                    else "no runs yet"
+                ),
+            }
+    return facts
 
 
 def _relaunch(request: HttpRequest) -> dict[str, Any] | None:
@@ -111,9 +136,17 @@ def chat_log(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def remember(request: HttpRequest) -> HttpResponse:
-    """Remember a pane's project (`pane`, `target`) or forget a closed pane (`close`)."""
+    """Remember a pane's project (`pane`, `target`), open a run's pane (`open`: the run's
+    id; answers with the pane's markup) or forget a closed pane (`close`)."""
     data = request.POST
     pane, target, close = data.get("pane"), data.get("target"), data.get("close")
+    if data.get("open") is not None:
+        run_id = _uuid(data["open"])
+        run = visible_runs(request.user).filter(id=run_id).first() if run_id else None
+        if run is None:
+            return HttpResponse("no such run", status=404)
+        remember_open(request.user, run)
+        return render(request, "runs/workspace.html#orchestrator-pane", {"run": run})
     if pane is not None and target is not None:
         if pane not in HOST_PANES:
             return HttpResponse("unknown pane", status=400)

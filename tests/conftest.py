@@ -28,7 +28,7 @@ def _allow_tmp_targets(settings: Any, tmp_path: Path) -> None:
 @pytest.fixture
 def scripted_model(settings: Any) -> Iterator[Any]:
     """The project's scripted model server on a free port; runs use it over real HTTP."""
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     with ScriptedModelServer() as server:
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
@@ -242,3 +242,205 @@ def open_pane_socket() -> Any:
         return communicator, connected
 
     return open_socket
+
+
+# --- Helpers many test modules share, as fixtures (no test module imports another) -------
+
+# A validator's verdict that keeps the synthesizer's confidence high.
+HIGH_VERDICT = "Summary: Two real problems.\nConfidence: high\nReasons: all findings are cited."
+
+
+@pytest.fixture
+def client_for() -> Any:
+    """`client_for(user)`: a Django test client logged in as that user."""
+    from django.test import Client
+
+    def login(user: Any) -> Any:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def connect(open_pane_socket: Any) -> Any:
+    """`await connect(user, run)`: the run's pane socket from the site's own origin, and
+    whether the handshake was accepted. The caller always disconnects it."""
+
+    async def open_socket(user: Any, run: Any) -> tuple[Any, bool]:
+        communicator, connected = await open_pane_socket(user, run)
+        return communicator, bool(connected)
+
+    return open_socket
+
+
+@pytest.fixture
+def event_ids() -> Any:
+    """`event_ids(html)`: the ids of the stored events a pane fragment shows, in order."""
+    import re
+
+    return lambda html: [int(i) for i in re.findall(r'data-id="(\d+)"', html)]
+
+
+@pytest.fixture
+def run_to_end() -> Any:
+    """`run_to_end(run)`: the engine runs it in this process until it ends; the run, reread.
+    The timeout only bounds the wait."""
+    import asyncio
+
+    from runs.engine.worker import Engine
+
+    def go(run: Any, timeout: float = 90) -> Any:
+        async def drive() -> None:
+            await asyncio.wait_for(Engine(run_id=run.id).run(), timeout)
+
+        asyncio.run(drive())
+        run.refresh_from_db()
+        return run
+
+    return go
+
+
+@pytest.fixture
+def finish_run() -> Any:
+    """`finish_run(run, report=..., verdict=..., fail=..., outputs=...)`: the scheduler
+    driven by hand: specialists (`fail` names one that fails), then the synthesizer's
+    report, then the validator's verdict (high confidence unless given)."""
+    from runs.engine.queue import scheduler
+    from runs.models import FlowStep
+
+    def finish(
+        run: Any,
+        *,
+        report: str,
+        verdict: str = HIGH_VERDICT,
+        fail: str | None = None,
+        outputs: dict[str, str] | None = None,
+    ) -> Any:
+        for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+            key = FlowStep.objects.get(id=step_id).key
+            if key == fail:
+                finish_step(step_id, "w", succeeded=False, error="model server failed")
+            else:
+                output = (outputs or {}).get(key, f"{key} findings")
+                finish_step(step_id, "w", succeeded=True, output=output)
+        [synth] = scheduler.claim_steps("w", 10, run_id=run.id)
+        finish_step(synth, "w", succeeded=True, output=report)
+        [gate] = scheduler.claim_steps("w", 10, run_id=run.id)
+        finish_step(gate, "w", succeeded=True, output=verdict)
+        run.refresh_from_db()
+        return run
+
+    return finish
+
+
+@pytest.fixture
+def cited_report() -> str:
+    """A synthesizer's report with three findings, each citing real lines of the shop."""
+    return (
+        "## Findings\n"
+        "- **Shell injection** (codebase, high) `app/views.py:6` — "
+        "`return subprocess.run(cmd, shell=True)`\n"
+        "- **Hard-coded password** (codebase, medium) `app/settings.py:3` — "
+        '`password = "[redacted]"`\n'
+        "- **Unvalidated command** (codebase, high) `app/views.py:5` — "
+        "`# TODO: validate the command`\n"
+    )
+
+
+@pytest.fixture
+def run_with(finish_run: Any, cited_report: str) -> Any:
+    """`run_with(target, owner, report=cited_report)`: a finished code review of that
+    owner's, its report's citations checked."""
+    from runs.services import launch_run
+
+    def finished(target: Path, owner: Any, report: str = cited_report) -> Any:
+        run = launch_run(flow="code-review", target=str(target), owner=owner)
+        return finish_run(run, report=report)
+
+    return finished
+
+
+@pytest.fixture
+def manage() -> Any:
+    """`manage(*args, env=...)`: `manage.py` run to its end; its exit code and output."""
+    import subprocess
+    import sys
+
+    from devtools.testing import ROOT
+
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
+
+
+@pytest.fixture
+def stop() -> Any:
+    """`stop(process)`: SIGTERM, then SIGKILL if it has not gone within ten seconds."""
+    import signal
+    import subprocess
+
+    def terminate(process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    return terminate
+
+
+@pytest.fixture
+def worker_env() -> Any:
+    """`worker_env(model_url, **extra)`: the environment of a worker process on the
+    scripted model at that URL, with a short lease."""
+    import os
+
+    from devtools.testing import manage_env
+
+    def env(model_url: str, **extra: str) -> dict[str, str]:
+        return manage_env(
+            **{
+                "ORCHESTRATOR_MODEL": "demo/scripted",
+                "ORCHESTRATOR_BASE_URL": model_url,
+                "ORCHESTRATOR_LEASE_SECONDS": "2",
+                "ORCHESTRATOR_ALLOWED_ROOTS": os.environ.get("ORCHESTRATOR_ALLOWED_ROOTS", "/"),
+                **extra,
+            }
+        )
+
+    return env
+
+
+@pytest.fixture
+def redis_url() -> str | None:
+    """The Redis the tests may use: TEST_REDIS_URL (which must answer: CI sets it, so a
+    Redis that is down fails the test with a sentence), else one on 127.0.0.1:6379, else None.
+    A test that runs without one says so itself."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("TEST_REDIS_URL")
+    address = ("127.0.0.1", 6379)
+    if url:
+        parts = urlsplit(url)
+        address = (parts.hostname or "127.0.0.1", parts.port or 6379)
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except OSError as exc:
+        if url:
+            pytest.fail(f"TEST_REDIS_URL is {url}, but no Redis answers there ({exc})")
+        return None
+    return url or "redis://127.0.0.1:6379/0"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devtools.fakemodel.scripts import ScriptedReply, marker
 from devtools.testing import write_project
+from runs.demo.scripts import ScriptedReply, marker
 
 Call = tuple[str, dict[str, Any]]
 RUN = secrets.token_hex(6)  # values differ per test session: nothing can be guessed

@@ -14,7 +14,6 @@ from django.test import Client
 from orchestrator_site.asgi import application
 from runs.models import FlowRun
 from runs.services import launch_run
-from tests.test_pane import client_for, connect
 
 GETS = ["/runs/{id}/", "/runs/{id}/?embed=1", "/runs/{id}/export.md", "/runs/{id}/export.json"]
 POSTS = ["/runs/{id}/cancel/", "/runs/{id}/steps/security/retry/", "/runs/{id}/send-to-chat/"]
@@ -27,7 +26,7 @@ def urls(templates: list[str], run: FlowRun) -> list[str]:
 
 @pytest.mark.django_db
 def test_an_outsider_gets_404_on_every_run_url_and_never_sees_it_listed(
-    alice: Any, bob: Any, finished_run: FlowRun
+    client_for, alice: Any, bob: Any, finished_run: FlowRun
 ):
     client = client_for(bob)
     checked = 0
@@ -83,7 +82,7 @@ def test_every_state_changing_post_needs_the_csrf_token(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_socket_refuses_strangers_foreign_pages_and_steps_of_other_runs(
-    alice: Any, bob: Any, finished_run: FlowRun, target_dir: Path
+    connect, alice: Any, bob: Any, finished_run: FlowRun, target_dir: Path
 ):
     theirs = launch_run(flow="research", target=str(target_dir), owner=bob)
     foreign_step = theirs.steps.first()

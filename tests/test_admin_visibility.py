@@ -16,7 +16,6 @@ from django.test import Client
 
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep
 from runs.services import launch_run
-from tests.test_pane import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +60,9 @@ def change_page(client: Client, model: str, pk: Any) -> Any:
     return client.get(f"/admin/runs/{model}/{pk}/change/", follow=False)
 
 
-def test_a_staff_user_sees_only_their_own_runs_in_every_list(staff_bob, bobs_run, finished_run):
+def test_a_staff_user_sees_only_their_own_runs_in_every_list(
+    client_for, staff_bob, bobs_run, finished_run
+):
     client = client_for(staff_bob)
     runs = client.get("/admin/runs/flowrun/").content.decode()
     assert str(bobs_run.id) in runs and str(finished_run.id) not in runs
@@ -73,7 +74,7 @@ def test_a_staff_user_sees_only_their_own_runs_in_every_list(staff_bob, bobs_run
         assert list(listing.context["cl"].result_list) == [], model
 
 
-def test_a_staff_user_cannot_open_another_users_rows_by_id(staff_bob, finished_run):
+def test_a_staff_user_cannot_open_another_users_rows_by_id(client_for, staff_bob, finished_run):
     """Every change page of alice's rows answers as if they did not exist."""
     client = client_for(staff_bob)
     for model, pk in alices_rows(finished_run).items():
@@ -84,7 +85,7 @@ def test_a_staff_user_cannot_open_another_users_rows_by_id(staff_bob, finished_r
 
 
 def test_a_staff_user_cannot_cancel_another_users_run_from_the_admin(
-    staff_bob, bobs_run, target_dir
+    client_for, staff_bob, bobs_run, target_dir
 ):
     """The cancel action works on the runs the list shows, never on a forged selection."""
     alice_run = launch_run(flow="research", target=str(target_dir))  # someone else's
@@ -97,14 +98,14 @@ def test_a_staff_user_cannot_cancel_another_users_run_from_the_admin(
     assert alice_run.status == "pending"
 
 
-def test_search_does_not_reach_another_users_runs(staff_bob, finished_run):
+def test_search_does_not_reach_another_users_runs(client_for, staff_bob, finished_run):
     """alice's focus text is not found through bob's search."""
     client = client_for(staff_bob)
     found = client.get("/admin/runs/flowrun/", {"q": "auth"}).context["cl"].result_list
     assert list(found) == []
 
 
-def test_the_owner_as_staff_sees_their_own_rows(alice, finished_run):
+def test_the_owner_as_staff_sees_their_own_rows(client_for, alice, finished_run):
     alice.is_staff = True
     alice.save()
     alice.user_permissions.set(
@@ -115,7 +116,7 @@ def test_the_owner_as_staff_sees_their_own_rows(alice, finished_run):
         assert change_page(client, model, pk).status_code == 200, model
 
 
-def test_a_superuser_sees_everyones_rows(root, bobs_run, finished_run):
+def test_a_superuser_sees_everyones_rows(client_for, root, bobs_run, finished_run):
     client = client_for(root)
     runs = client.get("/admin/runs/flowrun/").content.decode()
     assert str(bobs_run.id) in runs and str(finished_run.id) in runs
@@ -123,7 +124,9 @@ def test_a_superuser_sees_everyones_rows(root, bobs_run, finished_run):
         assert change_page(client, model, pk).status_code == 200, model
 
 
-def test_an_outsider_gets_the_admin_login_and_nothing_else(django_user_model, finished_run):
+def test_an_outsider_gets_the_admin_login_and_nothing_else(
+    client_for, django_user_model, finished_run
+):
     charlie = django_user_model.objects.create_user("charlie", password="charlie-pass-123")
     client = client_for(charlie)
     for model, pk in alices_rows(finished_run).items():

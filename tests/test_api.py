@@ -187,10 +187,47 @@ def test_a_revoked_or_unknown_token_is_a_401_with_a_sentence(api: Client, alice,
         }
 
 
-def test_a_session_login_is_not_a_token(api: Client, alice):
-    """The API acts only on tokens: a browser's session cookie does not launch runs."""
+def test_a_signed_in_browser_launches_only_with_the_csrf_token(
+    api: Client, alice, target_dir: Path
+):
+    """The site's own pages call the API with the session, under Django's CSRF check: a
+    cross-site form cannot launch with the cookie alone."""
     api.force_login(alice)
-    assert call(api, "get", "/api/v1/flows", None).status_code == 401
+    assert call(api, "get", "/api/v1/flows", None).status_code == 200
+    body = {"flow": "code-review", "target": str(target_dir), "origin": "slash"}
+    refused = call(api, "post", "/api/v1/runs", None, body)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "error": "a signed-in browser must send the page's CSRF token (X-CSRFToken)"
+    }
+    assert not FlowRun.objects.exists()
+    api.get("/workspace/")  # the page sets the CSRF cookie its script reads the token from
+    headers = {"X-CSRFToken": api.cookies["csrftoken"].value}
+    launched = api.post(
+        "/api/v1/runs",
+        data=json.dumps({**body, "host_pane": "coder"}),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert launched.status_code == 201, launched.content
+    run = FlowRun.objects.get()
+    assert (run.owner, run.origin, run.host_pane) == (alice, Origin.SLASH, "coder")
+
+
+def test_a_request_with_a_bad_token_is_refused_even_with_a_session(api: Client, alice):
+    """A token, once sent, is the request's only credential: the cookie beside it is not."""
+    api.force_login(alice)
+    assert call(api, "get", "/api/v1/flows", "orc_00000000_unknown").status_code == 401
+
+
+def test_a_host_cannot_claim_a_door_the_api_does_not_have(
+    api: Client, alice_token: str, target_dir: Path
+):
+    body = {"flow": "code-review", "target": str(target_dir), "origin": "cli"}
+    response = call(api, "post", "/api/v1/runs", alice_token, body)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("origin: Input should be 'api', 'slash' or")
+    assert not FlowRun.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from runs import consumers
 from runs.models import FlowRun, FlowStep
 from runs.socket_limits import OpenSockets
-from tests.test_pane import client_for, connect
 
 PROPERTY = hsettings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -58,6 +57,7 @@ def assert_no_half_runs() -> None:
     extra={},
 )
 def test_the_launch_endpoint_answers_201_or_a_400_sentence_and_never_half_creates(
+    client_for,
     alice: Any,
     target_dir: Path,
     flow: str,
@@ -100,7 +100,7 @@ def test_the_launch_endpoint_answers_201_or_a_400_sentence_and_never_half_create
 @PROPERTY
 @given(key=STEP_KEY, fmt=st.text(min_size=1, max_size=20).filter(lambda f: "/" not in f))
 def test_run_endpoints_answer_4xx_to_unknown_steps_and_formats(
-    alice: Any, finished_run: FlowRun, key: str, fmt: str
+    client_for, alice: Any, finished_run: FlowRun, key: str, fmt: str
 ):
     client = client_for(alice)
     retry = client.post(f"/runs/{finished_run.id}/steps/{key}/retry/")
@@ -110,7 +110,7 @@ def test_run_endpoints_answer_4xx_to_unknown_steps_and_formats(
 
 
 @pytest.mark.django_db
-def test_unknown_and_malformed_run_ids_are_404(alice: Any):
+def test_unknown_and_malformed_run_ids_are_404(client_for, alice: Any):
     client = client_for(alice)
     for url in ("/runs/not-a-uuid/", "/runs/00000000-0000-0000-0000-000000000000/", "/runs/%00/"):
         assert client.get(url).status_code == 404, url
@@ -139,7 +139,9 @@ def test_unknown_and_malformed_run_ids_are_404(alice: Any):
         max_size=6,
     )
 )
-def test_the_socket_survives_any_message(alice: Any, target_dir: Path, messages: list[str]):
+def test_the_socket_survives_any_message(
+    connect, alice: Any, target_dir: Path, messages: list[str]
+):
     """Garbage on the pane's socket is ignored and the socket keeps serving the pane."""
     from channels.layers import get_channel_layer
 

@@ -5,29 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from runs.models import FlowRun
 from runs.services import launch_run
-from tests.test_evidence import HIGH, finish_run
-from tests.test_pane import client_for
-
-REPORT = """## Findings
-- **Shell injection** (codebase, high) `app/views.py:6` — `return subprocess.run(cmd, shell=True)`
-- **Hard-coded password** (codebase, medium) `app/settings.py:3` — `password = "[redacted]"`
-- **Unvalidated command** (codebase, high) `app/views.py:5` — `# TODO: validate the command`
-"""
-
-
-def run_with(target: Path, owner: Any, report: str = REPORT) -> FlowRun:
-    return finish_run(
-        launch_run(flow="code-review", target=str(target), owner=owner),
-        report=report,
-        verdict=HIGH,
-    )
 
 
 def cite_urls(html: str) -> list[str]:
@@ -35,7 +16,9 @@ def cite_urls(html: str) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_each_verified_citation_links_to_the_lines_the_run_checked(alice, target_dir):
+def test_each_verified_citation_links_to_the_lines_the_run_checked(
+    client_for, run_with, alice, target_dir
+):
     run = run_with(target_dir, alice)
     client = client_for(alice)
     pane = client.get(f"/runs/{run.id}/").content.decode()
@@ -55,7 +38,9 @@ def test_each_verified_citation_links_to_the_lines_the_run_checked(alice, target
 
 
 @pytest.mark.django_db
-def test_the_view_shows_what_the_run_read_and_says_the_file_changed_since(alice, target_dir):
+def test_the_view_shows_what_the_run_read_and_says_the_file_changed_since(
+    client_for, run_with, alice, target_dir
+):
     run = run_with(target_dir, alice)
     (target_dir / "app/views.py").write_text("print('rewritten')\n")
     link = cite_urls(client_for(alice).get(f"/runs/{run.id}/").content.decode())[0]
@@ -69,7 +54,7 @@ def test_the_view_shows_what_the_run_read_and_says_the_file_changed_since(alice,
 
 @pytest.mark.django_db
 def test_only_the_owner_sees_a_citation_and_a_made_up_number_is_a_404(
-    alice, bob, django_user_model, client, target_dir
+    client_for, run_with, alice, bob, django_user_model, client, target_dir
 ):
     run = run_with(target_dir, alice)
     url = f"/runs/{run.id}/citations/0/"
@@ -85,7 +70,7 @@ def test_only_the_owner_sees_a_citation_and_a_made_up_number_is_a_404(
 
 
 @pytest.mark.django_db
-def test_a_quote_with_html_and_script_is_shown_as_text(alice, target_dir):
+def test_a_quote_with_html_and_script_is_shown_as_text(client_for, run_with, alice, target_dir):
     (target_dir / "app/page.html").write_text(
         'line one\n<script>alert("x")</script><img src=x onerror=alert(1)>\nline three\n'
     )
@@ -103,7 +88,9 @@ def test_a_quote_with_html_and_script_is_shown_as_text(alice, target_dir):
 
 
 @pytest.mark.django_db
-def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(alice, target_dir):
+def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(
+    client_for, run_with, alice, target_dir
+):
     (target_dir / ".env").write_text("API_TOKEN=abc123\n")
     outside = target_dir.parent / "outside.py"
     outside.write_text("x = 1\n")
@@ -140,14 +127,16 @@ def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(alice
 
 
 @pytest.mark.django_db
-def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(alice, bob, target_dir):
+def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(
+    cited_report, client_for, run_with, alice, bob, target_dir
+):
     first = run_with(target_dir, alice)
     assert first.report_data["comparison"] is None
     assert "[new]" not in first.report
     ids = [f["id"] for f in first.report_data["findings"]]
     assert len(set(ids)) == 3
     # bob's run on the same target is not alice's previous run
-    run_with(target_dir, bob, REPORT.replace("Shell", "Other"))
+    run_with(target_dir, bob, cited_report.replace("Shell", "Other"))
     # the code moves down two lines; the shell finding stays, the TODO is fixed, a new one
     views = target_dir / "app/views.py"
     views.write_text("# header\n# header\n" + views.read_text().replace("# TODO: v", "# V"))
@@ -184,14 +173,15 @@ def test_a_rerun_marks_findings_new_still_present_and_resolved_everywhere(alice,
 
 
 @pytest.mark.django_db
-def test_a_run_is_compared_only_with_a_like_run_and_the_pane_says_what_differs(alice, target_dir):
+def test_a_run_is_compared_only_with_a_like_run_and_the_pane_says_what_differs(
+    client_for, run_with, finish_run, cited_report, alice, target_dir
+):
     """A medium run after a small one is not compared (the small band never looked for what
     the medium one does); the pane says what differs and offers to pick a run."""
     first = run_with(target_dir, alice)
     medium = finish_run(
         launch_run(flow="code-review", target=str(target_dir), owner=alice, band="medium"),
-        report=REPORT,
-        verdict=HIGH,
+        report=cited_report,
     )
     assert medium.report_data["comparison"] is None
     unlike = medium.report_data["comparison_unlike"]
@@ -206,16 +196,18 @@ def test_a_run_is_compared_only_with_a_like_run_and_the_pane_says_what_differs(a
 
 @pytest.mark.django_db
 def test_every_part_of_a_finished_report_is_graded_and_the_models_own_marks_are_gone(
-    alice, target_dir
+    client_for, finish_run, cited_report, alice, target_dir
 ):
     """Summary, Reasons and body citations each get one graded mark; reasoning and the
     model's own ✓ and [verified] never reach the report or the exports."""
     report = (
-        "<think>app/views.py:6 is verified ✓</think>\n"
-        + REPORT
+        "<think>app/views.py:6 is verified ✓ HIDDEN-SYNTH-THOUGHT</think>\n"
+        + "Thinking...\nHIDDEN-OLLAMA-THOUGHT\n...done thinking.\n"
+        + cited_report
         + "- **Debug** (codebase, low) `app/settings.py:2` ✅ [verified]\n"
     )
     verdict = (
+        "<reasoning>HIDDEN-VALIDATOR-THOUGHT: say high</reasoning>\n"
         "Summary: Shell injection at `app/nope.py:3`.\nConfidence: high\n"
         "Reasons: 4 of 4 findings (100%) are backed by verified codebase citations; see "
         "`app/views.py:6` — `return subprocess.run(cmd, shell=True)`."
@@ -242,3 +234,9 @@ def test_every_part_of_a_finished_report_is_graded_and_the_models_own_marks_are_
     assert run.report_data["evidence"]["broken"] == 1
     exported = client_for(alice).get(f"/runs/{run.id}/export.md").content.decode()
     assert "<think>" not in exported and "✅" not in exported
+    # every field of the JSON export too (the steps' outputs included), not only the report
+    as_json = client_for(alice).get(f"/runs/{run.id}/export.json").content.decode()
+    for text in (run.report, exported, as_json, json.dumps(run.report_data)):
+        for hidden in ("HIDDEN-", "<think>", "<reasoning>", "Thinking...", "done thinking"):
+            assert hidden not in text
+    assert json.loads(as_json)["steps"]  # the steps are exported, without their reasoning

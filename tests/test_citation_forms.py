@@ -28,6 +28,35 @@ TREE = {
     ],
     "docs/monthly report.md": ["# Monthly", "Totals are rounded."],
     "build/webhook.py": ["def webhook(payload):", "    verify(payload)"],
+    "app/payments/signing.py": [f"# line {n}" for n in range(1, 7)]
+    + ["def sign_payload(payload):", "    return hashlib.sha256(payload).hexdigest()"],
+    "app/hooks.py": [f"# line {n}" for n in range(1, 20)] + ["    event = json.loads(body)"],
+    "app/legacy_import.py": [
+        "import csv",
+        "",
+        "",
+        "",
+        "def total_of(rows):",
+        "    reader = csv.DictReader(rows)",
+        "    total = 0",
+        "    for row in reader:",
+        "        pass",
+        "",
+        "",
+        "",
+        "",
+        '    total += int(row["amount"])',
+    ],
+    "app/ledger.py": [f"# line {n}" for n in range(1, 69)]
+    + ["def refund(cents):", "    refund_cents = abs(cents)", "    return refund_cents"],
+    "tools/export report.py": [f"# line {n}" for n in range(1, 12)]
+    + ['        print(row["order"], format_cents(row["cents"]))'],
+    "app/orders.py": [
+        "def mark_paid(order_id, amount):",
+        "    query = f\"UPDATE orders SET paid = {amount} WHERE id = '{order_id}'\"",
+        "    return query",
+    ],
+    "web/Invoice.tsx": ["", "", "  <div dangerouslySetInnerHTML={{ __html: invoice.notes }} />"],
 }
 
 
@@ -182,3 +211,122 @@ def test_each_check_spans_its_citation_like_string():
     for check in check_all(text, TreeReader()):
         written = text[check.citation.start_offset : check.citation.end_offset]
         assert written.startswith("src/app/config.py:")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "Signing 【F:app/payments/signing.py†L7-L8】: `sign_payload` hashes with `hashlib.md5`.",
+            "named code not at those lines: hashlib.md5",
+        ),
+        ("`app/hooks.py:20` hands the body to `pickle.loads` unchecked.", "`pickle.loads`"),
+        (
+            "【F:app/payments/signing.py†L7-L8】 `sign_payload` uses `hashlib.md5` instead of "
+            "`hashlib.sha256`.",
+            "named code not at those lines: hashlib.md5",
+        ),
+        ("Rows are read with `csv.reader` (`app/legacy_import.py:6-8`).", "`csv.reader`"),
+        ("Refunds flip the sign, `cents = -cents`, at `app/ledger.py:69-71`.", "`cents = -cents`"),
+    ],
+)
+def test_a_false_citation_is_flagged_when_only_part_of_what_its_sentence_names_is_there(
+    text: str, reason: str
+):
+    """Every name the sentence gives the citation must be at the lines: one present name does
+    not vouch for an absent one, a dotted name is matched whole and case-sensitively, and an
+    expression is matched whole (spacing aside), never by one of its tokens."""
+    [(_, grade, said)] = graded(text)
+    assert grade == Grade.FLAGGED
+    assert said == reason or said.startswith(reason), said
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Signing 【F:app/payments/signing.py†L7-L8】: `sign_payload` hashes with `hashlib.sha256`.",
+        "`app/hooks.py:20` hands the body to `json.loads`.",
+        "`app/hooks.py:20` calls `json.loads` without `pickle.loads`; `yaml.load` is not used.",
+        "At `app/payments/signing.py:8` `sign_payload` should use `hmac.new` instead.",
+        "Rows are read with `csv.DictReader` (`app/legacy_import.py:6-8`).",
+        "Refunds take `refund_cents = abs(cents)` at `app/ledger.py:69-71`.",
+        "Refunds take `refund_cents=abs( cents )` at `app/ledger.py:69-71`.",
+        'The `total_of` loop adds `int(row["amount"])` at `app/legacy_import.py:14`.',
+    ],
+)
+def test_a_true_citation_whose_sentence_names_only_what_is_there_is_verified(text: str):
+    """The function the cited lines are in may be named too (its header is above them)."""
+    [(_, grade, said)] = graded(text)
+    assert grade == Grade.VERIFIED, said
+
+
+def test_names_given_to_another_citation_of_the_sentence_are_that_ones_claims():
+    text = "`sign_payload` is at `app/payments/signing.py:7` and `json.loads` in `app/hooks.py:20`."
+    assert [g for _, g, _ in graded(text)] == [Grade.VERIFIED, Grade.VERIFIED]
+    text = "`json.loads` at `app/payments/signing.py:7` and `sign_payload` in `app/hooks.py:20`."
+    assert [g for _, g, _ in graded(text)] == [Grade.FLAGGED, Grade.FLAGGED]
+
+
+GREP_WITH_SPACE = (
+    "```\n$ rg -n format_cents\n"
+    'tools/export report.py:12:        print(row["order"], format_cents(row["cents"]))\n```'
+)
+TRACEBACK = (
+    "```\nTraceback (most recent call last):\n"
+    '  File "app/legacy_import.py", line 14, in total_of\n'
+    '    total += int(row["amount"])\n'
+    '  File "tools/export report.py", line 12, in main\n'
+    "    print(row)\n"
+    "ValueError: invalid literal\n```"
+)
+JSON_FINDINGS = (
+    "```json\n"
+    '{"findings": [\n'
+    '  {"file": "app/orders.py", "line": 2, "code": "query = f\\"UPDATE orders SET paid = '
+    "{amount} WHERE id = '{order_id}'\\\"\"},\n"
+    '  {"file": "web/Invoice.tsx", "start_line": 3, "end_line": 3, '
+    '"snippet": "<div dangerouslySetInnerHTML={{ __html: invoice.notes }} />"},\n'
+    '  {"file": "tools/export report.py", "line": 12, "meta": {"severity": "low"}, '
+    '"text": "print(row[\\"order\\"], format_cents(row[\\"cents\\"]))"},\n'
+    '  {"file": "app/orders.py", "line": 3, "quote": "return paid"}\n'
+    "]}\n```"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GREP_WITH_SPACE, [("tools/export report.py:12", Grade.VERIFIED)]),
+        (
+            TRACEBACK,
+            [
+                ("app/legacy_import.py:14", Grade.VERIFIED),
+                ("tools/export report.py:12", Grade.FLAGGED),
+            ],
+        ),
+        (
+            JSON_FINDINGS,
+            [
+                ("app/orders.py:2", Grade.VERIFIED),
+                ("web/Invoice.tsx:3", Grade.VERIFIED),
+                ("tools/export report.py:12", Grade.VERIFIED),
+                ("app/orders.py:3", Grade.FLAGGED),
+            ],
+        ),
+    ],
+)
+def test_tool_output_in_code_blocks_is_checked_by_the_text_it_shows(
+    text: str, expected: list[tuple[str, Grade]]
+):
+    """grep output with a space in its path, a traceback's code line under its `File` line,
+    and a JSON block parsed whole (escaped quotes, braces in strings, nested objects)."""
+    checks = check_all(text, TreeReader())
+    assert [(c.citation.label, c.grade) for c in checks] == expected, [c.reason for c in checks]
+    marked = annotate(text, checks)
+    assert marked.count("✓") == [g for _, g in expected].count(Grade.VERIFIED)
+
+
+def test_json_that_does_not_parse_is_still_read_object_by_object():
+    broken = JSON_FINDINGS.replace("\n]}", ",\n]}")  # a trailing comma
+    labels = [c.citation.label for c in check_all(broken, TreeReader())]
+    assert labels[:2] == ["app/orders.py:2", "web/Invoice.tsx:3"]

@@ -19,7 +19,6 @@ from devtools.testing import start_manage
 from runs.engine.worker import Engine
 from runs.models import AgentEvent, FlowRun, RunStatus, StepStatus
 from runs.services import launch_run
-from tests.test_processes import worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -58,7 +57,13 @@ def test_there_are_at_least_twenty_distinct_crash_points():
 
 @pytest.mark.parametrize(("flow", "point"), CRASH_POINTS, ids=[p for _, p in CRASH_POINTS])
 def test_a_worker_killed_at_this_point_loses_nothing_and_the_run_finishes(
-    settings: Any, scripted_model: Any, target_dir: Path, tmp_path: Path, flow: str, point: str
+    worker_env,
+    settings: Any,
+    scripted_model: Any,
+    target_dir: Path,
+    tmp_path: Path,
+    flow: str,
+    point: str,
 ):
     settings.ORCHESTRATOR_SWEEP_SECONDS = 0.2
     if point.startswith("heartbeat"):

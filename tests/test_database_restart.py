@@ -18,7 +18,6 @@ import psycopg
 import pytest
 
 from devtools.testing import start_manage
-from tests.test_processes import manage, stop, worker_env
 
 pytestmark = pytest.mark.slow
 DATABASE = "restart_test"
@@ -65,10 +64,16 @@ def own_postgres() -> Iterator[OwnPostgres]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def manage_ok(*args: str, env: dict[str, str]) -> str:
-    result = manage(*args, env=env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+@pytest.fixture
+def manage_ok(manage: Any) -> Any:
+    """`manage_ok(*args, env=...)`: `manage.py` run to a clean exit; its output."""
+
+    def run(*args: str, env: dict[str, str]) -> str:
+        result = manage(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        return str(result.stdout)
+
+    return run
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -79,9 +84,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path
 
 
 def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
-    own_postgres: OwnPostgres, tmp_path: Path, target_dir: Path
+    manage_ok, stop, worker_env, own_postgres: OwnPostgres, tmp_path: Path, target_dir: Path
 ):
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     db = own_postgres
     with ScriptedModelServer(token_rate=60) as model:
@@ -139,6 +144,7 @@ def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
     }
     lost = [row for row in committed if after.get(row[0]) != row]
     assert not lost, f"{len(lost)} committed events changed or vanished"
+    assert done, "some steps had finished before the outage"
     for key, attempt, output in done:
         again = db.query(
             "SELECT status, attempt, output FROM flow_steps WHERE run_id = %s AND key = %s",
@@ -151,6 +157,7 @@ def test_postgres_restarted_under_a_running_run_loses_nothing_committed(
     )
     assert not gaps, f"seq gaps in sessions {gaps}"
     steps = db.query("SELECT key, status FROM flow_steps WHERE run_id = %s", run_id)
+    assert steps, "the run's steps are in the restarted database"
     assert all(s == "succeeded" for _, s in steps), steps
     print(
         f"outage of 3 s under a run: {len(committed)} committed events and {len(done)} "

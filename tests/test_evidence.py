@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from devtools.testing import finish_step
 from flows.registry import CATALOG
-from runs.engine.queue import scheduler
 from runs.engine.worker import Engine
-from runs.models import FlowRun, FlowStep, RunStatus
+from runs.models import RunStatus
 from runs.services import launch_run
 
 REPORT = """## Findings
@@ -26,30 +24,6 @@ REPORT = """## Findings
 """
 
 
-def finish_run(
-    run: FlowRun,
-    *,
-    report: str,
-    verdict: str,
-    fail: str | None = None,
-    outputs: dict[str, str] | None = None,
-) -> FlowRun:
-    """Drive the scheduler by hand: specialists, then the synthesizer's report, then the gate."""
-    for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
-        key = FlowStep.objects.get(id=step_id).key
-        if key == fail:
-            finish_step(step_id, "w", succeeded=False, error="model server failed")
-        else:
-            output = (outputs or {}).get(key, f"{key} findings")
-            finish_step(step_id, "w", succeeded=True, output=output)
-    [synth] = scheduler.claim_steps("w", 10, run_id=run.id)
-    finish_step(synth, "w", succeeded=True, output=report)
-    [gate] = scheduler.claim_steps("w", 10, run_id=run.id)
-    finish_step(gate, "w", succeeded=True, output=verdict)
-    run.refresh_from_db()
-    return run
-
-
 HIGH = "Summary: Two real problems.\nConfidence: high\nReasons: all findings are cited."
 # Three findings, each backed by a verified, quoted citation at its own place in the code.
 CLEAN = "\n".join(
@@ -61,7 +35,9 @@ CLEAN = "\n".join(
 
 
 @pytest.mark.django_db
-def test_a_fabricated_citation_is_caught_labelled_and_lowers_confidence(target_dir: Path):
+def test_a_fabricated_citation_is_caught_labelled_and_lowers_confidence(
+    finish_run, target_dir: Path
+):
     """A citation to a file or line that does not exist is never shown as verified."""
     run = finish_run(
         launch_run(flow="code-review", target=str(target_dir)), report=REPORT, verdict=HIGH
@@ -77,7 +53,9 @@ def test_a_fabricated_citation_is_caught_labelled_and_lowers_confidence(target_d
 
 
 @pytest.mark.django_db
-def test_single_source_web_claims_and_no_evidence_items_are_kept_visible(target_dir: Path):
+def test_single_source_web_claims_and_no_evidence_items_are_kept_visible(
+    finish_run, target_dir: Path
+):
     """The structured report keeps each finding's trust class, and the deferral's trigger."""
     run = finish_run(
         launch_run(flow="code-review", target=str(target_dir)), report=REPORT, verdict=HIGH
@@ -92,7 +70,7 @@ def test_single_source_web_claims_and_no_evidence_items_are_kept_visible(target_
 
 
 @pytest.mark.django_db
-def test_confidence_falls_when_an_agent_fails(target_dir: Path):
+def test_confidence_falls_when_an_agent_fails(finish_run, target_dir: Path):
     """All citations good, but a lens is missing: at most medium, and the report says who."""
     run = finish_run(
         launch_run(flow="code-review", target=str(target_dir)),
@@ -107,7 +85,7 @@ def test_confidence_falls_when_an_agent_fails(target_dir: Path):
 
 
 @pytest.mark.django_db
-def test_each_agents_own_citations_are_checked_too(target_dir: Path):
+def test_each_agents_own_citations_are_checked_too(finish_run, target_dir: Path):
     """A specialist that fabricates is visible in Method even if the report dropped the claim."""
     outputs = {
         "correctness": "- **Loop** (codebase) `app/views.py:11` — `for item in items:`",
@@ -124,7 +102,7 @@ def test_each_agents_own_citations_are_checked_too(target_dir: Path):
 
 
 @pytest.mark.django_db
-def test_clean_cited_evidence_keeps_the_models_high_confidence(target_dir: Path):
+def test_clean_cited_evidence_keeps_the_models_high_confidence(finish_run, target_dir: Path):
     """When the evidence allows it, the validator's judgement stands."""
     run = finish_run(
         launch_run(flow="code-review", target=str(target_dir)), report=CLEAN, verdict=HIGH
@@ -136,7 +114,7 @@ def test_clean_cited_evidence_keeps_the_models_high_confidence(target_dir: Path)
 
 
 @pytest.mark.django_db
-def test_a_quote_holding_the_secret_itself_is_not_verified(target_dir: Path):
+def test_a_quote_holding_the_secret_itself_is_not_verified(finish_run, target_dir: Path):
     """Citations are checked against the lines as the model read them (redacted), so a ✓ can
     never confirm a guessed secret, and the guess is not kept as a checked line."""
     guessed = REPORT.replace('password = "[redacted]"', 'password = "hunter2"')
@@ -149,7 +127,7 @@ def test_a_quote_holding_the_secret_itself_is_not_verified(target_dir: Path):
 
 
 @pytest.mark.django_db
-def test_one_trivially_true_citation_never_yields_high(target_dir: Path):
+def test_one_trivially_true_citation_never_yields_high(finish_run, target_dir: Path):
     """A single citation that exists proves little; the model's 'high' is capped, with why."""
     run = finish_run(
         launch_run(flow="code-review", target=str(target_dir)),
@@ -163,6 +141,7 @@ def test_one_trivially_true_citation_never_yields_high(target_dir: Path):
 
 @pytest.mark.django_db
 def test_a_verdict_written_into_the_body_is_quoted_not_shown_as_a_second_verdict(
+    finish_run,
     target_dir: Path,
 ):
     """The model cannot add its own Summary or Confidence headings to the report."""
@@ -218,6 +197,7 @@ def test_a_draft_flow_on_the_scripted_model_reads_as_a_draft(scripted_model, tar
 
 @pytest.mark.django_db
 def test_citations_of_a_loop_a_fifo_and_a_secret_fail_alone_and_the_run_still_reports(
+    finish_run,
     target_dir: Path,
 ):
     """Hostile files in the target cost their own citations, never the report."""

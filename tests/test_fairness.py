@@ -23,7 +23,6 @@ from runs.engine.worker import Engine
 from runs.models import FlowRun, FlowStep, RunStatus
 from runs.progress import snapshot
 from runs.services import launch_run
-from tests.test_pane import client_for
 
 MODEL = "demo/scripted"
 
@@ -129,7 +128,9 @@ class TestTheCap:
         third.refresh_from_db()
         assert third.status == RunStatus.PENDING
 
-    def test_the_pane_the_history_and_the_cli_show_why_a_run_waits(self, settings, alice, launch):
+    def test_the_pane_the_history_and_the_cli_show_why_a_run_waits(
+        self, client_for, settings, alice, launch
+    ):
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 1
         launch(alice, focus="first")
         waiting = launch(alice, focus="second")
@@ -292,7 +293,7 @@ def focus_of(body: dict[str, Any]) -> str:
 def test_a_burst_of_runs_does_not_delay_another_users_first_request(settings, alice, bob, launch):
     """Alice launches 30 runs; Bob's first request reaches the model after at most a couple
     of Alice's turns (arrival order at the model, not time), not after her 8 running steps."""
-    from devtools.fakemodel.server import ScriptedModelServer
+    from runs.demo.server import ScriptedModelServer
 
     settings.ORCHESTRATOR_SLOTS = 1
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0  # the burst waits, on purpose
@@ -403,6 +404,7 @@ class TestAPlaceInLine:
             moved = {i: after_turn[i] for i in before if i != holder}
             assert moved == {i: place - 1 for i, place in before.items() if i != holder}
             before = after_turn
+        assert seen, "the places in line were watched"
         for step_id, places in seen.items():
             numbered = [p for p in places if p > 0]
             assert places == [0] * (len(places) - len(numbered)) + numbered, (step_id, places)

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.fakemodel.faults import FaultKind, FaultPlan, fault_plan, parse_rule
-from devtools.fakemodel.scripts import reply_for
-from devtools.fakemodel.server import ScriptedModelServer
+from runs.demo.faults import FaultKind, FaultPlan, fault_plan, parse_rule
+from runs.demo.scripts import reply_for
+from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import EndpointConfig, FirstByte, TurnResult
 from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 
@@ -304,7 +304,7 @@ def test_main_serves_until_interrupted_and_prints_its_url():
 
 def test_main_rejects_an_unknown_fault_with_the_valid_kinds(capsys):
     """A typo in --fault is a usage error that lists what exists."""
-    from devtools.fakemodel.server import main
+    from runs.demo.server import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["--port", "0", "--fault", "explode"])

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from devtools.fakemodel.faults import FaultKind, fault_plan
+from runs.demo.faults import FaultKind, fault_plan
 from runs.engine.worker import Engine
 from runs.models import AgentEvent, FlowRun, RunStatus, StepStatus
 from runs.services import LaunchError, launch_run

@@ -26,7 +26,6 @@ from devtools.testing import ROOT
 from orchestrator_site.hardening import BAD_QUERY
 from runs import services
 from runs.models import AgentEvent, FlowRun, FlowStep, RunStatus
-from tests.test_pane import client_for
 
 PROPERTY = hsettings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -51,7 +50,7 @@ WITH_CONTROL = st.tuples(TEXT, CONTROL, TEXT).map("".join)
 @example(page="/runs/", name="q", value="\x00", in_name=False)
 @example(page="/runs/", name="target", value="\x00", in_name=False)
 def test_a_control_character_in_any_query_parameter_is_a_400_with_a_sentence(
-    alice: Any, finished_run: FlowRun, page: str, name: str, value: str, in_name: bool
+    client_for, alice: Any, finished_run: FlowRun, page: str, name: str, value: str, in_name: bool
 ):
     key, val = (value, "x") if in_name else (name, value)
     url = f"{page.format(id=finished_run.id)}?{quote(key, safe='')}={quote(val, safe='')}"
@@ -61,7 +60,7 @@ def test_a_control_character_in_any_query_parameter_is_a_400_with_a_sentence(
 
 
 @pytest.mark.django_db
-def test_bytes_that_are_not_utf8_in_a_query_are_a_400_too(alice: Any):
+def test_bytes_that_are_not_utf8_in_a_query_are_a_400_too(client_for, alice: Any):
     for query in ("q=%FF", "target=%C3", "%80=1", "q=ok&status=%ED%A0%80"):
         response = client_for(alice).get(f"/runs/?{query}")
         assert (response.status_code, response.content.decode()) == (400, BAD_QUERY), query
@@ -71,7 +70,7 @@ def test_bytes_that_are_not_utf8_in_a_query_are_a_400_too(alice: Any):
 @PROPERTY
 @given(q=TEXT, target=TEXT, flow=TEXT, page=TEXT)
 def test_any_printable_query_still_answers_the_history_page(
-    alice: Any, finished_run: FlowRun, q: str, target: str, flow: str, page: str
+    client_for, alice: Any, finished_run: FlowRun, q: str, target: str, flow: str, page: str
 ):
     fields = {"q": q, "target": target, "flow": flow, "page": page}
     response = client_for(alice).get("/runs/", fields)
@@ -116,7 +115,7 @@ def policy(response: Any) -> dict[str, list[str]]:
 
 @pytest.mark.django_db
 def test_every_page_carries_the_content_security_policy_with_no_inline_scripts(
-    alice: Any, finished_run: FlowRun, django_user_model: Any
+    client_for, alice: Any, finished_run: FlowRun, django_user_model: Any
 ):
     root = django_user_model.objects.create_superuser("root", password="root-pass-123")
     pages = {
@@ -227,7 +226,7 @@ def test_behind_a_tls_proxy_the_cookies_are_secure_and_hsts_is_sent(settings: An
 
 @pytest.mark.django_db
 def test_the_admin_offers_no_way_to_delete_runs_or_what_hangs_off_them(
-    finished_run: FlowRun, django_user_model: Any
+    client_for, finished_run: FlowRun, django_user_model: Any
 ):
     root = client_for(django_user_model.objects.create_superuser("root", password="r-pass-1"))
     listing = root.get("/admin/runs/flowrun/").content.decode()
@@ -253,7 +252,7 @@ def test_the_admin_offers_no_way_to_delete_runs_or_what_hangs_off_them(
 
 @pytest.mark.django_db
 def test_a_users_waiting_runs_are_capped_at_every_door_with_a_sentence(
-    settings: Any, alice: Any, bob: Any, target_dir: Path
+    client_for, finish_run, settings: Any, alice: Any, bob: Any, target_dir: Path
 ):
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 2
     for _ in range(2):
@@ -266,10 +265,9 @@ def test_a_users_waiting_runs_are_capped_at_every_door_with_a_sentence(
     with pytest.raises(CommandError, match=re.escape(sentence)):
         call_command("launch_flow", "research", "--target", str(target_dir), "--user", "alice")
     # A retry puts a finished run back among the waiting ones: the same cap, the same sentence.
-    from tests.test_evidence import HIGH, finish_run
 
     finished = services.launch_run(flow="code-review", target=str(target_dir), owner=bob)
-    finished = finish_run(finished, report="## Findings\n", verdict=HIGH, fail="security")
+    finished = finish_run(finished, report="## Findings\n", fail="security")
     finished.owner = alice
     finished.save(update_fields=["owner"])
     retry = client_for(alice).post(f"/runs/{finished.id}/steps/security/retry/")

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.fakemodel.scripts import ScriptedReply, marker
-from devtools.fakemodel.server import ScriptedModelServer
 from devtools.testing import free_port, manage_env, start_manage
+from runs.demo.scripts import ScriptedReply, marker
+from runs.demo.server import ScriptedModelServer
 from runs.engine.worker import Engine
 from runs.models import (
     TERMINAL_STEP,
@@ -40,7 +40,6 @@ from runs.models import (
 )
 from runs.services import launch_run, retry_step
 from tests import hostile
-from tests.test_pane import client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,9 +58,8 @@ def run_to_end(run: FlowRun, timeout: float = 120) -> FlowRun:
     return run
 
 
-def everything_stored_and_sent(run: FlowRun, server: ScriptedModelServer, owner: Any) -> dict:
-    """Every place target bytes could end up, as text to search."""
-    client = client_for(owner)
+def everything_stored_and_sent(run: FlowRun, server: ScriptedModelServer, client: Any) -> dict:
+    """Every place target bytes could end up, as text to search (`client`: the owner's)."""
     steps = list(run.steps.all())
     return {
         "model requests": hostile.dumps(server.requests),
@@ -92,7 +90,7 @@ def results_in_order(run: FlowRun, key: str) -> list[dict[str, Any]]:
 
 
 def test_a_hostile_model_gets_no_secret_and_no_byte_from_outside_the_target(
-    scripted_model: ScriptedModelServer, hostile_target: tuple[Path, Path], alice: Any
+    client_for, scripted_model: ScriptedModelServer, hostile_target: tuple[Path, Path], alice: Any
 ):
     root, _ = hostile_target
     secret_calls = hostile.hostile_secret_calls()
@@ -112,7 +110,7 @@ def test_a_hostile_model_gets_no_secret_and_no_byte_from_outside_the_target(
     assert run.status == RunStatus.SUCCEEDED, run.error
     forbidden = [form.value for form in hostile.FORMS] + hostile.OUTSIDE_BYTES
     places = assert_nothing_leaked(
-        everything_stored_and_sent(run, scripted_model, alice), forbidden
+        everything_stored_and_sent(run, scripted_model, client_for(alice)), forbidden
     )
 
     # Every secret read came back refused, or (a URL credential in source) redacted.
@@ -140,6 +138,7 @@ def test_a_hostile_model_gets_no_secret_and_no_byte_from_outside_the_target(
 
     checks = results_in_order(run, "performance")
     greps, huge = checks[: len(patterns)], checks[len(patterns) :]
+    assert len(greps) == len(patterns) > 0, checks
     assert all(r["ok"] and "time limit" not in r["content"] for r in greps), greps
     assert len(huge) == len(hostile.HUGE_ARGUMENTS)
     assert not any(r["ok"] for r in huge), [r["content"][:100] for r in huge if r["ok"]]
@@ -166,7 +165,7 @@ def test_a_hostile_model_gets_no_secret_and_no_byte_from_outside_the_target(
 
 
 def test_a_target_swapped_mid_attempt_stops_the_agent_with_a_sentence(
-    scripted_model: ScriptedModelServer, hostile_target: tuple[Path, Path], alice: Any
+    client_for, scripted_model: ScriptedModelServer, hostile_target: tuple[Path, Path], alice: Any
 ):
     """Between two tool calls the target becomes a link to another directory: the next
     call reads nothing, and the step fails saying why (no traceback, no retry loop)."""
@@ -197,7 +196,7 @@ def test_a_target_swapped_mid_attempt_stops_the_agent_with_a_sentence(
     assert correctness.attempt == 1, "refused once, not retried in a loop"
     assert run.is_finished
     assert_nothing_leaked(
-        everything_stored_and_sent(run, scripted_model, alice), hostile.OUTSIDE_BYTES
+        everything_stored_and_sent(run, scripted_model, client_for(alice)), hostile.OUTSIDE_BYTES
     )
 
 
@@ -220,6 +219,7 @@ def swap(root: Path, outside: Path, how: str) -> None:
     ],
 )
 def test_a_retry_on_a_moved_or_swapped_target_fails_with_a_sentence(
+    client_for,
     scripted_model: ScriptedModelServer,
     hostile_target: tuple[Path, Path],
     alice: Any,
@@ -253,7 +253,7 @@ def test_a_retry_on_a_moved_or_swapped_target_fails_with_a_sentence(
     assert not [b for b in after if marker(b, "Agent role") == "security"], "model never asked"
     assert run.is_finished
     assert_nothing_leaked(
-        everything_stored_and_sent(run, scripted_model, alice), hostile.OUTSIDE_BYTES
+        everything_stored_and_sent(run, scripted_model, client_for(alice)), hostile.OUTSIDE_BYTES
     )
 
 

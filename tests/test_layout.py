@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from devtools.testing import ROOT
 
@@ -14,7 +13,7 @@ WEB_MODULES = {"runs.views", "runs.live", "runs.consumers", "runs.workspace", "r
 def imports_of(package: str) -> dict[str, set[str]]:
     """Every module of a package and the modules it imports, at any depth of the code."""
     found: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).rglob("*.py")):
+    for path in sorted((ROOT / package.replace(".", "/")).rglob("*.py")):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
@@ -51,9 +50,13 @@ def test_the_engine_never_reaches_up_into_the_web_layer():
     assert upward == []
 
 
-def test_the_demo_model_is_loaded_by_name_only_when_selected():
-    source = Path(ROOT / "runs/engine/agent/modelconfig.py").read_text()
-    assert 'import_module("devtools.demo")' in source
+def test_the_demo_model_is_product_code_the_demo_provider_imports_directly():
+    """`demo/scripted` needs no development package: the provider and its scripted server
+    live in runs/demo, and nothing there reaches into devtools or tests."""
+    demo = imports_of("runs.demo")
+    assert {"runs.demo.server", "runs.demo.scripts", "runs.demo.provider"} <= set(demo)
+    assert "runs.demo.provider" in imports_of("runs")["runs.engine.agent.modelconfig"]
+    assert offenders("runs", ("devtools", "tests")) == []
 
 
 def test_the_engine_is_grouped_by_what_each_part_does():
@@ -96,4 +99,20 @@ def test_every_reset_of_a_step_goes_through_the_one_reset_function():
             for keyword in node.keywords:
                 if keyword.arg in cleared and isinstance(keyword.value, ast.Constant):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {keyword.arg}")
+    assert found == []
+
+
+def test_no_test_module_imports_another_test_module():
+    """Helpers tests share are fixtures in the conftest.py of their package, not imports from
+    another test file (a test file imported twice runs its tests twice)."""
+    tests = imports_of("tests")
+    test_modules = [m for m in tests if m.rpartition(".")[2].startswith("test_")]
+    assert len(test_modules) > 50, "the test modules were not found"
+    found = [
+        f"{module} imports {name}"
+        for module in test_modules
+        for name in sorted(tests[module])
+        if any(part.startswith("test_") for part in name.split(".")[1:])
+        and name.startswith("tests.")
+    ]
     assert found == []

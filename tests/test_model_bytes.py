@@ -23,8 +23,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from devtools.fakemodel.faults import fault_plan
-from devtools.fakemodel.server import HOSTILE_TEXT
+from runs.demo.faults import fault_plan
+from runs.demo.server import HOSTILE_TEXT
 from runs.engine.agent.context import load_context
 from runs.engine.agent.events import EventSink, StorageRefused
 from runs.engine.dbthread import db_async
@@ -34,7 +34,6 @@ from runs.engine.worker import Engine
 from runs.live import pane_state, render_events, render_rows, stored_events
 from runs.models import AgentEvent, AgentSession, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import launch_run
-from tests.test_engine import run_to_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,7 +73,7 @@ def test_a_write_error_is_an_outage_only_when_the_database_is_away():
 
 
 def test_a_model_streaming_nul_and_control_bytes_is_stored_visibly_and_the_run_succeeds(
-    scripted_model: Any, target_dir: Path
+    run_to_end, scripted_model: Any, target_dir: Path
 ):
     """Every agent's text, reasoning, output, checkpoint and pane fragment holds the marks."""
     scripted_model.faults = fault_plan("nul_text")
@@ -87,7 +86,9 @@ def test_a_model_streaming_nul_and_control_bytes_is_stored_visibly_and_the_run_s
     assert "␀ nul ␁␂␇ bell ␛[31mred" in reasoning
     assert "lone\ufffd end" in reasoning
     outputs = [s.output for s in run.steps.all()]
+    assert outputs, "the run has steps whose outputs to check"
     assert all("␀" in output and not RAW.search(output) for output in outputs)
+    assert AgentSession.objects.filter(step__run=run).exists()
     for session in AgentSession.objects.filter(step__run=run):
         assert not [text for text in _strings(session.transcript) if RAW.search(text)]
     for step in run.steps.all():
@@ -98,7 +99,7 @@ def test_a_model_streaming_nul_and_control_bytes_is_stored_visibly_and_the_run_s
 
 
 def test_a_nul_in_a_file_past_its_first_8_kb_reaches_neither_the_model_nor_storage(
-    scripted_model: Any, target_dir: Path
+    run_to_end, scripted_model: Any, target_dir: Path
 ):
     """A NUL anywhere makes a file binary (runs.engine.target.confinement: the safety layer's rule,
     which wins over letting it through marked): the run succeeds without it."""
@@ -181,7 +182,7 @@ def _lapse(step_id: int) -> None:
 
 @pytest.mark.parametrize("released", [False, True], ids=["lease lapsed", "worker stopped"])
 def test_a_step_that_keeps_losing_its_worker_fails_after_the_attempt_cap_naming_the_last_end(
-    settings: Any, scripted_model: Any, target_dir: Path, released: bool
+    run_to_end, settings: Any, scripted_model: Any, target_dir: Path, released: bool
 ):
     settings.ORCHESTRATOR_MAX_ATTEMPTS = 3
     run = launch_run(flow="code-review", target=str(target_dir))
@@ -207,7 +208,7 @@ def test_a_step_that_keeps_losing_its_worker_fails_after_the_attempt_cap_naming_
 
 
 def test_an_answer_cut_at_the_output_limit_is_marked_in_the_stream_the_step_and_the_method(
-    scripted_model: Any, target_dir: Path
+    run_to_end, scripted_model: Any, target_dir: Path
 ):
     scripted_model.faults = fault_plan("length:role=synthesizer")
     run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
@@ -221,7 +222,7 @@ def test_an_answer_cut_at_the_output_limit_is_marked_in_the_stream_the_step_and_
 
 
 def test_a_tool_call_cut_off_is_never_run_and_the_agent_gets_another_turn(
-    scripted_model: Any, target_dir: Path
+    run_to_end, scripted_model: Any, target_dir: Path
 ):
     scripted_model.faults = fault_plan("cut_tool_call:role=security:times=1")
     run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
@@ -238,7 +239,7 @@ def test_a_tool_call_cut_off_is_never_run_and_the_agent_gets_another_turn(
 
 
 def test_a_tool_call_cut_off_twice_in_a_row_fails_the_step_with_the_reason(
-    scripted_model: Any, target_dir: Path
+    run_to_end, scripted_model: Any, target_dir: Path
 ):
     scripted_model.faults = fault_plan("cut_tool_call:role=security")
     run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 
 import pytest
@@ -18,19 +17,13 @@ from devtools.testing import finish_step
 from orchestrator_site.asgi import application
 from runs.engine.agent.events import run_group
 from runs.engine.queue import scheduler
-from runs.models import AgentEvent, ChatMessage, FlowRun, FlowStep
+from runs.models import AgentEvent, ChatMessage, FlowStep
 from runs.services import launch_run
-
-
-def client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.mark.django_db
 class TestPages:
-    def test_the_owner_sees_the_pane_with_the_report_on_top(self, alice, finished_run):
+    def test_the_owner_sees_the_pane_with_the_report_on_top(self, client_for, alice, finished_run):
         """Header, then the report (Summary first), then the agents."""
         html = client_for(alice).get(f"/runs/{finished_run.id}/").content.decode()
         assert (
@@ -41,13 +34,13 @@ class TestPages:
         assert "<h2>Summary</h2>" in html
         assert html.count('class="agent kind-') == 4
 
-    def test_model_output_and_focus_text_are_escaped(self, alice, finished_run):
+    def test_model_output_and_focus_text_are_escaped(self, client_for, alice, finished_run):
         """No markup from a model or a person runs in the browser."""
         html = client_for(alice).get(f"/runs/{finished_run.id}/").content.decode()
         assert "<img src=x" not in html and "<b>auth</b>" not in html
         assert "&lt;b&gt;auth&lt;/b&gt;" in html
 
-    def test_another_user_gets_404_everywhere(self, bob, finished_run):
+    def test_another_user_gets_404_everywhere(self, client_for, bob, finished_run):
         """Pane, exports and actions all answer 404 to someone who does not own the run."""
         client = client_for(bob)
         base = f"/runs/{finished_run.id}"
@@ -69,7 +62,7 @@ class TestPages:
         client.force_login(alice)
         assert client.post(f"/runs/{finished_run.id}/cancel/").status_code == 403
 
-    def test_exports_markdown_and_json(self, alice, finished_run):
+    def test_exports_markdown_and_json(self, client_for, alice, finished_run):
         """.md is the report; .json has the run, every step and the structured report."""
         client = client_for(alice)
         md = client.get(f"/runs/{finished_run.id}/export.md")
@@ -86,14 +79,16 @@ class TestPages:
         assert data["report"]["confidence"] == finished_run.confidence
         assert data["report"]["markdown"] == finished_run.report
 
-    def test_send_to_chat_lands_in_the_workspace_chat_by_default(self, alice, finished_run):
+    def test_send_to_chat_lands_in_the_workspace_chat_by_default(
+        self, client_for, alice, finished_run
+    ):
         """With no webhook configured, the report becomes a chat message for its owner."""
         response = client_for(alice).post(f"/runs/{finished_run.id}/send-to-chat/")
         assert response.content.decode() == "sent to the workspace chat"
         message = ChatMessage.objects.get()
         assert message.owner == alice and finished_run.report in message.text
 
-    def test_retry_reruns_a_failed_agent_and_its_dependants(self, alice, target_dir):
+    def test_retry_reruns_a_failed_agent_and_its_dependants(self, client_for, alice, target_dir):
         """The pane's Retry button: the failed step and the spine go again, the rest stays."""
         run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
         claimed = scheduler.claim_steps("w", 10, run_id=run.id)
@@ -121,13 +116,13 @@ class TestPages:
         again = client.post(f"/runs/{run.id}/steps/security/retry/")
         assert again.status_code == 409 and "cannot be retried" in again.content.decode()
 
-    def test_admin_is_for_staff_only(self, bob, finished_run):
+    def test_admin_is_for_staff_only(self, client_for, bob, finished_run):
         """The admin shows runs to staff; anyone else is sent to its login."""
         response = client_for(bob).get("/admin/runs/flowrun/")
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
     def test_history_filters_searches_and_paginates(
-        self, settings, alice, target_dir, finished_run
+        self, client_for, settings, alice, target_dir, finished_run
     ):
         """Newest first, by flow, status and text."""
         settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0  # 30 waiting runs, on purpose
@@ -144,28 +139,10 @@ class TestPages:
         assert "<html" not in found, "an HTMX request gets the partial only"
 
 
-async def connect(user: Any, run: FlowRun) -> tuple[WebsocketCommunicator, bool]:
-    client = await database_sync_to_async(client_for)(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
-    communicator = WebsocketCommunicator(
-        application,
-        f"/ws/runs/{run.id}/",
-        headers=[
-            (b"origin", b"http://127.0.0.1"),
-            (b"host", b"127.0.0.1"),
-            (b"cookie", cookie.encode()),
-        ],
-    )
-    connected, _ = await communicator.connect()
-    return communicator, connected
-
-
-def event_ids(html: str) -> list[int]:
-    return [int(i) for i in re.findall(r'data-id="(\d+)"', html)]
-
-
 @pytest.mark.django_db(transaction=True)
-def test_the_socket_sends_a_snapshot_then_streams_only_expanded_agents(alice, finished_run):
+def test_the_socket_sends_a_snapshot_then_streams_only_expanded_agents(
+    connect, event_ids, alice, finished_run
+):
     """Status for everyone, tokens only for the agent being watched, resumed without loss."""
     security = finished_run.steps.get(key="security")
     correctness = finished_run.steps.get(key="correctness")
@@ -256,7 +233,9 @@ def _store_events(step: FlowStep, texts: list[str]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_live_message_lost_on_the_way_is_healed_from_the_database(alice, finished_run):
+def test_a_live_message_lost_on_the_way_is_healed_from_the_database(
+    connect, event_ids, alice, finished_run
+):
     """The channel layer may drop a message: a gap in seq, or a status change after the
     last events, brings the missing events from the database, each exactly once."""
     security = finished_run.steps.get(key="security")
@@ -298,7 +277,9 @@ def test_a_live_message_lost_on_the_way_is_healed_from_the_database(alice, finis
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_message_lost_right_after_a_subscribe_that_sent_nothing_is_healed(alice, finished_run):
+def test_a_message_lost_right_after_a_subscribe_that_sent_nothing_is_healed(
+    connect, event_ids, alice, finished_run
+):
     """Subscribed with nothing new to send, the consumer knows no last seq to compare with:
     the first live batch is checked against the database, so a message lost before it is
     not missed."""
@@ -333,7 +314,7 @@ def test_a_message_lost_right_after_a_subscribe_that_sent_nothing_is_healed(alic
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_outsiders_socket_is_closed(bob, finished_run):
+def test_an_outsiders_socket_is_closed(connect, bob, finished_run):
     """Owner-only over WebSocket too."""
 
     async def scenario() -> bool:

@@ -23,7 +23,6 @@ from runs.engine.queue import scheduler
 from runs.models import ChatMessage, FlowRun, WorkspaceLayout
 from runs.services import launch_run
 from runs.workspace import MAX_OPEN_PANES
-from tests.test_pane import connect
 
 
 def client_for(user: Any) -> Client:
@@ -112,7 +111,7 @@ class TestPaneAtAGlance:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_live_pane_asks_for_a_longer_axis_at_most_once_a_second(alice, finished_run):
+def test_a_live_pane_asks_for_a_longer_axis_at_most_once_a_second(connect, alice, finished_run):
     """`refresh` brings the header's parts that changed (its server clock) and the timeline;
     a flood of them brings one. The parts that did not change (the actions) are not sent."""
     FlowRun.objects.filter(id=finished_run.id).update(status="running")

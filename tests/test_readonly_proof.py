@@ -12,7 +12,6 @@ from runs.engine.queue import scheduler
 from runs.engine.target import readonly_proof
 from runs.models import FlowRun, RunStatus
 from runs.services import launch_run
-from tests.test_engine import run_to_end
 
 
 def finish_all(run: FlowRun) -> FlowRun:
@@ -26,7 +25,7 @@ def finish_all(run: FlowRun) -> FlowRun:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_whole_run_reports_its_target_unchanged_and_keeps_its_first_snapshot(
-    scripted_model, target_dir: Path
+    run_to_end, scripted_model, target_dir: Path
 ):
     subprocess.run(["git", "init", "-q", str(target_dir)], check=True)
     run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))

@@ -9,27 +9,28 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 
 from orchestrator_site.channel_layers import channel_layers
-from tests.test_processes import redis_url
 
 QUIET_SECONDS = 6.5  # longer than channels_redis's 5 s blocking pop and redis-py 8's read timeout
 
 
-def redis_layer() -> RedisChannelLayer:
-    url = redis_url()
+@pytest.fixture
+def redis_layer(redis_url: str | None) -> RedisChannelLayer:
+    """The Redis channel layer; this file is about Redis, so without one it is skipped."""
+    url = redis_url
     if url is None:
-        pytest.skip("no Redis on 127.0.0.1:6379 and TEST_REDIS_URL unset")
+        pytest.skip("Redis missing: no Redis on 127.0.0.1:6379 and TEST_REDIS_URL unset")
     config = channel_layers(url)["default"]
     assert config["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     return RedisChannelLayer(**config["CONFIG"])
 
 
-def test_a_quiet_pane_still_gets_the_next_event():
+def test_a_quiet_pane_still_gets_the_next_event(redis_layer):
     """A socket with nothing to receive for longer than the blocking pop keeps receiving.
 
     With redis-py 8's default 5 s socket timeout the receive raised TimeoutError instead,
     which tore the consumer down and dropped the events buffered for it.
     """
-    asyncio.run(_quiet_then_one_event(redis_layer()))
+    asyncio.run(_quiet_then_one_event(redis_layer))
 
 
 async def _quiet_then_one_event(layer: RedisChannelLayer) -> None:

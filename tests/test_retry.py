@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from devtools.fakemodel.faults import FaultPlan, fault_plan
-from devtools.fakemodel.scripts import marker
+from runs.demo.faults import FaultPlan, fault_plan
+from runs.demo.scripts import marker
 from runs.engine.queue import scheduler
 from runs.engine.worker import Engine
 from runs.models import AgentSession, FlowRun, RunStatus, StepStatus

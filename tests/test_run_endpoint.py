@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from devtools.fakemodel.server import ScriptedModelServer
+from runs.demo.server import ScriptedModelServer
 from runs.models import RunStatus
 from runs.services import launch_run
-from tests.test_engine import run_to_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +31,11 @@ def test_the_endpoint_is_recorded_at_launch(settings: Any, scripted_model: Any, 
 
 
 def test_a_worker_configured_for_another_server_runs_the_run_where_it_was_launched(
-    settings: Any, scripted_model: Any, other_model: ScriptedModelServer, target_dir: Path
+    run_to_end,
+    settings: Any,
+    scripted_model: Any,
+    other_model: ScriptedModelServer,
+    target_dir: Path,
 ):
     run = launch_run(flow="code-review", target=str(target_dir))
     settings.ORCHESTRATOR_BASE_URL = other_model.url  # this worker's own setting now
@@ -44,7 +47,7 @@ def test_a_worker_configured_for_another_server_runs_the_run_where_it_was_launch
 
 
 def test_a_worker_that_does_not_know_the_runs_provider_still_runs_it_at_its_endpoint(
-    settings: Any, scripted_model: Any, target_dir: Path
+    run_to_end, settings: Any, scripted_model: Any, target_dir: Path
 ):
     settings.ORCHESTRATOR_PROVIDERS = {"elsewhere": {"base_url": scripted_model.url, "slots": 2}}
     settings.ORCHESTRATOR_MODEL = "elsewhere/scripted"
@@ -55,4 +58,5 @@ def test_a_worker_that_does_not_know_the_runs_provider_still_runs_it_at_its_endp
     run = run_to_end(run)
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.model == "elsewhere/scripted"
+    assert scripted_model.requests, "the run's turns reached the scripted model"
     assert all("Step kind" in str(r["messages"][0]) for r in scripted_model.requests)

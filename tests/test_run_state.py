@@ -110,7 +110,9 @@ class TestRunningMeansSomethingRuns:
 
     def test_a_run_whose_agents_all_wait_for_a_slot_says_so(self, alice, target_dir):
         run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
-        for step_id in scheduler.claim_steps("w", 10, run_id=run.id):
+        claimed = scheduler.claim_steps("w", 10, run_id=run.id)
+        assert claimed, "the run's specialists were claimed"
+        for step_id in claimed:
             assert not scheduler.try_acquire_slot(step_id, "w", run.model, 0).granted
         run.refresh_from_db()
         assert run.status == RunStatus.RUNNING

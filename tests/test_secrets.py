@@ -171,10 +171,11 @@ def test_redaction_of_hostile_text_finishes():
 
 
 @pytest.mark.django_db
-def test_the_exports_and_the_chat_redact_whatever_reached_the_report(alice, finished_run):
+def test_the_exports_and_the_chat_redact_whatever_reached_the_report(
+    client_for, alice, finished_run
+):
     """Defence in depth: a credential or key in a step's output or the report never leaves."""
     from runs.models import ChatMessage
-    from tests.test_pane import client_for
 
     leak = "https://deploy:exp0rt-TOKEN@git.example.com/r " + KEY_BLOCKS["openssh"]
     finished_run.report += f"\n\n{leak}\n"
@@ -389,20 +390,25 @@ def test_hostile_text_is_redacted_in_bounded_time(hostile: str):
         assert secret not in redacted
 
 
-def test_redacting_half_a_megabyte_of_code_is_fast(capsys):
-    """A tool answer is redacted before it leaves; 500 KB of this project's code takes well
-    under a second."""
+def test_redacting_grows_linearly_with_the_text(capsys):
+    """A tool answer is redacted before it leaves: ten times the code takes about ten times as
+    long (well under the hundred times a quadratic rule would), whatever the machine's speed."""
     import time
     from pathlib import Path
 
     source = "\n".join(p.read_text() for p in sorted(Path("runs").rglob("*.py")))
     text = (source * (500_000 // len(source) + 1))[:500_000]
-    started = time.perf_counter()
-    redact(text)
-    took = time.perf_counter() - started
+
+    def seconds(size: int) -> float:
+        started = time.perf_counter()
+        redact(text[:size])
+        return time.perf_counter() - started
+
+    seconds(50_000)  # warm: the detectors compile on first use
+    small, large = min(seconds(50_000) for _ in range(3)), seconds(500_000)
     with capsys.disabled():
-        print(f"\nredact: 500 KB in {took * 1000:.0f} ms")
-    assert took < 2
+        print(f"\nredact: 50 KB in {small * 1000:.0f} ms, 500 KB in {large * 1000:.0f} ms")
+    assert large < 30 * small
 
 
 def test_ordinary_code_loses_few_lines_to_redaction(capsys):

@@ -18,9 +18,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from devtools.fakemodel.faults import fault_plan
-from devtools.fakemodel.server import ScriptedModelServer
 from devtools.testing import free_port
+from runs.demo.faults import fault_plan
+from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
@@ -32,7 +32,6 @@ from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 from runs.models import AgentEvent, FlowStep, RunStatus, StepStatus
 from runs.progress import step_state
 from runs.services import launch_run
-from tests.test_engine import run_to_end
 
 VALIDATOR = [
     {"role": "system", "content": "Step kind: validator\nAgent role: validator"},
@@ -111,7 +110,9 @@ def test_the_budget_is_the_default_and_long_enough_for_a_model_load(settings: An
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_model_server_restart_during_a_run_fails_no_agent(scripted_model: Any, target_dir: Path):
+def test_a_model_server_restart_during_a_run_fails_no_agent(
+    run_to_end, scripted_model: Any, target_dir: Path
+):
     """The server goes away for 2 s and loads for 1 s while agents stream: the run succeeds,
     every agent too, and the steps said "server unavailable" meanwhile."""
     scripted_model.token_rate = 30.0

@@ -21,12 +21,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from devtools.fakemodel.server import ScriptedModelServer
+from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.openai import probe_props, server_root
 from runs.live import pane_state, render_header
 from runs.models import FlowRun, RunStatus
 from runs.services import launch_run
-from tests.test_engine import run_to_end
 
 
 class _LlamaSwapLike(BaseHTTPRequestHandler):
@@ -85,7 +84,7 @@ def test_a_server_without_props_or_with_nonsense_says_nothing(llama_swap_like: s
 
 @pytest.mark.django_db(transaction=True)
 def test_without_a_setting_the_servers_own_slots_are_the_cap(
-    settings: Any, scripted_model: Any, target_dir: Path
+    run_to_end, settings: Any, scripted_model: Any, target_dir: Path
 ):
     """The demo provider would allow 4; the server says 1, so one request at a time."""
     settings.ORCHESTRATOR_SLOTS = 0

@@ -17,7 +17,6 @@ from devtools.testing import start_manage
 from runs.engine.queue import scheduler
 from runs.models import FlowRun, FlowStep, RunStatus, StepStatus
 from runs.services import cancel_run, launch_run
-from tests.test_processes import worker_env
 
 MODEL = "demo/scripted"
 
@@ -91,7 +90,7 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_model_never_sees_more_open_requests_than_slots_through_cancels_and_kills(
-    settings: Any, scripted_model: Any, target_dir: Path, tmp_path: Path
+    worker_env, settings: Any, scripted_model: Any, target_dir: Path, tmp_path: Path
 ):
     """Three workers, five runs, two slots, slow streams; two runs cancelled mid-stream and
     a worker killed mid-stream. Every request is counted as it arrives, beside the requests

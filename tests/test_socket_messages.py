@@ -21,7 +21,6 @@ from runs.socket_messages import (
     Unsubscribe,
     read_message,
 )
-from tests.test_pane import connect, event_ids
 
 HUGE = "9" * 5000  # more digits than Python converts to an int by default
 MALFORMED_TEXT = [
@@ -90,7 +89,9 @@ def test_the_panes_own_messages_are_read():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_malformed_messages_get_error_frames_and_the_socket_keeps_serving(alice, finished_run):
+def test_malformed_messages_get_error_frames_and_the_socket_keeps_serving(
+    connect, event_ids, alice, finished_run
+):
     """Each bad frame gets the notice line; afterwards a real subscribe and a live redraw
     still arrive on the same socket."""
     step = finished_run.steps.get(key="security")
@@ -125,7 +126,7 @@ def test_malformed_messages_get_error_frames_and_the_socket_keeps_serving(alice,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_step_of_another_run_is_refused_without_its_events(
-    alice: Any, finished_run: FlowRun, target_dir: Any
+    connect, alice: Any, finished_run: FlowRun, target_dir: Any
 ):
     """Ids of other runs' steps get a sentence, never their stream."""
     from runs.services import launch_run
@@ -149,7 +150,7 @@ def test_a_step_of_another_run_is_refused_without_its_events(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failure_while_handling_a_message_is_an_error_frame_not_a_closed_socket(
-    alice, finished_run, monkeypatch
+    connect, alice, finished_run, monkeypatch
 ):
     """Even an unexpected exception (the database refusing, say) leaves the socket open."""
     from runs import consumers

@@ -20,7 +20,6 @@ from runs.live import pane_state, render_rows
 from runs.models import FlowStep, StepPhase, StepStatus
 from runs.progress import snapshot, step_line, step_state
 from runs.services import launch_run
-from tests.test_engine import run_to_end
 
 
 def make_step(**fields: Any) -> FlowStep:
@@ -116,7 +115,7 @@ def phase_log() -> Any:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_later_turn_waiting_for_a_slot_says_so_and_never_running(
-    settings: Any, scripted_model: Any, target_dir: Path, phase_log: Any
+    run_to_end, settings: Any, scripted_model: Any, target_dir: Path, phase_log: Any
 ):
     """Two agents, one slot: every turn after the first goes through the line, and the
     words follow each moment: tool, slot, first byte, generating."""

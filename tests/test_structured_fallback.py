@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.fakemodel.server import ScriptedModelServer
 from flows.citation_scan import scan
+from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import BackendError, EndpointConfig, StructuredOutputRejected
 from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 from runs.engine.worker import Engine

@@ -16,8 +16,6 @@ from devtools.testing import write_project
 from runs import services
 from runs.models import ChatMessage, FlowRun, RunStatus, TargetGrant
 from runs.targets import REFUSAL, RUN_REFUSAL
-from tests.test_checked_citations import run_with
-from tests.test_pane import client_for
 
 
 @pytest.fixture
@@ -47,31 +45,37 @@ def root_user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_superuser("root", password="root-pass-123")
 
 
-def refusal_at_every_launch_door(user: Any, target: str) -> list[str]:
-    """The sentence each launch door answers for this target (and that nothing was created)."""
-    before = FlowRun.objects.count()
-    answers = []
-    client = client_for(user)
-    for fields in (
-        {"origin": "button"},
-        {"origin": "slash", "host_pane": "chat", "band": "small"},
-    ):
-        response = client.post("/launch/", {"flow": "code-review", "target": target, **fields})
-        assert response.status_code == 400, (target, response.content)
-        answers.append(json.loads(response.content)["error"])
-    with pytest.raises(CommandError) as cli:
-        call_command("launch_flow", "code-review", "--target", target, "--user", user.username)
-    answers.append(str(cli.value))
-    with pytest.raises(services.LaunchError) as service:
-        services.launch_run(flow="code-review", target=target, owner=user)
-    answers.append(str(service.value))
-    assert FlowRun.objects.count() == before, "a refused launch creates nothing"
-    return answers
+@pytest.fixture
+def refusal_at_every_launch_door(client_for: Any) -> Any:
+    """`refusal_at_every_launch_door(user, target)`: the sentence each launch door answers
+    for this target (and that nothing was created)."""
+
+    def refusals(user: Any, target: str) -> list[str]:
+        before = FlowRun.objects.count()
+        answers = []
+        client = client_for(user)
+        for fields in (
+            {"origin": "button"},
+            {"origin": "slash", "host_pane": "chat", "band": "small"},
+        ):
+            response = client.post("/launch/", {"flow": "code-review", "target": target, **fields})
+            assert response.status_code == 400, (target, response.content)
+            answers.append(json.loads(response.content)["error"])
+        with pytest.raises(CommandError) as cli:
+            call_command("launch_flow", "code-review", "--target", target, "--user", user.username)
+        answers.append(str(cli.value))
+        with pytest.raises(services.LaunchError) as service:
+            services.launch_run(flow="code-review", target=target, owner=user)
+        answers.append(str(service.value))
+        assert FlowRun.objects.count() == before, "a refused launch creates nothing"
+        return answers
+
+    return refusals
 
 
 @pytest.mark.django_db
 def test_bob_cannot_launch_on_alices_project_and_the_refusal_never_says_whether_a_path_exists(
-    alice: Any, bob: Any, alices_project: Path, projects: Path
+    refusal_at_every_launch_door, alice: Any, bob: Any, alices_project: Path, projects: Path
 ):
     targets = [
         str(alices_project),  # exists, under the roots, not his
@@ -97,7 +101,7 @@ def test_bob_cannot_launch_on_alices_project_and_the_refusal_never_says_whether_
 
 @pytest.mark.django_db
 def test_a_link_inside_a_users_project_is_judged_by_where_it_leads(
-    bob: Any, alices_project: Path, projects: Path
+    refusal_at_every_launch_door, bob: Any, alices_project: Path, projects: Path
 ):
     bobs = projects / "bob"
     bobs.mkdir()
@@ -110,15 +114,14 @@ def test_a_link_inside_a_users_project_is_judged_by_where_it_leads(
 
 @pytest.mark.django_db
 def test_bob_cannot_retry_view_the_checked_lines_of_or_export_a_run_once_not_given_the_directory(
-    bob: Any, alices_project: Path, projects: Path
+    client_for, finish_run, run_with, bob: Any, alices_project: Path, projects: Path
 ):
     """bob was given alice's project for a while; his runs on it stop at every door after."""
     lent = TargetGrant.objects.create(directory=str(projects / "alice"), user=bob)
     run = run_with(alices_project, bob)
     failed = services.launch_run(flow="code-review", target=str(alices_project), owner=bob)
-    from tests.test_evidence import HIGH, finish_run
 
-    failed = finish_run(failed, report="## Findings\n", verdict=HIGH, fail="security")
+    failed = finish_run(failed, report="## Findings\n", fail="security")
     cancelled = services.launch_run(flow="code-review", target=str(alices_project), owner=bob)
     services.cancel_run(cancelled.id)
     client = client_for(bob)
@@ -150,7 +153,12 @@ def test_bob_cannot_retry_view_the_checked_lines_of_or_export_a_run_once_not_giv
 
 @pytest.mark.django_db
 def test_a_user_root_gives_each_user_their_own_directory_and_no_one_elses(
-    settings: Any, tmp_path: Path, alice: Any, bob: Any, django_user_model: Any
+    refusal_at_every_launch_door,
+    settings: Any,
+    tmp_path: Path,
+    alice: Any,
+    bob: Any,
+    django_user_model: Any,
 ):
     home = (tmp_path / "home").resolve()
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [home / "{user}"]
@@ -171,7 +179,14 @@ def test_a_user_root_gives_each_user_their_own_directory_and_no_one_elses(
 
 @pytest.mark.django_db
 def test_grants_made_in_the_admin_to_a_user_and_to_a_group_let_exactly_those_users_in(
-    alice: Any, bob: Any, charlie: Any, root_user: Any, projects: Path, django_user_model: Any
+    refusal_at_every_launch_door,
+    client_for,
+    alice: Any,
+    bob: Any,
+    charlie: Any,
+    root_user: Any,
+    projects: Path,
+    django_user_model: Any,
 ):
     shop, docs = write_project(projects / "shop"), write_project(projects / "docs")
     team = Group.objects.create(name="docs-team")
@@ -198,7 +213,7 @@ def test_grants_made_in_the_admin_to_a_user_and_to_a_group_let_exactly_those_use
 
 @pytest.mark.django_db
 def test_only_superusers_manage_grants_and_a_grant_outside_the_roots_is_refused(
-    root_user: Any, projects: Path, django_user_model: Any, bob: Any
+    client_for, root_user: Any, projects: Path, django_user_model: Any, bob: Any
 ):
     staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
     assert client_for(staff).get("/admin/runs/targetgrant/").status_code == 403
@@ -219,7 +234,7 @@ def test_only_superusers_manage_grants_and_a_grant_outside_the_roots_is_refused(
 
 @pytest.mark.django_db
 def test_a_single_user_install_launches_with_no_grant_and_others_are_told_to_ask(
-    alice: Any, root_user: Any, projects: Path
+    refusal_at_every_launch_door, client_for, alice: Any, root_user: Any, projects: Path
 ):
     """No grant, no {user} root, nothing shared: the superuser and the CLI use the roots."""
     project = write_project(projects)
@@ -237,7 +252,7 @@ def test_a_single_user_install_launches_with_no_grant_and_others_are_told_to_ask
 
 @pytest.mark.django_db
 def test_a_path_the_server_cannot_look_at_is_the_same_sentence_not_a_server_error(
-    alice: Any, alices_project: Path
+    refusal_at_every_launch_door, alice: Any, alices_project: Path
 ):
     """A name too long for the file system, a loop of links: errors other than "missing"."""
     (alices_project / "loop-a").symlink_to(alices_project / "loop-b")

@@ -1,7 +1,7 @@
-"""`python -m devtools.fakemodel --port N`: the scripted OpenAI-compatible model on its own."""
+"""`python -m devtools.fakemodel --port N`: the scripted model on its own (now `runs.demo`)."""
 
 from __future__ import annotations
 
-from devtools.fakemodel.server import main
+from runs.demo.server import main
 
 raise SystemExit(main())

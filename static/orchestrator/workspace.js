@@ -1,9 +1,15 @@
 // The composer's two doors: the slash menu (read-only flows, launches at once) and the
-// Orchestrator button (the launcher over the whole catalog). Both open an orchestrator pane,
-// which the server remembers (with each pane's project) for the next visit, on any device.
+// Orchestrator button (the launcher over the whole catalog). Both launch through the launch
+// API a host app uses (/api/v1/runs, here with the session and the CSRF token) and open an
+// orchestrator pane, which the server remembers (with each pane's project) for the next
+// visit, on any device. The panes talk back with the postMessage events any host receives
+// (docs/embedding.md): this page is the contract's first user.
 (function () {
   "use strict";
   const flows = JSON.parse(document.getElementById("slash-flows").textContent);
+  const bandFacts = JSON.parse(document.getElementById("band-facts").textContent);
+  const PROTOCOL = "orchestrator-pane";
+  const VERSION = 1;
   const csrf = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
   const panes = document.getElementById("orchestrator-panes");
   const launcher = document.getElementById("launcher");
@@ -18,10 +24,16 @@
   }
 
   async function launch(fields) {
-    const response = await post("/launch/", fields);
+    const response = await fetch("/api/v1/runs", {
+      method: "POST", body: JSON.stringify(fields), credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+    });
     const data = await response.json().catch(() => ({ error: "the server did not answer" }));
     if (!response.ok) throw new Error(data.error || "launch failed");
-    openPane(data.pane);
+    // The workspace's own part: remember the pane, and draw it from the server's partial.
+    const opened = await post("/workspace/layout/", { open: data.id });
+    if (!opened.ok) throw new Error("the run started but its pane could not be opened; it is in Runs");
+    openPane(await opened.text());
     return data;
   }
 
@@ -138,7 +150,7 @@
       hint.hidden = true;
       try {
         await launch({ flow: match[1], focus: match[2] || "", target: target(), band: "small",
-                       origin: "slash", host_pane: host.dataset.pane });
+                       fast: false, origin: "slash", host_pane: host.dataset.pane });
         input.value = "";
       } catch (e) {
         error.textContent = e.message;
@@ -162,6 +174,7 @@
       launcherPane = host;
       launcher.querySelector("input[name=target]").value = target();
       launcher.querySelector(".launcher-error").hidden = true;
+      describeBands();
       launcher.showModal();
     });
     // Each pane's project is remembered for the next visit (saved a moment after typing).
@@ -171,15 +184,33 @@
     });
   }
 
+  // Each band says which agents it runs and how long such runs took here (server-computed).
+  const launcherForm = launcher.querySelector("form");
+  function describeBands() {
+    const facts = bandFacts[launcherForm.elements.flow.value] || {};
+    launcher.querySelectorAll(".band-about").forEach((about) => {
+      const fact = facts[about.dataset.band];
+      about.textContent = fact ? ` — ${fact.agents}; ${fact.took}` : "";
+    });
+  }
+  launcherForm.elements.flow.addEventListener("change", describeBands);
+
   document.querySelectorAll(".composer").forEach(setupComposer);
   // "Re-run with changes" lands here with the launcher filled in by the server: open it.
-  if (launcher.hasAttribute("data-open-filled")) launcher.showModal();
-  launcher.querySelector("[data-testid=launch]").addEventListener("click", async () => {
-    const form = launcher.querySelector("form");
+  if (launcher.hasAttribute("data-open-filled")) { describeBands(); launcher.showModal(); }
+  launcher.querySelector("[data-testid=launcher-close]").addEventListener("click", () => launcher.close());
+  // The Launch button and Enter in any field submit the form; it launches, never closes.
+  launcherForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
     const error = launcher.querySelector(".launcher-error");
-    const fields = Object.fromEntries(new FormData(form));
+    const fields = Object.fromEntries(new FormData(launcherForm));
+    error.hidden = true;
     try {
-      await launch({ ...fields, origin: "button", host_pane: launcherPane ? launcherPane.dataset.pane : "none" });
+      await launch({
+        flow: fields.flow, target: fields.target || "", band: fields.band || "small",
+        fast: fields.fast === "1", web: fields.web === "1", focus: fields.focus || "",
+        origin: "button", host_pane: launcherPane ? launcherPane.dataset.pane : "none",
+      });
       launcher.close();
     } catch (e) {
       error.textContent = e.message;
@@ -195,12 +226,18 @@
     if (!slash && !palette) return;
     if (launcher.open) return;
     event.preventDefault();
+    toComposer(slash);
+  });
+  // From the page, or from a pane (its composer.focus event): to the composer last used.
+  function toComposer(slash) {
+    if (launcher.open) return;
+    window.focus();
     lastComposer.focus();
     if (slash && !lastComposer.value) {
       lastComposer.value = "/";
       lastComposer.dispatchEvent(new Event("input"));
     }
-  });
+  }
 
   // A report sent to chat from any pane of this browser shows in the chat pane at once.
   const chatBody = document.querySelector("[data-pane=chat] .host-pane-body");
@@ -216,6 +253,28 @@
     if (window.orchestratorLocalTimes) window.orchestratorLocalTimes(log);
     scrollChat();
   }
+  // The panes' events (docs/embedding.md), from this page's own frames only.
+  function frameOf(source) {
+    return [...panes.querySelectorAll(".orchestrator-pane iframe")].find((f) => f.contentWindow === source);
+  }
+  window.addEventListener("message", (event) => {
+    const message = event.data;
+    if (event.origin !== location.origin) return;
+    if (!message || typeof message !== "object" || message.protocol !== PROTOCOL || message.version !== VERSION) return;
+    const frame = frameOf(event.source);
+    if (!frame) return;
+    const status = frame.closest(".orchestrator-pane").querySelector(".pane-status");
+    if (message.type === "run.status" && typeof message.label === "string") {
+      status.textContent = message.label;
+    } else if (message.type === "report.ready") {
+      status.textContent = `report ready${message.confidence ? ` · confidence ${message.confidence}` : ""}`;
+    } else if (message.type === "report.send-to-chat") {
+      refreshChat();
+    } else if (message.type === "composer.focus") {
+      toComposer(message.key === "/");
+    }
+  });
+
   if ("BroadcastChannel" in window) {
     new BroadcastChannel("orchestrator-chat").addEventListener("message", (event) => {
       if (event.data && event.data.type === "chat") refreshChat();

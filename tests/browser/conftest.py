@@ -191,3 +191,30 @@ def page_on_port(tmp_path: Path) -> Iterator[Any]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# Shared by the glance and screenshot tests: the widths a pane is seen at, and its metrics.
+METRICS = ("m-elapsed", "m-ttft", "m-in", "m-out", "m-rate", "m-tools")
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def metrics_shown(page: Any, width: float) -> None:
+    """Every row's every metric is shown and inside its page's width. Rows are looked up and
+    measured in one evaluation: a live redraw replaces them, and a replaced (detached) row
+    measures nothing."""
+    boxes = page.locator("body").evaluate(
+        """(body, metrics) => [...document.querySelectorAll(".agent-row")].map(row =>
+            metrics.map(m => {
+                const cell = row.querySelector("." + m);
+                const r = cell.getBoundingClientRect();
+                const shown = getComputedStyle(cell).display !== "none" && r.width > 0;
+                return [m, shown, r.left, r.right];
+            }))""",
+        list(METRICS),
+    )
+    assert len(boxes) >= 4
+    for row in boxes:
+        for metric, shown, cell_left, cell_right in row:
+            assert shown, (metric, row)
+            assert cell_left >= -0.5 and cell_right <= width + 0.5, (metric, row)

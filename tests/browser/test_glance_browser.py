@@ -13,12 +13,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from runs.models import FlowRun
-from tests.browser.conftest import ServeProcess, log_in, screenshot_dir
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    ServeProcess,
+    log_in,
+    metrics_shown,
+    screenshot_dir,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-METRICS = ("m-elapsed", "m-ttft", "m-in", "m-out", "m-rate", "m-tools")
-DESKTOP = {"width": 1440, "height": 900}
-PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture
@@ -35,27 +39,6 @@ def wait_until(check: Any, timeout: float = 60.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
-
-
-def metrics_shown(page: Any, width: float) -> None:
-    """Every row's every metric is shown and inside its page's width. Rows are looked up and
-    measured in one evaluation: a live redraw replaces them, and a replaced (detached) row
-    measures nothing."""
-    boxes = page.locator("body").evaluate(
-        """(body, metrics) => [...document.querySelectorAll(".agent-row")].map(row =>
-            metrics.map(m => {
-                const cell = row.querySelector("." + m);
-                const r = cell.getBoundingClientRect();
-                const shown = getComputedStyle(cell).display !== "none" && r.width > 0;
-                return [m, shown, r.left, r.right];
-            }))""",
-        list(METRICS),
-    )
-    assert len(boxes) >= 4
-    for row in boxes:
-        for metric, shown, cell_left, cell_right in row:
-            assert shown, (metric, row)
-            assert cell_left >= -0.5 and cell_right <= width + 0.5, (metric, row)
 
 
 def one_line(page: Any) -> bool:

@@ -16,9 +16,15 @@ import pytest
 from devtools.testing import write_project
 from runs.labels import duration
 from runs.models import FlowRun
-from tests.browser.conftest import ServeProcess, log_in, screenshot_dir
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    ServeProcess,
+    log_in,
+    metrics_shown,
+    screenshot_dir,
+)
 from tests.browser.fabricate import fabricate_run
-from tests.browser.test_glance_browser import DESKTOP, PHONE, metrics_shown
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

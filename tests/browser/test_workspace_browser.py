@@ -130,3 +130,93 @@ def test_on_a_phone_the_panes_stack_and_the_button_is_icon_only(
     button = page.locator("[data-testid=chat-pane] [data-testid=orchestrator-button]")
     assert button.locator(".label").is_hidden() and button.locator(".icon").is_visible()
     page.screenshot(path=str(screenshot_dir() / "workspace-stacked-phone.png"))
+
+
+def test_in_a_550px_pane_focus_stays_on_cancel_while_the_run_streams(
+    server, browser, alice, target_dir: Path
+):
+    """A run launched from the workspace (through the API) streams into its frame; Cancel
+    keeps the focus through every live update, and the status strip stays in view when the
+    pane scrolls. The workspace hears the pane's status events."""
+    page = log_in(browser, server, "alice", "alice-pass-123", width=550, height=900)
+    page.goto(f"{server}/workspace/")
+    chat = page.locator("[data-testid=chat-pane]")
+    chat.locator("[data-testid=chat-target]").fill(str(target_dir))
+    chat.locator("textarea").fill("/code-review auth")
+    chat.locator("textarea").press("Enter")
+    pane = page.locator(".orchestrator-pane").first
+    pane.wait_for()
+    assert FlowRun.objects.get().origin == "slash"
+    frame = page.frame_locator(".orchestrator-pane iframe").first
+    cancel = frame.locator("[data-testid=cancel]")
+    cancel.wait_for()
+    frame.locator("details[data-key=security] summary").click()  # stream one agent
+    cancel.evaluate(
+        "el => { window.swaps = 0;"
+        " document.addEventListener('htmx:oobAfterSwap', () => { window.swaps += 1; }); }"
+    )
+    cancel.focus()
+    for swaps in (10, 40):
+        cancel.evaluate(
+            f"el => new Promise((done) => {{ const t = setInterval(() => {{"
+            f" if (window.swaps >= {swaps}) {{ clearInterval(t); done(); }} }}, 50); }})"
+        )
+        assert cancel.evaluate("el => document.activeElement === el"), f"after {swaps} updates"
+        assert page.evaluate("() => document.activeElement.tagName") == "IFRAME"
+    assert frame.locator("details[data-key=security] .stream .ev").count() > 0
+    # The workspace shows what the pane told it (run.status events).
+    assert pane.locator("[data-testid=pane-status]").inner_text() != ""
+    # Scrolled to the end, the status strip is still at the top of the pane.
+    cancel.evaluate("el => window.scrollTo(0, document.body.scrollHeight)")
+    assert cancel.evaluate("el => window.scrollY") > 0
+    top = frame.locator("[data-testid=status-strip]").evaluate(
+        "el => el.getBoundingClientRect().top"
+    )
+    assert 0 <= top <= 1
+    assert cancel.evaluate("el => document.activeElement === el")
+
+
+def test_enter_in_the_launchers_target_launches_and_bands_say_what_they_run(
+    server, browser, alice, target_dir: Path
+):
+    page = log_in(browser, server, "alice", "alice-pass-123", width=550, height=900)
+    page.goto(f"{server}/workspace/")
+    page.locator("[data-testid=chat-pane] [data-testid=orchestrator-button]").click()
+    launcher = page.locator("[data-testid=launcher]")
+    launcher.locator("[data-testid=launcher-flow]").select_option("code-review")
+    small = launcher.locator("[data-testid=band-about-small]").inner_text()
+    assert small == "— 4 agents: Correctness, Security, Synthesizer, Validator; no runs yet"
+    target = launcher.locator("[data-testid=launcher-target]")
+    target.fill(str(target_dir))
+    target.press("Enter")
+    page.locator(".orchestrator-pane").first.wait_for()
+    assert launcher.is_hidden()
+    run = FlowRun.objects.get()
+    assert (run.flow, run.origin, run.host_pane, run.target) == (
+        "code-review",
+        "button",
+        "chat",
+        str(target_dir.resolve()),
+    )
+
+
+def test_slash_and_ctrl_k_inside_a_pane_reach_the_composer(
+    server, browser, alice, target_dir: Path
+):
+    page = log_in(browser, server, "alice", "alice-pass-123", width=550, height=900)
+    page.goto(f"{server}/workspace/")
+    coder = page.locator("[data-testid=coder-pane]")
+    coder.locator("[data-testid=coder-target]").fill(str(target_dir))
+    box = coder.locator("textarea")
+    box.fill("/code-review auth")
+    box.press("Enter")
+    frame = page.frame_locator(".orchestrator-pane iframe").first
+    frame.locator("h1.flow").click()  # focus inside the pane, on nothing that takes text
+    frame.locator("body").press("/")
+    page.wait_for_function("() => document.activeElement.matches('[data-pane=coder] textarea')")
+    assert box.input_value() == "/"
+    box.fill("")
+    frame.locator("h1.flow").click()
+    frame.locator("body").press("Control+k")
+    page.wait_for_function("() => document.activeElement.matches('[data-pane=coder] textarea')")
+    assert box.input_value() == ""

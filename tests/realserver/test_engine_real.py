@@ -35,7 +35,6 @@ from runs.models import TERMINAL_STEP, AgentEvent, AgentSession, FlowRun, FlowSt
 from runs.progress import step_numbers, step_state
 from runs.services import cancel_run, launch_run
 from tests.realserver.conftest import Observations
-from tests.test_engine import run_to_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,6 +143,7 @@ def test_a_code_review_stores_every_byte_visibly_and_shows_speed_and_cache_per_a
         code, out, _ = launch_flow(target_dir, "--fast")
     run = FlowRun.objects.get()
     steps = list(run.steps.order_by("position"))
+    assert steps, "the run has no steps to check"
     assert all(step.status in TERMINAL_STEP for step in steps)
     assert (run.slots, run.server_slots) == (2, 2)
     assert metrics.processing <= 2 and metrics.deferred == 0
@@ -278,7 +278,11 @@ def test_an_answer_the_server_cuts_at_max_tokens_is_kept_and_marked_truncated(
 
 
 def test_a_server_killed_and_restarted_mid_run_fails_no_agent_for_being_away(
-    one_slot_engine: LlamaServer, engine_on: Any, target_dir: Path, observed: Observations
+    run_to_end,
+    one_slot_engine: LlamaServer,
+    engine_on: Any,
+    target_dir: Path,
+    observed: Observations,
 ):
     """Item 5: llama-server SIGKILLed while an agent streams, back 3 s later: the agents
     retry through it and none fails for the server being away."""

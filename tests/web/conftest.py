@@ -8,7 +8,6 @@ connection; the transport fails a test that reaches it with a non-loopback addre
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import Iterator
 from typing import Any
@@ -95,18 +94,3 @@ def web_on(settings: Any, stand_in: StandIn) -> StandIn:
     settings.ORCHESTRATOR_WEB_SEARCH_URL = stand_in.search_url
     settings.ORCHESTRATOR_WEB_ALLOW_HOSTS = frozenset(SITES)
     return stand_in
-
-
-@pytest.fixture
-def run_to_end() -> Any:
-    from runs.engine.worker import Engine
-
-    def go(run: Any, timeout: float = 90) -> Any:
-        async def drive() -> None:
-            await asyncio.wait_for(Engine(run_id=run.id).run(), timeout)
-
-        asyncio.run(drive())
-        run.refresh_from_db()
-        return run
-
-    return go

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from devtools.fakemodel.scripts import marker
+from runs.demo.scripts import marker
 from runs.models import AgentEvent, RunStatus, WebSource
 from runs.services import LaunchError, launch_run
 
@@ -80,7 +80,9 @@ def test_a_run_whose_endpoint_was_removed_since_its_launch_offers_no_web_tool(
     run = launch_run(flow="research", band="medium", target=str(target_dir), web=True)
     settings.ORCHESTRATOR_WEB_SEARCH_URL = ""
     run = run_to_end(run)
-    assert all(not (WEB_TOOLS & names) for names in offered_by_role(scripted_model).values())
+    offered = offered_by_role(scripted_model)
+    assert offered, "the run's agents were offered tools"
+    assert all(not (WEB_TOOLS & names) for names in offered.values())
 
 
 def test_the_web_is_refused_with_a_sentence_where_no_search_endpoint_is_configured(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from runs.demo.provider import demo_server_url
 from runs.engine.agent.backends.base import EndpointConfig
 from runs.engine.problems import validation_problems
 
 DEMO_PROVIDER = "demo"
+MAX_SLOTS = 256  # parallel requests one server takes, at most
 # Each provider speaks the OpenAI-compatible API; slots = requests it serves in parallel.
 # structured_output: the server enforces a `response_format` JSON schema (llama.cpp, and
 # llama-swap in front of it, vLLM and Ollama do); a server that refuses one is asked in prose.
@@ -33,7 +34,7 @@ class ProviderConf(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = ""
-    slots: int = Field(default=1, ge=1, le=256)
+    slots: int = Field(default=1, ge=1, le=MAX_SLOTS)
     api_key: str | None = None
     connect_timeout: float = Field(default=5.0, gt=0)
     first_byte_timeout: float = Field(default=600.0, gt=0)
@@ -45,6 +46,13 @@ class ProviderConf(BaseModel):
     max_backoff: float = Field(default=10.0, ge=0)
     # Off unless known: an unknown server may ignore response_format and answer in prose.
     structured_output: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +78,39 @@ def configured_model_id() -> str:
     return model_id
 
 
+def configuration_problems() -> list[str]:
+    """Every mistake in the model settings, one sentence each, found without contacting or
+    starting anything: the process checks them when it starts (runs/checks.py)."""
+    problems = []
+    for provider, raw in settings.ORCHESTRATOR_PROVIDERS.items():
+        try:
+            ProviderConf.model_validate(raw)
+        except ValidationError as exc:
+            problems.append(_invalid_provider(provider, exc).args[0])
+    try:
+        provider, _, conf = _provider_conf(settings.ORCHESTRATOR_MODEL)
+    except ImproperlyConfigured as exc:
+        if str(exc) not in problems:
+            problems.append(str(exc))
+        return problems
+    if not (settings.ORCHESTRATOR_BASE_URL or conf.base_url or provider == DEMO_PROVIDER):
+        problems.append(
+            f"ORCHESTRATOR_MODEL names provider {provider!r}, which has no base_url: set "
+            "ORCHESTRATOR_BASE_URL or the provider's base_url in ORCHESTRATOR_PROVIDERS"
+        )
+    if settings.ORCHESTRATOR_SLOTS > MAX_SLOTS:
+        problems.append(
+            f"ORCHESTRATOR_SLOTS must be at most {MAX_SLOTS}, got {settings.ORCHESTRATOR_SLOTS}"
+        )
+    return problems
+
+
+def _invalid_provider(provider: str, exc: ValidationError) -> ImproperlyConfigured:
+    return ImproperlyConfigured(
+        f"ORCHESTRATOR_PROVIDERS[{provider!r}] is invalid: {validation_problems(exc)}"
+    )
+
+
 def _provider_conf(model_id: str) -> tuple[str, str, ProviderConf]:
     provider, sep, name = model_id.partition("/")
     if not sep or not provider or not name:
@@ -85,10 +126,7 @@ def _provider_conf(model_id: str) -> tuple[str, str, ProviderConf]:
     try:
         conf = ProviderConf.model_validate(providers[provider])
     except ValidationError as exc:
-        problems = validation_problems(exc)
-        raise ImproperlyConfigured(
-            f"ORCHESTRATOR_PROVIDERS[{provider!r}] is invalid: {problems}"
-        ) from None
+        raise _invalid_provider(provider, exc) from None
     return provider, name, conf
 
 
@@ -121,8 +159,8 @@ def resolve_model(model_id: str | None = None, *, base_url: str = "") -> ModelTa
         conf = ProviderConf()
     base_url = base_url or settings.ORCHESTRATOR_BASE_URL or conf.base_url
     if provider == DEMO_PROVIDER and not base_url:
-        # The scripted model is a development aid: loaded by name, only when it is selected.
-        base_url = importlib.import_module("devtools.demo").demo_server_url()
+        # The scripted demo model ships with the product; it starts on first use only.
+        base_url = demo_server_url()
     if not str(base_url).startswith(("http://", "https://")):
         raise ImproperlyConfigured(
             f"the base URL for provider {provider!r} must be http(s)://..., got {base_url!r}"

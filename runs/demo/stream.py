@@ -12,11 +12,11 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from devtools.fakemodel.faults import FaultKind, FaultRule
-from devtools.fakemodel.scripts import ScriptedReply
+from runs.demo.faults import FaultKind, FaultRule
+from runs.demo.scripts import ScriptedReply
 
 if TYPE_CHECKING:
-    from devtools.fakemodel.server import _Handler
+    from runs.demo.server import _Handler
 
 MODEL_ID = "scripted"
 FAULT_AFTER_PIECES = 3  # mid-stream faults strike after this many paced pieces

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.conf import settings
 
+from runs.demo.server import ScriptedModelServer
+
 _lock = threading.Lock()
 _server: Any = None
 
@@ -15,8 +17,6 @@ def demo_server_url() -> str:
     global _server
     with _lock:
         if _server is None:
-            from devtools.fakemodel.server import ScriptedModelServer
-
             rate = settings.ORCHESTRATOR_DEMO_TOKEN_RATE or None
             _server = ScriptedModelServer(token_rate=rate)
             _server.start()

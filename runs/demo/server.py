@@ -5,7 +5,7 @@ prompt cache: cache_n is the longest prefix shared with a recent prompt), a rest
 takes it away and brings it back (`restart`), and a count of its open requests (watch.py).
 Never the default when a real model is configured.
 
-    python -m devtools.fakemodel.server --port 8081 --token-rate 50 --fault http_500:times=2
+    python -m runs.demo.server --port 8081 --token-rate 50 --fault http_500:times=2
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from devtools.fakemodel.faults import FaultKind, FaultPlan, FaultRule
-from devtools.fakemodel.scripts import ScriptedReply, marker, reply_for
-from devtools.fakemodel.stream import (
+from runs.demo.faults import FaultKind, FaultPlan, FaultRule
+from runs.demo.scripts import ScriptedReply, marker, reply_for
+from runs.demo.stream import (
     MODEL_ID,
     Stream,
     common_prefix,
     completion,
     prompt_words,
 )
-from devtools.fakemodel.watch import OpenRequests
+from runs.demo.watch import OpenRequests
 
 PAD_WORD = "filler "  # one paced piece of padding (pad_reasoning)
 # A server bound to every interface is reached locally through the loopback address.
@@ -335,7 +335,7 @@ def _reply(
 def build_parser() -> argparse.ArgumentParser:
     kinds = ", ".join(k.value for k in FaultKind)
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.fakemodel",
+        prog="python -m runs.demo",
         description="Serve the scripted OpenAI-compatible model (deterministic; tests and demos).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")

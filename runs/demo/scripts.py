@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from devtools.fakemodel.webscript import web_specialist
+from runs.demo.webscript import web_specialist
 
 # What each lens greps for; roles not listed use DEFAULT_PATTERN.
 ROLE_PATTERNS = {

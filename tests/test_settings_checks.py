@@ -1,0 +1,114 @@
+"""Every process checks its settings when it starts: a bad variable stops `manage.py check`
+(and so `serve`, `runworker`, `launch_flow`) with a sentence naming it, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.testing import ROOT
+
+
+def manage_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ORCHESTRATOR_ALLOWED_ROOTS": str(tmp_path), **variables}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+BAD_SETTINGS = {
+    "a model without a provider": (
+        {"ORCHESTRATOR_MODEL": "no-slash"},
+        "ORCHESTRATOR_MODEL must look like provider/model",
+    ),
+    "an unknown provider": (
+        {"ORCHESTRATOR_MODEL": "nowhere/qwen"},
+        "ORCHESTRATOR_MODEL names provider 'nowhere'",
+    ),
+    "a provider with zero slots": (
+        {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {"base_url": "http://h/v1", "slots": 0}})},
+        "ORCHESTRATOR_PROVIDERS['lab'] is invalid: slots",
+    ),
+    "a provider with an ftp base URL": (
+        {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {"base_url": "ftp://h/v1"}})},
+        "ORCHESTRATOR_PROVIDERS['lab'] is invalid: base_url",
+    ),
+    "a provider with an unknown key": (
+        {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {"base_url": "http://h", "slotz": 2}})},
+        "ORCHESTRATOR_PROVIDERS['lab'] is invalid: slotz",
+    ),
+    "providers that are not a JSON object": (
+        {"ORCHESTRATOR_PROVIDERS": "[1, 2]"},
+        "ORCHESTRATOR_PROVIDERS must be a JSON object",
+    ),
+    "the selected provider with no base URL": (
+        {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {}}), "ORCHESTRATOR_MODEL": "lab/q"},
+        "ORCHESTRATOR_MODEL names provider 'lab', which has no base_url",
+    ),
+    "a base URL that is not http": (
+        {"ORCHESTRATOR_BASE_URL": "ftp://127.0.0.1:8080/v1"},
+        "ORCHESTRATOR_BASE_URL must be an http:// or https:// URL",
+    ),
+    "slots that are not a number": (
+        {"ORCHESTRATOR_SLOTS": "four"},
+        "ORCHESTRATOR_SLOTS must be a whole number",
+    ),
+    "more slots than a server takes": (
+        {"ORCHESTRATOR_SLOTS": "100000"},
+        "ORCHESTRATOR_SLOTS must be at most 256",
+    ),
+    "negative retry seconds": (
+        {"ORCHESTRATOR_RETRY_SECONDS": "-1"},
+        "ORCHESTRATOR_RETRY_SECONDS must be at least 0",
+    ),
+    "zero attempts": (
+        {"ORCHESTRATOR_MAX_ATTEMPTS": "0"},
+        "ORCHESTRATOR_MAX_ATTEMPTS must be at least 1",
+    ),
+    "a demo token rate that is not a number": (
+        {"ORCHESTRATOR_DEMO_TOKEN_RATE": "fast"},
+        "ORCHESTRATOR_DEMO_TOKEN_RATE must be a number",
+    ),
+    "a chat webhook that is not a URL": (
+        {"ORCHESTRATOR_CHAT_WEBHOOK": "chat.example"},
+        "ORCHESTRATOR_CHAT_WEBHOOK must be an http:// or https:// URL",
+    ),
+    "a shared root outside the allowed roots": (
+        {"ORCHESTRATOR_SHARED_ROOTS": "/"},
+        "ORCHESTRATOR_SHARED_ROOTS lists '/', which is not inside ORCHESTRATOR_ALLOWED_ROOTS",
+    ),
+}
+
+
+@pytest.mark.parametrize("variables, sentence", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_manage_check_refuses_a_bad_setting_with_a_sentence_naming_it(
+    tmp_path: Path, variables: dict[str, str], sentence: str
+):
+    result = manage_check(tmp_path, **variables)
+    assert result.returncode != 0
+    assert sentence in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_manage_check_passes_the_demo_model_and_a_provider_of_ones_own(tmp_path: Path):
+    """The same checks accept what the README configures, so a refusal above is the value's."""
+    result = manage_check(
+        tmp_path,
+        ORCHESTRATOR_MODEL="lab/qwen",
+        ORCHESTRATOR_PROVIDERS=json.dumps({"lab": {"base_url": "http://127.0.0.1:9/v1"}}),
+        ORCHESTRATOR_SHARED_ROOTS=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+    demo = manage_check(tmp_path, ORCHESTRATOR_MODEL="demo/scripted")
+    assert demo.returncode == 0, demo.stderr
