@@ -87,7 +87,8 @@ def judge(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, str]:
     own = [c for c, mine in citation.claims if mine]
     missing = [c for c in own if not _present(c, cited)]
     if missing:
-        missing = _outside_definition(missing, lines, low, high)
+        anchored = len(missing) < len(own)
+        missing = _outside_definition(missing, lines, low, high, anchored=anchored)
     if own and not missing:
         return Verdict.FOUND, ""
     if missing:
@@ -104,38 +105,51 @@ def judge(citation: Citation, lines: Sequence[str]) -> tuple[Verdict, str]:
     return Verdict.NOTHING, ""
 
 
-def _outside_definition(missing: list[str], lines: Sequence[str], low: int, high: int) -> list[str]:
+def _outside_definition(
+    missing: list[str], lines: Sequence[str], low: int, high: int, *, anchored: bool
+) -> list[str]:
     """The missing names that the cited lines' own definition does not account for.
 
     A sentence may name the function the cited lines are in (`run_report` ... `eval` at its
-    line 12) or its parameters: a plain name in the definition's lines above the cited ones is
-    context, not a false claim. A citation of a definition's or a block's header line alone
-    (`def f():`, `if not ok:`) cites the block: its body (to where its indentation ends)
-    counts as cited. Dotted names and
-    expressions get no such slack above the lines.
+    line 12) or one of its parameters: a plain name on the definition's own line is context.
+    A plain name in the definition's lines above the cited ones is context too, but only when
+    something else the sentence names is at the cited lines (`anchored`): "passes `expr` to
+    `eval` at line 12" is true of line 12, while "`split_reference` runs at line 23" names
+    nothing there. A cited block header line (`def connect():`) cites its body too, on the
+    same condition: "`connect()` at line 8 returns `sqlite3.connect(DB_PATH)`" holds, while
+    "sums at line 11 with `total += ...`" (line 11 being `def total_of(rows):`) names nothing
+    at line 11 and is flagged.
     """
     header = 0
     for number in range(low, max(0, low - DEFINITION_REACH) - 1, -1):
         if _DEFINITION.match(lines[number - 1]):
             header = number
             break
-    above = _squash(" ".join(lines[header - 1 : low - 1])) if header else ""
-    body = ""
-    if low == high and (header == low or lines[low - 1].rstrip().endswith((":", "{"))):
-        indent = _indent(lines[low - 1])
-        end = low
-        while end < min(len(lines), low + DEFINITION_REACH):
-            line = lines[end]
-            if line.strip() and _indent(line) <= indent:
-                break
-            end += 1
-        body = _squash(" ".join(lines[low:end]))
+    if not header:
+        return missing
+    above = lines[header - 1 : max(header, low - 1)] if anchored else [lines[header - 1]]
+    context = _squash(" ".join(above))
+    body = _block_body(lines, low) if anchored and low == high else ""
     return [
         claim
         for claim in missing
-        if not (body and _present(claim, body))
-        and not (above and _PLAIN_NAME.fullmatch(claim) and _present(claim, above))
+        if not (context and _PLAIN_NAME.fullmatch(claim) and _present(claim, context))
+        and not (body and _present(claim, body))
     ]
+
+
+def _block_body(lines: Sequence[str], header: int) -> str:
+    """The body under a cited block header line (`def f():`, `if ok {`), to where its
+    indentation ends; "" when the line opens no block."""
+    if not lines[header - 1].rstrip().endswith((":", "{")):
+        return ""
+    indent = _indent(lines[header - 1])
+    end = header
+    while end < min(len(lines), header + DEFINITION_REACH):
+        if lines[end].strip() and _indent(lines[end]) <= indent:
+            break
+        end += 1
+    return _squash(" ".join(lines[header:end]))
 
 
 def _indent(line: str) -> int:
