@@ -1,0 +1,3 @@
+ls
+export GITHUB_TOKEN=ghp_W1YowiEgrBE9sz2DUXyvFTjSzMNh9i4DAOeB
+git push
