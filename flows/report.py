@@ -249,14 +249,17 @@ def evidence_ceiling(facts: EvidenceFacts) -> tuple[str, list[str]]:
     if facts.findings and facts.verified:
         share = facts.backed / facts.findings
         if share < HIGH_COVERAGE:
-            reason = f"only {facts.backed} of {facts.findings} findings are backed by a citation"
+            reason = (
+                f"only {facts.backed} of {facts.findings} findings are backed by a verified "
+                "citation"
+            )
             cap("low" if share < MEDIUM_COVERAGE else "medium", reason)
     if not facts.checked_in_full:
         cap(
             "medium",
             f"the report is longer than {MAX_SCAN_CHARS:,} characters; its tail was not checked",
         )
-    if not facts.structured:
+    if not facts.structured and facts.findings:
         cap("medium", "the findings are not laid out as a list, so claims and evidence blur")
     if facts.failed_agents:
         most = facts.agents and len(facts.failed_agents) * 2 >= facts.agents

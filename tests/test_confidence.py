@@ -445,3 +445,12 @@ def test_a_report_that_mentions_think_tags_in_its_prose_keeps_its_text():
     assert clean(body) == body
     assert clean("</think>\nAnswer") == "Answer"
     assert clean("Answer\n<think>\ncut off mid-thought") == "Answer"
+
+
+def test_a_report_with_no_findings_is_not_told_its_findings_are_not_a_list():
+    """With nothing read as a finding there is no layout to blame; the basis says what is
+    missing instead (no verified citation)."""
+    _, why = evidence_ceiling(EvidenceFacts(findings=0, structured=False))
+    assert not any("laid out" in reason for reason in why), why
+    _, why = evidence_ceiling(EvidenceFacts(findings=5, backed=1, verified=1, locations=1))
+    assert any("1 of 5 findings are backed by a verified citation" in r for r in why), why
