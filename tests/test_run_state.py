@@ -42,7 +42,7 @@ class TestFinishedWithFailures:
         html = logged_in(alice).get(f"/runs/{run_with_a_failed_agent.id}/").content.decode()
         assert 'class="badge badge-finished_with_failures' in html
         assert (
-            'data-testid="run-status">Finished with failures</span>'
+            ">Finished with failures</span>"
             '<span class="hint" data-testid="run-detail">1 agent failed</span>'
         ) in html
         assert ">Succeeded<" not in html
@@ -119,7 +119,8 @@ class TestRunningMeansSomethingRuns:
         state = labels.run_state(run, self.steps_of(run))
         assert (state.label, state.key) == ("waiting for a model slot", "slot")
         html = logged_in(alice).get(f"/runs/{run.id}/").content.decode()
-        assert 'data-testid="run-status">Waiting for a model slot</span>' in html
+        assert 'data-label="waiting for a model slot"' in html
+        assert ">Waiting for a model slot</span>" in html
 
     def test_it_says_running_once_one_agent_generates(self, alice, target_dir):
         run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
@@ -147,7 +148,7 @@ class TestRunningMeansSomethingRuns:
         scheduler.claim_steps("w", 100)
         html = logged_in(alice).get(f"/runs/{held.id}/").content.decode()
         reason = "1 of your runs is active"
-        assert 'data-testid="run-status">Waiting</span>' in html
+        assert 'data-testid="run-status"' in html and ">Waiting</span>" in html
         assert html.count(f'data-testid="step-words">{reason}</span>') == 2  # the specialists
         assert "ready, waiting for a worker" not in html
         assert labels.STRETCH_WORDS["waiting"].startswith("waiting")

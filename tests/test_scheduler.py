@@ -57,7 +57,11 @@ def test_finishing_the_specialists_readies_the_synthesizer_then_the_validator(ru
     assert finish_step(claimed["security"], "w1", succeeded=True, output="b")
     assert statuses(run)["synthesis"] == StepStatus.READY
     synth = claim_all("w1", run)["synthesis"]
-    findings = "## Findings\n- x `app/views.py:6`\n- y `app/views.py:5`\n- z `app/views.py:1`"
+    findings = (
+        "## Findings\n- x `app/views.py:6` — `return subprocess.run(cmd, shell=True)`\n"
+        "- y `app/views.py:5` — `# TODO: validate the command before running it`\n"
+        "- z `app/views.py:1` — `import subprocess`"
+    )
     finish_step(synth, "w1", succeeded=True, output=findings)
     validation = claim_all("w1", run)["validation"]
     finish_step(
@@ -80,7 +84,16 @@ def test_a_failed_specialist_lets_the_synthesizer_run_and_caps_confidence(run: F
     finish_step(claimed["security"], "w1", succeeded=True, output="x")
     assert statuses(run)["synthesis"] == StepStatus.READY
     synth = claim_all("w1", run)["synthesis"]
-    finish_step(synth, "w1", succeeded=True, output="- a `app/views.py:4`")
+    finish_step(
+        synth,
+        "w1",
+        succeeded=True,
+        output=(
+            "- a `app/views.py:4` — `def run(cmd):`\n"
+            "- b `app/views.py:6` — `return subprocess.run(cmd, shell=True)`\n"
+            "- c `app/views.py:1` — `import subprocess`"
+        ),
+    )
     validation = claim_all("w1", run)["validation"]
     finish_step(
         validation, "w1", succeeded=True, output="Summary: ok.\nConfidence: high\nReasons: r"
