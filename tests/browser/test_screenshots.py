@@ -110,7 +110,7 @@ def test_a_pane_of_twenty_agents_stays_readable_at_the_workspace_width(
     assert all(visible for _, visible in names), names
     metrics_shown(page, 550)
     path = page.locator("[data-testid=critical-path]").inner_text()
-    assert "Synthesizer → Validator" in path and "queued for a model slot" in path
+    assert "Synthesizer → Validator" in path and "waiting for a model slot" in path
     # The browser's clock writes durations as the server does (the rule has two copies).
     elapsed = (run.finished_at - run.started_at).total_seconds()
     shown = page.locator("[data-testid=run-elapsed]").inner_text()
