@@ -94,6 +94,16 @@ def _run(request: HttpRequest, run_id: UUID) -> FlowRun:
     return get_object_or_404(token_runs(request.auth), id=run_id)  # type: ignore[attr-defined]
 
 
+def _readable_run(request: HttpRequest, run_id: UUID) -> FlowRun:
+    """A run whose report text leaves the server: its directory must still be one the
+    token's owner may use (runs.targets), else a 403 with the pane's sentence."""
+    run = _run(request, run_id)
+    refused = doors.withheld(request.auth, run)  # type: ignore[attr-defined]
+    if refused:
+        raise HttpError(403, refused)
+    return run
+
+
 @api.get("/flows", response=list[dict[str, Any]], summary="The flows, their bands and agents")
 def flows(request: HttpRequest) -> list[dict[str, Any]]:
     """Each flow with what each band runs and whether it belongs in a slash menu."""
@@ -130,12 +140,12 @@ def launch(request: HttpRequest, body: LaunchIn) -> Status[dict[str, Any]]:
 
 @api.get("/runs/{run_id}", response=dict[str, Any], summary="A run's status and agents")
 def status(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
-    return doors.run_state(_run(request, run_id))
+    return doors.run_state(_run(request, run_id), request.auth)  # type: ignore[attr-defined]
 
 
 @api.get("/runs/{run_id}/report", summary="A run's report as Markdown")
 def report_markdown(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    run = _run(request, run_id)
+    run = _readable_run(request, run_id)
     if not run.report:
         raise HttpError(409, "there is no report yet; the run is still going")
     return HttpResponse(exports.report_markdown(run), content_type="text/markdown; charset=utf-8")
@@ -144,7 +154,7 @@ def report_markdown(request: HttpRequest, run_id: UUID) -> HttpResponse:
 @api.get("/runs/{run_id}/report.json", response=dict[str, Any], summary="A run as JSON")
 def report_json(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
     """The same document as the pane's JSON export."""
-    return exports.run_as_json(_run(request, run_id))
+    return exports.run_as_json(_readable_run(request, run_id))
 
 
 @api.post("/runs/{run_id}/cancel", response={200: dict[str, Any], 409: ErrorOut})
@@ -153,7 +163,7 @@ def cancel(request: HttpRequest, run_id: UUID) -> Status[dict[str, Any]]:
     if not services.cancel_run(run.id):
         return Status(409, {"error": f"the run has already ended ({run.status})"})
     run.refresh_from_db()
-    return Status(200, doors.run_state(run))
+    return Status(200, doors.run_state(run, request.auth))  # type: ignore[attr-defined]
 
 
 @api.post("/runs/{run_id}/steps/{key}/retry", response={200: dict[str, Any], 409: ErrorOut})
@@ -166,7 +176,7 @@ def retry(request: HttpRequest, run_id: UUID, key: str) -> Status[dict[str, Any]
     if not retried:
         return Status(409, {"error": f"step {key!r} cannot be retried now"})
     run.refresh_from_db()
-    return Status(200, doors.run_state(run))
+    return Status(200, doors.run_state(run, request.auth))  # type: ignore[attr-defined]
 
 
 def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:

@@ -80,7 +80,7 @@ async def _stream(user: Any, run_id: UUID) -> AsyncIterator[str]:
 
 def _state(user: Any, run_id: UUID) -> dict[str, Any] | None:
     run = token_runs(user).filter(id=run_id).first()
-    return doors.run_state(run) if run else None
+    return doors.run_state(run, user) if run else None
 
 
 def _shape(state: dict[str, Any]) -> dict[str, Any]:

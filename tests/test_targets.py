@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from devtools.testing import write_project
 from runs import services
@@ -149,6 +150,28 @@ def test_bob_cannot_retry_view_the_checked_lines_of_or_export_a_run_once_not_giv
         RunStatus.FINISHED_WITH_FAILURES,
         RunStatus.CANCELLED,
     )
+
+
+@pytest.mark.django_db
+def test_the_api_withholds_the_report_of_a_run_whose_directory_was_taken_back(
+    run_with, bob: Any, bob_token: str, alices_project: Path, projects: Path
+):
+    """/report and /report.json are the pane's exports: the same 403 sentence; the status
+    stays readable but without the report's summary."""
+    lent = TargetGrant.objects.create(directory=str(projects / "alice"), user=bob)
+    run = run_with(alices_project, bob)
+    headers = {"Authorization": f"Bearer {bob_token}"}
+    api = Client()
+    assert api.get(f"/api/v1/runs/{run.id}/report", headers=headers).status_code == 200
+    lent.delete()
+
+    for path in ("report", "report.json"):
+        refused = api.get(f"/api/v1/runs/{run.id}/{path}", headers=headers)
+        assert (refused.status_code, refused.json()) == (403, {"error": RUN_REFUSAL}), path
+    status = api.get(f"/api/v1/runs/{run.id}", headers=headers)
+    assert status.status_code == 200
+    assert status.json()["report_withheld"] == RUN_REFUSAL
+    assert run.summary and run.summary not in status.content.decode()
 
 
 @pytest.mark.django_db
