@@ -12,12 +12,16 @@ sentence: `{"error": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from typing import Any, Literal
 from uuid import UUID
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
+from django.urls import URLPattern
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
@@ -166,11 +170,16 @@ def cancel(request: HttpRequest, run_id: UUID) -> Status[dict[str, Any]]:
     return Status(200, doors.run_state(run, request.auth))  # type: ignore[attr-defined]
 
 
-@api.post("/runs/{run_id}/steps/{key}/retry", response={200: dict[str, Any], 409: ErrorOut})
+@api.post(
+    "/runs/{run_id}/steps/{key}/retry",
+    response={200: dict[str, Any], 403: ErrorOut, 409: ErrorOut},
+)
 def retry(request: HttpRequest, run_id: UUID, key: str) -> Status[dict[str, Any]]:
     run = _run(request, run_id)
     try:
         retried = services.retry_step(run.id, key, user=request.auth)  # type: ignore[attr-defined]
+    except services.RunRefused as refused:  # the directory was taken back: not a "not now"
+        return Status(403, {"error": str(refused)})
     except services.LaunchError as refused:
         return Status(409, {"error": str(refused)})
     if not retried:
@@ -185,7 +194,10 @@ def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    """400 with a sentence naming each bad field, not ninja's 422 list."""
+    """400 with a sentence naming each bad field, not ninja's 422 list. A path that is not a
+    run id names no run: the same 404 as any run this token cannot see."""
+    if any(tuple(error.get("loc", ()))[:1] == ("path",) for error in exc.errors):
+        return _error(request, "no such run", 404)
     return _error(request, _sentence(exc.errors), 400)
 
 
@@ -222,6 +234,34 @@ def _sentence(errors: list[dict[str, Any]]) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{where or 'the request'}: {error.get('msg', 'is not valid')}")
     return "; ".join(parts) or "the request is not valid"
+
+
+def urls() -> tuple[list[Any], str, str]:
+    """The API's URL patterns, each answering a method it does not take with a JSON 405
+    (ninja answers those with a plain-text body before any handler above sees them)."""
+    patterns, app_name, namespace = api.urls
+    return [_json_405(pattern) for pattern in patterns], app_name, namespace
+
+
+def _json_405(pattern: Any) -> Any:
+    view = pattern.callback
+    if not callable(view) or asyncio.iscoroutinefunction(view):
+        return pattern  # the views above are all sync; a new async one keeps ninja's answer
+
+    @functools.wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = view(request, *args, **kwargs)
+        if response.status_code != 405:
+            return response
+        allowed = response.get("Allow", "")
+        refused = JsonResponse(
+            {"error": f"{request.method} is not allowed here; use {allowed or 'another method'}"},
+            status=405,
+        )
+        refused["Allow"] = allowed
+        return refused
+
+    return URLPattern(pattern.pattern, answer, pattern.default_args, pattern.name)
 
 
 def unknown_api_path(request: HttpRequest) -> HttpResponse:

@@ -30,6 +30,10 @@ class LaunchError(ValueError):
     """Bad input to a launch; the message is shown to the person as is."""
 
 
+class RunRefused(LaunchError):
+    """The user may no longer use the run's directory (runs.targets): a 403 at every door."""
+
+
 class PendingCapReached(LaunchError):
     """The owner already has ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER runs waiting."""
 
@@ -175,7 +179,7 @@ def _check_retry(run_id: UUID, user: Any) -> None:
     try:
         check_run(user, run)
     except TargetRefused as exc:
-        raise LaunchError(str(exc)) from None
+        raise RunRefused(str(exc)) from None
     if run.status != RunStatus.PENDING:
         check_pending_room(run.owner)
 

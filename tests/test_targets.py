@@ -175,6 +175,24 @@ def test_the_api_withholds_the_report_of_a_run_whose_directory_was_taken_back(
 
 
 @pytest.mark.django_db
+def test_retrying_over_the_api_on_a_run_whose_directory_was_taken_back_is_a_403(
+    finish_run, bob: Any, bob_token: str, alices_project: Path, projects: Path
+):
+    """A refusal, not "cannot be retried now": the same 403 and sentence as the pane's."""
+    lent = TargetGrant.objects.create(directory=str(projects / "alice"), user=bob)
+    run = services.launch_run(flow="code-review", target=str(alices_project), owner=bob)
+    run = finish_run(run, report="## Findings\n", fail="security")
+    lent.delete()
+    refused = Client().post(
+        f"/api/v1/runs/{run.id}/steps/security/retry",
+        headers={"Authorization": f"Bearer {bob_token}"},
+    )
+    assert (refused.status_code, refused.json()) == (403, {"error": RUN_REFUSAL})
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
+
+
+@pytest.mark.django_db
 def test_a_user_root_gives_each_user_their_own_directory_and_no_one_elses(
     refusal_at_every_launch_door,
     settings: Any,
