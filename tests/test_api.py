@@ -447,3 +447,14 @@ def test_a_malformed_run_id_is_no_such_run(api: Client, alice_token: str):
         method = "post" if path.endswith("cancel") else "get"
         response = call(api, method, path, alice_token)
         assert (response.status_code, response.json()) == (404, {"error": "no such run"}), path
+
+
+def test_a_hosts_slash_menu_may_launch_only_the_slash_menus_flows(
+    api: Client, alice_token: str, target_dir: Path
+):
+    body = {"flow": "runbook", "target": str(target_dir), "origin": "slash"}
+    refused = call(api, "post", "/api/v1/runs", alice_token, body)
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("'runbook' is not a slash command; type / for one of")
+    launched = call(api, "post", "/api/v1/runs", alice_token, {**body, "origin": "button"})
+    assert launched.status_code == 201
