@@ -269,8 +269,33 @@ def test_only_superusers_manage_grants_and_a_grant_outside_the_roots_is_refused(
         "/admin/runs/targetgrant/add/",
         {"directory": str(projects), "user": bob.pk, "group": Group.objects.create(name="g").pk},
     )
-    assert "one user or to one group" in both.content.decode()
+    assert "A grant is to one user or one group." in both.content.decode()
     assert not TargetGrant.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_grant_admin_refuses_a_missing_directory_a_file_a_duplicate_and_a_grant_to_no_one(
+    client_for, root_user: Any, projects: Path, bob: Any
+):
+    """Each with one sentence; the database constraint's name is never shown."""
+    admin = client_for(root_user)
+    shop = write_project(projects / "shop")
+
+    def add(**fields: Any) -> str:
+        response = admin.post("/admin/runs/targetgrant/add/", fields)
+        return response.content.decode() if response.status_code == 200 else ""
+
+    assert "does not exist on this server" in add(directory=str(projects / "gone"), user=bob.pk)
+    assert "does not exist on this server" in add(
+        directory=str(shop / "app" / "views.py"), user=bob.pk
+    )
+    assert add(directory=str(shop), user=bob.pk) == "", "the first grant is saved"
+    again = add(directory=f"{shop}/", user=bob.pk)
+    assert f"{shop} is already granted to bob" in again
+    no_one = add(directory=str(shop))
+    assert no_one.count("A grant is to one user or one group.") == 1
+    assert "target_grant_to_a_user_or_a_group" not in no_one and "Constraint" not in no_one
+    assert TargetGrant.objects.count() == 1
 
 
 @pytest.mark.django_db
