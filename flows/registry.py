@@ -24,6 +24,16 @@ class UnknownFlow(LookupError):
         super().__init__(f"unknown flow {slug!r}; valid flows: {', '.join(sorted(CATALOG))}")
 
 
+class NotInSlashMenu(LookupError):
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+        names = ", ".join(flow.slug for flow in slash_menu())
+        super().__init__(
+            f"{slug!r} is not a slash command; type / for one of: {names}. "
+            "The Orchestrator button offers the other flows."
+        )
+
+
 class UnknownBand(ValueError):
     def __init__(self, band: str) -> None:
         super().__init__(f"unknown band {band!r}; valid bands: {', '.join(BANDS)}")
@@ -34,6 +44,15 @@ def get_flow(slug: str) -> FlowDef:
         return CATALOG[slug]
     except KeyError:
         raise UnknownFlow(slug) from None
+
+
+def get_slash_flow(slug: str) -> FlowDef:
+    """A flow the slash command may launch: only the slash menu's (the read-only analyses);
+    an unknown one gets the same sentence, listing what the menu offers."""
+    flow = CATALOG.get(slug)
+    if flow is None or not flow.in_slash_menu:
+        raise NotInSlashMenu(slug)
+    return flow
 
 
 def check_band(band: str) -> str:

@@ -5,8 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.utils.functional import lazy
 
-from runs import api_events
-from runs.api import api, unknown_api_path
+from runs import api, api_events
 from runs.hints import manage_command
 
 # Worked out when the login page renders, not at import.
@@ -21,7 +20,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/runs/<uuid:run_id>/events", api_events.run_events, name="api_run_events"),
-    path("api/v1/", api.urls),
-    re_path(r"^api/", unknown_api_path),  # JSON, never the HTML 404 page
+    path("api/v1/", api.urls()),
+    re_path(r"^api/", api.unknown_api_path),  # JSON, never the HTML 404 page
     path("", include("runs.urls")),
 ]

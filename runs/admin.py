@@ -16,6 +16,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -35,6 +36,8 @@ from runs.models import (
 from runs.permissions import visible_runs
 from runs.targets import TargetRefused, check_grant_directory
 
+GRANT_TO_ONE = "A grant is to one user or one group."
+
 
 class TargetGrantForm(forms.ModelForm):
     class Meta:
@@ -49,9 +52,28 @@ class TargetGrantForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if bool(data.get("user")) == bool(data.get("group")):
-            raise forms.ValidationError("Grant the directory to one user or to one group.")
+        user, group = data.get("user"), data.get("group")
+        if bool(user) == bool(group):
+            raise forms.ValidationError(GRANT_TO_ONE)
+        # A second identical grant would make deleting one of them take nothing back.
+        same = TargetGrant.objects.filter(directory=data.get("directory"), user=user, group=group)
+        if data.get("directory") and same.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(
+                f"{data['directory']} is already granted to {user or group}; "
+                "there is nothing to add."
+            )
         return data
+
+    def validate_constraints(self) -> None:
+        """The database's own check says the same as clean() in its own words (the
+        constraint's name): the person sees the sentence, once."""
+        try:
+            # The same exclusions Django's own validate_constraints uses (not in the stubs).
+            exclude = self._get_validation_exclusions()  # type: ignore[attr-defined]
+            self.instance.validate_constraints(exclude=exclude)
+        except ValidationError:
+            if GRANT_TO_ONE not in self.non_field_errors():
+                self.add_error(None, GRANT_TO_ONE)
 
 
 class VisibleRunsMixin:

@@ -12,12 +12,16 @@ sentence: `{"error": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from typing import Any, Literal
 from uuid import UUID
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
+from django.urls import URLPattern
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
@@ -94,6 +98,16 @@ def _run(request: HttpRequest, run_id: UUID) -> FlowRun:
     return get_object_or_404(token_runs(request.auth), id=run_id)  # type: ignore[attr-defined]
 
 
+def _readable_run(request: HttpRequest, run_id: UUID) -> FlowRun:
+    """A run whose report text leaves the server: its directory must still be one the
+    token's owner may use (runs.targets), else a 403 with the pane's sentence."""
+    run = _run(request, run_id)
+    refused = doors.withheld(request.auth, run)  # type: ignore[attr-defined]
+    if refused:
+        raise HttpError(403, refused)
+    return run
+
+
 @api.get("/flows", response=list[dict[str, Any]], summary="The flows, their bands and agents")
 def flows(request: HttpRequest) -> list[dict[str, Any]]:
     """Each flow with what each band runs and whether it belongs in a slash menu."""
@@ -130,12 +144,12 @@ def launch(request: HttpRequest, body: LaunchIn) -> Status[dict[str, Any]]:
 
 @api.get("/runs/{run_id}", response=dict[str, Any], summary="A run's status and agents")
 def status(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
-    return doors.run_state(_run(request, run_id))
+    return doors.run_state(_run(request, run_id), request.auth)  # type: ignore[attr-defined]
 
 
 @api.get("/runs/{run_id}/report", summary="A run's report as Markdown")
 def report_markdown(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    run = _run(request, run_id)
+    run = _readable_run(request, run_id)
     if not run.report:
         raise HttpError(409, "there is no report yet; the run is still going")
     return HttpResponse(exports.report_markdown(run), content_type="text/markdown; charset=utf-8")
@@ -144,7 +158,7 @@ def report_markdown(request: HttpRequest, run_id: UUID) -> HttpResponse:
 @api.get("/runs/{run_id}/report.json", response=dict[str, Any], summary="A run as JSON")
 def report_json(request: HttpRequest, run_id: UUID) -> dict[str, Any]:
     """The same document as the pane's JSON export."""
-    return exports.run_as_json(_run(request, run_id))
+    return exports.run_as_json(_readable_run(request, run_id))
 
 
 @api.post("/runs/{run_id}/cancel", response={200: dict[str, Any], 409: ErrorOut})
@@ -153,20 +167,25 @@ def cancel(request: HttpRequest, run_id: UUID) -> Status[dict[str, Any]]:
     if not services.cancel_run(run.id):
         return Status(409, {"error": f"the run has already ended ({run.status})"})
     run.refresh_from_db()
-    return Status(200, doors.run_state(run))
+    return Status(200, doors.run_state(run, request.auth))  # type: ignore[attr-defined]
 
 
-@api.post("/runs/{run_id}/steps/{key}/retry", response={200: dict[str, Any], 409: ErrorOut})
+@api.post(
+    "/runs/{run_id}/steps/{key}/retry",
+    response={200: dict[str, Any], 403: ErrorOut, 409: ErrorOut},
+)
 def retry(request: HttpRequest, run_id: UUID, key: str) -> Status[dict[str, Any]]:
     run = _run(request, run_id)
     try:
         retried = services.retry_step(run.id, key, user=request.auth)  # type: ignore[attr-defined]
+    except services.RunRefused as refused:  # the directory was taken back: not a "not now"
+        return Status(403, {"error": str(refused)})
     except services.LaunchError as refused:
         return Status(409, {"error": str(refused)})
     if not retried:
         return Status(409, {"error": f"step {key!r} cannot be retried now"})
     run.refresh_from_db()
-    return Status(200, doors.run_state(run))
+    return Status(200, doors.run_state(run, request.auth))  # type: ignore[attr-defined]
 
 
 def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:
@@ -175,7 +194,10 @@ def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    """400 with a sentence naming each bad field, not ninja's 422 list."""
+    """400 with a sentence naming each bad field, not ninja's 422 list. A path that is not a
+    run id names no run: the same 404 as any run this token cannot see."""
+    if any(tuple(error.get("loc", ()))[:1] == ("path",) for error in exc.errors):
+        return _error(request, "no such run", 404)
     return _error(request, _sentence(exc.errors), 400)
 
 
@@ -212,6 +234,34 @@ def _sentence(errors: list[dict[str, Any]]) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{where or 'the request'}: {error.get('msg', 'is not valid')}")
     return "; ".join(parts) or "the request is not valid"
+
+
+def urls() -> tuple[list[Any], str, str]:
+    """The API's URL patterns, each answering a method it does not take with a JSON 405
+    (ninja answers those with a plain-text body before any handler above sees them)."""
+    patterns, app_name, namespace = api.urls
+    return [_json_405(pattern) for pattern in patterns], app_name, namespace
+
+
+def _json_405(pattern: Any) -> Any:
+    view = pattern.callback
+    if not callable(view) or asyncio.iscoroutinefunction(view):
+        return pattern  # the views above are all sync; a new async one keeps ninja's answer
+
+    @functools.wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = view(request, *args, **kwargs)
+        if response.status_code != 405:
+            return response
+        allowed = response.get("Allow", "")
+        refused = JsonResponse(
+            {"error": f"{request.method} is not allowed here; use {allowed or 'another method'}"},
+            status=405,
+        )
+        refused["Allow"] = allowed
+        return refused
+
+    return URLPattern(pattern.pattern, answer, pattern.default_args, pattern.name)
 
 
 def unknown_api_path(request: HttpRequest) -> HttpResponse:

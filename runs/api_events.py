@@ -19,6 +19,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
 
 from runs import api_tokens, doors
 from runs.permissions import token_runs
@@ -27,7 +28,14 @@ POLL_SECONDS = 1.0
 MAX_STREAM_SECONDS = 3600
 
 
+# A bearer token, never the session cookie, reads the stream; CSRF has nothing to guard, and
+# its HTML 403 would hide the JSON 405 below.
+@csrf_exempt
 async def run_events(request: HttpRequest, run_id: UUID) -> HttpResponseBase:
+    if request.method != "GET":
+        refused = JsonResponse({"error": f"{request.method} is not allowed here; use GET"})
+        refused.status_code, refused["Allow"] = 405, "GET"
+        return refused
     user = await sync_to_async(api_tokens.bearer_user)(request.headers.get("Authorization", ""))
     if user is None:
         return JsonResponse(
@@ -80,7 +88,7 @@ async def _stream(user: Any, run_id: UUID) -> AsyncIterator[str]:
 
 def _state(user: Any, run_id: UUID) -> dict[str, Any] | None:
     run = token_runs(user).filter(id=run_id).first()
-    return doors.run_state(run) if run else None
+    return doors.run_state(run, user) if run else None
 
 
 def _shape(state: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from flows.registry import CATALOG
 from runs import labels
 from runs.engine.queue import fairness
 from runs.models import FlowRun, RunStatus
+from runs.targets import TargetRefused, check_run
 
 
 def flow_catalog() -> list[dict[str, Any]]:
@@ -36,8 +37,20 @@ def flow_catalog() -> list[dict[str, Any]]:
     ]
 
 
-def run_state(run: FlowRun) -> dict[str, Any]:
-    """A run's status and its agents, as a host shows them."""
+def withheld(user: Any, run: FlowRun) -> str:
+    """Why this user may no longer read the run's report text (runs.targets), or ""."""
+    try:
+        check_run(user, run)
+    except TargetRefused as exc:
+        return str(exc)
+    return ""
+
+
+def run_state(run: FlowRun, user: Any) -> dict[str, Any]:
+    """A run's status and its agents, as a host shows them; the summary and confidence are
+    report text, so they are left out for a user whose directory was taken back (None: the
+    operator)."""
+    refused = withheld(user, run)
     waiting = (
         fairness.waiting_reasons([run.id]).get(run.id, "")
         if run.status == RunStatus.PENDING
@@ -60,8 +73,9 @@ def run_state(run: FlowRun) -> dict[str, Any]:
         "waiting": waiting,
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "summary": run.summary,
-        "confidence": run.confidence,
+        "summary": "" if refused else run.summary,
+        "confidence": "" if refused else run.confidence,
+        "report_withheld": refused,
         "error": run.error,
         "report_ready": bool(run.report),
         "pane_url": run.get_absolute_url(),
@@ -82,7 +96,7 @@ def run_state(run: FlowRun) -> dict[str, Any]:
 
 def state_line(run: FlowRun) -> str:
     """One line for a plain client: the run's status, then each agent's."""
-    state = run_state(run)
+    state = run_state(run, None)  # the agents' states only: no report text in this line
     agents = "; ".join(f"{a['title']}: {a['state']}" for a in state["agents"])
     waiting = f" ({state['waiting']})" if state["waiting"] else ""
     head = f"Run {state['id']} ({state['flow']}, {state['band']}): {state['status_label']}"

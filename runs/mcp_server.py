@@ -84,11 +84,11 @@ def _launch(user: Any, **kwargs: Any) -> CallToolResult:
         run = services.launch_run(owner=user, origin=Origin.API, **kwargs)
     except services.LaunchError as exc:
         raise Refused(str(exc)) from None
-    return _launched(run)
+    return _launched(run, user)
 
 
-def _launched(run: FlowRun) -> CallToolResult:
-    state = doors.run_state(run)
+def _launched(run: FlowRun, user: Any) -> CallToolResult:
+    state = doors.run_state(run, user)
     uri = ui_uri(run.id)
     text = (
         f"{doors.state_line(run)}\n"
@@ -109,12 +109,15 @@ def _status(user: Any, run_id: str) -> CallToolResult:
     run = _run(user, run_id)
     return CallToolResult(
         content=[TextContent(text=doors.state_line(run))],
-        structured_content=doors.run_state(run),
+        structured_content=doors.run_state(run, user),
     )
 
 
 def _report(user: Any, run_id: str) -> str:
     run = _run(user, run_id)
+    refused = doors.withheld(user, run)  # the same rule and sentence as the pane's exports
+    if refused:
+        raise Refused(refused)
     if not run.report:
         return f"The report is not written yet. {doors.state_line(run)}"
     return exports.report_markdown(run)

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from flows.registry import check_band, get_flow
+from flows.registry import check_band, get_flow, get_slash_flow
 from runs.engine.agent.modelconfig import configured_endpoint, configured_model_id
 from runs.engine.queue import scheduler
 from runs.engine.report import reporting
@@ -28,6 +28,10 @@ MAX_FOCUS_CHARS = 4000
 
 class LaunchError(ValueError):
     """Bad input to a launch; the message is shown to the person as is."""
+
+
+class RunRefused(LaunchError):
+    """The user may no longer use the run's directory (runs.targets): a 403 at every door."""
 
 
 class PendingCapReached(LaunchError):
@@ -69,7 +73,8 @@ def launch_run(
 ) -> FlowRun:
     """Validate, create the run and its steps in one transaction, then wake a worker."""
     try:
-        definition = get_flow(flow)
+        # The slash command offers only the slash menu's flows, at every door that says it is one.
+        definition = get_slash_flow(flow) if origin == Origin.SLASH else get_flow(flow)
         check_band(band)
     except (LookupError, ValueError) as exc:
         raise LaunchError(str(exc)) from None
@@ -175,7 +180,7 @@ def _check_retry(run_id: UUID, user: Any) -> None:
     try:
         check_run(user, run)
     except TargetRefused as exc:
-        raise LaunchError(str(exc)) from None
+        raise RunRefused(str(exc)) from None
     if run.status != RunStatus.PENDING:
         check_pending_room(run.owner)
 

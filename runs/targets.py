@@ -103,7 +103,8 @@ def check_run(user: Any, run: Any) -> None:
 
 
 def check_grant_directory(directory: str) -> str:
-    """A grant's directory as stored: absolute, real, inside the allowed roots."""
+    """A grant's directory as stored: absolute, real, inside the allowed roots, an existing
+    directory. (Only a superuser asks, so saying that a path does not exist reveals nothing.)"""
     if not directory or "\x00" in directory or not os.path.isabs(directory):
         raise TargetRefused("Give an absolute directory path.")
     real = os.path.realpath(directory)
@@ -111,5 +112,10 @@ def check_grant_directory(directory: str) -> str:
         raise TargetRefused(
             "That directory is outside ORCHESTRATOR_ALLOWED_ROOTS, so a grant there would give "
             "nothing; widen the setting first."
+        )
+    if not os.path.isdir(real):
+        raise TargetRefused(
+            "That directory does not exist on this server (or is not a directory); give the "
+            "project's directory."
         )
     return real

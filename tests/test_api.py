@@ -276,9 +276,6 @@ def test_the_same_sentence_comes_from_the_launch_form(
 
 
 def test_unknown_paths_and_bad_ids_answer_in_json(api: Client, alice_token: str):
-    bad_id = call(api, "get", "/api/v1/runs/not-a-uuid", alice_token)
-    assert bad_id.status_code == 400
-    assert "run_id" in bad_id.json()["error"]
     nowhere = call(api, "get", "/api/v1/nowhere", alice_token)
     assert nowhere.status_code == 404
     assert nowhere.json() == {"error": "no API endpoint at /api/v1/nowhere"}
@@ -424,3 +421,40 @@ def test_the_events_stream_follows_a_live_run_until_it_ends(
         ("status", RunStatus.CANCELLED),
         ("end", RunStatus.CANCELLED),
     ]
+
+
+def test_a_method_a_route_does_not_take_is_a_json_405_naming_the_one_it_does(
+    api: Client, alice_token: str, finished_run
+):
+    """Errors are always JSON with a sentence, also before the route's own code runs."""
+    for method, path, allowed in (
+        ("get", "/api/v1/runs", "POST"),
+        ("post", "/api/v1/flows", "GET"),
+        ("delete", f"/api/v1/runs/{finished_run.id}", "GET"),
+        ("get", f"/api/v1/runs/{finished_run.id}/cancel", "POST"),
+        ("post", f"/api/v1/runs/{finished_run.id}/events", "GET"),
+    ):
+        response = call(api, method, path, alice_token)
+        assert response.status_code == 405, path
+        assert response["Content-Type"] == "application/json", path
+        assert response.json() == {
+            "error": f"{method.upper()} is not allowed here; use {allowed}"
+        }, path
+
+
+def test_a_malformed_run_id_is_no_such_run(api: Client, alice_token: str):
+    for path in ("/api/v1/runs/not-a-uuid", "/api/v1/runs/12/report", "/api/v1/runs/x/cancel"):
+        method = "post" if path.endswith("cancel") else "get"
+        response = call(api, method, path, alice_token)
+        assert (response.status_code, response.json()) == (404, {"error": "no such run"}), path
+
+
+def test_a_hosts_slash_menu_may_launch_only_the_slash_menus_flows(
+    api: Client, alice_token: str, target_dir: Path
+):
+    body = {"flow": "runbook", "target": str(target_dir), "origin": "slash"}
+    refused = call(api, "post", "/api/v1/runs", alice_token, body)
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("'runbook' is not a slash command; type / for one of")
+    launched = call(api, "post", "/api/v1/runs", alice_token, {**body, "origin": "button"})
+    assert launched.status_code == 201

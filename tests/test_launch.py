@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.registry import CATALOG, slash_menu
 from runs.models import FlowRun, StepStatus
 from runs.services import LaunchError, launch_run
 
@@ -75,3 +76,27 @@ def test_a_symlink_into_a_forbidden_place_is_judged_by_where_it_leads(settings, 
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [allowed]
     with pytest.raises(LaunchError, match="not one you were given, or it does not exist"):
         launch_run(flow="research", target=str(allowed / "escape"))
+
+
+@pytest.mark.parametrize("flow", ["runbook", "zzzz"])
+def test_the_slash_command_launches_only_the_slash_menus_flows(
+    client_for, alice, target_dir: Path, flow: str
+):
+    """A draft flow (or an unknown one) typed after / is refused with the menu's own list;
+    the Orchestrator button still launches the draft."""
+    menu = [f.slug for f in slash_menu()]
+    assert len(menu) == 11 and "runbook" not in menu and "runbook" in CATALOG
+    expected = (
+        f"{flow!r} is not a slash command; type / for one of: {', '.join(menu)}. "
+        "The Orchestrator button offers the other flows."
+    )
+    fields = {"flow": flow, "target": str(target_dir), "origin": "slash", "host_pane": "chat"}
+    refused = client_for(alice).post("/launch/", fields)
+    assert (refused.status_code, refused.json()) == (400, {"error": expected})
+    with pytest.raises(LaunchError) as raised:
+        launch_run(flow=flow, target=str(target_dir), owner=alice, origin="slash")
+    assert str(raised.value) == expected
+    assert FlowRun.objects.count() == 0
+    if flow == "runbook":
+        button = client_for(alice).post("/launch/", {**fields, "origin": "button"})
+        assert button.status_code == 201

@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from flows.registry import slash_menu
 from runs.models import FlowRun, Origin, RunStatus
+from runs.targets import RUN_REFUSAL
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -116,6 +117,27 @@ def test_another_users_run_is_no_such_run_over_mcp(served_site: str, finished_ru
         assert result.content[0].text == "no such run"
     finished_run.refresh_from_db()
     assert finished_run.status == RunStatus.SUCCEEDED
+
+
+def test_run_report_over_mcp_refuses_a_run_whose_directory_was_taken_back(
+    served_site: str, finished_run, alice_token: str
+):
+    """The pane's rule (runs.targets): a directory alice may no longer use gives the same
+    sentence as the pane's exports, as a tool error, and no report text."""
+    FlowRun.objects.filter(id=finished_run.id).update(target_real_path="/elsewhere/project")
+
+    async def work(session: ClientSession) -> list[Any]:
+        return [
+            await session.call_tool(name, {"run_id": str(finished_run.id)})
+            for name in ("run_report", "run_status")
+        ]
+
+    report, status = asyncio.run(with_session(served_site, alice_token, work))
+    assert report.is_error
+    assert report.content[0].text == RUN_REFUSAL
+    assert not status.is_error
+    assert status.structured_content["report_withheld"] == RUN_REFUSAL
+    assert status.structured_content["summary"] == ""
 
 
 def test_a_wrong_token_is_refused_before_the_mcp_server(served_site: str, alice):

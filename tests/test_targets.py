@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from devtools.testing import write_project
 from runs import services
@@ -152,6 +153,46 @@ def test_bob_cannot_retry_view_the_checked_lines_of_or_export_a_run_once_not_giv
 
 
 @pytest.mark.django_db
+def test_the_api_withholds_the_report_of_a_run_whose_directory_was_taken_back(
+    run_with, bob: Any, bob_token: str, alices_project: Path, projects: Path
+):
+    """/report and /report.json are the pane's exports: the same 403 sentence; the status
+    stays readable but without the report's summary."""
+    lent = TargetGrant.objects.create(directory=str(projects / "alice"), user=bob)
+    run = run_with(alices_project, bob)
+    headers = {"Authorization": f"Bearer {bob_token}"}
+    api = Client()
+    assert api.get(f"/api/v1/runs/{run.id}/report", headers=headers).status_code == 200
+    lent.delete()
+
+    for path in ("report", "report.json"):
+        refused = api.get(f"/api/v1/runs/{run.id}/{path}", headers=headers)
+        assert (refused.status_code, refused.json()) == (403, {"error": RUN_REFUSAL}), path
+    status = api.get(f"/api/v1/runs/{run.id}", headers=headers)
+    assert status.status_code == 200
+    assert status.json()["report_withheld"] == RUN_REFUSAL
+    assert run.summary and run.summary not in status.content.decode()
+
+
+@pytest.mark.django_db
+def test_retrying_over_the_api_on_a_run_whose_directory_was_taken_back_is_a_403(
+    finish_run, bob: Any, bob_token: str, alices_project: Path, projects: Path
+):
+    """A refusal, not "cannot be retried now": the same 403 and sentence as the pane's."""
+    lent = TargetGrant.objects.create(directory=str(projects / "alice"), user=bob)
+    run = services.launch_run(flow="code-review", target=str(alices_project), owner=bob)
+    run = finish_run(run, report="## Findings\n", fail="security")
+    lent.delete()
+    refused = Client().post(
+        f"/api/v1/runs/{run.id}/steps/security/retry",
+        headers={"Authorization": f"Bearer {bob_token}"},
+    )
+    assert (refused.status_code, refused.json()) == (403, {"error": RUN_REFUSAL})
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED_WITH_FAILURES
+
+
+@pytest.mark.django_db
 def test_a_user_root_gives_each_user_their_own_directory_and_no_one_elses(
     refusal_at_every_launch_door,
     settings: Any,
@@ -228,8 +269,33 @@ def test_only_superusers_manage_grants_and_a_grant_outside_the_roots_is_refused(
         "/admin/runs/targetgrant/add/",
         {"directory": str(projects), "user": bob.pk, "group": Group.objects.create(name="g").pk},
     )
-    assert "one user or to one group" in both.content.decode()
+    assert "A grant is to one user or one group." in both.content.decode()
     assert not TargetGrant.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_grant_admin_refuses_a_missing_directory_a_file_a_duplicate_and_a_grant_to_no_one(
+    client_for, root_user: Any, projects: Path, bob: Any
+):
+    """Each with one sentence; the database constraint's name is never shown."""
+    admin = client_for(root_user)
+    shop = write_project(projects / "shop")
+
+    def add(**fields: Any) -> str:
+        response = admin.post("/admin/runs/targetgrant/add/", fields)
+        return response.content.decode() if response.status_code == 200 else ""
+
+    assert "does not exist on this server" in add(directory=str(projects / "gone"), user=bob.pk)
+    assert "does not exist on this server" in add(
+        directory=str(shop / "app" / "views.py"), user=bob.pk
+    )
+    assert add(directory=str(shop), user=bob.pk) == "", "the first grant is saved"
+    again = add(directory=f"{shop}/", user=bob.pk)
+    assert f"{shop} is already granted to bob" in again
+    no_one = add(directory=str(shop))
+    assert no_one.count("A grant is to one user or one group.") == 1
+    assert "target_grant_to_a_user_or_a_group" not in no_one and "Constraint" not in no_one
+    assert TargetGrant.objects.count() == 1
 
 
 @pytest.mark.django_db
