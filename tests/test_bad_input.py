@@ -104,9 +104,14 @@ def test_run_endpoints_answer_4xx_to_unknown_steps_and_formats(
 ):
     client = client_for(alice)
     retry = client.post(f"/runs/{finished_run.id}/steps/{key}/retry/")
-    assert retry.status_code in {204, 404, 409}, retry.content
+    # 400: a `?` in the text starts a query, and a control byte there is refused before any
+    # view runs (orchestrator_site/hardening.py).
+    assert retry.status_code in {204, 400, 404, 409}, retry.content
     export = client.get(f"/runs/{finished_run.id}/export.{fmt}")
-    assert export.status_code == 200 if fmt in {"md", "json"} else export.status_code == 404
+    if fmt in {"md", "json"}:
+        assert export.status_code == 200
+    else:
+        assert export.status_code in {400, 404}, (fmt, export.status_code)
 
 
 @pytest.mark.django_db
