@@ -66,8 +66,15 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     target, query = request.GET.get("target", ""), request.GET.get("q", "").strip()
     if flow:
         runs = runs.filter(flow=flow)
+    unknown_status = ""
     if status in RunStatus.values:
         runs = runs.filter(status=status)
+    elif status:  # a hand-edited or stale address: said, not silently ignored
+        unknown_status = (
+            f"There is no status “{status[:40]}”; showing runs of any status. "
+            f"The statuses are: {', '.join(labels.RUN_WORDS[s] for s in RunStatus.values)}."
+        )
+        status = ""
     if target:
         runs = runs.filter(target__icontains=target)
     if query:
@@ -92,6 +99,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         "statuses": [(status, labels.RUN_WORDS[status]) for status in RunStatus.values],
         "filters": {"flow": flow, "status": status, "target": target, "q": query},
         "filtered": bool(flow or status or target or query),
+        "unknown_status": unknown_status,
     }
     template = "runs/history.html#results" if request.htmx else "runs/history.html"
     return render(request, template, context)
