@@ -1,4 +1,5 @@
-"""One click to check a finding: the lines a verified citation named, as the run read them.
+"""One click to check a finding: what the check of a citation saw, as the run read it (the
+lines it named where they exist, with the mark's reason; the reason alone where they do not).
 
 Owner-only like every run URL (another user's run is a 404). The lines shown are the ones the
 report kept when it was written (read through the tools' confinement and secret rules, then
@@ -27,7 +28,7 @@ from runs.models import FlowRun
 from runs.permissions import visible_runs
 from runs.targets import TargetRefused, check_run
 
-# The ✓ of a kept citation links to "#cite-N" in the report's linked copy; in the pane it
+# The mark of a kept citation links to "#cite-N" in the report's linked copy; in the pane it
 # becomes a link to the citation's page that htmx opens inline (a plain link without JS).
 _CITE_HREF = re.compile(r'<a href="#cite-(\d{1,6})"')
 # The end of a kept citation's link: its lines' slot goes right after it.
@@ -38,7 +39,7 @@ _CHANGE_MARK = re.compile(r"<strong>\[(new|still present|resolved)\]</strong>")
 
 
 def report_html(run: FlowRun) -> SafeString:
-    """The report as the pane shows it: verified citations link to their lines."""
+    """The report as the pane shows it: every kept citation links to what was checked."""
     data = run.report_data or {}
     linked = data.get("linked_report") if isinstance(data, dict) else None
     html = render_markdown(linked if isinstance(linked, str) and linked else run.report)
@@ -86,20 +87,29 @@ def citation(request: HttpRequest, run_id: UUID, number: int) -> HttpResponse:
         raise PermissionDenied(str(exc)) from None
     entry = next((e for e in _kept(run) if e.get("n") == number), None)
     if entry is None:
-        raise Http404("no lines were kept for this citation")
-    context = {"run": run, "entry": entry, "rows": _rows(entry), "changed": _changed(run, entry)}
+        raise Http404("nothing was kept for this citation")
+    has_lines = "lines" in entry  # a flag such as "no such file" keeps its reason only
+    context = {
+        "run": run,
+        "entry": entry,
+        "rows": _rows(entry) if has_lines else [],
+        "changed": _changed(run, entry) if has_lines else "",
+    }
     template = "runs/citation.html#excerpt" if _is_htmx(request) else "runs/citation.html"
     return render(request, template, context)
 
 
 def what_was_checked(entry: dict[str, Any]) -> str:
-    """The mark's words on hover and to screen readers: what the checker found."""
-    citation = str(entry.get("citation") or "")
-    if entry.get("grade", "verified") == "verified":
+    """The mark's words on hover, to screen readers and on the opened lines: what the
+    checker found."""
+    citation, grade = str(entry.get("citation") or ""), entry.get("grade", "verified")
+    if grade == "verified":
         if entry.get("quote"):
             return f"{citation} verified: the quoted code is at the cited lines"
         return f"{citation} verified: code its sentence names is at the cited lines"
-    return f"{citation}: the lines exist, but the citation claims nothing that could be checked"
+    if grade == "lines exist":
+        return f"{citation}: the lines exist, but the citation claims nothing that could be checked"
+    return f"{citation} not verified: {entry.get('reason') or grade}"
 
 
 def _kept(run: FlowRun) -> list[dict[str, Any]]:

@@ -66,8 +66,15 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     target, query = request.GET.get("target", ""), request.GET.get("q", "").strip()
     if flow:
         runs = runs.filter(flow=flow)
+    unknown_status = ""
     if status in RunStatus.values:
         runs = runs.filter(status=status)
+    elif status:  # a hand-edited or stale address: said, not silently ignored
+        unknown_status = (
+            f"There is no status “{status[:40]}”; showing runs of any status. "
+            f"The statuses are: {', '.join(labels.RUN_WORDS[s] for s in RunStatus.values)}."
+        )
+        status = ""
     if target:
         runs = runs.filter(target__icontains=target)
     if query:
@@ -92,6 +99,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         "statuses": [(status, labels.RUN_WORDS[status]) for status in RunStatus.values],
         "filters": {"flow": flow, "status": status, "target": target, "q": query},
         "filtered": bool(flow or status or target or query),
+        "unknown_status": unknown_status,
     }
     template = "runs/history.html#results" if request.htmx else "runs/history.html"
     return render(request, template, context)
@@ -143,7 +151,7 @@ def retry_cancelled(request: HttpRequest, run_id: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def rerun(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
-    """Launch the same run again and open its pane (in place of this one when embedded)."""
+    """Launch the same run again and open its pane (beside this one when embedded)."""
     run = _run(request, run_id)
     if not run.is_finished:
         return HttpResponse("This run is still going; re-run it once it has finished.", status=409)
@@ -154,10 +162,14 @@ def rerun(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
     remember_open(request.user, new)
     if not request.htmx:  # a plain form post, without JavaScript
         return redirect(new)
-    # From an embedded pane the new run opens embedded in its place.
-    embedded = "embed=1" in (request.htmx.current_url or "")
-    url = new.get_absolute_url() + ("?embed=1" if embedded else "")
-    return HttpResponse(status=204, headers={"HX-Redirect": url})
+    if "embed=1" not in (request.htmx.current_url or ""):
+        return HttpResponse(status=204, headers={"HX-Redirect": new.get_absolute_url()})
+    # An embedded pane stays as it was: it tells its host, which opens the new run in a pane
+    # of its own (static/orchestrator/host.js, the `run.opened` event of docs/embedding.md).
+    opened = {"run": str(new.id), "pane_url": new.get_absolute_url()}
+    return HttpResponse(
+        status=204, headers={"HX-Trigger": json.dumps({"orchestrator:run-opened": opened})}
+    )
 
 
 @login_required

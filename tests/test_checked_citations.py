@@ -108,8 +108,10 @@ def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(
     )
     run = run_with(target_dir, alice, report)
     kept = run.report_data["checked_lines"]
-    assert [entry["path"] for entry in kept] == ["app/keyed.py"]
+    # Every citation keeps its reason; only the one inside the target keeps lines.
+    assert [entry["path"] for entry in kept if "lines" in entry] == ["app/keyed.py"]
     assert "s3cret" not in json.dumps(kept)
+    assert not any("abc123" in line for entry in kept for line in entry.get("lines", []))
     statuses = [c["status"] for c in run.report_data["citations"]]
     assert statuses[:4] == [
         "secret file, not checked",
@@ -119,11 +121,15 @@ def test_a_secret_file_or_a_path_out_of_the_target_is_never_kept_or_linked(
     ]
     client = client_for(alice)
     pane = client.get(f"/runs/{run.id}/").content.decode()
-    [link] = cite_urls(pane)  # the model quoted the token itself; the run read nothing of it
-    page = client.get(link).content.decode()
+    assert len(cite_urls(pane)) == 5  # each opens what was checked
+    page = client.get(f"/runs/{run.id}/citations/4/").content.decode()
     assert "s3cret" not in page and "x = 1" in page
-    for number in range(4):
-        assert client.get(f"/runs/{run.id}/citations/{number}/").status_code == 404
+    reasons = ["secret file, not checked", *["outside the target"] * 3]
+    for number, reason in enumerate(reasons):
+        page = client.get(f"/runs/{run.id}/citations/{number}/", HTTP_HX_REQUEST="true")
+        words = page.content.decode()
+        assert f"Not verified: {reason}. Nothing of the file is shown." in words
+        assert "<table" not in words and "abc123" not in words.split("Quoted:")[0]
 
 
 @pytest.mark.django_db
@@ -240,3 +246,29 @@ def test_every_part_of_a_finished_report_is_graded_and_the_models_own_marks_are_
         for hidden in ("HIDDEN-", "<think>", "<reasoning>", "Thinking...", "done thinking"):
             assert hidden not in text
     assert json.loads(as_json)["steps"]  # the steps are exported, without their reasoning
+
+
+@pytest.mark.django_db
+def test_a_flagged_citation_opens_the_lines_it_named_with_the_reason(
+    client_for, run_with, alice, target_dir
+):
+    """The quote sits on another line than the one cited: a click on the whole citation opens
+    the lines that were read around the cited one, with the flag's reason, in place."""
+    report = (
+        "## Findings\n- **Shell** (codebase, high) `app/views.py:4` — "
+        "`return subprocess.run(cmd, shell=True)`\n"
+    )
+    run = run_with(target_dir, alice, report)
+    [check] = run.report_data["citations"]
+    assert check["status"] != "verified"
+    client = client_for(alice)
+    pane = client.get(f"/runs/{run.id}/").content.decode()
+    [link] = cite_urls(pane)
+    assert f'hx-get="{link}"' in pane and 'hx-target="#cite-lines-0"' in pane
+    assert re.search(
+        r'aria-label="app/views.py:4 not verified: [^"]+; show the checked lines"', pane
+    )
+    fragment = client.get(link, HTTP_HX_REQUEST="true").content.decode()
+    assert "Not verified: " in fragment and "Nothing of the file is shown" not in fragment
+    assert re.findall(r'<th scope="row">(\d+)</th>', fragment) == [str(n) for n in range(1, 8)]
+    assert "return subprocess.run(cmd, shell=True)" in fragment

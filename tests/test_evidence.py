@@ -122,8 +122,13 @@ def test_a_quote_holding_the_secret_itself_is_not_verified(finish_run, target_di
         launch_run(flow="code-review", target=str(target_dir)), report=guessed, verdict=HIGH
     )
     assert "`app/settings.py:3` ✓" not in run.report
-    kept = [line for entry in run.report_data["checked_lines"] for line in entry["lines"]]
-    assert 'password = "[redacted]"' not in kept and not any("hunter2" in line for line in kept)
+    entries = run.report_data["checked_lines"]
+    kept = [line for entry in entries for line in entry.get("lines", [])]
+    # The flagged citation keeps the lines as the run read them: redacted, so the guess is
+    # neither confirmed nor shown.
+    [guess] = [entry for entry in entries if entry["citation"] == "app/settings.py:3"]
+    assert guess["grade"] == "flagged" and 'password = "[redacted]"' in guess["lines"]
+    assert not any("hunter2" in line for line in kept)
 
 
 @pytest.mark.django_db

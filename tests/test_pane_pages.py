@@ -259,6 +259,26 @@ class TestHistoryAndEdges:
         FlowRun.objects.filter(id=finished_run.id).update(model="demo/scripted")
         assert "chip-demo" in client.get("/runs/").content.decode()
 
+    def test_an_unknown_status_in_the_address_is_said_not_silently_ignored(
+        self, alice, finished_run
+    ):
+        client = client_for(alice)
+        words = text(client.get("/runs/?status=bogus").content.decode())
+        assert "There is no status “bogus”; showing runs of any status." in words
+        assert 'data-testid="history-run"' in client.get("/runs/?status=bogus").content.decode()
+        assert "There is no status" not in text(client.get("/runs/?status=").content.decode())
+
+    def test_the_403_page_says_only_the_refusal(self, alice, finished_run):
+        """A run whose directory was taken back: its sentence, and no hint to reload."""
+        FlowRun.objects.filter(id=finished_run.id).update(
+            target="/elsewhere", target_real_path="/elsewhere"
+        )
+        response = client_for(alice).get(f"/runs/{finished_run.id}/export.md")
+        assert response.status_code == 403
+        words = text(response.content.decode())
+        assert "You no longer have access to the project directory of this run." in words
+        assert "reload" not in words.lower() and "try again" not in words
+
     def test_unknown_pages_get_the_styled_404(self, alice):
         """Not Django's bare page: the app's, with a way back."""
         response = client_for(alice).get("/no/such/page/")

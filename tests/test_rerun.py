@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,21 @@ def test_re_run_launches_a_new_run_with_the_same_settings_and_opens_its_pane(
     assert WorkspaceLayout.objects.get(owner=alice).open_runs[0] == new.id
 
 
-def test_re_run_from_an_embedded_pane_stays_embedded(
+def test_re_run_from_an_embedded_pane_leaves_it_and_names_the_new_run_for_the_host(
     alice_client: Client, finished_run: FlowRun
 ) -> None:
+    """The embedded pane is not navigated away: the answer names the new run, which the pane
+    passes to its host (`run.opened`) to open beside it, and the workspace remembers both."""
     response = alice_client.post(
         f"/runs/{finished_run.id}/rerun/",
         headers={"HX-Request": "true", "HX-Current-URL": f"/runs/{finished_run.id}/?embed=1"},
     )
     new = FlowRun.objects.exclude(id=finished_run.id).get()
     assert response.status_code == 204
-    assert response["HX-Redirect"] == f"{new.get_absolute_url()}?embed=1"
+    assert "HX-Redirect" not in response
+    opened = json.loads(response["HX-Trigger"])["orchestrator:run-opened"]
+    assert opened == {"run": str(new.id), "pane_url": new.get_absolute_url()}
+    assert WorkspaceLayout.objects.get(owner=new.owner).open_runs[0] == new.id
 
 
 def test_another_persons_run_cannot_be_re_run(bob: Any, finished_run: FlowRun) -> None:

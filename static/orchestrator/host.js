@@ -18,7 +18,17 @@
     try { return new URL(document.referrer).origin; } catch (e) { return null; }
   }
   const host = parentOrigin();
-  if (!config.origins.includes(host)) return;
+  const heard = config.origins.includes(host);
+
+  // Re-run in a frame: the new run opens in a pane of its own beside this one (the host's
+  // part: `run.opened`); a frame no allowed host listens to opens it in place instead.
+  document.body.addEventListener("orchestrator:run-opened", (event) => {
+    const opened = event.detail || {};
+    if (typeof opened.run !== "string" || typeof opened.pane_url !== "string") return;
+    if (heard) post("run.opened", { opened: opened.run, pane_url: opened.pane_url });
+    else location.assign(`${opened.pane_url}?embed=1`);
+  });
+  if (!heard) return;
 
   function post(type, fields) {
     window.parent.postMessage(

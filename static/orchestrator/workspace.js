@@ -37,6 +37,13 @@
     return data;
   }
 
+  // A run a pane opened (its Re-run): a pane of its own, remembered, beside the others.
+  async function openRun(id) {
+    if (panes.querySelector(`.orchestrator-pane[data-run="${CSS.escape(id)}"]`)) return;
+    const opened = await post("/workspace/layout/", { open: id });
+    if (opened.ok) openPane(await opened.text());
+  }
+
   // The pane's markup comes from the server (the same partial a reload renders).
   function openPane(html) {
     const holder = document.createElement("template");
@@ -159,6 +166,11 @@
     }
 
     input.addEventListener("focus", () => { lastComposer = input; });
+    // Focus leaving the composer closes its menu, so only one menu is ever open; a click on
+    // the menu itself keeps the focus (its items' mousedown is prevented) and so the menu.
+    form.addEventListener("focusout", (event) => {
+      if (!form.contains(event.relatedTarget)) menu.hidden = true;
+    });
     input.addEventListener("input", () => { active = 0; hint.hidden = true; render(); });
     input.addEventListener("keydown", (event) => {
       if (!menu.hidden && shown.length) {
@@ -270,6 +282,8 @@
       status.textContent = `report ready${message.confidence ? ` · confidence ${message.confidence}` : ""}`;
     } else if (message.type === "report.send-to-chat") {
       refreshChat();
+    } else if (message.type === "run.opened" && typeof message.opened === "string") {
+      openRun(message.opened);
     } else if (message.type === "composer.focus") {
       toComposer(message.key === "/");
     }

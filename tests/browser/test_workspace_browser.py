@@ -220,3 +220,57 @@ def test_slash_and_ctrl_k_inside_a_pane_reach_the_composer(
     frame.locator("body").press("Control+k")
     page.wait_for_function("() => document.activeElement.matches('[data-pane=coder] textarea')")
     assert box.input_value() == ""
+
+
+def test_a_slash_menu_closes_when_focus_leaves_its_composer_but_not_on_its_own_items(
+    server, browser, alice, target_dir: Path
+):
+    """Only one slash menu is ever open: moving to the other composer closes the first."""
+    page = log_in(browser, server, "alice", "alice-pass-123")
+    page.goto(f"{server}/workspace/")
+    chat, coder = page.locator("[data-testid=chat-pane]"), page.locator("[data-testid=coder-pane]")
+    chat_menu = chat.locator("[data-testid=slash-menu]")
+    chat.locator("textarea").fill("/")
+    assert chat_menu.is_visible()
+    chat_menu.locator(".slash-item").first.click()  # choosing from the menu is not leaving it
+    assert chat.locator("textarea").input_value().startswith("/")
+    chat.locator("textarea").fill("/re")
+    assert chat_menu.is_visible()
+    coder.locator("textarea").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-pane=chat] [data-testid=slash-menu]').hidden"
+    )
+    coder.locator("textarea").fill("/re")
+    assert coder.locator("[data-testid=slash-menu]").is_visible()
+    assert page.locator("[data-testid=slash-menu]:visible").count() == 1
+
+
+def test_re_run_inside_a_workspace_pane_opens_the_new_run_beside_it(
+    server, browser, alice, target_dir: Path
+):
+    """The old pane keeps its run; the new run gets a pane of its own, and a reload shows
+    the same two panes (the workspace remembered what it shows)."""
+    page = log_in(browser, server, "alice", "alice-pass-123")
+    page.goto(f"{server}/workspace/")
+    coder = page.locator("[data-testid=coder-pane]")
+    coder.locator("[data-testid=coder-target]").fill(str(target_dir))
+    coder.locator("textarea").fill("/code-review auth")
+    coder.locator("textarea").press("Enter")
+    page.locator(".orchestrator-pane").first.wait_for()
+    old = FlowRun.objects.get()
+    frame = page.frame_locator(f".orchestrator-pane[data-run='{old.id}'] iframe")
+    frame.locator("[data-testid=rerun]").click(timeout=60_000)
+    page.locator(".orchestrator-pane").nth(1).wait_for()
+    new = FlowRun.objects.exclude(id=old.id).get()
+    shown = page.eval_on_selector_all(".orchestrator-pane", "(ps) => ps.map((p) => p.dataset.run)")
+    assert shown == [str(new.id), str(old.id)]
+    assert (
+        page.frame_locator(f".orchestrator-pane[data-run='{old.id}'] iframe")
+        .locator(f".pane[data-run='{old.id}']")
+        .count()
+        == 1
+    )
+    page.reload()
+    page.locator(".orchestrator-pane").nth(1).wait_for()
+    again = page.eval_on_selector_all(".orchestrator-pane", "(ps) => ps.map((p) => p.dataset.run)")
+    assert again == shown

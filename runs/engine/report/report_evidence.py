@@ -1,6 +1,7 @@
-"""What a report keeps so that it can be checked and compared later: the lines each verified
-citation named (with context, redacted, capped), each finding's stable id, and what changed
-since the previous run of the same flow on the same target."""
+"""What a report keeps so that it can be checked and compared later: what each citation's
+check saw (its reason, and the lines it named where they exist, with context, redacted,
+capped), each finding's stable id, and what changed since the previous run of the same flow
+on the same target."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from runs.engine.storable import clean_text
 from runs.engine.target.secrets import redact
 from runs.models import FlowRun, RunStatus
 
-MAX_KEPT_EXCERPTS = 300  # verified citations whose lines a report keeps
+MAX_KEPT_EXCERPTS = 300  # citations whose lines a report keeps
 MAX_KEPT_CHARS = 400_000  # of kept lines per report
 CITE_ANCHOR = "#cite-{}"  # the link target of a ✓ in the pane's copy of the report
 
@@ -42,38 +43,46 @@ class KeptLines:
         return self.files[cited_path]
 
 
+# Flags whose cited file was read and whose cited lines are in it: the lines are worth seeing
+# next to the reason (the quote may sit two lines lower). The other flags keep the reason only.
+_LINES_READ = frozenset(
+    {CheckStatus.QUOTE_NOT_FOUND, CheckStatus.QUOTE_ELSEWHERE, CheckStatus.SYMBOL_NOT_FOUND}
+)
+
+
 def checked_lines(checks: Sequence[CitationCheck], kept: KeptLines, target: str) -> list[dict]:
-    """The lines each citation that was read named, as the run read them (redacted, capped):
-    the verified ones and those whose lines exist, each with its grade."""
+    """What each citation's check saw, so a click on any citation can show it: the lines it
+    named as the run read them (redacted, capped) where the file and lines exist, with the
+    grade and the reason; the reason alone otherwise (no such file, outside the target, a
+    secret file: nothing of such a file is ever kept)."""
     result: list[dict[str, Any]] = []
-    total = 0
+    total = excerpts = 0
     for index, item in enumerate(checks):
+        entry: dict[str, Any] = {
+            "n": index,
+            "citation": item.citation.label,
+            "cited_path": item.citation.path,
+            "path": normalise_path(item.path, target),
+            "quote": item.citation.quote,
+            "grade": item.grade.value,
+            "reason": item.reason,
+        }
         lines = kept.files.get(item.path)
-        readable = item.grade in (Grade.VERIFIED, Grade.LINES_EXIST)
-        if not readable or isinstance(lines, CheckStatus) or lines is None:
-            continue
-        shown = excerpt(item.citation, lines, redact=lambda text: clean_text(redact(text)))
-        size = sum(len(line) for line in shown["lines"])
-        if len(result) >= MAX_KEPT_EXCERPTS or total + size > MAX_KEPT_CHARS:
-            break
-        total += size
-        result.append(
-            {
-                "n": index,
-                "citation": item.citation.label,
-                "cited_path": item.citation.path,
-                "path": normalise_path(item.path, target),
-                "quote": item.citation.quote,
-                "grade": item.grade.value,
-                "reason": item.reason,
-                **shown,
-            }
-        )
+        readable = item.grade in (Grade.VERIFIED, Grade.LINES_EXIST) or item.status in _LINES_READ
+        if readable and lines is not None and not isinstance(lines, CheckStatus):
+            shown = excerpt(item.citation, lines, redact=lambda text: clean_text(redact(text)))
+            size = sum(len(line) for line in shown["lines"])
+            # Past the caps a citation keeps its reason, not its lines.
+            if excerpts < MAX_KEPT_EXCERPTS and total + size <= MAX_KEPT_CHARS:
+                total, excerpts = total + size, excerpts + 1
+                entry.update(shown)
+        result.append(entry)
     return result
 
 
 def cite_link(kept: list[dict[str, Any]]) -> Any:
-    """The ✓ of a citation whose lines were kept links to them; others stay plain."""
+    """A citation whose check was kept (every one, flagged ones too) links to what was
+    checked; others stay plain."""
     numbers = {entry["n"] for entry in kept}
     return lambda index: CITE_ANCHOR.format(index) if index in numbers else None
 
