@@ -70,7 +70,7 @@ def test_slash_commands_launch_from_both_panes_with_their_projects(
     box.press("Enter")
     error = chat.locator(".composer-error")
     error.wait_for()
-    assert "unknown flow 'nope'" in error.inner_text()
+    assert "'nope' is not a slash command" in error.inner_text()
 
 
 def test_the_orchestrator_button_opens_the_launcher_over_the_whole_catalog(
