@@ -48,6 +48,7 @@ from runs.socket_limits import (
     TokenBucket,
 )
 from runs.socket_messages import Refresh, Refused, Subscribe, Unsubscribe, read_message
+from runs.targets import TargetRefused, check_run
 
 log = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
@@ -304,6 +305,10 @@ def _roster(user: Any, run_id: UUID) -> frozenset[int] | None:
     """The run's step ids, or None when the user may not see the run."""
     run = FlowRun.objects.filter(id=run_id).first()
     if run is None or not can_see(user, run):
+        return None
+    try:
+        check_run(user, run)  # its directory taken back: the pane is refused, like its exports
+    except TargetRefused:
         return None
     return frozenset(run.steps.values_list("id", flat=True))
 

@@ -107,7 +107,9 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 def pane(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    run = _run(request, run_id)
+    # The pane shows the report and the agents' streams, which quote the target: a run whose
+    # directory this user may no longer analyse is refused like its exports.
+    run = _usable_run(request, run_id)
     embed = request.GET.get("embed") == "1"
     context = {**live.page_context(run), "embed": embed}
     if embed:  # the pane's events go to these origins only (static/orchestrator/host.js)

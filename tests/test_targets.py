@@ -129,6 +129,7 @@ def test_bob_cannot_retry_view_the_checked_lines_of_or_export_a_run_once_not_giv
     citation = f"/runs/{run.id}/citations/0/"
     assert client.get(citation).status_code == 200, "while given, bob sees the lines"
     assert client.get(f"/runs/{run.id}/export.md").status_code == 200
+    assert "subprocess" in client.get(f"/runs/{run.id}/").content.decode(), "and the pane"
     lent.delete()
 
     retry = client.post(f"/runs/{failed.id}/steps/security/retry/")
@@ -137,7 +138,8 @@ def test_bob_cannot_retry_view_the_checked_lines_of_or_export_a_run_once_not_giv
     assert (retry_all.status_code, retry_all.content.decode()) == (403, RUN_REFUSAL)
     with pytest.raises(services.LaunchError, match=RUN_REFUSAL):
         services.retry_step(failed.id, "security", user=bob)  # the admin's action asks this too
-    for url in (citation, f"/runs/{run.id}/export.md", f"/runs/{run.id}/export.json"):
+    pages = (f"/runs/{run.id}/", citation, f"/runs/{run.id}/export.md")
+    for url in (*pages, f"/runs/{run.id}/export.json"):
         page = client.get(url)
         assert page.status_code == 403, url
         assert RUN_REFUSAL in page.content.decode(), url
@@ -325,3 +327,23 @@ def test_a_path_the_server_cannot_look_at_is_the_same_sentence_not_a_server_erro
     (alices_project / "loop-b").symlink_to(alices_project / "loop-a")
     for target in (str(alices_project / ("x" * 300)), str(alices_project / "loop-a")):
         assert refusal_at_every_launch_door(alice, target) == [REFUSAL] * 4, target[-20:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_directory_was_taken_back_keeps_its_socket_closed(
+    connect, run_with, bob: Any, alices_project: Path, projects: Path
+):
+    """The live pane streams what the agents read: once the grant is gone, no socket opens."""
+    import asyncio
+
+    lent = TargetGrant.objects.create(directory=str(projects / "alice"), user=bob)
+    run = run_with(alices_project, bob)
+
+    async def opens() -> bool:
+        communicator, connected = await connect(bob, run)
+        await communicator.disconnect()
+        return connected
+
+    assert asyncio.run(opens()), "while given, bob's pane opens"
+    lent.delete()
+    assert not asyncio.run(opens())
