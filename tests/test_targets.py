@@ -37,11 +37,6 @@ def alices_project(projects: Path, alice: Any) -> Path:
 
 
 @pytest.fixture
-def charlie(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
-
-
-@pytest.fixture
 def root_user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_superuser("root", password="root-pass-123")
 
