@@ -38,6 +38,7 @@ KINDS = STRETCH_WORDS
 # Kinds that are not the lane's own work: its busy time and the critical path leave them out
 # (a wait on the path counts only as a hand-off; an idle gap not at all).
 NOT_BUSY = frozenset({"waiting", "idle"})
+OCCASIONAL = frozenset({"earlier", "idle"})  # in the legend only when drawn
 MODEL_OUTPUT = ("text", "reasoning")
 # Axis steps in seconds; the first that gives at most MAX_TICKS intervals is used.
 TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
@@ -152,7 +153,10 @@ class Timeline:
 
     @property
     def legend(self) -> list[tuple[str, str]]:
-        return list(KINDS.items())
+        """Every kind of stretch, but an earlier attempt and an idle gap only when a lane has
+        one (most runs have neither)."""
+        drawn = {segment.kind for lane in self.lanes for segment in lane.segments}
+        return [(k, words) for k, words in KINDS.items() if k not in OCCASIONAL or k in drawn]
 
     @property
     def critical_words(self) -> list[tuple[str, str, str]]:

@@ -271,6 +271,7 @@ class TestCriticalPath:
         assert [lane.step.key for lane in line.critical_path] == ["security", "synthesis"]
         assert "idle" not in dict(line.critical_totals)
         assert line.critical_seconds == pytest.approx(run.active_seconds())
+        assert {"idle", "earlier"} <= dict(line.legend).keys(), "drawn, so in the legend"
 
     def test_a_twenty_agent_four_minute_run_answers_why_it_took_that_long(self, alice, target_dir):
         """The fabricated run: 18 specialists on 4 slots, then the synthesizer and validator."""
@@ -279,6 +280,7 @@ class TestCriticalPath:
         assert len(line.lanes) == 20 and 200 < line.now < 300
         assert [lane.step.key for lane in line.critical_path][-2:] == ["synthesis", "validation"]
         assert dict(line.critical_totals)["queued"] > 30, "slot waits dominate, and it says so"
+        assert "idle" not in dict(line.legend), "never retried: no idle gap in the legend"
         assert {label for _, label in line.ticks} >= {"0 min", "1 min", "4 min"}
 
 
