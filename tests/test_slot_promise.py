@@ -6,7 +6,6 @@ cancels and worker kills it never sees more than the cap."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -77,20 +76,10 @@ def _streaming(run: FlowRun) -> bool:
     return FlowStep.objects.filter(run=run, status=StepStatus.RUNNING, holds_slot=True).exists()
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_model_never_sees_more_open_requests_than_slots_through_cancels_and_kills(
-    worker_env, settings: Any, scripted_model: Any, target_dir: Path, tmp_path: Path
+    worker_env, stop, settings: Any, scripted_model: Any, target_dir: Path, tmp_path: Path
 ):
     """Three workers, five runs, two slots, slow streams; two runs cancelled mid-stream and
     a worker killed mid-stream. Every request is counted as it arrives, beside the requests
@@ -125,7 +114,7 @@ def test_the_model_never_sees_more_open_requests_than_slots_through_cancels_and_
         )
     finally:
         for worker in workers:
-            _stop(worker)
+            stop(worker)
     watched = scripted_model.open_requests
     statuses = {run.id: FlowRun.objects.get(id=run.id).status for run in runs}
     print(
