@@ -144,6 +144,33 @@ def env_url(name: str) -> str:
     return raw
 
 
+def env_urls(name: str) -> str:
+    """Comma-separated http(s) URLs (several servers of one model), checked and returned as
+    written, without trailing slashes; "" when unset."""
+    raw = os.environ.get(name, "").strip()
+    return ",".join(split_urls(name, raw)) if raw else ""
+
+
+def split_urls(name: str, value: Any) -> list[str]:
+    """A URL or several (a list, or one string with commas), each http(s) with a host, none
+    empty, none twice; ImproperlyConfigured names `name` otherwise. Trailing slashes go."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ImproperlyConfigured(f"{name} must be a URL or a list of URLs, got {value!r}")
+    urls: list[str] = []
+    for item in items:
+        url = item.strip().rstrip("/") if isinstance(item, str) else ""
+        if not isinstance(item, str) or not url:
+            raise ImproperlyConfigured(f"{name} has an empty entry in {value!r}")
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {url!r}")
+        if url in urls:
+            raise ImproperlyConfigured(f"{name} lists {url!r} twice")
+        urls.append(url)
+    return urls
+
+
 def env_hosts(name: str) -> frozenset[str]:
     """Comma-separated host names or addresses, lower-cased (IPv6 without brackets)."""
     raw = os.environ.get(name, "")

@@ -27,6 +27,7 @@ from orchestrator_site.env import (
     env_paths,
     env_str,
     env_url,
+    env_urls,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -130,8 +131,9 @@ LOGGING = {
 # --- The Orchestrator itself -------------------------------------------------------------
 # The model every agent of a run uses, as provider/model.
 ORCHESTRATOR_MODEL = env_str("ORCHESTRATOR_MODEL", "llama-swap/qwen3.6-35b-a3b-mxfp4")
-# Overrides the selected provider's base URL (e.g. a llama-swap on another port).
-ORCHESTRATOR_BASE_URL = env_url("ORCHESTRATOR_BASE_URL")
+# Overrides the selected provider's base URL (e.g. a llama-swap on another port); several
+# comma-separated URLs are servers of the same model, each turn placed on one of them.
+ORCHESTRATOR_BASE_URL = env_urls("ORCHESTRATOR_BASE_URL")
 # Extra or overridden providers: {"name": {"base_url": "...", "slots": 2, ...}}.
 ORCHESTRATOR_PROVIDERS = env_json_object("ORCHESTRATOR_PROVIDERS")
 # Concurrent requests the model server takes (llama.cpp --parallel); 0 = ask the server

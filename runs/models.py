@@ -120,9 +120,10 @@ class FlowRun(models.Model):
     error = models.TextField(blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
-    # The endpoint the run was launched against; every worker runs its steps there. Empty for
-    # runs on the scripted demo model each worker starts itself (and for older runs).
-    endpoint_url = models.CharField(max_length=500, blank=True)
+    # The endpoints the run was launched against, comma-separated base URLs serving the same
+    # model; every worker runs its steps there. Empty for runs on the scripted demo model each
+    # worker starts itself (and for older runs).
+    endpoint_url = models.CharField(max_length=2000, blank=True)
     endpoint_model = models.CharField(max_length=200, blank=True)  # the name sent to the server
     # The slot cap the engine applied, and what the server itself said it has (/props);
     # a cap above the server's slots makes requests wait in the server's own queue.
@@ -196,6 +197,18 @@ class FlowRun(models.Model):
         )
 
 
+class ModelEndpoint(models.Model):
+    """A model server that went away, shared by every worker: no turn is placed on it until
+    a probe of its /props answers again (runs.engine.agent.servers)."""
+
+    url = models.CharField(max_length=500, unique=True)
+    down_until = models.DateTimeField(null=True, blank=True)  # None: up
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        db_table = "model_endpoints"
+
+
 class FlowStep(models.Model):
     run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="steps")
     key = models.CharField(max_length=50)
@@ -223,6 +236,11 @@ class FlowStep(models.Model):
     # it, so a place only moves forward); empty while another step of its owner is in the
     # line ahead of it: each owner has one step in the line at a time (runs.engine.queue.slotsql).
     line_at = models.DateTimeField(null=True, blank=True)
+    # When it asked for the slot it waits for (it prefers its last endpoint only for a while).
+    asked_at = models.DateTimeField(null=True, blank=True)
+    # The endpoint (base URL) of its slot while it holds one, else of its last turn: the
+    # server that holds its prompt, where its next turn is placed when a slot is free there.
+    endpoint = models.CharField(max_length=500, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)  # when this attempt was claimed
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)

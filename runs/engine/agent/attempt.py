@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import Error as DatabaseError
 
-from runs.engine.agent.backends.base import AgentBackend, BackendError
+from runs.engine.agent.backends.base import BackendError
 from runs.engine.agent.caps import CapExceeded
 from runs.engine.agent.context import StepContext, load_context, record_counters
 from runs.engine.agent.events import EventSink, StorageRefused, publish_step_changed
@@ -48,7 +48,6 @@ class Attempt:
         self.state = TurnState.resume(ctx)  # the tally: transcript and counters as opened
         # Set as the attempt starts: its place in the model's queue, its client, its tools.
         self.slot: ModelSlot | None = None
-        self.backend: AgentBackend | None = None
         self.toolbox: ReadOnlyTools | None = None
 
     async def run(self) -> None:
@@ -59,13 +58,12 @@ class Attempt:
                 raise StepFailed(ctx.exhausted)
             model = await host.backends.target(ctx.model_id, ctx.endpoint_url)
             await host.backends.servers.note_run(ctx.run_id, model)
-            self.slot = ModelSlot(ctx, sink, model, host.waiters)
+            self.slot = ModelSlot(ctx, sink, model, host.waiters, host.backends)
             self.toolbox = toolbox = await run_off_loop(open_toolbox, ctx)
             if await db_async(readonly_proof.needs_before)(ctx.run_id):
                 before = await run_off_loop(readonly_proof.take_fingerprint, toolbox.root)
                 await db_async(readonly_proof.save_before)(ctx.run_id, before)
-            self.backend = backend = host.backends.backend(model)
-            output = await converse(ctx, sink, backend, toolbox, self.slot, self.state)
+            output = await converse(ctx, sink, toolbox, self.slot, self.state)
         except asyncio.CancelledError:
             sink.emit(EventKind.STATUS, state="stopped", detail="cancelled or lease lost")
             await asyncio.shield(self._stop())
@@ -101,7 +99,7 @@ class Attempt:
             if self.slot is not None:
                 await self.slot.release()  # a no-op unless held: a turn gives it back itself
             elif ctx.holds_slot:
-                slots = self.host.backends.slots(ctx.model_id)
+                slots = self.host.backends.slots(ctx.model_id, ctx.endpoint_url)
                 await db_async(scheduler.release_slot)(ctx.step_id, ctx.worker, ctx.model_id, slots)
         except DatabaseError as exc:  # its lease lapses instead
             log.warning("slot of step %s not given back: %s", ctx.step_id, exc)
@@ -150,7 +148,7 @@ class Attempt:
             output=storable(output),
             error=storable(error),
             claim=host.room(),
-            slots=host.backends.slots(ctx.model_id),
+            slots=host.backends.slots(ctx.model_id, ctx.endpoint_url),
             truncated=truncated,
         )
         try:

@@ -50,6 +50,7 @@ class StepContext:
     # Kept: this attempt's checkpoint (zero when fresh); spent: every attempt so far.
     counters: Counters
     holds_slot: bool = False  # granted a model slot together with its claim
+    slot_endpoint: str = ""  # where that slot is (one of the model's endpoints)
     # What the target was at launch (runs.engine.target.confinement.open_target checks it again).
     target_real_path: str = ""
     target_identity: str = ""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from flows import structured
@@ -14,12 +15,14 @@ from runs.engine.agent.backends.base import (
     BackendError,
     StructuredOutputRejected,
     ToolCall,
+    TurnResult,
 )
 from runs.engine.agent.context import Start, StepContext, checkpoint
 from runs.engine.agent.events import EventSink, publish_step_changed
 from runs.engine.agent.modelconfig import ModelTarget
-from runs.engine.agent.servers import ServerDirectory
+from runs.engine.agent.servers import ServerDirectory, down_endpoints
 from runs.engine.agent.turn import (
+    EndpointLost,
     TurnState,
     answer_of_turn,
     assistant_message,
@@ -67,9 +70,9 @@ class BackendFactory:
         with its slot count (the server's own when ORCHESTRATOR_SLOTS is not set)."""
         return await self.servers.target(model_id, endpoint_url)
 
-    def slots(self, model_id: str) -> int:
-        """The model's slot count, once `target` has resolved it (else 0)."""
-        return self.servers.slots(model_id)
+    def slots(self, model_id: str, endpoint_url: str = "") -> dict[str, int]:
+        """Each endpoint's slot cap, once `target` has resolved the model (else none)."""
+        return self.servers.slots(model_id, endpoint_url)
 
     def backend(self, model: ModelTarget) -> AgentBackend:
         key = (model.model_id, model.endpoint.base_url)
@@ -83,6 +86,7 @@ class BackendFactory:
         return OpenAICompatibleBackend(model.endpoint)
 
     async def aclose(self) -> None:
+        await self.servers.aclose()
         backends, self._backends = list(self._backends.values()), {}
         for backend in backends:
             await backend.aclose()
@@ -97,10 +101,11 @@ class SlotWaiters:
     """
 
     def __init__(self) -> None:
-        self._waiting: dict[int, asyncio.Future[bool]] = {}
+        self._waiting: dict[int, asyncio.Future[str]] = {}
 
-    def expect(self, step_id: int) -> asyncio.Future[bool]:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    def expect(self, step_id: int) -> asyncio.Future[str]:
+        """Resolves to the endpoint of the slot handed to the step."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting[step_id] = future
         return future
 
@@ -108,10 +113,11 @@ class SlotWaiters:
         self._waiting.pop(step_id, None)
 
     def granted(self, step_ids: Iterable[int]) -> None:
+        endpoints: dict[int, str] = getattr(step_ids, "endpoints", {})
         for step_id in step_ids:
             future = self._waiting.get(step_id)
             if future is not None and not future.done():
-                future.set_result(True)
+                future.set_result(endpoints.get(step_id, ""))
 
 
 class StepHost(Protocol):
@@ -137,17 +143,31 @@ class StepHost(Protocol):
 class ModelSlot:
     """A step attempt's place in its model's queue. It holds a slot for one model turn at a
     time: the slot goes back (to the next in line) while the step's tools run, and the step
-    asks again, ahead of every step claimed after it, for its next turn."""
+    asks again, ahead of every step claimed after it, for its next turn. The slot is on one
+    of the model's endpoints (`endpoint`), which placement chose; `backend` talks to it."""
 
     def __init__(
-        self, ctx: StepContext, sink: EventSink, model: ModelTarget, waiters: SlotWaiters
+        self,
+        ctx: StepContext,
+        sink: EventSink,
+        model: ModelTarget,
+        waiters: SlotWaiters,
+        backends: BackendFactory,
     ) -> None:
         self.ctx = ctx
         self.sink = sink
         self.model = model
         self.waiters = waiters
+        self.backends = backends
+        self.caps = model.caps()
         self.held = ctx.holds_slot  # granted with the claim: the first turn needs not ask
+        self.endpoint = ctx.slot_endpoint if ctx.holds_slot else ""
         self.turns = 0
+
+    @property
+    def backend(self) -> AgentBackend:
+        """The client of the endpoint the slot is on."""
+        return self.backends.backend(self.model.at(self.endpoint))
 
     async def acquire(self) -> None:
         waited = False if self.held else await self._wait()
@@ -165,11 +185,25 @@ class ModelSlot:
             return
         self.held = False
         handed_to = await db_async(scheduler.release_slot)(
-            self.ctx.step_id, self.ctx.worker, self.model.model_id, self.model.slots, tools=tools
+            self.ctx.step_id, self.ctx.worker, self.model.model_id, self.caps, tools=tools
         )
         self.waiters.granted(handed_to)
         if tools is not None:
             await publish_step_changed(self.ctx.run_id, self.ctx.step_id)
+
+    async def may_reroute(self) -> bool:
+        """Another of the model's endpoints is up: a lost endpoint is routed around."""
+        others = [url for url in self.caps if url != self.endpoint]
+        if not others:
+            return False
+        down = await db_async(down_endpoints)(others)
+        return len(down) < len(others)
+
+    async def lost(self, reason: str) -> None:
+        """The slot's endpoint went away: marked down first (so the slot given back is not
+        handed to anyone there), then the slot goes back."""
+        await self.backends.servers.endpoint_lost(self.model, self.endpoint, reason)
+        await self.release()
 
     async def _wait(self) -> bool:
         """Returns once the slot is ours; True when we had to queue for it."""
@@ -179,9 +213,13 @@ class ModelSlot:
             handed = self.waiters.expect(ctx.step_id)
             try:
                 answer = await db_async(scheduler.try_acquire_slot)(
-                    ctx.step_id, ctx.worker, self.model.model_id, self.model.slots
+                    ctx.step_id, ctx.worker, self.model.model_id, self.caps
                 )
-                if answer.granted or handed.done():
+                if answer.granted:
+                    self.endpoint = answer.endpoint
+                    return position is not None
+                if handed.done():
+                    self.endpoint = handed.result()
                     return position is not None
                 if answer.position < 0:
                     raise StepLost
@@ -190,16 +228,34 @@ class ModelSlot:
                     self.sink.emit(EventKind.STATUS, state="queued", position=position)
                     await publish_step_changed(ctx.run_id, ctx.step_id)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(handed, SLOT_POLL_SECONDS)
+                    self.endpoint = await asyncio.wait_for(handed, SLOT_POLL_SECONDS)
                     return True
             finally:
                 self.waiters.forget(ctx.step_id)
 
 
+async def turn_on_slot(
+    slot: ModelSlot, run_turn: Callable[..., Awaitable[TurnResult]], state: TurnState
+) -> TurnResult:
+    """Acquire the slot and run one turn on its endpoint, the slot still held on return. When
+    the endpoint goes away and another is up, the same turn starts again on another: no step
+    fails because one server died while another serves the model."""
+    while True:
+        await slot.acquire()
+        try:
+            return await run_turn(backend=slot.backend, state=state)
+        except EndpointLost as exc:
+            await asyncio.shield(slot.lost(str(exc)))
+        except BaseException:
+            # The request is closed by now (the stream was closed on the way out): only then
+            # may the slot go to the next in line.
+            await asyncio.shield(slot.release())
+            raise
+
+
 async def converse(
     ctx: StepContext,
     sink: EventSink,
-    backend: AgentBackend,
     toolbox: ReadOnlyTools,
     slot: ModelSlot,
     state: TurnState,
@@ -218,14 +274,13 @@ async def converse(
         tools = None if final_turn else _tool_specs(toolbox)
         if final_turn and state.turns > 0 and state.messages[-1].get("role") == "tool":
             state.messages.append({"role": "user", "content": BUDGET_SPENT})
-        await slot.acquire()
-        try:
-            result = await one_turn(ctx, sink, backend, state, tools, depth.max_output_tokens)
-        except BaseException:
-            # The request is closed by now (the stream was closed on the way out): only then
-            # may the slot go to the next in line.
-            await asyncio.shield(slot.release())
-            raise
+        result = await turn_on_slot(
+            slot,
+            functools.partial(
+                one_turn, ctx, sink, tools=tools, max_tokens=depth.max_output_tokens, reroute=slot
+            ),
+            state,
+        )
         runs_tools = bool(result.tool_calls) and not final_turn
         await slot.release(tools=call_names(result.tool_calls) if runs_tools else None)
         state.turns += 1
@@ -248,15 +303,14 @@ async def converse(
         shape = structured.shape_for(ctx.kind, ctx.flow_kind)
         if shape is None or not slot.model.structured_output:
             return answer
-        if not getattr(backend, "accepts_response_format", True):
+        if not getattr(slot.backend, "accepts_response_format", True):
             return answer  # this server refused response_format before: prose it is
-        return await _restate(ctx, sink, backend, state, slot, shape, answer)
+        return await _restate(ctx, sink, state, slot, shape, answer)
 
 
 async def _restate(
     ctx: StepContext,
     sink: EventSink,
-    backend: AgentBackend,
     state: TurnState,
     slot: ModelSlot,
     shape: structured.Shape,
@@ -270,17 +324,20 @@ async def _restate(
     the JSON, so no tool could be called (docs/architecture.md has the measurements).
     """
     asked = [*state.messages, {"role": "user", "content": structured.RESTATE[shape]}]
-    await slot.acquire()
     try:
-        result = await one_turn(
-            ctx,
-            sink,
-            backend,
+        result = await turn_on_slot(
+            slot,
+            functools.partial(
+                one_turn,
+                ctx,
+                sink,
+                tools=None,
+                max_tokens=ctx.depth.max_output_tokens,
+                messages=asked,
+                response_format=structured.response_format(shape),
+                reroute=slot,
+            ),
             state,
-            None,
-            ctx.depth.max_output_tokens,
-            messages=asked,
-            response_format=structured.response_format(shape),
         )
     except StructuredOutputRejected as exc:
         sink.emit(EventKind.STATUS, state="structured_refused", reason=str(exc)[:300])

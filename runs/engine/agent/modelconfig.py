@@ -1,7 +1,13 @@
-"""Which model a run uses and where it is served: `provider/model` plus provider settings."""
+"""Which model a run uses and where it is served: `provider/model` plus provider settings.
+
+A provider's `base_url` (and ORCHESTRATOR_BASE_URL) may list several endpoints: servers of
+the same model, on one GPU box each. A run records them all at launch (comma-separated), and
+the scheduler places each turn on one of them (runs.engine.queue.placement).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrator_site.env import split_urls
 from runs.demo.provider import demo_server_url
 from runs.engine.agent.backends.base import EndpointConfig
 from runs.engine.problems import validation_problems
@@ -33,7 +40,7 @@ class ProviderConf(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = ""
+    base_url: str | list[str] = ""  # one endpoint, or several serving the same model
     slots: int = Field(default=1, ge=1, le=MAX_SLOTS)
     api_key: str | None = None
     connect_timeout: float = Field(default=5.0, gt=0)
@@ -49,10 +56,17 @@ class ProviderConf(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    def _http_urls(cls, value: str | list[str]) -> str | list[str]:
+        if value == "":
+            return value
+        try:
+            split_urls("base_url", value)
+        except ImproperlyConfigured as exc:
+            raise ValueError(str(exc).removeprefix("base_url ")) from None
         return value
+
+    def urls(self) -> list[str]:
+        return split_urls("base_url", self.base_url) if self.base_url else []
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,10 +79,27 @@ class ModelTarget:
     endpoint: EndpointConfig
     structured_output: bool = False  # ask schema-shaped answers where a step kind takes them
     server_slots: int | None = None  # what the server said it has (/props), once asked
+    # Every endpoint serving the model (base URLs); `endpoint` is the first one's settings.
+    endpoints: tuple[str, ...] = ()
+    # Each endpoint's slot cap, once its server was asked (runs.engine.agent.servers).
+    endpoint_slots: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_demo(self) -> bool:
         return self.provider == DEMO_PROVIDER
+
+    def caps(self) -> dict[str, int]:
+        """Each endpoint's slot cap: what the scheduler places turns against."""
+        caps = dict(self.endpoint_slots)
+        return {
+            url: caps.get(url, self.slots) for url in self.endpoints or (self.endpoint.base_url,)
+        }
+
+    def at(self, url: str) -> ModelTarget:
+        """The same model, served at `url` (one of its endpoints)."""
+        if url == self.endpoint.base_url or not url:
+            return self
+        return dataclasses.replace(self, endpoint=dataclasses.replace(self.endpoint, base_url=url))
 
 
 def configured_model_id() -> str:
@@ -93,6 +124,11 @@ def configuration_problems() -> list[str]:
         if str(exc) not in problems:
             problems.append(str(exc))
         return problems
+    if settings.ORCHESTRATOR_BASE_URL:
+        try:
+            split_urls("ORCHESTRATOR_BASE_URL", settings.ORCHESTRATOR_BASE_URL)
+        except ImproperlyConfigured as exc:
+            problems.append(str(exc))
     if not (settings.ORCHESTRATOR_BASE_URL or conf.base_url or provider == DEMO_PROVIDER):
         problems.append(
             f"ORCHESTRATOR_MODEL names provider {provider!r}, which has no base_url: set "
@@ -131,23 +167,40 @@ def _provider_conf(model_id: str) -> tuple[str, str, ProviderConf]:
 
 
 def configured_endpoint(model_id: str) -> tuple[str, str]:
-    """The base URL and model name a run launched now records: its endpoint for good.
+    """The base URLs (comma-separated) and model name a run launched now records: its
+    endpoints for good.
 
     The base URL is empty for the scripted demo model each worker starts itself.
     """
     provider, name, conf = _provider_conf(model_id)
-    base_url = settings.ORCHESTRATOR_BASE_URL or conf.base_url
     if provider == DEMO_PROVIDER and not settings.ORCHESTRATOR_BASE_URL:
         return "", name
-    return str(base_url).rstrip("/"), name
+    return ",".join(_configured_urls(conf)), name
+
+
+def _configured_urls(conf: ProviderConf) -> list[str]:
+    if settings.ORCHESTRATOR_BASE_URL:
+        return split_urls("ORCHESTRATOR_BASE_URL", settings.ORCHESTRATOR_BASE_URL)
+    return conf.urls()
+
+
+def _slot_setting(provider: str) -> int:
+    """The per-endpoint cap a person set (ORCHESTRATOR_SLOTS, else the provider's own
+    `slots` in ORCHESTRATOR_PROVIDERS); 0: each server's /props says."""
+    if settings.ORCHESTRATOR_SLOTS:
+        return int(settings.ORCHESTRATOR_SLOTS)
+    raw = settings.ORCHESTRATOR_PROVIDERS.get(provider)
+    if isinstance(raw, dict) and isinstance(raw.get("slots"), int):
+        return int(raw["slots"])
+    return 0
 
 
 def resolve_model(model_id: str | None = None, *, base_url: str = "") -> ModelTarget:
     """Resolve a `provider/model` id to an endpoint; starts the demo model when selected.
 
-    `base_url`, when given, is the endpoint the run recorded at launch: it wins over this
-    worker's own configuration, whose provider settings (timeouts, key) still apply. A worker
-    that does not know the provider runs it with the default settings.
+    `base_url`, when given, is the endpoints the run recorded at launch (comma-separated):
+    they win over this worker's own configuration, whose provider settings (timeouts, key)
+    still apply. A worker that does not know the provider runs it with the default settings.
     """
     model_id = model_id or settings.ORCHESTRATOR_MODEL
     try:
@@ -157,23 +210,28 @@ def resolve_model(model_id: str | None = None, *, base_url: str = "") -> ModelTa
             raise
         provider, _, name = model_id.partition("/")
         conf = ProviderConf()
-    base_url = base_url or settings.ORCHESTRATOR_BASE_URL or conf.base_url
-    if provider == DEMO_PROVIDER and not base_url:
+    urls = split_urls("the run's endpoints", base_url) if base_url else _configured_urls(conf)
+    if provider == DEMO_PROVIDER and not urls:
         # The scripted demo model ships with the product; it starts on first use only.
-        base_url = demo_server_url()
-    if not str(base_url).startswith(("http://", "https://")):
-        raise ImproperlyConfigured(
-            f"the base URL for provider {provider!r} must be http(s)://..., got {base_url!r}"
-        )
+        urls = [demo_server_url()]
+    if not urls:
+        raise ImproperlyConfigured(f"provider {provider!r} has no base URL")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ImproperlyConfigured(
+                f"the base URL for provider {provider!r} must be http(s)://..., got {url!r}"
+            )
+    setting = _slot_setting(provider)
     return ModelTarget(
         model_id=model_id,
         provider=provider,
         name=name,
-        slots=settings.ORCHESTRATOR_SLOTS or conf.slots,
+        slots=setting or conf.slots,
         structured_output=conf.structured_output,
-        slots_setting=settings.ORCHESTRATOR_SLOTS,
+        slots_setting=setting,
+        endpoints=tuple(urls),
         endpoint=EndpointConfig(
-            base_url=str(base_url).rstrip("/"),
+            base_url=urls[0],
             model=name,
             api_key=conf.api_key,
             connect_timeout=conf.connect_timeout,

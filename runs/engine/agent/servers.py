@@ -1,30 +1,43 @@
-"""What an engine knows about the model servers it talks to: each run's endpoint and slots.
+"""What an engine knows about the model servers it talks to: each run's endpoints and slots.
 
-A run records its endpoint at launch; every worker resolves that endpoint with its own
-provider settings. The first time an endpoint is used, the server is asked how many requests
-it serves at once (llama.cpp's `/props` `total_slots`): that is the slot cap when
-ORCHESTRATOR_SLOTS is not set, and a setting above it is warned about in the log and, through
-the run's row, in the CLI and the pane (requests beyond the server's slots would wait in its
-own queue, looking like a slow first byte).
+A run records its endpoints at launch; every worker resolves them with its own provider
+settings. The first time an endpoint is used, its server is asked how many requests it
+serves at once (llama.cpp's `/props` `total_slots`): that is the endpoint's slot cap when no
+cap is set (ORCHESTRATOR_SLOTS, or the provider's `slots`), and a setting above it is warned
+about in the log and, through the run's row, in the CLI and the pane (requests beyond the
+server's slots would wait in its own queue, looking like a slow first byte).
+
+An endpoint that goes away (refused, reset, silent) while its model has another is marked
+down in the database (`model_endpoints`), so every worker's placement skips it at once; the
+worker that saw it go probes its `/props` every PROBE_SECONDS and marks it up when it answers.
+The mark lapses by itself after DOWN_SECONDS (should that worker die too): the next turn
+placed there is then the probe, and a failure marks it down again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import OrderedDict
+from datetime import timedelta
 from uuid import UUID
+
+from django.conf import settings
+from django.utils import timezone
 
 from runs.engine.agent.backends.base import ServerProps
 from runs.engine.agent.backends.openai import probe_props
 from runs.engine.agent.modelconfig import ModelTarget, resolve_model
 from runs.engine.dbthread import db_async
-from runs.models import FlowRun
+from runs.models import FlowRun, ModelEndpoint
 
 log = logging.getLogger(__name__)
 REPROBE_SECONDS = 60.0  # a server that did not say (down, loading a model) is asked again
+DOWN_SECONDS = 60.0  # an endpoint marked down is skipped this long unless a probe sees it back
+PROBE_SECONDS = 2.0  # how often the worker that saw an endpoint go asks its /props again
 NOTED_RUNS = 10_000  # runs whose slot facts this engine wrote, remembered so it writes once
 
 
@@ -34,10 +47,11 @@ class ServerDirectory:
     def __init__(self) -> None:
         self._targets: dict[tuple[str, str], ModelTarget] = {}
         self._props: dict[tuple[str, str], tuple[ServerProps | None, float]] = {}
-        self._slots: dict[str, int] = {}
+        self._slots: dict[tuple[str, str], dict[str, int]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._warned: set[tuple[str, str]] = set()
         self._noted: OrderedDict[UUID, tuple[int, int | None]] = OrderedDict()
+        self._watching: dict[str, asyncio.Task[None]] = {}
 
     async def target(self, model_id: str, endpoint_url: str = "") -> ModelTarget:
         key = (model_id, endpoint_url)
@@ -49,31 +63,78 @@ class ServerDirectory:
                 model = await asyncio.to_thread(resolve_model, model_id, base_url=endpoint_url)
             model = await self._with_server_slots(model)
             self._targets[key] = model
-        self._slots[model_id] = model.slots
+        self._slots[key] = model.caps()
         return model
 
-    def slots(self, model_id: str) -> int:
-        """The model's slot count, once `target` has resolved it (else 0)."""
-        return self._slots.get(model_id, 0)
+    def slots(self, model_id: str, endpoint_url: str = "") -> dict[str, int]:
+        """Each endpoint's slot cap, once `target` has resolved the model (else none)."""
+        return self._slots.get((model_id, endpoint_url), {})
 
     async def _with_server_slots(self, model: ModelTarget) -> ModelTarget:
-        props = await self._server_props(model)
-        if props is None:
-            return model
-        slots = model.slots_setting or props.total_slots
-        if model.slots_setting > props.total_slots:
-            warned = (model.model_id, model.endpoint.base_url)
-            if warned not in self._warned:
-                self._warned.add(warned)
-                log.warning(
-                    "ORCHESTRATOR_SLOTS is %d but the model server at %s has %d slot(s) "
-                    "(%s): requests beyond that wait in the server's own queue",
-                    model.slots_setting,
-                    model.endpoint.base_url,
-                    props.total_slots,
-                    props.source,
-                )
-        return dataclasses.replace(model, slots=slots, server_slots=props.total_slots)
+        urls = model.endpoints or (model.endpoint.base_url,)
+        found = await asyncio.gather(*(self._server_props(model.at(url)) for url in urls))
+        caps: list[tuple[str, int]] = []
+        for url, props in zip(urls, found, strict=True):
+            if props is None:
+                caps.append((url, model.slots_setting or model.slots))
+                continue
+            caps.append((url, model.slots_setting or props.total_slots))
+            if model.slots_setting > props.total_slots:
+                self._warn_above(model, url, props)
+        known = [props.total_slots for props in found if props is not None]
+        if not known:
+            return dataclasses.replace(model, endpoint_slots=tuple(caps))
+        return dataclasses.replace(
+            model,
+            endpoint_slots=tuple(caps),
+            slots=sum(cap for _, cap in caps),
+            server_slots=sum(known) if len(known) == len(urls) else None,
+        )
+
+    def _warn_above(self, model: ModelTarget, url: str, props: ServerProps) -> None:
+        warned = (model.model_id, url)
+        if warned in self._warned:
+            return
+        self._warned.add(warned)
+        setting = (
+            "ORCHESTRATOR_SLOTS"
+            if settings.ORCHESTRATOR_SLOTS
+            else f"ORCHESTRATOR_PROVIDERS[{model.provider!r}] slots"
+        )
+        log.warning(
+            "%s is %d but the model server at %s has %d slot(s) "
+            "(%s): requests beyond that wait in the server's own queue",
+            setting,
+            model.slots_setting,
+            url,
+            props.total_slots,
+            props.source,
+        )
+
+    async def endpoint_lost(self, model: ModelTarget, url: str, reason: str) -> None:
+        """`url` went away: every worker's placement skips it until a probe sees it back."""
+        log.warning("model server %s went away (%s): routing around it", url, reason)
+        await db_async(mark_down)(url, reason)
+        if url not in self._watching or self._watching[url].done():
+            self._watching[url] = asyncio.create_task(self._watch(model.at(url)))
+
+    async def _watch(self, model: ModelTarget) -> None:
+        """Ask the lost server's /props until it answers, then mark it up again."""
+        url = model.endpoint.base_url
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            if await probe_props(url, model.name, timeout=PROBE_SECONDS) is not None:
+                log.info("model server %s is back", url)
+                await db_async(mark_up)(url)
+                return
+
+    async def aclose(self) -> None:
+        tasks, self._watching = list(self._watching.values()), {}
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _server_props(self, model: ModelTarget) -> ServerProps | None:
         key = (model.endpoint.base_url, model.name)
@@ -110,3 +171,22 @@ def record_slots(run_id: UUID, slots: int, server_slots: int | None) -> None:
         run.update(slots=slots)
     else:
         run.update(slots=slots, server_slots=server_slots)
+
+
+def mark_down(url: str, reason: str) -> None:
+    until = timezone.now() + timedelta(seconds=DOWN_SECONDS)
+    ModelEndpoint.objects.update_or_create(
+        url=url[:500], defaults={"down_until": until, "reason": reason[:300]}
+    )
+
+
+def mark_up(url: str) -> None:
+    ModelEndpoint.objects.filter(url=url[:500]).update(down_until=None, reason="")
+
+
+def down_endpoints(urls: list[str]) -> set[str]:
+    """The endpoints among `urls` no turn goes to now."""
+    now = timezone.now()
+    return set(
+        ModelEndpoint.objects.filter(url__in=urls, down_until__gt=now).values_list("url", flat=True)
+    )

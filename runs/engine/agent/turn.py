@@ -13,7 +13,7 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.utils import timezone
 
@@ -42,6 +42,17 @@ TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the m
 
 class StepFailed(Exception):
     """The step cannot finish; the message is what the person reads."""
+
+
+class EndpointLost(Exception):
+    """The turn's endpoint went away while another of the model's is up: the turn starts
+    again on another (runs.engine.agent.loop.turn_on_slot)."""
+
+
+class Reroute(Protocol):
+    async def may_reroute(self) -> bool:
+        """Another endpoint of the model is up."""
+        ...
 
 
 @dataclass
@@ -168,9 +179,11 @@ async def one_turn(
     *,
     messages: list[dict[str, Any]] | None = None,
     response_format: dict[str, Any] | None = None,
+    reroute: Reroute | None = None,
 ) -> TurnResult:
     """One turn, on the step's transcript or on `messages` (a restatement's); `response_format`
-    asks the server for a schema-shaped answer (sent only when given)."""
+    asks the server for a schema-shaped answer (sent only when given). A try that lost its
+    endpoint raises EndpointLost instead of retrying there when `reroute` has another."""
     result: TurnResult | None = None
     answered_turn = False
     started = 0  # tool calls this turn has begun
@@ -210,6 +223,9 @@ async def one_turn(
                             sink.emit(EventKind.STATUS, state="calling", name=name, detail=name)
                     case Retrying():
                         answered_turn = False
+                        if event.lost_endpoint and reroute and await reroute.may_reroute():
+                            _count_discarded(state, event)
+                            raise EndpointLost(event.reason)
                         await _retrying(ctx, sink, state, event)
                     case TurnResult():
                         result = event
@@ -234,9 +250,7 @@ async def _first_byte(ctx: StepContext, sink: EventSink, state: TurnState) -> No
 
 async def _retrying(ctx: StepContext, sink: EventSink, state: TurnState, retry: Retrying) -> None:
     """A try failed: count what it cost, and say what happens next, and when."""
-    state.tokens_spent_out += retry.discarded_tokens
-    state.tokens_spent_in += retry.discarded_prompt
-    state.inflight_pieces, state.inflight_answered = 0, False
+    _count_discarded(state, retry)
     unavailable = retry.kind == RetryKind.UNAVAILABLE
     word = "unavailable" if unavailable else "retrying"
     sink.emit(
@@ -256,6 +270,12 @@ async def _retrying(ctx: StepContext, sink: EventSink, state: TurnState, retry: 
     note = f"try {retry.attempt}: {retry.reason}"
     await db_async(scheduler.set_phase)(ctx.step_id, ctx.worker, phase, note, until)
     await publish_step_changed(ctx.run_id, ctx.step_id)
+
+
+def _count_discarded(state: TurnState, retry: Retrying) -> None:
+    state.tokens_spent_out += retry.discarded_tokens
+    state.tokens_spent_in += retry.discarded_prompt
+    state.inflight_pieces, state.inflight_answered = 0, False
 
 
 def assistant_message(result: TurnResult) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from runs.engine.agent.context import StepContext, open_attempt
-from runs.engine.queue import fairness, reset, slotsql
+from runs.engine.queue import fairness, placement, reset, slotsql
 from runs.engine.queue.reset import Reset, lease_delta, reset_step
 from runs.engine.storable import clean_text
 from runs.models import (
@@ -111,39 +112,111 @@ class SlotAnswer:
     # 0 when granted; else the step's place in the model's line (1 = next), 0 while it waits
     # without a place (another step of its owner is in the line), -1 when it is lost.
     position: int
+    endpoint: str = ""  # where the slot is, when granted (a base URL; "" with a bare count)
 
 
-def try_acquire_slot(step_id: int, worker: str, model: str, slots: int) -> SlotAnswer:
-    """Take one of the model's `slots` for this step's next turn, or join the model's queue.
+# A model's slots: one count (one endpoint, named "") or each endpoint's cap, in the order
+# its endpoints are listed (the first is preferred on a tie).
+Slots = int | Mapping[str, int]
+
+
+class Handed(list[int]):
+    """The steps a released slot went to; `endpoints` says where each one's slot is."""
+
+    endpoints: dict[int, str]
+
+    def __init__(self, endpoints: dict[int, str]) -> None:
+        super().__init__(endpoints)
+        self.endpoints = endpoints
+
+
+def slot_caps(slots: Slots) -> dict[str, int]:
+    return {"": slots} if isinstance(slots, int) else dict(slots)
+
+
+def try_acquire_slot(step_id: int, worker: str, model: str, slots: Slots) -> SlotAnswer:
+    """Take one of the model's slots for this step's next turn, or join the model's queue.
 
     The line is first come first served by the moment a step joined it, across workers, one
-    step per owner at a time (runs.engine.queue.slotsql), so a place only moves forward.
+    step per owner at a time (runs.engine.queue.slotsql), so a place only moves forward;
+    where the slot is, is placement's rule (runs.engine.queue.placement).
     """
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_model_slots(cursor, model)
         return _take_slot(cursor, _slot_params(model, step=step_id, worker=worker), slots)
 
 
-def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: int) -> SlotAnswer:
+@dataclass(frozen=True)
+class _Seats:
+    """The model's live steps as the slot decisions read them (under its lock)."""
+
+    rows: list[tuple[Any, ...]]
+    caps: dict[str, int]
+    held: Counter[str]
+    down: set[str]
+
+    def waiters(self, rows: Iterable[tuple[Any, ...]]) -> list[placement.Waiter]:
+        return [
+            placement.Waiter(step_id=row[0], run_id=row[6], endpoint=row[7], asked_at=row[8])
+            for row in rows
+        ]
+
+
+def _seats(cursor: CursorWrapper, params: dict[str, Any], slots: Slots) -> _Seats:
+    cursor.execute(slotsql.SEATS, params)
+    rows = cursor.fetchall()
+    caps = slot_caps(slots)
+    held: Counter[str] = Counter(row[7] for row in rows if row[3])
+    down: set[str] = set()
+    if len(caps) > 1:
+        cursor.execute(slotsql.DOWN, {**params, "urls": list(caps)})
+        down = {row[0] for row in cursor.fetchall()}
+    return _Seats(rows=rows, caps=caps, held=held, down=down)
+
+
+def _place(cursor: CursorWrapper, params: dict[str, Any], seats: _Seats, rows: list) -> dict:
+    """Placement's answer for these waiters (in line order)."""
+    run_prompts: dict[UUID, dict[str, int]] = {}
+    if len(seats.caps) > 1 and rows:
+        cursor.execute(slotsql.RUN_PROMPTS, {"runs": list({row[6] for row in rows})})
+        for run_id, endpoint, count in cursor.fetchall():
+            run_prompts.setdefault(run_id, {})[endpoint] = count
+    return placement.place(
+        seats.waiters(rows),
+        seats.caps,
+        seats.held,
+        down=seats.down,
+        run_prompts=run_prompts,
+        now=params["now"],
+    )
+
+
+def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: Slots) -> SlotAnswer:
     """The slot decision for one step; the caller holds the model's slot lock."""
     cursor.execute(slotsql.PROMOTE, params)  # an owner whose step in line left sends the next
-    cursor.execute(slotsql.PLACE, params)
-    place = cursor.fetchone()
-    if place is None:  # cancelled, or taken over by another worker
+    seats = _seats(cursor, params, slots)
+    step, worker = params["step"], params["worker"]
+    me = next((row for row in seats.rows if row[0] == step), None)
+    if me is None or me[1] != worker or not me[2]:  # cancelled, or taken over
         return SlotAnswer(granted=False, position=-1)
-    holds, held, ahead = place
-    if holds:  # handed over by a step that gave its slot back
-        return SlotAnswer(granted=True, position=0)
-    free = slots - held
-    if ahead < free:
-        cursor.execute(slotsql.GRANT, params)
-        if cursor.fetchone() is None:  # cancelled since PLACE looked
+    if me[3]:  # handed over by a step that gave its slot back
+        return SlotAnswer(granted=True, position=0, endpoint=me[7])
+    # Those ahead of it: the placed waiters before it (all of them when it has no place);
+    # each is placed first, in line order, then this step if a slot is left.
+    mine = seats.rows.index(me)
+    ahead = [row for n, row in enumerate(seats.rows) if row[4] and row[5] and n < mine]
+    if not me[5]:
+        ahead = [row for row in seats.rows if row[4] and row[5]]
+    placed = _place(cursor, params, seats, [*ahead, me])
+    if step in placed:
+        cursor.execute(slotsql.GRANT, {**params, "endpoint": placed[step]})
+        if cursor.fetchone() is None:  # cancelled since SEATS looked
             return SlotAnswer(granted=False, position=-1)
         cursor.execute(slotsql.PROMOTE, params)
-        return SlotAnswer(granted=True, position=0)
+        return SlotAnswer(granted=True, position=0, endpoint=placed[step])
     cursor.execute(slotsql.JOIN_LINE, params)
     # Its place as every view counts it (one rule): 0 while it waits without a place (another
-    # step of its owner is in the line); -1 when cancelled since PLACE looked.
+    # step of its owner is in the line); -1 when cancelled since SEATS looked.
     cursor.execute(slotsql.STILL_WAITING, params)
     if cursor.fetchone() is None:
         return SlotAnswer(granted=False, position=-1)
@@ -171,24 +244,32 @@ def _line_places(
 
 
 def release_slot(
-    step_id: int, worker: str, model: str, slots: int, *, tools: str | None = None
-) -> list[int]:
+    step_id: int, worker: str, model: str, slots: Slots, *, tools: str | None = None
+) -> Handed:
     """Give back this step's slot once its request is closed, and hand it to the next in line;
     `tools` names the tool calls the step runs next (its phase says so meanwhile).
 
-    Returns the steps that now hold a slot they asked for; their worker may start their turn
-    without asking again. A step holds a slot only while the model works for it, so no slot
-    sits idle while its holder runs tools or checkpoints and another step is waiting.
+    Returns the steps that now hold a slot they asked for (and where); their worker may start
+    their turn without asking again. A step holds a slot only while the model works for it,
+    so no slot sits idle while its holder runs tools or checkpoints and another step is
+    waiting. The step keeps its endpoint: its next turn prefers it (placement).
     """
-    params = _slot_params(model, step=step_id, worker=worker, slots=slots)
+    params = _slot_params(model, step=step_id, worker=worker)
     params["tools"] = clean_text(tools or "")[:300]
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_model_slots(cursor, model)
         cursor.execute(slotsql.RELEASE if tools is None else slotsql.RELEASE_FOR_TOOLS, params)
-        cursor.execute(slotsql.HAND_OVER, params)
-        granted = [row[0] for row in cursor.fetchall()]
+        seats = _seats(cursor, params, slots)
+        placed = _place(cursor, params, seats, [row for row in seats.rows if row[4]])
+        granted: dict[int, str] = {}
+        for waiter, endpoint in placed.items():
+            cursor.execute(
+                slotsql.GRANT, {**params, "step": waiter, "worker": "", "endpoint": endpoint}
+            )
+            if cursor.fetchone() is not None:
+                granted[waiter] = endpoint
         cursor.execute(slotsql.PROMOTE, params)
-        return granted
+        return Handed(granted)
 
 
 def _slot_params(model: str, **extra: Any) -> dict[str, Any]:
@@ -261,7 +342,7 @@ def finish_step(
     error: str = "",
     final_events: Sequence[AgentEvent] = (),
     claim: int = 0,
-    slots: int = 0,
+    slots: Slots = 0,
     truncated: bool = False,
 ) -> Finished:
     """Record the outcome, the attempt's last events and ready the dependants, in one
@@ -304,13 +385,13 @@ def finish_step(
 
 
 def _grant_at_once(
-    model: str, worker: str, claimed: list[StepContext], slots: int
+    model: str, worker: str, claimed: list[StepContext], slots: Slots
 ) -> list[StepContext]:
     """Grant the dependants a finishing step claimed a slot each while slots are free, if the
     model's slot lock is free right now. Never waiting for that lock keeps finish_step, which
     holds its run's rows, out of any lock cycle with the slot transactions; when it is busy
     the dependants ask for their slots themselves."""
-    if not claimed or slots <= 0:
+    if not claimed or not any(cap > 0 for cap in slot_caps(slots).values()):
         return claimed
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [f"slot:{model}"])
@@ -321,7 +402,9 @@ def _grant_at_once(
         for ctx in claimed:
             params = _slot_params(model, step=ctx.step_id, worker=worker)
             answer = _take_slot(cursor, params, slots)
-            granted.append(dataclasses.replace(ctx, holds_slot=answer.granted))
+            granted.append(
+                dataclasses.replace(ctx, holds_slot=answer.granted, slot_endpoint=answer.endpoint)
+            )
     return granted
 
 

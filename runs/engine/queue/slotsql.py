@@ -7,6 +7,10 @@ may join: each owner (runs without one share the key 0) has one step in the line
 their other waiting steps are "in line" without a place until it leaves, then the first of
 them (in claim order) joins at the end, behind the other owners' steps. One user's backlog
 thus costs another user's first step at most one turn per owner ahead of it.
+
+A model served by several endpoints has one line and a cap per endpoint: a step holding a
+slot holds it on the endpoint in its `endpoint` column, and the placement of each grant
+(runs.engine.queue.placement) is decided in Python from `SEATS`, under the same lock.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 LIVE = """
     WITH live AS (
         SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at,
-            s.line_at, coalesce(r.owner_id, 0) AS party,
+            s.line_at, s.run_id, s.endpoint, s.asked_at, coalesce(r.owner_id, 0) AS party,
             (s.wants_slot AND NOT s.holds_slot AND s.status = ANY(%(active)s)) AS waits
         FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
         WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
@@ -30,15 +34,22 @@ LIVE = """
 # The end of the line: a moment after everyone in it (and not before now).
 _TAIL = """greatest(%(now)s, (SELECT max(line_at) FROM live WHERE waits AND line_at IS NOT NULL)
     + interval '1 microsecond')"""
-# This step's place: does it hold a slot, how many are held, how many waiters are ahead of it
-# (a step without a place is behind everyone in the line).
-PLACE = f"""{LIVE}
-    SELECT me.holds_slot,
-        (SELECT count(*) FROM live WHERE live.holds_slot),
-        (SELECT count(*) FROM live WHERE live.waits AND live.line_at IS NOT NULL
-            AND (me.line_at IS NULL OR (live.line_at, live.id) < (me.line_at, me.id)))
-    FROM live me
-    WHERE me.id = %(step)s AND me.lease_owner = %(worker)s AND me.status = ANY(%(active)s)
+# Every live step's seat: the slots held (and where), and the waiters, in line order (placed
+# steps first, then those without a place yet, in claim order).
+SEATS = f"""{LIVE}
+    SELECT id, lease_owner, status = ANY(%(active)s), holds_slot, waits, line_at IS NOT NULL,
+        run_id, endpoint, asked_at
+    FROM live
+    ORDER BY line_at NULLS LAST, queued_at, id
+"""
+# Per run of the waiters: on which endpoint its steps' last turns ran (its shared prefix).
+RUN_PROMPTS = """
+    SELECT run_id, endpoint, count(*) FROM flow_steps
+    WHERE run_id = ANY(%(runs)s) AND endpoint <> '' GROUP BY run_id, endpoint
+"""
+# The endpoints no turn goes to now (a probe has not seen them back yet).
+DOWN = """
+    SELECT url FROM model_endpoints WHERE url = ANY(%(urls)s) AND down_until > %(now)s
 """
 # The model's line, first come first served: each placed step's place in it (1 = next).
 LINE = f"""{LIVE},
@@ -48,28 +59,12 @@ LINE = f"""{LIVE},
     )
     SELECT id, place FROM line WHERE id = ANY(%(steps)s)
 """
-# Grant the free slots to the waiters first in line (then, while slots are left, to those
-# without a place yet, in claim order); returns their ids.
-HAND_OVER = f"""{LIVE},
-    chosen AS (
-        SELECT id FROM live
-        WHERE waits
-        ORDER BY line_at NULLS LAST, queued_at, id
-        LIMIT greatest(0, %(slots)s - (SELECT count(*) FROM live WHERE holds_slot))
-    )
-    UPDATE flow_steps SET holds_slot = true, wants_slot = false, line_at = NULL,
-        started_at = coalesce(started_at, %(now)s),
-        phase = 'first_byte', phase_note = '', phase_until = NULL
-    WHERE id IN (SELECT id FROM chosen)
-        AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
-    RETURNING id
-"""
-# Grant this step a slot.
+# Grant this step a slot on an endpoint (a hand-over grants another worker's step).
 GRANT = """
     UPDATE flow_steps SET holds_slot = true, wants_slot = false, line_at = NULL,
-        started_at = coalesce(started_at, %(now)s),
+        endpoint = %(endpoint)s, started_at = coalesce(started_at, %(now)s),
         phase = 'first_byte', phase_note = '', phase_until = NULL
-    WHERE id = %(step)s AND lease_owner = %(worker)s
+    WHERE id = %(step)s AND (%(worker)s = '' OR lease_owner = %(worker)s)
         AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
     RETURNING id
 """
@@ -77,7 +72,7 @@ GRANT = """
 # while another step of its owner is in the line.
 JOIN_LINE = f"""{LIVE}
     UPDATE flow_steps SET wants_slot = true, phase = 'slot', phase_note = '', phase_until = NULL,
-        line_at = CASE WHEN EXISTS (
+        asked_at = %(now)s, line_at = CASE WHEN EXISTS (
             SELECT 1 FROM live other JOIN live me ON me.id = %(step)s
             WHERE other.waits AND other.line_at IS NOT NULL AND other.party = me.party
                 AND other.id <> me.id

@@ -86,6 +86,9 @@ class Retrying:
     # server had started answering (so it processed the prompt), the prompt's estimated size.
     discarded_tokens: int = 0
     discarded_prompt: int = 0
+    # The endpoint itself went away (refused, reset, silent past its limits), as opposed to
+    # an answer it gave: a model served by several is routed around it.
+    lost_endpoint: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -50,12 +50,18 @@ class _Retryable(Exception):
     """A fault worth another attempt; `delay` overrides the backoff (Retry-After)."""
 
     def __init__(
-        self, reason: str, delay: float | None = None, kind: str = RetryKind.FAULT
+        self,
+        reason: str,
+        delay: float | None = None,
+        kind: str = RetryKind.FAULT,
+        *,
+        lost: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
         self.kind = kind
+        self.lost = lost  # the endpoint itself went away (Retrying.lost_endpoint)
 
 
 @dataclass
@@ -163,6 +169,7 @@ class OpenAICompatibleBackend:
                 budget_left=max(0.0, left - delay),
                 discarded_tokens=turn.pieces,
                 discarded_prompt=estimate_tokens(messages) if turn.started else 0,
+                lost_endpoint=fault.lost,
             )
             await asyncio.sleep(delay)  # cancellation interrupts this like any other await
 
@@ -214,7 +221,7 @@ class OpenAICompatibleBackend:
                 raise _transport_fault(exc, turn, self.config) from None
             # finish_reason arrived: only usage or [DONE] were lost, the answer is whole.
         if not turn.complete:
-            raise _Retryable("the stream ended before the model finished its answer")
+            raise _Retryable("the stream ended before the model finished its answer", lost=True)
 
     async def _send(self, body: dict[str, Any], deadline: float) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
@@ -223,7 +230,7 @@ class OpenAICompatibleBackend:
             async with asyncio.timeout_at(deadline):
                 return await self.client.send(request, stream=True)
         except TimeoutError:
-            raise _Retryable(self._silence(started=False)) from None
+            raise _Retryable(self._silence(started=False), lost=True) from None
 
     async def _check_status(self, response: httpx.Response, *, structured: bool) -> None:
         status = response.status_code
@@ -287,7 +294,7 @@ class OpenAICompatibleBackend:
         except StopAsyncIteration:
             return None
         except TimeoutError:
-            raise _Retryable(self._silence(started=turn.started)) from None
+            raise _Retryable(self._silence(started=turn.started), lost=True) from None
 
     def _silence(self, *, started: bool) -> str:
         if started:
@@ -303,23 +310,28 @@ def _httpx_timeout(config: EndpointConfig) -> httpx.Timeout:
 
 
 def _transport_fault(exc: httpx.HTTPError, turn: _Turn, config: EndpointConfig) -> _Retryable:
+    """Every transport fault is the endpoint going away (lost): its answers never are."""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return _Retryable(
             f"the model server {_connect_failure(exc, config.connect_timeout)}",
             kind=RetryKind.UNAVAILABLE,
+            lost=True,
         )
     if isinstance(exc, httpx.TimeoutException):
-        return _Retryable("the model server stopped responding")
+        return _Retryable("the model server stopped responding", lost=True)
     if isinstance(exc, httpx.DecodingError):
         return _Retryable("the model server sent a response that could not be decoded")
     if not turn.answered:
         return _Retryable(
             "the model server closed the connection without answering",
             kind=RetryKind.UNAVAILABLE,
+            lost=True,
         )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return _Retryable("the model server dropped the connection mid-stream")
-    return _Retryable(f"the connection to the model server failed ({type(exc).__name__})")
+        return _Retryable("the model server dropped the connection mid-stream", lost=True)
+    return _Retryable(
+        f"the connection to the model server failed ({type(exc).__name__})", lost=True
+    )
 
 
 def _connect_failure(exc: httpx.HTTPError, connect_timeout: float) -> str:
