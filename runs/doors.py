@@ -88,6 +88,8 @@ def run_state(run: FlowRun, user: Any) -> dict[str, Any]:
                 "state": labels.step_state(step).text,
                 "attempt": step.attempt,
                 "error": step.error,
+                # The model server (base URL) of its slot, or of its last turn; "" before any.
+                "endpoint": step.endpoint,
             }
             for step in steps
         ],

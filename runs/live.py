@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -70,6 +71,9 @@ class AgentRow:
     rate_source: str  # which of the two, for the cell's title
     current: str  # the tool it is using now
     can_retry: bool
+    # host:port of the model server of its slot, or of its last turn; shown only when its
+    # run may use several ("" otherwise).
+    endpoint: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,7 +159,20 @@ def _row(
         rate_source=rate_source,
         current=current,
         can_retry=run.is_finished and step.status in (StepStatus.FAILED, StepStatus.SKIPPED),
+        endpoint=host_port(step.endpoint) if "," in run.endpoint_url else "",
     )
+
+
+def host_port(url: str) -> str:
+    """An endpoint as the pane names it: its host and port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host
 
 
 def _header(run: FlowRun, steps: list[FlowStep], now: datetime, held: str) -> Header:
