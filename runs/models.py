@@ -208,6 +208,9 @@ class ModelEndpoint(models.Model):
     class Meta:
         db_table = "model_endpoints"
 
+    def __str__(self) -> str:
+        return self.url
+
 
 class FlowStep(models.Model):
     run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="steps")

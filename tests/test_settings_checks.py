@@ -59,6 +59,18 @@ BAD_SETTINGS = {
         {"ORCHESTRATOR_BASE_URL": "ftp://127.0.0.1:8080/v1"},
         "ORCHESTRATOR_BASE_URL must be an http:// or https:// URL",
     ),
+    "a base URL list with an ftp entry": (
+        {"ORCHESTRATOR_BASE_URL": "http://127.0.0.1:8081/v1,ftp://127.0.0.1:8082/v1"},
+        "ORCHESTRATOR_BASE_URL must be an http:// or https:// URL, got 'ftp://127.0.0.1:8082/v1'",
+    ),
+    "a base URL list naming one endpoint twice": (
+        {"ORCHESTRATOR_BASE_URL": "http://127.0.0.1:8081/v1, http://127.0.0.1:8081/v1/"},
+        "ORCHESTRATOR_BASE_URL lists 'http://127.0.0.1:8081/v1' twice",
+    ),
+    "a provider listing an empty endpoint": (
+        {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {"base_url": ["http://h:1/v1", ""]}})},
+        "ORCHESTRATOR_PROVIDERS['lab'] is invalid: base_url",
+    ),
     "slots that are not a number": (
         {"ORCHESTRATOR_SLOTS": "four"},
         "ORCHESTRATOR_SLOTS must be a whole number",
@@ -112,3 +124,12 @@ def test_manage_check_passes_the_demo_model_and_a_provider_of_ones_own(tmp_path:
     assert "no issues" in result.stdout
     demo = manage_check(tmp_path, ORCHESTRATOR_MODEL="demo/scripted")
     assert demo.returncode == 0, demo.stderr
+    several = manage_check(
+        tmp_path,
+        ORCHESTRATOR_MODEL="lab/qwen",
+        ORCHESTRATOR_PROVIDERS=json.dumps(
+            {"lab": {"base_url": ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]}}
+        ),
+        ORCHESTRATOR_BASE_URL="http://127.0.0.1:11/v1,http://127.0.0.1:12/v1",
+    )
+    assert several.returncode == 0, several.stderr

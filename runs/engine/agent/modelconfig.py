@@ -54,9 +54,9 @@ class ProviderConf(BaseModel):
     # Off unless known: an unknown server may ignore response_format and answer in prose.
     structured_output: bool = False
 
-    @field_validator("base_url")
+    @field_validator("base_url", mode="before")
     @classmethod
-    def _http_urls(cls, value: str | list[str]) -> str | list[str]:
+    def _http_urls(cls, value: Any) -> Any:
         if value == "":
             return value
         try:

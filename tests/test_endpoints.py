@@ -1,0 +1,367 @@
+"""More than one model server for one model (issue 22, part 7): a provider lists several
+endpoints, each with its own slots; each turn is placed on an endpoint with a free slot,
+preferring the one holding its prompt; the cap holds per endpoint across workers; an endpoint
+that goes away is routed around and used again once its /props answers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from runs.engine.agent.backends.base import EndpointConfig, Retrying
+from runs.engine.agent.backends.openai import OpenAICompatibleBackend
+from runs.engine.agent.modelconfig import (
+    configuration_problems,
+    configured_endpoint,
+    resolve_model,
+)
+from runs.engine.agent.servers import ServerDirectory, down_endpoints, mark_down, mark_up
+from runs.engine.queue import placement, scheduler
+from runs.models import FlowRun, FlowStep, ModelEndpoint, RunStatus, StepStatus
+from runs.services import launch_run
+
+MODEL = "demo/scripted"
+A, B = "http://10.0.0.1:8081/v1", "http://10.0.0.2:8082/v1"
+
+
+# --- Settings ---------------------------------------------------------------------------
+
+
+def test_a_provider_lists_several_endpoints_and_a_run_records_them_all(settings: Any):
+    settings.ORCHESTRATOR_BASE_URL = ""
+    settings.ORCHESTRATOR_PROVIDERS = {"llama-cpp": {"base_url": [A, B + "/"]}}
+    settings.ORCHESTRATOR_MODEL = "llama-cpp/qwen"
+    assert configuration_problems() == []
+    recorded, name = configured_endpoint("llama-cpp/qwen")
+    assert (recorded, name) == (f"{A},{B}", "qwen")
+    model = resolve_model("llama-cpp/qwen", base_url=recorded)
+    assert model.endpoints == (A, B) and model.endpoint.base_url == A
+    assert model.at(B).endpoint.base_url == B and model.at(B).endpoint.model == "qwen"
+
+
+def test_the_base_url_setting_takes_several_endpoints_separated_by_commas(settings: Any):
+    settings.ORCHESTRATOR_BASE_URL = f"{A}, {B}"
+    assert configured_endpoint("llama-cpp/qwen")[0] == f"{A},{B}"
+    settings.ORCHESTRATOR_BASE_URL = A  # one endpoint: exactly as before
+    assert configured_endpoint("llama-cpp/qwen")[0] == A
+    assert resolve_model("llama-cpp/qwen").endpoints == (A,)
+
+
+@pytest.mark.parametrize(
+    "base_url, sentence",
+    [
+        ([A, "ftp://h/v1"], "must be an http:// or https:// URL, got 'ftp://h/v1'"),
+        ([A, A + "/"], f"lists {A!r} twice"),
+        ([A, ""], "has an empty entry"),
+        ([], "must be a URL or a list of URLs"),
+        ([A, 7], "has an empty entry"),
+    ],
+)
+def test_a_bad_endpoint_list_is_refused_with_a_sentence_naming_the_setting(
+    settings: Any, base_url: Any, sentence: str
+):
+    settings.ORCHESTRATOR_BASE_URL = ""
+    settings.ORCHESTRATOR_PROVIDERS = {"lab": {"base_url": base_url}}
+    settings.ORCHESTRATOR_MODEL = "lab/qwen"
+    problems = configuration_problems()
+    assert any(
+        p.startswith("ORCHESTRATOR_PROVIDERS['lab'] is invalid: base_url") and sentence in p
+        for p in problems
+    ), problems
+
+
+@pytest.mark.parametrize(
+    "value, sentence",
+    [
+        (f"{A},ftp://h/v1", "ORCHESTRATOR_BASE_URL must be an http:// or https:// URL"),
+        (f"{A},{A}", "ORCHESTRATOR_BASE_URL lists"),
+        (f"{A},,{B}", "ORCHESTRATOR_BASE_URL has an empty entry"),
+    ],
+)
+def test_a_bad_base_url_list_is_a_problem_naming_the_setting(
+    settings: Any, value: str, sentence: str
+):
+    settings.ORCHESTRATOR_BASE_URL = value
+    assert any(sentence in p for p in configuration_problems())
+
+
+# --- Placement, the pure rule -------------------------------------------------------------
+
+
+NOW = timezone.now()
+RUN = uuid4()
+
+
+def waiter(step_id: int, endpoint: str = "", asked: float = 0.0, run: Any = RUN) -> Any:
+    return placement.Waiter(
+        step_id=step_id, run_id=run, endpoint=endpoint, asked_at=NOW - timedelta(seconds=asked)
+    )
+
+
+def test_a_turn_goes_back_to_the_endpoint_holding_its_prompt():
+    caps = {A: 2, B: 2}
+    assert placement.place([waiter(1, B)], caps, {}, now=NOW) == {1: B}
+
+
+def test_a_first_turn_goes_where_its_run_prompts_are_else_to_the_least_busy():
+    caps = {A: 2, B: 2}
+    prompts = {RUN: {B: 3, A: 1}}
+    assert placement.place([waiter(1)], caps, {B: 1}, run_prompts=prompts, now=NOW) == {1: B}
+    assert placement.place([waiter(1)], caps, {A: 1}, now=NOW) == {1: B}, "least busy"
+    assert placement.place([waiter(1)], caps, {}, now=NOW) == {1: A}, "first listed on a tie"
+    assert placement.place([waiter(1)], {A: 1, B: 4}, {A: 0, B: 1}, now=NOW) == {1: A}
+
+
+def test_the_preference_for_its_own_endpoint_is_bounded():
+    """Its own endpoint full, another free: the slot goes to the next in line meanwhile, and
+    after PREFER_OWN_SECONDS the waiter takes any free slot."""
+    caps, held = {A: 1, B: 1}, {B: 1}
+    fresh = [waiter(1, B, asked=0.1), waiter(2)]
+    assert placement.place(fresh, caps, held, now=NOW) == {2: A}
+    alone = [waiter(1, B, asked=0.1)]
+    assert placement.place(alone, caps, held, now=NOW) == {}, "waits a moment for its own"
+    late = [waiter(1, B, asked=placement.PREFER_OWN_SECONDS + 0.1), waiter(2)]
+    assert placement.place(late, caps, held, now=NOW) == {1: A}, "then first in line wins"
+
+
+def test_a_down_endpoint_gets_no_turn_and_is_not_waited_for():
+    caps = {A: 1, B: 1}
+    assert placement.place([waiter(1, A, asked=0.1)], caps, {}, down={A}, now=NOW) == {1: B}
+    assert placement.place([waiter(1), waiter(2)], caps, {}, down={A}, now=NOW) == {1: B}
+
+
+def test_one_endpoint_places_in_line_order_as_ever():
+    caps = {"": 2}
+    line = [waiter(n, "", asked=0.0) for n in range(1, 5)]
+    assert placement.place(line, caps, {"": 1}, now=NOW) == {1: ""}
+
+
+# --- The line in PostgreSQL ---------------------------------------------------------------
+
+
+def claimed_steps(runs: list[FlowRun], worker: str) -> list[int]:
+    steps: list[int] = []
+    for run in runs:
+        steps += scheduler.claim_steps(worker, 10, run_id=run.id)
+    return steps
+
+
+def held_per_endpoint() -> Counter[str]:
+    held = FlowStep.objects.filter(holds_slot=True).values_list("endpoint", flat=True)
+    return Counter(held)
+
+
+@pytest.fixture
+def launch(settings: Any, target_dir: Path) -> Any:
+    settings.ORCHESTRATOR_MODEL = MODEL
+
+    def launch(owner: Any = None) -> FlowRun:
+        return launch_run(flow="code-review", target=str(target_dir), owner=owner)
+
+    return launch
+
+
+@pytest.mark.django_db
+def test_each_endpoint_has_its_own_cap_and_a_freed_slot_is_handed_on_there(launch, alice, bob):
+    settings_caps = {A: 1, B: 2}
+    first = claimed_steps([launch(alice), launch(alice)], "w1")
+    second = claimed_steps([launch(bob), launch(bob)], "w2")
+    answers = {}
+    for step_id in [*first, *second]:
+        worker = "w1" if step_id in first else "w2"
+        answers[step_id] = scheduler.try_acquire_slot(step_id, worker, MODEL, settings_caps)
+    granted = {i: a.endpoint for i, a in answers.items() if a.granted}
+    assert sorted(granted.values()) == [A, B, B], "three slots in all: one on A, two on B"
+    assert held_per_endpoint() == {A: 1, B: 2}
+    [on_a] = [i for i, url in granted.items() if url == A]
+    worker = "w1" if on_a in first else "w2"
+    handed = scheduler.release_slot(on_a, worker, MODEL, settings_caps, tools="read_file")
+    assert len(handed) == 1 and handed.endpoints == {handed[0]: A}
+    assert held_per_endpoint() == {A: 1, B: 2}
+    assert FlowStep.objects.get(id=on_a).endpoint == A, "it keeps the endpoint of its turn"
+
+
+@pytest.mark.django_db
+def test_a_step_waits_a_moment_for_its_own_endpoint_and_never_longer(launch, alice, bob, charlie):
+    caps = {A: 1, B: 1}
+    [holder, *_] = claimed_steps([launch(bob)], "w1")
+    assert scheduler.try_acquire_slot(holder, "w1", MODEL, {A: 0, B: 1}).endpoint == B
+    [mine, *_] = claimed_steps([launch(alice)], "w2")
+    FlowStep.objects.filter(id=mine).update(endpoint=B)  # its last turn ran on B
+    first = scheduler.try_acquire_slot(mine, "w2", MODEL, caps)
+    assert (first.granted, first.position) == (False, 1), "A is free, but its prompt is on B"
+    [theirs, *_] = claimed_steps([launch(charlie)], "w1")
+    behind = scheduler.try_acquire_slot(theirs, "w1", MODEL, caps)
+    assert behind.granted and behind.endpoint == A, "the slot it passes over goes on"
+    scheduler.release_slot(theirs, "w1", MODEL, caps)  # A free again, nobody else waiting
+    FlowStep.objects.filter(id=mine).update(
+        asked_at=timezone.now() - timedelta(seconds=placement.PREFER_OWN_SECONDS + 1)
+    )
+    late = scheduler.try_acquire_slot(mine, "w2", MODEL, caps)
+    assert late.granted and late.endpoint == A, "past the bound it takes any free slot"
+
+
+@pytest.mark.django_db
+def test_a_first_turn_follows_its_runs_prompts_and_a_down_endpoint_is_skipped(launch, alice):
+    caps = {A: 4, B: 4}
+    run = launch(alice)
+    steps = claimed_steps([run], "w")
+    FlowStep.objects.filter(run=run).exclude(id__in=steps).update(endpoint=B)
+    assert scheduler.try_acquire_slot(steps[0], "w", MODEL, caps).endpoint == B
+    mark_down(B, "refused")
+    assert down_endpoints([A, B]) == {B}
+    assert scheduler.try_acquire_slot(steps[1], "w", MODEL, caps).endpoint == A
+    mark_up(B)
+    assert down_endpoints([A, B]) == set()
+    assert ModelEndpoint.objects.get(url=B).down_until is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_at_once_never_hold_more_than_an_endpoints_slots(launch, alice, bob):
+    """Two workers (threads, each its own database session) take and give back slots as
+    fast as they can; every grant is checked against the other's."""
+    caps = {A: 1, B: 2}
+    steps = {
+        "w1": claimed_steps([launch(alice), launch(alice)], "w1"),
+        "w2": claimed_steps([launch(bob), launch(bob)], "w2"),
+    }
+    over: list[Counter[str]] = []
+    grants: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def work(worker: str) -> None:
+        try:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                for step_id in steps[worker]:
+                    answer = scheduler.try_acquire_slot(step_id, worker, MODEL, caps)
+                    if not answer.granted:
+                        continue
+                    held = held_per_endpoint()
+                    with lock:
+                        grants[answer.endpoint] += 1
+                        if held[A] > caps[A] or held[B] > caps[B]:
+                            over.append(held)
+                    scheduler.release_slot(step_id, worker, MODEL, caps)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in ("w1", "w2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert over == []
+    assert grants[A] > 0 and grants[B] > 0, grants
+
+
+# --- Routing around a lost endpoint -------------------------------------------------------
+
+
+def test_a_refused_connection_is_a_lost_endpoint_and_a_503_is_not(scripted_model: Any):
+    async def first_retry(url: str) -> Retrying:
+        config = EndpointConfig(base_url=url, model="m", retry_seconds=0.5, backoff_base=0.01)
+        backend = OpenAICompatibleBackend(config)
+        try:
+            stream = backend.stream_turn(
+                messages=[{"role": "user", "content": "hi"}], tools=None, max_tokens=8
+            )
+            async for event in stream:
+                if isinstance(event, Retrying):
+                    await stream.aclose()
+                    return event
+            raise AssertionError("no retry")
+        finally:
+            await backend.aclose()
+
+    assert asyncio.run(first_retry("http://127.0.0.1:9/v1")).lost_endpoint
+    scripted_model.loading_until = time.time() + 30
+    loading = asyncio.run(first_retry(scripted_model.url))
+    assert "503" in loading.reason and not loading.lost_endpoint
+
+
+@pytest.mark.django_db
+def test_a_lost_endpoint_is_marked_down_and_up_again_once_its_props_answer(
+    scripted_model: Any, monkeypatch: Any
+):
+    from runs.engine.agent import servers
+
+    monkeypatch.setattr(servers, "PROBE_SECONDS", 0.05)
+    directory = ServerDirectory()
+
+    async def lose_and_recover() -> None:
+        model = await directory.target(MODEL, f"{scripted_model.url},{B}")
+        assert model.caps() == {scripted_model.url: 4, B: 4}
+        await directory.endpoint_lost(model, scripted_model.url, "refused")
+        assert await asyncio.to_thread(down_endpoints, [scripted_model.url]) == {scripted_model.url}
+        for _ in range(100):
+            if not await asyncio.to_thread(down_endpoints, [scripted_model.url]):
+                break
+            await asyncio.sleep(0.05)
+        await directory.aclose()
+
+    asyncio.run(lose_and_recover())
+    assert down_endpoints([scripted_model.url]) == set(), "its /props answered: up again"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_run_on_two_servers_loses_no_agent_when_one_goes_away(settings: Any, target_dir: Path):
+    """Two scripted model servers as one provider (1 and 2 slots, slow streams); once the
+    first has served a few requests it goes away, connections cut. The run finishes with
+    every agent succeeded, the second server took over, and neither ever had more open
+    requests than its slots."""
+    from runs.demo.server import ScriptedModelServer
+
+    with (
+        ScriptedModelServer(total_slots=1, token_rate=30.0) as first,
+        ScriptedModelServer(total_slots=2, token_rate=30.0) as second,
+    ):
+        first.open_requests.reset(cap=1)
+        second.open_requests.reset(cap=2)
+        settings.ORCHESTRATOR_MODEL = MODEL
+        settings.ORCHESTRATOR_BASE_URL = f"{first.url},{second.url}"
+        settings.ORCHESTRATOR_SLOTS = 0
+
+        at_kill: list[int] = []
+
+        def kill_first() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (
+                first.open_requests.arrivals >= 3 and first.open_requests.current() >= 1
+            ):
+                time.sleep(0.005)
+            at_kill.append(first.open_requests.cut_all())  # mid-stream: connections reset
+            at_kill.append(second.open_requests.arrivals)
+            first.stop()
+            first.open_requests.cut_all()
+
+        killer = threading.Thread(target=kill_first)
+        killer.start()
+        call_command("launch_flow", "code-review", target=str(target_dir), band="medium", wait=True)
+        killer.join(70)
+        run = FlowRun.objects.get()
+        steps = list(run.steps.all())
+        cut, second_before = at_kill
+        print(
+            f"first: {first.open_requests.arrivals} requests ({cut} cut by the kill); "
+            f"second: {second_before} before the kill, {second.open_requests.arrivals} in all"
+        )
+        assert first.open_requests.arrivals >= 3 and cut >= 1, "killed mid-stream"
+        assert second.open_requests.arrivals > second_before, "the second took over"
+        assert first.open_requests.over_cap == [] and second.open_requests.over_cap == []
+        assert run.status == RunStatus.SUCCEEDED, [(s.key, s.status, s.error) for s in steps]
+        assert {s.status for s in steps} == {StepStatus.SUCCEEDED}
+        assert {s.endpoint for s in steps} <= {first.url, second.url}
+        assert ModelEndpoint.objects.get(url=first.url).down_until is not None
