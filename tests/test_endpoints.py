@@ -365,3 +365,50 @@ def test_a_run_on_two_servers_loses_no_agent_when_one_goes_away(settings: Any, t
         assert {s.status for s in steps} == {StepStatus.SUCCEEDED}
         assert {s.endpoint for s in steps} <= {first.url, second.url}
         assert ModelEndpoint.objects.get(url=first.url).down_until is not None
+
+
+# --- Where each agent is, for people and hosts --------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_pane_and_the_api_say_which_endpoint_each_agent_is_on(
+    settings: Any, target_dir: Path, alice: Any, alice_token: str, client: Any
+):
+    from runs.doors import run_state
+    from runs.live import pane_state, render_rows
+
+    settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_BASE_URL = f"{A},{B}"
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    [first, *_] = claimed_steps([run], "w")
+    assert {a["endpoint"] for a in run_state(run, None)["agents"]} == {""}, "none yet"
+    assert scheduler.try_acquire_slot(first, "w", MODEL, {A: 1, B: 1}).endpoint == A
+    state = pane_state(run)
+    [row] = state.rows_for({first})
+    assert row.endpoint == "10.0.0.1:8081"
+    assert 'data-testid="step-endpoint"' in render_rows(state, [row])
+    assert "10.0.0.1:8081" in render_rows(state, [row])
+    agents = {a["key"]: a["endpoint"] for a in run_state(run, None)["agents"]}
+    assert agents[FlowStep.objects.get(id=first).key] == A
+    detail = client.get(
+        f"/api/v1/runs/{run.id}", headers={"Authorization": f"Bearer {alice_token}"}
+    )
+    assert detail.status_code == 200
+    endpoints = [a["endpoint"] for a in detail.json()["agents"]]
+    assert A in endpoints and endpoints.count("") == len(endpoints) - 1
+    single = launch_run(flow="code-review", target=str(target_dir))
+    settings.ORCHESTRATOR_BASE_URL = A
+    one = launch_run(flow="code-review", target=str(target_dir))
+    [lone, *_] = claimed_steps([one], "w")
+    scheduler.try_acquire_slot(lone, "w", MODEL, {A: 1})
+    assert pane_state(one).rows_for({lone})[0].endpoint == "", "one endpoint: nothing to tell"
+    assert single.endpoint_url == f"{A},{B}"
+
+
+def test_host_port_never_raises_on_a_bad_url():
+    from runs.live import host_port
+
+    assert host_port("http://[::1]:8080/v1") == "[::1]:8080"
+    assert host_port("http://h:99999/v1") == ""
+    assert host_port("") == ""
+    assert host_port("http://gpu1/v1") == "gpu1"
