@@ -27,8 +27,9 @@ from runs.engine.agent.modelconfig import (
     resolve_model,
 )
 from runs.engine.agent.servers import ServerDirectory, down_endpoints, mark_down, mark_up
+from runs.engine.agent.turn import MOVED
 from runs.engine.queue import placement, scheduler
-from runs.models import FlowRun, FlowStep, ModelEndpoint, RunStatus, StepStatus
+from runs.models import AgentEvent, FlowRun, FlowStep, ModelEndpoint, RunStatus, StepStatus
 from runs.services import launch_run
 
 MODEL = "demo/scripted"
@@ -365,6 +366,8 @@ def test_a_run_on_two_servers_loses_no_agent_when_one_goes_away(settings: Any, t
         assert {s.status for s in steps} == {StepStatus.SUCCEEDED}
         assert {s.endpoint for s in steps} <= {first.url, second.url}
         assert ModelEndpoint.objects.get(url=first.url).down_until is not None
+        moved = AgentEvent.objects.filter(step__run=run, kind="status", payload__detail=MOVED)
+        assert moved.exists(), "the cut turn said it starts again on another server"
 
 
 # --- Where each agent is, for people and hosts --------------------------------------------

@@ -10,6 +10,7 @@ it cut off is never run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,6 +38,7 @@ from runs.engine.dbthread import db_async
 from runs.engine.queue import scheduler
 from runs.models import EventKind, StepPhase
 
+MOVED = "the turn starts again on another server of the model"
 TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model
 
 
@@ -224,7 +226,10 @@ async def one_turn(
                     case Retrying():
                         answered_turn = False
                         if event.lost_endpoint and reroute and await reroute.may_reroute():
-                            _count_discarded(state, event)
+                            # Said like any failed try (the pane strikes its text out), but
+                            # the next try is now, on another server.
+                            moved = dataclasses.replace(event, delay=0.0)
+                            await _retrying(ctx, sink, state, moved, detail=MOVED)
                             raise EndpointLost(event.reason)
                         await _retrying(ctx, sink, state, event)
                     case TurnResult():
@@ -248,7 +253,9 @@ async def _first_byte(ctx: StepContext, sink: EventSink, state: TurnState) -> No
     await publish_step_changed(ctx.run_id, ctx.step_id)
 
 
-async def _retrying(ctx: StepContext, sink: EventSink, state: TurnState, retry: Retrying) -> None:
+async def _retrying(
+    ctx: StepContext, sink: EventSink, state: TurnState, retry: Retrying, detail: str = ""
+) -> None:
     """A try failed: count what it cost, and say what happens next, and when."""
     _count_discarded(state, retry)
     unavailable = retry.kind == RetryKind.UNAVAILABLE
@@ -263,7 +270,7 @@ async def _retrying(ctx: StepContext, sink: EventSink, state: TurnState, retry: 
         budget_left=round(retry.budget_left, 1),
         # The text this try streamed is not part of the answer: the pane may strike it out.
         discarded=retry.discarded_tokens,
-        detail=f"try {retry.attempt} failed; next try in {retry.delay:.0f} s",
+        detail=detail or f"try {retry.attempt} failed; next try in {retry.delay:.0f} s",
     )
     phase = StepPhase.UNAVAILABLE if unavailable else StepPhase.RETRYING
     until = timezone.now() + timedelta(seconds=retry.delay)
