@@ -159,7 +159,7 @@ class ModelSlot:
         self.model = model
         self.waiters = waiters
         self.backends = backends
-        self.caps = model.caps()
+        self.caps = backends.slots(ctx.model_id, ctx.endpoint_url) or model.caps()
         self.held = ctx.holds_slot  # granted with the claim: the first turn needs not ask
         self.endpoint = ctx.slot_endpoint if ctx.holds_slot else ""
         self.turns = 0

@@ -32,6 +32,7 @@ from runs.engine.agent.backends.base import ServerProps
 from runs.engine.agent.backends.openai import probe_props
 from runs.engine.agent.modelconfig import ModelTarget, resolve_model
 from runs.engine.dbthread import db_async
+from runs.engine.storable import clean_text
 from runs.models import FlowRun, ModelEndpoint
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ class ServerDirectory:
                 model = await asyncio.to_thread(resolve_model, model_id, base_url=endpoint_url)
             model = await self._with_server_slots(model)
             self._targets[key] = model
-        self._slots[key] = model.caps()
+        # A run without recorded endpoints (the demo model each worker starts itself, older
+        # runs) uses each worker's own server: one line for them all, as one endpoint "".
+        self._slots[key] = model.caps() if endpoint_url else {"": model.slots}
         return model
 
     def slots(self, model_id: str, endpoint_url: str = "") -> dict[str, int]:
@@ -175,8 +178,12 @@ def record_slots(run_id: UUID, slots: int, server_slots: int | None) -> None:
 
 def mark_down(url: str, reason: str) -> None:
     until = timezone.now() + timedelta(seconds=DOWN_SECONDS)
-    ModelEndpoint.objects.update_or_create(
-        url=url[:500], defaults={"down_until": until, "reason": reason[:300]}
+    # One statement (INSERT ... ON CONFLICT UPDATE): two workers losing it at once both win.
+    ModelEndpoint.objects.bulk_create(
+        [ModelEndpoint(url=url[:500], down_until=until, reason=clean_text(reason)[:300])],
+        update_conflicts=True,
+        unique_fields=["url"],
+        update_fields=["down_until", "reason"],
     )
 
 
