@@ -132,9 +132,11 @@ def snapshot(run_id: UUID) -> Snapshot:
             waiting_on=waiting_on(s.depends_on, statuses, titles),
             held=held,
         )
-        # A retry's countdown changes every second; its log line changes with the try.
+        # A retry's countdown changes every second; its log line changes with the try. The
+        # prompt's progress changes with every batch; its log line once, when reading starts.
         retrying = state.key in (StepPhase.RETRYING, StepPhase.UNAVAILABLE)
         words = f"{state.label} ({s.phase_note})" if retrying else state.text
+        words = state.label if state.key == StepPhase.PREFILL else words
         states[s.key] = (words, s.last_tool)
         lines.append(step_line(s, positions.get(s.id), width, state))
     return Snapshot(
