@@ -41,6 +41,7 @@ from runs.engine.dbthread import close_pool
 from runs.engine.queue import scheduler
 from runs.labels import about, prompt_progress_words, step_state
 from runs.models import FlowRun, FlowStep, StepPhase, StepStatus
+from runs.progress import snapshot
 from runs.services import launch_run
 from runs.waits import slot_waits, turn_seconds
 from tests.test_backend import Canned, collect, delta, sse
@@ -387,7 +388,7 @@ def test_the_pane_shows_the_prompts_progress_and_the_queued_agents_estimated_wai
 ):
     """One agent holds the one slot and reads its prompt, the other waits first in line: its
     row says how long, from the speeds the run has measured; the live update's row parts say
-    the same."""
+    the same, and so does the terminal's live line."""
     run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
     FlowRun.objects.filter(id=run.id).update(slots=1)
     run.refresh_from_db()
@@ -409,3 +410,8 @@ def test_the_pane_shows_the_prompts_progress_and_the_queued_agents_estimated_wai
     html = live.render_update(run, {reader, queued})
     assert ">1st in line, about 40 s</span>" in html
     assert html.count(">waiting for a model slot</span>") == 1
+    cli = snapshot(run.id)  # the terminal's live line says the same; its log words do not
+    assert sum("1st in line, about 40 s" in line for line in cli.lines) == 1
+    assert sum("reading the prompt" in line and "45%: 1,200" in line for line in cli.lines) == 1
+    words = {words for words, _ in cli.states.values()}
+    assert {"reading the prompt", "waiting for a model slot (1st in line)"} <= words
