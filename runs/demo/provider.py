@@ -9,9 +9,6 @@ from django.conf import settings
 
 from runs.demo.server import ScriptedModelServer
 
-# A GPU reads a prompt many times faster than it writes: the demo reads at this multiple of its
-# token rate, so a long first prompt shows its progress for a moment.
-PREFILL_PER_TOKEN = 20
 _lock = threading.Lock()
 _server: Any = None
 
@@ -21,7 +18,7 @@ def demo_server_url() -> str:
     with _lock:
         if _server is None:
             rate = settings.ORCHESTRATOR_DEMO_TOKEN_RATE or None
-            prefill = rate * PREFILL_PER_TOKEN if rate else None
+            prefill = settings.ORCHESTRATOR_DEMO_PREFILL_RATE or None
             _server = ScriptedModelServer(token_rate=rate, prefill_rate=prefill)
             _server.start()
         return str(_server.url)
