@@ -140,10 +140,10 @@ def about(seconds: float) -> str:
     """An estimate in words, no more precise than it is: about 5 s, 40 s, 3 min, 1 h 20 min."""
     if seconds < 10:
         return f"about {max(1, round(seconds))} s"
-    if seconds < 60:
-        return f"about {round(seconds / 5) * 5} s"
-    if seconds < 3600:
-        return f"about {max(1, round(seconds / 60))} min"
+    if (fives := round(seconds / 5) * 5) < 60:
+        return f"about {fives} s"
+    if (minutes := round(seconds / 60)) < 60:
+        return f"about {minutes} min"
     hours, minutes = divmod(round(seconds / 600) * 10, 60)
     return f"about {hours} h {minutes:02d} min" if minutes else f"about {hours} h"
 
@@ -151,7 +151,8 @@ def about(seconds: float) -> str:
 def prompt_progress_words(processed: int, total: int, cache: int) -> str:
     """How far the server has read the prompt (llama.cpp's counts, already sane: 0 <= cache
     <= processed <= total, total > 0): "45%: 1,200 of 2,650 tokens, 900 from cache"."""
-    words = f"{processed * 100 // total}%: {processed:,} of {total:,} tokens"
+    percent = processed * 100 // total if total > 0 else 0
+    words = f"{percent}%: {processed:,} of {total:,} tokens"
     return f"{words}, {cache:,} from cache" if cache else words
 
 

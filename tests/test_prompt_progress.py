@@ -326,10 +326,10 @@ def test_the_words_for_reading_a_prompt_and_for_an_estimated_wait():
         "about 4 s",
         "about 40 s",
         "about 40 s",
-        "about 60 s",
+        "about 1 min",
         "about 1 min",
         "about 3 min",
-        "about 60 min",
+        "about 1 h",
         "about 1 h",
         "about 1 h 20 min",
     ]
