@@ -4,30 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0012_run_web'),
+        ("runs", "0012_run_web"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='flowstep',
-            name='prefill_seconds',
+            model_name="flowstep",
+            name="prefill_seconds",
             field=models.FloatField(default=0.0),
         ),
         migrations.AddField(
-            model_name='flowstep',
-            name='prefill_tokens',
+            model_name="flowstep",
+            name="prefill_tokens",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='flowstep',
-            name='timed_turns',
+            model_name="flowstep",
+            name="timed_turns",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AlterField(
-            model_name='flowstep',
-            name='phase',
-            field=models.CharField(blank=True, choices=[('', 'None'), ('slot', 'Slot'), ('first_byte', 'First Byte'), ('prefill', 'Prefill'), ('generating', 'Generating'), ('tool', 'Tool'), ('retrying', 'Retrying'), ('unavailable', 'Unavailable')], default='', max_length=12),
+            model_name="flowstep",
+            name="phase",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "None"),
+                    ("slot", "Slot"),
+                    ("first_byte", "First Byte"),
+                    ("prefill", "Prefill"),
+                    ("generating", "Generating"),
+                    ("tool", "Tool"),
+                    ("retrying", "Retrying"),
+                    ("unavailable", "Unavailable"),
+                ],
+                default="",
+                max_length=12,
+            ),
         ),
     ]
