@@ -176,6 +176,10 @@ ORCHESTRATOR_WEB_SEARCH_URL = env_url("ORCHESTRATOR_WEB_SEARCH_URL")
 ORCHESTRATOR_WEB_ALLOW_HOSTS = env_hosts("ORCHESTRATOR_WEB_ALLOW_HOSTS")
 # Scripted demo model knobs (only used when the model is demo/scripted).
 ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)
+# Prompt tokens a second the demo model reads (the part not in its cache), streaming its
+# progress as llama.cpp does: slow enough that a first prompt shows "reading the prompt". 0 =
+# at once.
+ORCHESTRATOR_DEMO_PREFILL_RATE = env_float("ORCHESTRATOR_DEMO_PREFILL_RATE", 300.0)
 
 # --- The pane's WebSocket: who may open it and what one socket may cost ------------------
 # (runs/socket_limits.py holds the per-socket limits; docs/architecture.md "The live pane")

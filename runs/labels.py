@@ -38,6 +38,7 @@ RUN_WORDS: dict[str, str] = {
 PHASE_WORDS: dict[str, str] = {
     StepPhase.SLOT: "waiting for a model slot",
     StepPhase.FIRST_BYTE: "waiting for the server's first byte",
+    StepPhase.PREFILL: "reading the prompt",
     StepPhase.GENERATING: "generating",
     StepPhase.TOOL: "running a tool",
     StepPhase.RETRYING: "retrying",
@@ -128,9 +129,31 @@ class State:
         return f"{self.label} ({self.detail})" if self.detail else self.label
 
 
-def place_words(position: int | None) -> str:
-    """A step's place in its model's line for a slot: "2nd in line"."""
-    return f"{ordinal(position)} in line" if position else "in line"
+def place_words(position: int | None, wait: float | None = None) -> str:
+    """A step's place in its model's line for a slot, and the wait estimated for it (seconds,
+    runs.waits): "2nd in line, about 40 s"."""
+    place = f"{ordinal(position)} in line" if position else "in line"
+    return f"{place}, {about(wait)}" if wait is not None else place
+
+
+def about(seconds: float) -> str:
+    """An estimate in words, no more precise than it is: about 5 s, 40 s, 3 min, 1 h 20 min."""
+    if seconds < 10:
+        return f"about {max(1, round(seconds))} s"
+    if (fives := round(seconds / 5) * 5) < 60:
+        return f"about {fives} s"
+    if (minutes := round(seconds / 60)) < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(round(seconds / 600) * 10, 60)
+    return f"about {hours} h {minutes:02d} min" if minutes else f"about {hours} h"
+
+
+def prompt_progress_words(processed: int, total: int, cache: int) -> str:
+    """How far the server has read the prompt (llama.cpp's counts, already sane: 0 <= cache
+    <= processed <= total, total > 0): "45%: 1,200 of 2,650 tokens, 900 from cache"."""
+    percent = processed * 100 // total if total > 0 else 0
+    words = f"{percent}%: {processed:,} of {total:,} tokens"
+    return f"{words}, {cache:,} from cache" if cache else words
 
 
 def step_state(
@@ -140,14 +163,16 @@ def step_state(
     *,
     waiting_on: Sequence[str] = (),
     held: str = "",
+    wait: float | None = None,
 ) -> State:
     """The truth about a step at this moment, the only words pane, CLI, timeline and exports
     show for it. `position`: its place in its model's line for a slot (from
     queue_positions); `waiting_on`: the titles of its unfinished dependencies; `held`: why
-    its run has not started (its owner's cap)."""
+    its run has not started (its owner's cap); `wait`: the seconds its wait for a slot is
+    estimated at (runs.waits; None: no estimate)."""
     if step.status not in ACTIVE_STEP:
         return _settled_state(step, waiting_on, held)
-    state = _active_state(step, position, now or timezone.now())
+    state = _active_state(step, position, now or timezone.now(), wait)
     if step.attempt > 1:
         attempt = f"attempt {step.attempt}"
         detail = f"{state.detail}; {attempt}" if state.detail else attempt
@@ -178,10 +203,10 @@ def _settled_state(step: FlowStep, waiting_on: Sequence[str], held: str) -> Stat
 _SKIPPED = "a dependency did not succeed"
 
 
-def _active_state(step: FlowStep, position: int | None, now: datetime) -> State:
+def _active_state(step: FlowStep, position: int | None, now: datetime, wait: float | None) -> State:
     phase = step.phase
     if phase == StepPhase.SLOT or (step.wants_slot and not step.holds_slot):
-        return phase_state(StepPhase.SLOT, position=position)
+        return phase_state(StepPhase.SLOT, position=position, wait=wait)
     if phase in (StepPhase.RETRYING, StepPhase.UNAVAILABLE):
         due = step.phase_until
         if due is not None and due > now:
@@ -191,16 +216,18 @@ def _active_state(step: FlowStep, position: int | None, now: datetime) -> State:
         return phase_state(StepPhase.FIRST_BYTE, note=step.phase_note)
     if phase == StepPhase.FIRST_BYTE or (phase == "" and step.holds_slot):
         return phase_state(StepPhase.FIRST_BYTE)
-    if phase in (StepPhase.GENERATING, StepPhase.TOOL):
-        return phase_state(phase, note=step.phase_note if phase == StepPhase.TOOL else "")
+    if phase in (StepPhase.GENERATING, StepPhase.TOOL, StepPhase.PREFILL):
+        return phase_state(phase, note=step.phase_note if phase != StepPhase.GENERATING else "")
     return State(key="starting", label="starting", detail="claimed by a worker")
 
 
-def phase_state(phase: str, *, position: int | None = None, note: str = "") -> State:
+def phase_state(
+    phase: str, *, position: int | None = None, note: str = "", wait: float | None = None
+) -> State:
     """An active step's phase in words (the row's badge and its stream's status lines)."""
     if phase == StepPhase.SLOT:
         return State(
-            key=phase, label=PHASE_WORDS[phase], detail=place_words(position), waiting=True
+            key=phase, label=PHASE_WORDS[phase], detail=place_words(position, wait), waiting=True
         )
     waiting = phase in (StepPhase.RETRYING, StepPhase.UNAVAILABLE)
     return State(key=phase, label=PHASE_WORDS[phase], detail=note, waiting=waiting)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from runs import evidence, timeline
+from runs import evidence, timeline, waits
 from runs.engine.queue import fairness
 from runs.labels import (
     State,
@@ -115,6 +115,7 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     lanes = timeline.for_run(run, steps, at=now)
     waiting = any(s.status in ACTIVE_STEP and s.wants_slot and not s.holds_slot for s in steps)
     positions = queue_positions(run) if waiting else {}
+    slot_waits = waits.slot_waits(run, steps, positions)
     statuses = {s.key: s.status for s in steps}
     titles = {s.key: s.title for s in steps}
     held = fairness.waiting_reason(run)
@@ -127,6 +128,7 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
             now,
             waiting_on=waiting_on(step.depends_on, statuses, titles),
             held=held,
+            wait=slot_waits.get(step.id),
         )
         rows.append(_row(run, step, state, positions.get(step.id), model_seconds[step.id]))
     header = _header(run, steps, now, held)

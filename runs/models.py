@@ -64,6 +64,7 @@ class StepPhase(models.TextChoices):
     NONE = ""  # not started, or between moments worth naming
     SLOT = "slot"  # in its model's line for a slot
     FIRST_BYTE = "first_byte"  # request sent, no byte back yet
+    PREFILL = "prefill"  # the server reads the prompt (it said how far: phase_note)
     GENERATING = "generating"  # the model is streaming this turn
     TOOL = "tool"  # the slot went back while its tools run
     RETRYING = "retrying"  # the turn failed; the next try waits for phase_until
@@ -265,6 +266,11 @@ class FlowStep(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     decode_tokens = models.PositiveIntegerField(default=0)
     decode_seconds = models.FloatField(default=0.0)
+    # The prompt tokens it evaluated (not from its cache) over the seconds spent on them, and
+    # the turns those sums cover: the speeds a queued agent's wait is estimated from.
+    prefill_tokens = models.PositiveIntegerField(default=0)
+    prefill_seconds = models.FloatField(default=0.0)
+    timed_turns = models.PositiveIntegerField(default=0)
     tool_calls = models.PositiveIntegerField(default=0)
     last_tool = models.CharField(max_length=200, blank=True)
     # The final answer stopped at the output limit (finish_reason "length"): it is partial.

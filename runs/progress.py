@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from runs import waits
 from runs.engine.queue import fairness, scheduler
 from runs.labels import State, run_state, step_state, waiting_on
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepPhase, StepStatus
@@ -117,6 +118,7 @@ def snapshot(run_id: UUID) -> Snapshot:
     run = FlowRun.objects.get(id=run_id)
     steps = list(run.steps.all())
     positions = queue_positions(run)
+    slot_waits = waits.slot_waits(run, steps, positions)
     width = max((len(s.key) for s in steps), default=10) + 2
     held = fairness.waiting_reason(run)
     header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · "
@@ -132,10 +134,15 @@ def snapshot(run_id: UUID) -> Snapshot:
             waiting_on=waiting_on(s.depends_on, statuses, titles),
             held=held,
         )
-        # A retry's countdown changes every second; its log line changes with the try.
+        # A retry's countdown changes every second; its log line changes with the try. The
+        # prompt's progress changes with every batch; its log line once, when reading starts.
         retrying = state.key in (StepPhase.RETRYING, StepPhase.UNAVAILABLE)
         words = f"{state.label} ({s.phase_note})" if retrying else state.text
+        words = state.label if state.key == StepPhase.PREFILL else words
         states[s.key] = (words, s.last_tool)
+        # The live line adds the estimated wait; the log line would change with every estimate.
+        if s.id in slot_waits:
+            state = step_state(s, positions.get(s.id), wait=slot_waits[s.id])
         lines.append(step_line(s, positions.get(s.id), width, state))
     return Snapshot(
         header=header,

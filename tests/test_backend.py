@@ -20,6 +20,7 @@ from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
     FirstByte,
+    PromptProgress,
     ReasoningDelta,
     Retrying,
     TextDelta,
@@ -159,9 +160,14 @@ def delta(finish: str | None = None, **fields: Any) -> dict[str, Any]:
 
 
 def test_text_streams_word_by_word_and_ends_with_the_servers_usage(server):
-    """FirstByte, one TextDelta per word, then a single TurnResult carrying the usage."""
+    """The prompt's progress (asked for), FirstByte, one TextDelta per word, then a single
+    TurnResult carrying the usage."""
     events = collect(server.url)
-    assert isinstance(events[0], FirstByte)
+    assert isinstance(events[0], PromptProgress) and events[0].processed == 0
+    first_byte = next(i for i, e in enumerate(events) if isinstance(e, FirstByte))
+    assert all(isinstance(e, PromptProgress) for e in events[:first_byte])
+    assert events[first_byte - 1].processed == events[first_byte - 1].total
+    assert server.requests[0]["return_progress"] is True
     assert [type(e) for e in events].count(TurnResult) == 1
     result = events[-1]
     texts = [e.text for e in events if isinstance(e, TextDelta)]

@@ -16,6 +16,7 @@ from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
     FirstByte,
+    PromptProgress,
     ReasoningDelta,
     Retrying,
     TextDelta,
@@ -63,7 +64,7 @@ def turn(url: str, messages: list[dict[str, Any]], tools=None, **config: Any) ->
 def test_text_and_reasoning_stream_in_order_and_end_with_usage(server):
     """First byte, reasoning, text, then one TurnResult with the server's usage."""
     events = turn(server.url, VALIDATOR)
-    assert isinstance(events[0], FirstByte)
+    assert isinstance(next(e for e in events if not isinstance(e, PromptProgress)), FirstByte)
     kinds = [type(e) for e in events]
     assert kinds.index(ReasoningDelta) < kinds.index(TextDelta)
     result = events[-1]

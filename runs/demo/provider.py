@@ -18,6 +18,7 @@ def demo_server_url() -> str:
     with _lock:
         if _server is None:
             rate = settings.ORCHESTRATOR_DEMO_TOKEN_RATE or None
-            _server = ScriptedModelServer(token_rate=rate)
+            prefill = settings.ORCHESTRATOR_DEMO_PREFILL_RATE or None
+            _server = ScriptedModelServer(token_rate=rate, prefill_rate=prefill)
             _server.start()
         return str(_server.url)

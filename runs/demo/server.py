@@ -1,8 +1,10 @@
 """The scripted model: a real OpenAI-compatible HTTP server streaming SSE like llama.cpp's, for
-tests and demos. Deterministic answers (scripts.py), a configurable token rate and first-byte
-delay, injectable faults (faults.py), llama.cpp's `/props` (total_slots) and `timings` (with a
-prompt cache: cache_n is the longest prefix shared with a recent prompt), a restart that
-takes it away and brings it back (`restart`), and a count of its open requests (watch.py).
+tests and demos. Deterministic answers (scripts.py), a configurable token rate, prefill rate
+(with llama.cpp's `prompt_progress` chunks when a request asks for `return_progress`) and
+first-byte delay, injectable faults (faults.py), llama.cpp's `/props` (total_slots) and
+`timings` (with a prompt cache: cache_n is the longest prefix shared with a recent prompt), a
+restart that takes it away and brings it back (`restart`), and a count of its open requests
+(watch.py).
 Never the default when a real model is configured.
 
     python -m runs.demo.server --port 8081 --token-rate 50 --fault http_500:times=2
@@ -51,6 +53,7 @@ class ScriptedModelServer:
         *,
         token_rate: float | None = None,
         first_byte_delay: float = 0.0,
+        prefill_rate: float | None = None,
         faults: FaultPlan | None = None,
         pad_reasoning: int = 0,
         record_emissions: bool = False,
@@ -60,6 +63,8 @@ class ScriptedModelServer:
         # Plain attributes, read per request, so a test may change them while the server runs.
         self.token_rate = token_rate
         self.first_byte_delay = first_byte_delay
+        # Prompt tokens read per second (the part not in its cache); None: at once.
+        self.prefill_rate = prefill_rate
         self.faults = faults or FaultPlan()
         # Filler words streamed as reasoning before every answer: benches that need streams
         # lasting seconds (the scripted answers take well under one) set it.
@@ -347,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-byte-delay", type=float, default=0.0, help="seconds before each stream starts"
     )
     parser.add_argument(
+        "--prefill-rate",
+        type=float,
+        default=None,
+        help="prompt tokens/s read before answering (default: at once)",
+    )
+    parser.add_argument(
         "--total-slots", type=int, default=4, help="what GET /props says (default 4)"
     )
     parser.add_argument(
@@ -365,7 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         faults = FaultPlan.parse(args.fault)
-        pacing = {"token_rate": args.token_rate, "first_byte_delay": args.first_byte_delay}
+        pacing = {
+            "token_rate": args.token_rate,
+            "first_byte_delay": args.first_byte_delay,
+            "prefill_rate": args.prefill_rate,
+        }
         server = ScriptedModelServer(
             args.host, args.port, faults=faults, total_slots=args.total_slots, **pacing
         )

@@ -1,5 +1,6 @@
-"""How the scripted model writes an answer: as llama.cpp streams it (SSE chunks, tool-call
-fragments, the finish, `timings`, usage, [DONE]), or as one JSON completion; with the
+"""How the scripted model writes an answer: as llama.cpp streams it (prompt progress when
+asked, SSE chunks, tool-call fragments, the finish, `timings`, usage, [DONE]), or as one JSON
+completion; with the
 mid-stream faults and cut-offs of its fault plan."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 MODEL_ID = "scripted"
 FAULT_AFTER_PIECES = 3  # mid-stream faults strike after this many paced pieces
 CUT_AFTER_PIECES = 3  # a cut-off answer (or tool call's arguments) stops after this many
+PREFILL_BATCH = 64  # prompt tokens per progress chunk: llama.cpp sends one per batch it reads
 _PIECE = re.compile(r"\S+\s*|\s+")  # one "token": a word and the whitespace after it
 _MID_STREAM = {FaultKind.STALL_MID_STREAM, FaultKind.DROP_MID_STREAM, FaultKind.MALFORMED_CHUNK}
 _CUTS = {FaultKind.LENGTH, FaultKind.CUT_TOOL_CALL}
@@ -84,6 +86,7 @@ class Stream:
             self.scripted.stream_bodies[self.id] = self.body
         prompt, cached = self.scripted.cached_prefix(self.body)
         self.scripted.pause(self.scripted.first_byte_delay)
+        prefill_seconds = self._prefill(prompt, cached)
         self._delta({"role": "assistant", "content": None})
         generating = time.monotonic()
         for piece in _PIECE.findall(self.reply.reasoning):
@@ -95,7 +98,7 @@ class Stream:
         timings = {
             "cache_n": cached,
             "prompt_n": prompt - cached,
-            "prompt_ms": 1.0,
+            "prompt_ms": max(prefill_seconds * 1000, 1.0),
             "predicted_n": self.sent,
             "predicted_ms": seconds * 1000,
             "predicted_per_second": self.sent / seconds,
@@ -112,6 +115,28 @@ class Stream:
         self._write(b"data: [DONE]\n\n")
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
+
+    def _prefill(self, prompt: int, cached: int) -> float:
+        """Read the prompt's uncached part at the prefill rate, a batch at a time; with
+        `return_progress`, say so as llama.cpp does: a chunk at 0% (the cached prefix already
+        in) and one per batch, each with an empty assistant delta. Returns the seconds spent."""
+        rate = self.scripted.prefill_rate
+        progress = bool(self.body.get("return_progress"))
+        started = time.monotonic()
+        processed = cached
+        while True:
+            if progress:
+                elapsed = int((time.monotonic() - started) * 1000)
+                counts = {"total": prompt, "cache": cached, "processed": processed}
+                choice = {"index": 0, "delta": {"role": "assistant", "content": None}}
+                choice["finish_reason"] = None
+                self._chunk({"choices": [choice], "prompt_progress": counts | {"time_ms": elapsed}})
+            if processed >= prompt:
+                return time.monotonic() - started
+            batch = min(PREFILL_BATCH, prompt - processed)
+            if rate:
+                self.scripted.pause(batch / rate)
+            processed += batch
 
     def _content(self) -> str:
         limit = self.body.get("max_tokens")

@@ -15,6 +15,7 @@ from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
     FirstByte,
+    PromptProgress,
     Retrying,
     RetryKind,
     TextDelta,
@@ -50,7 +51,9 @@ def test_the_backend_streams_one_real_answer_end_to_end(
 ) -> None:
     models = asyncio.run(probe_models(one_slot.base_url))
     events = turn(one_slot)
-    assert isinstance(events[0], FirstByte)
+    progress = [event for event in events if isinstance(event, PromptProgress)]
+    assert progress and events[: len(progress)] == progress  # asked for: the prompt's reading
+    assert isinstance(events[len(progress)], FirstByte)
     result = events[-1]
     assert isinstance(result, TurnResult)
     texts = [event.text for event in events if isinstance(event, TextDelta)]
@@ -61,7 +64,8 @@ def test_the_backend_streams_one_real_answer_end_to_end(
     assert result.finish_reason in {"stop", "length"}
     observed.note(
         "OpenAICompatibleBackend",
-        f"/v1/models lists {models}; one turn: FirstByte, {len(texts)} TextDelta, TurnResult "
+        f"/v1/models lists {models}; one turn: {len(progress)} PromptProgress, FirstByte, "
+        f"{len(texts)} TextDelta, TurnResult "
         f"usage {result.usage}, finish_reason {result.finish_reason!r}",
     )
 

@@ -21,11 +21,16 @@ class Counters:
     tokens_out: int = 0
     tokens_spent_in: int = 0  # spent, >= kept
     tokens_spent_out: int = 0
-    # Server timings of the kept turns (llama.cpp): prompt tokens reused from its cache, and
-    # tokens generated over the seconds spent generating them.
+    # Server timings of the kept turns (llama.cpp): prompt tokens reused from its cache,
+    # tokens generated over the seconds spent generating them...
     cached_tokens: int = 0
     decode_tokens: int = 0
     decode_seconds: float = 0.0
+    # ...and prompt tokens it evaluated over the seconds spent on them (prefill), and the
+    # turns whose timings these sums hold.
+    prefill_tokens: int = 0
+    prefill_seconds: float = 0.0
+    timed_turns: int = 0
     last_tool: str = ""
 
     def __post_init__(self) -> None:

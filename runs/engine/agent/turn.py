@@ -9,6 +9,7 @@ it cut off is never run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -21,6 +22,7 @@ from django.utils import timezone
 from runs.engine.agent.backends.base import (
     AgentBackend,
     FirstByte,
+    PromptProgress,
     ReasoningDelta,
     Retrying,
     RetryKind,
@@ -36,10 +38,14 @@ from runs.engine.agent.counters import STEP_FIELDS, Counters
 from runs.engine.agent.events import EventSink, StorageRefused, publish_step_changed
 from runs.engine.dbthread import db_async
 from runs.engine.queue import scheduler
+from runs.labels import prompt_progress_words
 from runs.models import EventKind, StepPhase
 
 MOVED = "the turn starts again on another server of the model"
 TRANSCRIPT_ARGUMENT_CHARS = 65_536  # longer arguments are not replayed to the model
+# How often the row's "reading the prompt" is rewritten (a row update and a redraw each). A
+# prompt read faster than this never says so: the first byte follows before anyone could read.
+PROGRESS_SECONDS = 0.5
 
 
 class StepFailed(Exception):
@@ -73,6 +79,9 @@ class TurnState:
     cached_tokens: int = 0  # server timings of the kept turns
     decode_tokens: int = 0
     decode_seconds: float = 0.0
+    prefill_tokens: int = 0
+    prefill_seconds: float = 0.0
+    timed_turns: int = 0
     truncated: bool = False  # the final answer stopped at the output limit
     cut_calls: int = 0  # turns in a row whose tool calls were cut off
     # The turn in flight: pieces streamed by the try under way, and whether it has answered.
@@ -188,6 +197,8 @@ async def one_turn(
     endpoint raises EndpointLost instead of retrying there when `reroute` has another."""
     result: TurnResult | None = None
     answered_turn = False
+    loop = asyncio.get_running_loop()
+    progress_at: float | None = None  # when the prefill was first heard of, or last shown
     started = 0  # tool calls this turn has begun
     stream = (
         backend.stream_turn(
@@ -205,6 +216,13 @@ async def one_turn(
         async with contextlib.aclosing(stream) as events:
             async for event in events:
                 match event:
+                    case PromptProgress():
+                        now = loop.time()
+                        if progress_at is None:
+                            progress_at = now
+                        elif now - progress_at >= PROGRESS_SECONDS:
+                            progress_at = now
+                            await _reading_prompt(ctx, event)
                     case FirstByte():
                         state.inflight_answered = True
                         if not answered_turn:
@@ -224,7 +242,7 @@ async def one_turn(
                             name = name[:200]
                             sink.emit(EventKind.STATUS, state="calling", name=name, detail=name)
                     case Retrying():
-                        answered_turn = False
+                        answered_turn, progress_at = False, None
                         if event.lost_endpoint and reroute and await reroute.may_reroute():
                             # Said like any failed try (the pane strikes its text out), but
                             # the next try is now, on another server.
@@ -250,6 +268,14 @@ async def _first_byte(ctx: StepContext, sink: EventSink, state: TurnState) -> No
     if not state.streaming:
         state.streaming = True
         sink.emit(EventKind.STATUS, state="running")
+    await publish_step_changed(ctx.run_id, ctx.step_id)
+
+
+async def _reading_prompt(ctx: StepContext, progress: PromptProgress) -> None:
+    """The server is still reading the prompt: the row says how far (coalesced by the caller:
+    one row update per PROGRESS_SECONDS, never one per chunk)."""
+    words = prompt_progress_words(progress.processed, progress.total, progress.cache)
+    await db_async(scheduler.set_phase)(ctx.step_id, ctx.worker, StepPhase.PREFILL, words)
     await publish_step_changed(ctx.run_id, ctx.step_id)
 
 
@@ -327,6 +353,10 @@ def count_turn(sink: EventSink, state: TurnState, result: TurnResult) -> None:
     rate: float | None = None
     if timings is not None:
         cached = timings.cache_n
+        state.timed_turns += 1
+        if timings.prompt_ms > 0:
+            state.prefill_tokens += timings.prompt_n
+            state.prefill_seconds += timings.prompt_ms / 1000
         if timings.predicted_ms > 0:
             state.decode_tokens += timings.predicted_n
             state.decode_seconds += timings.predicted_ms / 1000

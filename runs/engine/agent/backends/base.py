@@ -38,11 +38,28 @@ class Timings:
     predicted_n: int  # tokens generated
     predicted_ms: float  # time spent generating them
     predicted_per_second: float | None  # decode speed, as the server computed it
+    prompt_ms: float = 0.0  # time spent processing the prompt_n tokens (prefill)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FirstByte:
     """The first content, reasoning or tool-call byte of this attempt arrived (no longer queued)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptProgress:
+    """llama.cpp is reading the prompt (`return_progress`): `processed` of `total` tokens are in
+    the slot, `cache` of them reused from its cache. Sanitised: 0 <= cache <= processed <=
+    total, total > 0. Servers that ignore the flag send none; the turn streams the same."""
+
+    total: int
+    cache: int
+    processed: int
+
+    @property
+    def percent(self) -> int:
+        """0-100, rounded down: 100 only once every token is in."""
+        return self.processed * 100 // self.total
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +121,15 @@ class TurnResult:
     timings: Timings | None = field(default=None, compare=False)
 
 
-BackendEvent = FirstByte | TextDelta | ReasoningDelta | ToolCallStarted | Retrying | TurnResult
+BackendEvent = (
+    PromptProgress
+    | FirstByte
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallStarted
+    | Retrying
+    | TurnResult
+)
 
 
 class BackendError(Exception):

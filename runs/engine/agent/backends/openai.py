@@ -26,6 +26,7 @@ from runs.engine.agent.backends.base import (
     BackendEvent,
     EndpointConfig,
     FirstByte,
+    PromptProgress,
     ReasoningDelta,
     Retrying,
     RetryKind,
@@ -44,6 +45,10 @@ MAX_RETRY_AFTER = 60.0
 MAX_COUNT = 10_000_000  # a server's token counts are believed up to this, per turn
 _DNS_HINTS = ("name or service not known", "nodename nor servname", "name resolution")
 _UNAVAILABLE_STATUS = {502, 503, 504}  # a proxy without its upstream; llama.cpp loading
+
+
+class _ProgressRefused(Exception):
+    """The server rejected `return_progress` (a strict OpenAI-compatible one): ask without it."""
 
 
 class _Retryable(Exception):
@@ -75,6 +80,7 @@ class _Turn:
     usage: Usage | None = None
     timings: Timings | None = None
     finish_reason: str | None = None
+    progress: PromptProgress | None = None  # the last prompt progress passed on
     pieces: int = 0  # content, reasoning and tool-call fragments streamed (about one token each)
     answered: bool = False  # response headers arrived
     started: bool = False  # the first content/reasoning/tool byte arrived
@@ -121,6 +127,9 @@ class OpenAICompatibleBackend:
         self.client = client or new_client(_httpx_timeout(config))
         self._url = f"{config.base_url.rstrip('/')}/chat/completions"
         self.accepts_response_format = True
+        # llama.cpp streams its prompt progress when asked; others ignore the flag, and one
+        # that rejects it is asked without it from then on.
+        self.sends_progress = True
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -151,6 +160,10 @@ class OpenAICompatibleBackend:
                         yield event
             except _Retryable as exc:
                 fault = exc
+            except _ProgressRefused:
+                body.pop("return_progress", None)  # the same request without it: not a fault
+                attempt -= 1
+                continue
             if fault is None:
                 yield turn.result()
                 return
@@ -185,6 +198,8 @@ class OpenAICompatibleBackend:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if self.sends_progress:
+            body["return_progress"] = True
         if max_tokens:
             body["max_tokens"] = max_tokens
         if tools:
@@ -211,7 +226,11 @@ class OpenAICompatibleBackend:
             response = await self._send(body, first_byte_deadline)
             try:
                 turn.answered = True
-                await self._check_status(response, structured="response_format" in body)
+                await self._check_status(
+                    response,
+                    structured="response_format" in body,
+                    progress="return_progress" in body,
+                )
                 async for event in self._events(response, turn, first_byte_deadline):
                     yield event
             finally:
@@ -232,7 +251,9 @@ class OpenAICompatibleBackend:
         except TimeoutError:
             raise _Retryable(self._silence(started=False), lost=True) from None
 
-    async def _check_status(self, response: httpx.Response, *, structured: bool) -> None:
+    async def _check_status(
+        self, response: httpx.Response, *, structured: bool, progress: bool
+    ) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -255,6 +276,9 @@ class OpenAICompatibleBackend:
                 f"the model server failed ({status}: {message})", _retry_after(response)
             )
         # Other 4xx (unknown model, context too long, bad request) will not get better.
+        if progress and "return_progress" in message.lower():
+            self.sends_progress = False  # remembered: every later turn asks without it
+            raise _ProgressRefused
         if structured and not _about_length(message):
             # Most likely the schema or response_format itself: remembered, so every later
             # turn on this server asks in prose; the caller asks this one again in prose.
@@ -365,6 +389,8 @@ def _handle_line(line: str, turn: _Turn) -> list[BackendEvent]:
     if isinstance(timings := chunk.get("timings"), dict):  # llama.cpp, on its last chunks
         turn.timings = _timings(timings)
     events: list[BackendEvent] = []
+    if not turn.started and (progress := _progress(chunk.get("prompt_progress"), turn)):
+        events.append(progress)
     for choice in chunk.get("choices") or []:
         if isinstance(choice, dict):
             events += _handle_choice(choice, turn)
@@ -442,6 +468,28 @@ def _about_length(message: str) -> bool:
     return "context" in lowered or "too long" in lowered or "too large" in lowered
 
 
+def _progress(value: Any, turn: _Turn) -> PromptProgress | None:
+    """llama.cpp's `prompt_progress` ({total, cache, processed, time_ms}, one per batch it
+    evaluates), made sane, when it says more than the last one passed on; else None.
+
+    Hostile input: what is not a count counts as 0, counts are clamped so that 0 <= cache <=
+    processed <= total, a total of 0 means nothing to show, and `processed` never runs
+    backwards (a chunk that repeats or goes back is dropped).
+    """
+    if not isinstance(value, dict):
+        return None
+    total = _count(value.get("total"))
+    if total <= 0:
+        return None
+    processed = min(_count(value.get("processed")), total)
+    cache = min(_count(value.get("cache")), processed)
+    last = turn.progress
+    if last is not None and processed <= last.processed:
+        return None
+    turn.progress = PromptProgress(total=total, cache=cache, processed=processed)
+    return turn.progress
+
+
 def _usage(usage: dict[str, Any]) -> Usage:
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
@@ -460,6 +508,7 @@ def _timings(timings: dict[str, Any]) -> Timings:
         predicted_n=_count(timings.get("predicted_n")),
         predicted_ms=_seconds_or_rate(timings.get("predicted_ms")) or 0.0,
         predicted_per_second=rate,
+        prompt_ms=_seconds_or_rate(timings.get("prompt_ms")) or 0.0,
     )
 
 
