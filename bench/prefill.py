@@ -26,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_database, make_target
+from common import ROOT, bench_database, make_target
 from prefill_proxy import EvaluatingProxy, Evaluation
+
+from devtools.llamacpp.server import LlamaServer
 
 # Context per slot: a large code-review's longest conversation fits with room to spare.
 CONTEXT_PER_SLOT = {"tiny": 32768, "hybrid": 32768, "gemma": 32768}
@@ -112,7 +114,17 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="tiny model, small run, checks")
+    parser.add_argument(
+        "--probe", action="store_true", help="no run: where two agents' prompts may differ"
+    )
     args = parser.parse_args()
+    if args.probe:
+        from prefill_probe import probe
+
+        with llama_server(args) as server:
+            print(describe_setup(args))
+            print("\n".join(probe(server.url, args.slots)))
+        return
     if args.smoke:
         args.model, args.slots, args.roster, args.repeat = "tiny", 1, "small", 1
     modes = [False, True] if args.compare_fast else [args.fast]
@@ -159,27 +171,31 @@ def server_args(name: str, extra: list[str]) -> list[str]:
     return list(extra)
 
 
-def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunFigures]:
-    from django.conf import settings
-
+def llama_server(args: argparse.Namespace) -> LlamaServer:
+    """The bench's llama-server (not started: use it as a context manager)."""
     from devtools.llamacpp.build import ensure_server
-    from devtools.llamacpp.server import LlamaServer
     from devtools.testing import free_port
 
-    target = make_target(tmp)
-    settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
-    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
-    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
-    server = LlamaServer(
+    return LlamaServer(
         binary=ensure_server(),
         model=model_file(args.model),
         port=free_port(),
-        log_path=Path("build") / "bench" / f"prefill-{args.model}-{args.slots}.log",
+        log_path=ROOT / "build" / "bench" / f"prefill-{args.model}-{args.slots}.log",
         slots=args.slots,
         context=CONTEXT_PER_SLOT[args.model] * args.slots,
         threads=args.threads,
         extra_args=server_args(args.model, args.server_arg),
     )
+
+
+def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunFigures]:
+    from django.conf import settings
+
+    target = make_target(tmp)
+    settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
+    server = llama_server(args)
     results = []
     with server, EvaluatingProxy(server.url) as proxy:
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
