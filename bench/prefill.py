@@ -112,7 +112,8 @@ def main() -> None:
         default=[],
         help="extra llama-server option, e.g. --server-arg=--swa-full (repeatable)",
     )
-    parser.add_argument("--threads", type=int, default=2)
+    # One thread: on a shared machine a second one waits at every barrier for a busy core.
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--smoke", action="store_true", help="tiny model, small run, checks")
     parser.add_argument(
         "--probe", action="store_true", help="no run: where two agents' prompts may differ"
@@ -163,12 +164,16 @@ def model_file(name: str) -> Path:
 
 
 def server_args(name: str, extra: list[str]) -> list[str]:
+    # The proxy renders a finished assistant turn with /apply-template; without this flag a
+    # conversation ending with an assistant message is rendered as one to continue. It changes
+    # nothing else: the orchestrator never sends a conversation that ends with its own turn.
+    common = ["--no-prefill-assistant"]
     if name == "gemma":
         from devtools.llamacpp.gemma import CHAT_TEMPLATE_PATH
 
         # A base model: no template of its own, so Gemma's turn format from a file.
-        return ["--chat-template-file", str(CHAT_TEMPLATE_PATH), *extra]
-    return list(extra)
+        return [*common, "--chat-template-file", str(CHAT_TEMPLATE_PATH), *extra]
+    return [*common, *extra]
 
 
 def llama_server(args: argparse.Namespace) -> LlamaServer:
@@ -207,6 +212,9 @@ def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunF
                 label = f"{'fast' if fast else 'normal'} #{number + 1}"
                 results.append(run_once(proxy, target, args, fast, label))
         print(f"llama-server log: {server.log_path}")
+    requests = server.log_path.with_suffix(".requests.tsv")
+    write_requests(requests, results)
+    print(f"per-request log: {requests}")
     if proxy.failures:
         raise SystemExit(f"proxy failures: {proxy.failures[:3]}")
     return results
@@ -234,6 +242,19 @@ def run_once(
         engine_tokens_in=sum(s.tokens_spent_in for s in steps),
         engine_cached=sum(s.cached_tokens for s in steps),
     )
+
+
+def write_requests(path: Path, results: list[RunFigures]) -> None:
+    """One line per request: run, agent, turn, the server's counts, start and end."""
+    columns = "run role kind turn prompt_n cache_n predicted_n forced_n start end"
+    lines = ["\t".join(columns.split())]
+    for f in results:
+        origin = min((e.start for e in f.evaluations), default=0.0)
+        for e in sorted(f.evaluations, key=lambda e: e.start):
+            values = [f.label, e.role, e.kind, e.turn, e.prompt_n, e.cache_n, e.predicted_n]
+            values += [e.forced_n, f"{e.start - origin:.3f}", f"{e.end - origin:.3f}"]
+            lines.append("\t".join(str(v) for v in values))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def report(f: RunFigures) -> str:

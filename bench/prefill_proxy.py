@@ -108,7 +108,6 @@ class EvaluatingProxy:
                 **request,
                 "messages": [*body["messages"], assistant_message(reply)],
                 "add_generation_prompt": False,
-                "continue_final_message": False,  # the whole turn, as a finished one renders
             },
         )["prompt"]
         rendered = whole[len(prompt) :] if whole.startswith(prompt) else reply.content
@@ -123,6 +122,7 @@ class EvaluatingProxy:
                 "content": self.render_answer(body, reply),
                 "add_special": False,
                 "parse_special": True,
+                "with_pieces": True,
             },
         )["tokens"]
         # The chat endpoint itself, so the prompt, its message spans (where llama.cpp places
@@ -199,11 +199,35 @@ def assistant_message(reply: ScriptedReply) -> dict[str, Any]:
     return message
 
 
-def forced_tokens(tokens: list[int]) -> str:
-    """A GBNF grammar that admits exactly these token ids, in order (llama.cpp's `<[id]>`)."""
-    if not tokens:
-        return 'root ::= ""'
-    return "root ::= " + " ".join(f"<[{int(t)}]>" for t in tokens)
+def forced_tokens(tokens: list[dict[str, Any]]) -> str:
+    """A GBNF grammar that admits exactly these tokens, in order (`/tokenize` with pieces).
+
+    A token is named by its id (llama.cpp's `<[id]>`), so the server decodes the very tokens a
+    model would have. Byte tokens that hold part of a UTF-8 character (the tokenizer gives their
+    piece as bytes) are matched as the character they complete instead: the grammar's token
+    matcher rejects partial characters."""
+    parts: list[str] = []
+    pending = b""
+    for token in tokens:
+        piece = token["piece"]
+        if isinstance(piece, str) and not pending:
+            parts.append(f"<[{int(token['id'])}]>")
+            continue
+        pending += piece.encode() if isinstance(piece, str) else bytes(piece)
+        try:
+            text = pending.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        parts.append(_literal(text))
+        pending = b""
+    if pending:
+        parts.append(_literal(pending.decode("utf-8", errors="replace")))
+    return "root ::= " + (" ".join(parts) if parts else '""')
+
+
+def _literal(text: str) -> str:
+    """A GBNF string literal for `text`, every character escaped by its code point."""
+    return '"' + "".join(f"\\U{ord(c):08X}" for c in text) + '"'
 
 
 class _Server(ThreadingHTTPServer):
@@ -242,8 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # the bench reports it; the agent sees a server error
             with proxy._lock:
                 proxy.failures.append(f"{type(error).__name__}: {error}")
-            if not stream.started:
-                self._json(500, {"error": {"message": str(error)[:300], "code": 500}})
+            if not stream.started:  # 400: the agent fails at once instead of retrying
+                self._json(400, {"error": {"message": str(error)[:300], "code": 400}})
             return
         with contextlib.suppress(OSError):
             stream.answer(body, reply, evaluation)
