@@ -210,6 +210,10 @@ def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunF
         for fast in modes:
             for number in range(args.repeat):
                 label = f"{'fast' if fast else 'normal'} #{number + 1}"
+                if results:
+                    # Every run starts from a cold server: its RAM prompt cache would hold the
+                    # previous run's prompts, which a deterministic run repeats exactly.
+                    server.restart()
                 results.append(run_once(proxy, target, args, fast, label))
         print(f"llama-server log: {server.log_path}")
     requests = server.log_path.with_suffix(".requests.tsv")
