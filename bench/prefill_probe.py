@@ -7,8 +7,8 @@ a server that cannot trim its state (recurrent / sliding-window layers) can reus
   in the same system message);
 - `at a user message`: the shared text is the whole system message and the role opens the user
   message, where llama.cpp places a context checkpoint;
-- `pinned to an idle slot`: the second agent's request carries `id_slot` of the other, empty
-  slot (two-slot servers only), against the same request unpinned.
+- `pinned`: the second agent's request carries `id_slot` of the other idle slot, which holds an
+  unrelated prompt (two-slot servers only), against the same request unpinned.
 
 Each line prints the second request's prompt tokens, how many came from the cache, and the share.
 """
@@ -59,12 +59,19 @@ def probe(root: str, slots: int) -> list[str]:
             t = turn(client, root, layout(f"second-{name}"))
             lines.append(share(f"second agent, divergence {name}", t))
         if slots >= 2:
-            turn(client, root, user_layout("pin-a"), id_slot=0)
-            t = turn(client, root, user_layout("pin-b"), id_slot=1)
-            lines.append(share("second agent pinned to the idle slot (id_slot)", t))
-            turn(client, root, user_layout("free-a"), id_slot=0)
-            t = turn(client, root, user_layout("free-b"))
-            lines.append(share("second agent unpinned (the server picks by similarity)", t))
+            # Slot 1 holds another run's prompt, slot 0 the first agent's; both idle.
+            for tag in ("pin", "free"):
+                other = [{"role": "user", "content": f"{tag}: an unrelated request. " * 40}]
+                turn(client, root, other, id_slot=1)
+                turn(client, root, user_layout(f"{tag}-a"), id_slot=0)
+                pinned = {"id_slot": 1} if tag == "pin" else {}
+                t = turn(client, root, user_layout(f"{tag}-b"), **pinned)
+                label = (
+                    "pinned (id_slot) to the idle slot holding another prompt"
+                    if pinned
+                    else "unpinned (the server picks the slot by similarity)"
+                )
+                lines.append(share(f"second agent {label}", t))
     return lines
 
 
