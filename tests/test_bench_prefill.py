@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
 
 from devtools.llamacpp.build import ensure_server
-from devtools.testing import ROOT, manage_env
+from devtools.llamacpp.server import LlamaServer
+from devtools.testing import ROOT, free_port, manage_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.realserver]
 
@@ -46,3 +49,37 @@ def test_prefill_smoke_counts_agree_and_later_turns_reuse_the_cache(built_server
     # A small run's later turns extend their own conversation on a one-slot plain-attention
     # server: most of their prompt comes from the cache.
     assert int(later.group(1)) > 0 and int(later.group(2)) >= 50
+
+
+def test_the_tiny_hybrid_model_loads_and_answers_with_its_recurrent_layers(
+    built_server: None, tmp_path: Path
+) -> None:
+    """The Qwen3.5 recipe is one llama.cpp b11434 loads as a hybrid (recurrent + attention)
+    model, and a chat request gets an answer with the server's timings."""
+    from devtools.llamacpp import hybrid_model
+
+    assert [hybrid_model.is_recurrent(n) for n in range(hybrid_model.LAYERS)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    server = LlamaServer(
+        binary=ensure_server(say=False),
+        model=hybrid_model.ensure_model(),
+        port=free_port(),
+        log_path=tmp_path / "hybrid.log",
+        context=4096,
+        extra_args=("--log-verbosity", "4"),  # the loader's lines name the architecture
+    )
+    with server:
+        answer = httpx.post(
+            f"{server.base_url}/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8},
+            timeout=60,
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["timings"]["predicted_n"] > 0
+    log = server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert re.search(r"print_info: arch\s+= qwen35\b", log)
+    assert "llama_memory_recurrent" in log  # its Gated DeltaNet layers keep a recurrent state
