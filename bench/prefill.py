@@ -98,9 +98,11 @@ class RunFigures:
 
     @property
     def span(self) -> float:
-        if not self.evaluations:
+        intervals = [(e.start, e.end) for e in self.evaluations]
+        intervals += [(start, end) for start, end, _ in self.primes]
+        if not intervals:
             return 0.0
-        return max(e.end for e in self.evaluations) - min(e.start for e in self.evaluations)
+        return max(end for _, end in intervals) - min(start for start, _ in intervals)
 
 
 def union_seconds(intervals: list[tuple[float, float]]) -> float:
