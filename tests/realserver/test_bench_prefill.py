@@ -3,8 +3,8 @@ answers the scripted model decides while a real llama-server (the tiny plain-att
 slot) evaluates every prompt. The bench itself asserts that the orchestrator's counts and the
 server's agree and that every request was evaluated; this test also reads the figures it prints.
 
-It needs what the real-server tier needs (the built llama-server), so it carries that tier's
-marker: `-m "not realserver"` leaves it out with the tier."""
+It lives in the real-server tier, which builds llama-server once at collection (its
+conftest) and marks it `realserver`: `-m "not realserver"` leaves it out with the tier."""
 
 from __future__ import annotations
 
@@ -12,23 +12,18 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from devtools.llamacpp.build import ensure_server
 from devtools.llamacpp.server import LlamaServer
 from devtools.testing import ROOT, free_port, manage_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.realserver]
+pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def built_server() -> None:
-    ensure_server(say=False)  # found in the cache when the tier already built it
-
-
-def test_prefill_smoke_counts_agree_and_later_turns_reuse_the_cache(built_server: None) -> None:
+def test_prefill_smoke_counts_agree_and_later_turns_reuse_the_cache(observed: Any) -> None:
     bench = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "prefill.py"), "--smoke"],
         cwd=ROOT,
@@ -49,10 +44,15 @@ def test_prefill_smoke_counts_agree_and_later_turns_reuse_the_cache(built_server
     # A small run's later turns extend their own conversation on a one-slot plain-attention
     # server: most of their prompt comes from the cache.
     assert int(later.group(1)) > 0 and int(later.group(2)) >= 50
+    observed.note(
+        "prefill bench (small code-review, 1 slot)",
+        f"{total} prompt tokens sent, {evaluated} evaluated, {reused} reused; "
+        f"later turns {later.group(2)}% from the cache",
+    )
 
 
 def test_the_tiny_hybrid_model_loads_and_answers_with_its_recurrent_layers(
-    built_server: None, tmp_path: Path
+    llama_artefacts: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """The Qwen3.5 recipe is one llama.cpp b11434 loads as a hybrid (recurrent + attention)
     model, and a chat request gets an answer with the server's timings."""
@@ -65,7 +65,7 @@ def test_the_tiny_hybrid_model_loads_and_answers_with_its_recurrent_layers(
         False,
     ]
     server = LlamaServer(
-        binary=ensure_server(say=False),
+        binary=llama_artefacts[0],
         model=hybrid_model.ensure_model(),
         port=free_port(),
         log_path=tmp_path / "hybrid.log",
