@@ -216,8 +216,8 @@ async def converse(
         check_storage(sink)
         final_turn = state.turns + 1 >= depth.max_turns or state.tool_calls >= depth.max_tool_calls
         tools = None if final_turn else _tool_specs(toolbox)
-        if final_turn and state.turns > 0 and state.messages[-1].get("role") == "tool":
-            state.messages.append({"role": "user", "content": BUDGET_SPENT})
+        if final_turn:
+            _say_budget_spent(state.messages)
         await slot.acquire()
         try:
             result = await one_turn(ctx, sink, backend, state, tools, depth.max_output_tokens)
@@ -375,6 +375,19 @@ def _call_tool(toolbox: ReadOnlyTools, call: ToolCall) -> ToolResult:
     """On a tool thread: the target must still be the launch's, then the tool runs."""
     toolbox.confine.verify()  # TargetChanged fails the step
     return toolbox.call(call.name, call.arguments)
+
+
+def _say_budget_spent(messages: list[dict[str, Any]]) -> None:
+    """Tell the model its next turn is its last: at the end of the tool result it has not yet
+    read (never sent, so the transcript stays append-only), not in a user message of its own,
+    which Qwen's templates take as a new question and then render every earlier turn without
+    its reasoning, so the server's cache would stop at the first of them."""
+    last = messages[-1] if messages else {}
+    if last.get("role") != "tool":
+        return  # the first turn: nothing was asked yet
+    content = str(last.get("content") or "")
+    if not content.endswith(BUDGET_SPENT):  # a resumed attempt may have said it already
+        last["content"] = f"{content}\n\n{BUDGET_SPENT}" if content else BUDGET_SPENT
 
 
 def _final_answer(messages: list[dict[str, Any]]) -> str:

@@ -259,7 +259,13 @@ async def _retrying(ctx: StepContext, sink: EventSink, state: TurnState, retry: 
 
 
 def assistant_message(result: TurnResult) -> dict[str, Any]:
+    """The turn as the next prompt sends it back: exactly what the server generated, so the
+    template renders the tokens the server's cache already holds (append-only). The reasoning
+    goes back as `reasoning_content`: without it Qwen's template renders the turn with no
+    `<think>` block and the cache stops where this turn began."""
     message: dict[str, Any] = {"role": "assistant", "content": result.content}
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
     if result.tool_calls:
         message["tool_calls"] = [
             {
