@@ -21,7 +21,7 @@ import pytest
 
 from devtools.llamacpp.server import LlamaServer
 from devtools.testing import write_project
-from flows.models import StepDef
+from flows.models import Band, StepDef
 from flows.prompts import RunBrief, UpstreamOutput, agent_part, opening_messages, system_prompt
 from flows.registry import get_flow
 from runs.engine.agent.backends.base import ToolCall, TurnResult
@@ -88,7 +88,7 @@ def _shared_share(prompts: list[list[int]]) -> float:
 
 @pytest.mark.parametrize("band", ["medium", "large"])
 def test_the_agents_of_a_code_review_share_most_of_their_first_prompt(
-    one_slot: LlamaServer, observed: Observations, tmp_path: Path, band: str
+    one_slot: LlamaServer, observed: Observations, tmp_path: Path, band: Band
 ) -> None:
     flow = get_flow("code-review")
     brief = RunBrief(flow=flow, band=band, fast=False, focus="auth", target_name="shop")
