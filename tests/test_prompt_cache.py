@@ -10,14 +10,17 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from runs.demo.faults import fault_plan
 from runs.demo.scripts import marker
-from runs.engine.agent.backends.base import ToolCall, TurnResult
-from runs.engine.agent.loop import BUDGET_SPENT, _say_budget_spent
-from runs.engine.agent.turn import assistant_message
+from runs.engine.agent.backends.base import Timings, ToolCall, TurnResult
+from runs.engine.agent.events import EventSink
+from runs.engine.agent.loop import BUDGET_SPENT, _offer, _say_budget_spent
+from runs.engine.agent.turn import TurnState, assistant_message, count_turn
+from runs.engine.target.tools import ReadOnlyTools
 from runs.services import launch_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,3 +104,32 @@ def test_an_assistant_turn_goes_back_with_its_reasoning_and_its_arguments_as_str
         TurnResult(content="done", reasoning="", tool_calls=(), usage=None, finish_reason="stop")
     )
     assert plain == {"role": "assistant", "content": "done"}
+
+
+def test_a_turn_that_must_answer_keeps_the_tools_only_on_a_server_that_shows_it_is_llama_cpp(
+    tmp_path: Path,
+):
+    """tool_choice "none" keeps the prompt's prefix (the tools render before the conversation);
+    a server that never sent llama.cpp's timings may not honour it, so it gets no tools."""
+    toolbox = ReadOnlyTools(tmp_path)
+    other = TurnState(messages=[], turns=1, tool_calls=0, tokens_in=0, tokens_out=0)
+    assert _offer(toolbox, other, answer_only=False) == (toolbox.specs(), "auto")
+    assert _offer(toolbox, other, answer_only=True) == (None, "auto")
+    llama = TurnState(messages=[], turns=1, tool_calls=0, tokens_in=0, tokens_out=0)
+    count_turn(EventSink(uuid4(), 0, 0), llama, _timed_turn())
+    assert llama.llama_cpp
+    assert _offer(toolbox, llama, answer_only=True) == (toolbox.specs(), "none")
+
+
+def _timed_turn() -> TurnResult:
+    timings = Timings(
+        prompt_n=10, cache_n=90, predicted_n=5, predicted_ms=50.0, predicted_per_second=100.0
+    )
+    return TurnResult(
+        content="done",
+        reasoning="",
+        tool_calls=(),
+        usage=None,
+        finish_reason="stop",
+        timings=timings,
+    )

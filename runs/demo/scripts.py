@@ -92,6 +92,15 @@ def _instructions(body: dict[str, Any]) -> list[dict[str, Any]]:
     return system + ([first_user] if first_user is not None else [])
 
 
+def offered_tools(body: dict[str, Any]) -> set[str]:
+    """The tools the request lets the model call: none with tool_choice "none" (the engine
+    then sends the tools only so the prompt keeps its cached prefix, and asks for an answer)."""
+    if body.get("tool_choice") == "none":
+        return set()
+    names = ((t.get("function") or {}).get("name") for t in body.get("tools") or [])
+    return {name for name in names if isinstance(name, str)}
+
+
 # --- specialist ------------------------------------------------------------------------------
 
 
@@ -100,7 +109,7 @@ def _specialist(body: dict[str, Any]) -> ScriptedReply:
     role = marker(body, "Agent role") or "generalist"
     messages = body.get("messages") or []
     rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
-    offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    offered = offered_tools(body)
     if "web_search" in offered:  # a web role of a run that allows the web
         first_user = next((_text(m) for m in messages if m.get("role") == "user"), "")
         return ScriptedReply(**web_specialist(body, role, _focus(first_user)))

@@ -215,12 +215,14 @@ async def converse(
     while True:
         check_storage(sink)
         final_turn = state.turns + 1 >= depth.max_turns or state.tool_calls >= depth.max_tool_calls
-        tools = None if final_turn else _tool_specs(toolbox)
+        tools, choice = _offer(toolbox, state, answer_only=final_turn)
         if final_turn:
             _say_budget_spent(state.messages)
         await slot.acquire()
         try:
-            result = await one_turn(ctx, sink, backend, state, tools, depth.max_output_tokens)
+            result = await one_turn(
+                ctx, sink, backend, state, tools, depth.max_output_tokens, tool_choice=choice
+            )
         except BaseException:
             # The request is closed by now (the stream was closed on the way out): only then
             # may the slot go to the next in line.
@@ -250,7 +252,7 @@ async def converse(
             return answer
         if not getattr(backend, "accepts_response_format", True):
             return answer  # this server refused response_format before: prose it is
-        return await _restate(ctx, sink, backend, state, slot, shape, answer)
+        return await _restate(ctx, sink, backend, state, slot, shape, answer, toolbox)
 
 
 async def _restate(
@@ -261,15 +263,18 @@ async def _restate(
     slot: ModelSlot,
     shape: structured.Shape,
     prose: str,
+    toolbox: ReadOnlyTools,
 ) -> str:
     """One more turn, without tools, in which the server enforces the step kind's schema; its
     answer is rendered to the Markdown the checker reads. The prose answer stands when the
     server refuses response_format or the structured answer is unusable (cut off, invalid).
 
-    Tools and a schema are not sent together: on llama.cpp the schema's grammar admits only
-    the JSON, so no tool could be called (docs/architecture.md has the measurements).
+    No tool can be called with a schema: on llama.cpp the schema's grammar admits only the
+    JSON (docs/architecture.md has the measurements). The tools are still sent, with
+    tool_choice "none", where the server is llama.cpp: the prompt keeps its cached prefix.
     """
     asked = [*state.messages, {"role": "user", "content": structured.RESTATE[shape]}]
+    tools, choice = _offer(toolbox, state, answer_only=True)
     await slot.acquire()
     try:
         result = await one_turn(
@@ -277,10 +282,11 @@ async def _restate(
             sink,
             backend,
             state,
-            None,
+            tools,
             ctx.depth.max_output_tokens,
             messages=asked,
             response_format=structured.response_format(shape),
+            tool_choice=choice,
         )
     except StructuredOutputRejected as exc:
         sink.emit(EventKind.STATUS, state="structured_refused", reason=str(exc)[:300])
@@ -375,6 +381,21 @@ def _call_tool(toolbox: ReadOnlyTools, call: ToolCall) -> ToolResult:
     """On a tool thread: the target must still be the launch's, then the tool runs."""
     toolbox.confine.verify()  # TargetChanged fails the step
     return toolbox.call(call.name, call.arguments)
+
+
+def _offer(
+    toolbox: ReadOnlyTools, state: TurnState, *, answer_only: bool
+) -> tuple[list[dict[str, Any]] | None, str]:
+    """The tools a turn sends and its tool_choice. A turn that must answer without calls (the
+    last one, a restatement) still sends the same tools, with tool_choice "none", to a server
+    that showed it is llama.cpp (its timings): the template renders the tools before the
+    conversation, so dropping them would make the server evaluate the whole prompt again.
+    Elsewhere (a server that may not honour "none") it sends none."""
+    if not answer_only:
+        return _tool_specs(toolbox), "auto"
+    if state.llama_cpp:
+        return _tool_specs(toolbox), "none"
+    return None, "auto"
 
 
 def _say_budget_spent(messages: list[dict[str, Any]]) -> None:
