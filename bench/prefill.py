@@ -25,11 +25,21 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import ROOT, bench_database, make_target
 from prefill_proxy import EvaluatingProxy, Evaluation
 
 from devtools.llamacpp.server import LlamaServer
+
+# What llama-server's log says about its caches (trace level, `--log-verbosity 4`), counted per
+# run: the per-architecture story in the server's own words.
+LOG_EVENTS = {
+    "full re-processing": "forcing full prompt re-processing",
+    "checkpoint restored": "restored context checkpoint",
+    "checkpoint created": "created context checkpoint",
+    "RAM cache restored": "found better prompt",
+}
 
 # Context per slot: a large code-review's longest conversation fits with room to spare.
 CONTEXT_PER_SLOT = {"tiny": 32768, "hybrid": 32768, "gemma": 32768}
@@ -43,6 +53,13 @@ class RunFigures:
     wall: float  # the engine's run, launch to finish
     engine_tokens_in: int  # what the orchestrator recorded (steps' spent prompt tokens)
     engine_cached: int  # ... and its cache_n (steps' cached tokens, kept turns)
+    log_events: dict[str, int]  # LOG_EVENTS counted in the server's log during the run
+    primes: list[tuple[float, float, dict[str, Any]]]  # --prime: start, end, server timings
+
+    @property
+    def primed(self) -> int:
+        """Prompt tokens the priming requests had the server evaluate."""
+        return sum(int(t.get("prompt_n", 0)) for _, _, t in self.primes)
 
     @property
     def sent(self) -> int:
@@ -76,7 +93,8 @@ class RunFigures:
 
     @property
     def busy(self) -> float:
-        return union_seconds([(e.start, e.end) for e in self.evaluations])
+        intervals = [(e.start, e.end) for e in self.evaluations]
+        return union_seconds(intervals + [(start, end) for start, end, _ in self.primes])
 
     @property
     def span(self) -> float:
@@ -107,12 +125,30 @@ def main() -> None:
     mode.add_argument("--compare-fast", action="store_true", help="normal, then fast")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode")
     parser.add_argument(
+        "--explore",
+        type=int,
+        default=0,
+        help="specialists read up to N more whole files before answering (until the caps)",
+    )
+    parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
         help="extra llama-server option, e.g. --server-arg=--swa-full (repeatable)",
     )
-    parser.add_argument("--threads", type=int, default=2)
+    # One thread: on a shared machine a second one waits at every barrier for a busy core.
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--layout",
+        choices=("as-sent", "role-in-user"),
+        default="as-sent",
+        help="role-in-user: the proxy moves each agent's own part to its user message",
+    )
+    parser.add_argument(
+        "--prime",
+        action="store_true",
+        help="send the run's shared prompt prefix alone first (a checkpoint at its end)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny model, small run, checks")
     parser.add_argument(
         "--probe", action="store_true", help="no run: where two agents' prompts may differ"
@@ -144,6 +180,7 @@ def describe_setup(args: argparse.Namespace) -> str:
     extra = " ".join(args.server_arg) or "defaults"
     return (
         f"model={args.model} slots={args.slots} flow={args.flow} roster={args.roster} "
+        f"explore={args.explore} prime={args.prime} layout={args.layout} "
         f"llama-server flags: {extra}"
     )
 
@@ -163,12 +200,17 @@ def model_file(name: str) -> Path:
 
 
 def server_args(name: str, extra: list[str]) -> list[str]:
+    # The proxy renders a finished assistant turn with /apply-template; without this flag a
+    # conversation ending with an assistant message is rendered as one to continue. It changes
+    # nothing else: the orchestrator never sends a conversation that ends with its own turn.
+    # Verbosity 4 (trace) logs the cache decisions LOG_EVENTS counts.
+    common = ["--no-prefill-assistant", "--log-verbosity", "4"]
     if name == "gemma":
         from devtools.llamacpp.gemma import CHAT_TEMPLATE_PATH
 
         # A base model: no template of its own, so Gemma's turn format from a file.
-        return ["--chat-template-file", str(CHAT_TEMPLATE_PATH), *extra]
-    return list(extra)
+        return [*common, "--chat-template-file", str(CHAT_TEMPLATE_PATH), *extra]
+    return [*common, *extra]
 
 
 def llama_server(args: argparse.Namespace) -> LlamaServer:
@@ -197,7 +239,12 @@ def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunF
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     server = llama_server(args)
     results = []
-    with server, EvaluatingProxy(server.url) as proxy:
+    with (
+        server,
+        EvaluatingProxy(
+            server.url, explore=args.explore, prime=args.prime, layout=args.layout
+        ) as proxy,
+    ):
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         settings.ORCHESTRATOR_BASE_URL = proxy.url
         # What the proxy's /props reports (the real server's); set too, so no default wins.
@@ -205,21 +252,34 @@ def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunF
         for fast in modes:
             for number in range(args.repeat):
                 label = f"{'fast' if fast else 'normal'} #{number + 1}"
-                results.append(run_once(proxy, target, args, fast, label))
+                if results:
+                    # Every run starts from a cold server: its RAM prompt cache would hold the
+                    # previous run's prompts, which a deterministic run repeats exactly.
+                    server.restart()
+                results.append(run_once(proxy, server, target, args, fast, label))
         print(f"llama-server log: {server.log_path}")
+    requests = server.log_path.with_suffix(".requests.tsv")
+    write_requests(requests, results)
+    print(f"per-request log: {requests}")
     if proxy.failures:
         raise SystemExit(f"proxy failures: {proxy.failures[:3]}")
     return results
 
 
 def run_once(
-    proxy: EvaluatingProxy, target: Path, args: argparse.Namespace, fast: bool, label: str
+    proxy: EvaluatingProxy,
+    server: LlamaServer,
+    target: Path,
+    args: argparse.Namespace,
+    fast: bool,
+    label: str,
 ) -> RunFigures:
     from runs.engine.worker import Engine
     from runs.models import FlowRun, FlowStep
     from runs.services import launch_run
 
-    seen = len(proxy.evaluations)
+    seen, primed = len(proxy.evaluations), len(proxy.primes)
+    log_offset = server.log_path.stat().st_size
     run = launch_run(flow=args.flow, target=str(target), band=args.roster, fast=fast)
     started = time.time()
     asyncio.run(Engine(run_id=run.id).run())
@@ -233,7 +293,29 @@ def run_once(
         wall=wall,
         engine_tokens_in=sum(s.tokens_spent_in for s in steps),
         engine_cached=sum(s.cached_tokens for s in steps),
+        log_events=log_events(server.log_path, log_offset),
+        primes=proxy.primes[primed:],
     )
+
+
+def log_events(path: Path, offset: int) -> dict[str, int]:
+    with path.open("rb") as log:
+        log.seek(offset)
+        text = log.read().decode("utf-8", errors="replace")
+    return {name: text.count(line) for name, line in LOG_EVENTS.items()}
+
+
+def write_requests(path: Path, results: list[RunFigures]) -> None:
+    """One line per request: run, agent, turn, the server's counts, start and end."""
+    columns = "run role kind turn prompt_n cache_n predicted_n forced_n start end"
+    lines = ["\t".join(columns.split())]
+    for f in results:
+        origin = min((e.start for e in f.evaluations), default=0.0)
+        for e in sorted(f.evaluations, key=lambda e: e.start):
+            values = [f.label, e.role, e.kind, e.turn, e.prompt_n, e.cache_n, e.predicted_n]
+            values += [e.forced_n, f"{e.start - origin:.3f}", f"{e.end - origin:.3f}"]
+            lines.append("\t".join(str(v) for v in values))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def report(f: RunFigures) -> str:
@@ -247,7 +329,13 @@ def report(f: RunFigures) -> str:
         f"{f.share(firsts):.0%}; on later turns (n={len(laters)}): {f.share(laters):.0%}\n"
         f"  wall {f.wall:.1f}s, server busy {f.busy:.1f}s "
         f"(wall/busy {f.wall / max(f.busy, 1e-9):.2f}x), request span {f.span:.1f}s "
-        f"(span/busy {f.span / max(f.busy, 1e-9):.2f}x)"
+        f"(span/busy {f.span / max(f.busy, 1e-9):.2f}x)\n"
+        f"  server log: {', '.join(f'{k} {v}' for k, v in f.log_events.items())}"
+        + (
+            f"\n  priming: {len(f.primes)} request(s), {f.primed} tokens evaluated"
+            if f.primes
+            else ""
+        )
     )
 
 

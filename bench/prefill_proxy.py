@@ -34,11 +34,12 @@ from typing import Any
 
 import httpx
 
-from runs.demo.scripts import ScriptedReply, marker, reply_for
+from runs.demo.scripts import ScriptedReply, _grep_hits, marker, reply_for
 
 # What ends an assistant turn in the templates the bench uses (Qwen's ChatML, Gemma's turns):
 # the model emits it as its end-of-generation token, so it is not part of the forced answer.
 END_OF_TURN = re.compile(r"(<\|im_end\|>|<end_of_turn>)\s*$")
+SHARED_PREFIX_END = "## Your part"  # flows/prompts.py: every agent's system prompt, to here
 _PIECE = re.compile(r"\S+\s*|\s+")
 
 
@@ -64,12 +65,26 @@ class Evaluation:
 class EvaluatingProxy:
     """`with EvaluatingProxy(llama_root) as proxy: ... proxy.url ...` (a free loopback port)."""
 
-    def __init__(self, llama_root: str, *, timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        llama_root: str,
+        *,
+        explore: int = 0,
+        prime: bool = False,
+        layout: str = "as-sent",
+        timeout: float = 600.0,
+    ) -> None:
         self.llama_root = llama_root.rstrip("/")
+        self.explore = explore
+        self.prime = prime
+        self.layout = layout
+        self.primed: set[str] = set()  # shared prefixes already sent
+        self.primes: list[tuple[float, float, dict[str, Any]]] = []  # start, end, timings
         self.client = httpx.Client(timeout=timeout)
         self.evaluations: list[Evaluation] = []
         self.failures: list[str] = []
         self._lock = threading.Lock()
+        self._prime_lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.proxy = self
         self._thread: threading.Thread | None = None
@@ -108,21 +123,58 @@ class EvaluatingProxy:
                 **request,
                 "messages": [*body["messages"], assistant_message(reply)],
                 "add_generation_prompt": False,
-                "continue_final_message": False,  # the whole turn, as a finished one renders
             },
         )["prompt"]
         rendered = whole[len(prompt) :] if whole.startswith(prompt) else reply.content
         return END_OF_TURN.sub("", rendered)
 
-    def evaluate(self, body: dict[str, Any], reply: ScriptedReply, sink: Any) -> Evaluation:
+    def prime_shared_prefix(self, body: dict[str, Any]) -> None:
+        """Before the first agent's first turn: have the server evaluate the run's shared prefix
+        alone (the system prompt up to its "Your part" heading, rendered by the template).
+
+        A server that cannot trim its state (recurrent or sliding-window layers) reuses a prefix
+        only from a context checkpoint, which it makes at user messages and a few tokens before
+        a prompt's end: this request's end is the shared prefix's, so every agent's first turn
+        finds a checkpoint there instead of re-processing its whole prompt."""
+        system = next((m for m in body["messages"] if m.get("role") == "system"), None)
+        text = str((system or {}).get("content") or "")
+        shared, found, _ = text.partition(SHARED_PREFIX_END)
+        if not found or shared in self.primed:
+            return
+        self.primed.add(shared)
+        sentinel = "\x00PRIME\x00"
+        rendered = self._post(
+            "/apply-template",
+            # A user message too: some templates (Gemma's) write the system text into it.
+            {
+                "messages": [
+                    {"role": "system", "content": shared + sentinel},
+                    {"role": "user", "content": "-"},
+                ]
+            },
+        )["prompt"]
+        prompt = rendered[: rendered.index(sentinel)] if sentinel in rendered else ""
+        if not prompt:
+            return
+        started = time.time()
+        answer = self._post(
+            "/completion",
+            {"prompt": prompt, "n_predict": 0, "cache_prompt": True, "id_slot": -1},
+        )
+        with self._lock:
+            self.primes.append((started, time.time(), dict(answer.get("timings") or {})))
+
+    def evaluate(self, original: dict[str, Any], reply: ScriptedReply, sink: Any) -> Evaluation:
         """Have llama-server evaluate the request as its chat endpoint does and decode `reply`;
         progress chunks go to `sink` as they come."""
+        body = role_in_user(original) if self.layout == "role-in-user" else original
         tokens = self._post(
             "/tokenize",
             {
                 "content": self.render_answer(body, reply),
                 "add_special": False,
                 "parse_special": True,
+                "with_pieces": True,
             },
         )["tokens"]
         # The chat endpoint itself, so the prompt, its message spans (where llama.cpp places
@@ -161,8 +213,8 @@ class EvaluatingProxy:
                 if isinstance(chunk.get("timings"), dict):
                     timings = chunk["timings"]
         evaluation = Evaluation(
-            role=marker(body, "Agent role") or "?",
-            kind=marker(body, "Step kind") or "?",
+            role=marker(original, "Agent role") or "?",
+            kind=marker(original, "Step kind") or "?",
             turn=1 + sum(1 for m in body["messages"] if m.get("role") == "assistant"),
             prompt_n=int(timings.get("prompt_n", 0)),
             cache_n=int(timings.get("cache_n", 0)),
@@ -182,6 +234,45 @@ class EvaluatingProxy:
         return dict(response.json())
 
 
+def role_in_user(body: dict[str, Any]) -> dict[str, Any]:
+    """The request with its system prompt's own part (from "## Your part") moved to the start
+    of the first user message: every agent's system message, and the tools block the template
+    writes after it, are then the same, and they differ only from a user message on, where
+    llama.cpp makes a context checkpoint. An experiment on the layout, not the product's."""
+    messages = [dict(m) for m in body["messages"]]
+    system = next((m for m in messages if m.get("role") == "system"), None)
+    user = next((m for m in messages if m.get("role") == "user"), None)
+    if system is None or user is None:
+        return body
+    shared, found, own = str(system.get("content") or "").partition(SHARED_PREFIX_END)
+    if not found:
+        return body
+    system["content"] = shared.rstrip()
+    user["content"] = f"{SHARED_PREFIX_END}{own}\n\n{user.get('content') or ''}"
+    return {**body, "messages": messages}
+
+
+def exploring_reply(body: dict[str, Any], explore: int) -> ScriptedReply:
+    """The scripted answer, or, for a specialist that has read fewer than `explore` more files
+    than its script does, one more whole file among its search's matches: a stand-in for a
+    real model that keeps reading until the mode's caps stop it (what fast mode is for)."""
+    reply = reply_for(body)
+    offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    if not explore or reply.tool_calls or "read_file" not in offered:
+        return reply
+    messages = body.get("messages") or []
+    rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
+    hits = _grep_hits(messages)  # the scripted model's own reading of its grep results
+    paths = list(dict.fromkeys(path for path, _, _ in hits))
+    extra = rounds - 3  # the script's own three rounds: list_dir, grep, read_file
+    if marker(body, "Step kind") != "specialist" or not paths or not 0 <= extra < explore:
+        return reply
+    return ScriptedReply(
+        reasoning="Reading one more matching file in full before I answer. ",
+        tool_calls=[("read_file", {"path": paths[extra % len(paths)]})],
+    )
+
+
 def assistant_message(reply: ScriptedReply) -> dict[str, Any]:
     """The answer as an OpenAI assistant message (what the template renders for that turn)."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
@@ -199,11 +290,35 @@ def assistant_message(reply: ScriptedReply) -> dict[str, Any]:
     return message
 
 
-def forced_tokens(tokens: list[int]) -> str:
-    """A GBNF grammar that admits exactly these token ids, in order (llama.cpp's `<[id]>`)."""
-    if not tokens:
-        return 'root ::= ""'
-    return "root ::= " + " ".join(f"<[{int(t)}]>" for t in tokens)
+def forced_tokens(tokens: list[dict[str, Any]]) -> str:
+    """A GBNF grammar that admits exactly these tokens, in order (`/tokenize` with pieces).
+
+    A token is named by its id (llama.cpp's `<[id]>`), so the server decodes the very tokens a
+    model would have. Byte tokens that hold part of a UTF-8 character (the tokenizer gives their
+    piece as bytes) are matched as the character they complete instead: the grammar's token
+    matcher rejects partial characters."""
+    parts: list[str] = []
+    pending = b""
+    for token in tokens:
+        piece = token["piece"]
+        if isinstance(piece, str) and not pending:
+            parts.append(f"<[{int(token['id'])}]>")
+            continue
+        pending += piece.encode() if isinstance(piece, str) else bytes(piece)
+        try:
+            text = pending.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        parts.append(_literal(text))
+        pending = b""
+    if pending:
+        parts.append(_literal(pending.decode("utf-8", errors="replace")))
+    return "root ::= " + (" ".join(parts) if parts else '""')
+
+
+def _literal(text: str) -> str:
+    """A GBNF string literal for `text`, every character escaped by its code point."""
+    return '"' + "".join(f"\\U{ord(c):08X}" for c in text) + '"'
 
 
 class _Server(ThreadingHTTPServer):
@@ -235,15 +350,18 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         proxy = self.server.proxy
-        reply = reply_for(body)
+        reply = exploring_reply(body, proxy.explore)
         stream = _Sse(self)
         try:
+            if proxy.prime:
+                with proxy._prime_lock:  # concurrent first turns wait for the one priming
+                    proxy.prime_shared_prefix(body)
             evaluation = proxy.evaluate(body, reply, stream.progress)
         except Exception as error:  # the bench reports it; the agent sees a server error
             with proxy._lock:
                 proxy.failures.append(f"{type(error).__name__}: {error}")
-            if not stream.started:
-                self._json(500, {"error": {"message": str(error)[:300], "code": 500}})
+            if not stream.started:  # 400: the agent fails at once instead of retrying
+                self._json(400, {"error": {"message": str(error)[:300], "code": 400}})
             return
         with contextlib.suppress(OSError):
             stream.answer(body, reply, evaluation)
