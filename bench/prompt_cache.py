@@ -1,5 +1,7 @@
 """Model-work benchmark: how much of a run's prompt is a prefix every agent shares (what an
 OpenAI-compatible server's prompt cache can reuse), and fast mode's tokens against normal's.
+The prompt is measured as templates render it: system message, tools, then the messages
+(bench/prefill.py measures it in a real server's tokens).
 
     .venv/bin/python bench/prompt_cache.py [--flow code-review] [--band medium]
 """
@@ -51,7 +53,10 @@ def measure(tmp: Path, flow: str, band: str) -> None:
         normal = run_once(target, flow, band, fast=False)
         first_turns = [r for r in server.requests if len(r["messages"]) == 2]
         fast = run_once(target, flow, band, fast=True)
-    prompts = [json.dumps(r["messages"]) for r in first_turns]
+    # In the order chat templates render a request: the system message, the tools, the rest.
+    prompts = [
+        json.dumps([r["messages"][0], r.get("tools"), r["messages"][1:]]) for r in first_turns
+    ]
     # Character by character is the point: a prompt cache matches a byte prefix.
     shared = len(os.path.commonprefix(prompts))  # noqa: RUF071
     total = sum(len(p) for p in prompts)

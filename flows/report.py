@@ -104,6 +104,8 @@ class MethodFacts:
     target_state: str = ""
     endpoint: str = ""  # the server the run was launched against
     slots: str = ""  # e.g. "2 slots (the server has 1)"
+    # "12,400 prompt tokens reused from the server's cache (71%)", "" when it did not say
+    cache_saved: str = ""
 
 
 def parse_verdict(text: str) -> Verdict | None:
@@ -340,6 +342,7 @@ def render_method(method: MethodFacts) -> str:
         + (f", {method.slots}" if method.slots else "")
         + ".",
         *([f"Read-only check: {_inline(method.target_state)}."] if method.target_state else []),
+        *([f"Prompt cache: {method.cache_saved}."] if method.cache_saved else []),
         "",
         "| agent | status | attempts | tokens in/out | spent in/out | cache reuse | decode "
         "| tool calls | citations ok/broken | time |",

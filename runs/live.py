@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from runs import evidence, timeline, waits
+from runs.engine.agent.counters import CacheSaving
 from runs.engine.queue import fairness
 from runs.labels import (
     State,
@@ -94,6 +95,9 @@ class Header:
     can_retry_cancelled: bool
     waiting: str  # why a pending run has not started (the owner's cap), "" otherwise
     slot_warning: str  # the slot cap exceeds the server's own slots, "" otherwise
+    # Prompt tokens the server reused from its cache, summed over every agent's turns so far
+    # (runs.engine.agent.counters.CacheSaving); None until a server reports it.
+    cache_saved: CacheSaving | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +210,7 @@ def _header(run: FlowRun, steps: list[FlowStep], now: datetime, held: str) -> He
         can_retry_cancelled=run.status == RunStatus.CANCELLED and cancelled,
         waiting=held,
         slot_warning=run.slot_warning,
+        cache_saved=CacheSaving.of(s.counters for s in steps),
     )
 
 

@@ -324,10 +324,9 @@ class FlowStep(models.Model):
 
     @property
     def cache_reuse(self) -> float | None:
-        """The share of prompt tokens the server reused from its cache (0..1), if reported."""
-        if not self.tokens_in or (not self.cached_tokens and self.decode_seconds <= 0):
-            return None  # nothing sent yet, or a server that reports no timings
-        return min(1.0, self.cached_tokens / self.tokens_in)
+        """The share of prompt tokens the server reused from its cache (0..1), if reported
+        (runs.engine.agent.counters owns the rule)."""
+        return self.counters.cache_reuse
 
 
 class AgentSession(models.Model):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.testing import write_project
-from runs.demo.scripts import ScriptedReply, marker
+from runs.demo.scripts import ScriptedReply, marker, offered_tools
 
 Call = tuple[str, dict[str, Any]]
 RUN = secrets.token_hex(6)  # values differ per test session: nothing can be guessed
@@ -331,7 +331,7 @@ class AttackPlan:
         messages = body.get("messages") or []
         rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
         plan = self.messages.get(role, [])
-        if body.get("tools") and rounds < len(plan):
+        if offered_tools(body) and rounds < len(plan):
             return ScriptedReply(reasoning="Trying the next attack. ", tool_calls=plan[rounds])
         return ScriptedReply(content=final_answer(role))
 

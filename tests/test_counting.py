@@ -136,3 +136,45 @@ def test_a_failed_file_info_names_the_path(target_dir: Path):
     # The confinement refuses what it cannot reach, naming the path and the reason.
     assert result.content == "refused: app/missing.py: no such file"
     assert result.summary == "file_info refused"
+
+
+def test_the_run_shows_its_prompt_tokens_saved_in_the_method_table_and_the_pane(
+    run_to_end, scripted_model: Any, target_dir: Path
+):
+    """Every agent's turns summed, one definition (counters.CacheSaving) for both places."""
+    from runs.live import pane_state, render_header
+
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
+    steps = list(run.steps.all())
+    reused = sum(s.cached_tokens for s in steps)
+    prompt = sum(s.tokens_in for s in steps)
+    assert 0 < reused < prompt
+    share = f"{reused / prompt:.0%}"
+    sentence = f"{reused:,} prompt tokens reused from the server's cache ({share})"
+    method = run.report.split("## Method")[1]
+    assert f"Prompt cache: {sentence}." in method.split("| agent |")[0]
+    header = render_header(pane_state(run))
+    assert f'data-testid="run-cache-saved">{reused:,} ({share})</dd>' in header
+    assert "prompt tokens saved" in header
+
+
+def test_the_pane_says_nothing_was_saved_until_a_server_reports_its_cache(target_dir: Path):
+    from runs.live import pane_state, render_header
+
+    run = launch_run(flow="code-review", target=str(target_dir))
+    header = render_header(pane_state(run))
+    assert 'data-testid="run-cache-saved">\u2013</dd>' in header
+
+
+def test_the_saving_counts_only_steps_whose_server_reports_its_cache():
+    """A server without timings is not a 0% cache; hostile counts never pass 100%."""
+    from runs.engine.agent.counters import CacheSaving, Counters
+
+    silent = Counters(tokens_in=500, tokens_out=20)  # no cache count, no decode time
+    assert CacheSaving.of([silent]) is None
+    reporting = Counters(tokens_in=1000, cached_tokens=710, decode_seconds=1.0)
+    saving = CacheSaving.of([silent, reporting, Counters()])
+    assert saving == CacheSaving(reused=710, prompt=1000)
+    assert saving.sentence == "710 prompt tokens reused from the server's cache (71%)"
+    wild = CacheSaving.of([Counters(tokens_in=10, cached_tokens=10**7)])
+    assert wild is not None and wild.short == "10 (100%)"

@@ -480,7 +480,7 @@ def test_the_synthesizer_merges_cited_findings_and_names_a_failed_agent():
 
 def test_the_synthesizer_of_a_draft_flow_writes_a_draft_document_with_a_cut_list():
     """Sections from the flow's prompt, a few cited proposals, the rest cut with reopen triggers."""
-    from flows.prompts import RunBrief, system_prompt
+    from flows.prompts import RunBrief, opening_messages
     from flows.registry import get_flow
 
     flow = get_flow("feature-specification")
@@ -492,12 +492,9 @@ def test_the_synthesizer_of_a_draft_flow_writes_a_draft_document_with_a_cut_list
     upstream = "\n".join(
         ["Target: shop", "Focus: totals", "", "### Output of context (context)", *findings]
     )
-    request = {
-        "messages": [
-            {"role": "system", "content": system_prompt(brief, step, flow.depth.normal)},
-            user(upstream),
-        ]
-    }
+    # The agent's part (which names the document) comes first, as the engine sends it.
+    request = {"messages": opening_messages(brief, step, flow.depth.normal, [])}
+    request["messages"][1]["content"] += "\n\n" + upstream
     content = reply_for(request).content
     assert content.startswith("**Draft feature specification**")
     headings = [line for line in content.splitlines() if line.startswith("## ")]
@@ -519,13 +516,12 @@ def test_the_synthesizer_of_a_draft_flow_writes_a_draft_document_with_a_cut_list
 
 
 def test_the_synthesizer_of_a_review_flow_writes_findings_not_a_draft():
-    from flows.prompts import RunBrief, system_prompt
+    from flows.prompts import RunBrief, opening_messages
     from flows.registry import get_flow
 
     flow = get_flow("code-review")
     brief = RunBrief(flow=flow, band="small", fast=False, focus="", target_name="shop")
-    system_text = system_prompt(brief, flow.step("synthesis"), flow.depth.normal)
-    request = {"messages": [{"role": "system", "content": system_text}, user("Target: shop")]}
+    request = {"messages": opening_messages(brief, flow.step("synthesis"), flow.depth.normal, [])}
     content = reply_for(request).content
     assert content.startswith("## Findings") and "Cut list" not in content
 

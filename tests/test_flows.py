@@ -8,7 +8,14 @@ from pydantic import ValidationError
 
 from flows.docs import DOC_PATH, render_catalog
 from flows.models import BANDS, FlowKind, StepDef, StepKind
-from flows.prompts import RunBrief, system_prompt
+from flows.prompts import (
+    PART_HEADING,
+    RunBrief,
+    UpstreamOutput,
+    opening_messages,
+    system_prompt,
+    user_prompt,
+)
 from flows.registry import CATALOG, get_flow, slash_menu
 from flows.spine import Lens, spine_flow
 
@@ -105,23 +112,29 @@ def test_a_broken_definition_fails_when_it_is_built_not_mid_run():
 
 
 def test_every_agent_of_a_run_shares_the_same_prompt_prefix():
-    """Contracts come first and identically, so the model server's prompt cache can reuse them."""
+    """Contracts come first and identically, so the model server's prompt cache can reuse them:
+    the system message is the run's, byte for byte; the user message starts with the shared
+    target context, and only then comes each agent's own part."""
     flow = get_flow("code-review")
     brief = RunBrief(flow=flow, band="large", fast=False, focus="auth", target_name="shop")
-    prompts = [system_prompt(brief, s, flow.depth.normal) for s in flow.roster("large")]
-    prefixes = {p.split("## Your part")[0] for p in prompts}
-    assert len(prefixes) == 1
-    shared = prefixes.pop()
+    openings = [opening_messages(brief, s, flow.depth.normal, []) for s in flow.roster("large")]
+    systems = {system["content"] for system, _ in openings}
+    assert len(systems) == 1
+    shared = systems.pop()
     assert "## Evidence rule" in shared and "## Read-only contract" in shared
-    assert "YAGNI" not in shared
-    assert all("Agent role: " in p.split("## Your part")[1] for p in prompts)
+    assert "YAGNI" not in shared and PART_HEADING not in shared and "Agent role" not in shared
+    users = [user["content"] for _, user in openings]
+    heads = {text.split(PART_HEADING)[0] for text in users}
+    assert heads == {"Target: shop\nFocus: auth\n\n"}
+    assert all("Agent role: " in text.split(PART_HEADING)[1] for text in users)
+    assert len(set(users)) == len(users)  # every agent still gets its own part
 
 
 def test_draft_flows_carry_the_yagni_rule_and_analysis_flows_do_not():
     """The YAGNI rule applies to producing flows only."""
     for flow in CATALOG.values():
         brief = RunBrief(flow=flow, band="small", fast=True, focus="", target_name="t")
-        prompt = system_prompt(brief, flow.roster("small")[0], flow.depth.fast)
+        prompt = system_prompt(brief)
         assert ("## YAGNI rule" in prompt) == (flow.kind == FlowKind.DRAFT), flow.slug
 
 
@@ -129,10 +142,22 @@ def test_the_validator_gets_its_checklist_and_output_format():
     """The gate checks the common evidence list plus its family's list."""
     flow = get_flow("investigate")
     brief = RunBrief(flow=flow, band="small", fast=False, focus="", target_name="t")
-    prompt = system_prompt(brief, flow.step("validation"), flow.depth.normal)
+    prompt = user_prompt(brief, flow.step("validation"), flow.depth.normal, [])
     assert "Every finding names a trust class" in prompt
     assert "Alternative hypotheses are listed" in prompt
     assert "Confidence: high|medium|low" in prompt
+
+
+def test_each_agent_gets_its_limits_prompt_and_upstream_after_its_part():
+    """What the system message no longer carries is in the user message, after the part."""
+    flow = get_flow("code-review")
+    brief = RunBrief(flow=flow, band="small", fast=True, focus="x", target_name="t")
+    step = flow.step("synthesis")
+    upstream = [UpstreamOutput(key="security", role="security", succeeded=True, text="- a")]
+    text = user_prompt(brief, step, flow.depth.fast, upstream)
+    part = text.index(PART_HEADING)
+    assert part < text.index(step.prompt.strip()[:40]) < text.index("### Output of security")
+    assert f"at most {flow.depth.fast.max_turns} turns" in text[part:]
 
 
 def test_docs_flows_md_is_generated_from_the_definitions():

@@ -59,4 +59,4 @@ def test_a_worker_that_does_not_know_the_runs_provider_still_runs_it_at_its_endp
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.model == "elsewhere/scripted"
     assert scripted_model.requests, "the run's turns reached the scripted model"
-    assert all("Step kind" in str(r["messages"][0]) for r in scripted_model.requests)
+    assert all("Step kind" in str(r["messages"][1]) for r in scripted_model.requests)

@@ -146,7 +146,8 @@ def test_the_synthesizer_and_validator_answer_schema_shaped_and_the_report_check
     assert run.status == RunStatus.SUCCEEDED, run.error
     names = [r["response_format"]["json_schema"]["name"] for r in front.structured_requests]
     assert names == ["orchestrator_findings", "orchestrator_verdict"]
-    assert all("tools" not in r for r in front.structured_requests)
+    # No tool may be called with a schema; the tools stay in the prompt for the server's cache.
+    assert all(r["tool_choice"] == "none" and r["tools"] for r in front.structured_requests)
     assert "**Structured finding 1** (codebase, severity medium)" in run.report
     assert "Structured verdict from the validator." in run.report
     assert run.report_data["evidence"]["verified"] >= 1

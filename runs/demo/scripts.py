@@ -3,7 +3,8 @@ continues exactly where it left off. Specialists really call the tools and cite 
 returned; the synthesizer merges cited findings; the validator grades the report.
 
 The orchestrator's prompts carry the markers read here: `Step kind: …` and `Agent role: …` in
-the system message, `Focus: …` and `### Output of <key> (<role>)` headings in the user message.
+the agent's part (the first user message; older transcripts had it in the system message),
+`Focus: …` and `### Output of <key> (<role>)` headings in the user message.
 """
 
 from __future__ import annotations
@@ -74,13 +75,30 @@ def reply_for(body: dict[str, Any]) -> ScriptedReply:
 
 
 def marker(body: dict[str, Any], name: str) -> str | None:
-    """A `Name: value` line from the system prompt (e.g. `Agent role: security`)."""
-    for message in body.get("messages") or []:
-        if message.get("role") == "system":
-            match = re.search(rf"^{re.escape(name)}:[ \t]*(\S+)", _text(message), re.M)
-            if match:
-                return match.group(1)
+    """A `Name: value` line of the agent's instructions (e.g. `Agent role: security`): from
+    the system message, else from the first user message (where the agent's part is)."""
+    for message in _instructions(body):
+        match = re.search(rf"^{re.escape(name)}:[ \t]*(\S+)", _text(message), re.M)
+        if match:
+            return match.group(1)
     return None
+
+
+def _instructions(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The system messages and the first user message: what carries an agent's part."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    system = [m for m in messages if m.get("role") == "system"]
+    first_user = next((m for m in messages if m.get("role") == "user"), None)
+    return system + ([first_user] if first_user is not None else [])
+
+
+def offered_tools(body: dict[str, Any]) -> set[str]:
+    """The tools the request lets the model call: none with tool_choice "none" (the engine
+    then sends the tools only so the prompt keeps its cached prefix, and asks for an answer)."""
+    if body.get("tool_choice") == "none":
+        return set()
+    names = ((t.get("function") or {}).get("name") for t in body.get("tools") or [])
+    return {name for name in names if isinstance(name, str)}
 
 
 # --- specialist ------------------------------------------------------------------------------
@@ -91,7 +109,7 @@ def _specialist(body: dict[str, Any]) -> ScriptedReply:
     role = marker(body, "Agent role") or "generalist"
     messages = body.get("messages") or []
     rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
-    offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    offered = offered_tools(body)
     if "web_search" in offered:  # a web role of a run that allows the web
         first_user = next((_text(m) for m in messages if m.get("role") == "user"), "")
         return ScriptedReply(**web_specialist(body, role, _focus(first_user)))
@@ -239,12 +257,11 @@ ALWAYS_CUT = (
 
 def _draft_document(body: dict[str, Any]) -> tuple[str, list[str]] | None:
     """(document name, its sections) when the synthesizer is asked for a draft, else None."""
-    for message in body.get("messages") or []:
-        if message.get("role") == "system":
-            match = _DRAFT_PROMPT.search(_text(message))
-            if match:
-                sections = re.findall(r"## ([^,)]+)", match["sections"])
-                return match["name"].strip(), [s.strip() for s in sections]
+    for message in _instructions(body):
+        match = _DRAFT_PROMPT.search(_text(message))
+        if match:
+            sections = re.findall(r"## ([^,)]+)", match["sections"])
+            return match["name"].strip(), [s.strip() for s in sections]
     return None
 
 

@@ -121,3 +121,37 @@ def metric(server: LlamaServer, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise KeyError(name)
+
+
+def read_file_tool(path_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a file of the project.",
+            "parameters": {
+                "type": "object",
+                "properties": {"path": path_schema},
+                "required": ["path"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+PATH_PATTERN = "^[a-z_./]{1,12}$"
+READ_FILE = read_file_tool({"type": "string", "pattern": PATH_PATTERN})
+# Any 12 characters: the model may write its own `<tool_call>` marker inside the argument.
+READ_ANYTHING = read_file_tool({"type": "string", "maxLength": 12})
+
+
+def steer_to_a_tool_call(server: LlamaServer, *, then_stop: bool = True) -> dict[str, Any]:
+    """Sampling settings that make random weights open a tool call at once."""
+    bias = {token_id(server, "<tool_call>"): 30, token_id(server, "\n"): 20}
+    if then_stop:
+        bias[token_id(server, "<|im_end|>")] = 40  # allowed by the grammar only after a call
+    return {
+        "logit_bias": {str(token): value for token, value in bias.items()},
+        "presence_penalty": 20,
+        "repeat_last_n": 1,
+    }

@@ -65,8 +65,8 @@ def test_with_the_switch_off_no_agent_is_offered_a_web_tool_and_none_may_browse(
     offered = offered_by_role(scripted_model)
     assert "web-sources" in offered
     assert all(not (WEB_TOOLS & names) for names in offered.values())
-    prompts = [
-        body["messages"][0]["content"]
+    prompts = [  # the agent's part is in its first user message
+        body["messages"][1]["content"]
         for body in scripted_model.requests
         if marker(body, "Agent role") == "web-sources"
     ]

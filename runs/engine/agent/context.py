@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 
 from flows.models import Depth, StepKind
-from flows.prompts import RunBrief, UpstreamOutput, system_prompt, user_prompt
+from flows.prompts import RunBrief, UpstreamOutput, opening_messages
 from flows.registry import get_flow
 from runs.engine.agent.counters import SESSION_FIELDS, Counters
 from runs.engine.agent.modelconfig import DEMO_PROVIDER
@@ -107,10 +107,7 @@ def open_attempt(
             web=uses_web(run),
         )
         upstream = _upstream(step, loaded)
-        transcript = [
-            {"role": "system", "content": system_prompt(brief, definition, depth)},
-            {"role": "user", "content": user_prompt(brief, definition, upstream)},
-        ]
+        transcript = opening_messages(brief, definition, depth, upstream)
     session = AgentSession(
         step=step,
         attempt=step.attempt,

@@ -9,6 +9,7 @@ here, in `__post_init__`, and every reader gets it by building a Counters.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,55 @@ class Counters:
 
     def replace(self, **changes: Any) -> Counters:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def reports_cache(self) -> bool:
+        """The server said what it reused: prompt tokens were sent, and it sent timings
+        (a server without them leaves both the cache count and the decode time at zero)."""
+        return bool(self.tokens_in) and (bool(self.cached_tokens) or self.decode_seconds > 0)
+
+    @property
+    def cache_reuse(self) -> float | None:
+        """The share of prompt tokens the server reused from its cache (0..1), if reported."""
+        if not self.reports_cache:
+            return None
+        return min(1.0, self.cached_tokens / self.tokens_in)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSaving:
+    """What a run's agents saved the server: prompt tokens it reused from its cache instead
+    of evaluating them (llama.cpp's `cache_n`), summed over every kept turn of every agent
+    whose server reports it, against the prompt tokens those turns sent."""
+
+    reused: int
+    prompt: int
+
+    @classmethod
+    def of(cls, counters: Iterable[Counters]) -> CacheSaving | None:
+        """The sum over the steps that report their cache; None when none does (yet)."""
+        reporting = [c for c in counters if c.reports_cache]
+        if not reporting:
+            return None
+        return cls(
+            reused=sum(c.cached_tokens for c in reporting),
+            prompt=sum(c.tokens_in for c in reporting),
+        )
+
+    @property
+    def share(self) -> float:
+        return min(1.0, self.reused / self.prompt) if self.prompt else 0.0
+
+    @property
+    def short(self) -> str:
+        """For a narrow place (the pane's header): "12,400 (71%)"."""
+        return f"{min(self.reused, self.prompt):,} ({self.share:.0%})"
+
+    @property
+    def sentence(self) -> str:
+        """ "12,400 prompt tokens reused from the server's cache (71%)"."""
+        reused = min(self.reused, self.prompt)
+        return f"{reused:,} prompt tokens reused from the server's cache ({self.share:.0%})"
 
 
 # The step's columns that hold counters (every field but the session-only turn count).

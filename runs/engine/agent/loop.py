@@ -271,13 +271,19 @@ async def converse(
     while True:
         check_storage(sink)
         final_turn = state.turns + 1 >= depth.max_turns or state.tool_calls >= depth.max_tool_calls
-        tools = None if final_turn else _tool_specs(toolbox)
-        if final_turn and state.turns > 0 and state.messages[-1].get("role") == "tool":
-            state.messages.append({"role": "user", "content": BUDGET_SPENT})
+        tools, choice = _offer(toolbox, state, answer_only=final_turn)
+        if final_turn:
+            _say_budget_spent(state.messages)
         result = await turn_on_slot(
             slot,
             functools.partial(
-                one_turn, ctx, sink, tools=tools, max_tokens=depth.max_output_tokens, reroute=slot
+                one_turn,
+                ctx,
+                sink,
+                tools=tools,
+                max_tokens=depth.max_output_tokens,
+                tool_choice=choice,
+                reroute=slot,
             ),
             state,
         )
@@ -305,7 +311,7 @@ async def converse(
             return answer
         if not getattr(slot.backend, "accepts_response_format", True):
             return answer  # this server refused response_format before: prose it is
-        return await _restate(ctx, sink, state, slot, shape, answer)
+        return await _restate(ctx, sink, state, slot, shape, answer, toolbox)
 
 
 async def _restate(
@@ -315,15 +321,18 @@ async def _restate(
     slot: ModelSlot,
     shape: structured.Shape,
     prose: str,
+    toolbox: ReadOnlyTools,
 ) -> str:
     """One more turn, without tools, in which the server enforces the step kind's schema; its
     answer is rendered to the Markdown the checker reads. The prose answer stands when the
     server refuses response_format or the structured answer is unusable (cut off, invalid).
 
-    Tools and a schema are not sent together: on llama.cpp the schema's grammar admits only
-    the JSON, so no tool could be called (docs/architecture.md has the measurements).
+    No tool can be called with a schema: on llama.cpp the schema's grammar admits only the
+    JSON (docs/architecture.md has the measurements). The tools are still sent, with
+    tool_choice "none", where the server is llama.cpp: the prompt keeps its cached prefix.
     """
     asked = [*state.messages, {"role": "user", "content": structured.RESTATE[shape]}]
+    tools, choice = _offer(toolbox, state, answer_only=True)
     try:
         result = await turn_on_slot(
             slot,
@@ -331,10 +340,11 @@ async def _restate(
                 one_turn,
                 ctx,
                 sink,
-                tools=None,
+                tools=tools,
                 max_tokens=ctx.depth.max_output_tokens,
                 messages=asked,
                 response_format=structured.response_format(shape),
+                tool_choice=choice,
                 reroute=slot,
             ),
             state,
@@ -432,6 +442,34 @@ def _call_tool(toolbox: ReadOnlyTools, call: ToolCall) -> ToolResult:
     """On a tool thread: the target must still be the launch's, then the tool runs."""
     toolbox.confine.verify()  # TargetChanged fails the step
     return toolbox.call(call.name, call.arguments)
+
+
+def _offer(
+    toolbox: ReadOnlyTools, state: TurnState, *, answer_only: bool
+) -> tuple[list[dict[str, Any]] | None, str]:
+    """The tools a turn sends and its tool_choice. A turn that must answer without calls (the
+    last one, a restatement) still sends the same tools, with tool_choice "none", to a server
+    that showed it is llama.cpp (its timings): the template renders the tools before the
+    conversation, so dropping them would make the server evaluate the whole prompt again.
+    Elsewhere (a server that may not honour "none") it sends none."""
+    if not answer_only:
+        return _tool_specs(toolbox), "auto"
+    if state.llama_cpp:
+        return _tool_specs(toolbox), "none"
+    return None, "auto"
+
+
+def _say_budget_spent(messages: list[dict[str, Any]]) -> None:
+    """Tell the model its next turn is its last: at the end of the tool result it has not yet
+    read (never sent, so the transcript stays append-only), not in a user message of its own,
+    which Qwen's templates take as a new question and then render every earlier turn without
+    its reasoning, so the server's cache would stop at the first of them."""
+    last = messages[-1] if messages else {}
+    if last.get("role") != "tool":
+        return  # the first turn: nothing was asked yet
+    content = str(last.get("content") or "")
+    if not content.endswith(BUDGET_SPENT):  # a resumed attempt may have said it already
+        last["content"] = f"{content}\n\n{BUDGET_SPENT}" if content else BUDGET_SPENT
 
 
 def _final_answer(messages: list[dict[str, Any]]) -> str:

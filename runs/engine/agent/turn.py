@@ -83,6 +83,9 @@ class TurnState:
     prefill_seconds: float = 0.0
     timed_turns: int = 0
     truncated: bool = False  # the final answer stopped at the output limit
+    # The server sent llama.cpp's timings on a turn of this attempt: it honours tool_choice
+    # "none" with the tools still in the prompt, so a last turn keeps the cached prefix.
+    llama_cpp: bool = False
     cut_calls: int = 0  # turns in a row whose tool calls were cut off
     # The turn in flight: pieces streamed by the try under way, and whether it has answered.
     inflight_pieces: int = 0
@@ -190,25 +193,25 @@ async def one_turn(
     *,
     messages: list[dict[str, Any]] | None = None,
     response_format: dict[str, Any] | None = None,
+    tool_choice: str = "auto",
     reroute: Reroute | None = None,
 ) -> TurnResult:
     """One turn, on the step's transcript or on `messages` (a restatement's); `response_format`
-    asks the server for a schema-shaped answer (sent only when given). A try that lost its
+    asks the server for a schema-shaped answer, and `tool_choice` "none" for an answer without
+    tool calls although the tools are sent (each sent only when given). A try that lost its
     endpoint raises EndpointLost instead of retrying there when `reroute` has another."""
     result: TurnResult | None = None
     answered_turn = False
     loop = asyncio.get_running_loop()
     progress_at: float | None = None  # when the prefill was first heard of, or last shown
     started = 0  # tool calls this turn has begun
-    stream = (
-        backend.stream_turn(
-            messages=messages or state.messages,
-            tools=tools,
-            max_tokens=max_tokens,
-            response_format=response_format,
-        )
-        if response_format is not None
-        else backend.stream_turn(messages=state.messages, tools=tools, max_tokens=max_tokens)
+    options: dict[str, Any] = {}
+    if response_format is not None:
+        options["response_format"] = response_format
+    if tool_choice != "auto":
+        options["tool_choice"] = tool_choice
+    stream = backend.stream_turn(
+        messages=messages or state.messages, tools=tools, max_tokens=max_tokens, **options
     )
     try:
         # aclosing: however this turn ends (cancelled between two events included), the
@@ -312,7 +315,13 @@ def _count_discarded(state: TurnState, retry: Retrying) -> None:
 
 
 def assistant_message(result: TurnResult) -> dict[str, Any]:
+    """The turn as the next prompt sends it back: exactly what the server generated, so the
+    template renders the tokens the server's cache already holds (append-only). The reasoning
+    goes back as `reasoning_content`: without it Qwen's template renders the turn with no
+    `<think>` block and the cache stops where this turn began."""
     message: dict[str, Any] = {"role": "assistant", "content": result.content}
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
     if result.tool_calls:
         message["tool_calls"] = [
             {
@@ -349,6 +358,7 @@ def count_turn(sink: EventSink, state: TurnState, result: TurnResult) -> None:
     state.tokens_spent_in += prompt
     state.tokens_spent_out += output
     timings = result.timings
+    state.llama_cpp = state.llama_cpp or timings is not None
     cached: int | None = None  # None: the server does not say
     rate: float | None = None
     if timings is not None:

@@ -30,6 +30,7 @@ from flows.report import (
     render_method,
     render_report,
 )
+from runs.engine.agent.counters import CacheSaving
 from runs.engine.report import report_evidence
 from runs.engine.target import readonly_proof
 from runs.engine.target.confinement import (
@@ -302,6 +303,7 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
         target_state=_target_state(run, reader),
         endpoint=run.endpoint_url,
         slots=_slots(run),
+        cache_saved=_cache_saved(steps),
         agents=[
             AgentLine(
                 key=s.key,
@@ -324,6 +326,11 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
             for s in steps
         ],
     )
+
+
+def _cache_saved(steps: list[FlowStep]) -> str:
+    saving = CacheSaving.of(s.counters for s in steps)
+    return saving.sentence if saving is not None else ""
 
 
 def _target_state(run: FlowRun, reader: ConfinedLines) -> str:

@@ -143,6 +143,8 @@ class StructuredOutputRejected(BackendError):
 class AgentBackend(Protocol):
     # A backend may carry `accepts_response_format: bool`, False once the server refused
     # `response_format`; the agent reads it with getattr, so test backends need not.
+    # `tool_choice` "none" sends the tools (the prompt keeps its cached prefix) but asks for
+    # an answer without calls: the agent uses it only on a server that says it is llama.cpp.
 
     def stream_turn(
         self,
@@ -151,6 +153,7 @@ class AgentBackend(Protocol):
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
         response_format: dict[str, Any] | None = None,
+        tool_choice: str = "auto",
     ) -> AsyncGenerator[BackendEvent, None]: ...
 
     async def aclose(self) -> None: ...

@@ -142,8 +142,9 @@ class OpenAICompatibleBackend:
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
         response_format: dict[str, Any] | None = None,
+        tool_choice: str = "auto",
     ) -> AsyncGenerator[BackendEvent, None]:
-        body = self._body(messages, tools, max_tokens)
+        body = self._body(messages, tools, max_tokens, tool_choice)
         if response_format is not None:
             body["response_format"] = response_format
         loop = asyncio.get_running_loop()
@@ -191,6 +192,7 @@ class OpenAICompatibleBackend:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
+        tool_choice: str = "auto",
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
@@ -204,7 +206,7 @@ class OpenAICompatibleBackend:
             body["max_tokens"] = max_tokens
         if tools:
             body["tools"] = tools
-            body["tool_choice"] = "auto"
+            body["tool_choice"] = tool_choice
         return body
 
     def _give_up(self, fault: _Retryable, attempts: int, seconds: float) -> str:
