@@ -63,11 +63,14 @@ def llama(llama_artefacts: tuple[Path, Path], tmp_path: Path) -> Iterator[Callab
 
 @pytest.fixture
 def proxies() -> Iterator[Callable[..., CountingProxy]]:
-    """`proxies(server, first_byte_delay=0)`: a started counting proxy in front of it."""
+    """`proxies(server, first_byte_delay=0)`: a started counting proxy in front of it, which
+    caps every answer at 24 tokens (the random model's long gibberish only slows a run down,
+    and now and then breaks the server's tool-call parser, which the run then retries)."""
     made: list[CountingProxy] = []
 
     def make(server: Any, *, first_byte_delay: float = 0.0) -> CountingProxy:
-        proxy = CountingProxy(server.port, first_byte_delay=first_byte_delay).start()
+        proxy = CountingProxy(server.port, first_byte_delay=first_byte_delay, max_tokens=24)
+        proxy.start()
         made.append(proxy)
         return proxy
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,15 +30,18 @@ class Counts:
     max_open: int = 0
     started: int = 0
     answered: int = 0  # completed with a 2xx status and a whole body
-    cut: int = 0  # ended by a hang-up or an unreachable server
+    not_ok: int = 0  # an error status, a hang-up or an unreachable server
     start_times: list[float] = field(default_factory=list)
 
 
 class CountingProxy:
     """`CountingProxy(upstream_port)`: serves at `base_url` (…/v1) while started."""
 
-    def __init__(self, upstream_port: int, *, first_byte_delay: float = 0.0) -> None:
+    def __init__(
+        self, upstream_port: int, *, first_byte_delay: float = 0.0, max_tokens: int | None = None
+    ) -> None:
         self.upstream_port = upstream_port
+        self.max_tokens = max_tokens
         self.first_byte_delay = first_byte_delay
         self.port = free_port()
         self.counts = Counts()
@@ -112,7 +116,7 @@ class CountingProxy:
             if answered:
                 self.counts.answered += 1
             else:
-                self.counts.cut += 1
+                self.counts.not_ok += 1
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._clients.add(writer)
@@ -127,6 +131,7 @@ class CountingProxy:
             if method == "POST" and "completions" in path:
                 counted[0] = True
                 self._open()
+                body = self._capped(body)
             try:
                 upstream_reader, upstream_writer = await asyncio.open_connection(
                     "127.0.0.1", self.upstream_port
@@ -168,6 +173,22 @@ class CountingProxy:
             for each in (upstream_writer, writer):
                 if each is not None:
                     each.transport.abort() if not finished else each.close()
+
+    def _capped(self, body: bytes) -> bytes:
+        """The request with its answer length capped (a test's speed, not its subject)."""
+        if self.max_tokens is None:
+            return body
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return body
+        if not isinstance(request, dict):
+            return body
+        for name in ("max_tokens", "max_completion_tokens", "n_predict"):
+            asked = request.get(name)
+            if not isinstance(asked, int) or asked < 0 or asked > self.max_tokens:
+                request[name] = self.max_tokens
+        return json.dumps(request).encode()
 
     async def _relay(
         self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter, counted: list[bool]

@@ -177,9 +177,20 @@ def stored_control_bytes() -> list[str]:
     return found
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_during(
+    process: subprocess.Popen[bytes],
+    log: Path,
+    condition: Callable[[], bool],
+    timeout: float,
+    what: Callable[[], str],
+) -> None:
+    """Wait until `condition()` holds while `launch_flow` runs; fail at once, with its output,
+    if it ends first or the time is up."""
     deadline = time.monotonic() + timeout
     while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g}s for {what}")
+        ended = process.poll() is not None
+        if ended or time.monotonic() > deadline:
+            why = f"the run ended (exit {process.returncode})" if ended else f"{timeout:g}s passed"
+            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise AssertionError(f"{why} before {what()}:\n{tail}")
         time.sleep(0.05)

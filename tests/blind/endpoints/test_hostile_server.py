@@ -66,7 +66,7 @@ def check_everything_a_person_sees(
     detail = api(f"runs/{launched.run_id}")
     agents = agents_of(detail)
     for agent in agents:
-        state = str(agent.get("state") or agent.get("status"))
+        state = str(agent.get("status") or agent.get("state"))
         assert state in FINISHED, f"agent {agent.get('key')} ended as {state!r}: {agent}"
         if state == "failed":
             error = " ".join(
@@ -94,7 +94,7 @@ def check_everything_a_person_sees(
     assert not CONTROL.search(report), f"a control byte in the report: {report!r}"
     leaks = stored_control_bytes()
     assert not leaks, f"{len(leaks)} stored values hold control bytes, e.g. {leaks[:5]}"
-    states = {str(agent.get("key")): agent.get("state") or agent.get("status") for agent in agents}
+    states = {str(agent.get("key")): agent.get("status") or agent.get("state") for agent in agents}
     print(f"run {launched.run_id[:8]} exit {launched.returncode}: {states}")
     return detail
 
