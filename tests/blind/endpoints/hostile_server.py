@@ -114,11 +114,13 @@ class HostileModelServer:
         model: str = "hostile",
         hold_seconds: float = 0.3,
         progress_always: bool = True,
+        progress_seconds: float = 0.1,
     ) -> None:
         self.slots_text = HOSTILE_SLOTS.get(slots, slots)
         self.model = model
         self.hold_seconds = hold_seconds
         self.progress_always = progress_always
+        self.progress_seconds = progress_seconds
         self.lock = threading.Lock()
         self.open = 0
         self.max_open = 0
@@ -297,7 +299,9 @@ class HostileModelServer:
                     payload = f"data: {data}\n\n".encode()
                     self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
                     self.wfile.flush()
-                    time.sleep(0.01)
+                    # Progress lingers, so the live views (CLI line, pane, API) get to show it.
+                    progress = '"prompt_progress"' in data
+                    time.sleep(owner.progress_seconds if progress else 0.01)
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,14 @@ import pytest
 
 from .harness import (
     CONTROL,
+    RUN_ID,
     TRACEBACK,
     Launched,
     agents_of,
     bad_percentages,
+    finish_launch,
     numbers_in,
+    start_launch,
     stored_control_bytes,
     strings_in,
 )
@@ -38,25 +42,63 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 FINISHED = {"succeeded", "failed", "cancelled", "skipped"}
 
 
+@pytest.fixture
 def run_against(
-    server: HostileModelServer,
     cli_env: Callable[..., dict[str, str]],
-    launch: Callable[..., Launched],
     shop: Path,
-    band: str = "small",
-) -> Launched:
-    env = cli_env(
-        ORCHESTRATOR_MODEL="llama-cpp/hostile",
-        ORCHESTRATOR_BASE_URL=server.base_url,
-        ORCHESTRATOR_RETRY_SECONDS="8",
-    )
-    return launch(env, shop, band=band)
+    tmp_path: Path,
+    api: Callable[[str], Any],
+    pane: Callable[[str], str],
+) -> Callable[..., tuple[Launched, list[str]]]:
+    """`run_against(server, band=...)`: launch_flow --wait on the hostile server, to its end,
+    reading the API's run detail and the pane all along (the prompt's progress shows only
+    while it is read); the finished launch and what the live views showed that they must not."""
+
+    def run(server: HostileModelServer, band: str = "small") -> tuple[Launched, list[str]]:
+        env = cli_env(
+            ORCHESTRATOR_MODEL="llama-cpp/hostile",
+            ORCHESTRATOR_BASE_URL=server.base_url,
+            ORCHESTRATOR_RETRY_SECONDS="8",
+        )
+        log = tmp_path / "launch.log"
+        process = start_launch(env, shop, band=band, log=log)
+        problems: list[str] = []
+        looks = 0
+        try:
+            while process.poll() is None:
+                found = RUN_ID.search(log.read_text(encoding="utf-8", errors="replace"))
+                if found:
+                    looks += 1
+                    detail = api(f"runs/{found.group(1)}")
+                    live = json.dumps(detail, ensure_ascii=False)
+                    problems += [f"live run detail: {bad}" for bad in bad_percentages(live)]
+                    problems += [
+                        f"live run detail: {text!r}"
+                        for text in strings_in(detail)
+                        if CONTROL.search(text)
+                    ]
+                    html = pane(found.group(1))
+                    problems += [f"live pane: {bad}" for bad in bad_percentages(html)]
+                time.sleep(0.1)
+            launched = finish_launch(process, log, timeout=110)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        print(f"looked at the live run {looks} times")
+        return launched, problems
+
+    return run
 
 
 def check_everything_a_person_sees(
-    launched: Launched, api: Callable[[str], Any], pane: Callable[[str], str]
+    launched_and_live: tuple[Launched, list[str]],
+    api: Callable[[str], Any],
+    pane: Callable[[str], str],
 ) -> dict[str, Any]:
-    """The checks every hostile run shares; the run detail, for more."""
+    """The checks every hostile run shares, after the run (the live ones are in `live`)."""
+    launched, live = launched_and_live
+    assert not live, f"the live views showed {len(live)} bad values, e.g. {live[:5]}"
     output = launched.output
     assert TRACEBACK not in output, f"a traceback reached the terminal:\n{output[-4000:]}"
     assert launched.run_id, f"launch_flow named no run:\n{output[-3000:]}"
@@ -102,44 +144,38 @@ def check_everything_a_person_sees(
 @pytest.mark.parametrize("slots", list(HOSTILE_SLOTS))
 def test_hostile_props_progress_and_timings_never_break_a_run(
     slots: str,
-    cli_env: Callable[..., dict[str, str]],
-    launch: Callable[..., Launched],
-    shop: Path,
+    run_against: Callable[..., tuple[Launched, list[str]]],
     api: Callable[[str], Any],
     pane: Callable[[str], str],
 ) -> None:
     with HostileModelServer(slots=slots) as server:
-        launched = run_against(server, cli_env, launch, shop)
+        launched = run_against(server)
     assert server.total > 0, "the run never asked the hostile server"
     check_everything_a_person_sees(launched, api, pane)
 
 
 def test_a_sane_slot_count_is_never_exceeded_however_hostile_the_rest(
-    cli_env: Callable[..., dict[str, str]],
-    launch: Callable[..., Launched],
-    shop: Path,
+    run_against: Callable[..., tuple[Launched, list[str]]],
     api: Callable[[str], Any],
     pane: Callable[[str], str],
 ) -> None:
     """Two slots reported; a medium review has four specialists wanting them at once."""
     with HostileModelServer(slots="2", hold_seconds=0.6) as server:
-        launched = run_against(server, cli_env, launch, shop, band="medium")
+        launched = run_against(server, band="medium")
     check_everything_a_person_sees(launched, api, pane)
     assert server.max_open <= 2, f"{server.max_open} requests open at once on 2 slots"
     assert server.max_open == 2, "the two slots the server reported were never both used"
 
 
 def test_the_client_asks_for_prompt_progress_and_survives_it(
-    cli_env: Callable[..., dict[str, str]],
-    launch: Callable[..., Launched],
-    shop: Path,
+    run_against: Callable[..., tuple[Launched, list[str]]],
     api: Callable[[str], Any],
     pane: Callable[[str], str],
 ) -> None:
     """The hostile progress objects go only to a request that asks `return_progress` (as
     llama.cpp does): the run must ask for them, to be shown them, and still be fine."""
     with HostileModelServer(slots="1", progress_always=False) as server:
-        launched = run_against(server, cli_env, launch, shop)
+        launched = run_against(server)
     asked = [body.get("return_progress") for body in server.bodies if body.get("stream")]
     check_everything_a_person_sees(launched, api, pane)
     assert asked and all(asked), f"streamed requests asking return_progress: {asked}"
