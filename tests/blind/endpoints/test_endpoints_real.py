@@ -103,6 +103,7 @@ def test_a_large_review_uses_both_endpoints_each_within_its_own_slots(
     accepted: Callable[[dict[str, str]], None],
     launch: Callable[..., Launched],
     shop: Path,
+    tmp_path: Path,
     api: Callable[[str], Any],
     pane: Callable[[str], str],
 ) -> None:
@@ -130,11 +131,19 @@ def test_a_large_review_uses_both_endpoints_each_within_its_own_slots(
         assert len(matching) == 1, f"{agent.get('key')}: endpoint {endpoint!r} is neither proxy"
         seen.update(matching)
     assert seen == addresses, f"the run detail names only {seen} of {addresses}"
+    # The pane names each agent's endpoint: each endpoint is the only one named in at least as
+    # many pieces of the page's text as it has agents (a piece naming both, such as the
+    # report's Method line, says nothing about any one agent).
     html = pane(launched.run_id or "")
-    for agent in agents:
-        assert str(agent["endpoint"]) in html or any(
-            address in html for address in addresses if address in str(agent["endpoint"])
-        ), f"the pane does not show {agent['key']}'s endpoint {agent['endpoint']!r}"
+    (tmp_path / "pane.html").write_text(html)
+    pieces = re.findall(r">([^<]+)<", html)
+    for address in addresses:
+        on_it = [a["key"] for a in agents if address in str(a["endpoint"])]
+        others = addresses - {address}
+        alone = [p for p in pieces if address in p and not any(o in p for o in others)]
+        assert len(alone) >= len(on_it), (
+            f"the pane names {address} alone {len(alone)} times for its agents {on_it}"
+        )
 
 
 def test_the_comma_separated_base_url_spreads_a_review_within_slots(

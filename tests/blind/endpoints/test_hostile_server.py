@@ -179,3 +179,4 @@ def test_the_client_asks_for_prompt_progress_and_survives_it(
     asked = [body.get("return_progress") for body in server.bodies if body.get("stream")]
     check_everything_a_person_sees(launched, api, pane)
     assert asked and all(asked), f"streamed requests asking return_progress: {asked}"
+    assert server.max_open <= 1, f"{server.max_open} requests open at once on 1 slot"
