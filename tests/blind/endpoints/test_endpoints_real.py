@@ -80,6 +80,7 @@ def outcomes(api: Callable[[str], Any], launched: Launched) -> list[dict[str, An
     assert TRACEBACK not in launched.output, launched.output[-4000:]
     assert launched.run_id, f"launch_flow named no run:\n{launched.output[-3000:]}"
     agents = agents_of(api(f"runs/{launched.run_id}"))
+    assert len(agents) == 8, f"a large code review has 8 agents, the run detail {len(agents)}"
     for agent in agents:
         state = agent.get("status") or agent.get("state")
         assert state in FINISHED, f"agent {agent.get('key')} ended as {state!r}"
@@ -280,24 +281,44 @@ def test_two_worker_processes_keep_each_endpoint_within_its_slots(
     stop: Callable[[Any], None],
 ) -> None:
     """(2) across processes: `launch_flow --wait` and a `runworker orchestrator.dispatch`
-    share the run (REDIS_URL set for both); one slot on each endpoint."""
+    share the run (REDIS_URL set for both, two agents at most in each process, so both must
+    take some of the six specialists); one slot on each endpoint."""
     from devtools.testing import start_manage
+    from runs.models import AgentSession
 
     if redis_url is None:
         pytest.fail("no Redis answers on 127.0.0.1:6379 and TEST_REDIS_URL is unset")
     first = proxies(llama(slots=1), first_byte_delay=0.3)
     second = proxies(llama(slots=1), first_byte_delay=0.3)
-    env = cli_env(REDIS_URL=redis_url, **as_list(first, second))
+    env = cli_env(
+        REDIS_URL=redis_url, ORCHESTRATOR_WORKER_CONCURRENCY="2", **as_list(first, second)
+    )
     accepted(env)
-    worker = start_manage("runworker", "orchestrator.dispatch", env=env, log=tmp_path / "w.log")
+    worker_log = tmp_path / "w.log"
+    worker = start_manage(
+        "runworker", "orchestrator.dispatch", env={**env, "LOG_LEVEL": "INFO"}, log=worker_log
+    )
     try:
+        # The run is launched once the worker says it has started, or it may all be over
+        # before the worker looks.
+        deadline = time.monotonic() + 60
+        while "started" not in worker_log.read_text(errors="replace"):
+            assert worker.poll() is None, f"the worker ended:\n{worker_log.read_text()}"
+            assert time.monotonic() < deadline, (
+                f"the worker never started:\n{worker_log.read_text()}"
+            )
+            time.sleep(0.1)
         launched = launch(env, shop, band="large", timeout=170)
     finally:
         stop(worker)
     print(counts(first, second))
-    worker_log = (tmp_path / "w.log").read_text(errors="replace")
-    assert TRACEBACK not in worker_log, worker_log[-3000:]
+    worker_output = worker_log.read_text(errors="replace")
+    assert TRACEBACK not in worker_output, worker_output[-3000:]
     assert launched.returncode in (0, 3), launched.output[-3000:]
     outcomes(api, launched)
+    workers = set(
+        AgentSession.objects.filter(step__run_id=launched.run_id).values_list("worker", flat=True)
+    )
+    assert len(workers) >= 2, f"one process ran every agent ({workers}): nothing was shared"
     assert first.counts.started and second.counts.started, counts(first, second)
     assert first.counts.max_open <= 1 and second.counts.max_open <= 1, counts(first, second)
