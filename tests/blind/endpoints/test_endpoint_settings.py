@@ -21,7 +21,7 @@ from devtools.testing import ROOT, manage_env
 
 from .harness import RUN_ID, TRACEBACK
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ONE = "http://127.0.0.1:9/v1"
 TWO = "http://127.0.0.1:10/v1"
