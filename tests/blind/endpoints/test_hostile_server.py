@@ -86,6 +86,7 @@ def run_against(
                 process.kill()
                 process.wait()
         print(f"looked at the live run {looks} times")
+        assert looks, "the run ended before its live views could be read once"
         return launched, problems
 
     return run
