@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 from common import bench_database, make_target
-from harness import ModelProcess, serve, session_cookie
+from harness import ModelProcess, require_admitted, serve, session_cookie
 from pane_client import Pane, stream_steps
 
 FIRST_BYTE_DELAY = 3.0
@@ -167,6 +167,7 @@ def orchestrated(
         for _ in range(math.ceil(n / 2))
     ]
     try:
+        require_admitted([run.id for run in runs])
         steps = {str(run.id): stream_steps(run.id) for run in runs}
         return asyncio.run(watch(host, cookie, steps, n, warmup, window, server.cpu_seconds))
     finally:

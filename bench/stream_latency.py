@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common import bench_database, describe, make_target, percentile
-from harness import ModelProcess, cpu_seconds, serve, session_cookie
+from harness import ModelProcess, cpu_seconds, require_admitted, serve, session_cookie
 from pane_client import Pane, stream_steps, text_by_step
 
 Emission = tuple[str, int, float]  # stream id, characters so far, flush time
@@ -73,6 +73,7 @@ def measure(tmp: Path, args: argparse.Namespace) -> None:
             )
             for i in range(args.runs)
         ]
+        require_admitted([run.id for run in runs])
         steps = {str(run.id): stream_steps(run.id) for run in runs}
         before = (server.cpu_seconds(), cpu_seconds(model.pid), own_cpu())
         started = time.time()
