@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from common import bench_database, make_target
 
@@ -29,7 +30,7 @@ def main() -> None:
         measure(Path(tmp), args.flow, "small" if args.smoke else args.band)
 
 
-def run_once(target: Path, flow: str, band: str, fast: bool):  # type: ignore[no-untyped-def]
+def run_once(target: Path, flow: str, band: str, fast: bool) -> Any:
     from runs.engine.worker import Engine
     from runs.models import FlowRun
     from runs.services import launch_run

@@ -99,7 +99,8 @@ def measure(tmp: Path, runs: int, slots: int, rate: float, rounds: int) -> list[
     settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     results = []
-    with TaggedServer(token_rate=rate) as server:
+    server = TaggedServer(token_rate=rate)
+    with server:
         server.streams = []
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         settings.ORCHESTRATOR_BASE_URL = server.url
@@ -143,10 +144,16 @@ def handoff_latencies(run_id: Any, streams: list[Stream]) -> list[float]:
     for step in steps.values():
         if not step.depends_on:
             continue
-        ready = max(steps[d].finished_at.timestamp() for d in step.depends_on)
+        ready = max(finished(steps[d]) for d in step.depends_on)
         arrivals = [s.start for s in streams if s.role == step.role]
         latencies.append(min(arrivals) - ready)
     return latencies
+
+
+def finished(step: Any) -> float:
+    if step.finished_at is None:
+        raise SystemExit(f"step {step.key} has no finish time")
+    return float(step.finished_at.timestamp())
 
 
 def report(rounds: list[Round], runs: int, slots: int, rate: float) -> None:

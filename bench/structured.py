@@ -75,7 +75,7 @@ def measure(server: LlamaServer, seeds: int) -> list[str]:
     errors: set[str] = set()
     for shape in Shape:
         for label, extra in (("no thinking", NO_THINKING), ("thinking", {})):
-            rows = []
+            rows: list[tuple[bool | None, int, float, str]] = []
             for seed in range(seeds):
                 answer, seconds = ask(
                     server,
@@ -95,7 +95,7 @@ def measure(server: LlamaServer, seeds: int) -> list[str]:
                 if "error" in answer:
                     errors.add(answer["error"])
             lines.append(_row(f"{shape.value} schema, {label}", rows))
-    prose = []
+    prose: list[tuple[bool | None, int, float, str]] = []
     for seed in range(seeds):
         answer, seconds = ask(server, seed=seed, max_tokens=1500, **NO_THINKING)
         prose.append((None, answer["usage"]["completion_tokens"], seconds, finish(answer)))
