@@ -1,7 +1,10 @@
 """Citation scan benchmark: time to find citations in hostile texts at the scan cap, and in the
 citation corpus. The scan must stay linear: doubling the text at most about doubles the time.
 
-    .venv/bin/python bench/citation_scan.py [--repeat 3]
+    .venv/bin/python bench/citation_scan.py [--repeat 3] [--smoke]
+
+`--smoke` scans the texts at a twentieth of the cap, once, and exits 1 unless the corpus
+yields citations (tests/test_bench_smoke.py runs it).
 """
 
 from __future__ import annotations
@@ -55,24 +58,29 @@ def timed(action: Callable[[], object], repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="small texts, once; sanity only")
     args = parser.parse_args()
-    half, full = hostile(MAX_SCAN_CHARS // 2), hostile(MAX_SCAN_CHARS)
+    size = MAX_SCAN_CHARS // 20 if args.smoke else MAX_SCAN_CHARS
+    repeat = 1 if args.smoke else args.repeat
+    half, full = hostile(size // 2), hostile(size)
     print(f"{'hostile text':34} {'chars':>8} {'found':>7} {'time':>8} {'x2 text':>8}")
     worst = 0.0
     for name, text in full.items():
         found = len(scan(text))
-        seconds = timed(lambda t=text: scan(t), args.repeat)  # type: ignore[misc]
-        small = timed(lambda t=half[name]: scan(t), args.repeat)  # type: ignore[misc]
+        seconds = timed(lambda t=text: scan(t), repeat)  # type: ignore[misc]
+        small = timed(lambda t=half[name]: scan(t), repeat)  # type: ignore[misc]
         worst = max(worst, seconds)
         ratio = seconds / small if small > 0.001 else float("nan")
         print(f"{name:34} {len(text):>8} {found:>7} {seconds:>7.3f}s {ratio:>7.1f}x")
     corpus = sorted((ROOT / "tests" / "data" / "citation_corpus").glob("*.md"))
     texts = [p.read_text() for p in corpus]
-    seconds = timed(lambda: [scan(t) for t in texts], args.repeat)
+    seconds = timed(lambda: [scan(t) for t in texts], repeat)
     found = sum(len(scan(t)) for t in texts)
-    size = sum(map(len, texts))
-    print(f"corpus: {len(texts)} answers, {size} chars, {found} citations, {seconds * 1e3:.1f} ms")
-    print(f"worst hostile text at the {MAX_SCAN_CHARS:,}-char cap: {worst:.2f}s")
+    chars = sum(map(len, texts))
+    print(f"corpus: {len(texts)} answers, {chars} chars, {found} citations, {seconds * 1e3:.1f} ms")
+    print(f"worst hostile text at {size:,} chars (the cap: {MAX_SCAN_CHARS:,}): {worst:.2f}s")
+    if not texts or not found:
+        raise SystemExit(f"the citation corpus gave {len(texts)} answers, {found} citations")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,10 @@ def orchestrator_env(model_url: str, root: Path, **extra: str) -> dict[str, str]
         ORCHESTRATOR_ALLOWED_ROOTS=str(root),
         ORCHESTRATOR_SHARED_ROOTS=str(root),  # the bench's users share its project
         ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER="0",  # its bursts wait uncapped
+        # One bench user launches every run: fair use's cap of active runs per user would hold
+        # most of them back and the bench would measure the cap, not the path it is about.
+        # `require_admitted` checks that the server really runs them all.
+        ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER="0",
         LOG_LEVEL="WARNING",
         **extra,
     )
@@ -187,6 +191,24 @@ def serve(model_url: str, root: Path, log: Path, **extra: str) -> tuple[ManagePr
     env = orchestrator_env(model_url, root, **extra)
     process = ManageProcess("serve", "--port", str(port), env=env, log=log, port=port)
     return process, f"127.0.0.1:{port}"
+
+
+def require_admitted(run_ids: list[Any], timeout: float = 60.0) -> None:
+    """Wait until none of the runs is `pending` (claimed by the server's engine) or raise:
+    a bench whose runs are held back (a cap, too few worker places) measures nothing."""
+    from runs.models import FlowRun, RunStatus
+
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = FlowRun.objects.filter(id__in=run_ids, status=RunStatus.PENDING).count()
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"bench setup failed: {waiting} of {len(run_ids)} runs still pending after "
+                f"{timeout:g} s (a cap of active runs per user, or too few worker places?)"
+            )
+        time.sleep(0.1)
 
 
 # --- a person ------------------------------------------------------------------------------

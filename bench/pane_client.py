@@ -22,8 +22,10 @@ from websockets.exceptions import ConnectionClosed
 _APPEND = re.compile(r'hx-swap-oob="beforeend:#stream-(\d+)"')
 _EVENT = re.compile(r'class="ev ([\w-]+)[^"]*" data-id="(\d+)"')
 _TEXT = re.compile(r'<span class="ev (?:text|reasoning)" data-id="\d+">([^<]*)</span>')
-_STATUS = re.compile(r'id="run-header" class="run-header status-(\w+)"')
-_FINISHED = {"succeeded", "failed", "cancelled"}
+# The run's badge (runs/pane.html#run-state), in the snapshot and in every update that
+# changes it.
+_STATUS = re.compile(r'data-testid="run-status" data-status="(\w+)"')
+_FINISHED = {"succeeded", "finished_with_failures", "failed", "cancelled"}
 _PIECE = re.compile(r"\S+\s*|\s+")  # the scripted model's token (runs/demo/stream.py)
 
 

@@ -3,7 +3,10 @@ OpenAI-compatible server's prompt cache can reuse), and fast mode's tokens again
 The prompt is measured as templates render it: system message, tools, then the messages
 (bench/prefill.py measures it in a real server's tokens).
 
-    .venv/bin/python bench/prompt_cache.py [--flow code-review] [--band medium]
+    .venv/bin/python bench/prompt_cache.py [--flow code-review] [--band medium] [--smoke]
+
+`--smoke`: the small band; exits 1 unless both runs succeed with tokens counted and the
+agents' first prompts share a prefix.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from common import bench_database, make_target
 
@@ -22,12 +26,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flow", default="code-review")
     parser.add_argument("--band", default="medium")
+    parser.add_argument("--smoke", action="store_true", help="the small band; sanity only")
     args = parser.parse_args()
     with bench_database(), tempfile.TemporaryDirectory() as tmp:
-        measure(Path(tmp), args.flow, args.band)
+        measure(Path(tmp), args.flow, "small" if args.smoke else args.band)
 
 
-def run_once(target: Path, flow: str, band: str, fast: bool):  # type: ignore[no-untyped-def]
+def run_once(target: Path, flow: str, band: str, fast: bool) -> Any:
     from runs.engine.worker import Engine
     from runs.models import FlowRun
     from runs.services import launch_run
@@ -71,6 +76,10 @@ def measure(tmp: Path, flow: str, band: str) -> None:
         f"tokens normal {n_tokens} vs fast {f_tokens} (fast/normal {f_tokens / n_tokens:.2f}); "
         f"statuses {normal.status}/{fast.status}"
     )
+    if {normal.status, fast.status} != {"succeeded"} or not n_tokens or not f_tokens:
+        raise SystemExit("a run did not succeed, or counted no tokens")
+    if len(prompts) < 2 or not shared:
+        raise SystemExit(f"{len(prompts)} first-turn prompts, {shared} chars shared")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Scheduler benchmark: dependants' latency after a step finishes, and slot utilisation.
 
-    .venv/bin/python bench/scheduler.py [--runs 6] [--slots 2] [--rate 200] [--rounds 1]
+    .venv/bin/python bench/scheduler.py [--runs 6] [--slots 2] [--rate 200] [--rounds 1] [--smoke]
 
 1. Hand-off latency: from the moment the last dependency finished (flow_steps.finished_at) to
    the moment the dependant's first request reached the model server. Target p50 <= 20 ms.
@@ -53,10 +53,26 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0, help="tokens/s per stream")
     parser.add_argument("--rounds", type=int, default=1, help="repeat, pooling the hand-offs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 runs on 2 slots, fast; exits 1 if insane"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.slots, args.rate, args.rounds = 2, 2, 2000.0, 1
     with bench_database(), tempfile.TemporaryDirectory() as tmp:
         rounds = measure(Path(tmp), args.runs, args.slots, args.rate, args.rounds)
     report(rounds, args.runs, args.slots, args.rate)
+    if args.smoke:
+        check(rounds, args.runs, args.slots)
+
+
+def check(rounds: list[Round], runs: int, slots: int) -> None:
+    """What the measures rest on: two hand-offs per run, and never more streams than slots."""
+    for result in rounds:
+        if len(result.handoffs) != 2 * runs or not result.streams:
+            raise SystemExit(f"{len(result.handoffs)} hand-offs for {runs} runs")
+        if max_overlap(result.streams) > slots:
+            raise SystemExit(f"{max_overlap(result.streams)} streams at once on {slots} slots")
 
 
 def measure(tmp: Path, runs: int, slots: int, rate: float, rounds: int) -> list[Round]:
@@ -83,7 +99,8 @@ def measure(tmp: Path, runs: int, slots: int, rate: float, rounds: int) -> list[
     settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     results = []
-    with TaggedServer(token_rate=rate) as server:
+    server = TaggedServer(token_rate=rate)
+    with server:
         server.streams = []
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
         settings.ORCHESTRATOR_BASE_URL = server.url
@@ -127,10 +144,16 @@ def handoff_latencies(run_id: Any, streams: list[Stream]) -> list[float]:
     for step in steps.values():
         if not step.depends_on:
             continue
-        ready = max(steps[d].finished_at.timestamp() for d in step.depends_on)
+        ready = max(finished(steps[d]) for d in step.depends_on)
         arrivals = [s.start for s in streams if s.role == step.role]
         latencies.append(min(arrivals) - ready)
     return latencies
+
+
+def finished(step: Any) -> float:
+    if step.finished_at is None:
+        raise SystemExit(f"step {step.key} has no finish time")
+    return float(step.finished_at.timestamp())
 
 
 def report(rounds: list[Round], runs: int, slots: int, rate: float) -> None:

@@ -3,6 +3,9 @@ flat, and no event is lost, neither in the database nor on a pane's socket.
 
     .venv/bin/python bench/soak.py [--runs 50] [--minutes 10] [--panes 20] [--band large]
 
+`--smoke`: 2 small runs kept going for 4 s, 2 panes, fast tokens; the same checks, except
+memory growth (meaningless over seconds). The bench exits 1 when a check fails.
+
 `manage.py serve` (web + engine) and one `manage.py runworker orchestrator.dispatch` share the
 work over Redis (--redis-url; without Redis, serve alone). New runs are launched whenever one
 finishes, keeping --runs unfinished, until --minutes have passed; then they drain. --panes
@@ -48,8 +51,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=None, help="seconds (default 20%%)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--logs", type=Path, help="keep the processes' logs in this folder")
+    parser.add_argument("--smoke", action="store_true", help="seconds, not minutes")
     args = parser.parse_args()
-    args.redis_url = args.redis_url if reachable(args.redis_url) else ""
+    if args.smoke:
+        args.runs, args.minutes, args.panes, args.band, args.rate = 2, 4 / 60, 2, "small", 2000.0
+        args.warmup = 0.0
+    args.redis_url = args.redis_url if args.redis_url and reachable(args.redis_url) else ""
     if args.redis_url:
         os.environ["REDIS_URL"] = args.redis_url  # this process wakes the workers too
     with bench_database(), tempfile.TemporaryDirectory() as tmp:
@@ -280,6 +287,8 @@ class Soak:
                 print("  " + line[:300])
         ok = not unfinished and not broken_sessions and not self.verdict.pane_mismatches
         print(f"all runs finished, no event lost: {'yes' if ok else 'NO'}")
+        if not ok or not events or not self.verdict.panes_checked:
+            raise SystemExit("the soak failed a check, or measured nothing")
 
     def rss_after_warmup(self, i: int) -> int:
         after = [kib[i] for at, kib in self.rss if at >= self.warmup]

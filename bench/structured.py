@@ -4,7 +4,10 @@ at max_tokens fails, and what a schema does to tools sent in the same request.
 
 Random weights make quality meaningless; what is measured is the server's behaviour.
 
-    .venv/bin/python bench/structured.py [--seeds 10]
+    .venv/bin/python bench/structured.py [--seeds 10] [--smoke]
+
+`--smoke` (one seed) is what the real-server tier runs (tests/realserver/test_bench_smoke.py);
+it exits 1 when the server answered nothing.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def measure(server: LlamaServer, seeds: int) -> list[str]:
     errors: set[str] = set()
     for shape in Shape:
         for label, extra in (("no thinking", NO_THINKING), ("thinking", {})):
-            rows = []
+            rows: list[tuple[bool | None, int, float, str]] = []
             for seed in range(seeds):
                 answer, seconds = ask(
                     server,
@@ -92,7 +95,7 @@ def measure(server: LlamaServer, seeds: int) -> list[str]:
                 if "error" in answer:
                     errors.add(answer["error"])
             lines.append(_row(f"{shape.value} schema, {label}", rows))
-    prose = []
+    prose: list[tuple[bool | None, int, float, str]] = []
     for seed in range(seeds):
         answer, seconds = ask(server, seed=seed, max_tokens=1500, **NO_THINKING)
         prose.append((None, answer["usage"]["completion_tokens"], seconds, finish(answer)))
@@ -150,7 +153,10 @@ def _row(label: str, rows: list[tuple[bool | None, int, float, str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--smoke", action="store_true", help="one seed; sanity only")
     args = parser.parse_args()
+    if args.smoke:
+        args.seeds = 1
     logs = Path(tempfile.mkdtemp(prefix="bench-structured-"))
     server = LlamaServer(
         binary=ensure_server(),
@@ -162,10 +168,14 @@ def main() -> None:
     )
     server.start()
     try:
-        for line in measure(server, args.seeds):
-            print(line)
+        lines = measure(server, args.seeds)
     finally:
         server.stop()
+    for line in lines:
+        print(line)
+    prose = [line for line in lines if line.startswith("prose")]
+    if len(prose) != 1 or " median 0 tokens" in prose[0]:
+        raise SystemExit("the server streamed no prose answer")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,16 @@ ids that are not the run's cost no database round trip.
 
 A consumer handles its messages one at a time, so status redraws (which read the database)
 run in a task of their own: the stream fragments queued behind them are not held up, and a
-burst of status changes becomes one redraw. Rows and stream appends target different
-elements, so their relative order does not matter; redraws stay in order among themselves
-and each reads the state as it is when it runs, so the last one shows the latest state.
+burst of status changes becomes one redraw. A socket redraws at most once per
+REDRAW_SECONDS: the first change after a quiet spell is drawn at once, the ones that follow
+within the window wait for its end and are drawn together. A redraw reads the run (three
+queries) and renders the header's parts, the timeline and the changed rows, a few ms of CPU
+with the GIL held on a thread the engine's event loop shares; with many agents changing
+state (64 streaming agents start, each "waiting for the first byte", then "generating") a
+pane used to redraw back to back and take that time from the streams. Rows and stream
+appends target different elements, so their relative order does not matter; redraws stay in
+order among themselves and each reads the state as it is when it runs, so the last one shows
+the latest state.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from runs.targets import TargetRefused, check_run
 log = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 REFRESH_SECONDS = 1.0
+REDRAW_SECONDS = 0.1  # a socket's status redraws: at most one per window
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +87,7 @@ class RunConsumer(AsyncWebsocketConsumer):
         self.redraw_all = False  # the whole run needs a redraw (cancel, retry)
         self.refresh = False  # the header and timeline need a redraw (the axis ran out)
         self.refreshed_at = -REFRESH_SECONDS
+        self.redrawn_at = -REDRAW_SECONDS  # loop time the last redraw started
         # The markup of each part of the pane last sent (element id -> html): a live update
         # sends only what changed, so an unchanged part (the Cancel button a person has
         # focused, a row's badge) is never swapped under them.
@@ -253,8 +262,13 @@ class RunConsumer(AsyncWebsocketConsumer):
 
     async def _redraw(self) -> None:
         """Until nothing is left to redraw: the whole run, or the header, the timeline and
-        the dirty rows."""
+        the dirty rows. At most one per REDRAW_SECONDS: what changes meanwhile joins the next."""
+        loop = asyncio.get_running_loop()
         while self.redraw_all or self.dirty or self.refresh:
+            wait = self.redrawn_at + REDRAW_SECONDS - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.redrawn_at = loop.time()
             everything, steps = self.redraw_all, self.dirty
             self.redraw_all, self.dirty, self.refresh = False, set(), False
             # A step's outcome is recorded with its last events and announced after them, so

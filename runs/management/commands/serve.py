@@ -15,6 +15,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from orchestrator_site.heap import freeze_startup_heap
 from runs.engine.agent.modelconfig import resolve_model
 from runs.hints import manage_command
 from runs.socket_messages import MAX_MESSAGE_CHARS
@@ -84,6 +85,8 @@ class Command(BaseCommand):
             websocket_max_message_size=4 * MAX_MESSAGE_CHARS,
             websocket_max_frame_size=4 * MAX_MESSAGE_CHARS,
         )
+        # Last, once everything the process keeps is built: full collections skip it.
+        freeze_startup_heap()
         server.run()
         self._embedded_database_note()
 
