@@ -142,6 +142,30 @@ def test_a_down_endpoint_gets_no_turn_and_is_not_waited_for():
     assert placement.place([waiter(1), waiter(2)], caps, {}, down={A}, now=NOW) == {1: B}
 
 
+def test_a_waiter_goes_only_to_its_own_runs_endpoints():
+    caps = {A: 1, B: 1}
+    only_b = placement.Waiter(
+        step_id=1, run_id=RUN, endpoint="", asked_at=NOW, allowed=frozenset({B})
+    )
+    assert placement.place([only_b, waiter(2)], caps, {B: 1}, now=NOW) == {2: A}
+
+
+@pytest.mark.django_db
+def test_a_run_keeps_the_endpoints_it_was_launched_with(launch, alice, bob):
+    """A run launched when only B was configured never gets a slot on A, even when another
+    run's hand-over or its own ask finds A free."""
+    caps = {A: 1, B: 1}
+    both = launch(alice)
+    FlowRun.objects.filter(id=both.id).update(endpoint_url=f"{A},{B}")
+    [holder, *_] = claimed_steps([both], "w1")
+    assert scheduler.try_acquire_slot(holder, "w1", MODEL, {A: 0, B: 1}).endpoint == B
+    old = launch(bob)
+    FlowRun.objects.filter(id=old.id).update(endpoint_url=B)
+    [mine, *_] = claimed_steps([old], "w2")
+    assert not scheduler.try_acquire_slot(mine, "w2", MODEL, caps).granted, "A is not its"
+    assert scheduler.release_slot(holder, "w1", MODEL, caps).endpoints == {mine: B}
+
+
 def test_one_endpoint_places_in_line_order_as_ever():
     caps = {"": 2}
     line = [waiter(n, "", asked=0.0) for n in range(1, 5)]
@@ -166,6 +190,7 @@ def held_per_endpoint() -> Counter[str]:
 @pytest.fixture
 def launch(settings: Any, target_dir: Path) -> Any:
     settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_BASE_URL = f"{A},{B}"  # what the runs record, and so may use
 
     def launch(owner: Any = None) -> FlowRun:
         return launch_run(flow="code-review", target=str(target_dir), owner=owner)
@@ -306,7 +331,8 @@ def test_a_lost_endpoint_is_marked_down_and_up_again_once_its_props_answer(
         assert model.caps() == {scripted_model.url: 4, B: 4}
         await directory.endpoint_lost(model, scripted_model.url, "refused")
         assert await asyncio.to_thread(down_endpoints, [scripted_model.url]) == {scripted_model.url}
-        for _ in range(100):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             if not await asyncio.to_thread(down_endpoints, [scripted_model.url]):
                 break
             await asyncio.sleep(0.05)
