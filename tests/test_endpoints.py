@@ -441,3 +441,50 @@ def test_host_port_never_raises_on_a_bad_url():
     assert host_port("http://h:99999/v1") == ""
     assert host_port("") == ""
     assert host_port("http://gpu1/v1") == "gpu1"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_never_put_more_requests_on_a_server_than_its_slots(
+    worker_env: Any, stop: Any, settings: Any, target_dir: Path, tmp_path: Path
+):
+    """Two runworker processes, four runs, two scripted servers of 1 and 2 slots (each
+    counts its open requests as they arrive): both reach their cap, neither passes it."""
+    from devtools.testing import start_manage
+    from runs.demo.server import ScriptedModelServer
+
+    with (
+        ScriptedModelServer(total_slots=1, token_rate=40.0) as first,
+        ScriptedModelServer(total_slots=2, token_rate=40.0) as second,
+    ):
+        first.open_requests.reset(cap=1)
+        second.open_requests.reset(cap=2)
+        urls = f"{first.url},{second.url}"
+        settings.ORCHESTRATOR_MODEL = MODEL
+        settings.ORCHESTRATOR_BASE_URL = urls
+        runs = [launch_run(flow="code-review", target=str(target_dir)) for _ in range(4)]
+        env = worker_env(urls, ORCHESTRATOR_WORKER_CONCURRENCY="3")  # so both take steps
+        workers = [
+            start_manage("runworker", "orchestrator.dispatch", env=env, log=tmp_path / f"w{i}.log")
+            for i in range(2)
+        ]
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                if not FlowRun.objects.filter(finished_at__isnull=True).exists():
+                    break
+                time.sleep(0.1)
+        finally:
+            for worker in workers:
+                stop(worker)
+        statuses = [FlowRun.objects.get(id=run.id).status for run in runs]
+        owners = set(FlowStep.objects.values_list("lease_owner", flat=True)) - {""}
+        print(
+            f"first: {first.open_requests.arrivals} requests, peak {first.open_requests.peak}; "
+            f"second: {second.open_requests.arrivals}, peak {second.open_requests.peak}; "
+            f"{len(owners)} workers"
+        )
+        assert statuses == [RunStatus.SUCCEEDED] * 4
+        assert len(owners) == 2, "both workers ran steps"
+        assert first.open_requests.over_cap == [] and second.open_requests.over_cap == []
+        assert (first.open_requests.peak, second.open_requests.peak) == (1, 2), "caps reached"
