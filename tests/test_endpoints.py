@@ -488,3 +488,21 @@ def test_two_worker_processes_never_put_more_requests_on_a_server_than_its_slots
         assert len(owners) == 2, "both workers ran steps"
         assert first.open_requests.over_cap == [] and second.open_requests.over_cap == []
         assert (first.open_requests.peak, second.open_requests.peak) == (1, 2), "caps reached"
+
+
+def test_serve_checks_every_server_of_the_model(settings: Any):
+    """`serve` says, for each endpoint, whether a model server answers there."""
+    import io
+
+    from runs.demo.server import ScriptedModelServer
+    from runs.management.commands.serve import Command
+
+    with ScriptedModelServer() as up:
+        settings.ORCHESTRATOR_MODEL = "lab/scripted"
+        settings.ORCHESTRATOR_PROVIDERS = {"lab": {"base_url": [up.url, "http://127.0.0.1:9/v1"]}}
+        settings.ORCHESTRATOR_BASE_URL = ""
+        out = io.StringIO()
+        Command(stdout=out)._check_model()
+    said = out.getvalue()
+    assert f"Model: lab/scripted at {up.url}" in said
+    assert "No model server answers at http://127.0.0.1:9/v1" in said
