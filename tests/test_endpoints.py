@@ -148,6 +148,10 @@ def test_a_waiter_goes_only_to_its_own_runs_endpoints():
         step_id=1, run_id=RUN, endpoint="", asked_at=NOW, allowed=frozenset({B})
     )
     assert placement.place([only_b, waiter(2)], caps, {B: 1}, now=NOW) == {2: A}
+    was_on_a = placement.Waiter(
+        step_id=1, run_id=RUN, endpoint=A, asked_at=NOW, allowed=frozenset({B})
+    )
+    assert placement.place([was_on_a], caps, {A: 1}, now=NOW) == {1: B}, "no wait for A"
 
 
 @pytest.mark.django_db

@@ -94,7 +94,8 @@ def _choose(
     own = waiter.endpoint
     if own in open_urls:
         return own
-    if own in caps and own not in down:
+    usable = own in caps and (waiter.allowed is None or own in waiter.allowed)
+    if usable and own not in down:
         return None  # full: it may wait for it (bounded by _may_wait)
     return _best(waiter, open_urls, caps, held, taken, run_prompts, order)
 
