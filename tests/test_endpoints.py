@@ -142,6 +142,34 @@ def test_a_down_endpoint_gets_no_turn_and_is_not_waited_for():
     assert placement.place([waiter(1), waiter(2)], caps, {}, down={A}, now=NOW) == {1: B}
 
 
+def test_a_waiter_goes_only_to_its_own_runs_endpoints():
+    caps = {A: 1, B: 1}
+    only_b = placement.Waiter(
+        step_id=1, run_id=RUN, endpoint="", asked_at=NOW, allowed=frozenset({B})
+    )
+    assert placement.place([only_b, waiter(2)], caps, {B: 1}, now=NOW) == {2: A}
+    was_on_a = placement.Waiter(
+        step_id=1, run_id=RUN, endpoint=A, asked_at=NOW, allowed=frozenset({B})
+    )
+    assert placement.place([was_on_a], caps, {A: 1}, now=NOW) == {1: B}, "no wait for A"
+
+
+@pytest.mark.django_db
+def test_a_run_keeps_the_endpoints_it_was_launched_with(launch, alice, bob):
+    """A run launched when only B was configured never gets a slot on A, even when another
+    run's hand-over or its own ask finds A free."""
+    caps = {A: 1, B: 1}
+    both = launch(alice)
+    FlowRun.objects.filter(id=both.id).update(endpoint_url=f"{A},{B}")
+    [holder, *_] = claimed_steps([both], "w1")
+    assert scheduler.try_acquire_slot(holder, "w1", MODEL, {A: 0, B: 1}).endpoint == B
+    old = launch(bob)
+    FlowRun.objects.filter(id=old.id).update(endpoint_url=B)
+    [mine, *_] = claimed_steps([old], "w2")
+    assert not scheduler.try_acquire_slot(mine, "w2", MODEL, caps).granted, "A is not its"
+    assert scheduler.release_slot(holder, "w1", MODEL, caps).endpoints == {mine: B}
+
+
 def test_one_endpoint_places_in_line_order_as_ever():
     caps = {"": 2}
     line = [waiter(n, "", asked=0.0) for n in range(1, 5)]
@@ -166,6 +194,7 @@ def held_per_endpoint() -> Counter[str]:
 @pytest.fixture
 def launch(settings: Any, target_dir: Path) -> Any:
     settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_BASE_URL = f"{A},{B}"  # what the runs record, and so may use
 
     def launch(owner: Any = None) -> FlowRun:
         return launch_run(flow="code-review", target=str(target_dir), owner=owner)
@@ -306,7 +335,8 @@ def test_a_lost_endpoint_is_marked_down_and_up_again_once_its_props_answer(
         assert model.caps() == {scripted_model.url: 4, B: 4}
         await directory.endpoint_lost(model, scripted_model.url, "refused")
         assert await asyncio.to_thread(down_endpoints, [scripted_model.url]) == {scripted_model.url}
-        for _ in range(100):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             if not await asyncio.to_thread(down_endpoints, [scripted_model.url]):
                 break
             await asyncio.sleep(0.05)
@@ -415,3 +445,68 @@ def test_host_port_never_raises_on_a_bad_url():
     assert host_port("http://h:99999/v1") == ""
     assert host_port("") == ""
     assert host_port("http://gpu1/v1") == "gpu1"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_never_put_more_requests_on_a_server_than_its_slots(
+    worker_env: Any, stop: Any, settings: Any, target_dir: Path, tmp_path: Path
+):
+    """Two runworker processes, four runs, two scripted servers of 1 and 2 slots (each
+    counts its open requests as they arrive): both reach their cap, neither passes it."""
+    from devtools.testing import start_manage
+    from runs.demo.server import ScriptedModelServer
+
+    with (
+        ScriptedModelServer(total_slots=1, token_rate=40.0) as first,
+        ScriptedModelServer(total_slots=2, token_rate=40.0) as second,
+    ):
+        first.open_requests.reset(cap=1)
+        second.open_requests.reset(cap=2)
+        urls = f"{first.url},{second.url}"
+        settings.ORCHESTRATOR_MODEL = MODEL
+        settings.ORCHESTRATOR_BASE_URL = urls
+        runs = [launch_run(flow="code-review", target=str(target_dir)) for _ in range(4)]
+        env = worker_env(urls, ORCHESTRATOR_WORKER_CONCURRENCY="3")  # so both take steps
+        workers = [
+            start_manage("runworker", "orchestrator.dispatch", env=env, log=tmp_path / f"w{i}.log")
+            for i in range(2)
+        ]
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                if not FlowRun.objects.filter(finished_at__isnull=True).exists():
+                    break
+                time.sleep(0.1)
+        finally:
+            for worker in workers:
+                stop(worker)
+        statuses = [FlowRun.objects.get(id=run.id).status for run in runs]
+        owners = set(FlowStep.objects.values_list("lease_owner", flat=True)) - {""}
+        print(
+            f"first: {first.open_requests.arrivals} requests, peak {first.open_requests.peak}; "
+            f"second: {second.open_requests.arrivals}, peak {second.open_requests.peak}; "
+            f"{len(owners)} workers"
+        )
+        assert statuses == [RunStatus.SUCCEEDED] * 4
+        assert len(owners) == 2, "both workers ran steps"
+        assert first.open_requests.over_cap == [] and second.open_requests.over_cap == []
+        assert (first.open_requests.peak, second.open_requests.peak) == (1, 2), "caps reached"
+
+
+def test_serve_checks_every_server_of_the_model(settings: Any):
+    """`serve` says, for each endpoint, whether a model server answers there."""
+    import io
+
+    from runs.demo.server import ScriptedModelServer
+    from runs.management.commands.serve import Command
+
+    with ScriptedModelServer() as up:
+        settings.ORCHESTRATOR_MODEL = "lab/scripted"
+        settings.ORCHESTRATOR_PROVIDERS = {"lab": {"base_url": [up.url, "http://127.0.0.1:9/v1"]}}
+        settings.ORCHESTRATOR_BASE_URL = ""
+        out = io.StringIO()
+        Command(stdout=out)._check_model()
+    said = out.getvalue()
+    assert f"Model: lab/scripted at {up.url}" in said
+    assert "No model server answers at http://127.0.0.1:9/v1" in said

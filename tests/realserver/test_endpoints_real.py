@@ -85,8 +85,8 @@ def test_a_large_run_uses_both_servers_within_their_slots_and_survives_losing_on
     outcomes = Counter(s.status for s in steps)
     observed.note(
         "two servers",
-        f"large fast code review, two 1-slot servers, the first SIGKILLed mid-stream "
-        f"{killed['at'] - started:.1f}s in: {dict(outcomes)} of {len(steps)} agents, none "
-        f"failed for the kill; nothing deferred on either; last turns on {last_on}; "
-        f"later turns' prompt tokens from the cache {cached}/{prompt}",
+        f"later turns' prompt from cache {cached}/{prompt}; large fast review on two 1-slot "
+        f"servers, the first SIGKILLed mid-stream {killed['at'] - started:.1f}s in: "
+        f"{dict(outcomes)} of {len(steps)}, none failed for it, nothing deferred on either; "
+        f"last turns on {last_on}",
     )

@@ -126,7 +126,7 @@ class ServerDirectory:
         url = model.endpoint.base_url
         while True:
             await asyncio.sleep(PROBE_SECONDS)
-            if await probe_props(url, model.name, timeout=PROBE_SECONDS) is not None:
+            if await probe_props(url, model.name) is not None:
                 log.info("model server %s is back", url)
                 await db_async(mark_up)(url)
                 return

@@ -36,6 +36,8 @@ class Waiter:
     run_id: UUID
     endpoint: str  # its previous turn's ("" for none)
     asked_at: datetime | None  # when it asked for this slot (None: just now)
+    # The endpoints its run may use (None: all): a run keeps the endpoints it launched with.
+    allowed: frozenset[str] | None = None
 
 
 def place(
@@ -59,9 +61,15 @@ def place(
     taken: Counter[str] = Counter()
     placed: dict[int, str] = {}
     for waiter in waiters:
-        open_urls = [url for url, n in free.items() if n > 0]
-        if not open_urls:
+        if not any(n > 0 for n in free.values()):
             break
+        open_urls = [
+            url
+            for url, n in free.items()
+            if n > 0 and (waiter.allowed is None or url in waiter.allowed)
+        ]
+        if not open_urls:
+            continue  # none of its run's endpoints is free: the next in line may use another
         url = _choose(waiter, open_urls, caps, held, taken, down, run_prompts, order)
         if url is None and _may_wait(waiter, now, prefer_own):
             continue
@@ -86,7 +94,8 @@ def _choose(
     own = waiter.endpoint
     if own in open_urls:
         return own
-    if own in caps and own not in down:
+    usable = own in caps and (waiter.allowed is None or own in waiter.allowed)
+    if usable and own not in down:
         return None  # full: it may wait for it (bounded by _may_wait)
     return _best(waiter, open_urls, caps, held, taken, run_prompts, order)
 

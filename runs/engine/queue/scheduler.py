@@ -157,9 +157,22 @@ class _Seats:
 
     def waiters(self, rows: Iterable[tuple[Any, ...]]) -> list[placement.Waiter]:
         return [
-            placement.Waiter(step_id=row[0], run_id=row[6], endpoint=row[7], asked_at=row[8])
+            placement.Waiter(
+                step_id=row[0],
+                run_id=row[6],
+                endpoint=row[7],
+                asked_at=row[8],
+                allowed=self.allowed(row[9]),
+            )
             for row in rows
         ]
+
+    def allowed(self, recorded: str) -> frozenset[str] | None:
+        """The endpoints a waiter's run may use among these (its run's own list: a run keeps
+        its endpoints whatever another run's, or a worker's, say); None: any (one line)."""
+        if set(self.caps) == {""}:
+            return None
+        return frozenset(url for url in (recorded or "").split(",") if url in self.caps)
 
 
 def _seats(cursor: CursorWrapper, params: dict[str, Any], slots: Slots) -> _Seats:

@@ -25,7 +25,8 @@ from __future__ import annotations
 LIVE = """
     WITH live AS (
         SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at,
-            s.line_at, s.run_id, s.endpoint, s.asked_at, coalesce(r.owner_id, 0) AS party,
+            s.line_at, s.run_id, s.endpoint, s.asked_at, r.endpoint_url,
+            coalesce(r.owner_id, 0) AS party,
             (s.wants_slot AND NOT s.holds_slot AND s.status = ANY(%(active)s)) AS waits
         FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
         WHERE r.model = %(model)s AND s.lease_expires_at > %(now)s
@@ -38,7 +39,7 @@ _TAIL = """greatest(%(now)s, (SELECT max(line_at) FROM live WHERE waits AND line
 # steps first, then those without a place yet, in claim order).
 SEATS = f"""{LIVE}
     SELECT id, lease_owner, status = ANY(%(active)s), holds_slot, waits, line_at IS NOT NULL,
-        run_id, endpoint, asked_at
+        run_id, endpoint, asked_at, endpoint_url
     FROM live
     ORDER BY line_at NULLS LAST, queued_at, id
 """

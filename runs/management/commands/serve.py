@@ -114,17 +114,18 @@ class Command(BaseCommand):
                 f"Model: {model.model_id} (scripted demo model at {model.endpoint.base_url})"
             )
             return
-        try:
-            served = asyncio.run(probe_models(model.endpoint.base_url))
-        except BackendError as exc:
-            self.stdout.write(
-                self.style.WARNING(
-                    f"No model server answers at {model.endpoint.base_url} ({exc}).\n"
-                    "Start llama-swap (or any OpenAI-compatible server), point "
-                    "ORCHESTRATOR_BASE_URL at it, or try the scripted demo model: "
-                    "make run MODEL=demo"
+        for url in model.endpoints or (model.endpoint.base_url,):  # each server of the model
+            try:
+                served = asyncio.run(probe_models(url))
+            except BackendError as exc:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"No model server answers at {url} ({exc}).\n"
+                        "Start llama-swap (or any OpenAI-compatible server), point "
+                        "ORCHESTRATOR_BASE_URL at it, or try the scripted demo model: "
+                        "make run MODEL=demo"
+                    )
                 )
-            )
-            return
-        note = "" if model.name in served else f" (the server lists: {', '.join(served[:5])})"
-        self.stdout.write(f"Model: {model.model_id} at {model.endpoint.base_url}{note}")
+                continue
+            note = "" if model.name in served else f" (the server lists: {', '.join(served[:5])})"
+            self.stdout.write(f"Model: {model.model_id} at {url}{note}")
