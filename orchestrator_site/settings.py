@@ -142,6 +142,9 @@ ORCHESTRATOR_SLOTS = env_int("ORCHESTRATOR_SLOTS", 0)
 # How long a model turn keeps retrying a server that is down, restarting, loading a model
 # (llama-swap waits up to 120 s for one) or busy, with backoff, before the step fails.
 ORCHESTRATOR_RETRY_SECONDS = env_float("ORCHESTRATOR_RETRY_SECONDS", 180.0)
+# An agent whose tool calls finish within this keeps its model slot for its next turn: the
+# server's cache then holds exactly its conversation (0 gives the slot back for every tool run).
+ORCHESTRATOR_KEEP_SLOT_SECONDS = env_float("ORCHESTRATOR_KEEP_SLOT_SECONDS", 0.5, minimum=0.0)
 # Attempts per step: an attempt whose worker died (or lost the database) is resumed by another
 # until this many have started; then the step fails, naming why the last one ended.
 ORCHESTRATOR_MAX_ATTEMPTS = env_int("ORCHESTRATOR_MAX_ATTEMPTS", 3, minimum=1)

@@ -9,6 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from django.conf import settings
+
 from flows import structured
 from runs.engine.agent.backends.base import (
     AgentBackend,
@@ -288,11 +290,12 @@ async def converse(
             state,
         )
         runs_tools = bool(result.tool_calls) and not final_turn
-        await slot.release(tools=call_names(result.tool_calls) if runs_tools else None)
+        cut = result.finish_reason == "length"
+        if not (runs_tools and not cut and settings.ORCHESTRATOR_KEEP_SLOT_SECONDS > 0):
+            await slot.release(tools=call_names(result.tool_calls) if runs_tools else None)
         state.turns += 1
         count_turn(sink, state, result)
         state.limits.check_events(sink.count)
-        cut = result.finish_reason == "length"
         # Storable and sendable: a NUL or a lone surrogate from the model goes no further.
         state.messages.append(storable(assistant_message(result)))
         if runs_tools:
@@ -300,7 +303,11 @@ async def converse(
                 refuse_cut_calls(sink, state, result.tool_calls, depth.max_output_tokens)
             else:
                 state.cut_calls = 0
-                await _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls)
+                await _tools_on_slot(
+                    slot,
+                    _run_tools(sink, toolbox, state, result.tool_calls, depth.max_tool_calls),
+                    call_names(result.tool_calls),
+                )
             await db_async(checkpoint)(ctx, state.messages, state.counters())
             continue
         await db_async(checkpoint)(ctx, state.messages, state.counters())
@@ -376,6 +383,27 @@ async def _restate(
     state.messages = [*asked, {"role": "assistant", "content": rendered}]
     await db_async(checkpoint)(ctx, state.messages, state.counters())
     return rendered
+
+
+async def _tools_on_slot(slot: ModelSlot, tools: Awaitable[None], names: str) -> None:
+    """Run a turn's tool calls. Calls that finish within ORCHESTRATOR_KEEP_SLOT_SECONDS keep
+    the slot for the agent's next turn, so the server's cache still holds exactly this
+    agent's conversation and the next prompt only adds the tool results (with one slot and
+    several agents taking turns, the next agent's prompt would otherwise evict it, and the
+    server re-reads this agent's turns when it comes back). Longer calls give the slot back
+    to the next in line while they run. Either way the agent holds a slot for at most its
+    own step, never while waiting on something slow."""
+    running = asyncio.ensure_future(tools)
+    if slot.held:
+        try:
+            await asyncio.wait_for(asyncio.shield(running), settings.ORCHESTRATOR_KEEP_SLOT_SECONDS)
+            return
+        except TimeoutError:
+            await slot.release(tools=names)
+        except BaseException:
+            running.cancel()
+            raise
+    await running
 
 
 async def _run_tools(
