@@ -410,3 +410,42 @@ class TestAPlaceInLine:
             assert places == [0] * (len(places) - len(numbered)) + numbered, (step_id, places)
             assert numbered == list(range(numbered[0], 0, -1)) if numbered else True
         assert max(len(places) for places in seen.values()) >= 4
+
+
+STEP_KEY = re.compile(r"^Step: (\S+)", re.M)
+
+
+def step_of(body: dict[str, Any]) -> str:
+    for message in body.get("messages") or []:
+        if message.get("role") == "user" and (match := STEP_KEY.search(str(message["content"]))):
+            return match[1]
+    return "?"
+
+
+def runs_of_turns(keys: list[str]) -> int:
+    """How many stretches of consecutive requests by one agent the sequence has."""
+    return len([key for key, _ in itertools.groupby(keys)])
+
+
+@pytest.mark.parametrize("keep_seconds", [0.5, 0.0])
+@pytest.mark.django_db(transaction=True)
+def test_quick_tools_keep_the_slot_for_the_agents_next_turn(settings, alice, launch, keep_seconds):
+    """One user, one slot: an agent whose tools finish quickly keeps the slot, so each agent's
+    turns reach the server back to back (its cache holds that conversation); with the keep
+    off, the specialists take turns and their requests interleave."""
+    from runs.demo.server import ScriptedModelServer
+
+    settings.ORCHESTRATOR_SLOTS = 1
+    settings.ORCHESTRATOR_KEEP_SLOT_SECONDS = keep_seconds
+    with ScriptedModelServer(token_rate=4000) as server:
+        settings.ORCHESTRATOR_BASE_URL = server.url
+        run = launch(alice, focus="keep")
+        asyncio.run(Engine(run_id=run.id).run())
+        keys = [step_of(body) for body in list(server.requests)]
+    assert FlowRun.objects.get(id=run.id).status == RunStatus.SUCCEEDED
+    agents = len(set(keys))
+    assert len(keys) > agents, "the specialists take several turns each"
+    if keep_seconds:
+        assert runs_of_turns(keys) == agents, keys  # every agent's turns in one stretch
+    else:
+        assert runs_of_turns(keys) > agents, keys

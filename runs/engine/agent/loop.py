@@ -144,8 +144,9 @@ class StepHost(Protocol):
 
 class ModelSlot:
     """A step attempt's place in its model's queue. It holds a slot for one model turn at a
-    time: the slot goes back (to the next in line) while the step's tools run, and the step
-    asks again, ahead of every step claimed after it, for its next turn. The slot is on one
+    time: the slot goes back (to the next in line) while the step's tools run, unless they
+    are quick and no other user waits, and the step asks again, ahead of every step claimed
+    after it, for its next turn. The slot is on one
     of the model's endpoints (`endpoint`), which placement chose; `backend` talks to it."""
 
     def __init__(
@@ -192,6 +193,11 @@ class ModelSlot:
         self.waiters.granted(handed_to)
         if tools is not None:
             await publish_step_changed(self.ctx.run_id, self.ctx.step_id)
+
+    async def may_keep(self) -> bool:
+        """Whether the step may keep its slot through quick tools: no other owner waits."""
+        waiting = await db_async(scheduler.others_waiting)(self.ctx.step_id, self.model.model_id)
+        return not waiting
 
     async def may_reroute(self) -> bool:
         """Another of the model's endpoints is up: a lost endpoint is routed around."""
@@ -291,8 +297,8 @@ async def converse(
         )
         runs_tools = bool(result.tool_calls) and not final_turn
         cut = result.finish_reason == "length"
-        if not (runs_tools and not cut and settings.ORCHESTRATOR_KEEP_SLOT_SECONDS > 0):
-            await slot.release(tools=call_names(result.tool_calls) if runs_tools else None)
+        if not runs_tools or cut:
+            await slot.release()
         state.turns += 1
         count_turn(sink, state, result)
         state.limits.check_events(sink.count)
@@ -387,22 +393,24 @@ async def _restate(
 
 async def _tools_on_slot(slot: ModelSlot, tools: Awaitable[None], names: str) -> None:
     """Run a turn's tool calls. Calls that finish within ORCHESTRATOR_KEEP_SLOT_SECONDS keep
-    the slot for the agent's next turn, so the server's cache still holds exactly this
-    agent's conversation and the next prompt only adds the tool results (with one slot and
-    several agents taking turns, the next agent's prompt would otherwise evict it, and the
-    server re-reads this agent's turns when it comes back). Longer calls give the slot back
-    to the next in line while they run. Either way the agent holds a slot for at most its
-    own step, never while waiting on something slow."""
+    the slot for the agent's next turn while no other owner's step waits for one: the
+    server's cache then still holds exactly this agent's conversation and the next prompt
+    only adds the tool results (with one slot and several agents taking turns, the next
+    agent's prompt would otherwise evict it, and the server re-reads this agent's turns when
+    it comes back). Longer calls, or another user waiting, give the slot back to the next in
+    line while they run."""
     running = asyncio.ensure_future(tools)
-    if slot.held:
-        try:
-            await asyncio.wait_for(asyncio.shield(running), settings.ORCHESTRATOR_KEEP_SLOT_SECONDS)
+    keep = settings.ORCHESTRATOR_KEEP_SLOT_SECONDS
+    try:
+        if keep > 0 and slot.held and await slot.may_keep():
+            await asyncio.wait_for(asyncio.shield(running), keep)
             return
-        except TimeoutError:
-            await slot.release(tools=names)
-        except BaseException:
-            running.cancel()
-            raise
+    except TimeoutError:
+        pass  # slow tools: the slot goes to the next in line meanwhile
+    except BaseException:
+        running.cancel()
+        raise
+    await slot.release(tools=names)
     await running
 
 

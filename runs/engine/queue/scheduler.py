@@ -285,6 +285,15 @@ def release_slot(
         return Handed(granted)
 
 
+def others_waiting(step_id: int, model: str) -> bool:
+    """Whether a step of another owner waits for `model`'s slots (then a step gives its slot
+    back for every tool run, however quick: round robin by owner comes before the cache)."""
+    with connection.cursor() as cursor:
+        cursor.execute(slotsql.OTHERS_WAITING, _slot_params(model, step=step_id))
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def _slot_params(model: str, **extra: Any) -> dict[str, Any]:
     active = [str(status) for status in ACTIVE_STEP]
     # Statuses that may hold a slot: the active ones, and a cancelled step whose agent has not

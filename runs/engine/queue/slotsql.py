@@ -114,3 +114,11 @@ STILL_WAITING = """
     WHERE id = %(step)s AND lease_owner = %(worker)s AND wants_slot AND NOT holds_slot
         AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
 """
+# Does a step of another owner wait for the model's slots? A step keeps its slot through quick
+# tool calls only while nobody else's work waits: fairness first, then the server's cache.
+OTHERS_WAITING = f"""{LIVE}
+    SELECT EXISTS (
+        SELECT 1 FROM live other JOIN live me ON me.id = %(step)s
+        WHERE other.waits AND other.party <> me.party
+    )
+"""
