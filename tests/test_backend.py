@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from runs.demo.faults import fault_plan
 from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import (
     BackendError,
-    EndpointConfig,
     FirstByte,
     PromptProgress,
     ReasoningDelta,
@@ -27,25 +24,17 @@ from runs.engine.agent.backends.base import (
     ToolCallStarted,
     TurnResult,
 )
-from runs.engine.agent.backends.openai import OpenAICompatibleBackend, probe_models
+from runs.engine.agent.backends.openai import probe_models
+from tests.canned_sse import FAST, VALIDATOR, Canned, backend_for, collect, delta, sse
 
 SPECIALIST = [
     {"role": "system", "content": "Step kind: specialist\nAgent role: security"},
     {"role": "user", "content": "Focus: auth"},
 ]
-VALIDATOR = [
-    {"role": "system", "content": "Step kind: validator\nAgent role: validator"},
-    {
-        "role": "user",
-        "content": "### Output of synthesis (synthesizer)\n## Findings\n"
-        "- **A** (codebase) `x.py:1` — `x = 1`\n- **B** (codebase) `y.py:2` — `y = 2`\n",
-    },
-]
 TOOLS = [
     {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
     for n in ("list_dir", "grep", "read_file")
 ]
-FAST = {"backoff_base": 0.01}
 
 
 @pytest.fixture
@@ -64,31 +53,6 @@ def wait_until(predicate: Any, deadline: float = 10) -> bool:
     return True
 
 
-def backend_for(url: str, **config: Any) -> OpenAICompatibleBackend:
-    return OpenAICompatibleBackend(EndpointConfig(base_url=url, model="scripted", **config))
-
-
-def collect(
-    url: str,
-    messages: list[dict[str, Any]] = VALIDATOR,
-    *,
-    tools: list[dict[str, Any]] | None = None,
-    max_tokens: int | None = None,
-    **config: Any,
-) -> list[Any]:
-    """Every event of one turn (raises what the backend raises)."""
-
-    async def go() -> list[Any]:
-        backend = backend_for(url, **{**FAST, **config})
-        try:
-            stream = backend.stream_turn(messages=messages, tools=tools, max_tokens=max_tokens)
-            return [event async for event in stream]
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(go())
-
-
 def after_last_retry(events: list[Any]) -> list[Any]:
     retries = [i for i, e in enumerate(events) if isinstance(e, Retrying)]
     return events[retries[-1] + 1 :] if retries else events
@@ -104,35 +68,6 @@ def free_port_url() -> str:
 # --- a canned server, for stream shapes the scripted model does not produce ------------------
 
 
-class Canned:
-    """Answers every POST with the same status and raw body, then closes; counts the hits."""
-
-    def __init__(self, body: bytes, status: int = 200) -> None:
-        self.body, self.status, self.hits = body, status, 0
-        canned = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                canned.hits += 1
-                kind = "text/event-stream" if canned.status == 200 else "application/json"
-                self.send_response(canned.status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(canned.body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-
 @pytest.fixture
 def canned() -> Iterator[Any]:
     started: list[Canned] = []
@@ -145,15 +80,6 @@ def canned() -> Iterator[Any]:
     for item in started:
         item.httpd.shutdown()
         item.httpd.server_close()
-
-
-def sse(*chunks: dict[str, Any] | str) -> bytes:
-    lines = [c if isinstance(c, str) else f"data: {json.dumps(c)}\n\n" for c in chunks]
-    return "".join(lines).encode()
-
-
-def delta(finish: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {"choices": [{"index": 0, "delta": fields, "finish_reason": finish}]}
 
 
 # --- answers -----------------------------------------------------------------------------------

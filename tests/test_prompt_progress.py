@@ -44,7 +44,7 @@ from runs.models import FlowRun, FlowStep, StepPhase, StepStatus
 from runs.progress import snapshot
 from runs.services import launch_run
 from runs.waits import slot_waits, turn_seconds
-from tests.test_backend import Canned, collect, delta, sse
+from tests.canned_sse import Canned, collect, delta, sse
 
 
 @pytest.fixture

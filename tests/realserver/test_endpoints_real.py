@@ -21,7 +21,7 @@ from runs.live import host_port
 from runs.models import TERMINAL_STEP, AgentEvent, FlowRun, FlowStep, ModelEndpoint
 from runs.services import launch_run
 from tests.realserver.conftest import Observations
-from tests.realserver.test_engine_real import CONTEXT_PER_SLOT, SERVER_FAULTS, Metrics
+from tests.realserver.engine_support import CONTEXT_PER_SLOT, SERVER_FAULTS, Metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

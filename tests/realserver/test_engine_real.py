@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -35,14 +34,12 @@ from runs.models import TERMINAL_STEP, AgentEvent, AgentSession, FlowRun, FlowSt
 from runs.progress import step_numbers, step_state
 from runs.services import cancel_run, launch_run
 from tests.realserver.conftest import Observations
+from tests.realserver.engine_support import CONTEXT_PER_SLOT, SERVER_FAULTS, Metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RAW = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 PICTURES = re.compile(r"[\u2400-\u2421]")
-CONTEXT_PER_SLOT = 12288  # a code review's prompts are about 3,000-5,000 tokens here
-# Step errors that would mean the engine gave up on the server itself.
-SERVER_FAULTS = ("refused", "unavailable", "dropped", "closed the connection", "went silent")
 
 
 @pytest.fixture
@@ -97,39 +94,6 @@ def strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in strings(item)]
     return []
-
-
-class Metrics:
-    """Polls llama.cpp's /metrics: the most requests it ever processed and deferred at once."""
-
-    def __init__(self, server: LlamaServer) -> None:
-        self.server = server
-        self.processing = self.deferred = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> Metrics:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _poll(self) -> None:
-        with httpx.Client(timeout=2) as client:
-            while not self._stop.is_set():
-                try:
-                    text = client.get(f"{self.server.url}/metrics").text
-                except httpx.HTTPError:
-                    text = ""  # restarting
-                for line in text.splitlines():
-                    name, _, value = line.partition(" ")
-                    if name == "llamacpp:requests_processing":
-                        self.processing = max(self.processing, int(float(value)))
-                    elif name == "llamacpp:requests_deferred":
-                        self.deferred = max(self.deferred, int(float(value)))
-                self._stop.wait(0.02)
 
 
 def test_a_code_review_stores_every_byte_visibly_and_shows_speed_and_cache_per_agent(
