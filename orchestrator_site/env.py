@@ -159,8 +159,10 @@ def split_urls(name: str, value: Any) -> list[str]:
         raise ImproperlyConfigured(f"{name} must be a URL or a list of URLs, got {value!r}")
     urls: list[str] = []
     for item in items:
-        url = item.strip().rstrip("/") if isinstance(item, str) else ""
-        if not isinstance(item, str) or not url:
+        if not isinstance(item, str):
+            raise ImproperlyConfigured(f"{name} has an entry that is not a URL string: {item!r}")
+        url = item.strip().rstrip("/")
+        if not url:
             raise ImproperlyConfigured(f"{name} has an empty entry in {value!r}")
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:

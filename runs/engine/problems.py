@@ -8,6 +8,11 @@ from pydantic import ValidationError
 def validation_problems(exc: ValidationError, *, whole: str = "value", limit: int = 5) -> str:
     """`field.sub: message; ...` for the first `limit` problems; `whole` names a root error."""
     return "; ".join(
-        f"{'.'.join(map(str, error['loc'])) or whole}: {error['msg']}"
+        f"{'.'.join(map(str, error['loc'])) or whole}: {_message(error['msg'])}"
         for error in exc.errors()[:limit]
     )
+
+
+def _message(text: str) -> str:
+    """pydantic's message without its "Value error, " prefix (a validator's own sentence)."""
+    return text.removeprefix("Value error, ")
