@@ -118,8 +118,10 @@ def test_a_later_turn_waiting_for_a_slot_says_so_and_never_running(
     run_to_end, settings: Any, scripted_model: Any, target_dir: Path, phase_log: Any
 ):
     """Two agents, one slot: every turn after the first goes through the line, and the
-    words follow each moment: tool, slot, first byte, generating."""
+    words follow each moment: tool, slot, first byte, generating (quick tools give the slot
+    back here: keeping it is tested in test_fairness)."""
     settings.ORCHESTRATOR_SLOTS = 1
+    settings.ORCHESTRATOR_KEEP_SLOT_SECONDS = 0
     scripted_model.token_rate = 200.0
     run = run_to_end(launch_run(flow="code-review", target=str(target_dir)), timeout=120)
     with connection.cursor() as cursor:
