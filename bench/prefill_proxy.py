@@ -85,6 +85,9 @@ class EvaluatingProxy:
         self.failures: list[str] = []
         self._lock = threading.Lock()
         self._prime_lock = threading.Lock()
+        self.open_requests = 0  # chat requests open at llama-server now
+        self.max_open = 0  # ... and the most ever open at once (its slots cap it)
+        self.gone = False  # go_away(): the endpoint's server was killed
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.proxy = self
         self._thread: threading.Thread | None = None
@@ -106,6 +109,13 @@ class EvaluatingProxy:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.client.close()
+
+    def go_away(self) -> None:
+        """The endpoint disappears as a crashed box would: new connections are refused and the
+        requests in flight end without an answer (their sockets close)."""
+        self.gone = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
     def props(self) -> dict[str, Any]:
         response = self.client.get(f"{self.llama_root}/props")
@@ -199,19 +209,26 @@ class EvaluatingProxy:
         started = time.time()
         timings: dict[str, Any] = {}
         url = f"{self.llama_root}/v1/chat/completions"
-        with self.client.stream("POST", url, json=request) as response:
-            if response.status_code != 200:
-                raise RuntimeError(
-                    f"llama-server {response.status_code}: {response.read()[:300]!r}"
-                )
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if "prompt_progress" in chunk:
-                    sink(chunk["prompt_progress"])
-                if isinstance(chunk.get("timings"), dict):
-                    timings = chunk["timings"]
+        with self._lock:
+            self.open_requests += 1
+            self.max_open = max(self.max_open, self.open_requests)
+        try:
+            with self.client.stream("POST", url, json=request) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(
+                        f"llama-server {response.status_code}: {response.read()[:300]!r}"
+                    )
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if "prompt_progress" in chunk:
+                        sink(chunk["prompt_progress"])
+                    if isinstance(chunk.get("timings"), dict):
+                        timings = chunk["timings"]
+        finally:
+            with self._lock:
+                self.open_requests -= 1
         evaluation = Evaluation(
             role=marker(original, "Agent role") or "?",
             kind=marker(original, "Step kind") or "?",
@@ -358,6 +375,9 @@ class _Handler(BaseHTTPRequestHandler):
                     proxy.prime_shared_prefix(body)
             evaluation = proxy.evaluate(body, reply, stream.progress)
         except Exception as error:  # the bench reports it; the agent sees a server error
+            if proxy.gone:  # killed: the connection just closes, as a dead box's would
+                self.close_connection = True
+                return
             with proxy._lock:
                 proxy.failures.append(f"{type(error).__name__}: {error}")
             if not stream.started:  # 400: the agent fails at once instead of retrying
