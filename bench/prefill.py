@@ -196,7 +196,7 @@ def main() -> None:
     if args.compare_fast:
         print(compare(results))
     if args.smoke:
-        check(results)
+        check(results, args)
         print("smoke: ok")
 
 
@@ -264,7 +264,7 @@ def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunF
     settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
     servers = [llama_server(args, n) for n in range(args.endpoints)]
-    results = []
+    results: list[RunFigures] = []
     with contextlib.ExitStack() as stack:
         proxies = []
         for server in servers:
@@ -469,10 +469,18 @@ def compare(results: list[RunFigures]) -> str:
     )
 
 
-def check(results: list[RunFigures]) -> None:
-    """The smoke's sanity: both sides count the same tokens, and every request was evaluated."""
+def check(results: list[RunFigures], args: argparse.Namespace) -> None:
+    """The smoke's sanity: both sides count the same tokens, and every request was evaluated;
+    with --endpoints 2, no endpoint had more open than its slots, and both served (or, with
+    --kill-one, every agent still succeeded)."""
     for f in results:
         assert f.status == "succeeded", f.status
+        assert set(f.agent_statuses) == {"succeeded"}, f.agent_statuses
+        assert all(most <= args.slots for _, most in f.endpoints), f.endpoints
+        if args.kill_one:
+            assert f.killed_at is not None, "no endpoint was killed"
+        elif args.endpoints > 1:
+            assert all(served > 0 for served, _ in f.endpoints), f.endpoints
         assert f.evaluations, "no request reached llama-server"
         assert all(e.prompt_n + e.cache_n > 0 and e.predicted_n > 0 for e in f.evaluations)
         assert f.sent == f.engine_tokens_in, (f.sent, f.engine_tokens_in)
