@@ -19,8 +19,8 @@ that the two sides' counts agree.
 `--endpoints 2`: two llama-servers (each `--slots`), each behind its own proxy, configured as
 one provider whose base URL lists both (README "Several GPU boxes"); per endpoint it prints the
 requests it served and the most it ever had open at once (never above its slots).
-`--kill-one`: SIGKILLs one of them (the busier) once a third of the run's requests are done,
-and reports every agent's status and what reuse did afterwards.
+`--kill-one`: SIGKILLs one of them, with a request in flight, once a third of the requests are
+done, and reports every agent's status and what reuse did afterwards.
 """
 
 from __future__ import annotations
@@ -355,9 +355,9 @@ def run_once(
 
 
 class Killer(threading.Thread):
-    """--kill-one: once a third of the run's expected requests are answered, SIGKILL the
-    server with the most requests open (so a turn in flight is lost with it) and close its
-    proxy. The expected count is the run's agents times three (a scripted agent's usual
+    """--kill-one: once a third of the run's expected requests are answered, SIGKILL a
+    server with a request open at llama-server (so a turn in flight is lost with it) and close
+    its proxy. The expected count is the run's agents times three (a scripted agent's usual
     turns): the report gives the real share."""
 
     def __init__(
@@ -376,6 +376,8 @@ class Killer(threading.Thread):
             if answered < self.after:
                 continue
             busiest = max(range(len(self.proxies)), key=lambda n: self.proxies[n].open_requests)
+            if self.proxies[busiest].open_requests == 0:
+                continue  # between requests: wait for one to be in flight, and kill it with it
             self.proxies[busiest].go_away()
             self.servers[busiest].kill()
             self.killed_at = time.time()

@@ -52,9 +52,9 @@ def test_prefill_smoke_counts_agree_and_later_turns_reuse_the_cache(observed: An
 
 
 def test_prefill_smoke_on_two_servers_one_killed_loses_no_agent() -> None:
-    """`--endpoints 2 --kill-one`: two llama-servers as one provider, the busier SIGKILLed after
-    a third of the requests; the bench asserts every agent succeeded and no endpoint ever had
-    more requests open than its slot."""
+    """`--endpoints 2 --kill-one`: two llama-servers as one provider, one SIGKILLed with a
+    request in flight after a third of the requests; the bench asserts every agent succeeded
+    and no endpoint ever had more requests open than its slot."""
     bench = subprocess.run(
         [
             sys.executable,
