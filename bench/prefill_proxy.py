@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from runs.demo.scripts import ScriptedReply, _grep_hits, marker, reply_for
+from runs.demo.scripts import ScriptedReply, _grep_hits, marker, offered_tools, reply_for
 
 # What ends an assistant turn in the templates the bench uses (Qwen's ChatML, Gemma's turns):
 # the model emits it as its end-of-generation token, so it is not part of the forced answer.
@@ -274,7 +274,7 @@ def exploring_reply(body: dict[str, Any], explore: int) -> ScriptedReply:
     than its script does, one more whole file among its search's matches: a stand-in for a
     real model that keeps reading until the mode's caps stop it (what fast mode is for)."""
     reply = reply_for(body)
-    offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    offered = offered_tools(body)  # none on a turn that must answer (tool_choice "none")
     if not explore or reply.tool_calls or "read_file" not in offered:
         return reply
     messages = body.get("messages") or []
