@@ -284,9 +284,15 @@ def exploring_reply(body: dict[str, Any], explore: int) -> ScriptedReply:
     extra = rounds - 3  # the script's own three rounds: list_dir, grep, read_file
     if marker(body, "Step kind") != "specialist" or not paths or not 0 <= extra < explore:
         return reply
+    # Once every matching file was read whole, read them again from further down: each call
+    # differs, or the engine's loop guard (REPEAT_LIMIT) would end the exploring before the caps.
+    again, which = divmod(extra, len(paths))
+    args: dict[str, Any] = {"path": paths[which]}
+    if again:
+        args["start_line"] = 1 + 10 * again
     return ScriptedReply(
-        reasoning="Reading one more matching file in full before I answer. ",
-        tool_calls=[("read_file", {"path": paths[extra % len(paths)]})],
+        reasoning="Reading one more matching file before I answer. ",
+        tool_calls=[("read_file", args)],
     )
 
 
