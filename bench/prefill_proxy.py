@@ -80,7 +80,11 @@ class EvaluatingProxy:
         self.layout = layout
         self.primed: set[str] = set()  # shared prefixes already sent
         self.primes: list[tuple[float, float, dict[str, Any]]] = []  # start, end, timings
-        self.client = httpx.Client(timeout=timeout)
+        # A fresh connection per call: a pooled one the server has closed meanwhile (its
+        # keep-alive timeout) fails as "Server disconnected without sending a response".
+        self.client = httpx.Client(
+            timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         self.evaluations: list[Evaluation] = []
         self.failures: list[str] = []
         self._lock = threading.Lock()
