@@ -6,7 +6,8 @@ Engine calls are self-contained (each opens its own transaction), so they may ru
 few threads, each keeping its own persistent connection. `close_pool` closes those
 connections, so a stopped engine leaves no session behind.
 
-Health checks: with `CONN_HEALTH_CHECKS` Django sends `SELECT 1` before the first query of
+Health checks (engine calls here, and the pane's redraws through `shared_thread_db_async`):
+with `CONN_HEALTH_CHECKS` Django sends `SELECT 1` before the first query of
 every call (each call is a new "request" to it), a round trip that was about 40% of these
 threads' time while agents stream. A connection that answered within the last
 `HEALTH_CHECK_IDLE` seconds is not checked again; one idle longer, or one whose last call
@@ -43,7 +44,7 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-class _EngineSyncToAsync(SyncToAsync):
+class _TrustingSyncToAsync(SyncToAsync):
     """Channels' `DatabaseSyncToAsync` (old connections closed before and after each call),
     with the health check skipped for a connection that has just answered."""
 
@@ -79,7 +80,15 @@ def _note_answers() -> None:
 
 
 def db_async[**P, R](fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    return _EngineSyncToAsync(crashpoints.around(fn), thread_sensitive=False, executor=_executor())
+    return _TrustingSyncToAsync(
+        crashpoints.around(fn), thread_sensitive=False, executor=_executor()
+    )
+
+
+def shared_thread_db_async[**P, R](fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """`database_sync_to_async` (the one thread-sensitive thread the web side shares), with
+    the same health checks as the engine's calls: the pane's frequent redraws use it."""
+    return _TrustingSyncToAsync(fn, thread_sensitive=True)
 
 
 def close_pool() -> None:
