@@ -56,19 +56,19 @@ def test_a_stream_slower_in_total_than_the_read_limit_but_never_silent_that_long
 
 
 class Silent:
-    """SSE lines that stop after `lines`: the next read never ends."""
+    """Network chunks (an SSE event each) that stop after `chunks`: the next read never ends."""
 
-    def __init__(self, lines: int) -> None:
-        self.left = lines
+    def __init__(self, chunks: int) -> None:
+        self.left = chunks
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> bytes:
         if self.left:
             self.left -= 1
             await asyncio.sleep(0)
-            return "data: " + json.dumps(delta(content="x"))
+            return f"data: {json.dumps(delta(content='x'))}\n\n".encode()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -80,7 +80,7 @@ def _read_all(backend: OpenAICompatibleBackend, lines: Silent) -> Any:
         first_byte = loop.time() + backend.config.first_byte_timeout
         read = 0
         try:
-            while await backend._next_line(lines, turn, first_byte, watchdog) is not None:
+            while await backend._next_chunk(lines, turn, first_byte, watchdog) is not None:
                 turn.started = True
                 read += 1
         finally:
@@ -133,3 +133,49 @@ def test_a_cancellation_from_outside_when_the_deadline_fires_is_not_taken_for_a_
         assert task.cancelled()
 
     asyncio.run(go())
+
+
+class Chunked:
+    """A response whose body arrives in exactly these network chunks."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            await asyncio.sleep(0)
+            yield chunk
+
+
+def events_of(*chunks: bytes) -> tuple[list[Any], _Turn]:
+    backend = backend_for("http://127.0.0.1:9/v1")
+    turn = _Turn()
+
+    async def go() -> list[Any]:
+        deadline = asyncio.get_running_loop().time() + 5
+        return [e async for e in backend._events(Chunked(*chunks), turn, deadline)]  # type: ignore[arg-type]
+
+    return asyncio.run(go()), turn
+
+
+def text(content: str, finish: str | None = None) -> bytes:
+    return ("data: " + json.dumps(delta(finish, content=content), ensure_ascii=False)).encode()
+
+
+def test_lines_split_across_chunks_mid_character_and_any_line_ending_are_read_whole():
+    """A line and a UTF-8 character cut between reads, CRLF, CR, and a last line with no
+    newline at all: the same text as if each line had come alone."""
+    first, second = text("h\u00e9 "), text("there", finish="stop")
+    cut = first.index("\u00e9".encode()) + 1  # between the two bytes of é
+    events, turn = events_of(first[:cut], first[cut:] + b"\r", b"\n\r\n: keep-alive\r" + second)
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["h\u00e9 ", "there"]
+    assert turn.finish_reason == "stop"
+
+
+def test_nothing_after_done_is_read_and_bytes_that_are_not_utf8_are_replaced():
+    events, turn = events_of(
+        text("a") + b"\n\n" + text("b\u00e9").replace("\u00e9".encode(), b"\xff\xfe") + b"\n\n",
+        b"data: [DONE]\n\n" + text("never") + b"\n\n",
+    )
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["a", "b\ufffd\ufffd"]
+    assert turn.done

@@ -296,35 +296,47 @@ class OpenAICompatibleBackend:
     async def _events(
         self, response: httpx.Response, turn: _Turn, first_byte_deadline: float
     ) -> AsyncIterator[BackendEvent]:
-        lines = response.aiter_lines()
+        # Network chunks split into lines here: one await per chunk (an SSE event and its
+        # blank line arrive together), not per line through httpx's text and line layers.
+        chunks = response.aiter_bytes()
         watchdog = _Watchdog(asyncio.get_running_loop())
+        partial = b""  # a line whose end has not arrived yet
         try:
             while not turn.done:
-                line = await self._next_line(lines, turn, first_byte_deadline, watchdog)
-                if line is None:
+                chunk = await self._next_chunk(chunks, turn, first_byte_deadline, watchdog)
+                if chunk is None:  # the stream ended: its last line may lack a newline
+                    if partial:
+                        for event in _handle_line(_decode(partial), turn):
+                            yield event
                     return
-                for event in _handle_line(line, turn):
-                    yield event
+                if b"\r" in chunk:  # SSE ends lines with CRLF, LF or CR alike
+                    chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                *lines, partial = (partial + chunk).split(b"\n")
+                for line in lines:
+                    for event in _handle_line(_decode(line), turn):
+                        yield event
+                    if turn.done:
+                        break
         finally:
             watchdog.close()
-            aclose = getattr(lines, "aclose", None)
+            aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
 
-    async def _next_line(
+    async def _next_chunk(
         self,
-        lines: AsyncIterator[str],
+        chunks: AsyncIterator[bytes],
         turn: _Turn,
         first_byte_deadline: float,
         watchdog: _Watchdog,
-    ) -> str | None:
+    ) -> bytes | None:
         if turn.started:
             deadline = watchdog.loop.time() + self.config.read_timeout
         else:
             deadline = first_byte_deadline
         watchdog.watch(deadline)
         try:
-            return await anext(lines)
+            return await anext(chunks)
         except StopAsyncIteration:
             return None
         except asyncio.CancelledError:
@@ -442,6 +454,12 @@ def _connect_failure(exc: httpx.HTTPError, connect_timeout: float) -> str:
     if any(hint in str(exc).lower() for hint in _DNS_HINTS):
         return "host name could not be resolved"
     return "refused the connection"
+
+
+def _decode(line: bytes) -> str:
+    # SSE is UTF-8; a newline byte never occurs inside a UTF-8 sequence, so splitting the
+    # bytes at newlines first is safe. What is not UTF-8 becomes U+FFFD (hostile input).
+    return line.decode("utf-8", errors="replace")
 
 
 def _handle_line(line: str, turn: _Turn) -> list[BackendEvent]:
