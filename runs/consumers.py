@@ -46,6 +46,7 @@ from django.conf import settings
 
 from runs import live
 from runs.engine.agent.events import run_group
+from runs.engine.dbthread import shared_thread_db_async
 from runs.models import TERMINAL_STEP, FlowRun, FlowStep
 from runs.permissions import can_see
 from runs.socket_limits import (
@@ -279,10 +280,10 @@ class RunConsumer(AsyncWebsocketConsumer):
                 dict(self.sent) if everything else {s: self.sent[s] for s in steps & set(self.sent)}
             )
             try:
-                html, missed = await database_sync_to_async(_redraw)(
+                parts, missed = await shared_thread_db_async(_redraw)(
                     self.run_id, None if everything else steps, watched
                 )
-                html = self._changed(html)
+                html = self._changed(parts)
                 if html:
                     await self.send(text_data=html)
                 for step_id, events in missed.items():

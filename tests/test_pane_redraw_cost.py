@@ -81,3 +81,42 @@ def test_status_changes_within_the_window_are_one_redraw_of_three_queries(
         assert header == list(live.HEADER_PARTS)
         assert rendered.count("run-timeline") == 1
         assert len([name for name in rendered if name in row_parts]) == len(row_parts) * len(rows)
+
+
+def test_redraws_a_second_apart_or_less_send_no_health_check(
+    connect: Any, alice: Any, finished_run: Any, redraws: list[Any], monkeypatch: Any
+) -> None:
+    """A pane's redraws come many a second while agents change state: the connection that
+    answered the last one is not asked `SELECT 1` before the next (it was before each)."""
+    import psycopg
+
+    monkeypatch.setattr(consumers, "REDRAW_SECONDS", 0.0)
+    FlowRun.objects.filter(id=finished_run.id).update(status=RunStatus.RUNNING, finished_at=None)
+    steps = list(finished_run.steps.order_by("id").values_list("id", flat=True))
+    checks: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(query).strip() == "SELECT 1":
+            checks.append(str(query))
+        return real_execute(self, query, *args, **kwargs)
+
+    async def scenario() -> None:
+        ws, connected = await connect(alice, finished_run)
+        assert connected
+        await ws.receive_from(timeout=5)  # the snapshot
+        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+        layer = get_channel_layer()
+        for count, step in enumerate(steps[:4], start=1):
+            await layer.group_send(
+                run_group(finished_run.id), {"type": "run.step", "step_id": step}
+            )
+            for _ in range(100):
+                if len(redraws) >= count:
+                    break
+                await asyncio.sleep(0.01)
+        await ws.disconnect()
+
+    asyncio.run(scenario())
+    assert len(redraws) == 4
+    assert checks == []
