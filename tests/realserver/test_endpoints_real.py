@@ -28,7 +28,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def two_servers(start_server: Callable[..., LlamaServer]) -> Iterator[list[LlamaServer]]:
-    servers = [start_server(slots=1, context=CONTEXT_PER_SLOT) for _ in range(2)]
+    # Answers of at most 64 tokens (the server's own cap): the random model would otherwise
+    # write gibberish up to each turn's limit, minutes of CPU for what this test checks.
+    capped = ("--n-predict", "64")
+    servers = [start_server(slots=1, context=CONTEXT_PER_SLOT, extra_args=capped) for _ in range(2)]
     yield servers
     for server in servers:
         server.stop()
