@@ -444,3 +444,29 @@ def redis_url() -> str | None:
             pytest.fail(f"TEST_REDIS_URL is {url}, but no Redis answers there ({exc})")
         return None
     return url or "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    """A bare scripted model server (the backend's tests talk to it directly)."""
+    from runs.demo.server import ScriptedModelServer
+
+    with ScriptedModelServer() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def canned() -> Iterator[Any]:
+    """Start canned-SSE servers (tests/canned_sse.py): the same answer to every POST."""
+    from tests.canned_sse import Canned
+
+    started: list[Canned] = []
+
+    def start(body: bytes, status: int = 200) -> Canned:
+        started.append(Canned(body, status))
+        return started[-1]
+
+    yield start
+    for item in started:
+        item.httpd.shutdown()
+        item.httpd.server_close()

@@ -7,13 +7,11 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from runs.demo.faults import fault_plan
-from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import (
     BackendError,
     FirstByte,
@@ -25,7 +23,7 @@ from runs.engine.agent.backends.base import (
     TurnResult,
 )
 from runs.engine.agent.backends.openai import probe_models
-from tests.canned_sse import FAST, VALIDATOR, Canned, backend_for, collect, delta, sse
+from tests.canned_sse import FAST, VALIDATOR, backend_for, collect, delta, sse
 
 SPECIALIST = [
     {"role": "system", "content": "Step kind: specialist\nAgent role: security"},
@@ -35,12 +33,6 @@ TOOLS = [
     {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
     for n in ("list_dir", "grep", "read_file")
 ]
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer() as scripted:
-        yield scripted
 
 
 def wait_until(predicate: Any, deadline: float = 10) -> bool:
@@ -66,20 +58,6 @@ def free_port_url() -> str:
 
 
 # --- a canned server, for stream shapes the scripted model does not produce ------------------
-
-
-@pytest.fixture
-def canned() -> Iterator[Any]:
-    started: list[Canned] = []
-
-    def start(body: bytes, status: int = 200) -> Canned:
-        started.append(Canned(body, status))
-        return started[-1]
-
-    yield start
-    for item in started:
-        item.httpd.shutdown()
-        item.httpd.server_close()
 
 
 # --- answers -----------------------------------------------------------------------------------

@@ -14,9 +14,7 @@ import pytest
 from runs.engine.agent.backends import openai
 from runs.engine.agent.backends.base import EndpointConfig, TextDelta, TurnResult
 from runs.engine.agent.backends.openai import OpenAICompatibleBackend, _Retryable, _Turn
-from tests.test_backend import backend_for, canned, collect, delta, server, sse
-
-__all__ = ["canned", "server"]  # fixtures, imported for pytest
+from tests.canned_sse import backend_for, collect, delta, sse
 
 LINES = 400
 

@@ -66,7 +66,7 @@ def test_the_base_url_setting_takes_several_endpoints_separated_by_commas(settin
         ([A, A + "/"], f"lists {A!r} twice"),
         ([A, ""], "has an empty entry"),
         ([], "must be a URL or a list of URLs"),
-        ([A, 7], "has an empty entry"),
+        ([A, 7], "has an entry that is not a URL string: 7"),
     ],
 )
 def test_a_bad_endpoint_list_is_refused_with_a_sentence_naming_the_setting(

@@ -44,22 +44,7 @@ from runs.models import FlowRun, FlowStep, StepPhase, StepStatus
 from runs.progress import snapshot
 from runs.services import launch_run
 from runs.waits import slot_waits, turn_seconds
-from tests.canned_sse import Canned, collect, delta, sse
-
-
-@pytest.fixture
-def canned() -> Iterator[Any]:
-    started: list[Canned] = []
-
-    def start(body: bytes) -> Canned:
-        started.append(Canned(body))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-
+from tests.canned_sse import collect, delta, sse
 
 ANSWER = [delta(role="assistant", content=None), delta(content="ok"), delta("stop")]
 
