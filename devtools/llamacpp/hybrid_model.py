@@ -10,16 +10,13 @@ src/models/qwen35.cpp); the file is deterministic and cached by its recipe's dig
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from devtools.llamacpp import model as plain_model
 from devtools.llamacpp import vocab
-from devtools.llamacpp.cache import cache_root
+from devtools.llamacpp.cache import cache_root, ensure_written, recipe_digest
 from devtools.llamacpp.vocab import build_vocabulary
 
 ARCHITECTURE = "qwen35"
@@ -45,27 +42,15 @@ def is_recurrent(layer: int) -> bool:
 
 
 def model_path() -> Path:
-    """Where the model for the current recipe lives in the cache (it may not exist yet)."""
-    digest = hashlib.sha256()
-    for source in (Path(__file__), Path(vocab.__file__), plain_model.CHAT_TEMPLATE_PATH):
-        digest.update(source.read_bytes())
-        digest.update(b"\0")
-    return cache_root() / "models" / f"tiny-qwen35-{digest.hexdigest()[:10]}.gguf"
+    """Where the model for the current recipe lives in the cache (it may not exist yet): the
+    recipe is this code, the vocabulary's code and the template."""
+    digest = recipe_digest((Path(__file__), Path(vocab.__file__), plain_model.CHAT_TEMPLATE_PATH))
+    return cache_root() / "models" / f"tiny-qwen35-{digest}.gguf"
 
 
 def ensure_model() -> Path:
     """Return the cached model, writing it first if it is missing."""
-    path = model_path()
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staged = tempfile.mkstemp(prefix=".model-", suffix=".gguf", dir=path.parent)
-        os.close(handle)
-        try:
-            write_model(Path(staged))
-            os.replace(staged, path)
-        finally:
-            Path(staged).unlink(missing_ok=True)
-    return path
+    return ensure_written(model_path(), write_model)
 
 
 def write_model(path: Path) -> None:
