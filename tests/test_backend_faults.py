@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from runs.demo.faults import fault_plan
-from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import (
     BackendError,
     EndpointConfig,
@@ -37,12 +36,6 @@ TOOLS = [
     {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
     for n in ("list_dir", "grep", "read_file")
 ]
-
-
-@pytest.fixture
-def server():
-    with ScriptedModelServer() as scripted:
-        yield scripted
 
 
 def turn(url: str, messages: list[dict[str, Any]], tools=None, **config: Any) -> list[Any]:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import pytest
 
 from runs.demo.faults import FaultKind, FaultPlan, fault_plan, parse_rule
 from runs.demo.scripts import reply_for
-from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.base import EndpointConfig, FirstByte, TurnResult
 from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 
@@ -50,12 +48,6 @@ def system(kind: str, role: str) -> dict[str, str]:
 
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer() as scripted:
-        yield scripted
 
 
 @pytest.fixture
