@@ -105,7 +105,9 @@ def test_an_mcp_launch_with_bad_input_gets_the_launch_forms_sentence(
     assert FlowRun.objects.count() == 0
 
 
-def test_another_users_run_is_no_such_run_over_mcp(served_site: str, finished_run, bob_token: str):
+def test_another_users_run_is_no_such_run_over_mcp(finished_run, served_site: str, bob_token: str):
+    """The run is finished before the site (and its engine) starts: nothing claims its steps."""
+
     async def work(session: ClientSession) -> list[Any]:
         return [
             await session.call_tool(name, {"run_id": str(finished_run.id)})
@@ -120,7 +122,7 @@ def test_another_users_run_is_no_such_run_over_mcp(served_site: str, finished_ru
 
 
 def test_run_report_over_mcp_refuses_a_run_whose_directory_was_taken_back(
-    served_site: str, finished_run, alice_token: str
+    finished_run, served_site: str, alice_token: str
 ):
     """The pane's rule (runs.targets): a directory alice may no longer use gives the same
     sentence as the pane's exports, as a tool error, and no report text."""
