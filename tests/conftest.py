@@ -10,6 +10,9 @@ import pytest
 
 from devtools.testing import finish_step, write_project
 
+# The real-server tier's facts, gathered from every xdist worker and printed at the end.
+pytest_plugins = ["tests.realserver.facts"]
+
 
 @pytest.fixture
 def target_dir(tmp_path: Path) -> Path:

@@ -8,9 +8,7 @@ one-line observation, and the tier prints them at the end of the run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,22 +16,9 @@ from devtools.llamacpp.build import ensure_server, is_built
 from devtools.llamacpp.model import ensure_model
 from devtools.llamacpp.server import LlamaServer
 from devtools.testing import free_port
+from tests.realserver.facts import ARTEFACTS, OBSERVATIONS, Observations
 
 HERE = Path(__file__).resolve().parent
-
-
-@dataclass
-class Observations:
-    """What the real server did, topic by topic, in the order the tests saw it."""
-
-    lines: dict[str, str] = field(default_factory=dict)
-
-    def note(self, topic: str, text: str) -> None:
-        self.lines[topic] = " ".join(text.split())[:240]
-
-
-OBSERVATIONS = pytest.StashKey[Observations]()
-ARTEFACTS = pytest.StashKey[tuple[Path, Path]]()
 
 
 def _in_tier(item: pytest.Item) -> bool:
@@ -59,17 +44,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 )
         session.config.stash[ARTEFACTS] = (ensure_server(), ensure_model())
         session.config.stash[OBSERVATIONS] = Observations()
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    observations = config.stash.get(OBSERVATIONS, None)
-    if observations is None:
-        return
-    binary, model = config.stash[ARTEFACTS]
-    terminalreporter.write_sep("-", f"real llama.cpp server: {len(observations.lines)} facts")
-    terminalreporter.write_line(f"server {binary} · model {model.name}")
-    for topic, text in observations.lines.items():
-        terminalreporter.write_line(f"{topic}: {text}")
 
 
 @pytest.fixture(scope="session")

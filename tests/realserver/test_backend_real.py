@@ -23,7 +23,7 @@ from runs.engine.agent.backends.base import (
 )
 from runs.engine.agent.backends.openai import OpenAICompatibleBackend, probe_models
 from tests.realserver.chat import HELLO
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 
 def turn(

@@ -20,8 +20,8 @@ from runs.engine.worker import Engine
 from runs.live import host_port
 from runs.models import TERMINAL_STEP, AgentEvent, FlowRun, FlowStep, ModelEndpoint
 from runs.services import launch_run
-from tests.realserver.conftest import Observations
 from tests.realserver.engine_support import CONTEXT_PER_SLOT, SERVER_FAULTS, Metrics
+from tests.realserver.facts import Observations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -33,8 +33,8 @@ from runs.live import pane_state, render_events, render_header, stored_events
 from runs.models import TERMINAL_STEP, AgentEvent, AgentSession, FlowRun, FlowStep, StepStatus
 from runs.progress import step_numbers, step_state
 from runs.services import cancel_run, launch_run
-from tests.realserver.conftest import Observations
 from tests.realserver.engine_support import CONTEXT_PER_SLOT, SERVER_FAULTS, Metrics
+from tests.realserver.facts import Observations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

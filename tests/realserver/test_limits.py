@@ -7,7 +7,7 @@ import httpx
 
 from devtools.llamacpp.server import LlamaServer
 from tests.realserver.chat import chat_body, stream_chat
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 FILLER = "review the code "
 

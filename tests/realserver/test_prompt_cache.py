@@ -27,7 +27,7 @@ from runs.engine.agent.backends.base import ToolCall, TurnResult
 from runs.engine.agent.turn import assistant_message
 from runs.engine.target.tools import ReadOnlyTools
 from tests.realserver.chat import READ_FILE, steer_to_a_tool_call, stream_chat
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 # Measured with the tiny Qwen3 vocabulary and Qwen3's template: 88.5% (medium) and 89.6%
 # (large) against 43.7% and 44.3% for the old layout.

@@ -26,7 +26,7 @@ from runs.engine.dbthread import close_pool
 from runs.engine.queue import scheduler
 from runs.models import FlowStep, StepPhase
 from runs.services import launch_run
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 BATCH = 64
 LONG = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * 150}]

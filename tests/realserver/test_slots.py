@@ -13,7 +13,7 @@ import pytest
 
 from devtools.llamacpp.server import LlamaServer
 from tests.realserver.chat import chat_body, metric, slots, stream_chat
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 LONG = 30_000  # tokens: the first request is still decoding, however fast, when the tests act
 

@@ -8,7 +8,7 @@ import json
 from devtools.llamacpp.server import LlamaServer
 from devtools.llamacpp.vocab import build_vocabulary, byte_to_unicode
 from tests.realserver.chat import stream_chat, token_id
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 
 def test_a_stream_sends_a_role_then_text_then_the_finish_then_usage_with_timings(

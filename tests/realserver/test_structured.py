@@ -20,7 +20,7 @@ from tests.realserver.chat import (
     steer_to_a_tool_call,
     stream_chat,
 )
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 VERDICT_SCHEMA = {
     "type": "object",

@@ -15,7 +15,7 @@ from flows.structured import Unusable, parse, render, response_format, shape_for
 from runs.engine.agent.backends.base import BackendError, EndpointConfig, TurnResult
 from runs.engine.agent.backends.openai import OpenAICompatibleBackend
 from tests.realserver.chat import HELLO
-from tests.realserver.conftest import Observations
+from tests.realserver.facts import Observations
 
 SYNTHESIZER = shape_for(StepKind.SYNTHESIZER, FlowKind.ANALYSIS)
 
