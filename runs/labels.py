@@ -109,6 +109,18 @@ def duration(seconds: float | None, *, tenths: bool = False) -> str:
     return f"{hours} h {rest // 60:02d} min"
 
 
+def rate(tokens_per_second: float | None) -> str:
+    """A speed in tokens per second, as wide as its precision needs: 42.5; 312; 2,480; 31k
+    (a demo model's tens of thousands fit the pane's cell at every width)."""
+    if tokens_per_second is None or not 0 <= tokens_per_second < 1e12:
+        return ""
+    if tokens_per_second < 100:
+        return f"{tokens_per_second:.1f}"
+    if tokens_per_second < 10_000:
+        return f"{tokens_per_second:,.0f}"
+    return f"{tokens_per_second / 1000:,.0f}k"
+
+
 def ordinal(n: int) -> str:
     """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st..."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
@@ -240,6 +252,7 @@ STRETCH_WORDS: dict[str, str] = {
     "first-byte": PHASE_WORDS[StepPhase.FIRST_BYTE],
     "model": PHASE_WORDS[StepPhase.GENERATING],
     "tools": PHASE_WORDS[StepPhase.TOOL],
+    "retrying": "waiting to try again after the server failed a turn",
     "earlier": "an earlier attempt",
     "idle": "idle: the run had finished, until a retry",
 }

@@ -7,7 +7,9 @@ Derived from what the database already holds, nothing recorded for it:
 - the stored events' kinds and times (`agent_events.created_at`), read through the partial
   index of the few events that are not model text: tool calls and results bound the time
   spent in tools, a `queued` status then a `running` one bound a wait for the model slot
-  between turns, and the first text after a tool result marks the next turn's first byte;
+  between turns, a `retrying` or `unavailable` status starts the wait its `delay` names
+  before the next try, and the first text after a tool result or a retry marks that turn's
+  first byte;
 - earlier attempts of a step from their sessions (opened at the claim, last checkpoint).
 
 Events are written in batches (one INSERT at most every 40 ms per step), so a boundary
@@ -38,7 +40,9 @@ KINDS = STRETCH_WORDS
 # Kinds that are not the lane's own work: its busy time and the critical path leave them out
 # (a wait on the path counts only as a hand-off; an idle gap not at all).
 NOT_BUSY = frozenset({"waiting", "idle"})
-OCCASIONAL = frozenset({"earlier", "idle"})  # in the legend only when drawn
+OCCASIONAL = frozenset({"earlier", "idle", "retrying"})  # in the legend only when drawn
+# The statuses of a failed try (runs.engine.agent.turn): the next try waits `delay` seconds.
+RETRY_STATES = ("retrying", "unavailable")
 MODEL_OUTPUT = ("text", "reasoning")
 # Axis steps in seconds; the first that gives at most MAX_TICKS intervals is used.
 TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
@@ -48,18 +52,20 @@ MAX_TICKS = 6
 VISIBLE_SHARE = 0.002
 
 # The marks: every event that is not model text (few, through agent_event_mark_idx), and
-# for a tool result or a `running` status, the event right after it in its attempt (seq + 1,
-# one lookup in the unique index): its time is the next turn's first byte when it is text.
+# for a tool result, a `running` status or a failed try's status, the event right after it in
+# its attempt (seq + 1, one lookup in the unique index): its time is the next turn's (or try's)
+# first byte when it is text.
 _MARKS = """
     SELECT m.step_id, m.session_id, m.kind, m.created_at, m.payload->>'state',
-           nxt.kind, nxt.created_at
+           m.payload->>'delay', nxt.kind, nxt.created_at, nxt.state
     FROM agent_events m
     LEFT JOIN LATERAL (
         -- LIMIT keeps this a lookup per mark: right after a long run is written the table's
         -- statistics are stale, and a join would be planned as a hash of every event.
-        SELECT a.kind, a.created_at FROM agent_events a
+        SELECT a.kind, a.created_at, a.payload->>'state' AS state FROM agent_events a
         WHERE a.session_id = m.session_id AND a.seq = m.seq + 1 LIMIT 1
-    ) nxt ON m.kind = 'tool_result' OR (m.kind = 'status' AND m.payload->>'state' = 'running')
+    ) nxt ON m.kind = 'tool_result'
+        OR (m.kind = 'status' AND m.payload->>'state' IN ('running', 'retrying', 'unavailable'))
     WHERE m.step_id = ANY(%s) AND m.kind NOT IN ('text', 'reasoning')
     ORDER BY m.step_id, m.id
 """
@@ -71,8 +77,10 @@ class Mark:
     kind: str
     at: datetime
     state: str | None = None
+    delay: float = 0.0  # a failed try's wait before the next one
     next_kind: str | None = None
     next_at: datetime | None = None
+    next_state: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,18 +279,30 @@ def load_marks(step_ids: list[int]) -> dict[int, list[Mark]]:
     marks: dict[int, list[Mark]] = {}
     with connection.cursor() as cursor:
         cursor.execute(_MARKS, [step_ids])
-        for step_id, session, kind, at, state, next_kind, next_at in cursor.fetchall():
+        for row in cursor.fetchall():
+            step_id, session, kind, at, state, delay, next_kind, next_at, next_state = row
             marks.setdefault(step_id, []).append(
                 Mark(
                     session=session,
                     kind=kind,
                     at=at,
                     state=state,
+                    delay=_seconds(delay),
                     next_kind=next_kind,
                     next_at=next_at,
+                    next_state=next_state,
                 )
             )
     return marks
+
+
+def _seconds(text: str | None) -> float:
+    """A stored delay (the event's own number, as text); anything else is no wait."""
+    try:
+        value = float(text or 0)
+    except ValueError:
+        return 0.0
+    return value if 0 < value < 86400 else 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -354,10 +374,18 @@ def _lane(
         cursor.to(step.queued_at, "queued")
         if step.started_at is not None:
             cursor.to(step.started_at, "first-byte")
+            mine = [m for m in marks if current is None or m.session == current]
+            first_byte = (
+                (step.first_token_at - origin).total_seconds()
+                if step.first_token_at is not None
+                else end
+            )
+            for mark in mine:  # the first turn's failed tries, before its first byte
+                retried = mark.kind == "status" and mark.state in RETRY_STATES
+                if retried and cursor.seconds(mark.at) < first_byte:
+                    _retry_wait(cursor, mark)
             if step.first_token_at is not None:
                 cursor.to(step.first_token_at, "model")
-                first_byte = (step.first_token_at - origin).total_seconds()
-                mine = [m for m in marks if current is None or m.session == current]
                 _model_phase(cursor, mine, first_byte)
     cursor.to(end, cursor.kind)
     segments = _cut_idle(cursor.segments, idle)
@@ -387,15 +415,28 @@ def _model_phase(cursor: _Cursor, marks: list[Mark], first_byte: float) -> None:
             cursor.to(mark.at, "queued")
         elif mark.kind == "status" and mark.state == "running" and cursor.kind == "queued":
             _after_a_wait(cursor, mark)
+        elif mark.kind == "status" and mark.state in RETRY_STATES:
+            _retry_wait(cursor, mark)
+            if mark.next_state not in RETRY_STATES:  # else that try failed too: its own mark
+                _after_a_wait(cursor, mark, cursor.at)
 
 
-def _after_a_wait(cursor: _Cursor, mark: Mark) -> None:
-    """The model's turn starts after `mark`: at its first text, if that comes next."""
+def _retry_wait(cursor: _Cursor, mark: Mark) -> None:
+    """A try failed at `mark`: its delay is the retry's wait, then the next try waits for
+    its first byte (a server that was down may take the whole delay and more)."""
+    cursor.to(mark.at, "retrying")
+    cursor.to(cursor.seconds(mark.at) + mark.delay, "first-byte")
+
+
+def _after_a_wait(cursor: _Cursor, mark: Mark, start: float | None = None) -> None:
+    """The model's turn starts after `mark` (or at `start`): at its first text, if that
+    comes next."""
+    begin = cursor.seconds(mark.at) if start is None else start
     if mark.next_kind in MODEL_OUTPUT and mark.next_at is not None:
-        cursor.to(mark.at, "first-byte")
+        cursor.to(begin, "first-byte")
         cursor.to(mark.next_at, "model")
     else:
-        cursor.to(mark.at, "model")
+        cursor.to(begin, "model")
 
 
 def _critical_path(lanes: list[Lane], now: float) -> list[Lane]:

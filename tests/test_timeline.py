@@ -176,6 +176,81 @@ class TestLanes:
         assert synthesis.segments == [timeline.Segment(kind="waiting", start=0, end=20, open=True)]
         assert line.live and line.span > line.now == pytest.approx(20)
 
+    def test_a_failed_trys_backoff_is_a_retry_wait_not_a_wait_for_the_first_byte(
+        self, alice, target_dir
+    ):
+        """Slot at 1; the first try fails at 2 and the next waits 2 s; its first byte at 6."""
+        run = make_run(alice, str(target_dir))
+        step = make_step(
+            run, "security", 0, queued_at=0, started_at=1, first_token_at=6, finished_at=8
+        )
+        add_events(
+            step,
+            [
+                (1, "status", {"state": "waiting_first_byte"}),
+                (2, "status", {"state": "retrying", "delay": 2.0, "attempt": 1}),
+                (6, "status", {"state": "running"}),
+                (6.1, "text", {"text": "found"}),
+            ],
+        )
+        line = timeline.build(run)
+        assert kinds(line.lanes[0]) == [
+            ("queued", 0, 1),
+            ("first-byte", 1, 2),
+            ("retrying", 2, 4),
+            ("first-byte", 4, 6),
+            ("model", 6, 8),
+        ]
+        assert dict(line.legend)["retrying"] == labels.STRETCH_WORDS["retrying"]
+
+    def test_retries_in_a_later_turn_each_wait_their_own_delay(self, alice, target_dir):
+        """A later turn's server goes away at 5 (1 s), again at 6.5 (2 s); text again at 9.5."""
+        run = make_run(alice, str(target_dir))
+        step = make_step(
+            run, "security", 0, queued_at=0, started_at=0, first_token_at=1, finished_at=11
+        )
+        add_events(
+            step,
+            [
+                (2, "tool_call", {}),
+                (3, "tool_result", {}),
+                (4, "text", {"text": "reading"}),
+                (5, "status", {"state": "unavailable", "delay": 1}),
+                (6.5, "status", {"state": "unavailable", "delay": 2}),
+                (9.5, "text", {"text": "again"}),
+            ],
+        )
+        assert kinds(timeline.build(run).lanes[0]) == [
+            ("first-byte", 0, 1),
+            ("model", 1, 2),
+            ("tools", 2, 3),
+            ("first-byte", 3, 4),
+            ("model", 4, 5),
+            ("retrying", 5, 6),
+            ("first-byte", 6, 6.5),
+            ("retrying", 6.5, 8.5),
+            ("first-byte", 8.5, 9.5),
+            ("model", 9.5, 11),
+        ]
+
+    def test_a_lane_without_retries_has_no_retry_in_its_legend(self, alice, target_dir):
+        """A hostile delay (text, negative, huge) is no wait at all."""
+        run = make_run(alice, str(target_dir))
+        step = make_step(
+            run, "security", 0, queued_at=0, started_at=0, first_token_at=3, finished_at=5
+        )
+        add_events(
+            step,
+            [
+                (1, "status", {"state": "retrying", "delay": "<b>soon</b>"}),
+                (2, "status", {"state": "retrying", "delay": -5}),
+            ],
+        )
+        assert timeline.build(run).lanes[0].totals.get("retrying", 0) == 0
+        plain = make_run(alice, str(target_dir))
+        make_step(plain, "security", 0, queued_at=0, started_at=0, first_token_at=1, finished_at=2)
+        assert "retrying" not in dict(timeline.build(plain).legend)
+
     def test_hostile_event_payloads_do_not_break_the_timeline(self, alice, target_dir):
         """A status without a state, a state that is not a string, a position that is text."""
         run = make_run(alice, str(target_dir))
