@@ -26,6 +26,9 @@ from runs.labels import (
     step_state,
     waiting_on,
 )
+from runs.labels import (
+    rate as rate_words,
+)
 from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
 from runs.progress import Numbers, queue_positions, step_numbers
 
@@ -161,7 +164,7 @@ def _row(
         first_token=_seconds(first_token),
         tokens_in=f"{step.tokens_in:,}",
         tokens_out=f"{step.tokens_out:,}",
-        rate=f"{rate:,.1f}" if rate is not None else "",
+        rate=rate_words(rate),
         rate_source=rate_source,
         current=current,
         can_retry=run.is_finished and step.status in (StepStatus.FAILED, StepStatus.SKIPPED),
@@ -206,7 +209,7 @@ def _header(run: FlowRun, steps: list[FlowStep], now: datetime, held: str) -> He
         elapsed=_seconds(elapsed),
         tokens_in=f"{tokens_in:,}",
         tokens_out=f"{tokens_out:,}",
-        rate=f"{rate:,.1f}" if rate is not None else "",
+        rate=rate_words(rate),
         can_retry_cancelled=run.status == RunStatus.CANCELLED and cancelled,
         waiting=held,
         slot_warning=run.slot_warning,

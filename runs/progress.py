@@ -14,7 +14,7 @@ from uuid import UUID
 
 from runs import waits
 from runs.engine.queue import fairness, scheduler
-from runs.labels import State, run_state, step_state, waiting_on
+from runs.labels import State, rate, run_state, step_state, waiting_on
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepPhase, StepStatus
 
 __all__ = [
@@ -66,7 +66,8 @@ class Numbers:
 
     @property
     def speed(self) -> str:
-        return "" if self.decode_rate is None else f"{self.decode_rate:.1f} tok/s"
+        words = rate(self.decode_rate)
+        return f"{words} tok/s" if words else ""
 
 
 def step_numbers(step: FlowStep) -> Numbers:

@@ -1,0 +1,40 @@
+"""A speed is as wide as its precision needs: the pane's rate cell holds a demo model's tens of
+thousands of tokens per second at every width (runs.labels.rate owns the rule)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs import labels
+from runs.models import FlowStep
+
+
+@pytest.mark.parametrize(
+    ("speed", "words"),
+    [
+        (None, ""),
+        (0.0, "0.0"),
+        (42.46, "42.5"),
+        (99.94, "99.9"),
+        (312.4, "312"),
+        (2480.2, "2,480"),
+        (31456.7, "31k"),
+        (1_250_000.0, "1,250k"),
+        (float("nan"), ""),
+        (float("inf"), ""),
+        (-3.0, ""),
+    ],
+)
+def test_a_speed_in_words(speed, words):
+    assert labels.rate(speed) == words
+
+
+@pytest.mark.django_db
+def test_the_pane_shows_a_demo_models_speed_in_a_few_characters(alice, finished_run, client):
+    """314,567 tokens in 10 s, as the demo model reports it."""
+    run = finished_run
+    FlowStep.objects.filter(run=run).update(decode_tokens=314_567, decode_seconds=10.0)
+    client.force_login(alice)
+    html = client.get(f"/runs/{run.id}/").content.decode()
+    assert '<span class="m m-rate" title="decode speed the model server measured">31k' in html
+    assert "31,456" not in html
