@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from runs import api_tokens, services
-from runs.labels import run_state
+from runs.labels import RUN_WORDS, run_state
 from runs.models import (
     AgentEvent,
     AgentSession,
@@ -121,10 +121,25 @@ class FlowStepInline(VisibleRunsMixin, ReadOnlyMixin, admin.TabularInline):
     show_change_link = True
 
 
+class RunStatusFilter(admin.SimpleListFilter):
+    """The status filter in the words every other view uses (runs.labels), not the model's
+    own choice labels."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(RUN_WORDS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(status=value) if value in RUN_WORDS else queryset
+
+
 @admin.register(FlowRun)
 class FlowRunAdmin(VisibleRunsMixin, admin.ModelAdmin):
     list_display = ("id", "flow", "band", "fast", "state", "confidence", "owner", "created_at")
-    list_filter = ("status", "flow", "band", "origin")
+    list_filter = (RunStatusFilter, "flow", "band", "origin")
     search_fields = ("focus", "target", "id")
 
     @admin.display(description="status", ordering="status")

@@ -78,6 +78,14 @@ class TestFinishedWithFailures:
         admin = django_user_model.objects.create_superuser("root", password="root-pass-123")
         listing = logged_in(admin).get("/admin/runs/flowrun/").content.decode()
         assert f"{WORDS} (1 agent failed)" in listing
+        assert f'<a href="?status=finished_with_failures">{WORDS}</a>' in listing
+        assert "Finished With Failures" not in listing, "Django's own label for the choice"
+        filtered = logged_in(admin).get("/admin/runs/flowrun/?status=finished_with_failures")
+        assert f"{WORDS} (1 agent failed)" in filtered.content.decode()
+        other = logged_in(admin).get("/admin/runs/flowrun/?status=succeeded").content.decode()
+        assert f"{WORDS} (1 agent failed)" not in other
+        unknown = logged_in(admin).get("/admin/runs/flowrun/?status=<b>x</b>")
+        assert unknown.status_code == 200 and "<b>x</b>" not in unknown.content.decode()
 
     def test_a_run_that_finished_with_failures_is_not_compared_with_nor_compared_to(
         self, run_with_a_failed_agent
