@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,25 @@ def start_server(
 def one_slot(start_server: Callable[..., LlamaServer]) -> LlamaServer:
     """The shared server: one slot, 2048 tokens of context."""
     return start_server(slots=1, context=2048)
+
+
+SHORT_TURN = 128  # output tokens per turn under `short_turns`
+
+
+@pytest.fixture
+def short_turns(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Runs whose fast-mode turns stop at SHORT_TURN output tokens (the flow's own limit is
+    1,024). The random model writes gibberish up to each turn's limit, and llama-server's
+    `--n-predict` does not cap a request's own `max_tokens`, so a run's worth of full turns is
+    minutes of one CPU thread for what an engine test checks. The depth is patched where the
+    engine reads it (runs.engine.agent.context), so every attempt of the run gets it."""
+    from flows.registry import get_flow
+    from runs.engine.agent import context
+
+    def shortened(slug: str) -> Any:
+        flow = get_flow(slug)
+        fast = flow.depth.fast.model_copy(update={"max_output_tokens": SHORT_TURN})
+        return flow.model_copy(update={"depth": flow.depth.model_copy(update={"fast": fast})})
+
+    monkeypatch.setattr(context, "get_flow", shortened)
+    return SHORT_TURN

@@ -28,17 +28,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def two_servers(start_server: Callable[..., LlamaServer]) -> Iterator[list[LlamaServer]]:
-    # Answers of at most 64 tokens (the server's own cap): the random model would otherwise
-    # write gibberish up to each turn's limit, minutes of CPU for what this test checks.
-    capped = ("--n-predict", "64")
-    servers = [start_server(slots=1, context=CONTEXT_PER_SLOT, extra_args=capped) for _ in range(2)]
+    servers = [start_server(slots=1, context=CONTEXT_PER_SLOT) for _ in range(2)]
     yield servers
     for server in servers:
         server.stop()
 
 
 def test_a_large_run_uses_both_servers_within_their_slots_and_survives_losing_one(
-    two_servers: list[LlamaServer], settings: Any, target_dir: Path, observed: Observations
+    two_servers: list[LlamaServer],
+    settings: Any,
+    target_dir: Path,
+    observed: Observations,
+    short_turns: int,
 ):
     first, second = two_servers
     settings.ORCHESTRATOR_MODEL = "llama-cpp/tiny-qwen3"

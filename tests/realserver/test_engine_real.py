@@ -97,7 +97,11 @@ def strings(value: Any) -> list[str]:
 
 
 def test_a_code_review_stores_every_byte_visibly_and_shows_speed_and_cache_per_agent(
-    two_slots: LlamaServer, engine_on: Any, target_dir: Path, observed: Observations
+    two_slots: LlamaServer,
+    engine_on: Any,
+    target_dir: Path,
+    observed: Observations,
+    short_turns: int,
 ):
     """Items 2, 3, 6, 7: gibberish with control bytes is stored marked, cut-offs are
     marked, the slots come from /props, and the CLI shows each agent's decode speed and
