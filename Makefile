@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 MODEL ?=
+# The suite runs on this many processes (pytest-xdist); most of its time is spent waiting on
+# real servers, browsers and subprocesses. 0 runs it in this process alone.
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 ifeq ($(MODEL),demo)
@@ -53,7 +56,7 @@ llama-server: install
 # Screenshots the browser tests take go to build/screenshots (untracked); `make screenshots`
 # refreshes the README's in docs/screenshots.
 test: install browser llama-server
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 screenshots: install browser
 	ORCHESTRATOR_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_screenshots.py $(PYTEST_ARGS)

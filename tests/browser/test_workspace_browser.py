@@ -166,12 +166,18 @@ def test_in_a_550px_pane_focus_stays_on_cancel_while_the_run_streams(
     assert frame.locator("details[data-key=security] .stream .ev").count() > 0
     # The workspace shows what the pane told it (run.status events).
     assert pane.locator("[data-testid=pane-status]").inner_text() != ""
-    # Scrolled to the end, the status strip is still at the top of the pane.
-    cancel.evaluate("el => window.scrollTo(0, document.body.scrollHeight)")
-    assert cancel.evaluate("el => window.scrollY") > 0
-    top = frame.locator("[data-testid=status-strip]").evaluate(
-        "el => el.getBoundingClientRect().top"
+    # Scrolled to the end, the status strip is still at the top of the pane. A run that
+    # finished fast may leave a page barely taller than the pane, scrolled less than the
+    # strip's own offset; room is added at the end of the strip's container, so the strip has
+    # somewhere to stick whatever the run printed.
+    strip = frame.locator("[data-testid=status-strip]")
+    strip.evaluate(
+        "el => { const room = document.createElement('div');"
+        " room.style.height = '2000px'; el.parentElement.appendChild(room); }"
     )
+    cancel.evaluate("el => window.scrollTo(0, document.body.scrollHeight)")
+    assert cancel.evaluate("el => window.scrollY") > 1000
+    top = strip.evaluate("el => el.getBoundingClientRect().top")
     assert 0 <= top <= 1
     assert cancel.evaluate("el => document.activeElement === el")
 
