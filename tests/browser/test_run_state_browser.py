@@ -27,7 +27,11 @@ def test_a_run_with_one_failed_agent_says_finished_with_failures_in_the_pane_and
     assert badge.inner_text() == "Finished with failures"
     assert page.locator("[data-testid=run-detail]").inner_text() == "1 agent failed"
     # Amber, the colour of a warning: not the green of a run whose agents all succeeded.
-    colour = badge.evaluate("el => getComputedStyle(el).color")
+    # Looked up and measured in one task: the socket's first snapshot may replace the header
+    # between a locator's lookup and its evaluation, and a detached badge has no colour.
+    colour = page.evaluate(
+        "() => getComputedStyle(document.querySelector('[data-testid=run-status]')).color"
+    )
     warn = page.evaluate(
         """() => { const probe = document.createElement("span");
         probe.style.color = "var(--warn)"; document.body.append(probe);

@@ -36,7 +36,9 @@ from runs.services import cancel_run, launch_run
 from tests.realserver.engine_support import CONTEXT_PER_SLOT, SERVER_FAULTS, Metrics
 from tests.realserver.facts import Observations
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every run here has short turns (see the fixture): what these tests check is the engine
+# around the server (slots, cancels, restarts, bytes), not a thousand tokens of gibberish.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_turns")]
 
 RAW = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 PICTURES = re.compile(r"[\u2400-\u2421]")
@@ -101,7 +103,6 @@ def test_a_code_review_stores_every_byte_visibly_and_shows_speed_and_cache_per_a
     engine_on: Any,
     target_dir: Path,
     observed: Observations,
-    short_turns: int,
 ):
     """Items 2, 3, 6, 7: gibberish with control bytes is stored marked, cut-offs are
     marked, the slots come from /props, and the CLI shows each agent's decode speed and
