@@ -85,7 +85,10 @@ def test_the_model_never_sees_more_open_requests_than_slots_through_cancels_and_
     a worker killed mid-stream. Every request is counted as it arrives, beside the requests
     whose clients have not closed them yet."""
     cap = 2
-    settings.ORCHESTRATOR_LEASE_SECONDS = 2.0
+    # Short, so the killed worker's steps are taken over soon; not so short that a live
+    # worker starved of CPU on a loaded machine misses its renewal and has its streaming step
+    # (and slot) taken over while its request is still open.
+    settings.ORCHESTRATOR_LEASE_SECONDS = 4.0
     scripted_model.total_slots = cap
     scripted_model.token_rate = 12.0
     scripted_model.open_requests.reset(cap=cap)
