@@ -6,6 +6,7 @@ progress and totals, each agent's row and the timeline agree with each other.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,8 +30,16 @@ from runs.labels import (
 from runs.labels import (
     rate as rate_words,
 )
-from runs.models import ACTIVE_STEP, AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
-from runs.progress import Numbers, queue_positions, step_numbers
+from runs.models import (
+    ACTIVE_STEP,
+    AgentEvent,
+    FlowRun,
+    FlowStep,
+    ModelEndpoint,
+    RunStatus,
+    StepStatus,
+)
+from runs.progress import Numbers, queue_line, step_numbers
 
 PANE = "runs/pane.html"
 # A rate over less model time than this is noise, not a number worth showing.
@@ -121,12 +130,14 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     now = timezone.now()
     lanes = timeline.for_run(run, steps, at=now)
     waiting = any(s.status in ACTIVE_STEP and s.wants_slot and not s.holds_slot for s in steps)
-    positions = queue_positions(run) if waiting else {}
-    slot_waits = waits.slot_waits(run, steps, positions)
+    line = queue_line(run) if waiting else None
+    positions = line.places if line else {}
+    slot_waits = waits.slot_waits(run, steps, line.ahead if line else {})
     statuses = {s.key: s.status for s in steps}
     titles = {s.key: s.title for s in steps}
     held = fairness.waiting_reason(run)
     model_seconds = {lane.step.id: lane.totals.get("model", 0.0) for lane in lanes.lanes}
+    down = _down_endpoints(run, steps, now)
     rows = []
     for step in steps:
         state = step_state(
@@ -137,7 +148,11 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
             held=held,
             wait=slot_waits.get(step.id),
         )
-        rows.append(_row(run, step, state, positions.get(step.id), model_seconds[step.id]))
+        row = _row(run, step, state, positions.get(step.id), model_seconds[step.id])
+        if row.endpoint and step.endpoint in down and step.status in ACTIVE_STEP:
+            # Its last turn's server went away: its next turn goes to another one.
+            row = dataclasses.replace(row, endpoint=f"{row.endpoint} (down)")
+        rows.append(row)
     header = _header(run, steps, now, held)
     return PaneState(run=run, header=header, rows=rows, timeline=lanes)
 
@@ -170,6 +185,18 @@ def _row(
         can_retry=run.is_finished and step.status in (StepStatus.FAILED, StepStatus.SKIPPED),
         endpoint=host_port(step.endpoint) if "," in run.endpoint_url else "",
     )
+
+
+def _down_endpoints(run: FlowRun, steps: list[FlowStep], now: datetime) -> set[str]:
+    """The endpoints of this run's active steps that no turn goes to now (one read, and only
+    for a run on several endpoints: the pane names an endpoint only then)."""
+    if "," not in run.endpoint_url:
+        return set()
+    used = {s.endpoint for s in steps if s.endpoint and s.status in ACTIVE_STEP}
+    if not used:
+        return set()
+    down = ModelEndpoint.objects.filter(url__in=used, down_until__gt=now)
+    return set(down.values_list("url", flat=True))
 
 
 def host_port(url: str) -> str:

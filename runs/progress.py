@@ -20,6 +20,7 @@ from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepPhase, StepStatus
 __all__ = [
     "Numbers",
     "State",
+    "queue_line",
     "queue_positions",
     "snapshot",
     "status_label",
@@ -31,8 +32,14 @@ __all__ = [
 
 def queue_positions(run: FlowRun) -> dict[int, int]:
     """This run's steps waiting for a model slot, and each one's place in the model's line."""
+    return queue_line(run).places
+
+
+def queue_line(run: FlowRun) -> scheduler.QueueLine:
+    """This run's waiters for a model slot: their places, and the turns ahead of each (its
+    wait's estimate, runs.waits, also for a waiter without a place yet)."""
     waiting = run.steps.filter(status__in=ACTIVE_STEP, wants_slot=True, holds_slot=False)
-    return scheduler.queue_positions(run.model, list(waiting.values_list("id", flat=True)))
+    return scheduler.queue_line(run.model, list(waiting.values_list("id", flat=True)))
 
 
 def status_label(step: FlowStep, position: int | None) -> str:
@@ -118,8 +125,9 @@ class Snapshot:
 def snapshot(run_id: UUID) -> Snapshot:
     run = FlowRun.objects.get(id=run_id)
     steps = list(run.steps.all())
-    positions = queue_positions(run)
-    slot_waits = waits.slot_waits(run, steps, positions)
+    line = queue_line(run)
+    positions = line.places
+    slot_waits = waits.slot_waits(run, steps, line.ahead)
     width = max((len(s.key) for s in steps), default=10) + 2
     held = fairness.waiting_reason(run)
     header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · "

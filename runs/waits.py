@@ -44,7 +44,9 @@ def slot_waits(
     run: FlowRun, steps: Sequence[FlowStep], positions: Mapping[int, int]
 ) -> dict[int, float]:
     """Each waiting step's estimated wait for a slot (seconds), by step id; empty when this
-    run has measured nothing yet. `positions`: places in the model's line (queue_positions)."""
+    run has measured nothing yet. `positions`: the turns ahead of each waiter in the model's
+    line (its place, or for one without a place yet the least turns before it:
+    scheduler.QueueLine.ahead)."""
     if not positions:
         return {}
     turn = turn_seconds(steps)

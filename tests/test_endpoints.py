@@ -510,3 +510,32 @@ def test_serve_checks_every_server_of_the_model(settings: Any):
     said = out.getvalue()
     assert f"Model: lab/scripted at {up.url}" in said
     assert "No model server answers at http://127.0.0.1:9/v1" in said
+
+
+@pytest.mark.django_db
+def test_an_agent_whose_server_went_away_says_so_beside_its_endpoint(
+    settings: Any, target_dir: Path, alice: Any
+):
+    """Its last turn's server is down (no turn goes there until it answers again): the row
+    says so instead of naming a dead server as where the agent is; a finished agent keeps the
+    plain name of where it ran."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.live import pane_state
+
+    settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_BASE_URL = f"{A},{B}"
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    [first, second, *_] = claimed_steps([run], "w")
+    FlowStep.objects.filter(id__in=[first, second]).update(endpoint=A)
+    soon = timezone.now() + timedelta(minutes=1)
+    ModelEndpoint.objects.create(url=A, down_until=soon, reason="refused")
+    FlowStep.objects.filter(id=second).update(status=StepStatus.SUCCEEDED)
+    rows = {row.step.id: row for row in pane_state(run).rows}
+    assert rows[first].endpoint == "10.0.0.1:8081 (down)"
+    assert rows[second].endpoint == "10.0.0.1:8081"
+    ModelEndpoint.objects.filter(url=A).update(down_until=None)
+    rows = {row.step.id: row for row in pane_state(run).rows}
+    assert rows[first].endpoint == "10.0.0.1:8081", "back up"

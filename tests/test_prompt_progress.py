@@ -41,6 +41,7 @@ from runs.engine.dbthread import close_pool
 from runs.engine.queue import scheduler
 from runs.labels import about, prompt_progress_words, step_state
 from runs.models import FlowRun, FlowStep, StepPhase, StepStatus
+from runs.progress import queue_line as progress_queue_line
 from runs.progress import snapshot
 from runs.services import launch_run
 from runs.waits import slot_waits, turn_seconds
@@ -400,3 +401,40 @@ def test_the_pane_shows_the_prompts_progress_and_the_queued_agents_estimated_wai
     assert sum("reading the prompt" in line and "45%: 1,200" in line for line in cli.lines) == 1
     words = {words for words, _ in cli.states.values()}
     assert {"reading the prompt", "waiting for a model slot (1st in line)"} <= words
+
+
+@pytest.mark.django_db
+def test_agents_without_a_place_yet_still_show_an_estimated_wait(
+    alice: Any, bob: Any, target_dir: Path
+):
+    """One slot, a medium review: one agent holds it, the owner's next waits 1st in line, and
+    the owner's others have no place yet (round robin lets another owner's step come first),
+    but each says about how long at least: the turns ahead of it at the measured 40 s each.
+    Another owner's step joins the line with a place of its own."""
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, band="medium")
+    FlowRun.objects.filter(id=run.id).update(slots=1)
+    run.refresh_from_db()
+    holder, *waiters = scheduler.claim_steps("w", 10, run_id=run.id)
+    assert len(waiters) >= 3
+    assert scheduler.try_acquire_slot(holder, "w", run.model, 1).granted
+    for waiter in waiters:
+        assert not scheduler.try_acquire_slot(waiter, "w", run.model, 1).granted
+    FlowStep.objects.filter(id=holder).update(
+        timed_turns=2,
+        prefill_tokens=8000,
+        prefill_seconds=4.0,
+        decode_tokens=1520,
+        decode_seconds=76.0,
+    )
+    line = progress_queue_line(run)
+    assert line.places == {waiters[0]: 1}, "one step per owner has a place"
+    assert [line.ahead[w] for w in waiters] == list(range(1, len(waiters) + 1))
+    html = live.render_snapshot(run)
+    assert ">1st in line, about 40 s</span>" in html
+    assert ">in line, about 1 min</span>" in html  # 2 turns ahead: 80 s
+    assert ">in line, about 2 min</span>" in html  # 3 turns ahead: 120 s
+    assert ">in line</span>" not in html, "every waiter has an estimate"
+    other = launch_run(flow="code-review", target=str(target_dir), owner=bob)
+    [bobs, *_] = scheduler.claim_steps("w2", 1, run_id=other.id)
+    assert not scheduler.try_acquire_slot(bobs, "w2", other.model, 1).granted
+    assert progress_queue_line(other).places == {bobs: 2}, "behind alice's placed step"

@@ -243,17 +243,39 @@ def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
     The one rule for a queue position: the engine's slot answers and every view of a run
     (pane, CLI) count the same waiters the same way.
     """
+    return queue_line(model, step_ids).places
+
+
+@dataclass(frozen=True)
+class QueueLine:
+    """The waiters of a model's line: `places` (queue_positions), and `ahead`, for every
+    waiter the turns that end at least before it is granted (slotsql.LINE), which estimates
+    its wait (runs.waits) also when it has no place yet."""
+
+    places: dict[int, int]
+    ahead: dict[int, int]
+
+
+def queue_line(model: str, step_ids: Sequence[int]) -> QueueLine:
     if not step_ids:
-        return {}
+        return QueueLine(places={}, ahead={})
     with connection.cursor() as cursor:
-        return _line_places(cursor, _slot_params(model), step_ids)
+        return _line(cursor, _slot_params(model), step_ids)
+
+
+def _line(cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]) -> QueueLine:
+    cursor.execute(slotsql.LINE, {**params, "steps": list(step_ids)})
+    rows = cursor.fetchall()
+    return QueueLine(
+        places={step_id: int(place) for step_id, place, _ in rows if place is not None},
+        ahead={step_id: int(ahead) for step_id, _, ahead in rows},
+    )
 
 
 def _line_places(
     cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]
 ) -> dict[int, int]:
-    cursor.execute(slotsql.LINE, {**params, "steps": list(step_ids)})
-    return {step_id: int(place) for step_id, place in cursor.fetchall()}
+    return _line(cursor, params, step_ids).places
 
 
 def release_slot(

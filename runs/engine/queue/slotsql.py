@@ -52,13 +52,25 @@ RUN_PROMPTS = """
 DOWN = """
     SELECT url FROM model_endpoints WHERE url = ANY(%(urls)s) AND down_until > %(now)s
 """
-# The model's line, first come first served: each placed step's place in it (1 = next).
+# The model's line, first come first served: each placed step's place in it (1 = next), and
+# for every waiter the turns that end at least before it is granted (`ahead`): a placed step's
+# place; one without a place yet, its owner's placed step's place plus the owner's waiters
+# claimed before it (other owners' steps that join later may still come first: round robin,
+# so it is a lower bound, for estimates, never shown as a place).
 LINE = f"""{LIVE},
     line AS (
-        SELECT id, row_number() OVER (ORDER BY line_at, id) AS place
+        SELECT id, party, row_number() OVER (ORDER BY line_at, id) AS place
         FROM live WHERE waits AND line_at IS NOT NULL
+    ),
+    unplaced AS (
+        SELECT id, party, row_number() OVER (PARTITION BY party ORDER BY queued_at, id) AS k
+        FROM live WHERE waits AND line_at IS NULL
     )
-    SELECT id, place FROM line WHERE id = ANY(%(steps)s)
+    SELECT id, place, place FROM line WHERE id = ANY(%(steps)s)
+    UNION ALL
+    SELECT u.id, NULL, coalesce(l.place, 0) + u.k
+    FROM unplaced u LEFT JOIN line l ON l.party = u.party
+    WHERE u.id = ANY(%(steps)s)
 """
 # Grant this step a slot on an endpoint (a hand-over grants another worker's step).
 GRANT = """
