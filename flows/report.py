@@ -348,19 +348,27 @@ def render_method(method: MethodFacts) -> str:
         "| tool calls | citations ok/broken | time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    reasons: list[str] = []
     for a in method.agents:
         seconds = f"{a.seconds:.1f}s" if a.seconds is not None else "-"
-        status = a.status + (f" ({a.error})" if a.error else "")
+        # The cell holds the status word only; why an agent failed (or its answer was cut
+        # off) is a line under the table, so the table stays as narrow as its numbers.
+        status = a.status + (" (cut off)" if a.truncated else "")
+        if a.error:
+            reasons.append(f"- {a.key}: {_inline(a.error)}")
         if a.truncated:
-            status += " (answer cut off at the output limit)"
+            reasons.append(f"- {a.key}: answer cut off at the output limit")
         spent = f"{_or(a.spent_in, a.tokens_in)}/{_or(a.spent_out, a.tokens_out)}"
         cache = f"{a.cache_reuse:.0%}" if a.cache_reuse is not None else "-"
-        speed = f"{a.decode_rate:.1f} tok/s" if a.decode_rate is not None else "-"
+        generated = a.tokens_out and a.decode_rate is not None and a.decode_rate > 0
+        speed = f"{a.decode_rate:.1f} tok/s" if generated else "-"
         lines.append(
             f"| {a.key} | {status} | {a.attempts} | {a.tokens_in}/{a.tokens_out} | {spent} "
             f"| {cache} | {speed} | {a.tool_calls} | {a.citations_verified}/{a.citations_broken} "
             f"| {seconds} |"
         )
+    if reasons:
+        lines += ["", *reasons]
     return "\n".join(lines)
 
 

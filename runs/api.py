@@ -172,10 +172,12 @@ def cancel(request: HttpRequest, run_id: UUID) -> Status[dict[str, Any]]:
 
 @api.post(
     "/runs/{run_id}/steps/{key}/retry",
-    response={200: dict[str, Any], 403: ErrorOut, 409: ErrorOut},
+    response={200: dict[str, Any], 403: ErrorOut, 404: ErrorOut, 409: ErrorOut},
 )
 def retry(request: HttpRequest, run_id: UUID, key: str) -> Status[dict[str, Any]]:
-    run = _run(request, run_id)
+    run = _run(request, run_id)  # another user's run: "no such run", before any step is named
+    if not run.steps.filter(key=key).exists():
+        return Status(404, {"error": f"this run has no step {key!r}"})
     try:
         retried = services.retry_step(run.id, key, user=request.auth)  # type: ignore[attr-defined]
     except services.RunRefused as refused:  # the directory was taken back: not a "not now"

@@ -111,8 +111,9 @@ def duration(seconds: float | None, *, tenths: bool = False) -> str:
 
 def rate(tokens_per_second: float | None) -> str:
     """A speed in tokens per second, as wide as its precision needs: 42.5; 312; 2,480; 31k
-    (a demo model's tens of thousands fit the pane's cell at every width)."""
-    if tokens_per_second is None or not 0 <= tokens_per_second < 1e12:
+    (a demo model's tens of thousands fit the pane's cell at every width). Nothing generated
+    (a speed of 0) or nothing measured is "" (the pane shows a dash), never "0.0"."""
+    if tokens_per_second is None or not 0 < tokens_per_second < 1e12:
         return ""
     if tokens_per_second < 100:
         return f"{tokens_per_second:.1f}"

@@ -127,9 +127,12 @@ def test_retry_reruns_a_failed_step_and_refuses_one_that_cannot_be(
     assert response.status_code == 200, response.content
     retried = {a["key"]: a["status"] for a in response.json()["agents"]}
     assert retried[failed.key] == StepStatus.READY
-    refused = call(api, "post", f"/api/v1/runs/{run.id}/steps/nope/retry", alice_token)
-    assert refused.status_code == 409
-    assert refused.json() == {"error": "step 'nope' cannot be retried now"}
+    again = call(api, "post", f"/api/v1/runs/{run.id}/steps/{failed.key}/retry", alice_token)
+    assert again.status_code == 409
+    assert again.json() == {"error": f"step {failed.key!r} cannot be retried now"}
+    unknown = call(api, "post", f"/api/v1/runs/{run.id}/steps/nope/retry", alice_token)
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "this run has no step 'nope'"}
 
 
 def test_the_flows_list_their_bands_agents_and_slash_menu_place(api: Client, alice_token: str):
@@ -159,6 +162,7 @@ def test_another_users_run_is_a_404_like_a_run_that_does_not_exist(
         ("/api/v1/runs/{}/report.json", "get"),
         ("/api/v1/runs/{}/cancel", "post"),
         ("/api/v1/runs/{}/steps/security/retry", "post"),
+        ("/api/v1/runs/{}/steps/nope/retry", "post"),
         ("/api/v1/runs/{}/events", "get"),
     ]:
         theirs = call(api, method, path.format(finished_run.id), bob_token)

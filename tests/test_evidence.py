@@ -81,7 +81,8 @@ def test_confidence_falls_when_an_agent_fails(finish_run, target_dir: Path):
     assert run.status == RunStatus.FINISHED_WITH_FAILURES
     assert run.confidence == "medium"
     assert "1 agent(s) failed: security" in run.report
-    assert "| security | failed (model server failed) |" in run.report
+    assert "| security | failed |" in run.report
+    assert "\n- security: model server failed" in run.report
 
 
 @pytest.mark.django_db

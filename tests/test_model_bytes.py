@@ -217,7 +217,8 @@ def test_an_answer_cut_at_the_output_limit_is_marked_in_the_stream_the_step_and_
     marks = AgentEvent.objects.filter(step=synthesis, kind="status", payload__state="truncated")
     assert "cut off at the output limit" in marks.get().payload["detail"]
     row = next(line for line in run.report.splitlines() if line.startswith("| synthesis |"))
-    assert "succeeded (answer cut off at the output limit)" in row
+    assert "| succeeded (cut off) |" in row
+    assert "\n- synthesis: answer cut off at the output limit" in run.report
     assert not run.steps.exclude(key="synthesis").filter(truncated=True).exists()
 
 

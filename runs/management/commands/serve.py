@@ -31,6 +31,22 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--no-worker", action="store_true", help="serve the web only")
 
+    def first_time_hint(self, url: str) -> None:
+        """How to create a login, said only while there is none to sign in with."""
+        from django.contrib.auth import get_user_model
+        from django.db import DatabaseError
+
+        try:
+            if get_user_model().objects.exists():
+                return
+        except DatabaseError:  # not migrated yet: certainly no login either
+            pass
+        create_user = manage_command("createsuperuser")
+        self.stdout.write(
+            f"First time? Create your login with `make user` (or `{create_user}`), "
+            f"then open {url}workspace/"
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         # Daphne installs its Twisted reactor on import, so it is imported only here.
         from daphne.server import Server
@@ -69,11 +85,7 @@ class Command(BaseCommand):
         reactor.addSystemEventTrigger("before", "shutdown", stop_worker)  # type: ignore[arg-type]
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(f"Orchestrator serving {url}  (Ctrl-C stops)")
-        create_user = manage_command("createsuperuser")
-        self.stdout.write(
-            f"First time? Create your login with `make user` (or `{create_user}`), "
-            f"then open {url}workspace/"
-        )
+        self.first_time_hint(url)
         server = Server(
             application=app,
             endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],
