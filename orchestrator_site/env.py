@@ -76,8 +76,8 @@ def env_json_object(name: str) -> dict[str, Any]:
 def env_origin(name: str, default: str) -> str:
     """An origin: http(s)://host[:port], without a path."""
     raw = env_str(name, default).rstrip("/")
-    parts = urlsplit(raw)
-    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path or parts.query:
+    parts = urlsplit(raw) if not url_problem(raw, several=False) else None
+    if not parts or not parts.netloc or parts.path or parts.query:
         raise ImproperlyConfigured(
             f"{name} must be an origin such as http://127.0.0.1:8000, got {raw!r}"
         )
@@ -134,43 +134,120 @@ def _user_pattern(name: str, path: Path) -> Path:
 
 
 def env_url(name: str) -> str:
-    """An http(s) URL with a host, or "" when unset."""
+    """An http(s) URL with a host (and a port, if any, from 1 to 65535), or "" when unset."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return ""
-    parts = urlsplit(raw)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    problem = url_problem(raw, several=False)
+    if problem:
+        raise ImproperlyConfigured(f"{name} {problem}")
     return raw
 
 
 def env_urls(name: str) -> str:
-    """Comma-separated http(s) URLs (several servers of one model), checked and returned as
-    written, without trailing slashes; "" when unset."""
+    """Comma-separated http(s) URLs, or a JSON list of them (several servers of one model),
+    checked and returned comma-separated as written, without trailing slashes; "" when
+    unset."""
     raw = os.environ.get(name, "").strip()
     return ",".join(split_urls(name, raw)) if raw else ""
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+JSON_KINDS = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def url_problem(url: str, *, several: bool = True) -> str:
+    """What is wrong with `url` as a server's address, as the end of a sentence that begins
+    with the setting's name; "" when it is an http(s) URL with a host and, if it gives a
+    port, one from 1 to 65535 (so no connection can fail on its form). `several`: the
+    setting may list endpoints, so a space or `;` is most likely a wrong separator."""
+    if any(c.isspace() for c in url) or ";" in url:
+        if several:
+            return (
+                f"must separate endpoints with commas (an entry holds a space or ';'), got {url!r}"
+            )
+        return f"must be one http:// or https:// URL, without spaces or ';', got {url!r}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # such as an unclosed [ around an IPv6 address
+        return f"must be an http:// or https:// URL, got {url!r}"
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return f"must be an http:// or https:// URL, got {url!r}"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0:
+        return f"must give a port that is a number from 1 to 65535, got {url!r}"
+    return ""
+
+
+def server_key(url: str) -> tuple[str, str, int, str, str]:
+    """The server a checked URL names: the same for two spellings of one server (scheme and
+    host in any case, the default port written or not, with or without a trailing / or /v1);
+    different paths on one host and port stay different servers (a gateway's routes)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    path = parts.path.rstrip("/").removesuffix("/v1").rstrip("/")
+    port = parts.port or DEFAULT_PORTS[scheme]
+    return scheme, (parts.hostname or "").lower(), port, path, parts.query
+
+
 def split_urls(name: str, value: Any) -> list[str]:
-    """A URL or several (a list, or one string with commas), each http(s) with a host, none
-    empty, none twice; ImproperlyConfigured names `name` otherwise. Trailing slashes go."""
-    items = value.split(",") if isinstance(value, str) else value
+    """A URL or several (a list, or one string: comma-separated, or a JSON list), each
+    http(s) with a host and a good port, none empty, no server twice; ImproperlyConfigured
+    names `name` otherwise. Trailing slashes go; each URL is otherwise kept as written.
+
+    The one rule for every endpoint list: settings, the start-up check and the engine."""
+    items = _url_items(name, value)
     if not isinstance(items, list | tuple) or not items:
         raise ImproperlyConfigured(f"{name} must be a URL or a list of URLs, got {value!r}")
     urls: list[str] = []
+    servers: dict[tuple[str, str, int, str, str], str] = {}
     for item in items:
         if not isinstance(item, str):
             raise ImproperlyConfigured(f"{name} has an entry that is not a URL string: {item!r}")
         url = item.strip().rstrip("/")
         if not url:
             raise ImproperlyConfigured(f"{name} has an empty entry in {value!r}")
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {url!r}")
-        if url in urls:
-            raise ImproperlyConfigured(f"{name} lists {url!r} twice")
+        problem = url_problem(url)
+        if problem:
+            raise ImproperlyConfigured(f"{name} {problem}")
+        key = server_key(url)
+        if key in servers:
+            first = servers[key]
+            if first == url:
+                raise ImproperlyConfigured(f"{name} lists {url!r} twice")
+            raise ImproperlyConfigured(
+                f"{name} lists one server twice: {first!r} and {url!r} (list each server once)"
+            )
+        servers[key] = url
         urls.append(url)
     return urls
+
+
+def _url_items(name: str, value: Any) -> Any:
+    """A string's entries: a JSON list's strings when it opens like JSON, else its
+    comma-separated parts; anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith(("[", "{", '"')):
+        return value.split(",")
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be comma-separated URLs or a JSON list of URL strings; "
+            f"it reads as JSON but is not valid JSON ({exc.msg} at character {exc.pos})"
+        ) from None
+    if not isinstance(parsed, list):
+        kind = JSON_KINDS.get(type(parsed), type(parsed).__name__)
+        raise ImproperlyConfigured(
+            f"{name} must be comma-separated URLs or a JSON list of URL strings, "
+            f"got a JSON {kind}: {text!r}"
+        )
+    return parsed
 
 
 def env_hosts(name: str) -> frozenset[str]:

@@ -6,6 +6,7 @@ that goes away is routed around and used again once its /props answers."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
@@ -88,13 +90,89 @@ def test_a_bad_endpoint_list_is_refused_with_a_sentence_naming_the_setting(
         (f"{A},ftp://h/v1", "ORCHESTRATOR_BASE_URL must be an http:// or https:// URL"),
         (f"{A},{A}", "ORCHESTRATOR_BASE_URL lists"),
         (f"{A},,{B}", "ORCHESTRATOR_BASE_URL has an empty entry"),
+        # A port no connection can use: named, rather than an OverflowError at connect().
+        (
+            f"{A},http://127.0.0.1:99999/v1",
+            "ORCHESTRATOR_BASE_URL must give a port that is a number from 1 to 65535, "
+            "got 'http://127.0.0.1:99999/v1'",
+        ),
+        ("http://127.0.0.1:80a/v1", "port that is a number from 1 to 65535"),
+        ("http://127.0.0.1:0/v1", "port that is a number from 1 to 65535"),
+        # One server under two spellings would get twice its slots.
+        (
+            "http://127.0.0.1:18101/v1,http://127.0.0.1:18101",
+            "ORCHESTRATOR_BASE_URL lists one server twice: 'http://127.0.0.1:18101/v1' and "
+            "'http://127.0.0.1:18101'",
+        ),
+        (
+            "http://127.0.0.1:18101/v1,HTTP://127.0.0.1:18101/v1",
+            "lists one server twice: 'http://127.0.0.1:18101/v1' and 'HTTP://127.0.0.1:18101/v1'",
+        ),
+        ("http://Gpu1/v1/,http://gpu1:80", "lists one server twice: 'http://Gpu1/v1' and"),
+        ("https://gpu1:443/x,https://gpu1/x/v1", "lists one server twice"),
+        # JSON that is not a list of URL strings.
+        ('{"gpu1": "http://gpu1/v1"}', "must be comma-separated URLs or a JSON list of URL"),
+        ('"http://gpu1/v1"', "got a JSON string"),
+        ('["http://gpu1/v1", 8080]', "has an entry that is not a URL string: 8080"),
+        ('["http://gpu1/v1",', "reads as JSON but is not valid JSON"),
+        # Another separator than a comma.
+        (
+            f"{A};{B}",
+            f"must separate endpoints with commas (an entry holds a space or ';'), got '{A};{B}'",
+        ),
+        (f"{A} {B}", "must separate endpoints with commas"),
+        (f"{A}, {B}\t{A}", "must separate endpoints with commas"),
     ],
 )
 def test_a_bad_base_url_list_is_a_problem_naming_the_setting(
     settings: Any, value: str, sentence: str
 ):
     settings.ORCHESTRATOR_BASE_URL = value
-    assert any(sentence in p for p in configuration_problems())
+    problems = configuration_problems()
+    assert any(sentence in p for p in problems), problems
+    with pytest.raises(ImproperlyConfigured, match=re.escape(sentence)):
+        resolve_model("llama-cpp/qwen")  # the engine reads the setting by the same rule
+
+
+def test_the_base_url_setting_takes_a_json_list_and_keeps_a_gateways_paths_apart(
+    settings: Any,
+):
+    settings.ORCHESTRATOR_BASE_URL = f'["{A}", "{B}/"]'
+    assert configuration_problems() == []
+    assert configured_endpoint("llama-cpp/qwen")[0] == f"{A},{B}"
+    gateway = ["http://gw:8080/gpu1/v1", "http://gw:8080/gpu2/v1", "http://gw:8080/v1"]
+    settings.ORCHESTRATOR_BASE_URL = ",".join(gateway)
+    assert configuration_problems() == []
+    assert resolve_model("llama-cpp/qwen").endpoints == tuple(gateway)
+
+
+def test_a_provider_listing_one_server_twice_or_a_bad_port_is_refused(settings: Any):
+    settings.ORCHESTRATOR_BASE_URL = ""
+    settings.ORCHESTRATOR_MODEL = "lab/qwen"
+    settings.ORCHESTRATOR_PROVIDERS = {"lab": {"base_url": [A, A.replace("http:", "HTTP:")]}}
+    assert any("lists one server twice" in p for p in configuration_problems())
+    settings.ORCHESTRATOR_PROVIDERS = {"lab": {"base_url": "http://h:65536/v1"}}
+    [problem] = configuration_problems()
+    assert problem.startswith("ORCHESTRATOR_PROVIDERS['lab'] is invalid: base_url")
+    assert "port that is a number from 1 to 65535, got 'http://h:65536/v1'" in problem
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_recorded_with_a_bad_port_fails_its_steps_with_a_sentence(
+    run_to_end: Any, settings: Any, scripted_model: Any, target_dir: Path
+):
+    """A run recorded before the rule (or written by hand) with a port no socket takes: its
+    agents fail saying so, never with an internal error from the connection."""
+    run = launch_run(flow="code-review", target=str(target_dir))
+    bad = f"{scripted_model.url},http://127.0.0.1:99999/v1"
+    FlowRun.objects.filter(pk=run.pk).update(endpoint_url=bad)
+    with pytest.raises(ImproperlyConfigured, match="port that is a number from 1 to 65535"):
+        resolve_model(run.model, base_url=bad)
+    run = run_to_end(run)
+    errors = [s.error for s in FlowStep.objects.filter(run=run) if s.error]
+    assert run.status != RunStatus.SUCCEEDED
+    assert errors and all("internal error" not in e and "Overflow" not in e for e in errors)
+    assert any("must give a port that is a number from 1 to 65535" in e for e in errors), errors
 
 
 # --- Placement, the pure rule -------------------------------------------------------------

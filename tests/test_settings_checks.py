@@ -67,6 +67,37 @@ BAD_SETTINGS = {
         {"ORCHESTRATOR_BASE_URL": "http://127.0.0.1:8081/v1, http://127.0.0.1:8081/v1/"},
         "ORCHESTRATOR_BASE_URL lists 'http://127.0.0.1:8081/v1' twice",
     ),
+    "a base URL with a port out of range": (
+        {"ORCHESTRATOR_BASE_URL": "http://127.0.0.1:18101/v1,http://127.0.0.1:99999/v1"},
+        "Configuration error: ORCHESTRATOR_BASE_URL must give a port that is a number from 1 "
+        "to 65535, got 'http://127.0.0.1:99999/v1'",
+    ),
+    "a provider's endpoint with a port out of range": (
+        {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {"base_url": "http://h:99999/v1"}})},
+        "ORCHESTRATOR_PROVIDERS['lab'] is invalid: base_url: must give a port that is a number from 1 to 65535",
+    ),
+    "a base URL list naming one server under two spellings": (
+        {"ORCHESTRATOR_BASE_URL": "http://127.0.0.1:18101/v1,HTTP://127.0.0.1:18101"},
+        "ORCHESTRATOR_BASE_URL lists one server twice: 'http://127.0.0.1:18101/v1' and "
+        "'HTTP://127.0.0.1:18101'",
+    ),
+    "a base URL that is JSON but not a list": (
+        {"ORCHESTRATOR_BASE_URL": '{"url": "http://127.0.0.1:18101/v1"}'},
+        "ORCHESTRATOR_BASE_URL must be comma-separated URLs or a JSON list of URL strings, "
+        "got a JSON object",
+    ),
+    "a base URL list separated by semicolons": (
+        {"ORCHESTRATOR_BASE_URL": "http://127.0.0.1:18101/v1;http://127.0.0.1:18102/v1"},
+        "ORCHESTRATOR_BASE_URL must separate endpoints with commas",
+    ),
+    "a base URL list separated by spaces": (
+        {"ORCHESTRATOR_BASE_URL": "http://127.0.0.1:18101/v1 http://127.0.0.1:18102/v1"},
+        "ORCHESTRATOR_BASE_URL must separate endpoints with commas",
+    ),
+    "a chat webhook with a port out of range": (
+        {"ORCHESTRATOR_CHAT_WEBHOOK": "https://chat.example:70000/hook"},
+        "ORCHESTRATOR_CHAT_WEBHOOK must give a port that is a number from 1 to 65535",
+    ),
     "a provider listing an empty endpoint": (
         {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {"base_url": ["http://h:1/v1", ""]}})},
         "ORCHESTRATOR_PROVIDERS['lab'] is invalid: base_url",
@@ -133,3 +164,10 @@ def test_manage_check_passes_the_demo_model_and_a_provider_of_ones_own(tmp_path:
         ORCHESTRATOR_BASE_URL="http://127.0.0.1:11/v1,http://127.0.0.1:12/v1",
     )
     assert several.returncode == 0, several.stderr
+    as_json = manage_check(
+        tmp_path,
+        ORCHESTRATOR_MODEL="lab/qwen",
+        ORCHESTRATOR_PROVIDERS=json.dumps({"lab": {"base_url": "http://127.0.0.1:9/v1"}}),
+        ORCHESTRATOR_BASE_URL='["http://127.0.0.1:18101/v1", "http://127.0.0.1:18102/v1"]',
+    )
+    assert as_json.returncode == 0, as_json.stderr

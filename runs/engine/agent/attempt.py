@@ -16,6 +16,7 @@ import functools
 import logging
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import Error as DatabaseError
 
 from runs.engine.agent.backends.base import BackendError
@@ -56,7 +57,10 @@ class Attempt:
         try:
             if ctx.exhausted:
                 raise StepFailed(ctx.exhausted)
-            model = await host.backends.target(ctx.model_id, ctx.endpoint_url)
+            try:
+                model = await host.backends.target(ctx.model_id, ctx.endpoint_url)
+            except ImproperlyConfigured as exc:  # the model's settings, or the run's endpoints
+                raise StepFailed(f"the model cannot be used: {exc}") from None
             await host.backends.servers.note_run(ctx.run_id, model)
             self.slot = ModelSlot(ctx, sink, model, host.waiters, host.backends)
             self.toolbox = toolbox = await run_off_loop(open_toolbox, ctx)

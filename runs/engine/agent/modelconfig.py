@@ -216,11 +216,6 @@ def resolve_model(model_id: str | None = None, *, base_url: str = "") -> ModelTa
         urls = [demo_server_url()]
     if not urls:
         raise ImproperlyConfigured(f"provider {provider!r} has no base URL")
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ImproperlyConfigured(
-                f"the base URL for provider {provider!r} must be http(s)://..., got {url!r}"
-            )
     setting = _slot_setting(provider)
     return ModelTarget(
         model_id=model_id,
