@@ -473,6 +473,8 @@ def test_a_run_on_two_servers_loses_no_agent_when_one_goes_away(settings: Any, t
         assert run.status == RunStatus.SUCCEEDED, [(s.key, s.status, s.error) for s in steps]
         assert {s.status for s in steps} == {StepStatus.SUCCEEDED}
         assert {s.endpoint for s in steps} <= {first.url, second.url}
+        # The report names both servers, a space between them (a narrow pane wraps there).
+        assert f"at {first.url}, {second.url}" in run.report
         assert ModelEndpoint.objects.get(url=first.url).down_until is not None
         moved = AgentEvent.objects.filter(step__run=run, kind="status", payload__detail=MOVED)
         assert moved.exists(), "the cut turn said it starts again on another server"

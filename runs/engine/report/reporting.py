@@ -301,7 +301,8 @@ def method_facts(run: FlowRun, steps: list[FlowStep], reader: ConfinedLines) -> 
         fast=run.fast,
         model=run.model,
         target_state=_target_state(run, reader),
-        endpoint=run.endpoint_url,
+        # The endpoints one after another (stored comma-joined): a narrow pane wraps between.
+        endpoint=", ".join(run.endpoint_url.split(",")),
         slots=_slots(run),
         cache_saved=_cache_saved(steps),
         agents=[
