@@ -129,7 +129,9 @@ def cancel(request: HttpRequest, run_id: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def retry(request: HttpRequest, run_id: UUID, key: str) -> HttpResponse:
-    run = _run(request, run_id)
+    run = _run(request, run_id)  # another user's run: the same 404, before any step is named
+    if not run.steps.filter(key=key).exists():
+        return HttpResponse(f"This run has no step {key!r}.", status=404, content_type="text/plain")
     try:
         if not services.retry_step(run.id, key, user=request.user):
             return HttpResponse("This step cannot be retried now.", status=409)

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -278,3 +279,19 @@ def test_a_users_waiting_runs_are_capped_at_every_door_with_a_sentence(
     call_command("launch_flow", "research", "--target", str(target_dir))
     FlowRun.objects.filter(owner=alice, status=RunStatus.PENDING).update(status=RunStatus.CANCELLED)
     assert client_for(alice).post(f"/runs/{finished.id}/steps/security/retry/").status_code == 204
+
+
+@pytest.mark.django_db
+def test_the_panes_retry_of_a_step_the_run_does_not_have_is_a_404_naming_it(
+    client_for, finished_run: Any, alice: Any, bob: Any
+):
+    """As the API answers: the owner learns there is no such step; another user learns
+    nothing, the same 404 as for a run that does not exist."""
+    mine = client_for(alice).post(f"/runs/{finished_run.id}/steps/nope/retry/")
+    assert mine.status_code == 404
+    assert mine.content.decode() == "This run has no step 'nope'."
+    assert mine["Content-Type"].startswith("text/plain")
+    theirs = client_for(bob).post(f"/runs/{finished_run.id}/steps/nope/retry/")
+    missing = client_for(bob).post(f"/runs/{uuid.uuid4()}/steps/nope/retry/")
+    assert theirs.status_code == missing.status_code == 404
+    assert b"has no step" not in theirs.content and b"has no step" not in missing.content
