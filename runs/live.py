@@ -7,6 +7,7 @@ progress and totals, each agent's row and the timeline agree with each other.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ from runs.models import (
     FlowStep,
     ModelEndpoint,
     RunStatus,
+    StepPhase,
     StepStatus,
 )
 from runs.progress import Numbers, queue_line, step_numbers
@@ -313,18 +315,31 @@ def update_parts(run: FlowRun, step_ids: set[int]) -> list[tuple[str, str]]:
     sent them, and none of them is the header or a row as a whole, so focus and selection
     inside the pane survive a run that streams."""
     state = pane_state(run)
-    rows = state.rows if run.is_finished else state.rows_for(step_ids)
-    return _parts(run, state, rows, report=run.is_finished)
+    if run.is_finished:
+        return _parts(run, state, state.rows, report=True)
+    # A waiter's words (its place in line, its estimated wait) change with the other agents'
+    # turns, not with its own: its words are drawn again with every update, and the socket
+    # sends them only when they changed.
+    waiters = [
+        row for row in state.rows if row.step.id not in step_ids and row.state.key == StepPhase.SLOT
+    ]
+    return _parts(run, state, state.rows_for(step_ids), report=False, words_of=waiters)
 
 
 def _parts(
-    run: FlowRun, state: PaneState, rows: list[AgentRow], *, report: bool
+    run: FlowRun,
+    state: PaneState,
+    rows: list[AgentRow],
+    *,
+    report: bool,
+    words_of: Sequence[AgentRow] = (),
 ) -> list[tuple[str, str]]:
     parts = header_parts(state)
     parts.append(("run-timeline", render_timeline(state)))
-    for row in rows:
+    drawn = [(row, ROW_PARTS) for row in rows] + [(row, ("agent-who",)) for row in words_of]
+    for row, names in drawn:
         context = {"row": row, "run": state.run, "part": True}
-        for name in ROW_PARTS:
+        for name in names:
             html = render_to_string(f"{PANE}#{name}", context)
             parts.append((f"{name}-{row.step.id}", html))
     if report:

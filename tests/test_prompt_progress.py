@@ -438,3 +438,29 @@ def test_agents_without_a_place_yet_still_show_an_estimated_wait(
     [bobs, *_] = scheduler.claim_steps("w2", 1, run_id=other.id)
     assert not scheduler.try_acquire_slot(bobs, "w2", other.model, 1).granted
     assert progress_queue_line(other).places == {bobs: 2}, "behind alice's placed step"
+
+
+@pytest.mark.django_db
+def test_a_live_update_for_one_agent_redraws_the_waiters_words(alice: Any, target_dir: Path):
+    """The holder's turn is measured (its row changed); the waiters' rows did not change, but
+    their estimates did: the update carries their words too, and only their words."""
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, band="medium")
+    FlowRun.objects.filter(id=run.id).update(slots=1)
+    run.refresh_from_db()
+    holder, *waiters = scheduler.claim_steps("w", 10, run_id=run.id)
+    assert scheduler.try_acquire_slot(holder, "w", run.model, 1).granted
+    for waiter in waiters:
+        assert not scheduler.try_acquire_slot(waiter, "w", run.model, 1).granted
+    before = dict(live.update_parts(run, {holder}))
+    assert {f"agent-who-{w}" for w in waiters} <= before.keys()
+    assert not any(f"agent-metrics-{w}" in before for w in waiters), "their words only"
+    assert not any("about" in before[f"agent-who-{w}"] for w in waiters), "nothing measured"
+    FlowStep.objects.filter(id=holder).update(
+        timed_turns=2,
+        prefill_tokens=8000,
+        prefill_seconds=4.0,
+        decode_tokens=1520,
+        decode_seconds=76.0,
+    )
+    after = dict(live.update_parts(run, {holder}))
+    assert all("about" in after[f"agent-who-{w}"] for w in waiters)
