@@ -434,6 +434,13 @@ def test_agents_without_a_place_yet_still_show_an_estimated_wait(
     assert ">in line, about 1 min</span>" in html  # 2 turns ahead: 80 s
     assert ">in line, about 2 min</span>" in html  # 3 turns ahead: 120 s
     assert ">in line</span>" not in html, "every waiter has an estimate"
+    from runs.doors import run_state as door_state  # what the API and MCP say
+
+    said = {a["key"]: a["state"] for a in door_state(run, None)["agents"]}
+    first = FlowStep.objects.get(id=waiters[0]).key
+    assert said[first] == "waiting for a model slot (1st in line, about 40 s)"
+    second = FlowStep.objects.get(id=waiters[1]).key
+    assert said[second] == "waiting for a model slot (in line, about 1 min)"
     other = launch_run(flow="code-review", target=str(target_dir), owner=bob)
     [bobs, *_] = scheduler.claim_steps("w2", 1, run_id=other.id)
     assert not scheduler.try_acquire_slot(bobs, "w2", other.model, 1).granted
