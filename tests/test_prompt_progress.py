@@ -386,13 +386,7 @@ def test_the_pane_shows_the_prompts_progress_and_the_queued_agents_estimated_wai
     assert ">reading the prompt</span>" in html
     assert ">45%: 1,200 of 2,650 tokens, 900 from cache</span>" in html
     assert ">1st in line</span>" in html  # nothing measured yet: no estimate
-    FlowStep.objects.filter(id=reader).update(
-        timed_turns=2,
-        prefill_tokens=8000,
-        prefill_seconds=4.0,
-        decode_tokens=1520,
-        decode_seconds=76.0,
-    )
+    measure_turns(reader)
     html = live.render_update(run, {reader, queued})
     assert ">1st in line, about 40 s</span>" in html
     assert html.count(">waiting for a model slot</span>") == 1
@@ -403,6 +397,30 @@ def test_the_pane_shows_the_prompts_progress_and_the_queued_agents_estimated_wai
     assert {"reading the prompt", "waiting for a model slot (1st in line)"} <= words
 
 
+def one_slot_line(owner: Any, target: Path) -> tuple[FlowRun, int, list[int]]:
+    """A medium review on one slot: one agent holds it, the rest (at least three) wait."""
+    run = launch_run(flow="code-review", target=str(target), owner=owner, band="medium")
+    FlowRun.objects.filter(id=run.id).update(slots=1)
+    run.refresh_from_db()
+    holder, *waiters = scheduler.claim_steps("w", 10, run_id=run.id)
+    assert len(waiters) >= 3
+    assert scheduler.try_acquire_slot(holder, "w", run.model, 1).granted
+    for waiter in waiters:
+        assert not scheduler.try_acquire_slot(waiter, "w", run.model, 1).granted
+    return run, holder, waiters
+
+
+def measure_turns(step_id: int) -> None:
+    """Two timed turns of 40 s each (2 s reading the prompt, 38 s generating)."""
+    FlowStep.objects.filter(id=step_id).update(
+        timed_turns=2,
+        prefill_tokens=8000,
+        prefill_seconds=4.0,
+        decode_tokens=1520,
+        decode_seconds=76.0,
+    )
+
+
 @pytest.mark.django_db
 def test_agents_without_a_place_yet_still_show_an_estimated_wait(
     alice: Any, bob: Any, target_dir: Path
@@ -411,21 +429,8 @@ def test_agents_without_a_place_yet_still_show_an_estimated_wait(
     the owner's others have no place yet (round robin lets another owner's step come first),
     but each says about how long at least: the turns ahead of it at the measured 40 s each.
     Another owner's step joins the line with a place of its own."""
-    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, band="medium")
-    FlowRun.objects.filter(id=run.id).update(slots=1)
-    run.refresh_from_db()
-    holder, *waiters = scheduler.claim_steps("w", 10, run_id=run.id)
-    assert len(waiters) >= 3
-    assert scheduler.try_acquire_slot(holder, "w", run.model, 1).granted
-    for waiter in waiters:
-        assert not scheduler.try_acquire_slot(waiter, "w", run.model, 1).granted
-    FlowStep.objects.filter(id=holder).update(
-        timed_turns=2,
-        prefill_tokens=8000,
-        prefill_seconds=4.0,
-        decode_tokens=1520,
-        decode_seconds=76.0,
-    )
+    run, holder, waiters = one_slot_line(alice, target_dir)
+    measure_turns(holder)
     line = progress_queue_line(run)
     assert line.places == {waiters[0]: 1}, "one step per owner has a place"
     assert [line.ahead[w] for w in waiters] == list(range(1, len(waiters) + 1))
@@ -451,23 +456,11 @@ def test_agents_without_a_place_yet_still_show_an_estimated_wait(
 def test_a_live_update_for_one_agent_redraws_the_waiters_words(alice: Any, target_dir: Path):
     """The holder's turn is measured (its row changed); the waiters' rows did not change, but
     their estimates did: the update carries their words too, and only their words."""
-    run = launch_run(flow="code-review", target=str(target_dir), owner=alice, band="medium")
-    FlowRun.objects.filter(id=run.id).update(slots=1)
-    run.refresh_from_db()
-    holder, *waiters = scheduler.claim_steps("w", 10, run_id=run.id)
-    assert scheduler.try_acquire_slot(holder, "w", run.model, 1).granted
-    for waiter in waiters:
-        assert not scheduler.try_acquire_slot(waiter, "w", run.model, 1).granted
+    run, holder, waiters = one_slot_line(alice, target_dir)
     before = dict(live.update_parts(run, {holder}))
     assert {f"agent-who-{w}" for w in waiters} <= before.keys()
     assert not any(f"agent-metrics-{w}" in before for w in waiters), "their words only"
     assert not any("about" in before[f"agent-who-{w}"] for w in waiters), "nothing measured"
-    FlowStep.objects.filter(id=holder).update(
-        timed_turns=2,
-        prefill_tokens=8000,
-        prefill_seconds=4.0,
-        decode_tokens=1520,
-        decode_seconds=76.0,
-    )
+    measure_turns(holder)
     after = dict(live.update_parts(run, {holder}))
     assert all("about" in after[f"agent-who-{w}"] for w in waiters)
