@@ -12,7 +12,7 @@ from flows.models import BANDS
 from flows.registry import CATALOG
 from runs import labels, waits
 from runs.engine.queue import fairness
-from runs.models import ACTIVE_STEP, FlowRun, RunStatus
+from runs.models import FlowRun, RunStatus
 from runs.progress import queue_line
 from runs.targets import TargetRefused, check_run
 
@@ -60,11 +60,7 @@ def run_state(run: FlowRun, user: Any) -> dict[str, Any]:
     steps = list(run.steps.order_by("position"))
     state = labels.run_state(run, steps, held=waiting)
     # Waiters for a model slot: their place and estimated wait, as the pane says them.
-    line = (
-        queue_line(run)
-        if any(s.status in ACTIVE_STEP and s.wants_slot and not s.holds_slot for s in steps)
-        else None
-    )
+    line = queue_line(run) if any(s.waits_for_slot for s in steps) else None
     places = line.places if line else {}
     estimates = waits.slot_waits(run, steps, line.ahead) if line else {}
     return {

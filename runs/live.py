@@ -131,7 +131,7 @@ def pane_state(run: FlowRun, steps: list[FlowStep] | None = None) -> PaneState:
     steps = steps if steps is not None else list(run.steps.defer("output"))
     now = timezone.now()
     lanes = timeline.for_run(run, steps, at=now)
-    waiting = any(s.status in ACTIVE_STEP and s.wants_slot and not s.holds_slot for s in steps)
+    waiting = any(s.waits_for_slot for s in steps)
     line = queue_line(run) if waiting else None
     positions = line.places if line else {}
     slot_waits = waits.slot_waits(run, steps, line.ahead if line else {})

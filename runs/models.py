@@ -311,6 +311,12 @@ class FlowStep(models.Model):
         return Counters.of(self)
 
     @property
+    def waits_for_slot(self) -> bool:
+        """Claimed and in its model's line for a slot (the views' test; the line's own is
+        slotsql.LIVE's `waits`)."""
+        return self.status in ACTIVE_STEP and self.wants_slot and not self.holds_slot
+
+    @property
     def attempts_this_retry(self) -> int:
         """The attempt number counted since the latest retry (the attempt cap's count)."""
         return self.attempt - self.attempt_base
