@@ -177,6 +177,8 @@ def url_problem(url: str, *, several: bool = True) -> str:
         port = parts.port
     except ValueError:  # not a number, or above 65535
         port = 0
+    if parts.netloc.rpartition("@")[2].endswith(":"):
+        port = 0  # "host:" with nothing after: urlsplit reads it as no port at all
     if port == 0:
         return f"must give a port that is a number from 1 to 65535, got {url!r}"
     return ""

@@ -98,6 +98,9 @@ def test_a_bad_endpoint_list_is_refused_with_a_sentence_naming_the_setting(
         ),
         ("http://127.0.0.1:80a/v1", "port that is a number from 1 to 65535"),
         ("http://127.0.0.1:0/v1", "port that is a number from 1 to 65535"),
+        # A colon with no port after it: urlsplit reads no port, a typo all the same.
+        ("http://127.0.0.1:/v1", "port that is a number from 1 to 65535"),
+        ("http://user:pw@[::1]:/v1", "port that is a number from 1 to 65535"),
         # One server under two spellings would get twice its slots.
         (
             "http://127.0.0.1:18101/v1,http://127.0.0.1:18101",
