@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import time
@@ -20,6 +21,7 @@ from runs.engine.agent.backends.base import (
     Retrying,
     TextDelta,
     ToolCallStarted,
+    Tries,
     TurnResult,
 )
 from runs.engine.agent.backends.openai import OpenAICompatibleBackend, probe_models
@@ -106,6 +108,50 @@ def test_a_persistent_fault_ends_in_a_clear_error_after_bounded_retries(server, 
         turn(server.url, VALIDATOR, max_retries=2)
     assert f"model server at {server.url}, 3 attempts" in str(error.value)
     assert len(server.requests) == 3
+
+
+def test_a_turn_asked_again_with_its_tries_keeps_counting_them_and_its_budget(server):
+    """An agent that stops reading at a Retrying (to give its slot back for the wait) asks
+    again with the same tries: the count goes on from them, and the budget runs from the
+    turn's first fault, however long the agent waited for its slot since."""
+    server.faults = fault_plan("http_500")
+
+    async def go() -> tuple[list[int], str, str]:
+        backend = OpenAICompatibleBackend(
+            EndpointConfig(base_url=server.url, model="scripted", max_retries=2)
+        )
+        tries, counted = Tries(), []
+        try:
+            for _ in range(2):
+                stream = backend.stream_turn(
+                    messages=VALIDATOR, tools=None, max_tokens=None, tries=tries
+                )
+                async with contextlib.aclosing(stream) as events:
+                    async for event in events:
+                        if isinstance(event, Retrying):  # the agent stops reading here
+                            counted.append(event.attempt)
+                            break
+            with pytest.raises(BackendError) as by_count:
+                async for _ in backend.stream_turn(
+                    messages=VALIDATOR, tools=None, max_tokens=None, tries=tries
+                ):
+                    pass
+            # The first fault 200 s ago (waiting for a slot since): the budget of 180 s is spent.
+            long_ago = Tries(made=1, first_fault=asyncio.get_running_loop().time() - 200)
+            with pytest.raises(BackendError) as by_time:
+                async for _ in backend.stream_turn(
+                    messages=VALIDATOR, tools=None, max_tokens=None, tries=long_ago
+                ):
+                    pass
+            return counted, str(by_count.value), str(by_time.value)
+        finally:
+            await backend.aclose()
+
+    counted, by_count, by_time = asyncio.run(go())
+    assert counted == [1, 2]
+    assert "3 attempts" in by_count
+    assert "2 attempts over 200" in by_time
+    assert len(server.requests) == 4, "no try beyond the budget"
 
 
 def test_429_honours_retry_after(server):

@@ -2,7 +2,8 @@
 
 A plan is a list of rules; each request takes the first rule that still applies to it (role
 filter, remaining `times`) and that use is counted under a lock, as requests arrive on many
-threads. Rules come from a compact string, `kind[:role=X][:times=N][:seconds=S]`.
+threads. Rules come from a compact string, `kind[:role=X][:times=N][:seconds=S]`; `seconds` is
+a stall's length, or the Retry-After a 429 or a 503 sends.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from enum import StrEnum
 
 class FaultKind(StrEnum):
     REFUSE = "refuse"  # close the socket without a response
-    HTTP_429 = "http_429"  # busy, with Retry-After: 1
+    HTTP_429 = "http_429"  # busy, with Retry-After: 1 (or `seconds`)
     HTTP_500 = "http_500"
     STALL_FIRST_BYTE = "stall_first_byte"  # sleep `seconds` before any byte is sent
     STALL_MID_STREAM = "stall_mid_stream"  # send a few chunks, then go silent for `seconds`
@@ -23,7 +24,8 @@ class FaultKind(StrEnum):
     MALFORMED_CHUNK = "malformed_chunk"  # a `data:` line that is not JSON
     BAD_TOOL_ARGS = "bad_tool_args"  # a tool call whose arguments are not JSON
     LOOP_TOOL = "loop_tool"  # the same tool call forever, never a final answer
-    HTTP_503 = "http_503"  # "Loading model", as llama.cpp answers while it loads
+    HTTP_503 = "http_503"  # "Loading model", as llama.cpp answers while it loads (Retry-After:
+    # `seconds` when given, as a proxy may send)
     # What real models send (a tiny GGUF with random weights does all of these):
     NUL_TEXT = "nul_text"  # NUL, control characters and an unpaired surrogate in the text
     LENGTH = "length"  # the answer stops after a few pieces with finish_reason "length"
@@ -38,8 +40,17 @@ class FaultRule:
     kind: FaultKind
     role: str | None = None  # only requests of this agent role (`Agent role:` in the prompt)
     times: int | None = None  # how many requests it hits; None = every one
-    seconds: float = DEFAULT_STALL_SECONDS  # for the stalls
+    seconds: float | None = None  # a stall's length, or a 429's or 503's Retry-After
     hits: int = 0  # requests it has hit so far
+
+    @property
+    def stall_seconds(self) -> float:
+        return DEFAULT_STALL_SECONDS if self.seconds is None else self.seconds
+
+    def retry_after(self, default: float | None) -> dict[str, str]:
+        """The Retry-After header a 429 or a 503 of this rule sends (none without a value)."""
+        seconds = default if self.seconds is None else self.seconds
+        return {} if seconds is None else {"Retry-After": f"{seconds:g}"}
 
     def applies_to(self, role: str | None) -> bool:
         if self.role is not None and self.role != role:
@@ -53,7 +64,7 @@ class FaultRule:
             parts.append(f"role={self.role}")
         if self.times is not None:
             parts.append(f"times={self.times}")
-        if self.seconds != DEFAULT_STALL_SECONDS:
+        if self.seconds is not None:
             parts.append(f"seconds={self.seconds:g}")
         return ":".join(parts)
 

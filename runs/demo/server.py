@@ -287,17 +287,17 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if fault.kind == FaultKind.HTTP_429:
             error = {"message": "all slots are busy", "code": 429}
-            self._json(429, {"error": error}, {"Retry-After": "1"})
+            self._json(429, {"error": error}, fault.retry_after(1.0))
             return True
         if fault.kind == FaultKind.HTTP_500:
             self._json(500, {"error": {"message": "scripted internal error", "code": 500}})
             return True
         if fault.kind == FaultKind.HTTP_503:
             error = {"message": "Loading model", "type": "unavailable_error", "code": 503}
-            self._json(503, {"error": error})
+            self._json(503, {"error": error}, fault.retry_after(None))
             return True
         if fault.kind == FaultKind.STALL_FIRST_BYTE:
-            self.server.scripted.pause(fault.seconds)
+            self.server.scripted.pause(fault.stall_seconds)
         return False
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:

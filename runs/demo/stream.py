@@ -184,7 +184,7 @@ class Stream:
         if fault is None:
             return
         if fault.kind == FaultKind.STALL_MID_STREAM:
-            self.scripted.pause(fault.seconds)
+            self.scripted.pause(fault.stall_seconds)
         elif fault.kind == FaultKind.DROP_MID_STREAM:
             self.handler.connection.shutdown(socket.SHUT_RDWR)
             raise ConnectionResetError  # ends the handler; the client sees a cut stream

@@ -17,6 +17,7 @@ from runs.engine.agent.backends.base import (
     BackendError,
     StructuredOutputRejected,
     ToolCall,
+    Tries,
     TurnResult,
 )
 from runs.engine.agent.context import Start, StepContext, checkpoint
@@ -24,6 +25,7 @@ from runs.engine.agent.events import EventSink, publish_step_changed
 from runs.engine.agent.modelconfig import ModelTarget
 from runs.engine.agent.servers import ServerDirectory, down_endpoints
 from runs.engine.agent.turn import (
+    Backoff,
     EndpointLost,
     TurnState,
     answer_of_turn,
@@ -145,9 +147,10 @@ class StepHost(Protocol):
 class ModelSlot:
     """A step attempt's place in its model's queue. It holds a slot for one model turn at a
     time: the slot goes back (to the next in line) while the step's tools run, unless they
-    are quick and no other user waits, and the step asks again, ahead of every step claimed
-    after it, for its next turn. The slot is on one
-    of the model's endpoints (`endpoint`), which placement chose; `backend` talks to it."""
+    are quick and no other user waits, and while a failed try waits for its next one
+    (turn_on_slot); the step asks again, ahead of every step claimed after it, for its next
+    turn or try. The slot is on one of the model's endpoints (`endpoint`), which placement
+    chose; `backend` talks to it."""
 
     def __init__(
         self,
@@ -173,8 +176,16 @@ class ModelSlot:
         return self.backends.backend(self.model.at(self.endpoint))
 
     async def acquire(self) -> None:
-        waited = False if self.held else await self._wait()
-        self.held = True
+        waited = False
+        if not self.held:
+            # Held from the ask on: a grant may land as the ask is cut short (a cancel while
+            # the database grants it, or hands it over), and then it still goes back.
+            self.held = True
+            try:
+                waited = await self._wait()
+            except BaseException:
+                await asyncio.shield(self.release())
+                raise
         self.turns += 1
         if self.turns == 1 or waited:
             self.sink.emit(EventKind.STATUS, state="waiting_first_byte")
@@ -247,13 +258,23 @@ async def turn_on_slot(
 ) -> TurnResult:
     """Acquire the slot and run one turn on its endpoint, the slot still held on return. When
     the endpoint goes away and another is up, the same turn starts again on another: no step
-    fails because one server died while another serves the model."""
+    fails because one server died while another serves the model. A failed try's backoff is
+    spent without the slot: it goes to the next in line, and the turn asks again (at the end
+    of the line, as any turn) before its next try, which then goes to the endpoint of the
+    slot it got. Its tries travel along, so the retry budget counts from the turn's first
+    fault, its waits for the slot included."""
+    tries = Tries()
     while True:
         await slot.acquire()
         try:
-            return await run_turn(backend=slot.backend, state=state)
+            return await run_turn(backend=slot.backend, state=state, tries=tries)
         except EndpointLost as exc:
             await asyncio.shield(slot.lost(str(exc)))
+        except Backoff as exc:
+            # The request is closed and the row says "retrying" (until when): only the slot
+            # changes hands. A cancel during the wait finds it given back already.
+            await asyncio.shield(slot.release())
+            await asyncio.sleep(exc.delay)
         except BaseException:
             # The request is closed by now (the stream was closed on the way out): only then
             # may the slot go to the next in line.

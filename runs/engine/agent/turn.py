@@ -29,6 +29,7 @@ from runs.engine.agent.backends.base import (
     TextDelta,
     ToolCall,
     ToolCallStarted,
+    Tries,
     TurnResult,
     estimate_tokens,
 )
@@ -55,6 +56,16 @@ class StepFailed(Exception):
 class EndpointLost(Exception):
     """The turn's endpoint went away while another of the model's is up: the turn starts
     again on another (runs.engine.agent.loop.turn_on_slot)."""
+
+
+class Backoff(Exception):
+    """A try failed and the next one is due in `delay` seconds: the turn's request is closed,
+    and the agent gives its slot back for the wait and asks again before the next try
+    (runs.engine.agent.loop.turn_on_slot), so nobody waits through another's backoff."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"next try in {delay:g} s")
+        self.delay = delay
 
 
 class Reroute(Protocol):
@@ -195,11 +206,14 @@ async def one_turn(
     response_format: dict[str, Any] | None = None,
     tool_choice: str = "auto",
     reroute: Reroute | None = None,
+    tries: Tries | None = None,
 ) -> TurnResult:
     """One turn, on the step's transcript or on `messages` (a restatement's); `response_format`
     asks the server for a schema-shaped answer, and `tool_choice` "none" for an answer without
     tool calls although the tools are sent (each sent only when given). A try that lost its
-    endpoint raises EndpointLost instead of retrying there when `reroute` has another."""
+    endpoint raises EndpointLost instead of retrying there when `reroute` has another. Given
+    `tries` (the caller starts the turn again with them), a failed try whose next one must
+    wait raises Backoff once it has said so, instead of waiting inside the request."""
     result: TurnResult | None = None
     answered_turn = False
     loop = asyncio.get_running_loop()
@@ -210,6 +224,8 @@ async def one_turn(
         options["response_format"] = response_format
     if tool_choice != "auto":
         options["tool_choice"] = tool_choice
+    if tries is not None:
+        options["tries"] = tries
     stream = backend.stream_turn(
         messages=messages or state.messages, tools=tools, max_tokens=max_tokens, **options
     )
@@ -253,6 +269,8 @@ async def one_turn(
                             await _retrying(ctx, sink, state, moved, detail=MOVED)
                             raise EndpointLost(event.reason)
                         await _retrying(ctx, sink, state, event)
+                        if tries is not None and event.delay > 0:
+                            raise Backoff(event.delay)
                     case TurnResult():
                         result = event
                         state.inflight_pieces, state.inflight_answered = 0, False

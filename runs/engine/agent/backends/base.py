@@ -108,6 +108,17 @@ class Retrying:
     lost_endpoint: bool = False
 
 
+@dataclass(kw_only=True)
+class Tries:
+    """A turn's tries so far, carried from request to request of the same turn: an agent
+    that gives its slot back for a backoff starts the turn again once it holds one (perhaps
+    on another endpoint), and the retry budget still counts from the turn's first fault,
+    the wait for the slot included."""
+
+    made: int = 0  # requests sent for the turn (one asked again without a flag not counted)
+    first_fault: float | None = None  # the event loop's clock at the turn's first fault
+
+
 @dataclass(frozen=True, kw_only=True)
 class TurnResult:
     """Always the last event of a successful turn."""
@@ -145,6 +156,9 @@ class AgentBackend(Protocol):
     # `response_format`; the agent reads it with getattr, so test backends need not.
     # `tool_choice` "none" sends the tools (the prompt keeps its cached prefix) but asks for
     # an answer without calls: the agent uses it only on a server that says it is llama.cpp.
+    # `tries`: the turn's tries so far, when an earlier request of the same turn met a fault
+    # (the retry budget continues from them); a consumer that stops reading at a `Retrying`
+    # waits the delay itself and asks again with the same `tries`.
 
     def stream_turn(
         self,
@@ -154,6 +168,7 @@ class AgentBackend(Protocol):
         max_tokens: int | None,
         response_format: dict[str, Any] | None = None,
         tool_choice: str = "auto",
+        tries: Tries | None = None,
     ) -> AsyncGenerator[BackendEvent, None]: ...
 
     async def aclose(self) -> None: ...

@@ -36,6 +36,7 @@ from runs.engine.agent.backends.base import (
     Timings,
     ToolCall,
     ToolCallStarted,
+    Tries,
     TurnResult,
     Usage,
     estimate_tokens,
@@ -143,15 +144,16 @@ class OpenAICompatibleBackend:
         max_tokens: int | None,
         response_format: dict[str, Any] | None = None,
         tool_choice: str = "auto",
+        tries: Tries | None = None,
     ) -> AsyncGenerator[BackendEvent, None]:
         body = self._body(messages, tools, max_tokens, tool_choice)
         if response_format is not None:
             body["response_format"] = response_format
         loop = asyncio.get_running_loop()
-        first_fault: float | None = None
-        attempt = 0
+        tries = Tries() if tries is None else tries  # the budget rule reads and writes these
         while True:
-            attempt += 1
+            tries.made += 1
+            attempt = tries.made
             turn = _Turn()
             fault: _Retryable | None = None
             try:
@@ -163,13 +165,15 @@ class OpenAICompatibleBackend:
                 fault = exc
             except _ProgressRefused:
                 body.pop("return_progress", None)  # the same request without it: not a fault
-                attempt -= 1
+                tries.made -= 1
                 continue
             if fault is None:
                 yield turn.result()
                 return
             now = loop.time()
-            first_fault = now if first_fault is None else first_fault
+            if tries.first_fault is None:
+                tries.first_fault = now
+            first_fault = tries.first_fault
             left = self.config.retry_seconds - (now - first_fault)
             retries_left = self.config.max_retries is None or attempt <= self.config.max_retries
             if left <= 0 or not retries_left:
@@ -185,7 +189,9 @@ class OpenAICompatibleBackend:
                 discarded_prompt=estimate_tokens(messages) if turn.started else 0,
                 lost_endpoint=fault.lost,
             )
-            await asyncio.sleep(delay)  # cancellation interrupts this like any other await
+            # A consumer that stops reading at the Retrying (the agent, which gives its slot
+            # back meanwhile) waits the delay itself; cancellation interrupts this as any await.
+            await asyncio.sleep(delay)
 
     def _body(
         self,
