@@ -344,7 +344,7 @@ def render_method(method: MethodFacts) -> str:
         *([f"Read-only check: {_inline(method.target_state)}."] if method.target_state else []),
         *([f"Prompt cache: {method.cache_saved}."] if method.cache_saved else []),
         "",
-        "| agent | status | attempts | tokens in/out | spent in/out | cache reuse | decode "
+        "| agent | status | attempts | tokens in/out | spent in/out | cache reuse | decode tok/s "
         "| tool calls | citations ok/broken | time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -361,7 +361,8 @@ def render_method(method: MethodFacts) -> str:
         spent = f"{_or(a.spent_in, a.tokens_in)}/{_or(a.spent_out, a.tokens_out)}"
         cache = f"{a.cache_reuse:.0%}" if a.cache_reuse is not None else "-"
         generated = a.tokens_out and a.decode_rate is not None and a.decode_rate > 0
-        speed = f"{a.decode_rate:.1f} tok/s" if generated else "-"
+        # The unit is in the header: a cell of one number never wraps onto two lines.
+        speed = f"{a.decode_rate:.1f}" if generated else "-"
         lines.append(
             f"| {a.key} | {status} | {a.attempts} | {a.tokens_in}/{a.tokens_out} | {spent} "
             f"| {cache} | {speed} | {a.tool_calls} | {a.citations_verified}/{a.citations_broken} "
