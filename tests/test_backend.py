@@ -166,7 +166,7 @@ def test_a_stream_that_ends_before_the_model_finished_is_retried_then_fails(cann
     server = canned(sse(delta(content="Half an ans")))
     with pytest.raises(BackendError, match="stream ended before the model finished") as error:
         collect(server.url, max_retries=1)
-    assert f"(model server at {server.url}, 2 attempts)" in str(error.value)
+    assert f"(model server at {server.url}, 2 tries)" in str(error.value)
     assert server.hits == 2
 
 
@@ -227,7 +227,7 @@ def test_a_persistent_fault_ends_in_a_clear_error_after_bounded_retries(server, 
     with pytest.raises(BackendError) as error:
         asyncio.run(go())
     assert reason in str(error.value)
-    assert str(error.value).endswith(f"(model server at {server.url}, 3 attempts)")
+    assert str(error.value).endswith(f"(model server at {server.url}, 3 tries)")
     assert [e.attempt for e in events if isinstance(e, Retrying)] == [1, 2]
     assert len(server.requests) == 3
 
@@ -269,7 +269,7 @@ def test_nothing_listening_is_reported_with_the_url():
     with pytest.raises(BackendError) as error:
         collect(url, max_retries=1)
     assert str(error.value) == (
-        f"the model server refused the connection (model server at {url}, 2 attempts)"
+        f"the model server refused the connection (model server at {url}, 2 tries)"
     )
 
 

@@ -106,7 +106,7 @@ def test_a_persistent_fault_ends_in_a_clear_error_after_bounded_retries(server, 
     server.faults = fault_plan(fault)
     with pytest.raises(BackendError, match=re.escape(message)) as error:
         turn(server.url, VALIDATOR, max_retries=2)
-    assert f"model server at {server.url}, 3 attempts" in str(error.value)
+    assert f"model server at {server.url}, 3 tries" in str(error.value)
     assert len(server.requests) == 3
 
 
@@ -149,8 +149,8 @@ def test_a_turn_asked_again_with_its_tries_keeps_counting_them_and_its_budget(se
 
     counted, by_count, by_time = asyncio.run(go())
     assert counted == [1, 2]
-    assert "3 attempts" in by_count
-    assert "2 attempts over 200" in by_time
+    assert "3 tries" in by_count
+    assert "2 tries over 200" in by_time
     assert len(server.requests) == 4, "no try beyond the budget"
 
 

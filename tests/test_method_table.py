@@ -6,7 +6,7 @@ from __future__ import annotations
 from flows.report import AgentLine, MethodFacts, render_method
 
 LONG = (
-    "model server failed: 9 attempts over 62.0s, the last one: connection refused by "
+    "model server failed: 9 tries over 62.0s, the last one: connection refused by "
     "http://127.0.0.1:8080/v1/chat/completions while reading the response headers"
 )
 

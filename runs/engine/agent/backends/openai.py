@@ -215,8 +215,10 @@ class OpenAICompatibleBackend:
             body["tool_choice"] = tool_choice
         return body
 
-    def _give_up(self, fault: _Retryable, attempts: int, seconds: float) -> str:
-        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    def _give_up(self, fault: _Retryable, made: int, seconds: float) -> str:
+        # "tries", not "attempts": an attempt is the step's (the Method table counts them),
+        # and one attempt's turn may take several tries at the server.
+        tries = f"{made} {'try' if made == 1 else 'tries'}"
         over = f" over {seconds:.1f}s" if seconds >= 1 else ""
         return f"{fault.reason} (model server at {self.config.base_url}, {tries}{over})"
 
