@@ -76,13 +76,18 @@ def run_state(run: FlowRun, steps: Sequence[FlowStep] | None = None, *, held: st
     if status == RunStatus.PENDING:
         if held:
             return State(key="held", label="waiting", detail=held, waiting=True)
-        return State(key=status, label="pending", detail="no agent has started yet", waiting=True)
+        # A retried run is pending again, with the agents that succeeded kept.
+        detail = "no agent has started yet" if run.started_at is None else "retried, waiting for a worker"
+        return State(key=status, label="pending", detail=detail, waiting=True)
     if status == RunStatus.FINISHED_WITH_FAILURES:
         failed = run.failed_agents
         detail = f"{failed} agent{'s' if failed != 1 else ''} failed"
         return State(key=status, label=RUN_WORDS[status], detail=detail)
     if status != RunStatus.RUNNING or steps is None:
         return State(key=status, label=RUN_WORDS.get(status, str(status)))
+    if steps and all(step.status in TERMINAL_STEP for step in steps):
+        # Between the last agent's end and the report (reporting.finalize_run): not idle.
+        return State(key=status, label=RUN_WORDS[status], detail="writing the report")
     states = [step_state(step) for step in steps if step.status in ACTIVE_STEP]
     if any(not state.waiting for state in states):
         return State(key=status, label=RUN_WORDS[status])

@@ -146,6 +146,27 @@ class TestRunningMeansSomethingRuns:
         state = labels.run_state(run, self.steps_of(run))
         assert (state.label, state.detail) == ("waiting", "for a worker")
 
+    def test_a_running_run_whose_agents_all_ended_is_writing_its_report(self, alice, target_dir):
+        """Between the last agent's end and the report: not "waiting for a worker"."""
+        run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+        FlowRun.objects.filter(id=run.id).update(status="running", started_at=timezone.now())
+        run.steps.update(status=StepStatus.SUCCEEDED)
+        run.refresh_from_db()
+        state = labels.run_state(run, self.steps_of(run))
+        assert (state.label, state.detail, state.waiting) == (
+            "running",
+            "writing the report",
+            False,
+        )
+
+    def test_a_retried_run_does_not_say_no_agent_has_started(self, alice, target_dir):
+        run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+        assert labels.run_state(run).detail == "no agent has started yet"
+        FlowRun.objects.filter(id=run.id).update(started_at=timezone.now())  # ran, retried
+        run.refresh_from_db()
+        state = labels.run_state(run, self.steps_of(run))
+        assert (state.label, state.detail) == ("pending", "retried, waiting for a worker")
+
     def test_a_run_held_by_its_owners_cap_waits_and_so_do_its_agents(
         self, settings, alice, target_dir
     ):
