@@ -141,6 +141,9 @@ class State:
     label: str
     detail: str = ""
     waiting: bool = False  # not making progress of its own (in a line, or waiting to retry)
+    # When the detail's "next try in N s" reaches zero (ms since the epoch; 0: no countdown):
+    # the pane counts it down between redraws (static/orchestrator/pane.js, tickCountdowns).
+    due_ms: int = 0
 
     @property
     def text(self) -> str:
@@ -230,7 +233,10 @@ def _active_state(step: FlowStep, position: int | None, now: datetime, wait: flo
         if due is not None and due > now:
             seconds = max(1, round((due - now).total_seconds()))
             detail = f"{step.phase_note}; next try in {seconds} s"
-            return State(key=phase, label=PHASE_WORDS[phase], detail=detail, waiting=True)
+            due_ms = round(due.timestamp() * 1000)
+            return State(
+                key=phase, label=PHASE_WORDS[phase], detail=detail, waiting=True, due_ms=due_ms
+            )
         return phase_state(StepPhase.FIRST_BYTE, note=step.phase_note)
     if phase == StepPhase.FIRST_BYTE or (phase == "" and step.holds_slot):
         return phase_state(StepPhase.FIRST_BYTE)

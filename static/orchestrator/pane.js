@@ -105,10 +105,21 @@
     }
   }
 
+  // An agent waiting to retry: its "next try in N s" counts down between redraws, by the
+  // rule of runs.labels (whole seconds, never below 1 s: the retry's own redraw ends it).
+  function tickCountdowns(at) {
+    document.querySelectorAll(".words[data-until]").forEach((el) => {
+      const seconds = Math.max(1, Math.round((Number(el.dataset.until) - at) / 1000));
+      const text = el.textContent.replace(/next try in \d+ s$/, `next try in ${seconds} s`);
+      if (text !== el.textContent) el.textContent = text;
+    });
+  }
+
   function tick() {
     const at = now();
     tickElapsed(at);
     tickTimeline(at);
+    tickCountdowns(at);
   }
   setInterval(tick, 100);
   document.addEventListener("htmx:oobAfterSwap", () => {
