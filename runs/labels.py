@@ -77,7 +77,7 @@ def run_state(run: FlowRun, steps: Sequence[FlowStep] | None = None, *, held: st
         if held:
             return State(key="held", label="waiting", detail=held, waiting=True)
         # A retried run is pending again, with the agents that succeeded kept.
-        detail = "no agent has started yet" if run.started_at is None else "retried, waiting for a worker"
+        detail = "retried, waiting for a worker" if run.started_at else "no agent has started yet"
         return State(key=status, label="pending", detail=detail, waiting=True)
     if status == RunStatus.FINISHED_WITH_FAILURES:
         failed = run.failed_agents
