@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from runs.demo.scripts import ScriptedReply, _grep_hits, marker, offered_tools, reply_for
+from runs.demo.scripts import ScriptedReply, exploring_reply, marker
 
 # What ends an assistant turn in the templates the bench uses (Qwen's ChatML, Gemma's turns):
 # the model emits it as its end-of-generation token, so it is not part of the forced answer.
@@ -271,33 +271,6 @@ def role_in_user(body: dict[str, Any]) -> dict[str, Any]:
     system["content"] = shared.rstrip()
     user["content"] = f"{SHARED_PREFIX_END}{own}\n\n{user.get('content') or ''}"
     return {**body, "messages": messages}
-
-
-def exploring_reply(body: dict[str, Any], explore: int) -> ScriptedReply:
-    """The scripted answer, or, for a specialist that has read fewer than `explore` more files
-    than its script does, one more whole file among its search's matches: a stand-in for a
-    real model that keeps reading until the mode's caps stop it (what fast mode is for)."""
-    reply = reply_for(body)
-    offered = offered_tools(body)  # none on a turn that must answer (tool_choice "none")
-    if not explore or reply.tool_calls or "read_file" not in offered:
-        return reply
-    messages = body.get("messages") or []
-    rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
-    hits = _grep_hits(messages)  # the scripted model's own reading of its grep results
-    paths = list(dict.fromkeys(path for path, _, _ in hits))
-    extra = rounds - 3  # the script's own three rounds: list_dir, grep, read_file
-    if marker(body, "Step kind") != "specialist" or not paths or not 0 <= extra < explore:
-        return reply
-    # Once every matching file was read whole, read them again from further down: each call
-    # differs, or the engine's loop guard (REPEAT_LIMIT) would end the exploring before the caps.
-    again, which = divmod(extra, len(paths))
-    args: dict[str, Any] = {"path": paths[which]}
-    if again:
-        args["start_line"] = 1 + 10 * again
-    return ScriptedReply(
-        reasoning="Reading one more matching file before I answer. ",
-        tool_calls=[("read_file", args)],
-    )
 
 
 def assistant_message(reply: ScriptedReply) -> dict[str, Any]:

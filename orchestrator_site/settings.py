@@ -183,6 +183,9 @@ ORCHESTRATOR_DEMO_TOKEN_RATE = env_float("ORCHESTRATOR_DEMO_TOKEN_RATE", 80.0)
 # progress as llama.cpp does: slow enough that a first prompt shows "reading the prompt". 0 =
 # at once.
 ORCHESTRATOR_DEMO_PREFILL_RATE = env_float("ORCHESTRATOR_DEMO_PREFILL_RATE", 300.0)
+# Files each demo specialist reads beyond its script before answering, as a real model that
+# keeps reading until its caps stop it; try 24 to see what --fast cuts. 0 = the script only.
+ORCHESTRATOR_DEMO_EXPLORE = env_int("ORCHESTRATOR_DEMO_EXPLORE", 0)
 
 # --- The pane's WebSocket: who may open it and what one socket may cost ------------------
 # (runs/socket_limits.py holds the per-socket limits; docs/architecture.md "The live pane")

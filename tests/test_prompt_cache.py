@@ -133,3 +133,24 @@ def _timed_turn() -> TurnResult:
         finish_reason="stop",
         timings=timings,
     )
+
+
+def test_an_exploring_demo_model_shows_what_fast_mode_cuts(
+    run_to_end, scripted_model, target_dir: Path
+):
+    """The demo's specialists stop within fast mode's caps; told to keep reading (the demo's
+    --explore), normal mode reads on past fast mode's 6 tool calls and fast mode stops at its
+    caps: fewer tool calls and prompt tokens for the same flow and band."""
+    scripted_model.explore = 24
+    calls: dict[bool, list[int]] = {}
+    tokens_in: dict[bool, int] = {}
+    for fast in (False, True):
+        run = run_to_end(launch_run(flow="code-review", target=str(target_dir), fast=fast))
+        assert {s.status for s in run.steps.all()} == {"succeeded"}, fast
+        specialists = [s for s in run.steps.all() if not s.depends_on]
+        calls[fast] = [s.tool_calls for s in specialists]
+        tokens_in[fast] = sum(s.tokens_in for s in specialists)
+    print(f"\nexplore 24: tool calls {calls}, prompt tokens {tokens_in}")
+    assert all(n > 6 for n in calls[False]), calls
+    assert all(n <= 6 for n in calls[True]), calls
+    assert tokens_in[True] < tokens_in[False], tokens_in

@@ -19,6 +19,7 @@ def demo_server_url() -> str:
         if _server is None:
             rate = settings.ORCHESTRATOR_DEMO_TOKEN_RATE or None
             prefill = settings.ORCHESTRATOR_DEMO_PREFILL_RATE or None
-            _server = ScriptedModelServer(token_rate=rate, prefill_rate=prefill)
+            explore = settings.ORCHESTRATOR_DEMO_EXPLORE
+            _server = ScriptedModelServer(token_rate=rate, prefill_rate=prefill, explore=explore)
             _server.start()
         return str(_server.url)

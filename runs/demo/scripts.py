@@ -74,6 +74,34 @@ def reply_for(body: dict[str, Any]) -> ScriptedReply:
     return _specialist(body)
 
 
+def exploring_reply(body: dict[str, Any], explore: int) -> ScriptedReply:
+    """The scripted answer, or, for a specialist that has read fewer than `explore` more files
+    than its script does, one more whole file among its search's matches: a stand-in for a
+    real model that keeps reading until the mode's caps stop it (what fast mode is for; the
+    demo's --explore and ORCHESTRATOR_DEMO_EXPLORE, the prefill bench's --explore)."""
+    reply = reply_for(body)
+    offered = offered_tools(body)  # none on a turn that must answer (tool_choice "none")
+    if not explore or reply.tool_calls or "read_file" not in offered:
+        return reply
+    messages = body.get("messages") or []
+    rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
+    hits = _grep_hits(messages)  # the scripted model's own reading of its grep results
+    paths = list(dict.fromkeys(path for path, _, _ in hits))
+    extra = rounds - 3  # the script's own three rounds: list_dir, grep, read_file
+    if marker(body, "Step kind") != "specialist" or not paths or not 0 <= extra < explore:
+        return reply
+    # Once every matching file was read whole, read them again from further down: each call
+    # differs, or the engine's loop guard (REPEAT_LIMIT) would end the exploring before the caps.
+    again, which = divmod(extra, len(paths))
+    args: dict[str, Any] = {"path": paths[which]}
+    if again:
+        args["start_line"] = 1 + 10 * again
+    return ScriptedReply(
+        reasoning="Reading one more matching file before I answer. ",
+        tool_calls=[("read_file", args)],
+    )
+
+
 def marker(body: dict[str, Any], name: str) -> str | None:
     """A `Name: value` line of the agent's instructions (e.g. `Agent role: security`): from
     the system message, else from the first user message (where the agent's part is)."""

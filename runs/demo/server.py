@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from runs.demo.faults import FaultKind, FaultPlan, FaultRule
-from runs.demo.scripts import ScriptedReply, marker, reply_for
+from runs.demo.scripts import ScriptedReply, exploring_reply, marker
 from runs.demo.stream import (
     MODEL_ID,
     Stream,
@@ -59,6 +59,7 @@ class ScriptedModelServer:
         record_emissions: bool = False,
         total_slots: int | None = 4,
         n_ctx: int = 8192,
+        explore: int = 0,
     ) -> None:
         # Plain attributes, read per request, so a test may change them while the server runs.
         self.token_rate = token_rate
@@ -69,6 +70,9 @@ class ScriptedModelServer:
         # Filler words streamed as reasoning before every answer: benches that need streams
         # lasting seconds (the scripted answers take well under one) set it.
         self.pad_reasoning = pad_reasoning
+        # Files a specialist reads beyond its script before it answers, as a real model that
+        # keeps reading until its mode's caps stop it: what makes fast mode visible (0: none).
+        self.explore = explore
         self.requests: list[dict[str, Any]] = []  # request bodies, in arrival order
         # A test's own answers: called with each request body; a reply it returns is sent
         # instead of the script's (None: the script answers). Hostile-model tests use it.
@@ -323,7 +327,7 @@ def _reply(
             tool_calls=[("grep", {"pattern": "TODO", "path": "."})],
         )
     custom = scripted.responder(body) if scripted.responder is not None else None
-    reply = custom if custom is not None else reply_for(body)
+    reply = custom if custom is not None else exploring_reply(body, scripted.explore)
     if pad := scripted.pad_reasoning:
         reply = dataclasses.replace(reply, reasoning=PAD_WORD * pad + reply.reasoning)
     if fault is not None and fault.kind == FaultKind.BAD_TOOL_ARGS and reply.tool_calls:
@@ -361,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--total-slots", type=int, default=4, help="what GET /props says (default 4)"
     )
     parser.add_argument(
+        "--explore",
+        type=int,
+        default=0,
+        metavar="N",
+        help="files a specialist reads beyond its script, until its caps stop it (default 0)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -381,8 +392,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "first_byte_delay": args.first_byte_delay,
             "prefill_rate": args.prefill_rate,
         }
+        if args.explore < 0:
+            raise ValueError(f"--explore must be 0 or more, got {args.explore}")
         server = ScriptedModelServer(
-            args.host, args.port, faults=faults, total_slots=args.total_slots, **pacing
+            args.host,
+            args.port,
+            faults=faults,
+            total_slots=args.total_slots,
+            explore=args.explore,
+            **pacing,
         )
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
