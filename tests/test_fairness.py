@@ -208,20 +208,20 @@ class TestTheModelLine:
         self, settings, alice, bob, launch
     ):
         """Alice's 8 steps wait for the one slot, one of them in the line; Bob's first joins
-        the line behind it, and from then on the two take turns."""
+        the line behind it, and from then on the two take turns: the places say so."""
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 4
         for _ in range(6):
             launch(alice)
         alices = scheduler.claim_steps("w", 100)
         assert len(alices) == 8
         answers = [scheduler.try_acquire_slot(i, "w", MODEL, 1) for i in alices]
-        assert [a.position for a in answers] == [0, 1, 0, 0, 0, 0, 0, 0], (
-            "the first holds the slot, the second has the line's one place of hers"
+        assert [a.position for a in answers] == [0, 1, 2, 3, 4, 5, 6, 7], (
+            "the first holds the slot, the others are next in claim order, one at a time"
         )
         launch(bob)
         bobs = scheduler.claim_steps("w", 100)
         positions = [scheduler.try_acquire_slot(i, "w", MODEL, 1).position for i in bobs]
-        assert positions == [2, 0], "at the end of the line, behind alice's one step in it"
+        assert positions == [2, 4], "behind alice's one step in the line, then taking turns"
         holders = [alices[0], alices[1], bobs[0], alices[2], bobs[1], alices[3]]
         for holder, following in itertools.pairwise(holders):
             assert scheduler.release_slot(holder, "w", MODEL, 1) == [following]
