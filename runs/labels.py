@@ -9,6 +9,7 @@ the model's line, the dependencies it waits for, its run's cap, the attempt, the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,8 +153,10 @@ class State:
 
 def place_words(position: int | None, wait: float | None = None) -> str:
     """A step's place in its model's line for a slot, and the wait estimated for it (seconds,
-    runs.waits): "2nd in line, about 40 s"."""
+    runs.waits; infinite while the server is unavailable): "2nd in line, about 40 s"."""
     place = f"{ordinal(position)} in line" if position else "in line"
+    if wait is not None and math.isinf(wait):
+        return f"{place}, no estimate while the model server is unavailable"
     return f"{place}, {about(wait)}" if wait is not None else place
 
 

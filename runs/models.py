@@ -245,6 +245,12 @@ class FlowStep(models.Model):
     # The endpoint (base URL) of its slot while it holds one, else of its last turn: the
     # server that holds its prompt, where its next turn is placed when a slot is free there.
     endpoint = models.CharField(max_length=500, blank=True)
+    # When its slot was granted, while it holds one; and over its attempts, the seconds it
+    # held a slot and the grants those cover (summed at each release): how long a grant
+    # keeps a slot, the measure a waiter's wait is estimated from (runs.waits).
+    slot_at = models.DateTimeField(null=True, blank=True)
+    held_seconds = models.FloatField(default=0.0)
+    grants = models.PositiveIntegerField(default=0)
     queued_at = models.DateTimeField(null=True, blank=True)  # when this attempt was claimed
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)

@@ -36,8 +36,8 @@ def queue_positions(run: FlowRun) -> dict[int, int]:
 
 
 def queue_line(run: FlowRun) -> scheduler.QueueLine:
-    """This run's waiters for a model slot: their places, and the turns ahead of each (its
-    wait's estimate, runs.waits, also for a waiter without a place yet)."""
+    """This run's waiters for a model slot: their places in the model's line (as it will
+    move), and what their waits are estimated from (runs.waits)."""
     waiting = run.steps.filter(status__in=ACTIVE_STEP, wants_slot=True, holds_slot=False)
     return scheduler.queue_line(run.model, list(waiting.values_list("id", flat=True)))
 
@@ -127,7 +127,7 @@ def snapshot(run_id: UUID) -> Snapshot:
     steps = list(run.steps.all())
     line = queue_line(run)
     positions = line.places
-    slot_waits = waits.slot_waits(run, steps, line.ahead)
+    slot_waits = waits.slot_waits(run, steps, line)
     width = max((len(s.key) for s in steps), default=10) + 2
     held = fairness.waiting_reason(run)
     header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · "

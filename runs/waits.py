@@ -1,62 +1,112 @@
-"""How long an agent waiting for a model slot will likely wait: from what this run measured.
+"""How long an agent waiting for a model slot will likely wait: from how the line really moves.
 
-The only measurements are the model server's own (llama.cpp's `timings` of every kept turn,
-summed on the steps: prompt tokens evaluated over the seconds spent on them, tokens generated
-over theirs, and the turns those cover). From them, a turn of this run costs the server
+A waiter's place (scheduler.queue_line) counts the grants before its own. A grant lasts from
+the slot's grant to its release: one model turn, or every turn of a step while it keeps the
+slot through quick tools (nobody else's work waiting), with the HTTP and tool overhead
+between. So the measure is the slot holding itself, summed on the steps at each release
+(`held_seconds` over `grants`): this run's, or, while this run has released no slot yet, what
+other recent runs on the same model and endpoints measured (the server's speed, not theirs to
+keep: only the two sums are read, never a name or target). With `hold` seconds per grant and
+the model's `slots`, the holders free their slots once their grant's `hold` is spent (at once
+when already longer), each grant after takes `hold` again, and the waiter `place`-th in line
+gets the `place`-th slot freed.
 
-    turn = (prompt tokens evaluated per turn) / (prefill tok/s)
-         + (tokens generated per turn) / (decode tok/s)
-
-and an agent `place`-th in its model's line gets a slot once `place` turns have ended on the
-model's `slots` slots, so its wait is about `place * turn / slots`. No turn timed yet (a new
-run, or a server that sends no timings): no estimate, rather than an invented one.
+No grant measured yet: no estimate, rather than an invented one. A turn of the model finding
+its server unavailable (or every endpoint of the run marked down): no estimate either, said
+as such (UNAVAILABLE), since nobody's wait ends before the server is back.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from datetime import timedelta
 
-from runs.models import FlowRun, FlowStep
+from django.db.models import Sum
+from django.utils import timezone
+
+from runs.engine.queue.scheduler import QueueLine
+from runs.models import FlowRun, FlowStep, ModelEndpoint
 
 # An estimate beyond this is not a number anyone can use (a day).
 LONGEST = 86_400.0
+# The wait of a waiter whose server is unavailable: not an estimate (runs.labels says so).
+UNAVAILABLE = math.inf
+# What other runs measured counts while this recent, and from this many of their steps.
+RECENT = timedelta(hours=6)
+RECENT_STEPS = 200
 
 
-def turn_seconds(steps: Sequence[FlowStep]) -> float | None:
-    """What one model turn of these steps has cost the server, on average; None: unmeasured."""
-    turns = sum(step.timed_turns for step in steps)
-    prefill_tokens = sum(step.prefill_tokens for step in steps)
-    prefill_seconds = sum(step.prefill_seconds for step in steps)
-    decode_tokens = sum(step.decode_tokens for step in steps)
-    decode_seconds = sum(step.decode_seconds for step in steps)
-    if turns <= 0 or prefill_seconds <= 0 or decode_seconds <= 0 or not decode_tokens:
-        return None
-    prefill_rate = prefill_tokens / prefill_seconds  # tokens per second
-    decode_rate = decode_tokens / decode_seconds
-    seconds = (
-        prefill_tokens / turns / prefill_rate if prefill_rate > 0 else 0.0
-    ) + decode_tokens / turns / decode_rate
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
+def hold_seconds(steps: Sequence[FlowStep]) -> float | None:
+    """How long a grant of these steps kept its slot, on average; None: none released yet."""
+    grants = sum(step.grants for step in steps)
+    held = sum(step.held_seconds for step in steps)
+    return held / grants if grants > 0 and held > 0 else None
 
 
-def slot_waits(
-    run: FlowRun, steps: Sequence[FlowStep], positions: Mapping[int, int]
-) -> dict[int, float]:
-    """Each waiting step's estimated wait for a slot (seconds), by step id; empty when this
-    run has measured nothing yet. `positions`: the turns ahead of each waiter in the model's
-    line (its place, or for one without a place yet the least turns before it:
-    scheduler.QueueLine.ahead)."""
-    if not positions:
+def recent_hold_seconds(run: FlowRun) -> float | None:
+    """The same, from other recent runs of this run's model and endpoints (only the sums)."""
+    recent = (
+        FlowStep.objects.filter(
+            run__model=run.model,
+            run__endpoint_url=run.endpoint_url,
+            run__created_at__gte=timezone.now() - RECENT,
+            grants__gt=0,
+        )
+        .exclude(run_id=run.id)
+        .order_by("-id")
+        .values_list("id", flat=True)[:RECENT_STEPS]
+    )
+    sums = FlowStep.objects.filter(id__in=list(recent)).aggregate(
+        held=Sum("held_seconds"), grants=Sum("grants")
+    )
+    held, grants = sums["held"] or 0.0, sums["grants"] or 0
+    return held / grants if grants > 0 and held > 0 else None
+
+
+def slot_waits(run: FlowRun, steps: Sequence[FlowStep], line: QueueLine) -> dict[int, float]:
+    """Each waiting step's estimated wait for a slot (seconds), by step id: UNAVAILABLE while
+    the server is; empty when nothing was measured yet. `line`: this run's waiters' places."""
+    if not line.places:
         return {}
-    turn = turn_seconds(steps)
-    if turn is None:
+    if line.unavailable or _endpoints_down(run):
+        return dict.fromkeys(line.places, UNAVAILABLE)
+    hold = hold_seconds(steps) or recent_hold_seconds(run)
+    if hold is None:
         return {}
     # The slot cap, or the server's own slots when it has fewer (the rest wait in its queue).
     known = [n for n in (run.slots, run.server_slots) if n]
     slots = min(known) if known else 1
+    frees = _slot_frees(hold, slots, line.held, max(line.places.values()))
     return {
-        step_id: min(LONGEST, place * turn / slots)
-        for step_id, place in positions.items()
+        step_id: min(LONGEST, frees[place - 1])
+        for step_id, place in line.places.items()
         if place > 0
     }
+
+
+def _slot_frees(hold: float, slots: int, held: Sequence[float], count: int) -> list[float]:
+    """The first `count` moments (seconds from now) a slot is freed for the next in line."""
+    # The slots' next free moments: a holder's grant ends after `hold`, at once when it has
+    # held longer already; a slot nobody holds is free now.
+    free = sorted(max(0.0, hold - seconds) for seconds in held)[:slots]
+    free += [0.0] * (slots - len(free))
+    heapq.heapify(free)
+    moments: list[float] = []
+    while len(moments) < count:
+        moment = heapq.heappop(free)
+        moments.append(moment)
+        heapq.heappush(free, moment + hold)
+        if moment > LONGEST:
+            moments += [LONGEST] * (count - len(moments))
+    return moments
+
+
+def _endpoints_down(run: FlowRun) -> bool:
+    """Every endpoint the run launched with is marked down (runs.engine.agent.servers)."""
+    urls = [url for url in run.endpoint_url.split(",") if url]
+    if not urls:
+        return False
+    down = ModelEndpoint.objects.filter(url__in=urls, down_until__gt=timezone.now()).count()
+    return down >= len(set(urls))

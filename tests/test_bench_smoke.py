@@ -31,6 +31,7 @@ SMOKES: dict[str, tuple[list[str], list[str]]] = {
     "pane_render": ([], [r"timeline: 4 lanes, [1-9]\d* stretches", r"live redraw"]),
     "scheduler": ([], [r"hand-off latency .*: n=4 ", r"max concurrent streams [12];"]),
     "fairness": ([], [r"bob's run finished: \d", r"'pending': [1-9]"]),
+    "slot_waits": ([], [r"estimate / real wait, now: n=[1-9]\d* median=\d", r"places: [1-9]"]),
     "stream_latency": ([], [r"statuses=\['succeeded'\]", r"chunks matched=[1-9]\d*"]),
     "delivery": ([], [r"^ +2 +400 +[1-9]\d* +[1-9]\d* "]),
     "soak": ([], [r"all runs finished, no event lost: yes", r"panes checked=[1-9]"]),

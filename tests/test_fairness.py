@@ -208,20 +208,20 @@ class TestTheModelLine:
         self, settings, alice, bob, launch
     ):
         """Alice's 8 steps wait for the one slot, one of them in the line; Bob's first joins
-        the line behind it, and from then on the two take turns."""
+        the line behind it, and from then on the two take turns: the places say so."""
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 4
         for _ in range(6):
             launch(alice)
         alices = scheduler.claim_steps("w", 100)
         assert len(alices) == 8
         answers = [scheduler.try_acquire_slot(i, "w", MODEL, 1) for i in alices]
-        assert [a.position for a in answers] == [0, 1, 0, 0, 0, 0, 0, 0], (
-            "the first holds the slot, the second has the line's one place of hers"
+        assert [a.position for a in answers] == [0, 1, 2, 3, 4, 5, 6, 7], (
+            "the first holds the slot, the others are next in claim order, one at a time"
         )
         launch(bob)
         bobs = scheduler.claim_steps("w", 100)
         positions = [scheduler.try_acquire_slot(i, "w", MODEL, 1).position for i in bobs]
-        assert positions == [2, 0], "at the end of the line, behind alice's one step in it"
+        assert positions == [2, 4], "behind alice's one step in the line, then taking turns"
         holders = [alices[0], alices[1], bobs[0], alices[2], bobs[1], alices[3]]
         for holder, following in itertools.pairwise(holders):
             assert scheduler.release_slot(holder, "w", MODEL, 1) == [following]
@@ -365,10 +365,12 @@ class TestAPlaceInLine:
         self, settings, alice, bob, charlie, launch
     ):
         """One slot; Alice's backlog waits; Bob and Charlie launch and their steps are claimed
-        between the turns. A claim never moves anyone's place; each turn (a step leaving the
-        line for the slot) moves every placed step up by exactly one; so the places a step's
-        stream shows only count down (0: in line without a place yet, behind its owner's
-        step in the line)."""
+        between the turns. Every waiter has a place of its own (distinct: 1, 2, 3... however
+        many of its owner's steps wait), the engine's answer and every view agree, and each
+        turn grants the step that was 1st and moves every other place up by exactly one: the
+        projected order is the order the slot is granted in. A newcomer of another owner
+        takes its turn in the round robin, ahead of the owner's later steps, never of a step
+        with a place in the line itself."""
         settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 0
         launch(alice)
         launch(alice)
@@ -376,40 +378,67 @@ class TestAPlaceInLine:
         [holder] = [i for i in waiting if scheduler.try_acquire_slot(i, "w", MODEL, 1).granted]
         waiting.remove(holder)
         newcomers = [bob, charlie, bob, charlie]
-        seen: dict[int, list[int]] = {}
+        turns = 0
+
+        def ask() -> dict[int, int]:
+            return {i: scheduler.try_acquire_slot(i, "w", MODEL, 1).position for i in waiting}
 
         def poll() -> dict[int, int]:
-            answers = {i: scheduler.try_acquire_slot(i, "w", MODEL, 1).position for i in waiting}
-            placed = {i: p for i, p in answers.items() if p > 0}
-            # Every view counts the line as the engine does.
-            assert scheduler.queue_positions(MODEL, waiting) == placed
-            for step_id, place in answers.items():
-                if not seen.setdefault(step_id, []) or seen[step_id][-1] != place:
-                    seen[step_id].append(place)
-            return placed
+            answers = ask()
+            assert scheduler.queue_positions(MODEL, waiting) == answers  # one rule
+            assert sorted(answers.values()) == list(range(1, len(waiting) + 1)), "distinct"
+            return answers
 
         before = poll()
         while waiting:
             if newcomers:
                 launch(newcomers.pop(0))
                 waiting += scheduler.claim_steps("w", 100)
-                after_claims = poll()
-                assert {i: after_claims[i] for i in before} == before, "a claim moved a place"
-                before = after_claims
+                ask()  # the newcomers join the line (ahead of Alice's later steps)
+                before = poll()
             handed = scheduler.release_slot(holder, "w", MODEL, 1)
             finish_step(holder, "w", succeeded=True, output="done")
             [holder] = handed
+            assert before[holder] == 1, "the slot goes to the one 1st in line"
             waiting.remove(holder)
-            after_turn = poll()
-            moved = {i: after_turn[i] for i in before if i != holder}
-            assert moved == {i: place - 1 for i, place in before.items() if i != holder}
-            before = after_turn
-        assert seen, "the places in line were watched"
-        for step_id, places in seen.items():
-            numbered = [p for p in places if p > 0]
-            assert places == [0] * (len(places) - len(numbered)) + numbered, (step_id, places)
-            assert numbered == list(range(numbered[0], 0, -1)) if numbered else True
-        assert max(len(places) for places in seen.values()) >= 4
+            after = poll()
+            assert after == {i: place - 1 for i, place in before.items() if i != holder}
+            before = after
+            turns += 1
+        assert turns >= 8
+
+    def test_the_projected_order_is_the_order_of_the_grants_for_two_owners(
+        self, settings, alice, bob, launch
+    ):
+        """One slot; Alice's two runs and Bob's run all claimed before the first grant: the
+        places every waiter is shown at the start list the steps in exactly the order the
+        slot then goes to them (Alice's and Bob's alternating while both wait)."""
+        settings.ORCHESTRATOR_MAX_ACTIVE_RUNS_PER_USER = 0
+        launch(alice)
+        launch(alice)
+        launch(bob)
+        waiting = scheduler.claim_steps("w", 100)
+        [holder] = [i for i in waiting if scheduler.try_acquire_slot(i, "w", MODEL, 1).granted]
+        waiting.remove(holder)
+        places = {i: scheduler.try_acquire_slot(i, "w", MODEL, 1).position for i in waiting}
+        projected = sorted(waiting, key=places.__getitem__)
+        granted = []
+        while waiting:
+            [holder] = scheduler.release_slot(holder, "w", MODEL, 1)
+            finish_step(holder, "w", succeeded=True, output="done")
+            granted.append(holder)
+            waiting.remove(holder)
+        assert granted == projected
+        owners = list(
+            FlowStep.objects.filter(id__in=granted[:4])
+            .order_by("id")
+            .values_list("id", "run__owner__username")
+        )
+        by_id = dict(owners)
+        assert [by_id[i] for i in granted[:4]] in (
+            ["alice", "bob", "alice", "bob"],
+            ["bob", "alice", "bob", "alice"],
+        ), "round robin while both wait"
 
 
 STEP_KEY = re.compile(r"^Step: (\S+)", re.M)

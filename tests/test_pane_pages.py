@@ -54,7 +54,7 @@ class TestPaneAtAGlance:
 
     def test_a_queued_agent_says_its_place_in_words(self, alice, target_dir):
         """Two claimed steps of one owner wait for a slot: the first has the owner's place in
-        the line, the second waits in line behind it without a place of its own."""
+        the line, the second is next after it: each says its own place."""
         run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
         claimed = scheduler.claim_steps("w", 10, run_id=run.id)
         assert len(claimed) == 2
@@ -62,7 +62,7 @@ class TestPaneAtAGlance:
             assert not scheduler.try_acquire_slot(step_id, "w", run.model, 0).granted
         html = client_for(alice).get(f"/runs/{run.id}/").content.decode()
         assert html.count(">waiting for a model slot</span>") == 2
-        assert ">1st in line</span>" in html and ">in line</span>" in html
+        assert ">1st in line</span>" in html and ">2nd in line</span>" in html
         assert ">for Correctness, Security</span>" in html  # the synthesizer
         assert "#0" not in text(html), "no attempt numbers for agents that never ran"
 

@@ -39,12 +39,13 @@ from runs.engine.agent.events import EventSink
 from runs.engine.agent.turn import TurnState, count_turn, one_turn
 from runs.engine.dbthread import close_pool
 from runs.engine.queue import scheduler
+from runs.engine.queue.scheduler import QueueLine
 from runs.labels import about, prompt_progress_words, step_state
 from runs.models import FlowRun, FlowStep, StepPhase, StepStatus
 from runs.progress import queue_line as progress_queue_line
 from runs.progress import snapshot
 from runs.services import launch_run
-from runs.waits import slot_waits, turn_seconds
+from runs.waits import UNAVAILABLE, hold_seconds, slot_waits
 from tests.canned_sse import collect, delta, sse
 
 ANSWER = [delta(role="assistant", content=None), delta(content="ok"), delta("stop")]
@@ -339,33 +340,49 @@ def test_the_words_for_reading_a_prompt_and_for_an_estimated_wait():
 # --- the estimate -----------------------------------------------------------------------------
 
 
-def measured(**sums: Any) -> FlowStep:
-    return FlowStep(**sums)
+def held(seconds: float, grants: int) -> FlowStep:
+    return FlowStep(held_seconds=seconds, grants=grants)
 
 
+@pytest.mark.django_db
 def test_no_estimate_without_measurements():
-    """A run whose turns were never timed (new, or a server without timings) says nothing."""
-    run = FlowRun(slots=1)
-    assert slot_waits(run, [FlowStep(), FlowStep()], {1: 1, 2: 2}) == {}
-    decode_only = measured(timed_turns=2, decode_tokens=100, decode_seconds=5.0)
-    assert turn_seconds([decode_only]) is None
-    assert slot_waits(run, [decode_only], {1: 1}) == {}
+    """A run that never gave a slot back, on a model no other run measured, says nothing."""
+    run = FlowRun(slots=1, model="m")
+    line = QueueLine(places={1: 1, 2: 2})
+    assert slot_waits(run, [FlowStep(), FlowStep()], line) == {}
+    assert hold_seconds([FlowStep(timed_turns=2, decode_tokens=100, decode_seconds=5.0)]) is None
 
 
-def test_the_wait_is_the_line_ahead_times_a_measured_turn_over_the_slots():
-    """Two timed turns: 8,000 prompt tokens at 2,000 tok/s and 1,520 generated at 20 tok/s, so
-    a turn costs 2 s + 38 s = 40 s; first in line on one slot: about 40 s; third on two slots
-    (the server has two, the cap three): 60 s."""
-    steps = [
-        measured(timed_turns=1, prefill_tokens=6000, prefill_seconds=3.0),
-        measured(timed_turns=1, prefill_tokens=2000, prefill_seconds=1.0),
-        measured(decode_tokens=1520, decode_seconds=76.0),
-    ]
-    assert turn_seconds(steps) == pytest.approx(40.0)
-    assert slot_waits(FlowRun(slots=1), steps, {7: 1}) == {7: pytest.approx(40.0)}
+def test_the_wait_is_the_grants_ahead_times_the_measured_holding_over_the_slots():
+    """Three grants held 120 s in all: a grant keeps its slot 40 s. One slot held for 10 s
+    already: the first in line gets it in 30 s, the third in 110 s. Two slots (the server has
+    two, the cap three), nobody holding: the first gets one at once, the third after 40 s."""
+    steps = [held(100.0, 2), held(20.0, 1), FlowStep()]
+    assert hold_seconds(steps) == pytest.approx(40.0)
+    one = QueueLine(places={7: 1, 8: 3}, held=(10.0,))
+    assert slot_waits(FlowRun(slots=1), steps, one) == {
+        7: pytest.approx(30.0),
+        8: pytest.approx(110.0),
+    }
     two = FlowRun(slots=3, server_slots=2)
-    assert slot_waits(two, steps, {7: 3, 8: 1}) == {7: pytest.approx(60.0), 8: pytest.approx(20.0)}
-    assert slot_waits(FlowRun(), steps, {7: 10**6})[7] == 86_400.0  # capped at a day
+    line = QueueLine(places={7: 3, 8: 1})
+    assert slot_waits(two, steps, line) == {7: pytest.approx(40.0), 8: pytest.approx(0.0)}
+    late = QueueLine(places={7: 1}, held=(55.0,))  # held longer than most: it ends any moment
+    assert slot_waits(FlowRun(slots=1), steps, late) == {7: pytest.approx(0.0)}
+    far = QueueLine(places={7: 10**4})
+    assert slot_waits(FlowRun(), steps, far)[7] == 86_400.0  # capped at a day
+
+
+def test_no_estimate_while_the_server_is_unavailable():
+    """A turn of the model found its server unavailable: every waiter keeps its place but
+    says there is no estimate, however much was measured."""
+    line = QueueLine(places={7: 1, 8: 2}, unavailable=True)
+    waits = slot_waits(FlowRun(slots=1), [held(40.0, 1)], line)
+    assert waits == {7: UNAVAILABLE, 8: UNAVAILABLE}
+    queued = FlowStep(status=StepStatus.QUEUED, phase=StepPhase.SLOT, wants_slot=True)
+    assert step_state(queued, 2, wait=waits[8]).text == (
+        "waiting for a model slot (2nd in line, no estimate while the model server is unavailable)"
+    )
 
 
 @pytest.mark.django_db
@@ -411,45 +428,62 @@ def one_slot_line(owner: Any, target: Path) -> tuple[FlowRun, int, list[int]]:
 
 
 def measure_turns(step_id: int) -> None:
-    """Two timed turns of 40 s each (2 s reading the prompt, 38 s generating)."""
-    FlowStep.objects.filter(id=step_id).update(
-        timed_turns=2,
-        prefill_tokens=8000,
-        prefill_seconds=4.0,
-        decode_tokens=1520,
-        decode_seconds=76.0,
-    )
+    """Two grants it held the slot 40 s each (and it holds it again since a moment)."""
+    FlowStep.objects.filter(id=step_id).update(held_seconds=80.0, grants=2)
 
 
 @pytest.mark.django_db
-def test_agents_without_a_place_yet_still_show_an_estimated_wait(
-    alice: Any, bob: Any, target_dir: Path
-):
-    """One slot, a medium review: one agent holds it, the owner's next waits 1st in line, and
-    the owner's others have no place yet (round robin lets another owner's step come first),
-    but each says about how long at least: the turns ahead of it at the measured 40 s each.
-    Another owner's step joins the line with a place of its own."""
+def test_every_waiter_has_its_place_and_an_estimated_wait(alice: Any, bob: Any, target_dir: Path):
+    """One slot, a medium review: one agent holds it, the owner's others wait. Each has its
+    own place as the line will move (1st, 2nd, 3rd...: one holds the owner's place in the
+    line, the next joins when it is granted) and says about how long: the grants ahead of it
+    at the measured 40 s each. Another owner's step joins behind the owner's placed step and
+    ahead of its later ones (round robin): their places move back by one."""
     run, holder, waiters = one_slot_line(alice, target_dir)
     measure_turns(holder)
     line = progress_queue_line(run)
-    assert line.places == {waiters[0]: 1}, "one step per owner has a place"
-    assert [line.ahead[w] for w in waiters] == list(range(1, len(waiters) + 1))
+    assert line.places == {w: n for n, w in enumerate(waiters, start=1)}
     html = live.render_snapshot(run)
     assert ">1st in line, about 40 s</span>" in html
-    assert ">in line, about 1 min</span>" in html  # 2 turns ahead: 80 s
-    assert ">in line, about 2 min</span>" in html  # 3 turns ahead: 120 s
-    assert ">in line</span>" not in html, "every waiter has an estimate"
+    assert ">2nd in line, about 1 min</span>" in html  # 2 grants ahead: 80 s
+    assert ">3rd in line, about 2 min</span>" in html  # 3 grants ahead: 120 s
+    assert ">in line" not in html, "every waiter has its place"
     from runs.doors import run_state as door_state  # what the API and MCP say
 
     said = {a["key"]: a["state"] for a in door_state(run, None)["agents"]}
     first = FlowStep.objects.get(id=waiters[0]).key
     assert said[first] == "waiting for a model slot (1st in line, about 40 s)"
     second = FlowStep.objects.get(id=waiters[1]).key
-    assert said[second] == "waiting for a model slot (in line, about 1 min)"
+    assert said[second] == "waiting for a model slot (2nd in line, about 1 min)"
     other = launch_run(flow="code-review", target=str(target_dir), owner=bob)
     [bobs, *_] = scheduler.claim_steps("w2", 1, run_id=other.id)
     assert not scheduler.try_acquire_slot(bobs, "w2", other.model, 1).granted
     assert progress_queue_line(other).places == {bobs: 2}, "behind alice's placed step"
+    moved = {w: n + (n > 1) for n, w in enumerate(waiters, start=1)}
+    assert progress_queue_line(run).places == moved
+
+
+@pytest.mark.django_db
+def test_a_run_that_measured_nothing_estimates_from_other_runs_on_the_model(
+    alice: Any, bob: Any, target_dir: Path
+):
+    """Bob's run waits behind Alice's and has given no slot back yet: its waits are estimated
+    from how long Alice's grants kept the slot (the sums only: none of her words)."""
+    _, holder, _ = one_slot_line(alice, target_dir)
+    measure_turns(holder)
+    other = launch_run(flow="code-review", target=str(target_dir), owner=bob)
+    FlowRun.objects.filter(id=other.id).update(slots=1)
+    [bobs, *_] = scheduler.claim_steps("w2", 1, run_id=other.id)
+    assert not scheduler.try_acquire_slot(bobs, "w2", other.model, 1).granted
+    said = {a["key"]: a["state"] for a in door_state_of(other)["agents"]}
+    assert "waiting for a model slot (2nd in line, about 1 min)" in said.values()
+
+
+def door_state_of(run: FlowRun) -> dict[str, Any]:
+    from runs.doors import run_state as door_state
+
+    run.refresh_from_db()
+    return door_state(run, None)
 
 
 @pytest.mark.django_db

@@ -244,3 +244,18 @@ def test_a_retry_starts_the_step_afresh_and_a_lost_lease_resumes_it(run: FlowRun
     assert fresh.start is Start.FRESH and fresh.exhausted == ""
     assert "old answer" not in str(fresh.transcript)
     assert fresh.counters == Counters(tokens_spent_in=50, tokens_spent_out=7)
+
+
+def test_a_release_adds_how_long_the_grant_kept_the_slot(run: FlowRun):
+    """Each grant is counted once, at its release, with the seconds from grant to release:
+    the measure waits are estimated from (runs.waits). A release without a slot adds none."""
+    [a] = scheduler.claim_steps("w1", 1, run_id=run.id)
+    for _ in range(2):
+        assert scheduler.try_acquire_slot(a, "w1", run.model, 1).granted
+        FlowStep.objects.filter(id=a).update(slot_at=timezone.now() - timedelta(seconds=3))
+        scheduler.release_slot(a, "w1", run.model, 1, tools="read_file")
+    scheduler.release_slot(a, "w1", run.model, 1)
+    step = FlowStep.objects.get(id=a)
+    assert step.grants == 2
+    assert 6.0 <= step.held_seconds < 60.0
+    assert step.slot_at is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,8 +109,8 @@ def heartbeat(worker: str, step_ids: list[int]) -> set[int]:
 @dataclass(frozen=True, kw_only=True)
 class SlotAnswer:
     granted: bool
-    # 0 when granted; else the step's place in the model's line (1 = next), 0 while it waits
-    # without a place (another step of its owner is in the line), -1 when it is lost.
+    # 0 when granted; else the step's place in the model's line (1 = next: as the line will
+    # move, queue_line), -1 when it is lost.
     position: int
     endpoint: str = ""  # where the slot is, when granted (a base URL; "" with a bare count)
 
@@ -228,12 +228,12 @@ def _take_slot(cursor: CursorWrapper, params: dict[str, Any], slots: Slots) -> S
         cursor.execute(slotsql.PROMOTE, params)
         return SlotAnswer(granted=True, position=0, endpoint=placed[step])
     cursor.execute(slotsql.JOIN_LINE, params)
-    # Its place as every view counts it (one rule): 0 while it waits without a place (another
-    # step of its owner is in the line); -1 when cancelled since SEATS looked.
+    # Its place as every view counts it (one rule: projected, also while another step of its
+    # owner holds the owner's place in the line); -1 when cancelled since SEATS looked.
     cursor.execute(slotsql.STILL_WAITING, params)
     if cursor.fetchone() is None:
         return SlotAnswer(granted=False, position=-1)
-    position = _line_places(cursor, params, [params["step"]]).get(params["step"], 0)
+    position = _line(cursor, params, [params["step"]]).places.get(params["step"], 0)
     return SlotAnswer(granted=False, position=position)
 
 
@@ -241,41 +241,71 @@ def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
     """Each given step's place in `model`'s line for a slot (1 = next); absent when not in it.
 
     The one rule for a queue position: the engine's slot answers and every view of a run
-    (pane, CLI) count the same waiters the same way.
+    (pane, CLI, API) count the same waiters the same way.
     """
     return queue_line(model, step_ids).places
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QueueLine:
-    """The waiters of a model's line: `places` (queue_positions), and `ahead`, for every
-    waiter the turns that end at least before it is granted (slotsql.LINE), which estimates
-    its wait (runs.waits) also when it has no place yet."""
+    """A model's line for its slots as the views read it: `places` (queue_positions) for the
+    waiters asked about; `held`, the seconds each of the model's holders has held its slot so
+    far; `unavailable`, whether a step of the model found its server unavailable (a turn
+    failing there: nobody's wait can be estimated then)."""
 
     places: dict[int, int]
-    ahead: dict[int, int]
+    held: tuple[float, ...] = ()
+    unavailable: bool = False
 
 
 def queue_line(model: str, step_ids: Sequence[int]) -> QueueLine:
     if not step_ids:
-        return QueueLine(places={}, ahead={})
+        return QueueLine(places={})
     with connection.cursor() as cursor:
         return _line(cursor, _slot_params(model), step_ids)
 
 
 def _line(cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]) -> QueueLine:
-    cursor.execute(slotsql.LINE, {**params, "steps": list(step_ids)})
+    cursor.execute(slotsql.LINE, params)
     rows = cursor.fetchall()
+    now = params["now"]
+    wanted = set(step_ids)
+    projected = projected_places([(row[0], row[1], row[3]) for row in rows if row[2]])
     return QueueLine(
-        places={step_id: int(place) for step_id, place, _ in rows if place is not None},
-        ahead={step_id: int(ahead) for step_id, _, ahead in rows},
+        places={step_id: place for step_id, place in projected.items() if step_id in wanted},
+        held=tuple(
+            max(0.0, (now - row[5]).total_seconds()) if row[5] else 0.0 for row in rows if row[4]
+        ),
+        unavailable=any(row[6] == StepPhase.UNAVAILABLE for row in rows),
     )
 
 
-def _line_places(
-    cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]
-) -> dict[int, int]:
-    return _line(cursor, params, step_ids).places
+def projected_places(waiters: Sequence[tuple[int, int, bool]]) -> dict[int, int]:
+    """Every waiter's place (1 = next) as the line will move: (step, owner, placed) in
+    slotsql.SEATS order. The head is granted; when an owner's step in the line is granted,
+    the owner's next waiter (claim order) joins at the end (slotsql.PROMOTE); an owner with
+    waiters but none in the line sends its first at once, owners in claim order. A newcomer
+    joins behind, so each grant moves every place up by one; a place goes back only when
+    the line is reordered (another owner's step joining ahead of this owner's later ones,
+    round robin; a step of the owner claimed earlier asking again after its tools)."""
+    line: deque[tuple[int, int]] = deque()
+    later: dict[int, deque[int]] = {}
+    for step_id, owner, placed in waiters:
+        if placed:
+            line.append((step_id, owner))
+        else:
+            later.setdefault(owner, deque()).append(step_id)
+    owners_in_line = {owner for _, owner in line}
+    for owner, steps in later.items():  # in the order their first steps were claimed
+        if owner not in owners_in_line:
+            line.append((steps.popleft(), owner))
+    places: dict[int, int] = {}
+    while line:
+        step_id, owner = line.popleft()
+        places[step_id] = len(places) + 1
+        if later.get(owner):
+            line.append((later[owner].popleft(), owner))
+    return places
 
 
 def release_slot(

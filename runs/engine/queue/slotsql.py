@@ -25,7 +25,7 @@ from __future__ import annotations
 LIVE = """
     WITH live AS (
         SELECT s.id, s.lease_owner, s.status, s.holds_slot, s.wants_slot, s.queued_at,
-            s.line_at, s.run_id, s.endpoint, s.asked_at, r.endpoint_url,
+            s.line_at, s.run_id, s.endpoint, s.asked_at, r.endpoint_url, s.slot_at, s.phase,
             coalesce(r.owner_id, 0) AS party,
             (s.wants_slot AND NOT s.holds_slot AND s.status = ANY(%(active)s)) AS waits
         FROM flow_steps s JOIN flow_runs r ON r.id = s.run_id
@@ -52,30 +52,20 @@ RUN_PROMPTS = """
 DOWN = """
     SELECT url FROM model_endpoints WHERE url = ANY(%(urls)s) AND down_until > %(now)s
 """
-# The model's line, first come first served: each placed step's place in it (1 = next), and
-# for every waiter the turns that end at least before it is granted (`ahead`): a placed step's
-# place; one without a place yet, its owner's placed step's place plus the owner's waiters
-# claimed before it (other owners' steps that join later may still come first: round robin,
-# so it is a lower bound, for estimates, never shown as a place).
-LINE = f"""{LIVE},
-    line AS (
-        SELECT id, party, row_number() OVER (ORDER BY line_at, id) AS place
-        FROM live WHERE waits AND line_at IS NOT NULL
-    ),
-    unplaced AS (
-        SELECT id, party, row_number() OVER (PARTITION BY party ORDER BY queued_at, id) AS k
-        FROM live WHERE waits AND line_at IS NULL
-    )
-    SELECT id, place, place FROM line WHERE id = ANY(%(steps)s)
-    UNION ALL
-    SELECT u.id, NULL, coalesce(l.place, 0) + u.k
-    FROM unplaced u LEFT JOIN line l ON l.party = u.party
-    WHERE u.id = ANY(%(steps)s)
+# The model's line as it stands: the waiters in line order (placed steps first, then those
+# without a place yet, in claim order) with their owner, whether each has its place, and the
+# steps that bear on how long they wait: the holders (since when) and any step whose server
+# is unavailable. Where each waiter will be granted is projected from it in Python
+# (runs.engine.queue.scheduler.queue_line), by PROMOTE's rule.
+LINE = f"""{LIVE}
+    SELECT id, party, waits, line_at IS NOT NULL, holds_slot, slot_at, phase
+    FROM live WHERE waits OR holds_slot OR phase = 'unavailable'
+    ORDER BY line_at NULLS LAST, queued_at, id
 """
 # Grant this step a slot on an endpoint (a hand-over grants another worker's step).
 GRANT = """
     UPDATE flow_steps SET holds_slot = true, wants_slot = false, line_at = NULL,
-        endpoint = %(endpoint)s, started_at = coalesce(started_at, %(now)s),
+        endpoint = %(endpoint)s, slot_at = %(now)s, started_at = coalesce(started_at, %(now)s),
         phase = 'first_byte', phase_note = '', phase_until = NULL
     WHERE id = %(step)s AND (%(worker)s = '' OR lease_owner = %(worker)s)
         AND status = ANY(%(active)s) AND lease_expires_at > %(now)s
@@ -109,14 +99,18 @@ PROMOTE = f"""{LIVE},
     UPDATE flow_steps s SET line_at = {_TAIL} + j.n * interval '1 microsecond'
     FROM joining j WHERE s.id = j.id
 """
-# Give this step's slot back (its request is closed); `RELEASE_FOR_TOOLS` also says its tools
-# run now.
-RELEASE = """
-    UPDATE flow_steps SET holds_slot = false, wants_slot = false
+# Give this step's slot back (its request is closed), adding how long it held it to its
+# sums; `RELEASE_FOR_TOOLS` also says its tools run now.
+_HELD = """holds_slot = false, wants_slot = false, slot_at = NULL,
+        held_seconds = held_seconds + CASE WHEN holds_slot AND slot_at IS NOT NULL
+            THEN greatest(0, extract(epoch FROM %(now)s - slot_at)) ELSE 0 END,
+        grants = grants + CASE WHEN holds_slot AND slot_at IS NOT NULL THEN 1 ELSE 0 END"""
+RELEASE = f"""
+    UPDATE flow_steps SET {_HELD}
     WHERE id = %(step)s AND lease_owner = %(worker)s
 """
-RELEASE_FOR_TOOLS = """
-    UPDATE flow_steps SET holds_slot = false, wants_slot = false,
+RELEASE_FOR_TOOLS = f"""
+    UPDATE flow_steps SET {_HELD},
         phase = 'tool', phase_note = %(tools)s, phase_until = NULL
     WHERE id = %(step)s AND lease_owner = %(worker)s
 """
