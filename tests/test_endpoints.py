@@ -121,10 +121,20 @@ def test_a_bad_endpoint_list_is_refused_with_a_sentence_naming_the_setting(
         # Another separator than a comma.
         (
             f"{A};{B}",
-            f"must separate endpoints with commas (an entry holds a space or ';'), got '{A};{B}'",
+            f"must separate endpoints with commas (an entry holds ';'), got '{A};{B}'",
         ),
-        (f"{A} {B}", "must separate endpoints with commas"),
+        (f"{A} {B}", "must separate endpoints with commas (an entry holds a space)"),
         (f"{A}, {B}\t{A}", "must separate endpoints with commas"),
+        (f"{A}|{B}", f"must separate endpoints with commas (an entry holds '|'), got '{A}|{B}'"),
+        (f"{A}{B}", "must separate endpoints with commas (an entry holds two URLs)"),
+        # What no server's address holds unescaped, though urlsplit takes it.
+        (f"{A}#gpu1", "'#' has no place in a server's address"),
+        ("http://127.0.0.1:8081/{model}/v1", "'{' has no place in a server's address"),
+        ("http://127.0.0.1:8081/v1\\", "'\\\\' has no place in a server's address"),
+        ("http://127.0.0.1:8081/v1\x7f", "'\\x7f' has no place in a server's address"),
+        # The host missing is said so, not that the URL is not http.
+        ("http:///v1", "ORCHESTRATOR_BASE_URL must name the server's host"),
+        (f"{A},http://:8080/v1", "must name the server's host (such as http://127.0.0.1:8080/v1)"),
     ],
 )
 def test_a_bad_base_url_list_is_a_problem_naming_the_setting(
