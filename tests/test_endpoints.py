@@ -532,7 +532,7 @@ def test_the_pane_and_the_api_say_which_endpoint_each_agent_is_on(
 
 
 def test_host_port_never_raises_on_a_bad_url():
-    from runs.live import host_port
+    from runs.server_slots import host_port
 
     assert host_port("http://[::1]:8080/v1") == "[::1]:8080"
     assert host_port("http://h:99999/v1") == ""

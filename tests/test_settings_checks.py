@@ -193,9 +193,7 @@ def test_every_bad_setting_is_refused_in_one_plain_format_by_every_command(
 
 
 def test_every_bad_setting_is_said_on_a_line_of_its_own(tmp_path: Path):
-    result = manage_check(
-        tmp_path, ORCHESTRATOR_SLOTS="100000", ORCHESTRATOR_SHARED_ROOTS="/"
-    )
+    result = manage_check(tmp_path, ORCHESTRATOR_SLOTS="100000", ORCHESTRATOR_SHARED_ROOTS="/")
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert lines[0].startswith("Configuration error: ORCHESTRATOR_SLOTS must be at most 256")
