@@ -605,6 +605,18 @@ def test_serve_checks_every_server_of_the_model(settings: Any):
     assert "No model server answers at http://127.0.0.1:9/v1" in said
 
 
+def test_serves_banner_names_every_server_of_the_demo_model(settings: Any):
+    import io
+
+    from runs.management.commands.serve import Command
+
+    settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_BASE_URL = f"{A},{B}"
+    out = io.StringIO()
+    Command(stdout=out)._check_model()
+    assert out.getvalue() == f"Model: {MODEL} (scripted demo model at {A}, {B})\n"
+
+
 @pytest.mark.django_db
 def test_an_agent_whose_server_went_away_says_so_beside_its_endpoint(
     settings: Any, target_dir: Path, alice: Any
