@@ -644,3 +644,31 @@ def test_an_agent_whose_server_went_away_says_so_beside_its_endpoint(
     ModelEndpoint.objects.filter(url=A).update(down_until=None)
     rows = {row.step.id: row for row in pane_state(run).rows}
     assert rows[first].endpoint == "10.0.0.1:8081", "back up"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_every_server_is_down_each_failed_agent_names_them_all(
+    run_to_end, settings: Any, target_dir: Path
+):
+    """No server of the model answers: each agent's reason says none of them did, naming
+    each (host:port), and Method claims no slots a server never said it has."""
+    from devtools.testing import free_port
+
+    first, second = (f"http://127.0.0.1:{free_port()}/v1" for _ in range(2))
+    settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_BASE_URL = f"{first},{second}"
+    settings.ORCHESTRATOR_SLOTS = 0
+    settings.ORCHESTRATOR_RETRY_SECONDS = 1.5
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
+    failed = [s for s in run.steps.all() if s.status == StepStatus.FAILED]
+    assert failed, [(s.key, s.status) for s in run.steps.all()]
+    names = f"{first.removeprefix('http://').removesuffix('/v1')}, " + second.removeprefix(
+        "http://"
+    ).removesuffix("/v1")
+    for step in failed:
+        assert step.error.startswith(f"none of the 2 model servers answered ({names}): "), (
+            step.error
+        )
+        assert "the last one: the model server refused the connection" in step.error
+    assert "slots not known: none of the 2 servers said how many it has" in run.report
+    assert " 4 slots" not in run.report

@@ -15,6 +15,7 @@ from flows import structured
 from runs.engine.agent.backends.base import (
     AgentBackend,
     BackendError,
+    GaveUp,
     StructuredOutputRejected,
     ToolCall,
     Tries,
@@ -44,6 +45,7 @@ from runs.engine.target.tools import ReadOnlyTools, ToolResult
 from runs.engine.target.toolthreads import run_off_loop
 from runs.engine.web.tools import web_toolbox
 from runs.models import EventKind
+from runs.server_slots import host_port
 
 log = logging.getLogger(__name__)
 SLOT_POLL_SECONDS = 0.25
@@ -218,6 +220,22 @@ class ModelSlot:
         down = await db_async(down_endpoints)(others)
         return len(down) < len(others)
 
+    async def gave_up(self, exc: GaveUp, tries: Tries) -> BackendError:
+        """Why the turn failed. When none of the model's several servers answered (this
+        turn's tries found them gone, or they are marked down), that is said, naming them
+        all: not only the last one tried."""
+        urls = list(self.caps)
+        if len(urls) < 2 or not exc.lost:
+            return exc
+        gone = tries.unanswered | await db_async(down_endpoints)(urls)
+        if not gone.issuperset(urls):
+            return exc
+        names = ", ".join(host_port(url) or url for url in urls)
+        return BackendError(
+            f"none of the {len(urls)} model servers answered ({names}): {exc.tries}, "
+            f"the last one: {exc.reason}"
+        )
+
     async def lost(self, reason: str) -> None:
         """The slot's endpoint went away: marked down first (so the slot given back is not
         handed to anyone there), then the slot goes back."""
@@ -275,10 +293,12 @@ async def turn_on_slot(
             # changes hands. A cancel during the wait finds it given back already.
             await asyncio.shield(slot.release())
             await asyncio.sleep(exc.delay)
-        except BaseException:
+        except BaseException as exc:
             # The request is closed by now (the stream was closed on the way out): only then
             # may the slot go to the next in line.
             await asyncio.shield(slot.release())
+            if isinstance(exc, GaveUp):
+                raise await slot.gave_up(exc, tries) from None
             raise
 
 
