@@ -147,6 +147,17 @@ def test_a_bad_base_url_list_is_a_problem_naming_the_setting(
         resolve_model("llama-cpp/qwen")  # the engine reads the setting by the same rule
 
 
+def test_a_blank_base_url_setting_means_the_providers_own(monkeypatch: Any):
+    """As README says: set but blank is the same as unset (the provider's base URL)."""
+    from orchestrator_site.env import env_urls
+
+    monkeypatch.setenv("ORCHESTRATOR_BASE_URL", "   ")
+    assert env_urls("ORCHESTRATOR_BASE_URL") == ""
+    monkeypatch.setenv("ORCHESTRATOR_BASE_URL", " , ")
+    with pytest.raises(ImproperlyConfigured, match="ORCHESTRATOR_BASE_URL has an empty entry"):
+        env_urls("ORCHESTRATOR_BASE_URL")
+
+
 def test_the_base_url_setting_takes_a_json_list_and_keeps_a_gateways_paths_apart(
     settings: Any,
 ):
