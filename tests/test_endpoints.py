@@ -659,14 +659,18 @@ def test_an_agent_whose_server_went_away_says_so_beside_its_endpoint(
 
 @pytest.mark.django_db(transaction=True)
 def test_when_every_server_is_down_each_failed_agent_names_them_all(
-    run_to_end, settings: Any, target_dir: Path
+    run_to_end, settings: Any, target_dir: Path, monkeypatch: Any
 ):
     """No server of the model answers: each agent's reason says none of them did, naming
-    each (host:port), and Method claims no slots a server never said it has."""
+    each (host:port), and Method claims no slots a server never said it has. One slot a
+    server, and the down marks lapse soon: a turn's last try then finds one server gone
+    while the other's mark has lapsed, and that one is still named."""
     from devtools.testing import free_port
+    from runs.engine.agent import servers
 
+    monkeypatch.setattr(servers, "DOWN_SECONDS", 0.5)
     first, second = (f"http://127.0.0.1:{free_port()}/v1" for _ in range(2))
-    settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_MODEL = "llama-swap/qwen"
     settings.ORCHESTRATOR_BASE_URL = f"{first},{second}"
     settings.ORCHESTRATOR_SLOTS = 0
     settings.ORCHESTRATOR_RETRY_SECONDS = 1.5
@@ -683,3 +687,28 @@ def test_when_every_server_is_down_each_failed_agent_names_them_all(
         assert "the last one: the model server refused the connection" in step.error
     assert "slots not known: none of the 2 servers said how many it has" in run.report
     assert " 4 slots" not in run.report
+
+
+@pytest.mark.django_db
+def test_a_server_whose_down_mark_lapsed_unseen_still_counts_as_not_answering():
+    """Both servers went away; one's mark lapsed (no probe saw it back) as the other's turn
+    gave up there: the reason still says neither answered. One marked up again answered."""
+    from runs.engine.agent.backends.base import GaveUp
+    from runs.engine.agent.loop import none_answered
+    from runs.engine.agent.servers import gone_endpoints
+
+    mark_down(A, "refused")
+    mark_down(B, "refused")
+    ModelEndpoint.objects.filter(url=B).update(down_until=timezone.now() - timedelta(seconds=5))
+    assert down_endpoints([A, B]) == {A} and gone_endpoints([A, B]) == {A, B}
+    refused = "the model server refused the connection"
+    exc = GaveUp(reason=refused, url=A, tries="2 tries over 60.1s", lost=True)
+    said = str(none_answered(exc, [A, B], {A} | gone_endpoints([A, B])))
+    assert said == (
+        "none of the 2 model servers answered (10.0.0.1:8081, 10.0.0.2:8082): "
+        f"2 tries over 60.1s, the last one: {refused}"
+    )
+    mark_up(B)
+    assert none_answered(exc, [A, B], {A} | gone_endpoints([A, B])) is exc
+    answered = GaveUp(reason="503", url=A, tries="2 tries", lost=False)
+    assert none_answered(answered, [A, B], {A, B}) is answered

@@ -24,7 +24,7 @@ from runs.engine.agent.backends.base import (
 from runs.engine.agent.context import Start, StepContext, checkpoint
 from runs.engine.agent.events import EventSink, publish_step_changed
 from runs.engine.agent.modelconfig import ModelTarget
-from runs.engine.agent.servers import ServerDirectory, down_endpoints
+from runs.engine.agent.servers import ServerDirectory, down_endpoints, gone_endpoints
 from runs.engine.agent.turn import (
     Backoff,
     EndpointLost,
@@ -221,20 +221,11 @@ class ModelSlot:
         return len(down) < len(others)
 
     async def gave_up(self, exc: GaveUp, tries: Tries) -> BackendError:
-        """Why the turn failed. When none of the model's several servers answered (this
-        turn's tries found them gone, or they are marked down), that is said, naming them
-        all: not only the last one tried."""
+        """Why the turn failed: see none_answered."""
         urls = list(self.caps)
         if len(urls) < 2 or not exc.lost:
             return exc
-        gone = tries.unanswered | await db_async(down_endpoints)(urls)
-        if not gone.issuperset(urls):
-            return exc
-        names = ", ".join(host_port(url) or url for url in urls)
-        return BackendError(
-            f"none of the {len(urls)} model servers answered ({names}): {exc.tries}, "
-            f"the last one: {exc.reason}"
-        )
+        return none_answered(exc, urls, tries.unanswered | await db_async(gone_endpoints)(urls))
 
     async def lost(self, reason: str) -> None:
         """The slot's endpoint went away: marked down first (so the slot given back is not
@@ -269,6 +260,19 @@ class ModelSlot:
                     return True
             finally:
                 self.waiters.forget(ctx.step_id)
+
+
+def none_answered(exc: GaveUp, urls: Sequence[str], gone: set[str]) -> BackendError:
+    """When none of the model's several servers answered (this turn's tries found them gone,
+    or they went away and were not seen back), that is the reason, naming them all: not only
+    the last one tried."""
+    if not exc.lost or len(urls) < 2 or not gone.issuperset(urls):
+        return exc
+    names = ", ".join(host_port(url) or url for url in urls)
+    return BackendError(
+        f"none of the {len(urls)} model servers answered ({names}): {exc.tries}, "
+        f"the last one: {exc.reason}"
+    )
 
 
 async def turn_on_slot(

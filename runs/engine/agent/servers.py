@@ -213,3 +213,10 @@ def down_endpoints(urls: list[str]) -> set[str]:
     return set(
         ModelEndpoint.objects.filter(url__in=urls, down_until__gt=now).values_list("url", flat=True)
     )
+
+
+def gone_endpoints(urls: list[str]) -> set[str]:
+    """The endpoints among `urls` that went away and no probe has seen back since: marked
+    down, whether or not the mark has lapsed (a lapsed mark is only a chance to try)."""
+    went = ModelEndpoint.objects.filter(url__in=urls, down_until__isnull=False)
+    return set(went.values_list("url", flat=True))
