@@ -13,8 +13,8 @@ def main() -> None:
     try:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
-        # A bad environment variable: say which, without a traceback.
-        sys.stderr.write(f"Configuration error: {exc}\n")
+        # A bad environment variable: say which (one line each), without a traceback.
+        sys.stderr.writelines(f"Configuration error: {line}\n" for line in str(exc).splitlines())
         sys.exit(2)
 
 

@@ -156,23 +156,40 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 JSON_KINDS = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
+# Written between two endpoints instead of a comma: a list with the wrong separator.
+SEPARATORS = ";|"
+# No server's address holds these unescaped (RFC 3986 leaves them out of a URL, and a
+# fragment is never sent), though urlsplit takes them: each is a typo or a pasted list.
+UNSAFE = '"<>\\^`{}#'
+
+
 def url_problem(url: str, *, several: bool = True) -> str:
     """What is wrong with `url` as a server's address, as the end of a sentence that begins
     with the setting's name; "" when it is an http(s) URL with a host and, if it gives a
     port, one from 1 to 65535 (so no connection can fail on its form). `several`: the
-    setting may list endpoints, so a space or `;` is most likely a wrong separator."""
-    if any(c.isspace() for c in url) or ";" in url:
-        if several:
-            return (
-                f"must separate endpoints with commas (an entry holds a space or ';'), got {url!r}"
-            )
-        return f"must be one http:// or https:// URL, without spaces or ';', got {url!r}"
+    setting may list endpoints, so a space, `;`, `|` or a second `://` is most likely a
+    wrong separator."""
+    separator = next((c for c in url if c.isspace() or c in SEPARATORS), "")
+    if separator or url.count("://") > 1:
+        held = "two URLs" if not separator else "a space" if separator.isspace() else separator
+        held = held if len(held) > 1 else f"{held!r}"
+        if not several:
+            return f"must be one http:// or https:// URL (it holds {held}), got {url!r}"
+        return f"must separate endpoints with commas (an entry holds {held}), got {url!r}"
+    unsafe = next((c for c in url if c in UNSAFE or not c.isprintable()), "")
+    if unsafe:
+        return (
+            f"must be an http:// or https:// URL; {unsafe!r} has no place in a server's "
+            f"address, got {url!r}"
+        )
     try:
         parts = urlsplit(url)
     except ValueError:  # such as an unclosed [ around an IPv6 address
         return f"must be an http:// or https:// URL, got {url!r}"
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+    if parts.scheme not in DEFAULT_PORTS:
         return f"must be an http:// or https:// URL, got {url!r}"
+    if not parts.hostname:
+        return f"must name the server's host (such as http://127.0.0.1:8080/v1), got {url!r}"
     try:
         port = parts.port
     except ValueError:  # not a number, or above 65535

@@ -9,10 +9,8 @@ class RunsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Checked when any process starts (manage.py check, serve, runworker, launch_flow).
-        from django.core import checks
+        # Checked when any process starts, as settings.py checks the rest: one refusal, in
+        # one format, for every bad setting (not a system check's "?: (id)" line after it).
+        from runs.checks import refuse_bad_settings
 
-        from runs import checks as settings_checks
-
-        checks.register(settings_checks.check_model_settings)
-        checks.register(settings_checks.check_shared_roots)
+        refuse_bad_settings()

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -42,6 +41,7 @@ from runs.models import (
     StepStatus,
 )
 from runs.progress import Numbers, queue_line, step_numbers
+from runs.server_slots import host_port
 
 PANE = "runs/pane.html"
 # A rate over less model time than this is noise, not a number worth showing.
@@ -199,18 +199,6 @@ def _down_endpoints(run: FlowRun, steps: list[FlowStep], now: datetime) -> set[s
         return set()
     down = ModelEndpoint.objects.filter(url__in=used, down_until__gt=now)
     return set(down.values_list("url", flat=True))
-
-
-def host_port(url: str) -> str:
-    """An endpoint as the pane names it: its host and port."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return ""
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{port}" if port else host
 
 
 def _header(run: FlowRun, steps: list[FlowStep], now: datetime, held: str) -> Header:

@@ -14,6 +14,9 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.urls import reverse
 
+from runs import server_slots as slot_facts
+from runs.server_slots import ServerSlots
+
 if TYPE_CHECKING:
     from runs.engine.agent.counters import Counters
 
@@ -126,10 +129,13 @@ class FlowRun(models.Model):
     # worker starts itself (and for older runs).
     endpoint_url = models.CharField(max_length=2000, blank=True)
     endpoint_model = models.CharField(max_length=200, blank=True)  # the name sent to the server
-    # The slot cap the engine applied, and what the server itself said it has (/props);
-    # a cap above the server's slots makes requests wait in the server's own queue.
+    # The slot cap the engine applied, and what the server itself said it has (/props), both
+    # summed over the servers (server_slots only once every one said); a cap above a server's
+    # slots makes requests wait in the server's own queue.
     slots = models.PositiveSmallIntegerField(null=True, blank=True)
     server_slots = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The same for each server: its cap and its own count (runs.server_slots.ServerSlots).
+    servers = models.JSONField(default=list, blank=True)
     # The web tools are offered to the flow's web roles (launched only with a search endpoint).
     web = models.BooleanField(default=False)
 
@@ -185,17 +191,18 @@ class FlowRun(models.Model):
         return self.model.partition("/")[0] == DEMO_PROVIDER
 
     @property
+    def server_slots_each(self) -> list[ServerSlots]:
+        """Each model server's cap and own slots; for older runs, their sums as one."""
+        each = slot_facts.read(self.servers or [])
+        if each or not self.slots or self.servers:
+            return each
+        url = self.endpoint_url or "the model server"
+        return [ServerSlots(url=url, cap=self.slots, has=self.server_slots, set=True)]
+
+    @property
     def slot_warning(self) -> str:
-        """A sentence when the slot cap exceeds the server's own slots, else empty."""
-        if not self.slots or not self.server_slots or self.slots <= self.server_slots:
-            return ""
-        server = self.endpoint_url or "the model server"
-        return (
-            f"the slot cap is {self.slots} but {server} has {self.server_slots} "
-            f"slot{'s' if self.server_slots != 1 else ''}: requests beyond "
-            f"{self.server_slots} wait in the server's own queue, shown as waiting for the "
-            "first byte; set ORCHESTRATOR_SLOTS to the server's --parallel"
-        )
+        """A sentence naming the servers whose slot cap exceeds their own slots, else empty."""
+        return slot_facts.slot_warning(self.server_slots_each)
 
 
 class ModelEndpoint(models.Model):

@@ -121,10 +121,20 @@ def test_a_bad_endpoint_list_is_refused_with_a_sentence_naming_the_setting(
         # Another separator than a comma.
         (
             f"{A};{B}",
-            f"must separate endpoints with commas (an entry holds a space or ';'), got '{A};{B}'",
+            f"must separate endpoints with commas (an entry holds ';'), got '{A};{B}'",
         ),
-        (f"{A} {B}", "must separate endpoints with commas"),
+        (f"{A} {B}", "must separate endpoints with commas (an entry holds a space)"),
         (f"{A}, {B}\t{A}", "must separate endpoints with commas"),
+        (f"{A}|{B}", f"must separate endpoints with commas (an entry holds '|'), got '{A}|{B}'"),
+        (f"{A}{B}", "must separate endpoints with commas (an entry holds two URLs)"),
+        # What no server's address holds unescaped, though urlsplit takes it.
+        (f"{A}#gpu1", "'#' has no place in a server's address"),
+        ("http://127.0.0.1:8081/{model}/v1", "'{' has no place in a server's address"),
+        ("http://127.0.0.1:8081/v1\\", "'\\\\' has no place in a server's address"),
+        ("http://127.0.0.1:8081/v1\x7f", "'\\x7f' has no place in a server's address"),
+        # The host missing is said so, not that the URL is not http.
+        ("http:///v1", "ORCHESTRATOR_BASE_URL must name the server's host"),
+        (f"{A},http://:8080/v1", "must name the server's host (such as http://127.0.0.1:8080/v1)"),
     ],
 )
 def test_a_bad_base_url_list_is_a_problem_naming_the_setting(
@@ -135,6 +145,17 @@ def test_a_bad_base_url_list_is_a_problem_naming_the_setting(
     assert any(sentence in p for p in problems), problems
     with pytest.raises(ImproperlyConfigured, match=re.escape(sentence)):
         resolve_model("llama-cpp/qwen")  # the engine reads the setting by the same rule
+
+
+def test_a_blank_base_url_setting_means_the_providers_own(monkeypatch: Any):
+    """As README says: set but blank is the same as unset (the provider's base URL)."""
+    from orchestrator_site.env import env_urls
+
+    monkeypatch.setenv("ORCHESTRATOR_BASE_URL", "   ")
+    assert env_urls("ORCHESTRATOR_BASE_URL") == ""
+    monkeypatch.setenv("ORCHESTRATOR_BASE_URL", " , ")
+    with pytest.raises(ImproperlyConfigured, match="ORCHESTRATOR_BASE_URL has an empty entry"):
+        env_urls("ORCHESTRATOR_BASE_URL")
 
 
 def test_the_base_url_setting_takes_a_json_list_and_keeps_a_gateways_paths_apart(
@@ -522,7 +543,7 @@ def test_the_pane_and_the_api_say_which_endpoint_each_agent_is_on(
 
 
 def test_host_port_never_raises_on_a_bad_url():
-    from runs.live import host_port
+    from runs.server_slots import host_port
 
     assert host_port("http://[::1]:8080/v1") == "[::1]:8080"
     assert host_port("http://h:99999/v1") == ""
@@ -595,6 +616,18 @@ def test_serve_checks_every_server_of_the_model(settings: Any):
     assert "No model server answers at http://127.0.0.1:9/v1" in said
 
 
+def test_serves_banner_names_every_server_of_the_demo_model(settings: Any):
+    import io
+
+    from runs.management.commands.serve import Command
+
+    settings.ORCHESTRATOR_MODEL = MODEL
+    settings.ORCHESTRATOR_BASE_URL = f"{A},{B}"
+    out = io.StringIO()
+    Command(stdout=out)._check_model()
+    assert out.getvalue() == f"Model: {MODEL} (scripted demo model at {A}, {B})\n"
+
+
 @pytest.mark.django_db
 def test_an_agent_whose_server_went_away_says_so_beside_its_endpoint(
     settings: Any, target_dir: Path, alice: Any
@@ -622,3 +655,60 @@ def test_an_agent_whose_server_went_away_says_so_beside_its_endpoint(
     ModelEndpoint.objects.filter(url=A).update(down_until=None)
     rows = {row.step.id: row for row in pane_state(run).rows}
     assert rows[first].endpoint == "10.0.0.1:8081", "back up"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_every_server_is_down_each_failed_agent_names_them_all(
+    run_to_end, settings: Any, target_dir: Path, monkeypatch: Any
+):
+    """No server of the model answers: each agent's reason says none of them did, naming
+    each (host:port), and Method claims no slots a server never said it has. One slot a
+    server, and the down marks lapse soon: a turn's last try then finds one server gone
+    while the other's mark has lapsed, and that one is still named."""
+    from devtools.testing import free_port
+    from runs.engine.agent import servers
+
+    monkeypatch.setattr(servers, "DOWN_SECONDS", 0.5)
+    first, second = (f"http://127.0.0.1:{free_port()}/v1" for _ in range(2))
+    settings.ORCHESTRATOR_MODEL = "llama-swap/qwen"
+    settings.ORCHESTRATOR_BASE_URL = f"{first},{second}"
+    settings.ORCHESTRATOR_SLOTS = 0
+    settings.ORCHESTRATOR_RETRY_SECONDS = 1.5
+    run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
+    failed = [s for s in run.steps.all() if s.status == StepStatus.FAILED]
+    assert failed, [(s.key, s.status) for s in run.steps.all()]
+    names = f"{first.removeprefix('http://').removesuffix('/v1')}, " + second.removeprefix(
+        "http://"
+    ).removesuffix("/v1")
+    for step in failed:
+        assert step.error.startswith(f"none of the 2 model servers answered ({names}): "), (
+            step.error
+        )
+        assert "the last one: the model server refused the connection" in step.error
+    assert "slots not known: none of the 2 servers said how many it has" in run.report
+    assert " 4 slots" not in run.report
+
+
+@pytest.mark.django_db
+def test_a_server_whose_down_mark_lapsed_unseen_still_counts_as_not_answering():
+    """Both servers went away; one's mark lapsed (no probe saw it back) as the other's turn
+    gave up there: the reason still says neither answered. One marked up again answered."""
+    from runs.engine.agent.backends.base import GaveUp
+    from runs.engine.agent.loop import none_answered
+    from runs.engine.agent.servers import gone_endpoints
+
+    mark_down(A, "refused")
+    mark_down(B, "refused")
+    ModelEndpoint.objects.filter(url=B).update(down_until=timezone.now() - timedelta(seconds=5))
+    assert down_endpoints([A, B]) == {A} and gone_endpoints([A, B]) == {A, B}
+    refused = "the model server refused the connection"
+    exc = GaveUp(reason=refused, url=A, tries="2 tries over 60.1s", lost=True)
+    said = str(none_answered(exc, [A, B], {A} | gone_endpoints([A, B])))
+    assert said == (
+        "none of the 2 model servers answered (10.0.0.1:8081, 10.0.0.2:8082): "
+        f"2 tries over 60.1s, the last one: {refused}"
+    )
+    mark_up(B)
+    assert none_answered(exc, [A, B], {A} | gone_endpoints([A, B])) is exc
+    answered = GaveUp(reason="503", url=A, tries="2 tries", lost=False)
+    assert none_answered(answered, [A, B], {A, B}) is answered

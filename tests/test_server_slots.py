@@ -25,6 +25,7 @@ from runs.demo.server import ScriptedModelServer
 from runs.engine.agent.backends.openai import probe_props, server_root
 from runs.live import pane_state, render_header
 from runs.models import FlowRun, RunStatus
+from runs.server_slots import ServerSlots, host_port, method_words, slot_warning
 from runs.services import launch_run
 
 
@@ -115,3 +116,78 @@ def test_a_setting_above_the_servers_slots_is_warned_in_the_log_the_cli_and_the_
     assert 'data-testid="slot-warning"' in header
     assert "wait in the server&#x27;s own queue" in header
     assert "2 slots (the server has 1)" in run.report
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_setting_above_one_of_several_servers_slots_is_warned_naming_that_server(
+    settings: Any, target_dir: Path, caplog: Any
+):
+    """Two servers, 4 slots and 1; ORCHESTRATOR_SLOTS=2 is within the first's and above the
+    second's. Summed, 4 slots against 5 would look fine: the warning in the log, the CLI and
+    the pane names the second server, and Method says each server's cap and count."""
+    with (
+        ScriptedModelServer(total_slots=4, token_rate=200.0) as big,
+        ScriptedModelServer(total_slots=1, token_rate=200.0) as small,
+    ):
+        settings.ORCHESTRATOR_MODEL = "demo/scripted"
+        settings.ORCHESTRATOR_BASE_URL = f"{big.url},{small.url}"
+        settings.ORCHESTRATOR_SLOTS = 2
+        out = io.StringIO()
+        with caplog.at_level(logging.WARNING, logger="runs"):
+            call_command(
+                "launch_flow", "code-review", target=str(target_dir), wait=True, stdout=out
+            )
+    run = FlowRun.objects.get()
+    big_name, small_name = (host_port(big.url), host_port(small.url))
+    assert f"ORCHESTRATOR_SLOTS is 2 but the model server at {small.url} has 1" in caplog.text
+    warning = f"warning: {small_name} has 1 slot but a cap of 2"
+    assert out.getvalue().count(warning) == 1, out.getvalue()
+    assert big_name not in run.slot_warning
+    assert "set it to at most 1" in run.slot_warning
+    header = render_header(pane_state(run))
+    assert 'data-testid="slot-warning"' in header
+    assert f"{small_name} has 1 slot but a cap of 2" in header
+    assert f"4 slots on 2 servers: 2 at {big_name} (it has 4), 2 at {small_name} (it has 1)" in (
+        run.report
+    )
+    assert "the server has" not in run.report
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_method_section_gives_each_of_several_servers_its_own_slots(
+    run_to_end, settings: Any, target_dir: Path
+):
+    """Without a setting each server's own count is its cap: no "the server has" for two."""
+    with (
+        ScriptedModelServer(total_slots=3, token_rate=200.0) as first,
+        ScriptedModelServer(total_slots=1, token_rate=200.0) as second,
+    ):
+        settings.ORCHESTRATOR_MODEL = "demo/scripted"
+        settings.ORCHESTRATOR_BASE_URL = f"{first.url},{second.url}"
+        settings.ORCHESTRATOR_SLOTS = 0
+        run = run_to_end(launch_run(flow="code-review", target=str(target_dir)))
+    assert (run.slots, run.server_slots) == (4, 4)
+    assert not run.slot_warning
+    names = host_port(first.url), host_port(second.url)
+    assert f"4 slots on 2 servers: 3 at {names[0]}, 1 at {names[1]}." in run.report
+
+
+def test_the_slot_words_never_pass_off_a_count_no_server_said():
+    """A server that never answered /props: its cap is the provider's default, said so."""
+    down = [
+        ServerSlots(url="http://127.0.0.1:20032/v1", cap=4),
+        ServerSlots(url="http://127.0.0.1:20033/v1", cap=4),
+    ]
+    assert method_words(down) == (
+        "slots not known: none of the 2 servers said how many it has, so the provider's "
+        "default (4 each) applied"
+    )
+    assert method_words(down[:1]).startswith("slots not known: the server said")
+    one_up = [ServerSlots(url=down[0].url, cap=2, has=2), down[1]]
+    assert method_words(one_up) == (
+        "6 slots on 2 servers: 2 at 127.0.0.1:20032, 4 at 127.0.0.1:20033 (the provider's "
+        "default; it did not say how many it has)"
+    )
+    set_by_hand = [ServerSlots(url=down[0].url, cap=2, set=True)]
+    assert method_words(set_by_hand) == "2 slots (as set; the server did not say how many it has)"
+    assert slot_warning(down) == ""

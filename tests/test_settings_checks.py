@@ -1,5 +1,6 @@
 """Every process checks its settings when it starts: a bad variable stops `manage.py check`
-(and so `serve`, `runworker`, `launch_flow`) with a sentence naming it, never a traceback."""
+(and so `serve`, `runworker`, `launch_flow`) with a sentence naming it, in one format (exit
+status 2), never a traceback."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ from devtools.testing import ROOT
 
 
 def manage_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    return manage(tmp_path, "check", **variables)
+
+
+def manage(tmp_path: Path, *command: str, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ORCHESTRATOR_ALLOWED_ROOTS": str(tmp_path), **variables}
     return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "check"],
+        [sys.executable, str(ROOT / "manage.py"), *command],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -138,9 +143,61 @@ def test_manage_check_refuses_a_bad_setting_with_a_sentence_naming_it(
     tmp_path: Path, variables: dict[str, str], sentence: str
 ):
     result = manage_check(tmp_path, **variables)
-    assert result.returncode != 0
-    assert sentence in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "Configuration error: " + sentence.removeprefix("Configuration error: ") in (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr + result.stdout
+    assert "(orchestrator." not in result.stderr  # no system check's "?: (id)" prefix
+
+
+PLAIN_REFUSALS = {
+    "a provider's bad setting": (
+        {"ORCHESTRATOR_PROVIDERS": json.dumps({"lab": {"base_url": "http://h/v1", "slots": 0}})},
+        "Configuration error: ORCHESTRATOR_PROVIDERS['lab'] is invalid: slots",
+    ),
+    "more slots than a server takes": (
+        {"ORCHESTRATOR_SLOTS": "100000"},
+        "Configuration error: ORCHESTRATOR_SLOTS must be at most 256, got 100000",
+    ),
+    "a shared root outside the allowed roots": (
+        {"ORCHESTRATOR_SHARED_ROOTS": "/"},
+        "Configuration error: ORCHESTRATOR_SHARED_ROOTS lists '/'",
+    ),
+    "a base URL": (
+        {"ORCHESTRATOR_BASE_URL": "ftp://127.0.0.1:8080/v1"},
+        "Configuration error: ORCHESTRATOR_BASE_URL must be an http:// or https:// URL",
+    ),
+}
+COMMANDS = {
+    "check": ("check",),
+    "serve": ("serve", "--port", "1", "--no-worker"),
+    "launch_flow": ("launch_flow", "code-review", "--band", "small", "--wait", "--target"),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+@pytest.mark.parametrize("variables, line", PLAIN_REFUSALS.values(), ids=PLAIN_REFUSALS.keys())
+def test_every_bad_setting_is_refused_in_one_plain_format_by_every_command(
+    tmp_path: Path, command: tuple[str, ...], variables: dict[str, str], line: str
+):
+    """The settings.py refusals and the ones checked with the code that uses them read
+    alike: one line starting "Configuration error:", exit status 2, whichever command."""
+    target = (str(tmp_path),) if command[-1] == "--target" else ()
+    result = manage(tmp_path, *command, *target, **variables)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(line), result.stderr
+    assert "SystemCheckError" not in result.stderr
+    assert "?: " not in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_every_bad_setting_is_said_on_a_line_of_its_own(tmp_path: Path):
+    result = manage_check(tmp_path, ORCHESTRATOR_SLOTS="100000", ORCHESTRATOR_SHARED_ROOTS="/")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Configuration error: ORCHESTRATOR_SLOTS must be at most 256")
+    assert lines[1].startswith("Configuration error: ORCHESTRATOR_SHARED_ROOTS lists '/'")
 
 
 def test_manage_check_passes_the_demo_model_and_a_provider_of_ones_own(tmp_path: Path):

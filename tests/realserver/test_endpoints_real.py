@@ -17,8 +17,8 @@ from django.db import connection
 
 from devtools.llamacpp.server import LlamaServer
 from runs.engine.worker import Engine
-from runs.live import host_port
 from runs.models import TERMINAL_STEP, AgentEvent, FlowRun, FlowStep, ModelEndpoint
+from runs.server_slots import host_port
 from runs.services import launch_run
 from tests.realserver.engine_support import CONTEXT_PER_SLOT, SERVER_FAULTS, Metrics
 from tests.realserver.facts import Observations

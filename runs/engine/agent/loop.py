@@ -15,6 +15,7 @@ from flows import structured
 from runs.engine.agent.backends.base import (
     AgentBackend,
     BackendError,
+    GaveUp,
     StructuredOutputRejected,
     ToolCall,
     Tries,
@@ -23,7 +24,7 @@ from runs.engine.agent.backends.base import (
 from runs.engine.agent.context import Start, StepContext, checkpoint
 from runs.engine.agent.events import EventSink, publish_step_changed
 from runs.engine.agent.modelconfig import ModelTarget
-from runs.engine.agent.servers import ServerDirectory, down_endpoints
+from runs.engine.agent.servers import ServerDirectory, down_endpoints, gone_endpoints
 from runs.engine.agent.turn import (
     Backoff,
     EndpointLost,
@@ -44,6 +45,7 @@ from runs.engine.target.tools import ReadOnlyTools, ToolResult
 from runs.engine.target.toolthreads import run_off_loop
 from runs.engine.web.tools import web_toolbox
 from runs.models import EventKind
+from runs.server_slots import host_port
 
 log = logging.getLogger(__name__)
 SLOT_POLL_SECONDS = 0.25
@@ -218,6 +220,13 @@ class ModelSlot:
         down = await db_async(down_endpoints)(others)
         return len(down) < len(others)
 
+    async def gave_up(self, exc: GaveUp, tries: Tries) -> BackendError:
+        """Why the turn failed: see none_answered."""
+        urls = list(self.caps)
+        if len(urls) < 2 or not exc.lost:
+            return exc
+        return none_answered(exc, urls, tries.unanswered | await db_async(gone_endpoints)(urls))
+
     async def lost(self, reason: str) -> None:
         """The slot's endpoint went away: marked down first (so the slot given back is not
         handed to anyone there), then the slot goes back."""
@@ -253,6 +262,19 @@ class ModelSlot:
                 self.waiters.forget(ctx.step_id)
 
 
+def none_answered(exc: GaveUp, urls: Sequence[str], gone: set[str]) -> BackendError:
+    """When none of the model's several servers answered (this turn's tries found them gone,
+    or they went away and were not seen back), that is the reason, naming them all: not only
+    the last one tried."""
+    if not exc.lost or len(urls) < 2 or not gone.issuperset(urls):
+        return exc
+    names = ", ".join(host_port(url) or url for url in urls)
+    return BackendError(
+        f"none of the {len(urls)} model servers answered ({names}): {exc.tries}, "
+        f"the last one: {exc.reason}"
+    )
+
+
 async def turn_on_slot(
     slot: ModelSlot, run_turn: Callable[..., Awaitable[TurnResult]], state: TurnState
 ) -> TurnResult:
@@ -275,10 +297,12 @@ async def turn_on_slot(
             # changes hands. A cancel during the wait finds it given back already.
             await asyncio.shield(slot.release())
             await asyncio.sleep(exc.delay)
-        except BaseException:
+        except BaseException as exc:
             # The request is closed by now (the stream was closed on the way out): only then
             # may the slot go to the next in line.
             await asyncio.shield(slot.release())
+            if isinstance(exc, GaveUp):
+                raise await slot.gave_up(exc, tries) from None
             raise
 
 

@@ -19,6 +19,7 @@ from orchestrator_site.env import split_urls
 from runs.demo.provider import demo_server_url
 from runs.engine.agent.backends.base import EndpointConfig
 from runs.engine.problems import validation_problems
+from runs.server_slots import ServerSlots
 
 DEMO_PROVIDER = "demo"
 MAX_SLOTS = 256  # parallel requests one server takes, at most
@@ -81,8 +82,9 @@ class ModelTarget:
     server_slots: int | None = None  # what the server said it has (/props), once asked
     # Every endpoint serving the model (base URLs); `endpoint` is the first one's settings.
     endpoints: tuple[str, ...] = ()
-    # Each endpoint's slot cap, once its server was asked (runs.engine.agent.servers).
-    endpoint_slots: tuple[tuple[str, int], ...] = ()
+    # Each endpoint's slot cap and own count, once its server was asked
+    # (runs.engine.agent.servers).
+    servers: tuple[ServerSlots, ...] = ()
 
     @property
     def is_demo(self) -> bool:
@@ -90,7 +92,7 @@ class ModelTarget:
 
     def caps(self) -> dict[str, int]:
         """Each endpoint's slot cap: what the scheduler places turns against."""
-        caps = dict(self.endpoint_slots)
+        caps = {server.url: server.cap for server in self.servers}
         return {
             url: caps.get(url, self.slots) for url in self.endpoints or (self.endpoint.base_url,)
         }

@@ -22,18 +22,22 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from runs import server_slots as slot_facts
 from runs.engine.agent.backends.base import ServerProps
 from runs.engine.agent.backends.openai import probe_props
 from runs.engine.agent.modelconfig import ModelTarget, resolve_model
 from runs.engine.dbthread import db_async
 from runs.engine.storable import clean_text
 from runs.models import FlowRun, ModelEndpoint
+from runs.server_slots import ServerSlots
 
 log = logging.getLogger(__name__)
 REPROBE_SECONDS = 60.0  # a server that did not say (down, loading a model) is asked again
@@ -51,7 +55,9 @@ class ServerDirectory:
         self._slots: dict[tuple[str, str], dict[str, int]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._warned: set[tuple[str, str]] = set()
-        self._noted: OrderedDict[UUID, tuple[int, int | None]] = OrderedDict()
+        self._noted: OrderedDict[UUID, tuple[int, int | None, tuple[ServerSlots, ...]]] = (
+            OrderedDict()
+        )
         self._watching: dict[str, asyncio.Task[None]] = {}
 
     async def target(self, model_id: str, endpoint_url: str = "") -> ModelTarget:
@@ -76,21 +82,20 @@ class ServerDirectory:
     async def _with_server_slots(self, model: ModelTarget) -> ModelTarget:
         urls = model.endpoints or (model.endpoint.base_url,)
         found = await asyncio.gather(*(self._server_props(model.at(url)) for url in urls))
-        caps: list[tuple[str, int]] = []
+        servers = []
         for url, props in zip(urls, found, strict=True):
-            if props is None:
-                caps.append((url, model.slots_setting or model.slots))
-                continue
-            caps.append((url, model.slots_setting or props.total_slots))
-            if model.slots_setting > props.total_slots:
+            has = None if props is None else props.total_slots
+            cap = model.slots_setting or has or model.slots
+            servers.append(ServerSlots(url=url, cap=cap, has=has, set=bool(model.slots_setting)))
+            if props is not None and model.slots_setting > props.total_slots:
                 self._warn_above(model, url, props)
-        known = [props.total_slots for props in found if props is not None]
+        known = [server.has for server in servers if server.has is not None]
         if not known:
-            return dataclasses.replace(model, endpoint_slots=tuple(caps))
+            return dataclasses.replace(model, servers=tuple(servers))
         return dataclasses.replace(
             model,
-            endpoint_slots=tuple(caps),
-            slots=sum(cap for _, cap in caps),
+            servers=tuple(servers),
+            slots=sum(server.cap for server in servers),
             server_slots=sum(known) if len(known) == len(urls) else None,
         )
 
@@ -157,23 +162,34 @@ class ServerDirectory:
         return props
 
     async def note_run(self, run_id: UUID, model: ModelTarget) -> None:
-        """Record on the run the slot cap applied and the server's own count (once per run
-        and engine, and again should they change), for the CLI and the pane to show."""
-        facts = (model.slots, model.server_slots)
+        """Record on the run the slot cap applied and the server's own count, in sum and
+        for each server (once per run and engine, and again should they change), for the
+        CLI, the pane and the report to show."""
+        facts = (model.slots, model.server_slots, model.servers)
         if self._noted.get(run_id) == facts:
             return
-        await db_async(record_slots)(run_id, *facts)
+        await db_async(record_slots)(run_id, model.slots, model.server_slots, model.servers)
         self._noted[run_id] = facts
         while len(self._noted) > NOTED_RUNS:
             self._noted.popitem(last=False)
 
 
-def record_slots(run_id: UUID, slots: int, server_slots: int | None) -> None:
-    run = FlowRun.objects.filter(id=run_id)
-    if server_slots is None:  # not known here: keep what another engine may have learnt
-        run.update(slots=slots)
-    else:
-        run.update(slots=slots, server_slots=server_slots)
+def record_slots(
+    run_id: UUID, slots: int, server_slots: int | None, servers: Sequence[ServerSlots] = ()
+) -> None:
+    with transaction.atomic():
+        run = FlowRun.objects.select_for_update().filter(id=run_id).first()
+        if run is None:
+            return
+        # What another engine learnt of a server that did not answer this one is kept.
+        each = slot_facts.merged(slot_facts.read(run.servers or []), servers)
+        run.servers = [server.as_json() for server in each]
+        run.slots = slots
+        if server_slots is not None:
+            run.server_slots = server_slots
+        elif each and all(server.has is not None for server in each):
+            run.server_slots = sum(server.has or 0 for server in each)
+        run.save(update_fields=["servers", "slots", "server_slots"])
 
 
 def mark_down(url: str, reason: str) -> None:
@@ -197,3 +213,10 @@ def down_endpoints(urls: list[str]) -> set[str]:
     return set(
         ModelEndpoint.objects.filter(url__in=urls, down_until__gt=now).values_list("url", flat=True)
     )
+
+
+def gone_endpoints(urls: list[str]) -> set[str]:
+    """The endpoints among `urls` that went away and no probe has seen back since: marked
+    down, whether or not the mark has lapsed (a lapsed mark is only a chance to try)."""
+    went = ModelEndpoint.objects.filter(url__in=urls, down_until__isnull=False)
+    return set(went.values_list("url", flat=True))

@@ -30,6 +30,7 @@ from flows.report import (
     render_method,
     render_report,
 )
+from runs import server_slots as slot_facts
 from runs.engine.agent.counters import CacheSaving
 from runs.engine.report import report_evidence
 from runs.engine.target import readonly_proof
@@ -376,7 +377,9 @@ def _citation_data(item: CitationCheck, *, part: str = "body") -> dict[str, obje
 
 
 def _slots(run: FlowRun) -> str:
-    if not run.slots:
+    if run.servers:
+        return slot_facts.method_words(run.server_slots_each)
+    if not run.slots:  # an older run: the sums only
         return ""
     text = f"{run.slots} slot{'s' if run.slots != 1 else ''}"
     if run.server_slots is not None and run.server_slots != run.slots:

@@ -121,12 +121,11 @@ class Command(BaseCommand):
             model = resolve_model()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
+        urls = model.endpoints or (model.endpoint.base_url,)  # each server of the model
         if model.is_demo:
-            self.stdout.write(
-                f"Model: {model.model_id} (scripted demo model at {model.endpoint.base_url})"
-            )
+            self.stdout.write(f"Model: {model.model_id} (scripted demo model at {', '.join(urls)})")
             return
-        for url in model.endpoints or (model.endpoint.base_url,):  # each server of the model
+        for url in urls:
             try:
                 served = asyncio.run(probe_models(url))
             except BackendError as exc:

@@ -117,6 +117,8 @@ class Tries:
 
     made: int = 0  # requests sent for the turn (one asked again without a flag not counted)
     first_fault: float | None = None  # the event loop's clock at the turn's first fault
+    # The endpoints whose latest try of the turn found them gone (refused, reset, silent).
+    unanswered: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +147,18 @@ BackendEvent = (
 
 class BackendError(Exception):
     """The turn failed for good; str(error) is a clear sentence naming the fault and server."""
+
+
+class GaveUp(BackendError):
+    """The turn's tries ran out at `url`; `lost`: the last found the server gone (refused,
+    reset, silent), not an answer it gave."""
+
+    def __init__(self, *, reason: str, url: str, tries: str, lost: bool) -> None:
+        super().__init__(f"{reason} (model server at {url}, {tries})")
+        self.reason = reason
+        self.url = url
+        self.tries = tries
+        self.lost = lost
 
 
 class StructuredOutputRejected(BackendError):

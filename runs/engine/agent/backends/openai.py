@@ -26,6 +26,7 @@ from runs.engine.agent.backends.base import (
     BackendEvent,
     EndpointConfig,
     FirstByte,
+    GaveUp,
     PromptProgress,
     ReasoningDelta,
     Retrying,
@@ -170,6 +171,10 @@ class OpenAICompatibleBackend:
             if fault is None:
                 yield turn.result()
                 return
+            if fault.lost:
+                tries.unanswered.add(self.config.base_url)
+            else:
+                tries.unanswered.discard(self.config.base_url)
             now = loop.time()
             if tries.first_fault is None:
                 tries.first_fault = now
@@ -177,7 +182,7 @@ class OpenAICompatibleBackend:
             left = self.config.retry_seconds - (now - first_fault)
             retries_left = self.config.max_retries is None or attempt <= self.config.max_retries
             if left <= 0 or not retries_left:
-                raise BackendError(self._give_up(fault, attempt, now - first_fault))
+                raise self._give_up(fault, attempt, now - first_fault)
             delay = min(self._delay(fault, attempt), left)
             yield Retrying(
                 attempt=attempt,
@@ -215,12 +220,14 @@ class OpenAICompatibleBackend:
             body["tool_choice"] = tool_choice
         return body
 
-    def _give_up(self, fault: _Retryable, made: int, seconds: float) -> str:
+    def _give_up(self, fault: _Retryable, made: int, seconds: float) -> GaveUp:
         # "tries", not "attempts": an attempt is the step's (the Method table counts them),
         # and one attempt's turn may take several tries at the server.
         tries = f"{made} {'try' if made == 1 else 'tries'}"
         over = f" over {seconds:.1f}s" if seconds >= 1 else ""
-        return f"{fault.reason} (model server at {self.config.base_url}, {tries}{over})"
+        return GaveUp(
+            reason=fault.reason, url=self.config.base_url, tries=tries + over, lost=fault.lost
+        )
 
     def _delay(self, fault: _Retryable, attempt: int) -> float:
         if fault.delay is not None:
