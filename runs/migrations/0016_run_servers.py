@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0014_prefill_progress"),
+        ("runs", "0015_slot_holding"),
     ]
 
     operations = [
