@@ -62,7 +62,7 @@ def run_state(run: FlowRun, user: Any) -> dict[str, Any]:
     # Waiters for a model slot: their place and estimated wait, as the pane says them.
     line = queue_line(run) if any(s.waits_for_slot for s in steps) else None
     places = line.places if line else {}
-    estimates = waits.slot_waits(run, steps, line) if line else {}
+    estimates = waits.slot_waits(run, line) if line else {}
     return {
         "id": str(run.id),
         "flow": run.flow,

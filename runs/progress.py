@@ -127,7 +127,7 @@ def snapshot(run_id: UUID) -> Snapshot:
     steps = list(run.steps.all())
     line = queue_line(run)
     positions = line.places
-    slot_waits = waits.slot_waits(run, steps, line)
+    slot_waits = waits.slot_waits(run, line)
     width = max((len(s.key) for s in steps), default=10) + 2
     held = fairness.waiting_reason(run)
     header = f"{run.flow} · band {run.band}{' · fast' if run.fast else ''} · "

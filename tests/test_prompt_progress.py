@@ -45,7 +45,7 @@ from runs.models import FlowRun, FlowStep, StepPhase, StepStatus
 from runs.progress import queue_line as progress_queue_line
 from runs.progress import snapshot
 from runs.services import launch_run
-from runs.waits import UNAVAILABLE, hold_seconds, slot_waits
+from runs.waits import UNAVAILABLE, hold_seconds, slot_waits, waits_in_line
 from tests.canned_sse import collect, delta, sse
 
 ANSWER = [delta(role="assistant", content=None), delta(content="ok"), delta("stop")]
@@ -340,44 +340,52 @@ def test_the_words_for_reading_a_prompt_and_for_an_estimated_wait():
 # --- the estimate -----------------------------------------------------------------------------
 
 
-def held(seconds: float, grants: int) -> FlowStep:
-    return FlowStep(held_seconds=seconds, grants=grants)
-
-
 @pytest.mark.django_db
 def test_no_estimate_without_measurements():
     """A run that never gave a slot back, on a model no other run measured, says nothing."""
     run = FlowRun(slots=1, model="m")
     line = QueueLine(places={1: 1, 2: 2})
-    assert slot_waits(run, [FlowStep(), FlowStep()], line) == {}
-    assert hold_seconds([FlowStep(timed_turns=2, decode_tokens=100, decode_seconds=5.0)]) is None
+    assert slot_waits(run, line) == {}
+    assert hold_seconds(run) is None
 
 
 def test_the_wait_is_the_grants_ahead_times_the_measured_holding_over_the_slots():
-    """Three grants held 120 s in all: a grant keeps its slot 40 s. One slot held for 10 s
-    already: the first in line gets it in 30 s, the third in 110 s. Two slots (the server has
-    two, the cap three), nobody holding: the first gets one at once, the third after 40 s."""
-    steps = [held(100.0, 2), held(20.0, 1), FlowStep()]
-    assert hold_seconds(steps) == pytest.approx(40.0)
+    """A grant keeps its slot 40 s. One slot held for 10 s already: the first in line gets it
+    in 30 s, the third in 110 s. Two slots, nobody holding: the first gets one at once, the
+    third after 40 s."""
     one = QueueLine(places={7: 1, 8: 3}, held=(10.0,))
-    assert slot_waits(FlowRun(slots=1), steps, one) == {
-        7: pytest.approx(30.0),
-        8: pytest.approx(110.0),
-    }
-    two = FlowRun(slots=3, server_slots=2)
+    assert waits_in_line(one, 40.0, 1) == {7: pytest.approx(30.0), 8: pytest.approx(110.0)}
     line = QueueLine(places={7: 3, 8: 1})
-    assert slot_waits(two, steps, line) == {7: pytest.approx(40.0), 8: pytest.approx(0.0)}
+    assert waits_in_line(line, 40.0, 2) == {7: pytest.approx(40.0), 8: pytest.approx(0.0)}
     late = QueueLine(places={7: 1}, held=(55.0,))  # held longer than most: it ends any moment
-    assert slot_waits(FlowRun(slots=1), steps, late) == {7: pytest.approx(0.0)}
+    assert waits_in_line(late, 40.0, 1) == {7: pytest.approx(0.0)}
     far = QueueLine(places={7: 10**4})
-    assert slot_waits(FlowRun(), steps, far)[7] == 86_400.0  # capped at a day
+    assert waits_in_line(far, 40.0, 1)[7] == 86_400.0  # capped at a day
+
+
+@pytest.mark.django_db
+def test_the_holding_is_measured_over_the_whole_line_and_the_slots_are_the_smaller_cap(
+    alice: Any, bob: Any, target_dir: Path
+):
+    """Three grants held 120 s in all, two in alice's run and one in bob's: a grant keeps
+    its slot 40 s, for both runs alike. A run capped at three slots on a server with two
+    counts two."""
+    mine = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    theirs = launch_run(flow="code-review", target=str(target_dir), owner=bob)
+    FlowStep.objects.filter(id=mine.steps.first().id).update(held_seconds=100.0, grants=2)
+    FlowStep.objects.filter(id=theirs.steps.first().id).update(held_seconds=20.0, grants=1)
+    assert hold_seconds(mine) == pytest.approx(40.0) == hold_seconds(theirs)
+    FlowRun.objects.filter(id=mine.id).update(slots=3, server_slots=2)
+    mine.refresh_from_db()
+    line = QueueLine(places={7: 3, 8: 1})
+    assert slot_waits(mine, line) == {7: pytest.approx(40.0), 8: pytest.approx(0.0)}
 
 
 def test_no_estimate_while_the_server_is_unavailable():
     """A turn of the model found its server unavailable: every waiter keeps its place but
     says there is no estimate, however much was measured."""
     line = QueueLine(places={7: 1, 8: 2}, unavailable=True)
-    waits = slot_waits(FlowRun(slots=1), [held(40.0, 1)], line)
+    waits = slot_waits(FlowRun(slots=1), line)
     assert waits == {7: UNAVAILABLE, 8: UNAVAILABLE}
     queued = FlowStep(status=StepStatus.QUEUED, phase=StepPhase.SLOT, wants_slot=True)
     assert step_state(queued, 2, wait=waits[8]).text == (
@@ -461,6 +469,49 @@ def test_every_waiter_has_its_place_and_an_estimated_wait(alice: Any, bob: Any, 
     assert progress_queue_line(other).places == {bobs: 2}, "behind alice's placed step"
     moved = {w: n + (n > 1) for n, w in enumerate(waiters, start=1)}
     assert progress_queue_line(run).places == moved
+    # One line, one measure: across both runs, a later place never waits less.
+    by_place = sorted(
+        (place, wait)
+        for each in (run, other)
+        for step_id, place in progress_queue_line(each).places.items()
+        for wait in [slot_waits(each, progress_queue_line(each))[step_id]]
+    )
+    assert [p for p, _ in by_place] == list(range(1, len(by_place) + 1))
+    assert [w for _, w in by_place] == sorted(w for _, w in by_place), by_place
+
+
+@pytest.mark.django_db
+def test_a_grant_whose_try_failed_is_not_measured(alice: Any, target_dir: Path):
+    """A refused connection holds its slot for moments: counted, an outage would make the
+    line look fast once the server is back. Given back after a failed try, the grant adds
+    nothing; given back after an answered turn, it adds one grant and its seconds."""
+    run, holder, waiters = one_slot_line(alice, target_dir)
+    handed = scheduler.release_slot(holder, "w", run.model, 1, counted=False)
+    assert list(handed) == [waiters[0]]
+    step = FlowStep.objects.get(id=holder)
+    assert (step.grants, step.held_seconds) == (0, 0.0)
+    scheduler.release_slot(waiters[0], "w", run.model, 1)
+    assert FlowStep.objects.get(id=waiters[0]).grants == 1
+
+
+@pytest.mark.django_db
+def test_one_agents_refused_try_does_not_stop_the_estimates_while_others_are_served(
+    alice: Any, target_dir: Path
+):
+    """One agent waits out a 503 (server unavailable) while the holder generates: the server
+    serves, so the line keeps its estimates; once nobody is served, it has none."""
+    run, holder, waiters = one_slot_line(alice, target_dir)
+    measure_turns(holder)
+    refused = waiters[-1]
+    FlowStep.objects.filter(id=refused).update(
+        wants_slot=False, phase=StepPhase.UNAVAILABLE, phase_note="try 1: busy (503)"
+    )
+    scheduler.set_phase(holder, "w", StepPhase.GENERATING)
+    line = progress_queue_line(run)
+    assert not line.unavailable
+    assert all(wait < UNAVAILABLE for wait in slot_waits(run, line).values())
+    scheduler.set_phase(holder, "w", StepPhase.FIRST_BYTE)
+    assert progress_queue_line(run).unavailable
 
 
 @pytest.mark.django_db

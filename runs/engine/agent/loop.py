@@ -194,14 +194,20 @@ class ModelSlot:
         # Every turn: the row now says "waiting for the server's first byte" (the grant).
         await publish_step_changed(self.ctx.run_id, self.ctx.step_id)
 
-    async def release(self, *, tools: str | None = None) -> None:
+    async def release(self, *, tools: str | None = None, failed: bool = False) -> None:
         """Give the slot back; call only once the turn's request is closed. `tools` names
-        the calls the step runs next."""
+        the calls the step runs next; `failed`: the try on this grant failed (its holding is
+        not what a turn costs: scheduler.release_slot)."""
         if not self.held:
             return
         self.held = False
         handed_to = await db_async(scheduler.release_slot)(
-            self.ctx.step_id, self.ctx.worker, self.model.model_id, self.caps, tools=tools
+            self.ctx.step_id,
+            self.ctx.worker,
+            self.model.model_id,
+            self.caps,
+            tools=tools,
+            counted=not failed,
         )
         self.waiters.granted(handed_to)
         if tools is not None:
@@ -231,7 +237,7 @@ class ModelSlot:
         """The slot's endpoint went away: marked down first (so the slot given back is not
         handed to anyone there), then the slot goes back."""
         await self.backends.servers.endpoint_lost(self.model, self.endpoint, reason)
-        await self.release()
+        await self.release(failed=True)
 
     async def _wait(self) -> bool:
         """Returns once the slot is ours; True when we had to queue for it."""
@@ -295,12 +301,12 @@ async def turn_on_slot(
         except Backoff as exc:
             # The request is closed and the row says "retrying" (until when): only the slot
             # changes hands. A cancel during the wait finds it given back already.
-            await asyncio.shield(slot.release())
+            await asyncio.shield(slot.release(failed=True))
             await asyncio.sleep(exc.delay)
         except BaseException as exc:
             # The request is closed by now (the stream was closed on the way out): only then
-            # may the slot go to the next in line.
-            await asyncio.shield(slot.release())
+            # may the slot go to the next in line. A turn cut short is no measure of a turn.
+            await asyncio.shield(slot.release(failed=True))
             if isinstance(exc, GaveUp):
                 raise await slot.gave_up(exc, tries) from None
             raise

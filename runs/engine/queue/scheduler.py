@@ -246,12 +246,17 @@ def queue_positions(model: str, step_ids: Sequence[int]) -> dict[int, int]:
     return queue_line(model, step_ids).places
 
 
+# The phases of a slot holder the server is answering (a response flows, or the holder runs
+# quick tools between two answered turns).
+SERVED = frozenset({StepPhase.PREFILL, StepPhase.GENERATING, StepPhase.TOOL})
+
+
 @dataclass(frozen=True, kw_only=True)
 class QueueLine:
     """A model's line for its slots as the views read it: `places` (queue_positions) for the
     waiters asked about; `held`, the seconds each of the model's holders has held its slot so
-    far; `unavailable`, whether a step of the model found its server unavailable (a turn
-    failing there: nobody's wait can be estimated then)."""
+    far; `unavailable`, whether a step of the model found its server unavailable while no
+    holder is being served (nobody's wait can be estimated then)."""
 
     places: dict[int, int]
     held: tuple[float, ...] = ()
@@ -276,7 +281,10 @@ def _line(cursor: CursorWrapper, params: dict[str, Any], step_ids: Sequence[int]
         held=tuple(
             max(0.0, (now - row[5]).total_seconds()) if row[5] else 0.0 for row in rows if row[4]
         ),
-        unavailable=any(row[6] == StepPhase.UNAVAILABLE for row in rows),
+        # Unavailable for everyone only while nobody is being served: one agent's 503 while
+        # the server streams to others is that agent's wait, not the line's.
+        unavailable=any(row[6] == StepPhase.UNAVAILABLE for row in rows)
+        and not any(row[4] and row[6] in SERVED for row in rows),
     )
 
 
@@ -309,10 +317,18 @@ def projected_places(waiters: Sequence[tuple[int, int, bool]]) -> dict[int, int]
 
 
 def release_slot(
-    step_id: int, worker: str, model: str, slots: Slots, *, tools: str | None = None
+    step_id: int,
+    worker: str,
+    model: str,
+    slots: Slots,
+    *,
+    tools: str | None = None,
+    counted: bool = True,
 ) -> Handed:
     """Give back this step's slot once its request is closed, and hand it to the next in line;
-    `tools` names the tool calls the step runs next (its phase says so meanwhile).
+    `tools` names the tool calls the step runs next (its phase says so meanwhile). `counted`
+    false: the turn failed on this grant, which then does not enter the holding measured
+    for wait estimates (runs.waits).
 
     Returns the steps that now hold a slot they asked for (and where); their worker may start
     their turn without asking again. A step holds a slot only while the model works for it,
@@ -321,6 +337,7 @@ def release_slot(
     """
     params = _slot_params(model, step=step_id, worker=worker)
     params["tools"] = clean_text(tools or "")[:300]
+    params["counted"] = counted
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_model_slots(cursor, model)
         cursor.execute(slotsql.RELEASE if tools is None else slotsql.RELEASE_FOR_TOOLS, params)

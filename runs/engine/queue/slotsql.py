@@ -100,11 +100,14 @@ PROMOTE = f"""{LIVE},
     FROM joining j WHERE s.id = j.id
 """
 # Give this step's slot back (its request is closed), adding how long it held it to its
-# sums; `RELEASE_FOR_TOOLS` also says its tools run now.
+# sums unless the turn failed there (`counted` false: a refused connection holds a slot for
+# moments, and a line that moves at the server's pace would look fast after an outage);
+# `RELEASE_FOR_TOOLS` also says its tools run now.
 _HELD = """holds_slot = false, wants_slot = false, slot_at = NULL,
-        held_seconds = held_seconds + CASE WHEN holds_slot AND slot_at IS NOT NULL
+        held_seconds = held_seconds + CASE WHEN %(counted)s AND holds_slot AND slot_at IS NOT NULL
             THEN greatest(0, extract(epoch FROM %(now)s - slot_at)) ELSE 0 END,
-        grants = grants + CASE WHEN holds_slot AND slot_at IS NOT NULL THEN 1 ELSE 0 END"""
+        grants = grants + CASE WHEN %(counted)s AND holds_slot AND slot_at IS NOT NULL
+            THEN 1 ELSE 0 END"""
 RELEASE = f"""
     UPDATE flow_steps SET {_HELD}
     WHERE id = %(step)s AND lease_owner = %(worker)s
