@@ -6,10 +6,10 @@ Derived from what the database already holds, nothing recorded for it:
   granted (`started_at`), first byte (`first_token_at`), `finished_at`;
 - the stored events' kinds and times (`agent_events.created_at`), read through the partial
   index of the few events that are not model text: tool calls and results bound the time
-  spent in tools, a `queued` status then a `running` one bound a wait for the model slot
-  between turns, a `retrying` or `unavailable` status starts the wait its `delay` names
-  before the next try, and the first text after a tool result or a retry marks that turn's
-  first byte;
+  spent in tools, a `queued` status (the agent joined its model's line) starts a wait for
+  the model slot and a `waiting_first_byte` one (the grant) ends it, a `retrying` or
+  `unavailable` status starts the wait its `delay` names before the next try, and the first
+  text after a tool result, a grant or a retry marks that turn's first byte;
 - earlier attempts of a step from their sessions (opened at the claim, last checkpoint).
 
 Events are written in batches (one INSERT at most every 40 ms per step), so a boundary
@@ -43,7 +43,12 @@ NOT_BUSY = frozenset({"waiting", "idle"})
 OCCASIONAL = frozenset({"earlier", "idle", "retrying"})  # in the legend only when drawn
 # The statuses of a failed try (runs.engine.agent.turn): the next try waits `delay` seconds.
 RETRY_STATES = ("retrying", "unavailable")
+# The slot's statuses (runs.engine.agent.loop.ModelSlot): the agent joined the line (again
+# as its place moves), and the slot was granted after a wait (or for the attempt's first turn).
+SLOT_WAIT, SLOT_GRANTED = "queued", "waiting_first_byte"
 MODEL_OUTPUT = ("text", "reasoning")
+# Statuses that only come once the model answers: the attempt's first byte, a tool call's name.
+ANSWERING = ("running", "calling")
 # Axis steps in seconds; the first that gives at most MAX_TICKS intervals is used.
 TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
 MAX_TICKS = 6
@@ -52,9 +57,10 @@ MAX_TICKS = 6
 VISIBLE_SHARE = 0.002
 
 # The marks: every event that is not model text (few, through agent_event_mark_idx), and
-# for a tool result, a `running` status or a failed try's status, the event right after it in
-# its attempt (seq + 1, one lookup in the unique index): its time is the next turn's (or try's)
-# first byte when it is text.
+# for a tool result, a `running` status, a slot's grant or a failed try's status, the event
+# right after it in its attempt (seq + 1, one lookup in the unique index): its time is the
+# next turn's (or try's) first byte when it is text, and a `queued` one says the agent waits
+# for the slot again.
 _MARKS = """
     SELECT m.step_id, m.session_id, m.kind, m.created_at, m.payload->>'state',
            m.payload->>'delay', nxt.kind, nxt.created_at, nxt.state
@@ -65,7 +71,8 @@ _MARKS = """
         SELECT a.kind, a.created_at, a.payload->>'state' AS state FROM agent_events a
         WHERE a.session_id = m.session_id AND a.seq = m.seq + 1 LIMIT 1
     ) nxt ON m.kind = 'tool_result'
-        OR (m.kind = 'status' AND m.payload->>'state' IN ('running', 'retrying', 'unavailable'))
+        OR (m.kind = 'status' AND m.payload->>'state' IN
+            ('running', 'retrying', 'unavailable', 'waiting_first_byte'))
     WHERE m.step_id = ANY(%s) AND m.kind NOT IN ('text', 'reasoning')
     ORDER BY m.step_id, m.id
 """
@@ -344,7 +351,12 @@ class _Cursor:
         t = moment if isinstance(moment, float) else self.seconds(moment)
         t = min(max(t, self.at), self.end)
         if t > self.at:
-            self.segments.append(Segment(kind=self.kind, start=self.at, end=t))
+            last = self.segments[-1] if self.segments else None
+            if last is not None and last.kind == self.kind and last.end == self.at:
+                # The same stretch goes on (a place in line moved): one segment, not slivers.
+                self.segments[-1] = Segment(kind=self.kind, start=last.start, end=t)
+            else:
+                self.segments.append(Segment(kind=self.kind, start=self.at, end=t))
         self.at, self.kind = t, kind
 
 
@@ -380,10 +392,11 @@ def _lane(
                 if step.first_token_at is not None
                 else end
             )
-            for mark in mine:  # the first turn's failed tries, before its first byte
-                retried = mark.kind == "status" and mark.state in RETRY_STATES
-                if retried and cursor.seconds(mark.at) < first_byte:
-                    _retry_wait(cursor, mark)
+            first_grant = cursor.seconds(step.started_at)
+            for mark in mine:  # the first turn's failed tries and slot waits, before its byte
+                # A mark before the first grant belongs to the claim's wait, drawn already.
+                if first_grant <= cursor.seconds(mark.at) < first_byte:
+                    _first_turn(cursor, mark)
             if step.first_token_at is not None:
                 cursor.to(step.first_token_at, "model")
                 _model_phase(cursor, mine, first_byte)
@@ -401,9 +414,21 @@ def _lane(
 _NOT_STARTED = frozenset({StepStatus.PENDING, StepStatus.READY})
 
 
+def _first_turn(cursor: _Cursor, mark: Mark) -> None:
+    """Before the attempt's first byte: its slot waits and grants, its failed tries."""
+    if mark.kind != "status":
+        return
+    if mark.state == SLOT_WAIT:
+        cursor.to(mark.at, "queued")
+    elif mark.state == SLOT_GRANTED:
+        _granted(cursor, mark)
+    elif mark.state in RETRY_STATES:
+        _retry_wait(cursor, mark)
+
+
 def _model_phase(cursor: _Cursor, marks: list[Mark], first_byte: float) -> None:
-    """From the first byte on: tools between a call and its result, slot waits between a
-    `queued` and a `running` status, first-byte waits up to a later turn's first text."""
+    """From the first byte on: tools between a call and its result, slot waits from a
+    `queued` status to the grant, first-byte waits up to a later turn's first text."""
     for mark in marks:
         if cursor.seconds(mark.at) < first_byte:
             continue  # the first turn's own statuses, before its first byte
@@ -411,30 +436,56 @@ def _model_phase(cursor: _Cursor, marks: list[Mark], first_byte: float) -> None:
             cursor.to(mark.at, "tools")
         elif mark.kind == "tool_result":
             _after_a_wait(cursor, mark)
-        elif mark.kind == "status" and mark.state == "queued":
+        elif mark.kind == "status" and mark.state == SLOT_WAIT:
             cursor.to(mark.at, "queued")
+        elif mark.kind == "status" and mark.state == SLOT_GRANTED:
+            _granted(cursor, mark)
         elif mark.kind == "status" and mark.state == "running" and cursor.kind == "queued":
-            _after_a_wait(cursor, mark)
+            _after_a_wait(cursor, mark)  # a run recorded without grants between turns
         elif mark.kind == "status" and mark.state in RETRY_STATES:
             _retry_wait(cursor, mark)
-            if mark.next_state not in RETRY_STATES:  # else that try failed too: its own mark
-                _after_a_wait(cursor, mark, cursor.at)
+
+
+def _answers_next(mark: Mark) -> bool:
+    """The event right after `mark` shows the model answering: its time is a first byte."""
+    if mark.next_at is None:
+        return False
+    return mark.next_kind in MODEL_OUTPUT or (
+        mark.next_kind == "status" and mark.next_state in ANSWERING
+    )
+
+
+def _granted(cursor: _Cursor, mark: Mark) -> None:
+    """The slot was granted at `mark`: the turn waits for its first byte from there."""
+    cursor.to(mark.at, "first-byte")
+    if _answers_next(mark):
+        cursor.to(mark.next_at, "model")
 
 
 def _retry_wait(cursor: _Cursor, mark: Mark) -> None:
-    """A try failed at `mark`: its delay is the retry's wait, then the next try waits for
-    its first byte (a server that was down may take the whole delay and more)."""
+    """A try failed at `mark`: its delay is the retry's wait, and no more. Then the agent
+    waits for the slot it gave back for the backoff when a `queued` status comes next, else
+    the next try waits for its first byte (a server that was down may take the whole delay
+    and more), unless it failed too (its own mark)."""
     cursor.to(mark.at, "retrying")
-    cursor.to(cursor.seconds(mark.at) + mark.delay, "first-byte")
+    due = cursor.seconds(mark.at) + mark.delay
+    if mark.next_kind == "status" and mark.next_state == SLOT_WAIT:
+        cursor.to(due, "queued")
+        return
+    cursor.to(due, "first-byte")
+    if _answers_next(mark):
+        cursor.to(mark.next_at, "model")
 
 
 def _after_a_wait(cursor: _Cursor, mark: Mark, start: float | None = None) -> None:
     """The model's turn starts after `mark` (or at `start`): at its first text, if that
-    comes next."""
+    comes next; a `queued` status next means it waits for the slot first."""
     begin = cursor.seconds(mark.at) if start is None else start
     if mark.next_kind in MODEL_OUTPUT and mark.next_at is not None:
         cursor.to(begin, "first-byte")
         cursor.to(mark.next_at, "model")
+    elif mark.next_kind == "status" and mark.next_state == SLOT_WAIT:
+        cursor.to(begin, "queued")
     else:
         cursor.to(begin, "model")
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from runs import timeline
 from runs.demo.faults import fault_plan
 from runs.demo.scripts import marker
 from runs.demo.server import ScriptedModelServer
@@ -160,6 +161,57 @@ def test_a_waiting_agent_takes_the_slot_and_finishes_its_turn_while_the_holder_b
     said = AgentEvent.objects.filter(step_id=holder.step_id, kind="status")
     [unavailable] = said.filter(payload__state="unavailable")
     assert (unavailable.payload["attempt"], unavailable.payload["delay"]) == (1, 1.0)
+
+
+def test_the_timeline_draws_a_slot_wait_after_a_backoff_as_a_slot_wait(
+    settings: Any, scripted_model: ScriptedModelServer, alice: Any, target_dir: Path
+):
+    """One slot. Security generates a turn; its next turn meets a 503 (Retry-After 1 s), and
+    the slot goes to Correctness, which keeps it until Security has come back and joined
+    the line. Security's lane reads: generating, retrying (the backoff), waiting for a model
+    slot, waiting for the first byte (from the grant on), generating; never the slot wait as
+    a wait for the first byte."""
+    settings.ORCHESTRATOR_SLOTS = 1
+    # The first text comes a little after each grant, so the two are never one batch.
+    scripted_model.first_byte_delay = 0.2
+    run = launch_run(flow="code-review", target=str(target_dir), owner=alice)
+    holder, waiter = claim(run, "security", "correctness")
+
+    async def go() -> None:
+        factory, waiters = BackendFactory(), SlotWaiters()
+        try:
+            first = await Agent.open(holder, factory, waiters)
+            second = await Agent.open(waiter, factory, waiters)
+            for agent in (first, second):
+                agent.sink.start()  # written as they go, as the engine does: the marks' times
+            await first.turn()  # generates, and keeps its slot
+            scripted_model.faults = fault_plan("http_503:role=security:times=1:seconds=1")
+
+            async def waiting_turn() -> None:
+                await second.turn()
+                # Held until Security, back from its backoff, waits for it.
+                while not await db_async(_waits)(holder.step_id):
+                    await asyncio.sleep(0.02)
+                await second.slot.release()
+
+            waiting = asyncio.create_task(waiting_turn())
+            while not await db_async(_waits)(waiter.step_id):
+                await asyncio.sleep(0.02)
+            await first.turn()
+            await first.slot.release()
+            await waiting
+            for agent in (first, second):
+                await agent.sink.close()
+        finally:
+            await factory.aclose()
+            await asyncio.to_thread(close_pool)
+
+    asyncio.run(go())
+    said = [e.payload.get("state") for e in AgentEvent.objects.filter(step_id=holder.step_id)]
+    lane = next(lane for lane in timeline.build(run).lanes if lane.step.key == "security")
+    drawn = [segment.kind for segment in lane.segments]
+    print(f"security said {said}; its lane: {drawn}")
+    assert drawn[drawn.index("model") :] == ["model", "retrying", "queued", "first-byte", "model"]
 
 
 def _waits(step_id: int) -> bool:

@@ -203,6 +203,66 @@ class TestLanes:
         ]
         assert dict(line.legend)["retrying"] == labels.STRETCH_WORDS["retrying"]
 
+    def test_a_slot_wait_after_the_first_turns_backoff_is_queued_then_first_byte_from_the_grant(
+        self, alice, target_dir
+    ):
+        """The first try fails at 2 (1 s); the slot it gave back is taken: it joins the line at
+        3, moves up at 5, is granted at 8, and its first byte comes at 9."""
+        run = make_run(alice, str(target_dir))
+        step = make_step(
+            run, "security", 0, queued_at=0, started_at=1, first_token_at=9, finished_at=10
+        )
+        add_events(
+            step,
+            [
+                (1, "status", {"state": "waiting_first_byte"}),
+                (2, "status", {"state": "unavailable", "delay": 1.0, "attempt": 1}),
+                (3, "status", {"state": "queued", "position": 2}),
+                (5, "status", {"state": "queued", "position": 1}),
+                (8, "status", {"state": "waiting_first_byte"}),
+                (9, "status", {"state": "running"}),
+                (9.1, "text", {"text": "found"}),
+            ],
+        )
+        line = timeline.build(run)
+        assert kinds(line.lanes[0]) == [
+            ("queued", 0, 1),
+            ("first-byte", 1, 2),
+            ("retrying", 2, 3),
+            ("queued", 3, 8),
+            ("first-byte", 8, 9),
+            ("model", 9, 10),
+        ]
+        assert dict(line.critical_totals)["first-byte"] == pytest.approx(2)
+
+    def test_a_slot_wait_between_turns_ends_at_the_grant(self, alice, target_dir):
+        """After the tools the agent waits for the slot (3 to 6), then for its first byte;
+        the `running` status came once, in the first turn."""
+        run = make_run(alice, str(target_dir))
+        step = make_step(
+            run, "security", 0, queued_at=0, started_at=0, first_token_at=1, finished_at=10
+        )
+        add_events(
+            step,
+            [
+                (0, "status", {"state": "waiting_first_byte"}),
+                (1, "status", {"state": "running"}),
+                (2, "tool_call", {}),
+                (3, "tool_result", {}),
+                (3.1, "status", {"state": "queued", "position": 1}),
+                (6, "status", {"state": "waiting_first_byte"}),
+                (7, "text", {"text": "more"}),
+            ],
+        )
+        assert kinds(timeline.build(run).lanes[0]) == [
+            ("first-byte", 0, 1),
+            ("model", 1, 2),
+            ("tools", 2, 3),
+            ("queued", 3, 6),
+            ("first-byte", 6, 7),
+            ("model", 7, 10),
+        ]
+
     def test_retries_in_a_later_turn_each_wait_their_own_delay(self, alice, target_dir):
         """A later turn's server goes away at 5 (1 s), again at 6.5 (2 s); text again at 9.5."""
         run = make_run(alice, str(target_dir))

@@ -116,3 +116,28 @@ def test_a_pane_of_twenty_agents_stays_readable_at_the_workspace_width(
     shown = page.locator("[data-testid=run-elapsed]").inner_text()
     assert shown == duration(elapsed, tenths=True) and " min " in shown, shown
     page.screenshot(path=str(screenshot_dir() / "pane-20-agents.png"), full_page=True)
+    assert labels_inside_the_card(page), "at 550 px"
+    # At 1280 the lanes' totals ("2 min 9 s") stay inside the timeline's card too.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{server}/runs/{run.id}/")
+    assert labels_inside_the_card(page), "at 1280 px"
+
+
+def labels_inside_the_card(page: Any) -> bool:
+    """Every lane's total ends inside the timeline card's border (a label that overflows its
+    column pokes out on the right)."""
+    edges = page.locator(".timeline-box").evaluate(
+        """box => {
+            const right = box.getBoundingClientRect().right
+                - parseFloat(getComputedStyle(box).borderRightWidth);
+            return [...box.querySelectorAll(".tl-total")].map((label) => {
+                const range = document.createRange();
+                range.selectNodeContents(label);
+                return [label.textContent, range.getBoundingClientRect().right, right];
+            });
+        }"""
+    )
+    assert edges and any(text for text, _, _ in edges), edges
+    outside = [(text, end, right) for text, end, right in edges if end > right - 1]
+    assert not outside, outside
+    return True
