@@ -116,7 +116,7 @@ def watch(runs: list[Any], waits: dict[int, list[Wait]], now: float) -> tuple[bo
         done = done and run.finished_at is not None
         steps = list(run.steps.all())
         line = progress.queue_line(run)
-        shown = estimates.slot_waits(run, steps, line)
+        shown = estimates.slot_waits(run, line)
         before = old_estimates(run, steps)
         places += line.places.values()
         for step in steps:
