@@ -69,3 +69,27 @@ def test_a_run_without_failures_has_no_list_under_the_table():
         MethodFacts(flow="f", band="small", fast=False, model="m", agents=[line("a", "succeeded")])
     )
     assert text.splitlines()[-1].startswith("| a | succeeded |")
+
+
+def test_the_decode_speed_reads_as_the_pane_and_the_cli_say_it():
+    """One rule for a speed (flows.report.rate): a demo model's 76,977 tok/s is 77k here as
+    in the pane and the CLI, a real model's 42.46 is 42.5, and nothing generated is a dash."""
+    text = render_method(
+        MethodFacts(
+            flow="code-review",
+            band="small",
+            fast=False,
+            model="m",
+            agents=[
+                line("correctness", "succeeded", decode_rate=76_976.9),
+                line("security", "succeeded", decode_rate=42.46),
+                line("tests", "failed", error="boom", tokens_out=0, decode_rate=0.0),
+            ],
+        )
+    )
+    cells = {
+        row.split("|")[1].strip(): row.split("|")[7].strip()
+        for row in text.splitlines()
+        if row.startswith("| ") and not row.startswith("| agent")
+    }
+    assert cells == {"correctness": "77k", "security": "42.5", "tests": "-"}, cells
