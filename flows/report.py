@@ -333,6 +333,20 @@ def render_report(*, verdict: Verdict, body: str, method: MethodFacts) -> str:
     return "\n".join(parts).strip() + "\n"
 
 
+def rate(tokens_per_second: float | None) -> str:
+    """A speed in tokens per second, as wide as its precision needs: 42.5; 312; 2,480; 31k
+    (a demo model's tens of thousands fit the pane's cell at every width). Nothing generated
+    (a speed of 0) or nothing measured is "" (a dash where it is shown), never "0.0". The
+    one rule for a speed: the Method table here, the pane, the CLI (runs.labels)."""
+    if tokens_per_second is None or not 0 < tokens_per_second < 1e12:
+        return ""
+    if tokens_per_second < 100:
+        return f"{tokens_per_second:.1f}"
+    if tokens_per_second < 10_000:
+        return f"{tokens_per_second:,.0f}"
+    return f"{tokens_per_second / 1000:,.0f}k"
+
+
 def render_method(method: MethodFacts) -> str:
     lines = [
         "## Method",
@@ -360,9 +374,8 @@ def render_method(method: MethodFacts) -> str:
             reasons.append(f"- {a.key}: answer cut off at the output limit")
         spent = f"{_or(a.spent_in, a.tokens_in)}/{_or(a.spent_out, a.tokens_out)}"
         cache = f"{a.cache_reuse:.0%}" if a.cache_reuse is not None else "-"
-        generated = a.tokens_out and a.decode_rate is not None and a.decode_rate > 0
         # The unit is in the header: a cell of one number never wraps onto two lines.
-        speed = f"{a.decode_rate:.1f}" if generated else "-"
+        speed = (rate(a.decode_rate) if a.tokens_out else "") or "-"
         lines.append(
             f"| {a.key} | {status} | {a.attempts} | {a.tokens_in}/{a.tokens_out} | {spent} "
             f"| {cache} | {speed} | {a.tool_calls} | {a.citations_verified}/{a.citations_broken} "

@@ -115,19 +115,6 @@ def duration(seconds: float | None, *, tenths: bool = False) -> str:
     return f"{hours} h {rest // 60:02d} min"
 
 
-def rate(tokens_per_second: float | None) -> str:
-    """A speed in tokens per second, as wide as its precision needs: 42.5; 312; 2,480; 31k
-    (a demo model's tens of thousands fit the pane's cell at every width). Nothing generated
-    (a speed of 0) or nothing measured is "" (the pane shows a dash), never "0.0"."""
-    if tokens_per_second is None or not 0 < tokens_per_second < 1e12:
-        return ""
-    if tokens_per_second < 100:
-        return f"{tokens_per_second:.1f}"
-    if tokens_per_second < 10_000:
-        return f"{tokens_per_second:,.0f}"
-    return f"{tokens_per_second / 1000:,.0f}k"
-
-
 def ordinal(n: int) -> str:
     """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st..."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")

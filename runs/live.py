@@ -15,6 +15,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from flows.report import rate as rate_words
 from runs import evidence, timeline, waits
 from runs.engine.agent.counters import CacheSaving
 from runs.engine.queue import fairness
@@ -26,9 +27,6 @@ from runs.labels import (
     run_state,
     step_state,
     waiting_on,
-)
-from runs.labels import (
-    rate as rate_words,
 )
 from runs.models import (
     ACTIVE_STEP,

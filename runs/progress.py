@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from flows.report import rate
 from runs import waits
 from runs.engine.queue import fairness, scheduler
-from runs.labels import State, rate, run_state, step_state, waiting_on
+from runs.labels import State, run_state, step_state, waiting_on
 from runs.models import ACTIVE_STEP, FlowRun, FlowStep, StepPhase, StepStatus
 
 __all__ = [

@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from flows.report import rate
 from runs.demo.faults import fault_plan
 from runs.engine.target.tools import ReadOnlyTools
 from runs.models import AgentEvent, FlowRun, FlowStep, RunStatus, StepStatus
@@ -95,7 +96,7 @@ def test_each_turn_reports_its_prompt_cache_reuse_and_decode_speed(
     assert numbers.cache_reuse is not None and 0 < numbers.cache_reuse < 1
     assert numbers.decode_rate is not None and numbers.decode_rate > 0
     row = next(line for line in run.report.splitlines() if line.startswith("| security |"))
-    assert f"| {numbers.cache_reuse:.0%} | {numbers.decode_rate:.1f} |" in row
+    assert f"| {numbers.cache_reuse:.0%} | {rate(numbers.decode_rate)} |" in row
     line = step_line(security)
     assert numbers.cache in line and numbers.speed in line
     print(f"security: {line}")

@@ -17,21 +17,16 @@ def line(key: str, status: str, **extra) -> AgentLine:
     return AgentLine(key=key, role=key, status=status, **values)
 
 
-def method() -> str:
-    return render_method(
-        MethodFacts(
-            flow="code-review",
-            band="small",
-            fast=False,
-            model="m",
-            agents=[
-                line("correctness", "succeeded", decode_rate=42.46),
-                line("tests", "failed", error=LONG, tokens_out=0, decode_rate=0.0),
-                line("security", "skipped", error="# depends on tests, which failed"),
-                line("synthesis", "succeeded", truncated=True),
-            ],
-        )
-    )
+def method(agents: list[AgentLine] | None = None) -> str:
+    if agents is None:
+        agents = [
+            line("correctness", "succeeded", decode_rate=42.46),
+            line("tests", "failed", error=LONG, tokens_out=0, decode_rate=0.0),
+            line("security", "skipped", error="# depends on tests, which failed"),
+            line("synthesis", "succeeded", truncated=True),
+        ]
+    facts = MethodFacts(flow="code-review", band="small", fast=False, model="m", agents=agents)
+    return render_method(facts)
 
 
 def test_a_failed_agents_reason_is_under_the_table_not_in_its_cell():
@@ -69,3 +64,21 @@ def test_a_run_without_failures_has_no_list_under_the_table():
         MethodFacts(flow="f", band="small", fast=False, model="m", agents=[line("a", "succeeded")])
     )
     assert text.splitlines()[-1].startswith("| a | succeeded |")
+
+
+def test_the_decode_speed_reads_as_the_pane_and_the_cli_say_it():
+    """One rule for a speed (flows.report.rate): a demo model's 76,977 tok/s is 77k here as
+    in the pane and the CLI, a real model's 42.46 is 42.5, and nothing generated is a dash."""
+    text = method(
+        [
+            line("correctness", "succeeded", decode_rate=76_976.9),
+            line("security", "succeeded", decode_rate=42.46),
+            line("tests", "failed", error="boom", tokens_out=0, decode_rate=0.0),
+        ]
+    )
+    cells = {
+        row.split("|")[1].strip(): row.split("|")[7].strip()
+        for row in text.splitlines()
+        if row.startswith("| ") and not row.startswith("| agent")
+    }
+    assert cells == {"correctness": "77k", "security": "42.5", "tests": "-"}, cells

@@ -1,5 +1,5 @@
 """A speed is as wide as its precision needs: the pane's rate cell holds a demo model's tens of
-thousands of tokens per second at every width (runs.labels.rate owns the rule)."""
+thousands of tokens per second at every width (flows.report.rate owns the rule: the pane, the CLI and the Method table)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from runs import labels
+from flows.report import rate
 from runs.models import FlowStep
 
 
@@ -29,7 +29,7 @@ from runs.models import FlowStep
     ],
 )
 def test_a_speed_in_words(speed, words):
-    assert labels.rate(speed) == words
+    assert rate(speed) == words
 
 
 @pytest.mark.django_db
